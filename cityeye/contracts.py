@@ -1,0 +1,259 @@
+"""The data contracts every CityEye stage shares.
+
+One module so that the gateway, the stream processors, the sinks and the
+simulators agree on topic names, payload shapes, units and identifiers.
+See ``docs/contracts.md`` for the prose version.
+
+MQTT
+    Topic ``cityeye/<district>/<kind>/<sensor_id>``; ``kind`` is one of
+    :data:`KINDS`. Payload: JSON ``{"ts": <RFC 3339 string | epoch ms>,
+    "values": {...}}`` or a JSON array of such objects (a device's batch).
+
+Kafka
+    ``readings.<kind>`` keyed by sensor id (a :class:`Reading` as JSON),
+    ``readings.deadletter`` (a :class:`DeadLetter`), ``alerts.events`` keyed
+    by alert id (an :class:`AlertEvent`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+__all__ = [
+    "KINDS",
+    "FIELDS",
+    "SEVERITIES",
+    "SEVERITY_RANK",
+    "MQTT_TOPIC_FILTER",
+    "TOPIC_READINGS",
+    "TOPIC_DEADLETTER",
+    "TOPIC_ALERTS",
+    "TOPIC_PARTITIONS",
+    "FieldSpec",
+    "Reading",
+    "DeadLetter",
+    "AlertEvent",
+    "readings_topic",
+    "all_topics",
+    "mqtt_topic",
+    "alert_id_for",
+    "format_ts",
+    "parse_ts",
+    "to_json",
+]
+
+#: Sensor kinds, each with its own Kafka topic.
+KINDS: tuple[str, ...] = ("water_level", "traffic", "weather")
+
+#: Warning severities, lowest first (China's four-colour warning signals).
+SEVERITIES: tuple[str, ...] = ("blue", "yellow", "orange", "red")
+SEVERITY_RANK: dict[str, int] = {s: i + 1 for i, s in enumerate(SEVERITIES)}
+
+MQTT_TOPIC_FILTER = "cityeye/+/+/+"
+
+TOPIC_READINGS = "readings.{kind}"
+TOPIC_DEADLETTER = "readings.deadletter"
+TOPIC_ALERTS = "alerts.events"
+
+#: Partition counts; topics are pre-created with these (never auto-created).
+TOPIC_PARTITIONS: dict[str, int] = {
+    **{TOPIC_READINGS.format(kind=k): 4 for k in KINDS},
+    TOPIC_DEADLETTER: 1,
+    TOPIC_ALERTS: 4,
+}
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A known quantity: its unit is in its name, its physical range here.
+
+    Values outside ``[low, high]`` are physically impossible for the kind and
+    are rejected by the gateway (a dead letter, not a reading).
+    """
+
+    name: str
+    low: float
+    high: float
+    description: str
+
+
+#: Known quantities per kind. Unknown fields are kept (not rejected) but are
+#: only checked for being finite numbers.
+FIELDS: dict[str, dict[str, FieldSpec]] = {
+    "water_level": {
+        "level_m": FieldSpec("level_m", -50.0, 500.0, "water level above gauge datum, m"),
+    },
+    "traffic": {
+        "speed_kmh": FieldSpec("speed_kmh", 0.0, 300.0, "mean speed, km/h"),
+        "flow_vph": FieldSpec("flow_vph", 0.0, 20000.0, "flow, vehicles per hour"),
+        "occupancy_pct": FieldSpec("occupancy_pct", 0.0, 100.0, "lane occupancy, %"),
+    },
+    "weather": {
+        "rain_mm": FieldSpec("rain_mm", 0.0, 500.0, "rain since the previous reading, mm"),
+        "temp_c": FieldSpec("temp_c", -60.0, 65.0, "air temperature, degC"),
+        "wind_ms": FieldSpec("wind_ms", 0.0, 120.0, "mean wind speed, m/s"),
+        "gust_ms": FieldSpec("gust_ms", 0.0, 150.0, "gust speed, m/s"),
+        "humidity_pct": FieldSpec("humidity_pct", 0.0, 100.0, "relative humidity, %"),
+    },
+}
+
+
+def readings_topic(kind: str) -> str:
+    """Kafka topic of validated readings of ``kind``."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return TOPIC_READINGS.format(kind=kind)
+
+
+def all_topics() -> dict[str, int]:
+    """Every topic CityEye uses, with its partition count."""
+    return dict(TOPIC_PARTITIONS)
+
+
+def mqtt_topic(district: str, kind: str, sensor_id: str) -> str:
+    return f"cityeye/{district}/{kind}/{sensor_id}"
+
+
+def format_ts(epoch_s: float) -> str:
+    """RFC 3339 UTC with milliseconds, e.g. ``2026-07-01T12:00:00.000Z``."""
+    dt = datetime.fromtimestamp(epoch_s, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def parse_ts(value: Any) -> float:
+    """Epoch seconds from an RFC 3339 string or epoch milliseconds.
+
+    Raises :class:`ValueError` with a reason for anything else (booleans,
+    NaN, naive timestamps without an offset, garbage).
+    """
+    if isinstance(value, bool):
+        raise ValueError("ts must be an RFC 3339 string or epoch milliseconds, not a boolean")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError("ts is not a finite number")
+        return float(value) / 1000.0
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) > 64:
+            raise ValueError("ts string too long")
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"ts {value[:40]!r} is not RFC 3339") from None
+        if dt.tzinfo is None:
+            raise ValueError(f"ts {value[:40]!r} has no UTC offset")
+        return dt.timestamp()
+    raise ValueError(f"ts must be an RFC 3339 string or epoch milliseconds, not {type(value).__name__}")
+
+
+def to_json(obj: Any) -> bytes:
+    """Compact UTF-8 JSON of a contract dataclass (or a plain dict)."""
+    data = asdict(obj) if hasattr(obj, "__dataclass_fields__") else obj
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+@dataclass
+class Reading:
+    """A validated reading, as the gateway writes it to ``readings.<kind>``.
+
+    ``ts`` is the device's measurement time and ``received_at`` the gateway's
+    clock, both epoch seconds; ``values`` holds finite floats only.
+    """
+
+    sensor_id: str
+    kind: str
+    district: str
+    ts: float
+    values: dict[str, float]
+    received_at: float
+    mqtt_topic: str
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> "Reading":
+        d = json.loads(raw)
+        return cls(
+            sensor_id=str(d["sensor_id"]),
+            kind=str(d["kind"]),
+            district=str(d["district"]),
+            ts=float(d["ts"]),
+            values={str(k): float(v) for k, v in d["values"].items()},
+            received_at=float(d["received_at"]),
+            mqtt_topic=str(d.get("mqtt_topic", "")),
+        )
+
+
+@dataclass
+class DeadLetter:
+    """A payload the gateway refused, with the reason, on ``readings.deadletter``.
+
+    ``payload`` is the raw payload decoded as UTF-8 with replacement
+    characters where it was not UTF-8 (``payload_b64`` keeps the exact bytes).
+    """
+
+    mqtt_topic: str
+    reason: str
+    received_at: float
+    payload: str
+    payload_b64: str
+    sensor_id: str | None = None
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> "DeadLetter":
+        return cls(**json.loads(raw))
+
+
+def alert_id_for(sensor_id: str, rule: str, started_at: float) -> str:
+    """Deterministic alert id: same sensor, rule and episode start, same id.
+
+    A replay or a retried computation therefore yields the same id, which
+    downstream consumers use for idempotency.
+    """
+    key = f"{sensor_id}|{rule}|{round(started_at * 1000)}".encode()
+    return hashlib.sha256(key).hexdigest()[:24]
+
+
+@dataclass
+class AlertEvent:
+    """An alert episode's state change, on ``alerts.events`` keyed by ``alert_id``.
+
+    ``state`` is ``firing`` or ``resolved``; ``severity`` one of
+    :data:`SEVERITIES`. ``event_id`` identifies this one change (the alert id
+    plus ``updated_at`` and the state/severity), so it serves as an
+    idempotency key for forwarding.
+    """
+
+    alert_id: str
+    sensor_id: str
+    kind: str
+    district: str
+    rule: str
+    severity: str
+    state: str
+    started_at: float
+    updated_at: float
+    value: float | None
+    threshold: float | None
+    message: str
+    event_id: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITY_RANK:
+            raise ValueError(f"severity {self.severity!r} not in {SEVERITIES}")
+        if self.state not in ("firing", "resolved"):
+            raise ValueError(f"state {self.state!r} must be 'firing' or 'resolved'")
+        if not self.event_id:
+            key = f"{self.alert_id}|{self.state}|{self.severity}|{round(self.updated_at * 1000)}"
+            self.event_id = hashlib.sha256(key.encode()).hexdigest()[:32]
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> "AlertEvent":
+        d = json.loads(raw)
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
