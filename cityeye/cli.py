@@ -1,0 +1,61 @@
+"""``cityeye`` command line: one entry point, one module per subcommand.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)``
+and ``run(args) -> int``; this file only wires them up, importing a
+module when its subcommand is used (so ``cityeye eval`` does not import
+Kafka clients, and a broken optional part cannot break the others).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+__all__ = ["main", "SUBCOMMANDS"]
+
+#: name -> (module, help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("cityeye.run_embedded", "run the whole service on embedded defaults with simulated sensors"),
+    "gateway": ("ingest.command", "run the MQTT -> Kafka ingest gateway"),
+    "worker": ("streams.command", "run the Faust detector worker"),
+    "sinks": ("alerts.sinks.command", "run the alert sinks (InfluxDB writer, webhook forwarder)"),
+    "dispatcher": ("alerts.command", "run the alert lifecycle, dispatch and HTTP API"),
+    "simulate": ("simulators.command", "publish simulated sensor readings over MQTT"),
+    "eval": ("cityeye.evaluation.command", "evaluate detectors (e.g. on the Numenta Anomaly Benchmark)"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cityeye", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = sys.argv[1] if len(sys.argv) > 1 else None
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        if name == wanted:
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    parser = _parser()
+    args, extra = parser.parse_known_args()
+    if extra:
+        parser.error(f"unrecognised arguments: {' '.join(extra)}")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.command:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[args.command][0])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
