@@ -1,0 +1,181 @@
+"""Validated configuration: environment variables and/or a YAML file.
+
+Every setting has a default that works with the embedded stack; anything
+can be overridden by a YAML file (``--config FILE`` or ``CITYEYE_CONFIG``)
+and by environment variables ``CITYEYE_<SECTION>__<FIELD>`` (environment
+wins), e.g. ``CITYEYE_KAFKA__BOOTSTRAP=kafka:9092``,
+``CITYEYE_INFLUX__TOKEN=...``. Secrets are :class:`pydantic.SecretStr`, so
+they never show in logs, reprs or error messages.
+
+The Kafka client tuning lives here, per broker profile: ``kafka`` (Apache
+Kafka defaults) and ``tansu`` (the embedded/test broker: short group
+session so joins are quick, short fetch wait; see docs/kafka-on-tansu.md).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from cityeye.errors import ConfigError
+
+__all__ = [
+    "KafkaSettings",
+    "MqttSettings",
+    "InfluxSettings",
+    "WebhookSettings",
+    "Settings",
+    "load_settings",
+]
+
+
+class KafkaSettings(BaseModel):
+    bootstrap: str = "127.0.0.1:9092"
+    #: ``tansu`` applies the client settings the embedded broker needs.
+    profile: Literal["kafka", "tansu"] = "kafka"
+    #: 1 for Tansu's exact table recovery (see the notes); Kafka: default.
+    client_id_prefix: str = "cityeye"
+    consumer_group_prefix: str = "cityeye"
+
+    @property
+    def session_timeout_s(self) -> float:
+        return 2.0 if self.profile == "tansu" else 10.0
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        return 0.5 if self.profile == "tansu" else 3.0
+
+    @property
+    def fetch_max_wait_ms(self) -> int:
+        return 100 if self.profile == "tansu" else 500
+
+    def consumer_kwargs(self) -> dict[str, Any]:
+        """aiokafka ``AIOKafkaConsumer`` keyword arguments for this profile."""
+        return {
+            "bootstrap_servers": self.bootstrap,
+            "session_timeout_ms": int(self.session_timeout_s * 1000),
+            "heartbeat_interval_ms": int(self.heartbeat_interval_s * 1000),
+            "fetch_max_wait_ms": self.fetch_max_wait_ms,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+        }
+
+    def producer_kwargs(self) -> dict[str, Any]:
+        """aiokafka ``AIOKafkaProducer`` keyword arguments (acks=all, no idempotence on Tansu)."""
+        return {
+            "bootstrap_servers": self.bootstrap,
+            "acks": "all",
+            "enable_idempotence": self.profile == "kafka",
+            "linger_ms": 5,
+        }
+
+
+class MqttSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: str = "cityeye-gateway"
+    topic_filter: str = "cityeye/+/+/+"
+    qos: Literal[0, 1, 2] = 1
+    #: payloads larger than this are dead-lettered unread
+    max_payload_bytes: int = Field(65536, ge=256)
+
+
+class InfluxSettings(BaseModel):
+    enabled: bool = True
+    url: str = "http://127.0.0.1:8086"
+    #: ``v2``: influxdb-client's v2 write API (InfluxDB 1.8+, 2.x, 3.x);
+    #: ``v1``: the 1.x ``/write`` HTTP API.
+    api: Literal["v1", "v2"] = "v2"
+    org: str = "cityeye"
+    bucket: str = "cityeye"
+    token: SecretStr | None = None
+    #: v1 API only
+    database: str = "cityeye"
+    username: str | None = None
+    password: SecretStr | None = None
+    batch_size: int = Field(500, ge=1)
+    flush_interval_s: float = Field(1.0, gt=0)
+
+
+class WebhookSettings(BaseModel):
+    url: str | None = None
+    secret: SecretStr | None = None
+    timeout_s: float = Field(5.0, gt=0)
+    max_attempts: int = Field(8, ge=1)
+    backoff_initial_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(60.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CITYEYE_", env_nested_delimiter="__", extra="forbid")
+
+    kafka: KafkaSettings = KafkaSettings()
+    mqtt: MqttSettings = MqttSettings()
+    influx: InfluxSettings = InfluxSettings()
+    webhook: WebhookSettings = WebhookSettings()
+    #: sensor registry YAML; empty = the bundled demo registry of the simulators
+    registry: str = ""
+    #: where processes keep local state (dispatcher state, detector snapshots)
+    state_dir: str = "var/state"
+    #: worker: how many readings' worth of detector state between snapshots
+    snapshot_every: int = Field(200, ge=1)
+
+    @field_validator("registry")
+    @classmethod
+    def _registry_exists(cls, v: str) -> str:
+        if v and not Path(v).is_file():
+            raise ValueError(f"registry file {v!r} does not exist")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # environment overrides the YAML file, which arrives as init kwargs
+        return env_settings, init_settings, file_secret_settings
+
+
+def load_settings(path: str | os.PathLike | None = None, **overrides: Any) -> Settings:
+    """Settings from ``path`` (or ``$CITYEYE_CONFIG``), the environment and overrides.
+
+    Raises :class:`ConfigError` naming the file and the field at fault.
+    """
+    path = path or os.environ.get("CITYEYE_CONFIG") or None
+    data: dict[str, Any] = {}
+    where = "environment"
+    if path:
+        where = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections")
+        data = loaded or {}
+    for key, value in overrides.items():
+        section, _, field = key.partition("__")
+        if field:
+            data.setdefault(section, {})[field] = value
+        else:
+            data[key] = value
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{where}: invalid configuration: {problems}") from None

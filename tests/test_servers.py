@@ -1,0 +1,75 @@
+"""The embedded servers start and answer over real connections."""
+
+import asyncio
+import json
+import urllib.parse
+import urllib.request
+
+import paho.mqtt.client as mqtt_client
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from cityeye.contracts import all_topics
+
+
+def test_tansu_has_every_topic_with_its_partitions(kafka):
+    async def check():
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(list(all_topics()))
+        finally:
+            await admin.close()
+        return {t["topic"]: len(t["partitions"]) for t in described}
+
+    assert asyncio.run(check()) == all_topics()
+
+
+def test_tansu_round_trip(kafka):
+    async def round_trip():
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+        await producer.start()
+        await producer.send_and_wait("readings.weather", b"hello", key=b"s1")
+        await producer.stop()
+        consumer = AIOKafkaConsumer("readings.weather", bootstrap_servers=kafka.bootstrap,
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            msg = await asyncio.wait_for(consumer.getone(), 10)
+        finally:
+            await consumer.stop()
+        return msg.key, msg.value
+
+    assert asyncio.run(round_trip()) == (b"s1", b"hello")
+
+
+def test_mqtt_broker_round_trip(mqtt):
+    got = []
+    c = mqtt_client.Client(mqtt_client.CallbackAPIVersion.VERSION2)
+    c.on_message = lambda cl, ud, m: got.append(m.payload)
+    c.connect("127.0.0.1", mqtt.port)
+    c.subscribe("t/#", qos=1)
+    c.loop_start()
+    try:
+        import time
+        time.sleep(0.2)
+        c.publish("t/x", b"ping", qos=1).wait_for_publish(5)
+        for _ in range(50):
+            if got:
+                break
+            time.sleep(0.05)
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    assert got == [b"ping"]
+
+
+def test_influxd_write_and_query(influx_server, influx_db):
+    body = b"probe,sensor=s1 value=1.5 1700000000000000000"
+    req = urllib.request.Request(f"{influx_server.url}/write?db={influx_db}", data=body)
+    with urllib.request.urlopen(req) as r:
+        assert r.status == 204
+    q = urllib.parse.urlencode({"db": influx_db, "q": "SELECT value FROM probe"})
+    with urllib.request.urlopen(f"{influx_server.url}/query?{q}") as r:
+        result = json.load(r)
+    assert result["results"][0]["series"][0]["values"] == [["2023-11-14T22:13:20Z", 1.5]]
