@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import abc
 import copy
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
@@ -50,7 +51,8 @@ class Finding:
     threshold: float | None
     message: str
     field: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    # dataclasses.field: the bare name ``field`` is shadowed by the attribute above
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITY_RANK:
