@@ -1,0 +1,168 @@
+"""Sustained conditions: daily maxima on consecutive days, maxima within a window.
+
+:class:`SustainedCondition` defaults to China's high-temperature signals 高温预警:
+yellow when the daily maximum is ≥ 35 °C on 3 consecutive local days, orange
+when ≥ 37 °C within 24 h, red when ≥ 40 °C within 24 h. The official signals are
+forecasts; on observations they read "has been observed".
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+from cityeye.contracts import SEVERITIES, SEVERITY_RANK
+from detectors.base import Finding, Rule
+from detectors.levels import JSONStateMixin, finite_value, fmt_duration, fmt_value, label_of
+
+__all__ = ["SustainedCondition", "CMA_HIGH_TEMPERATURE_DAILY", "CMA_HIGH_TEMPERATURE_WITHIN"]
+
+#: ``[severity, level, consecutive days]``
+CMA_HIGH_TEMPERATURE_DAILY: list[list] = [["yellow", 35.0, 3]]
+#: ``[severity, level, window_s]``
+CMA_HIGH_TEMPERATURE_WITHIN: list[list] = [["orange", 37.0, 86400.0], ["red", 40.0, 86400.0]]
+
+
+class SustainedCondition(JSONStateMixin, Rule):
+    """Daily maxima on consecutive days and maxima within rolling windows.
+
+    Days are local calendar days (``utc_offset_h``, default 8 for China
+    Standard Time). A run of days counts days in a row with a reading whose
+    daily maximum met the level; a day with no reading breaks the run. The run
+    is *in force* while it ends today or yesterday: a day's maximum is only
+    known once the day is over, so a run survives into the next day until that
+    day ends without meeting the level (it is then dropped on the next
+    reading). A window criterion is met while the maximum of the readings in
+    ``(t - window, t]`` meets the level (a monotonic deque keeps it O(1)
+    amortised). The highest severity met wins.
+
+    Parameters
+    ----------
+    field
+        The reading's field, default ``"temp_c"``.
+    daily
+        ``[[severity, level, days], ...]``; default
+        :data:`CMA_HIGH_TEMPERATURE_DAILY`.
+    within
+        ``[[severity, level, window_s], ...]``; default
+        :data:`CMA_HIGH_TEMPERATURE_WITHIN`.
+    utc_offset_h
+        Offset of local time from UTC, hours.
+    name
+        Default ``"<field>.sustained"``.
+
+    Examples
+    --------
+    >>> r = SustainedCondition()
+    >>> day = 86400.0
+    >>> for d in range(3):                    # 14:00 CST = 06:00 UTC, 36 °C
+    ...     f = r.update({"temp_c": 36.0}, d * day + 6 * 3600)
+    >>> f.severity, f.message
+    ('yellow', 'daily maximum temp ≥ 35.0°C on 3 consecutive days (today 36.0°C)')
+    >>> r.update({"temp_c": 40.5}, 3 * day + 6 * 3600).severity
+    'red'
+    """
+
+    def __init__(
+        self,
+        field: str = "temp_c",
+        daily: list | None = None,
+        within: list | None = None,
+        utc_offset_h: float = 8.0,
+        name: str | None = None,
+    ) -> None:
+        self.field = field
+        self.daily = daily
+        self.within = within
+        self.utc_offset_h = utc_offset_h
+        self.name = name or f"{field}.sustained"
+        dl = [[str(s), float(lv), int(n)] for s, lv, n in (daily if daily is not None else CMA_HIGH_TEMPERATURE_DAILY)]
+        wl = [[str(s), float(lv), float(w)] for s, lv, w in (within if within is not None else CMA_HIGH_TEMPERATURE_WITHIN)]
+        for s, _, n in dl + wl:
+            if s not in SEVERITY_RANK:
+                raise ValueError(f"severity {s!r} not in {SEVERITIES}")
+            if n <= 0:
+                raise ValueError("days and windows must be positive")
+        if not dl and not wl:
+            raise ValueError("give at least one daily or within criterion")
+        self._dl = dl
+        self._wl = wl
+        self._keep_days = max([n for _, _, n in dl], default=1) + 1
+        self._longest = max([w for _, _, w in wl], default=0.0)
+        self._current: Finding | None = None
+        self._days: list = []  # [local day number, daily max], oldest first
+        self._maxq: deque = deque()  # [t, v] with decreasing v (sliding maximum)
+        self._last_t: float | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        keep = ("_current", "_days", "_maxq", "_last_t")
+        return {k: v for k, v in super().snapshot().items() if k in keep}
+
+    def _day(self, t: float) -> int:
+        return math.floor((t + self.utc_offset_h * 3600.0) / 86400.0)
+
+    def _run(self, level: float, today: int) -> int:
+        """Consecutive days meeting ``level`` ending today (or yesterday if today does not yet)."""
+        days = self._days
+        i = len(days) - 1
+        if i >= 0 and days[i][0] == today and days[i][1] < level:
+            i -= 1  # today has not met it (yet): the run may end yesterday
+        if i < 0 or days[i][0] < today - 1 or days[i][1] < level:
+            return 0
+        n, expect = 0, days[i][0]
+        while i >= 0 and days[i][0] == expect and days[i][1] >= level:
+            n, expect, i = n + 1, expect - 1, i - 1
+        return n
+
+    def update(self, x: dict[str, float], t: float) -> Finding | None:
+        v = finite_value(x, self.field)
+        if v is None or (self._last_t is not None and t < self._last_t):
+            return self._current
+        self._last_t = t
+        today = self._day(t)
+        if self._days and self._days[-1][0] == today:
+            self._days[-1][1] = max(self._days[-1][1], v)
+        else:
+            self._days.append([today, v])
+            del self._days[: -self._keep_days]
+        q = self._maxq
+        while q and q[-1][1] <= v:
+            q.pop()
+        q.append([t, v])
+        while q and q[0][0] <= t - self._longest:
+            q.popleft()
+
+        best = None  # (severity, level, value, message)
+        for s, level, n in self._dl:
+            run = self._run(level, today)
+            if run >= n:
+                msg = (
+                    f"daily maximum {label_of(self.field)} ≥ {fmt_value(level, self.field, 1)} on {run} "
+                    f"consecutive days (today {fmt_value(self._days[-1][1], self.field, 1)})"
+                )
+                cand = (s, level, self._days[-1][1], msg)
+                if best is None or SEVERITY_RANK[s] > SEVERITY_RANK[best[0]]:
+                    best = cand
+        for s, level, w in self._wl:
+            m = next((p[1] for p in q if p[0] > t - w), None)
+            if m is not None and m >= level and (best is None or SEVERITY_RANK[s] > SEVERITY_RANK[best[0]]):
+                msg = (
+                    f"{label_of(self.field)} reached {fmt_value(m, self.field, 1)} within the last "
+                    f"{fmt_duration(w)} (≥ {fmt_value(level, self.field, 1)})"
+                )
+                best = (s, level, m, msg)
+        if best is None:
+            self._current = None
+            return None
+        s, level, value, msg = best
+        self._current = Finding(
+            rule=self.name,
+            severity=s,
+            score=SEVERITY_RANK[s] / len(SEVERITIES),
+            value=value,
+            threshold=level,
+            message=msg,
+            field=self.field,
+        )
+        return self._current
