@@ -33,6 +33,7 @@ __all__ = [
     "TOPIC_READINGS",
     "TOPIC_DEADLETTER",
     "TOPIC_ALERTS",
+    "TOPIC_NOTIFICATIONS_DEADLETTER",
     "TOPIC_PARTITIONS",
     "FieldSpec",
     "Reading",
@@ -59,12 +60,15 @@ MQTT_TOPIC_FILTER = "cityeye/+/+/+"
 TOPIC_READINGS = "readings.{kind}"
 TOPIC_DEADLETTER = "readings.deadletter"
 TOPIC_ALERTS = "alerts.events"
+#: notifications the dispatcher gave up on (JSON: reason, receiver, notification)
+TOPIC_NOTIFICATIONS_DEADLETTER = "notifications.deadletter"
 
 #: Partition counts; topics are pre-created with these (never auto-created).
 TOPIC_PARTITIONS: dict[str, int] = {
     **{TOPIC_READINGS.format(kind=k): 4 for k in KINDS},
     TOPIC_DEADLETTER: 1,
     TOPIC_ALERTS: 4,
+    TOPIC_NOTIFICATIONS_DEADLETTER: 1,
 }
 
 
