@@ -1,0 +1,80 @@
+"""docker-compose.yml and the Dockerfile can't run here: check their wiring by parsing them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cityeye.cli import SUBCOMMANDS
+from cityeye.config import load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+CITYEYE_SERVICES = {name: s for name, s in SERVICES.items() if s.get("build") == "."}
+
+
+def _env(service: dict) -> dict[str, str]:
+    env = service.get("environment", {})
+    # resolve ${VAR:-default} the way compose does with the variable unset
+    return {k: re.sub(r"\$\{[^:}]+:-([^}]*)\}", r"\1", str(v)) for k, v in env.items()}
+
+
+def test_infrastructure_services_present():
+    assert SERVICES["kafka"]["image"].startswith("apache/kafka:")
+    assert SERVICES["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
+    assert SERVICES["mosquitto"]["image"].startswith("eclipse-mosquitto:2")
+    assert SERVICES["influxdb"]["image"].startswith("influxdb:2")
+    init = SERVICES["influxdb"]["environment"]
+    assert init["DOCKER_INFLUXDB_INIT_MODE"] == "setup"
+    for key in ("ORG", "BUCKET", "ADMIN_TOKEN"):
+        assert init[f"DOCKER_INFLUXDB_INIT_{key}"]
+
+
+def test_every_cityeye_stage_runs_from_the_one_image():
+    commands = {s["command"][0] for s in CITYEYE_SERVICES.values()}
+    assert {"gateway", "worker", "sinks", "dispatcher", "simulate"} <= commands
+    assert commands <= set(SUBCOMMANDS)
+
+
+@pytest.mark.parametrize("name", sorted(CITYEYE_SERVICES))
+def test_service_settings_are_valid_and_point_at_compose_services(name, monkeypatch):
+    service = CITYEYE_SERVICES[name]
+    env = _env(service)
+    for key in list(env):
+        if key == "CITYEYE_REGISTRY":
+            env.pop(key)  # a path inside the container; checked below
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings()
+    assert settings.kafka.bootstrap.split(":")[0] in SERVICES
+    assert settings.kafka.profile == "kafka"
+    assert settings.mqtt.host in SERVICES
+    assert settings.influx.url.split("//")[1].split(":")[0] in SERVICES
+    assert settings.influx.api == "v2" and settings.influx.token is not None
+    # the registry path is a mounted file that exists in the repo
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in service.get("volumes", []) if v.startswith("./")}
+    registry = _env(service)["CITYEYE_REGISTRY"]
+    assert (REPO / mounts[registry]).is_file()
+
+
+def test_dependencies_exist_and_kafka_is_healthy_first():
+    for name, service in CITYEYE_SERVICES.items():
+        deps = service.get("depends_on", {})
+        assert set(deps) <= set(SERVICES), name
+    assert CITYEYE_SERVICES["worker"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+def test_mounted_files_and_dockerfile_copies_exist():
+    for service in SERVICES.values():
+        for volume in service.get("volumes", []):
+            if volume.startswith("./"):
+                assert (REPO / volume.split(":")[0]).exists(), volume
+    dockerfile = (REPO / "Dockerfile").read_text()
+    for src in re.findall(r"^COPY (\S+(?: \S+)*) \S+$", dockerfile, re.M):
+        for path in src.split():
+            assert (REPO / path).exists(), path
+    assert 'ENTRYPOINT ["cityeye"]' in dockerfile
