@@ -1,0 +1,221 @@
+"""``cityeye run``: the whole service on embedded defaults, simulated sensors.
+
+Starts the servers on free loopback ports (Tansu for Kafka, Mosquitto or
+amqtt for MQTT, InfluxDB when ``influxd`` is on PATH), writes the
+configuration that points every part at them, and runs each part as its own
+process exactly as in production (``cityeye gateway``, ``worker``,
+``sinks``, ``dispatcher``, ``simulate``), with their logs in the work
+directory. It prints alert events as they fire, and stops everything
+cleanly on Ctrl-C (or after ``--for`` seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from cityeye.config import Settings, load_settings
+from cityeye.contracts import TOPIC_ALERTS, AlertEvent
+from cityeye.kafka import ensure_topics, make_consumer
+from cityeye.servers import InfluxServer, ManagedServer, TansuServer, free_port, mqtt_server
+
+__all__ = ["add_arguments", "run", "EmbeddedStack", "format_alert"]
+
+log = logging.getLogger("cityeye.run")
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_REGISTRY = REPO / "simulators" / "demo_registry.yaml"
+EXAMPLE_ALERTING = REPO / "alerts" / "example-alerting.yaml"
+
+#: the parts, in start order: (name, extra CLI arguments)
+PARTS: list[tuple[str, list[str]]] = [
+    ("gateway", []),
+    ("worker", []),
+    ("sinks", []),
+    ("dispatcher", []),
+]
+
+_COLOURS = {"blue": "\033[34m", "yellow": "\033[33m", "orange": "\033[38;5;208m", "red": "\033[31m"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workdir", default="var/embedded", help="logs, config and state (default: %(default)s)")
+    p.add_argument("--speed", type=float, default=600.0,
+                   help="simulated seconds per real second (default: %(default)s = 10 min/s)")
+    p.add_argument("--scenario", default="all", help="simulator scenario (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=7, help="simulator seed (default: %(default)s)")
+    p.add_argument("--duration-h", type=float, default=24.0, help="simulated hours (default: %(default)s)")
+    p.add_argument("--for", dest="run_for", type=float, default=None, metavar="SECONDS",
+                   help="stop by itself after this many seconds (default: run until Ctrl-C)")
+    p.add_argument("--no-influx", action="store_true", help="do not start InfluxDB even if installed")
+    p.add_argument("--no-simulators", action="store_true", help="start the servers and services only")
+    p.add_argument("--api-port", type=int, default=8080, help="dispatcher HTTP API port (default: %(default)s)")
+
+
+def format_alert(event: AlertEvent, colour: bool = False) -> str:
+    when = datetime.fromtimestamp(event.updated_at).strftime("%Y-%m-%d %H:%M")
+    sev = event.severity.upper()
+    if colour:
+        sev = f"{_COLOURS.get(event.severity, '')}{sev}\033[0m"
+    value = "" if event.value is None else f" value={event.value:g}"
+    return (f"ALERT {event.state.upper():8s} {sev:6s} {when} {event.sensor_id} "
+            f"({event.district}, {event.kind}) {event.rule}:{value} {event.message}")
+
+
+class EmbeddedStack:
+    """The servers and service processes of ``cityeye run``."""
+
+    def __init__(self, workdir: Path, with_influx: bool = True, api_port: int = 8080,
+                 extra_config: dict | None = None) -> None:
+        self.workdir = workdir
+        self.extra_config = extra_config or {}
+        self.with_influx = with_influx
+        self.api_port = api_port
+        self.servers: list[ManagedServer] = []
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.settings: Settings | None = None
+        self.config_path = workdir / "cityeye.yaml"
+
+    def start_servers(self) -> Settings:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        kafka = TansuServer(workdir=self.workdir / "tansu").start()
+        self.servers.append(kafka)
+        mqtt = mqtt_server(workdir=self.workdir / "mqtt").start()
+        self.servers.append(mqtt)
+        print(f"kafka   : Tansu at {kafka.bootstrap} (memory storage)")
+        print(f"mqtt    : {mqtt.name} at 127.0.0.1:{mqtt.port}")
+        config: dict = {
+            "kafka": {"bootstrap": kafka.bootstrap, "profile": "tansu"},
+            "mqtt": {"host": "127.0.0.1", "port": mqtt.port},
+            "registry": str(DEMO_REGISTRY),
+            "state_dir": str(self.workdir / "state"),
+        }
+        if self.with_influx and InfluxServer.available():
+            influx = InfluxServer(workdir=self.workdir / "influxd").start()
+            self.servers.append(influx)
+            influx.create_database("cityeye")
+            config["influx"] = {"enabled": True, "api": "v1", "url": influx.url, "database": "cityeye"}
+            print(f"influxdb: InfluxDB 1.x at {influx.url}, database cityeye")
+        else:
+            config["influx"] = {"enabled": False}
+            reason = "disabled by --no-influx" if not self.with_influx else "influxd is not on PATH"
+            print(f"influxdb: off ({reason}): alert events are not written to InfluxDB")
+        for section, values in self.extra_config.items():
+            if isinstance(values, dict):
+                config.setdefault(section, {}).update(values)
+            else:
+                config[section] = values
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.settings = load_settings(self.config_path)
+        asyncio.run(ensure_topics(self.settings.kafka))
+        return self.settings
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        logf = open(self.workdir / f"{name}.log", "ab")
+        cmd = [sys.executable, "-m", "cityeye.cli", name, "--config", str(self.config_path), *args]
+        self.procs[name] = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True, cwd=REPO)
+        logf.close()
+
+    def start_services(self) -> None:
+        for name, extra in PARTS:
+            if name == "dispatcher":
+                extra = [*extra, "--port", str(self.api_port)]
+                if EXAMPLE_ALERTING.is_file():
+                    extra += ["--alerting", str(EXAMPLE_ALERTING)]
+            self._spawn(name, extra)
+        print(f"services: {', '.join(self.procs)} (logs in {self.workdir}/)")
+
+    def start_simulators(self, speed: float, scenario: str, seed: int, duration_h: float) -> None:
+        self._spawn("simulate", ["--speed", str(speed), "--scenario", scenario, "--seed", str(seed),
+                                 "--duration-h", str(duration_h),
+                                 "--labels", str(self.workdir / "labels.jsonl")])
+        print(f"sensors : simulated at {speed:g}x, scenario {scenario}, seed {seed}")
+
+    def dead_parts(self) -> list[str]:
+        return [n for n, p in self.procs.items() if p.poll() not in (None, 0) and n != "simulate"]
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for name, proc in self.procs.items():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in time: killing it", name)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        for server in reversed(self.servers):
+            server.stop()
+
+
+async def print_alerts(settings: Settings, stop: asyncio.Event, stack: EmbeddedStack) -> int:
+    """Print alert events as they fire until ``stop``; returns how many."""
+    consumer = make_consumer(settings.kafka, TOPIC_ALERTS, group=None)
+    await consumer.start()
+    colour = sys.stdout.isatty()
+    count = 0
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    try:
+                        event = AlertEvent.from_json(record.value)
+                    except (ValueError, TypeError, KeyError) as exc:
+                        print(f"unreadable alert event at offset {record.offset}: {exc}")
+                        continue
+                    count += 1
+                    print(format_alert(event, colour), flush=True)
+            dead = stack.dead_parts()
+            if dead:
+                print(f"part(s) exited unexpectedly: {', '.join(dead)}; see their logs in {stack.workdir}/")
+                stop.set()
+    finally:
+        await consumer.stop()
+    return count
+
+
+def run(args: argparse.Namespace) -> int:
+    stack = EmbeddedStack(Path(args.workdir).resolve(), with_influx=not args.no_influx, api_port=args.api_port)
+    started = time.monotonic()
+    try:
+        settings = stack.start_servers()
+        stack.start_services()
+        if not args.no_simulators:
+            stack.start_simulators(args.speed, args.scenario, args.seed, args.duration_h)
+        print(f"dispatcher API: http://127.0.0.1:{args.api_port}/api/v1/alerts")
+        print("waiting for alerts (Ctrl-C to stop)...", flush=True)
+
+        async def main() -> int:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            if args.run_for:
+                loop.call_later(args.run_for, stop.set)
+            return await print_alerts(settings, stop, stack)
+
+        count = asyncio.run(main())
+        print(f"stopping: {count} alert event(s) in {time.monotonic() - started:.0f} s")
+        return 1 if stack.dead_parts() else 0
+    finally:
+        stack.stop()
+        summary = {"workdir": str(stack.workdir), "config": str(stack.config_path)}
+        log.debug("stopped %s", json.dumps(summary))
