@@ -29,6 +29,7 @@ __all__ = [
     "MqttSettings",
     "InfluxSettings",
     "WebhookSettings",
+    "IngestSettings",
     "Settings",
     "load_settings",
 ]
@@ -113,6 +114,27 @@ class WebhookSettings(BaseModel):
     backoff_max_s: float = Field(60.0, gt=0)
 
 
+class IngestSettings(BaseModel):
+    """The ingest gateway's validation limits and flow control."""
+
+    #: readings stamped further ahead of the gateway clock are dead-lettered
+    max_future_s: float = Field(300.0, ge=0)
+    #: readings older than this are dead-lettered (default 30 days)
+    max_age_s: float = Field(30 * 86400.0, gt=0)
+    #: most readings one MQTT message (a JSON array) may carry
+    max_batch_items: int = Field(1000, ge=1)
+    #: most fields in one reading's ``values``
+    max_fields: int = Field(64, ge=1)
+    #: MQTT messages received but not yet acknowledged (backpressure bound)
+    max_unacked: int = Field(5000, ge=1)
+    #: MQTT messages validated and produced together
+    produce_batch: int = Field(500, ge=1)
+    #: produced batches awaiting Kafka acks at once (acks to MQTT stay in order)
+    produce_window: int = Field(8, ge=1)
+    #: seconds between counter log lines (0: never)
+    stats_interval_s: float = Field(60.0, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CITYEYE_", env_nested_delimiter="__", extra="forbid")
 
@@ -120,6 +142,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     influx: InfluxSettings = InfluxSettings()
     webhook: WebhookSettings = WebhookSettings()
+    ingest: IngestSettings = IngestSettings()
     #: sensor registry YAML; empty = the bundled demo registry of the simulators
     registry: str = ""
     #: where processes keep local state (dispatcher state, detector snapshots)
