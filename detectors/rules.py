@@ -1,0 +1,236 @@
+"""The default checks per sensor kind.
+
+:func:`default_checks` builds the set of checks a sensor of a given kind gets
+unless configured otherwise, with stable names (alert events carry them as
+``rule``):
+
+water_level
+    ``water_level.warning`` -- :class:`~detectors.levels.WarningLevels` from
+    the sensor's registry levels, following the flood rows of China's warning
+    criteria (docs: ``/work/shared/notes/field.md``):
+
+    ========  =============================================  ==============
+    severity  criterion                                      registry key
+    ========  =============================================  ==============
+    blue      near the warning level 警戒水位:                ``warning_m``
+              ≥ warning − ``near_warning_m`` (0.3 m)          (``near_warning_m``)
+    yellow    ≥ warning level 警戒水位                        ``warning_m``
+    orange    ≥ guaranteed level 保证水位                     ``guaranteed_m``
+    red       ≥ historical maximum                           ``historical_max_m``
+    ========  =============================================  ==============
+
+    Missing keys drop their severity (no levels at all: no level rule); a
+    level not above the one below it is dropped too (bad registry data must
+    not stop the other checks). Reset levels are 0.05 m below each level and
+    a level must hold for 2 min before it fires or raises the severity (one
+    wave or one noisy reading does not raise a flood warning).
+
+    ``water_level.rate_of_rise`` (rising ≥ 0.3 m/h over 1 h, yellow),
+    ``water_level.forecast`` (warning level predicted within 1 h, blue; only
+    with ``warning_m``), ``water_level.flatline`` (60 identical readings,
+    blue), ``water_level.stale``.
+
+weather
+    ``weather.rainstorm`` (CMA rainstorm signals on ``rain_mm``),
+    ``weather.high_temperature`` (CMA high-temperature signals on ``temp_c``,
+    China Standard Time days), ``weather.wind`` (typhoon-signal-like Beaufort
+    levels on ``wind_ms``/``gust_ms``, held 30 min), ``weather.stale``.
+
+traffic
+    ``traffic.speed_anomaly`` -- :class:`~detectors.threshold.ScoreThreshold`
+    around ``detectors.registry.make_detector(DEFAULT_DETECTOR,
+    field="speed_kmh")`` (falling back to River's HalfSpaceTrees if that
+    registry is not importable), and ``traffic.stale``.
+
+Stale checks expect a reading every ``interval_s`` (the registry's
+``interval_s``, default 60 s) and fire after 5 missed intervals.
+"""
+
+from __future__ import annotations
+
+import base64
+import pickle
+from typing import Any
+
+from cityeye.contracts import KINDS
+from detectors.accumulation import RainfallAccumulation
+from detectors.base import AnomalyDetector, Check
+from detectors.beaufort import WindBeaufort
+from detectors.flatline import Flatline
+from detectors.forecast import LevelForecast
+from detectors.levels import WarningLevels, finite_value
+from detectors.rate import RateOfChange
+from detectors.stale import StaleSensor
+from detectors.sustained import SustainedCondition
+from detectors.threshold import ScoreThreshold
+
+__all__ = ["default_checks", "HalfSpaceTreesDetector", "FLOOD_LEVEL_KEYS", "NEAR_WARNING_M"]
+
+#: Registry level keys -> severity, lowest first (blue is derived from ``warning_m``).
+FLOOD_LEVEL_KEYS: dict[str, str] = {
+    "warning_m": "yellow",  # 警戒水位
+    "guaranteed_m": "orange",  # 保证水位
+    "historical_max_m": "red",
+}
+#: Blue is this far below the warning level unless the registry gives ``near_warning_m``.
+NEAR_WARNING_M = 0.3
+
+
+class HalfSpaceTreesDetector(AnomalyDetector):
+    """Fallback anomaly model: River's HalfSpaceTrees on one field.
+
+    Used only when ``detectors.registry`` is not importable. Values are
+    scaled to ``[0, 1]`` with fixed ``limits``; the snapshot is the pickled
+    River model in base64 (JSON-able, but only restorable by the same River
+    version).
+
+    Examples
+    --------
+    >>> d = HalfSpaceTreesDetector(field="speed_kmh", limits=(0.0, 150.0), seed=1)
+    >>> for _ in range(600):
+    ...     d.learn_one({"speed_kmh": 60.0})
+    >>> d.score_one({"speed_kmh": 60.0}) < d.score_one({"speed_kmh": 5.0})
+    True
+    """
+
+    def __init__(
+        self,
+        field: str = "speed_kmh",
+        limits: tuple[float, float] = (0.0, 150.0),
+        n_trees: int = 10,
+        height: int = 8,
+        window_size: int = 250,
+        seed: int = 42,
+    ) -> None:
+        self.field = field
+        self.limits = limits
+        self.n_trees = n_trees
+        self.height = height
+        self.window_size = window_size
+        self.seed = seed
+        from river import anomaly
+
+        lo, hi = float(limits[0]), float(limits[1])
+        self._model = anomaly.HalfSpaceTrees(
+            n_trees=n_trees, height=height, window_size=window_size, limits={field: (lo, hi)}, seed=seed
+        )
+
+    def _x(self, x: dict[str, float]) -> dict[str, float] | None:
+        v = finite_value(x, self.field)
+        if v is None:
+            return None
+        lo, hi = float(self.limits[0]), float(self.limits[1])
+        return {self.field: min(hi, max(lo, v))}
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        xx = self._x(x)
+        if xx is not None:
+            self._model.learn_one(xx)
+
+    def score_one(self, x: dict[str, float]) -> float:
+        xx = self._x(x)
+        if xx is None:
+            return 0.0
+        return min(1.0, max(0.0, float(self._model.score_one(xx))))
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"_model": base64.b64encode(pickle.dumps(self._model)).decode("ascii")}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if "_model" in state:
+            self._model = pickle.loads(base64.b64decode(state["_model"]))
+
+
+def _traffic_detector() -> Any:
+    try:
+        from detectors.registry import DEFAULT_DETECTOR, make_detector
+    except ImportError:
+        return HalfSpaceTreesDetector(field="speed_kmh")
+    return make_detector(DEFAULT_DETECTOR, field="speed_kmh")
+
+
+def _flood_levels(sensor_levels: dict[str, float]) -> dict[str, float]:
+    raw: dict[str, float] = {}
+    warning = sensor_levels.get("warning_m")
+    if warning is not None:
+        raw["blue"] = float(warning) - float(sensor_levels.get("near_warning_m", NEAR_WARNING_M))
+    for key, sev in FLOOD_LEVEL_KEYS.items():
+        if sensor_levels.get(key) is not None:
+            raw[sev] = float(sensor_levels[key])
+    levels: dict[str, float] = {}
+    for sev in ("blue", "yellow", "orange", "red"):  # keep a strictly increasing ladder
+        if sev in raw and (not levels or raw[sev] > max(levels.values())):
+            levels[sev] = raw[sev]
+    return levels
+
+
+def default_checks(kind: str, sensor_levels: dict[str, float] | None = None, interval_s: float = 60.0) -> list[Check]:
+    """The default checks of a sensor of ``kind`` with its registry ``levels``.
+
+    Examples
+    --------
+    >>> [c.name for c in default_checks("water_level", {"warning_m": 4.5, "guaranteed_m": 5.2})]
+    ['water_level.warning', 'water_level.rate_of_rise', 'water_level.forecast', 'water_level.flatline', 'water_level.stale']
+    >>> default_checks("water_level", {"warning_m": 4.5, "guaranteed_m": 5.2})[0].levels
+    {'blue': 4.2, 'yellow': 4.5, 'orange': 5.2}
+    >>> [c.name for c in default_checks("weather", {})]
+    ['weather.rainstorm', 'weather.high_temperature', 'weather.wind', 'weather.stale']
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    sensor_levels = dict(sensor_levels or {})
+    checks: list[Check] = []
+    if kind == "water_level":
+        f = "level_m"
+        levels = _flood_levels(sensor_levels)
+        if levels:
+            checks.append(
+                WarningLevels(
+                    field=f,
+                    levels=levels,
+                    hysteresis=0.05,
+                    min_duration_s=120.0,
+                    level_names={
+                        "blue": "near-warning level",
+                        "yellow": "warning level",
+                        "orange": "guaranteed level",
+                        "red": "historical maximum",
+                    },
+                    name="water_level.warning",
+                )
+            )
+        checks.append(
+            RateOfChange(field=f, rate_per_hour=0.3, window_s=3600.0, severity="yellow", name="water_level.rate_of_rise")
+        )
+        if sensor_levels.get("warning_m") is not None:
+            checks.append(
+                LevelForecast(
+                    field=f,
+                    level=float(sensor_levels["warning_m"]),
+                    level_name="warning",
+                    horizon_s=3600.0,
+                    window_s=1800.0,
+                    severity="blue",
+                    name="water_level.forecast",
+                )
+            )
+        checks.append(Flatline(field=f, repeats=60, tolerance=0.0, severity="blue", name="water_level.flatline"))
+    elif kind == "weather":
+        checks.append(RainfallAccumulation(field="rain_mm", name="weather.rainstorm"))
+        checks.append(SustainedCondition(field="temp_c", utc_offset_h=8.0, name="weather.high_temperature"))
+        checks.append(WindBeaufort(field="wind_ms", gust_field="gust_ms", hold_s=1800.0, name="weather.wind"))
+    elif kind == "traffic":
+        checks.append(
+            ScoreThreshold(
+                _traffic_detector(),
+                threshold=0.9,
+                severity="yellow",
+                name="traffic.speed_anomaly",
+                field="speed_kmh",
+                min_count=60,
+            )
+        )
+    checks.append(
+        StaleSensor(expected_interval_s=float(interval_s), missed_intervals=5, severity="yellow", name=f"{kind}.stale")
+    )
+    return checks
