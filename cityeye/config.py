@@ -99,6 +99,8 @@ class InfluxSettings(BaseModel):
     token: SecretStr | None = None
     #: v1 API only
     database: str = "cityeye"
+    #: v1 API only; empty = the database's default retention policy
+    retention_policy: str = ""
     username: str | None = None
     password: SecretStr | None = None
     batch_size: int = Field(500, ge=1)

@@ -33,6 +33,7 @@ __all__ = [
     "TOPIC_READINGS",
     "TOPIC_DEADLETTER",
     "TOPIC_ALERTS",
+    "TOPIC_ALERTS_DEADLETTER",
     "TOPIC_NOTIFICATIONS_DEADLETTER",
     "TOPIC_PARTITIONS",
     "FieldSpec",
@@ -60,6 +61,8 @@ MQTT_TOPIC_FILTER = "cityeye/+/+/+"
 TOPIC_READINGS = "readings.{kind}"
 TOPIC_DEADLETTER = "readings.deadletter"
 TOPIC_ALERTS = "alerts.events"
+#: alert events a sink could not deliver or decode (see alerts/sinks/deadletter.py)
+TOPIC_ALERTS_DEADLETTER = "alerts.deadletter"
 #: notifications the dispatcher gave up on (JSON: reason, receiver, notification)
 TOPIC_NOTIFICATIONS_DEADLETTER = "notifications.deadletter"
 
@@ -69,6 +72,7 @@ TOPIC_PARTITIONS: dict[str, int] = {
     TOPIC_DEADLETTER: 1,
     TOPIC_ALERTS: 4,
     TOPIC_NOTIFICATIONS_DEADLETTER: 1,
+    TOPIC_ALERTS_DEADLETTER: 1,
 }
 
 
