@@ -1,0 +1,1 @@
+"""Offline evaluation of CityEye detectors (NAB scorer and runner)."""

@@ -1,0 +1,178 @@
+"""Contextual novelty detector: CityEye's default NAB-scored anomaly model.
+
+An online, causal take on the idea behind CAD OSE (contextual anomaly
+detection): quantise each reading, remember every *context* (the last ``k``
+quantised readings followed by the current one) seen so far, and call a
+reading anomalous in proportion to how many of its contexts are new. The
+detector is cheap (a few set look-ups per reading) and needs no
+model of the signal's shape: daily cycles, square waves and plateaus become
+familiar contexts after they have been seen once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from detectors.base import AnomalyDetector
+
+__all__ = ["ContextNoveltyDetector"]
+
+
+class ContextNoveltyDetector(AnomalyDetector):
+    """Score = share of never-seen contexts over several quantisations.
+
+    Each reading is quantised into ``L`` equal bins of the range seen so far
+    (running min / max; readings outside the range get the bins ``-1`` /
+    ``L``, which are new by construction), for every ``(L, K)`` of
+    ``resolutions``. For each order ``k = 1..K`` the context "last ``k``
+    symbols -> current symbol" is looked up in a set of contexts seen so far.
+    The raw score is the share of contexts (over all resolutions and orders)
+    that are new. After a raw score ``>= rest_threshold`` the detector reports
+    0 for ``rest_period`` readings (one alarm per event, not one per reading).
+
+    Parameters
+    ----------
+    field
+        Name of the numeric field read from ``x``.
+    resolutions
+        ``(levels, max_order)`` pairs: number of quantisation bins and the
+        longest context length used with them.
+    rest_period
+        Readings during which the detector stays silent after a high score.
+    rest_threshold
+        Raw score that starts a rest period.
+
+    Examples
+    --------
+    >>> import random
+    >>> from detectors.context_novelty import ContextNoveltyDetector
+    >>> rng = random.Random(42)
+    >>> det = ContextNoveltyDetector()
+    >>> scores = []
+    >>> for t in range(2000):
+    ...     v = 10 * math.sin(2 * math.pi * t / 50) + rng.gauss(0, 0.5)
+    ...     if t == 1500:
+    ...         v = 40.0  # a spike far outside the usual range
+    ...     x = {"value": v}
+    ...     scores.append(det.score_one(x))
+    ...     det.learn_one(x)
+    >>> scores[1500]
+    1.0
+    >>> max(scores[1000:1500]) < scores[1500]
+    True
+    >>> det.score_one({"other": 1.0}) == det.score_one({"value": float("nan")})
+    True
+    """
+
+    def __init__(
+        self,
+        field: str = "value",
+        resolutions: tuple | list = ((4, 8), (8, 5), (16, 3), (32, 2)),
+        rest_period: int = 30,
+        rest_threshold: float = 0.75,
+    ) -> None:
+        self.field = field
+        self.resolutions = tuple((int(l), int(k)) for l, k in resolutions)
+        self.rest_period = rest_period
+        self.rest_threshold = rest_threshold
+        self._min = math.inf
+        self._max = -math.inf
+        self._hist: list[list[int]] = [[] for _ in self.resolutions]
+        self._seen: list[set[int]] = [set() for _ in self.resolutions]
+        self._quiet = 0
+        self._score = 0.0
+        self._n_contexts = sum(k for _, k in self.resolutions)
+
+    # -- internals -----------------------------------------------------------
+
+    def _value(self, x: dict[str, float]) -> float | None:
+        v = x.get(self.field) if isinstance(x, dict) else None
+        if v is None:
+            return None
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            return None
+        return None if (v != v or v in (math.inf, -math.inf)) else v
+
+    def _symbol(self, v: float, levels: int) -> int:
+        lo, hi = self._min, self._max
+        if not hi > lo:
+            return 0
+        q = int(math.floor((v - lo) * levels / (hi - lo)))
+        return -1 if q < 0 else (levels if q > levels else q)
+
+    def _keys(self, v: float) -> list[tuple[int, list[int]]]:
+        """Per resolution: (symbol, context keys of orders 1..K)."""
+        out = []
+        for (levels, order), hist in zip(self.resolutions, self._hist):
+            q = self._symbol(v, levels)
+            base = levels + 3  # digits 1..levels+2 (symbols -1..levels shifted)
+            h = q + 2
+            keys = []
+            for j in range(1, min(order, len(hist)) + 1):
+                h = h * base + hist[-j] + 2
+                keys.append(h)
+            out.append((q, keys))
+        return out
+
+    def _raw(self, keys: list[tuple[int, list[int]]]) -> float:
+        new = 0
+        for (_, ks), (_, order), seen in zip(keys, self.resolutions, self._seen):
+            new += order - len(ks)  # not enough history yet: new
+            for k in ks:
+                if k not in seen:
+                    new += 1
+        return new / self._n_contexts
+
+    # -- River-style API -----------------------------------------------------
+
+    def score_one(self, x: dict[str, float]) -> float:
+        v = self._value(x)
+        if v is None:
+            return self._score
+        if self._quiet > 0:
+            return 0.0
+        return self._raw(self._keys(v))
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        v = self._value(x)
+        if v is None:
+            return
+        keys = self._keys(v)
+        raw = self._raw(keys)
+        self._score = 0.0 if self._quiet > 0 else raw
+        if self._quiet > 0:
+            self._quiet -= 1
+        if raw >= self.rest_threshold:
+            self._quiet = self.rest_period
+        for (q, ks), (_, order), hist, seen in zip(keys, self.resolutions, self._hist, self._seen):
+            seen.update(ks)
+            hist.append(q)
+            if len(hist) > order:
+                del hist[0]
+        if v < self._min:
+            self._min = v
+        if v > self._max:
+            self._max = v
+
+    # -- state ---------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "min": None if self._min == math.inf else self._min,
+            "max": None if self._max == -math.inf else self._max,
+            "hist": [list(h) for h in self._hist],
+            "seen": [sorted(s) for s in self._seen],
+            "quiet": self._quiet,
+            "score": self._score,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._min = math.inf if state["min"] is None else float(state["min"])
+        self._max = -math.inf if state["max"] is None else float(state["max"])
+        self._hist = [list(h) for h in state["hist"]]
+        self._seen = [set(s) for s in state["seen"]]
+        self._quiet = int(state["quiet"])
+        self._score = float(state["score"])
