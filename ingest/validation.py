@@ -1,0 +1,238 @@
+"""Pure validation of one MQTT message into readings and dead letters.
+
+:func:`validate_message` takes the raw bytes, the MQTT topic, the sensor
+registry, the gateway clock and the limits, and returns one outcome per
+reading the message carried: a :class:`~cityeye.contracts.Reading` or a
+:class:`~cityeye.contracts.DeadLetter`. It never raises for bad input and
+does no I/O, so it is exhaustively unit-tested on its own.
+
+Every dead-letter reason reads ``"<code>: <detail>"``; the codes are
+:data:`REASONS` (counted per code by the gateway, listed in
+``docs/contracts.md``). Checks, in order: topic shape, payload size (before
+anything is parsed), UTF-8, JSON (no ``NaN``/``Infinity`` literals), shape
+(an object or a non-empty array of objects, at most ``max_batch_items``),
+registry (known sensor, district and kind as registered), then per reading:
+``ts`` (parsable, not absurdly far in the future or past) and ``values`` (a
+non-empty object of finite numbers, known fields within their physical
+ranges, unknown fields kept).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from cityeye.contracts import FIELDS, KINDS, DeadLetter, Reading, parse_ts
+from cityeye.registry import SensorRegistry
+
+__all__ = [
+    "REASONS",
+    "Limits",
+    "Outcome",
+    "validate_message",
+    "dead_letter",
+    "reason_code",
+]
+
+#: Dead-letter reason codes and what each means.
+REASONS: dict[str, str] = {
+    "bad_topic": "MQTT topic is not cityeye/<district>/<kind>/<sensor_id> with a known kind",
+    "too_large": "payload larger than mqtt.max_payload_bytes (checked before parsing)",
+    "not_utf8": "payload is not valid UTF-8",
+    "invalid_json": "payload is not JSON (NaN/Infinity literals count as invalid)",
+    "bad_shape": "payload is not an object or a non-empty array of objects",
+    "batch_too_large": "array carries more than ingest.max_batch_items readings",
+    "unknown_sensor": "sensor id not in the registry",
+    "registry_mismatch": "topic district or kind differs from the registry's",
+    "bad_ts": "ts missing or not an RFC 3339 string with offset / epoch milliseconds",
+    "ts_in_future": "ts further ahead of the gateway clock than ingest.max_future_s",
+    "ts_too_old": "ts older than ingest.max_age_s",
+    "bad_values": "values missing, not an object, empty, or with too many / bad field names",
+    "not_a_number": "a value is not a finite JSON number (strings, booleans, null, NaN, Infinity)",
+    "out_of_range": "a known field outside its physical range (contracts.FIELDS)",
+}
+
+_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+#: how much of a refused payload a dead letter keeps when it is oversized
+_OVERSIZE_KEEP = 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Validation limits (see :class:`cityeye.config.IngestSettings`)."""
+
+    max_payload_bytes: int = 65536
+    max_future_s: float = 300.0
+    max_age_s: float = 30 * 86400.0
+    max_batch_items: int = 1000
+    max_fields: int = 64
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "Limits":
+        """Limits from a :class:`cityeye.config.Settings`."""
+        ing = settings.ingest
+        return cls(settings.mqtt.max_payload_bytes, ing.max_future_s, ing.max_age_s,
+                   ing.max_batch_items, ing.max_fields)
+
+
+Outcome = Reading | DeadLetter
+
+
+class _Refused(Exception):
+    """Internal: a check failed; ``code`` is one of :data:`REASONS`."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+
+
+def reason_code(reason: str) -> str:
+    """The code part of a dead-letter reason (``"bad_ts: ..."`` -> ``"bad_ts"``)."""
+    return reason.split(":", 1)[0]
+
+
+def dead_letter(payload: bytes, topic: str, reason: str, received_at: float,
+                sensor_id: str | None = None) -> DeadLetter:
+    """A :class:`DeadLetter` keeping the payload exactly (base64) and readably."""
+    return DeadLetter(
+        mqtt_topic=topic,
+        reason=reason,
+        received_at=received_at,
+        payload=payload.decode("utf-8", errors="replace"),
+        payload_b64=base64.b64encode(payload).decode("ascii"),
+        sensor_id=sensor_id,
+    )
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _split_topic(topic: str) -> tuple[str, str, str]:
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != "cityeye":
+        raise _Refused("bad_topic", f"topic {topic[:100]!r} is not cityeye/<district>/<kind>/<sensor_id>")
+    _, district, kind, sensor_id = parts
+    if kind not in KINDS:
+        raise _Refused("bad_topic", f"unknown kind {kind[:40]!r} in topic; expected one of {', '.join(KINDS)}")
+    for what, token in (("district", district), ("sensor id", sensor_id)):
+        if not _TOKEN.match(token):
+            raise _Refused("bad_topic", f"{what} {token[:70]!r} in topic is not a 1-64 character token")
+    return district, kind, sensor_id
+
+
+def _parse_items(payload: bytes, limits: Limits) -> list[Any]:
+    if len(payload) > limits.max_payload_bytes:
+        raise _Refused("too_large", f"payload of {len(payload)} bytes exceeds the limit of {limits.max_payload_bytes}")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Refused("not_utf8", f"invalid UTF-8 at byte {exc.start}") from None
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        detail = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+        raise _Refused("invalid_json", detail[:200]) from None
+    if isinstance(doc, dict):
+        return [doc]
+    if isinstance(doc, list):
+        if not doc:
+            raise _Refused("bad_shape", "empty array")
+        if len(doc) > limits.max_batch_items:
+            raise _Refused("batch_too_large", f"{len(doc)} readings in one message; the limit is {limits.max_batch_items}")
+        return doc
+    raise _Refused("bad_shape", f"top level is a JSON {_json_type(doc)}, not an object or an array of objects")
+
+
+def _check_ts(item: dict, now: float, limits: Limits) -> float:
+    if "ts" not in item:
+        raise _Refused("bad_ts", "ts is missing")
+    try:
+        ts = parse_ts(item["ts"])
+    except (ValueError, OverflowError, OSError) as exc:
+        raise _Refused("bad_ts", str(exc)[:200]) from None
+    if ts > now + limits.max_future_s:
+        raise _Refused("ts_in_future", f"ts is {ts - now:.0f} s ahead of the gateway clock (limit {limits.max_future_s:.0f} s)")
+    if ts < now - limits.max_age_s:
+        raise _Refused("ts_too_old", f"ts is {now - ts:.0f} s old (limit {limits.max_age_s:.0f} s)")
+    return ts
+
+
+def _check_values(item: dict, kind: str, limits: Limits) -> dict[str, float]:
+    raw = item.get("values")
+    if not isinstance(raw, dict):
+        raise _Refused("bad_values", "values is missing or not an object")
+    if not raw:
+        raise _Refused("bad_values", "values is empty")
+    if len(raw) > limits.max_fields:
+        raise _Refused("bad_values", f"{len(raw)} fields; the limit is {limits.max_fields}")
+    specs = FIELDS[kind]
+    values: dict[str, float] = {}
+    for name, value in raw.items():
+        if not _FIELD_NAME.match(name):
+            raise _Refused("bad_values", f"field name {name[:70]!r} is not an identifier of up to 64 characters")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Refused("not_a_number", f"{name} is a JSON {_json_type(value)}, not a number")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise _Refused("not_a_number", f"{name} is too large to be a finite number") from None
+        if not math.isfinite(number):
+            raise _Refused("not_a_number", f"{name} is not finite")
+        spec = specs.get(name)
+        if spec is not None and not spec.low <= number <= spec.high:
+            raise _Refused("out_of_range", f"{name}={number:g} outside [{spec.low:g}, {spec.high:g}] ({spec.description})")
+        values[name] = number
+    return values
+
+
+def _json_type(value: Any) -> str:
+    names = {str: "string", bool: "boolean", type(None): "null", list: "array", dict: "object", int: "number", float: "number"}
+    return names.get(type(value), type(value).__name__)
+
+
+def validate_message(payload: bytes, topic: str, registry: SensorRegistry, now: float,
+                     limits: Limits = Limits()) -> list[Outcome]:
+    """Validate one MQTT message; one :class:`Reading` or :class:`DeadLetter` per reading.
+
+    A message refused as a whole (topic, size, encoding, JSON, shape,
+    registry) yields a single dead letter with the whole payload (the first
+    1 KiB when oversized); a batch yields one outcome per item, in order,
+    bad items dead-lettered with the item's own JSON.
+    """
+    sensor_id: str | None = None
+    try:
+        district, kind, sensor_id = _split_topic(topic)
+        items = _parse_items(payload, limits)
+        sensor = registry.get(sensor_id)
+        if sensor is None:
+            raise _Refused("unknown_sensor", f"sensor {sensor_id!r} is not in the registry")
+        if sensor.district != district or sensor.kind != kind:
+            raise _Refused("registry_mismatch", f"topic says {district}/{kind}, the registry says "
+                                                f"{sensor.district}/{sensor.kind} for sensor {sensor_id!r}")
+    except _Refused as exc:
+        kept = payload[:_OVERSIZE_KEEP] if exc.code == "too_large" else payload
+        return [dead_letter(kept, topic, str(exc), now, sensor_id)]
+
+    outcomes: list[Outcome] = []
+    batch = len(items) > 1 or payload.lstrip()[:1] == b"["
+    for index, item in enumerate(items):
+        where = f"batch item {index}: " if batch else ""
+        try:
+            if not isinstance(item, dict):
+                raise _Refused("bad_shape", f"a JSON {_json_type(item)}, not an object")
+            ts = _check_ts(item, now, limits)
+            values = _check_values(item, kind, limits)
+        except _Refused as exc:
+            reason = f"{exc.code}: {where}{str(exc).split(': ', 1)[1]}"
+            raw = json.dumps(item, ensure_ascii=False).encode() if batch else payload
+            outcomes.append(dead_letter(raw, topic, reason, now, sensor_id))
+            continue
+        outcomes.append(Reading(sensor_id=sensor_id, kind=kind, district=district, ts=ts,
+                                values=values, received_at=now, mqtt_topic=topic))
+    return outcomes
