@@ -1,0 +1,348 @@
+"""Per-sensor detector state and the transitions that become alert events.
+
+Pure Python, no Faust, no Kafka: :class:`SensorEngine` owns each sensor's
+checks (built by a ``checks_factory(sensor)``, by default
+:func:`detectors.rules.default_checks` from the registry's levels), takes a
+:class:`~cityeye.contracts.Reading` and returns the
+:class:`~cityeye.contracts.AlertEvent` s its findings' transitions imply.
+
+Transitions, per (sensor, check):
+
+* ``None`` -> finding: a ``firing`` event; the episode starts at the
+  reading's time and its id is ``alert_id_for(sensor, rule, started_at)``.
+* finding -> finding of another severity: a ``firing`` event with the new
+  severity and the same alert id (escalation or de-escalation).
+* finding -> ``None``: a ``resolved`` event with the same alert id; its
+  value is the check's field in the resolving reading (else the last value).
+
+Every event is a function of the readings only (``updated_at`` is the
+reading's time), so replaying the same readings yields the same events,
+alert ids and event ids. Clock ticks (:meth:`SensorEngine.tick`, for the
+stale rule) use the caller's clock; a tick finding's episode starts at
+``extra["started_at"]`` if the check gives one, else at
+``extra["last_seen"] + threshold`` (the stale rule's moment of going
+stale), else at the tick time.
+
+State moves to and from plain JSON-able data per sensor
+(:meth:`SensorEngine.snapshot` / :meth:`SensorEngine.restore`) together with
+the position (e.g. Kafka offset) of the last reading it includes, so readings
+at or before that position are skipped when replayed after a restore.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterable
+
+from cityeye.contracts import KINDS, AlertEvent, Reading, alert_id_for
+from cityeye.errors import ValidationError
+from cityeye.registry import Sensor, SensorRegistry
+from detectors.base import Check, Finding
+
+__all__ = ["ChecksFactory", "Episode", "SensorState", "SensorEngine", "StreamClock", "default_checks_factory"]
+
+log = logging.getLogger(__name__)
+
+#: Builds a sensor's checks (each with a distinct ``name``).
+ChecksFactory = Callable[[Sensor], list[Check]]
+
+#: Version of the snapshot layout; a snapshot of another version is ignored.
+SNAPSHOT_VERSION = 1
+
+
+def default_checks_factory(sensor: Sensor) -> list[Check]:
+    """``detectors.rules.default_checks`` for the sensor's kind, levels and interval."""
+    from detectors.rules import default_checks
+
+    return default_checks(sensor.kind, dict(sensor.levels), sensor.interval_s)
+
+
+@dataclass
+class Episode:
+    """An open alert of one check of one sensor (JSON-able via ``asdict``)."""
+
+    alert_id: str
+    rule: str
+    severity: str
+    started_at: float
+    value: float | None
+    threshold: float | None
+    message: str
+    field: str | None = None
+
+
+@dataclass
+class SensorState:
+    """One sensor's checks, open episodes and bookkeeping."""
+
+    sensor: Sensor
+    checks: list[Check]
+    episodes: dict[str, Episode]
+    #: position of the last reading included (``None``: unknown)
+    position: int | None = None
+    #: readings (or ticks with events) since the last snapshot
+    dirty: int = 0
+    last_ts: float | None = None
+
+
+class StreamClock:
+    """Stream time that keeps moving when no reading arrives.
+
+    ``now()`` is the latest reading time seen plus the wall time elapsed
+    since it was seen, so a simulated clock running faster or slower than
+    the wall clock (a replay, an accelerated simulation) still gets its
+    stale checks evaluated in its own time scale between readings.
+    """
+
+    def __init__(self, monotonic: Callable[[], float]) -> None:
+        self._monotonic = monotonic
+        self._latest: float | None = None
+        self._seen_at = 0.0
+
+    def observe(self, ts: float) -> None:
+        if self._latest is None or ts >= self._latest:
+            self._latest = ts
+            self._seen_at = self._monotonic()
+
+    def now(self) -> float | None:
+        if self._latest is None:
+            return None
+        return self._latest + (self._monotonic() - self._seen_at)
+
+
+def _finite(v: Any) -> float | None:
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+class SensorEngine:
+    """Runs each sensor's checks and turns their transitions into events.
+
+    Parameters
+    ----------
+    registry
+        Sensors with their levels; a reading of an unregistered sensor gets
+        the checks of its kind without levels (logged once).
+    checks_factory
+        ``checks_factory(sensor) -> list[Check]``; default
+        :func:`default_checks_factory`.
+    """
+
+    def __init__(self, registry: SensorRegistry | None = None, checks_factory: ChecksFactory | None = None) -> None:
+        self.registry = registry or SensorRegistry()
+        self.checks_factory = checks_factory or default_checks_factory
+        self._states: dict[str, SensorState] = {}
+        #: check errors (an exception inside a check) since start
+        self.check_errors = 0
+        #: replayed readings skipped because a restored snapshot includes them
+        self.skipped = 0
+
+    # -- sensors ---------------------------------------------------------------
+
+    def __contains__(self, sensor_id: str) -> bool:
+        return sensor_id in self._states
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def sensor_ids(self) -> list[str]:
+        return list(self._states)
+
+    def state(self, sensor_id: str) -> SensorState | None:
+        return self._states.get(sensor_id)
+
+    def drop(self, sensor_ids: Iterable[str]) -> None:
+        """Forget sensors (their partition went to another worker)."""
+        for sid in sensor_ids:
+            self._states.pop(sid, None)
+
+    def _sensor_for(self, sensor_id: str, kind: str, district: str) -> Sensor:
+        if kind not in KINDS:
+            raise ValidationError(f"reading of sensor {sensor_id!r} has unknown kind {kind!r}")
+        sensor = self.registry.get(sensor_id)
+        if sensor is None:
+            log.warning("sensor %r is not in the registry %s: running %s checks without levels",
+                        sensor_id, self.registry.source, kind)
+            return Sensor.model_construct(id=sensor_id, kind=kind, district=district, name="", lat=0.0, lon=0.0,
+                                          interval_s=60.0, levels={})
+        if sensor.kind != kind:
+            raise ValidationError(
+                f"reading of sensor {sensor_id!r} has kind {kind!r} but the registry says {sensor.kind!r}")
+        return sensor
+
+    def _new_state(self, sensor: Sensor) -> SensorState:
+        checks = list(self.checks_factory(sensor))
+        names = [c.name for c in checks]
+        if len(set(names)) != len(names) or not all(names):
+            raise ValueError(f"checks of sensor {sensor.id!r} need distinct non-empty names, got {names}")
+        return SensorState(sensor=sensor, checks=checks, episodes={})
+
+    def _state_for(self, reading: Reading) -> SensorState:
+        st = self._states.get(reading.sensor_id)
+        if st is None:
+            st = self._new_state(self._sensor_for(reading.sensor_id, reading.kind, reading.district))
+            self._states[reading.sensor_id] = st
+        elif st.sensor.kind != reading.kind:
+            raise ValidationError(
+                f"reading of sensor {reading.sensor_id!r} has kind {reading.kind!r}, "
+                f"earlier readings had {st.sensor.kind!r}")
+        return st
+
+    # -- processing --------------------------------------------------------------
+
+    def process(self, reading: Reading, position: int | None = None) -> list[AlertEvent]:
+        """Run the sensor's checks on ``reading``; return the events it causes.
+
+        ``position`` (e.g. the Kafka offset) orders a sensor's readings: a
+        reading at or before the position of the restored state is a replay
+        the state already includes and is skipped. Raises
+        :class:`~cityeye.errors.ValidationError` for a reading whose kind
+        contradicts the registry (the caller dead-letters it).
+        """
+        st = self._state_for(reading)
+        if position is not None and st.position is not None and position <= st.position:
+            self.skipped += 1
+            return []
+        events: list[AlertEvent] = []
+        x, t = reading.values, reading.ts
+        for check in st.checks:
+            try:
+                finding = check.process(x, t)
+            except Exception:  # a faulty check must not stop the sensor's other checks
+                self.check_errors += 1
+                log.exception("check %s of sensor %s failed on the reading at %s; keeping its previous state",
+                              check.name, st.sensor.id, t)
+                continue
+            self._transition(st, check.name, finding, t, x, events)
+        if position is not None:
+            st.position = position
+        st.last_ts = t if st.last_ts is None else max(st.last_ts, t)
+        st.dirty += 1
+        return events
+
+    def tick(self, t: float, sensor_ids: Iterable[str] | None = None) -> list[AlertEvent]:
+        """Re-evaluate the checks of ``sensor_ids`` (default all) at clock time ``t``."""
+        events: list[AlertEvent] = []
+        for sid in list(self._states) if sensor_ids is None else sensor_ids:
+            st = self._states.get(sid)
+            if st is None:
+                continue
+            before = len(events)
+            for check in st.checks:
+                try:
+                    finding = check.tick(t)
+                except Exception:
+                    self.check_errors += 1
+                    log.exception("check %s of sensor %s failed on a clock tick at %s", check.name, sid, t)
+                    continue
+                self._transition(st, check.name, finding, t, None, events, from_tick=True)
+            if len(events) > before:
+                st.dirty += 1
+        return events
+
+    def _transition(self, st: SensorState, name: str, finding: Finding | None, t: float,
+                    x: dict[str, float] | None, out: list[AlertEvent], from_tick: bool = False) -> None:
+        ep = st.episodes.get(name)
+        if finding is None:
+            if ep is None:
+                return
+            del st.episodes[name]
+            value = _finite(x.get(ep.field)) if (x is not None and ep.field) else None
+            out.append(self._event(st, ep, "resolved", t, ep.value if value is None else value,
+                                   f"resolved: {ep.message}"))
+            return
+        if ep is None:
+            started = self._episode_start(finding, t) if from_tick else t
+            ep = Episode(alert_id=alert_id_for(st.sensor.id, name, started), rule=name, severity=finding.severity,
+                         started_at=started, value=finding.value, threshold=finding.threshold,
+                         message=finding.message, field=finding.field)
+            st.episodes[name] = ep
+            out.append(self._event(st, ep, "firing", t, ep.value, ep.message))
+            return
+        ep.value, ep.threshold, ep.message = finding.value, finding.threshold, finding.message
+        if finding.field is not None:
+            ep.field = finding.field
+        if finding.severity != ep.severity:
+            ep.severity = finding.severity
+            out.append(self._event(st, ep, "firing", t, ep.value, ep.message))
+
+    @staticmethod
+    def _episode_start(finding: Finding, t: float) -> float:
+        extra = finding.extra or {}
+        start = _finite(extra.get("started_at"))
+        if start is None:
+            last_seen, threshold = _finite(extra.get("last_seen")), _finite(finding.threshold)
+            if last_seen is not None and threshold is not None:
+                start = last_seen + threshold
+        return t if start is None or start > t else start
+
+    @staticmethod
+    def _event(st: SensorState, ep: Episode, state: str, t: float, value: float | None, message: str) -> AlertEvent:
+        labels = {"field": ep.field} if ep.field else {}
+        if st.sensor.name:
+            labels["sensor_name"] = st.sensor.name
+        return AlertEvent(
+            alert_id=ep.alert_id, sensor_id=st.sensor.id, kind=st.sensor.kind, district=st.sensor.district,
+            rule=ep.rule, severity=ep.severity, state=state, started_at=ep.started_at, updated_at=t,
+            value=value, threshold=ep.threshold, message=message, labels=labels,
+        )
+
+    # -- snapshots ------------------------------------------------------------------
+
+    def due(self, sensor_id: str, every: int) -> bool:
+        """Whether the sensor has ``every`` or more readings since its last snapshot."""
+        st = self._states.get(sensor_id)
+        return st is not None and st.dirty >= every
+
+    def dirty(self, sensor_id: str) -> bool:
+        st = self._states.get(sensor_id)
+        return st is not None and st.dirty > 0
+
+    def snapshot(self, sensor_id: str) -> dict[str, Any]:
+        """The sensor's state as JSON-able data; marks it clean."""
+        st = self._states[sensor_id]
+        st.dirty = 0
+        return {
+            "v": SNAPSHOT_VERSION,
+            "sensor_id": st.sensor.id,
+            "kind": st.sensor.kind,
+            "district": st.sensor.district,
+            "position": st.position,
+            "last_ts": st.last_ts,
+            "checks": {c.name: c.snapshot() for c in st.checks},
+            "episodes": {name: asdict(ep) for name, ep in st.episodes.items()},
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> bool:
+        """Rebuild a sensor from :meth:`snapshot` data; ``False`` if unusable.
+
+        Checks are rebuilt from the factory (so registry changes apply) and
+        given their saved state by name; a check with no saved state starts
+        fresh, saved state of a check that no longer exists is ignored.
+        """
+        try:
+            if snapshot.get("v") != SNAPSHOT_VERSION:
+                raise ValueError(f"snapshot version {snapshot.get('v')!r}")
+            sid = str(snapshot["sensor_id"])
+            st = self._new_state(self._sensor_for(sid, str(snapshot["kind"]), str(snapshot["district"])))
+            saved = snapshot.get("checks") or {}
+            for check in st.checks:
+                if check.name in saved:
+                    check.restore(saved[check.name])
+            names = {c.name for c in st.checks}
+            st.episodes = {n: Episode(**e) for n, e in (snapshot.get("episodes") or {}).items() if n in names}
+            st.position = snapshot.get("position")
+            st.last_ts = snapshot.get("last_ts")
+        except Exception as exc:  # a bad snapshot must not stop the worker: start that sensor fresh
+            log.error("ignoring unusable snapshot of sensor %r: %s: %s",
+                      snapshot.get("sensor_id") if isinstance(snapshot, dict) else None, type(exc).__name__, exc)
+            return False
+        self._states[sid] = st
+        return True
