@@ -24,6 +24,8 @@ from detectors.base import Finding, Rule
 __all__ = [
     "WarningLevels",
     "JSONStateMixin",
+    "encode_state",
+    "decode_state",
     "finite_value",
     "unit_of",
     "label_of",
@@ -98,23 +100,25 @@ def fmt_duration(seconds: float) -> str:
     return f"{h:.0f} h" if abs(h - round(h)) < 0.05 else f"{h:.1f} h"
 
 
-def _encode(v: Any) -> Any:
+def encode_state(v: Any) -> Any:
+    """Plain JSON-able data of ``v``: ``Finding`` -> ``{"__finding__": {...}}``, deques/tuples -> lists."""
     if isinstance(v, Finding):
-        return {"__finding__": _encode(dataclasses.asdict(v))}
+        return {"__finding__": encode_state(dataclasses.asdict(v))}
     if isinstance(v, (deque, list, tuple)):
-        return [_encode(i) for i in v]
+        return [encode_state(i) for i in v]
     if isinstance(v, dict):
-        return {str(k): _encode(i) for k, i in v.items()}
+        return {str(k): encode_state(i) for k, i in v.items()}
     return copy.deepcopy(v)
 
 
-def _decode(v: Any) -> Any:
+def decode_state(v: Any) -> Any:
+    """Inverse of :func:`encode_state` (lists stay lists; see :meth:`JSONStateMixin.restore`)."""
     if isinstance(v, dict):
         if set(v) == {"__finding__"}:
-            return Finding(**_decode(v["__finding__"]))
-        return {k: _decode(i) for k, i in v.items()}
+            return Finding(**decode_state(v["__finding__"]))
+        return {k: decode_state(i) for k, i in v.items()}
     if isinstance(v, list):
-        return [_decode(i) for i in v]
+        return [decode_state(i) for i in v]
     return v
 
 
@@ -126,11 +130,11 @@ class JSONStateMixin:
     """
 
     def snapshot(self) -> dict[str, Any]:
-        return {k: _encode(v) for k, v in vars(self).items() if k.startswith("_")}
+        return {k: encode_state(v) for k, v in vars(self).items() if k.startswith("_")}
 
     def restore(self, state: dict[str, Any]) -> None:
         for k, v in state.items():
-            v = _decode(copy.deepcopy(v))
+            v = decode_state(copy.deepcopy(v))
             cur = getattr(self, k, None)
             if isinstance(cur, deque) and isinstance(v, list):
                 v = deque(v, maxlen=cur.maxlen)
@@ -275,8 +279,8 @@ class WarningLevels(JSONStateMixin, Rule):
         if since is not None and t - since > 0:
             tail = f" for {fmt_duration(t - since)}"
         elif since is None:
-            tail = f" (held until {fmt_value(self._rs[new], self.field)})"
             side = "near"
+            tail = f" (clears {'below' if self._sign > 0 else 'above'} {fmt_value(self._rs[new], self.field)})"
         else:
             tail = ""
         msg = f"{label_of(self.field)} {fmt_value(v, self.field)} {side} {lname} {fmt_value(level, self.field)}{tail}"

@@ -14,7 +14,7 @@ from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
 from detectors.base import Check, Finding
-from detectors.levels import JSONStateMixin, _decode, _encode, finite_value, fmt_value, label_of
+from detectors.levels import JSONStateMixin, decode_state, encode_state, finite_value, fmt_value, label_of
 
 __all__ = ["ScoreThreshold"]
 
@@ -108,13 +108,13 @@ class ScoreThreshold(JSONStateMixin, Check):
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "_current": _encode(self._current),
+            "_current": encode_state(self._current),
             "_count": self._count,
             "_detector": self.detector.snapshot(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        self._current = _decode(state.get("_current"))
+        self._current = decode_state(state.get("_current"))
         self._count = int(state.get("_count", 0))
         if "_detector" in state:
             self.detector.restore(state["_detector"])
