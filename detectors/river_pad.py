@@ -115,12 +115,29 @@ class RiverSeasonalPAD(AnomalyDetector):
         if model._initialized:
             self._n += 1
             self._pad.score_one(None, v)  # updates PAD's error statistics
-        self._pad.learn_one(None, v)
+        if not model._initialized and len(model._first_values) + 1 >= max(2, self.season):
+            self._initialise(model, v)
+        else:
+            self._pad.learn_one(None, v)
         # River's Holt-Winters components are unbounded deques: keep what is used
         for comp, keep in ((model.level, 2), (model.trend, 2), (model.season, self.season + 1)):
             if comp is not None:
                 while len(comp) > keep:
                     comp.popleft()
+
+    def _initialise(self, model: Any, v: float) -> None:
+        # River initialises the *additive* season as y / level (a ZeroDivisionError
+        # when the first season averages 0); initialise it additively here.
+        first = [*model._first_values, v]
+        level = sum(first) / len(first)
+        model.level.append(level)
+        if model.trend is not None:
+            model.trend.append((first[-1] - first[0]) / max(1, len(first) - 1))
+        if model.season is not None:
+            model.season.extend([y - level for y in first])
+        model._first_values = []
+        model._initialized = True
+        self._pad.iter += 1
 
     def snapshot(self) -> dict[str, Any]:
         """State as JSON-able data (the River objects are pickled, base64)."""

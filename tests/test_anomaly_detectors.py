@@ -1,0 +1,134 @@
+"""CityEye's anomaly detectors on small synthetic data, and a small NAB run."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from detectors.base import AnomalyDetector
+from detectors.registry import DEFAULT_DETECTOR, DETECTORS, make_detector
+
+REPO = Path(__file__).resolve().parent.parent
+NAB = REPO.parent / "shared" / "datasets" / "nab"
+
+# small seasonal-friendly settings so the tests stay fast
+PARAMS = {
+    "context_novelty": {},
+    "river_hst": {"n_trees": 5, "height": 6, "window_size": 100},
+    "river_pad": {"season": 20, "warmup": 20},
+}
+SPIKE_AT = 900
+
+
+def series(n: int = 1000, seed: int = 3) -> list[float]:
+    rng = random.Random(seed)
+    vals = [10 + 3 * math.sin(2 * math.pi * t / 20) + rng.gauss(0, 0.3) for t in range(n)]
+    if n > SPIKE_AT:
+        vals[SPIKE_AT] = 40.0
+    return vals
+
+
+def drive(det: AnomalyDetector, vals: list[float]) -> list[float]:
+    out = []
+    for v in vals:
+        x = {"value": v}
+        out.append(det.score_one(x))
+        det.learn_one(x)
+    return out
+
+
+@pytest.fixture(params=sorted(DETECTORS))
+def name(request) -> str:
+    return request.param
+
+
+def test_registry():
+    assert DEFAULT_DETECTOR in DETECTORS
+    assert all(issubclass(c, AnomalyDetector) for c in DETECTORS.values())
+    with pytest.raises(ValueError):
+        make_detector("nope")
+
+
+def test_spike_scores_above_noise(name):
+    scores = drive(make_detector(name, **PARAMS[name]), series())
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    noise = scores[600:SPIKE_AT]
+    assert scores[SPIKE_AT] > max(noise) or (scores[SPIKE_AT] == 1.0 and sum(noise) / len(noise) < 0.5)
+    assert scores[SPIKE_AT] > sum(noise) / len(noise)
+
+
+def test_snapshot_restore_identical(name):
+    vals = series()
+    det = make_detector(name, **PARAMS[name])
+    drive(det, vals[:500])
+    state = json.loads(json.dumps(det.snapshot()))  # persisted as JSON
+    other = det.clone()
+    other.restore(state)
+    assert drive(det, vals[500:]) == drive(other, vals[500:])
+
+
+def test_clone_is_fresh_with_same_params(name):
+    det = make_detector(name, field="speed", **PARAMS[name])
+    drive(det, series(100))
+    c = det.clone()
+    assert type(c) is type(det) and c.field == "speed"
+    assert c.snapshot() == make_detector(name, field="speed", **PARAMS[name]).snapshot()
+
+
+def test_nan_and_missing_field_are_safe(name):
+    det = make_detector(name, **PARAMS[name])
+    vals = series(300)
+    drive(det, vals[:250])
+    before = json.dumps(det.snapshot(), sort_keys=True)
+    last = det.score_one({"value": vals[250]})
+    for x in ({"value": float("nan")}, {"other": 1.0}, {}, {"value": None}):
+        s = det.score_one(x)
+        assert 0.0 <= s <= 1.0
+        det.learn_one(x)
+    assert json.dumps(det.snapshot(), sort_keys=True) == before  # nothing learnt
+    assert det.score_one({"value": vals[250]}) == last
+
+
+def test_score_one_does_not_learn(name):
+    det = make_detector(name, **PARAMS[name])
+    drive(det, series(300))
+    before = json.dumps(det.snapshot(), sort_keys=True)
+    det.score_one({"value": 123.0})
+    assert json.dumps(det.snapshot(), sort_keys=True) == before
+
+
+@pytest.mark.skipif(not (NAB / "labels" / "combined_windows_tiny.json").exists(), reason="NAB data absent")
+def test_cityeye_eval_nab_on_two_files(tmp_path, capsys):
+    from cityeye.cli import main
+
+    rc = main([
+        "eval", "nab", "--data", str(NAB), "--labels", str(NAB / "labels" / "combined_windows_tiny.json"),
+        "--out", str(tmp_path), "--jobs", "2", "--json", str(tmp_path / "scores.json"),
+    ])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "standard" in out and "low_FP" in out and "low_FN" in out
+    assert f"{DEFAULT_DETECTOR} (measured)" in out and "Numenta HTM (published)" in out
+    for rel in ("realKnownCause/nyc_taxi.csv", "realKnownCause/rogue_agent_key_hold.csv"):
+        written = tmp_path / DEFAULT_DETECTOR / rel
+        lines = written.read_text().splitlines()
+        assert lines[0] == "timestamp,value,anomaly_score"
+        n_data = len((NAB / "data" / rel).read_text().splitlines())
+        assert len(lines) == n_data
+        assert all(0.0 <= float(line.rsplit(",", 1)[1]) <= 1.0 for line in lines[1:])
+    scores = json.loads((tmp_path / "scores.json").read_text())[DEFAULT_DETECTOR]
+    assert set(scores) >= {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
+
+
+def test_resolve_data_dir(tmp_path, monkeypatch):
+    from cityeye.evaluation.command import resolve_data_dir
+
+    (tmp_path / "nab" / "data").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_data_dir("nab") == (tmp_path / "nab").resolve()
+    with pytest.raises(FileNotFoundError):
+        resolve_data_dir("nowhere")
