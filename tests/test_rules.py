@@ -379,3 +379,20 @@ def test_default_water_level_warning_end_to_end():
     rule = wl["water_level.warning"]
     out = [sev(rule.process({"level_m": v}, 60.0 * i)) for i, v in enumerate([4.0, 4.25, 4.3, 4.3, 4.6, 4.6, 4.6])]
     assert out == [None, None, None, "blue", "blue", "blue", "yellow"]  # 2 min before firing / raising
+
+
+def test_traffic_falls_back_to_half_space_trees_without_registry(monkeypatch):
+    import sys
+
+    from detectors.rules import HalfSpaceTreesDetector
+
+    monkeypatch.setitem(sys.modules, "detectors.registry", None)  # import fails
+    st = default_checks("traffic", {})[0]
+    assert isinstance(st.detector, HalfSpaceTreesDetector)
+    for i in range(300):
+        st.process({"speed_kmh": 60.0}, 60.0 * i)
+    f = st.process({"speed_kmh": 2.0}, 60.0 * 300)
+    assert f is not None and f.rule == "traffic.speed_anomaly"
+    twin = st.clone()
+    twin.restore(json.loads(json.dumps(st.snapshot())))
+    assert twin.score_one({"speed_kmh": 2.0}) == st.score_one({"speed_kmh": 2.0})
