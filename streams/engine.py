@@ -12,8 +12,9 @@ Transitions, per (sensor, check):
   reading's time and its id is ``alert_id_for(sensor, rule, started_at)``.
 * finding -> finding of another severity: a ``firing`` event with the new
   severity and the same alert id (escalation or de-escalation).
-* finding -> ``None``: a ``resolved`` event with the same alert id; its
-  value is the check's field in the resolving reading (else the last value).
+* finding -> ``None``: a ``resolved`` event with the same alert id, the
+  last severity and the last finding's value and threshold (the same
+  quantity as the threshold, e.g. the 3 h rain total, not the last reading).
 
 Every event is a function of the readings only (``updated_at`` is the
 reading's time), so replaying the same readings yields the same events,
@@ -220,7 +221,7 @@ class SensorEngine:
                 log.exception("check %s of sensor %s failed on the reading at %s; keeping its previous state",
                               check.name, st.sensor.id, t)
                 continue
-            self._transition(st, check.name, finding, t, x, events)
+            self._transition(st, check.name, finding, t, events)
         if position is not None:
             st.position = position
         st.last_ts = t if st.last_ts is None else max(st.last_ts, t)
@@ -242,21 +243,19 @@ class SensorEngine:
                     self.check_errors += 1
                     log.exception("check %s of sensor %s failed on a clock tick at %s", check.name, sid, t)
                     continue
-                self._transition(st, check.name, finding, t, None, events, from_tick=True)
+                self._transition(st, check.name, finding, t, events, from_tick=True)
             if len(events) > before:
                 st.dirty += 1
         return events
 
     def _transition(self, st: SensorState, name: str, finding: Finding | None, t: float,
-                    x: dict[str, float] | None, out: list[AlertEvent], from_tick: bool = False) -> None:
+                    out: list[AlertEvent], from_tick: bool = False) -> None:
         ep = st.episodes.get(name)
         if finding is None:
             if ep is None:
                 return
             del st.episodes[name]
-            value = _finite(x.get(ep.field)) if (x is not None and ep.field) else None
-            out.append(self._event(st, ep, "resolved", t, ep.value if value is None else value,
-                                   f"resolved: {ep.message}"))
+            out.append(self._event(st, ep, "resolved", t, ep.value, f"resolved: {ep.message}"))
             return
         if ep is None:
             started = self._episode_start(finding, t) if from_tick else t

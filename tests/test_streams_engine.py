@@ -93,7 +93,7 @@ def test_firing_escalation_deescalation_resolve(registry):
     assert {e.alert_id for e in events} == {first.alert_id}
     assert {e.started_at for e in events} == {1060.0}
     assert events[1].value == 5.3 and events[1].threshold == 5.2 and events[1].updated_at == 1180.0
-    assert events[3].value == 4.0 and events[3].updated_at == 1300.0
+    assert events[3].value == 4.8 and events[3].updated_at == 1300.0  # the last value in alert
     assert len({e.event_id for e in events}) == 4
     assert first.district == "huangpu" and first.kind == "water_level"
     assert first.labels["sensor_name"] == "Suzhou Creek at Waibaidu Bridge"

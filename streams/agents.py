@@ -1,0 +1,204 @@
+"""The detector agent, its clock timer and its state lifecycle.
+
+One agent subscribes to every ``readings.<kind>`` topic. Readings arrive
+keyed by sensor id, so each sensor's readings are in one partition and no
+repartitioning is needed: the agent takes events in batches
+(``stream.take_events``), runs :class:`streams.engine.SensorEngine` on each
+and sends the resulting alert events to ``alerts.events`` keyed by alert id.
+
+State lifecycle (details in docs/streams.md):
+
+* detector state lives in the engine's plain dicts;
+* a sensor's state is copied to the snapshot table (changelog-backed) after
+  every ``snapshot_every`` of its readings, right after any reading or tick
+  that changed one of its alerts, when its partition is revoked and when the
+  worker shuts down; the snapshot records the offset of the last reading it
+  includes;
+* when partitions are assigned and the table has recovered, the sensors of
+  those partitions are restored from their snapshots; readings at or before
+  a snapshot's offset are skipped when Kafka redelivers them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Iterable
+
+import faust
+from faust.types import TP, EventT
+
+from cityeye.contracts import AlertEvent, to_json
+from cityeye.errors import ValidationError
+from streams.engine import SensorEngine, StreamClock
+from streams.models import dead_letter, decode_reading
+from streams.tables import SnapshotTable
+from streams.topics import StreamTopics
+
+__all__ = ["DetectorRuntime", "attach_agents"]
+
+log = logging.getLogger(__name__)
+
+
+class DetectorRuntime:
+    """The worker's in-process state: engine, sensors per partition, clocks, counters."""
+
+    def __init__(self, app: faust.App, engine: SensorEngine, topics: StreamTopics, snapshots: SnapshotTable,
+                 snapshot_every: int) -> None:
+        self.app = app
+        self.engine = engine
+        self.topics = topics
+        self.snapshots = snapshots
+        self.snapshot_every = snapshot_every
+        self.sensors_by_tp: dict[TP, set[str]] = {}
+        self.tp_of: dict[str, TP] = {}
+        self.clocks: dict[TP, StreamClock] = {}
+        self.readings = 0
+        self.events_sent = 0
+        self.dead_letters = 0
+
+    # -- per batch ---------------------------------------------------------------
+
+    async def process_events(self, events: Iterable[EventT]) -> None:
+        """Run the engine on a batch of reading events and send what it emits."""
+        out: list[AlertEvent] = []
+        touched: set[str] = set()
+        for event in events:
+            msg = event.message
+            tp = msg.tp
+            try:
+                reading = decode_reading(msg.value, msg.key)
+                if reading.sensor_id not in self.engine:
+                    self._restore_one(reading.sensor_id, tp)
+                emitted = self.engine.process(reading, position=msg.offset)
+            except ValidationError as exc:
+                await self._dead_letter(msg.value, str(exc), tp.topic, msg.key)
+                continue
+            self.readings += 1
+            sid = reading.sensor_id
+            if self.tp_of.get(sid) != tp:
+                self._place(sid, tp)
+            self._clock(tp).observe(reading.ts)
+            if emitted:
+                out.extend(emitted)
+                touched.add(sid)
+            elif self.engine.due(sid, self.snapshot_every):
+                touched.add(sid)
+        await self._send_alerts(out)
+        self._snapshot(touched)
+
+    async def tick(self) -> None:
+        """Clock re-evaluation of every sensor, per partition in that partition's stream time."""
+        out: list[AlertEvent] = []
+        touched: set[str] = set()
+        for tp, sensors in list(self.sensors_by_tp.items()):
+            now = self._clock(tp).now()
+            if now is None or not sensors:
+                continue
+            emitted = self.engine.tick(now, sensors)
+            out.extend(emitted)
+            touched.update(e.sensor_id for e in emitted)
+        await self._send_alerts(out)
+        self._snapshot(touched)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def on_revoked(self, revoked: Iterable[TP]) -> None:
+        """Snapshot and forget the sensors of revoked readings partitions."""
+        gone = [tp for tp in revoked if tp in self.sensors_by_tp]
+        sensors = [sid for tp in gone for sid in self.sensors_by_tp[tp]]
+        self._snapshot(sid for sid in sensors if self.engine.dirty(sid))
+        await self.app.producer.flush()
+        for tp in gone:
+            self.engine.drop(self.sensors_by_tp.pop(tp))
+            self.clocks.pop(tp, None)
+        for sid in sensors:
+            self.tp_of.pop(sid, None)
+        if sensors:
+            log.info("partitions revoked: snapshotted and released %d sensors", len(sensors))
+
+    async def on_recovered(self) -> None:
+        """Restore the sensors of our active readings partitions from their snapshots."""
+        actives = {tp for tp in self.app.assignor.assigned_actives() if tp.topic in self.topics.readings_names}
+        restored = 0
+        for _, snap in self.snapshots.items():
+            tp = TP(str(snap.get("topic")), int(snap.get("partition", -1)))
+            sid = snap.get("sensor_id")
+            if tp not in actives or not isinstance(sid, str) or sid in self.engine:
+                continue
+            if self.engine.restore(snap):
+                self._place(sid, tp)
+                if snap.get("last_ts") is not None:
+                    self._clock(tp).observe(float(snap["last_ts"]))
+                restored += 1
+        log.info("table recovered: restored %d sensors' detector state on %d partitions", restored, len(actives))
+
+    def _restore_one(self, sid: str, tp: TP) -> None:
+        snap = self.snapshots.get(sid)
+        if snap is not None and snap.get("topic") == tp.topic and self.engine.restore(snap):
+            self._place(sid, tp)
+
+    async def on_shutdown(self) -> None:
+        """Snapshot every sensor with unsaved readings (Faust flushes the producer next)."""
+        dirty = [sid for sid in self.tp_of if self.engine.dirty(sid)]
+        self._snapshot(dirty)
+        log.info("shutdown: snapshotted %d sensors", len(dirty))
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _place(self, sid: str, tp: TP) -> None:
+        old = self.tp_of.get(sid)
+        if old is not None:
+            self.sensors_by_tp.get(old, set()).discard(sid)
+        self.tp_of[sid] = tp
+        self.sensors_by_tp.setdefault(tp, set()).add(sid)
+
+    def _clock(self, tp: TP) -> StreamClock:
+        clock = self.clocks.get(tp)
+        if clock is None:
+            clock = self.clocks[tp] = StreamClock(time.monotonic)
+        return clock
+
+    def _snapshot(self, sensor_ids: Iterable[str]) -> None:
+        for sid in sensor_ids:
+            tp = self.tp_of.get(sid)
+            if tp is not None and sid in self.engine:
+                self.snapshots.write(tp, sid, self.engine.snapshot(sid))
+
+    async def _send_alerts(self, events: list[AlertEvent]) -> None:
+        for ev in events:
+            await self.topics.alerts.send(key=ev.alert_id.encode(), value=to_json(ev))
+            log.info("alert %s %s %s %s value=%s (%s)", ev.state, ev.severity, ev.sensor_id, ev.rule, ev.value,
+                     ev.alert_id)
+        self.events_sent += len(events)
+
+    async def _dead_letter(self, raw: bytes | None, reason: str, topic: str, key: Any) -> None:
+        sid = key.decode("utf-8", "replace")[:64] if isinstance(key, bytes) else None
+        log.warning("dead-lettering a message from %s (key %r): %s", topic, sid, reason)
+        await self.topics.deadletter.send(key=key if isinstance(key, bytes) else None,
+                                          value=dead_letter(raw, reason, topic))
+        self.dead_letters += 1
+
+
+def attach_agents(app: faust.App, runtime: DetectorRuntime, *, batch_size: int, batch_within_s: float,
+                  tick_interval_s: float) -> None:
+    """Register the detector agent, the clock timer and the lifecycle hooks on ``app``."""
+
+    @app.agent(runtime.topics.readings, name="cityeye-detectors")
+    async def detectors(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(batch_size, within=batch_within_s):
+            await runtime.process_events(events)
+
+    @app.timer(interval=tick_interval_s, name="cityeye-detector-clock")
+    async def detector_clock() -> None:
+        await runtime.tick()
+
+    runtime.snapshots.table.on_recover(runtime.on_recovered)
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
+        await runtime.on_revoked(revoked)
+
+    @app.on_before_shutdown.connect
+    async def _shutdown(app: faust.App, **kwargs: Any) -> None:
+        await runtime.on_shutdown()

@@ -1,0 +1,119 @@
+"""The Faust app factory, configured from :class:`cityeye.config.Settings`.
+
+:func:`create_app` builds a fresh ``faust.App`` with the detector agent, the
+clock timer and the snapshot table (a factory, not a module global, so a
+process can run, stop and rebuild workers, e.g. the embedded runner and the
+tests).
+
+Broker-profile tuning is configuration only (:func:`faust_settings`):
+
+``tansu`` (embedded/test broker)
+    ``broker_session_timeout=2.0``, ``broker_heartbeat_interval=0.5`` (Tansu
+    holds each JoinGroup for half the session timeout),
+    ``fetch_max_wait_ms=100`` (it holds fetches the full wait while a
+    partition is idle), ``producer_max_batch_size=1`` (its ListOffsets is
+    wrong for multi-record batches, which makes Faust's changelog recovery
+    stop early; one record per batch makes recovery exact, and costs little
+    here because the worker only produces snapshots and alert events, not
+    one record per reading), ``stream_recovery_delay=0``.
+``kafka``
+    Faust's defaults apart from the session/heartbeat/fetch wait of
+    :class:`~cityeye.config.KafkaSettings`.
+
+Both: ``acks=all`` without idempotence (at-least-once; Faust only enables
+idempotence for ``exactly_once``, which Tansu rejects), ``store=memory://``,
+``topic_partitions`` from :data:`cityeye.contracts.TOPIC_PARTITIONS`, and the
+web server disabled unless a port is given, then bound to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cityeye.config import Settings
+from cityeye.registry import SensorRegistry, load_registry
+from streams.agents import DetectorRuntime, attach_agents
+from streams.engine import ChecksFactory, SensorEngine
+from streams.tables import define_snapshot_table
+from streams.topics import define_topics, readings_partitions
+from streams.transport import CityEyeFaustApp
+
+__all__ = ["StreamsApp", "create_app", "faust_settings", "load_worker_registry", "DEMO_REGISTRY"]
+
+DEMO_REGISTRY = Path(__file__).resolve().parent.parent / "simulators" / "demo_registry.yaml"
+
+#: per broker profile: Faust settings that live with a broker's quirks
+PROFILE_TUNING: dict[str, dict[str, Any]] = {
+    "tansu": {"producer_max_batch_size": 1, "stream_recovery_delay": 0.0},
+    "kafka": {},
+}
+
+
+@dataclass
+class StreamsApp:
+    """A configured Faust app and the detector runtime wired into it."""
+
+    app: CityEyeFaustApp
+    runtime: DetectorRuntime
+    settings: Settings
+
+
+def faust_settings(settings: Settings, *, web_port: int | None = None) -> dict[str, Any]:
+    """Keyword arguments of ``faust.App`` for ``settings`` (see the module docstring)."""
+    kafka = settings.kafka
+    conf: dict[str, Any] = {
+        "id": f"{kafka.consumer_group_prefix}-streams",
+        "broker": f"kafka://{kafka.bootstrap}",
+        "broker_client_id": f"{kafka.client_id_prefix}-streams",
+        "store": "memory://",
+        "topic_partitions": readings_partitions(),
+        "topic_replication_factor": 1,
+        "broker_session_timeout": kafka.session_timeout_s,
+        "broker_heartbeat_interval": kafka.heartbeat_interval_s,
+        "fetch_max_wait_ms": kafka.fetch_max_wait_ms,
+        "producer_acks": -1,
+        "producer_linger": 0.005,
+        "consumer_auto_offset_reset": "earliest",
+        "autodiscover": False,
+        "web_enabled": web_port is not None,
+        "web_bind": "127.0.0.1",
+        "web_host": "127.0.0.1",
+        "web_port": web_port or 6066,
+    }
+    conf.update(PROFILE_TUNING[kafka.profile])
+    return conf
+
+
+def load_worker_registry(settings: Settings) -> SensorRegistry:
+    """``settings.registry``, or the bundled demo registry when none is configured."""
+    return load_registry(settings.registry or DEMO_REGISTRY)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    web_port: int | None = None,
+    registry: SensorRegistry | None = None,
+    checks_factory: ChecksFactory | None = None,
+    batch_size: int = 500,
+    batch_within_s: float = 0.05,
+    tick_interval_s: float = 1.0,
+) -> StreamsApp:
+    """A new Faust app running the detectors on every readings topic.
+
+    ``batch_size``/``batch_within_s`` bound a processing batch
+    (``stream.take_events``); ``tick_interval_s`` is the wall-clock period
+    of the stale-sensor clock. Raises :class:`~cityeye.errors.RegistryError`
+    for a bad registry file.
+    """
+    registry = registry if registry is not None else load_worker_registry(settings)
+    app = CityEyeFaustApp(**faust_settings(settings, web_port=web_port))
+    topics = define_topics(app)
+    snapshots = define_snapshot_table(app, partitions=readings_partitions())
+    runtime = DetectorRuntime(app, SensorEngine(registry, checks_factory), topics, snapshots,
+                              snapshot_every=settings.snapshot_every)
+    attach_agents(app, runtime, batch_size=batch_size, batch_within_s=batch_within_s,
+                  tick_interval_s=tick_interval_s)
+    return StreamsApp(app=app, runtime=runtime, settings=settings)

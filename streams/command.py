@@ -1,0 +1,144 @@
+"""``cityeye worker``: run the Faust detector worker, standalone or in-process.
+
+Standalone::
+
+    cityeye worker --config cityeye.yaml [--web-port 6066] [--loglevel info]
+
+In-process (the embedded runner, tests), inside a running event loop::
+
+    from streams.command import StreamsWorker
+    worker = StreamsWorker(settings)          # or StreamsWorker(settings, web_port=...)
+    await worker.start()                      # returns once the Faust app is started
+    await worker.wait_ready(timeout=30)       # optional: partitions assigned, state restored
+    ...
+    await worker.stop()                       # graceful: snapshots state, commits, leaves the group
+
+or ``async with StreamsWorker(settings): ...``, or ``await run_worker(settings,
+stop_event)`` which runs until ``stop_event`` is set. In-process workers
+install no signal handlers and leave logging to the host process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from typing import Any
+
+import faust
+
+from cityeye.config import Settings, load_settings
+from cityeye.errors import CityEyeError
+from cityeye.kafka import ensure_topics
+from streams.app import StreamsApp, create_app
+
+__all__ = ["StreamsWorker", "run_worker", "add_arguments", "run"]
+
+log = logging.getLogger(__name__)
+
+
+class _InProcessWorker(faust.Worker):
+    """A ``faust.Worker`` that leaves signals to its host process."""
+
+    def install_signal_handlers(self) -> None:
+        pass
+
+
+class StreamsWorker:
+    """A Faust detector worker running inside the caller's event loop.
+
+    ``app_kwargs`` go to :func:`streams.app.create_app` (``registry``,
+    ``checks_factory``, ``batch_size``, ``tick_interval_s`` ...).
+    """
+
+    def __init__(self, settings: Settings, *, web_port: int | None = None, loglevel: str = "warning",
+                 **app_kwargs: Any) -> None:
+        self.settings = settings
+        self.web_port = web_port
+        self.loglevel = loglevel
+        self.app_kwargs = app_kwargs
+        self.streams: StreamsApp | None = None
+        self._worker: faust.Worker | None = None
+
+    @property
+    def app(self) -> faust.App:
+        if self.streams is None:
+            raise RuntimeError("worker not started")
+        return self.streams.app
+
+    async def start(self) -> None:
+        """Create the topics if missing, build the app and start it."""
+        await ensure_topics(self.settings.kafka)
+        self.streams = create_app(self.settings, web_port=self.web_port, **self.app_kwargs)
+        self._worker = _InProcessWorker(
+            self.streams.app, loglevel=self.loglevel, override_logging=False, redirect_stdouts=False,
+            quiet=True, daemon=False, loop=asyncio.get_running_loop(),
+        )
+        await self._worker.start()
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until the first rebalance and table recovery are complete."""
+        await asyncio.wait_for(self.app.tables.recovery.completed.wait(), timeout)
+
+    async def stop(self) -> None:
+        """Stop gracefully: pending batches finish, state is snapshotted, offsets committed."""
+        if self._worker is not None:
+            worker, self._worker = self._worker, None
+            await worker.stop()
+
+    @property
+    def crashed(self) -> BaseException | None:
+        """The exception that crashed the Faust app, if any."""
+        return getattr(self.app, "crash_reason", None) if self.streams else None
+
+    async def __aenter__(self) -> "StreamsWorker":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def run_worker(settings: Settings, stop_event: asyncio.Event, **kwargs: Any) -> None:
+    """Run a :class:`StreamsWorker` until ``stop_event`` is set, then stop it.
+
+    Raises :class:`~cityeye.errors.CityEyeError` if the Faust app crashes.
+    """
+    worker = StreamsWorker(settings, **kwargs)
+    await worker.start()
+    try:
+        while not stop_event.is_set():
+            if worker.crashed is not None:
+                raise CityEyeError(f"stream worker crashed: {worker.crashed!r}")
+            try:
+                await asyncio.wait_for(stop_event.wait(), timeout=0.5)
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        await worker.stop()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML configuration file (default: $CITYEYE_CONFIG)")
+    parser.add_argument("--web-port", type=int, default=None,
+                        help="serve Faust's web views on 127.0.0.1:PORT (default: no web server)")
+    parser.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"],
+                        help="Faust log level (default: info)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the worker in the foreground until SIGINT/SIGTERM."""
+    try:
+        settings = load_settings(args.config)
+        asyncio.run(ensure_topics(settings.kafka))
+        streams = create_app(settings, web_port=args.web_port)
+    except CityEyeError as exc:
+        log.error("%s", exc)
+        return 2
+    worker = faust.Worker(streams.app, loglevel=args.loglevel, override_logging=False, redirect_stdouts=False,
+                          quiet=True)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

@@ -1,0 +1,58 @@
+"""The snapshot table: each sensor's detector state, backed by a changelog.
+
+The worker keeps detector state in plain dicts (fast) and copies a sensor's
+state here only now and then (see streams.agents), writing the changelog
+record itself with the partition of the sensor's readings: the writes happen
+in batches, on clock ticks and on revocation, i.e. outside the per-event
+context Faust's ``table[key] = value`` relies on to pick the partition.
+
+Values are JSON objects (:meth:`streams.engine.SensorEngine.snapshot` plus
+``topic``/``partition`` of the sensor's readings), keys the sensor ids.
+Recovery replays the changelog into memory (``store="memory://"``) when
+partitions are assigned.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import faust
+from faust.types import TP
+
+__all__ = ["SNAPSHOT_TABLE", "SnapshotTable", "define_snapshot_table"]
+
+SNAPSHOT_TABLE = "sensor-snapshots"
+
+
+class SnapshotTable:
+    """Writes and reads sensor snapshots of one Faust table."""
+
+    def __init__(self, table: faust.Table) -> None:
+        self.table = table
+        self.writes = 0
+
+    def write(self, tp: TP, sensor_id: str, snapshot: dict[str, Any]) -> None:
+        """Store ``snapshot`` locally and send it to changelog partition ``tp.partition``."""
+        value = {**snapshot, "topic": tp.topic, "partition": tp.partition}
+        self.table.data[sensor_id] = value
+        self.table.send_changelog(tp.partition, sensor_id, value)
+        self.writes += 1
+
+    def get(self, sensor_id: str) -> dict[str, Any] | None:
+        value = self.table.data.get(sensor_id)
+        return value if isinstance(value, dict) else None
+
+    def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for key, value in list(self.table.data.items()):
+            if isinstance(value, dict):
+                yield key, value
+
+
+def define_snapshot_table(app: faust.App, partitions: int) -> SnapshotTable:
+    table = app.Table(
+        SNAPSHOT_TABLE,
+        default=None,
+        partitions=partitions,
+        schema=faust.Schema(key_type=str, value_type=None, key_serializer="raw", value_serializer="json"),
+    )
+    return SnapshotTable(table)

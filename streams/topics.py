@@ -1,0 +1,49 @@
+"""The Faust topics of the stream processor, all raw bytes (see streams.models).
+
+Topics are never declared by the worker (``internal=False``): they are
+pre-created by :func:`cityeye.kafka.ensure_topics` with the partition counts
+of :data:`cityeye.contracts.TOPIC_PARTITIONS`, which all readings topics
+share so that a worker owning partition *p* of each readings topic also owns
+partition *p* of the snapshot table's changelog.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+from faust.types import TopicT
+
+from cityeye.contracts import KINDS, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_PARTITIONS, readings_topic
+
+__all__ = ["StreamTopics", "define_topics", "readings_partitions"]
+
+
+def readings_partitions() -> int:
+    """The partition count shared by every ``readings.<kind>`` topic."""
+    counts = {TOPIC_PARTITIONS[readings_topic(k)] for k in KINDS}
+    if len(counts) != 1:
+        raise ValueError(f"readings topics must be co-partitioned, got partition counts {sorted(counts)}")
+    return counts.pop()
+
+
+@dataclass(frozen=True)
+class StreamTopics:
+    """``readings`` (all kinds, one subscription), ``alerts`` and ``deadletter``."""
+
+    readings: TopicT
+    alerts: TopicT
+    deadletter: TopicT
+
+    @property
+    def readings_names(self) -> frozenset[str]:
+        return frozenset(self.readings.topics)
+
+
+def define_topics(app: faust.App) -> StreamTopics:
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    return StreamTopics(
+        readings=app.topic(*(readings_topic(k) for k in KINDS), partitions=readings_partitions(), **raw),
+        alerts=app.topic(TOPIC_ALERTS, partitions=TOPIC_PARTITIONS[TOPIC_ALERTS], **raw),
+        deadletter=app.topic(TOPIC_DEADLETTER, partitions=TOPIC_PARTITIONS[TOPIC_DEADLETTER], **raw),
+    )

@@ -1,0 +1,50 @@
+"""A Faust app whose Kafka consumer takes its fetch wait from configuration.
+
+Faust 0.15's aiokafka driver hard-codes ``fetch_max_wait_ms=1500`` for the
+worker's consumer. On a broker that holds a fetch for the full wait whenever
+some partition is idle (Tansu, see docs/streams.md) that costs up to 1.5 s
+per hop and caps throughput, so :class:`CityEyeFaustApp` takes
+``fetch_max_wait_ms`` as a keyword (from
+:attr:`cityeye.config.KafkaSettings.fetch_max_wait_ms`) and hands it to the
+consumer before it starts. No other behaviour of Faust changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.transport import by_url
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+__all__ = ["CityEyeFaustApp"]
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
+        if wait_ms is not None:
+            # read by AIOKafkaConsumer.start() when it builds its fetcher
+            consumer._fetch_max_wait_ms = int(wait_ms)
+        return consumer
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class CityEyeFaustApp(faust.App):
+    """``faust.App`` plus a configurable consumer ``fetch_max_wait_ms``."""
+
+    def __init__(self, *args: Any, fetch_max_wait_ms: int | None = None, **kwargs: Any) -> None:
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        super().__init__(*args, **kwargs)
+
+    def _new_transport(self) -> Any:
+        base = by_url(self.conf.broker_consumer[0])
+        if not issubclass(base, faust_aiokafka.Transport):
+            return super()._new_transport()
+        transport_cls = type("CityEyeTransport", (base,), {"Consumer": _Consumer})
+        return transport_cls(self.conf.broker_consumer, self)
