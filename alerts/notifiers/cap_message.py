@@ -1,0 +1,209 @@
+"""OASIS CAP 1.2 messages from notifications (pure: no I/O).
+
+:func:`build_cap` returns the XML bytes of one ``<alert>``:
+
+* ``identifier`` = notification id; ``sender``; ``sent`` = ``created_at``
+  (``YYYY-MM-DDThh:mm:ss+00:00``, the schema forbids ``Z``); status
+  ``Actual``; scope ``Public``; ``incidents`` = a stable id of the group;
+* ``msgType``: ``Alert`` for the first message of a group, ``Update`` for
+  later ones, ``Cancel`` when the group resolved; ``references`` lists
+  ``sender,identifier,sent`` of each earlier message (``previous_ids``);
+  a resolved group that was never announced is sent as an ``Alert`` with
+  urgency ``Past`` and response ``AllClear``;
+* one ``info`` per alert (or one per group) per language (``zh-CN``,
+  ``en-US``): category from the kind (weather ``Met``; water level ``Env``
+  and ``Infra``; traffic ``Transport``), urgency ``Immediate`` for orange/
+  red and ``Expected`` for blue/yellow (``Past`` once resolved), severity
+  blue→Minor, yellow→Moderate, orange→Severe, red→Extreme, certainty
+  ``Observed`` (``Likely`` for forecast rules), headline, description,
+  parameters, and an ``area`` per sensor with a ``polygon`` when one is
+  configured for the sensor or district and a ``circle``
+  ``"lat,lon radius_km"`` from the sensor location.
+
+The result validates against ``cap-v1.2.xsd`` beside this module
+(:data:`CAP_XSD`), the OASIS schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from alerts.notification import AlertSnapshot, Notification
+from cityeye.contracts import SEVERITY_RANK
+
+__all__ = ["CAP_NS", "CAP_XSD", "CapOptions", "build_cap", "cap_time", "SEVERITY_MAP", "CATEGORY_MAP"]
+
+CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
+CAP_XSD = Path(__file__).with_name("cap-v1.2.xsd")
+
+SEVERITY_MAP = {"blue": "Minor", "yellow": "Moderate", "orange": "Severe", "red": "Extreme"}
+CATEGORY_MAP = {"weather": ("Met",), "water_level": ("Env", "Infra"), "traffic": ("Transport",)}
+
+_TEXT = {
+    "zh-CN": {
+        "kind": {"water_level": "水位", "traffic": "交通", "weather": "气象"},
+        "colour": {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"},
+        "warning": "预警", "resolved": "解除", "value": "观测值", "threshold": "阈值",
+        "summary": "{n}条预警",
+    },
+    "en-US": {
+        "kind": {"water_level": "Water level", "traffic": "Traffic", "weather": "Weather"},
+        "colour": {"blue": "Blue", "yellow": "Yellow", "orange": "Orange", "red": "Red"},
+        "warning": "warning", "resolved": "Cancelled:", "value": "observed", "threshold": "threshold",
+        "summary": "{n} alerts",
+    },
+}
+
+
+@dataclass
+class CapOptions:
+    """How messages are built (from the channel config)."""
+
+    sender: str
+    sender_name: str = ""
+    languages: tuple[str, ...] = ("zh-CN",)
+    info_per: str = "alert"
+    radius_km: float = 1.0
+    #: sensor id or district -> CAP polygon ("lat,lon lat,lon ... first point again")
+    polygons: dict[str, str] = field(default_factory=dict)
+    web: str | None = None
+    contact: str | None = None
+
+
+def cap_time(epoch_s: float) -> str:
+    """CAP ``dateTime``: UTC with an explicit ``+00:00`` offset, whole seconds."""
+    return datetime.fromtimestamp(epoch_s, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
+    el = ET.SubElement(parent, f"{{{CAP_NS}}}{tag}")
+    if text is not None:
+        el.text = text
+    return el
+
+
+def _msg_type(n: Notification) -> str:
+    if not n.previous_ids:
+        return "Alert"
+    return "Cancel" if n.status == "resolved" else "Update"
+
+
+def _urgency(alert: AlertSnapshot, resolved: bool) -> str:
+    if resolved or alert.state == "resolved":
+        return "Past"
+    return "Immediate" if alert.severity in ("orange", "red") else "Expected"
+
+
+def _fmt(v: float | None) -> str:
+    return "" if v is None else f"{v:g}"
+
+
+def _headline(lang: str, alert: AlertSnapshot, resolved: bool) -> str:
+    t = _TEXT[lang]
+    kind = t["kind"].get(alert.kind, alert.kind)
+    colour = t["colour"].get(alert.severity, alert.severity)
+    where = f"{alert.district} {alert.sensor_name or alert.sensor_id}"
+    if lang == "zh-CN":
+        text = f"{where}{colour}{kind}{t['warning']}"
+        return f"{t['resolved']}{text}" if resolved else text
+    text = f"{colour} {kind.lower()} {t['warning']} at {where}"
+    return f"{t['resolved']} {text}" if resolved else text
+
+
+def _description(lang: str, alert: AlertSnapshot) -> str:
+    t = _TEXT[lang]
+    parts = [alert.message] if alert.message else []
+    if alert.value is not None:
+        parts.append(f"{t['value']} {_fmt(alert.value)}")
+    if alert.threshold is not None:
+        parts.append(f"{t['threshold']} {_fmt(alert.threshold)}")
+    return "; ".join(parts) or alert.rule
+
+
+def _area(info: ET.Element, alert: AlertSnapshot, opts: CapOptions) -> None:
+    area = _sub(info, "area")
+    _sub(area, "areaDesc", f"{alert.district} {alert.sensor_name or alert.sensor_id}".strip())
+    polygon = opts.polygons.get(alert.sensor_id) or opts.polygons.get(alert.district)
+    if polygon:
+        _sub(area, "polygon", polygon)
+    if alert.lat is not None and alert.lon is not None:
+        _sub(area, "circle", f"{alert.lat:.6f},{alert.lon:.6f} {opts.radius_km:g}")
+
+
+def _parameter(info: ET.Element, name: str, value: str) -> None:
+    p = _sub(info, "parameter")
+    _sub(p, "valueName", name)
+    _sub(p, "value", value)
+
+
+def _info(root: ET.Element, lang: str, alerts: list[AlertSnapshot], lead: AlertSnapshot, resolved: bool,
+          opts: CapOptions, headline: str, description: str) -> None:
+    info = _sub(root, "info")
+    _sub(info, "language", lang)
+    categories: list[str] = []
+    for a in alerts:
+        for c in CATEGORY_MAP.get(a.kind, ("Other",)):
+            if c not in categories:
+                categories.append(c)
+    for c in categories:
+        _sub(info, "category", c)
+    t = _TEXT[lang]
+    kind = t["kind"].get(lead.kind, lead.kind)
+    _sub(info, "event", f"{kind}{t['warning']}（{lead.rule}）" if lang == "zh-CN" else f"{kind} {t['warning']} ({lead.rule})")
+    if resolved:
+        _sub(info, "responseType", "AllClear")
+    _sub(info, "urgency", _urgency(lead, resolved))
+    _sub(info, "severity", SEVERITY_MAP.get(lead.severity, "Unknown"))
+    _sub(info, "certainty", "Likely" if "forecast" in lead.rule.lower() else "Observed")
+    code = _sub(info, "eventCode")
+    _sub(code, "valueName", "CityEye:rule")
+    _sub(code, "value", lead.rule)
+    _sub(info, "effective", cap_time(lead.updated_at))
+    _sub(info, "onset", cap_time(min(a.started_at for a in alerts)))
+    if opts.sender_name:
+        _sub(info, "senderName", opts.sender_name)
+    _sub(info, "headline", headline)
+    _sub(info, "description", description)
+    if opts.web:
+        _sub(info, "web", opts.web)
+    if opts.contact:
+        _sub(info, "contact", opts.contact)
+    _parameter(info, "CityEye:alert_ids", " ".join(a.alert_id for a in alerts))
+    _parameter(info, "CityEye:colour", lead.severity)
+    for a in alerts:
+        _area(info, a, opts)
+
+
+def build_cap(notification: Notification, opts: CapOptions, sent_of: Callable[[str], str]) -> bytes:
+    """The CAP 1.2 XML of ``notification``; ``sent_of(id)`` gives an earlier message's ``sent``."""
+    n = notification
+    resolved = n.status == "resolved"
+    root = ET.Element(f"{{{CAP_NS}}}alert")
+    _sub(root, "identifier", n.id)
+    _sub(root, "sender", opts.sender)
+    _sub(root, "sent", cap_time(n.created_at))
+    _sub(root, "status", "Actual")
+    _sub(root, "msgType", _msg_type(n))
+    _sub(root, "scope", "Public")
+    if n.previous_ids:
+        _sub(root, "references", " ".join(f"{opts.sender},{pid},{sent_of(pid)}" for pid in n.previous_ids))
+    _sub(root, "incidents", hashlib.sha256(n.group_key.encode()).hexdigest()[:24])
+    alerts = n.alerts
+    if alerts:
+        for lang in opts.languages:
+            if opts.info_per == "group":
+                lead = max(alerts, key=lambda a: (a.state == "firing", SEVERITY_RANK.get(a.severity, 0)))
+                headline = n.summary or f"{_headline(lang, lead, resolved)} ({_TEXT[lang]['summary'].format(n=len(alerts))})"
+                description = "\n".join(f"{a.sensor_name or a.sensor_id}: {_description(lang, a)}" for a in alerts)
+                _info(root, lang, alerts, lead, resolved, opts, headline, description)
+            else:
+                for a in alerts:
+                    _info(root, lang, [a], a, resolved, opts, _headline(lang, a, resolved or a.state == "resolved"),
+                          _description(lang, a))
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True, default_namespace=CAP_NS)
+
