@@ -7,7 +7,8 @@ an HTML alternative (every value HTML-escaped). smtplib runs in a thread.
 
 Config keys: ``name``, ``type: email``, ``host``, ``port`` (default 25),
 ``username``, ``password``, ``starttls`` (default false), ``ssl`` (implicit
-TLS, default false), ``sender``, ``recipients`` (list), ``subject_prefix``,
+TLS, default false), ``ca_file`` (CA bundle for the server certificate),
+``sender``, ``recipients`` (list), ``subject_prefix``,
 ``timeout_s``.
 
 Connection problems, timeouts and 4xx SMTP replies are retryable; 5xx
@@ -23,13 +24,14 @@ import ssl
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import formatdate
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from alerts.notification import Notification, Notifier
-from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
 from alerts.notifiers.common import ChannelConfig
+from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
 
 __all__ = ["EmailConfig", "EmailNotifier", "build_email"]
 
@@ -45,6 +47,8 @@ class EmailConfig(ChannelConfig):
     password: SecretStr | None = None
     starttls: bool = False
     ssl: bool = False
+    #: CA bundle to verify the server with (default: the system's)
+    ca_file: str | None = None
     sender: str
     recipients: list[str] = Field(min_length=1)
     subject_prefix: str = "[CityEye]"
@@ -56,6 +60,13 @@ class EmailConfig(ChannelConfig):
         for addr in [value] if isinstance(value, str) else value:
             if "@" not in addr or any(c in addr for c in "\r\n<>, "):
                 raise ValueError(f"{addr[:80]!r} is not a plain e-mail address")
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"file {value!r} does not exist")
         return value
 
     @model_validator(mode="after")
@@ -125,13 +136,14 @@ class EmailNotifier(Notifier):
         c = self.config
         where = f"SMTP server {c.host}:{c.port}"
         try:
+            context = ssl.create_default_context(cafile=c.ca_file) if (c.ssl or c.starttls) else None
             if c.ssl:
-                smtp = smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout_s, context=ssl.create_default_context())
+                smtp = smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout_s, context=context)
             else:
                 smtp = smtplib.SMTP(c.host, c.port, timeout=c.timeout_s)
             with smtp:
                 if c.starttls:
-                    smtp.starttls(context=ssl.create_default_context())
+                    smtp.starttls(context=context)
                 if c.username:
                     smtp.login(c.username, c.password.get_secret_value() if c.password else "")
                 refused = smtp.send_message(message)
