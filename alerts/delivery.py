@@ -1,0 +1,176 @@
+"""Per-receiver delivery from the durable outbox.
+
+A notification is in the store's outbox *before* anything is sent (the
+engine puts it there in the same transaction as the state change that
+caused it). One worker per receiver sends its due rows in order:
+
+* success → the id goes to the notification log and the row leaves the
+  outbox (one transaction); a row whose id is already in the log is
+  dropped unsent, so a restart never sends a delivered id again;
+* :class:`~cityeye.errors.RetryableDeliveryError` (or a timeout, or an
+  unexpected exception in the notifier) → the attempt is counted and the
+  row waits :meth:`alerts.notification.Backoff.delay` (``retry_after``
+  wins) before the next try; after ``max_attempts`` it is dead-lettered;
+* :class:`~cityeye.errors.PermanentDeliveryError` → dead-lettered at once.
+
+Dead-lettering writes the reason to the store, publishes it to Kafka
+``notifications.deadletter`` and raises the internal alert
+``receiver_failing`` about the receiver (resolved by its next success).
+
+The attempt count is persisted *before* each send, and a row is only
+removed after the outcome is committed, so ``kill -9`` at any point means
+the same notification (same id, hence same ``Idempotency-Key``) is sent
+again after the restart: never skipped, and deduplicated by the receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Awaitable, Callable
+
+from alerts.config import DeliveryConfig
+from alerts.engine import Engine
+from alerts.notification import Backoff, Notification, Notifier
+from alerts.store import OutboxRow
+from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
+
+__all__ = ["DeliveryManager", "DeadLetterPublisher"]
+
+log = logging.getLogger(__name__)
+
+DeadLetterPublisher = Callable[[dict], Awaitable[None]]
+#: longest a single send may take before it counts as a retryable failure
+SEND_TIMEOUT_S = 60.0
+
+
+class DeliveryManager:
+    """Runs one delivery worker per configured receiver."""
+
+    def __init__(self, engine: Engine, notifiers: dict[str, Notifier], cfg: DeliveryConfig,
+                 deadletter: DeadLetterPublisher | None = None, clock: Callable[[], float] = time.time,
+                 on_commit: Callable[[], None] | None = None) -> None:
+        self.engine, self.store, self.notifiers = engine, engine.store, notifiers
+        self.backoff = Backoff(initial_s=cfg.backoff_initial, max_s=cfg.backoff_max,
+                               max_attempts=cfg.max_attempts, jitter=cfg.jitter)
+        self.deadletter, self.clock = deadletter, clock
+        #: called after each committed outcome (the service wakes other workers / the history shipper)
+        self.on_commit = on_commit or (lambda: None)
+        self._wake = {name: asyncio.Event() for name in notifiers}
+
+    def wake(self, receivers: set[str] | None = None) -> None:
+        for name in receivers if receivers is not None else self._wake:
+            if name in self._wake:
+                self._wake[name].set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._drop_unknown_receivers()
+        workers = [asyncio.create_task(self._worker(name, n, stop), name=f"deliver-{name}")
+                   for name, n in self.notifiers.items()]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+
+    def _drop_unknown_receivers(self) -> None:
+        """Outbox rows for receivers no longer configured: dead-letter them (never silently drop)."""
+        now = self.clock()
+        for receiver in self.store.outbox_receivers():
+            if receiver in self.notifiers:
+                continue
+            for row in self.store.outbox_due(receiver, float("inf"), limit=10_000):
+                with self.store.transaction():
+                    self.store.add_deadletter("notification", f"receiver {receiver!r} is not configured",
+                                              json.loads(row.body), now)
+                    self.store.outbox_remove(row.id)
+
+    async def _worker(self, name: str, notifier: Notifier, stop: asyncio.Event) -> None:
+        wake = self._wake[name]
+        while not stop.is_set():
+            wake.clear()
+            rows = self.store.outbox_due(name, self.clock())
+            for row in rows:
+                if stop.is_set():
+                    return
+                await self.deliver_one(row, notifier)
+            if rows:
+                continue
+            nxt = self.store.outbox_next_time(name)
+            timeout = 1.0 if nxt is None else min(1.0, max(0.0, nxt - self.clock()))
+            waiter = asyncio.ensure_future(wake.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                stopper.cancel()
+
+    async def deliver_one(self, row: OutboxRow, notifier: Notifier) -> str:
+        """One attempt at ``row``; returns ``delivered``, ``retrying``, ``dead`` or ``duplicate``."""
+        note = Notification.from_dict(json.loads(row.body))
+        if self.store.delivered(row.id):
+            with self.store.transaction():
+                self.store.outbox_remove(row.id)
+            return "duplicate"
+        attempt = row.attempts + 1
+        with self.store.transaction():
+            self.store.outbox_attempted(row.id, attempt, row.next_attempt, row.last_error)
+        try:
+            await asyncio.wait_for(notifier.send(note), timeout=SEND_TIMEOUT_S)
+        except PermanentDeliveryError as exc:
+            return await self._dead(note, attempt, f"permanent failure: {exc}")
+        except RetryableDeliveryError as exc:
+            return await self._retry(note, attempt, str(exc), exc.retry_after)
+        except asyncio.TimeoutError:
+            return await self._retry(note, attempt, f"no answer within {SEND_TIMEOUT_S:g} s", None)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a notifier bug must not kill delivery: retry, then dead-letter
+            log.exception("notifier %s raised unexpectedly", note.receiver)
+            return await self._retry(note, attempt, f"{type(exc).__name__}: {exc}", None)
+        now = self.clock()
+        with self.store.transaction():
+            self.store.mark_delivered(note.id, note.receiver, attempt, now)
+            self.engine.record_delivery(note, attempt, "delivered", f"attempt {attempt}", now)
+            self.engine.receiver_recovered(note.receiver, now)
+        self._committed()
+        return "delivered"
+
+    async def _retry(self, note: Notification, attempt: int, reason: str, retry_after: float | None) -> str:
+        if attempt >= self.backoff.max_attempts:
+            return await self._dead(note, attempt, f"gave up after {attempt} attempt(s): {reason}")
+        now = self.clock()
+        delay = self.backoff.delay(attempt, retry_after)
+        log.info("notification %s to %s: attempt %d failed (%s); retrying in %.2f s",
+                 note.id, note.receiver, attempt, reason, delay)
+        with self.store.transaction():
+            self.store.outbox_attempted(note.id, attempt, now + delay, reason)
+            self.engine.record_delivery(note, attempt, "retrying", reason, now)
+        self._committed()
+        return "retrying"
+
+    async def _dead(self, note: Notification, attempt: int, reason: str) -> str:
+        now = self.clock()
+        log.warning("notification %s to %s dead-lettered: %s", note.id, note.receiver, reason)
+        record = {"kind": "notification", "reason": reason, "receiver": note.receiver, "attempts": attempt,
+                  "at": now, "notification": note.to_dict()}
+        with self.store.transaction():
+            self.store.add_deadletter("notification", reason, record, now)
+            self.store.outbox_remove(note.id)
+            self.engine.record_delivery(note, attempt, "dead", reason, now)
+            self.engine.receiver_failing(note.receiver, reason, now)
+        self._committed()
+        if self.deadletter is not None:
+            try:
+                await self.deadletter(record)
+            except Exception as exc:  # the store keeps the record; Kafka is a copy
+                log.warning("dead letter of %s not published to Kafka (kept in the store): %s", note.id, exc)
+        return "dead"
+
+    def _committed(self) -> None:
+        woken, self.engine.woken = self.engine.woken, set()
+        self.wake(woken)
+        self.on_commit()

@@ -1,0 +1,330 @@
+"""The dispatcher's core: events, timers and officer actions in, notifications out.
+
+:class:`Engine` composes the pipeline stages (lifecycle → silences and
+inhibition → routing → aggregation groups → escalation) over state kept in
+memory and written through to the :class:`~alerts.store.Store`. It is
+synchronous and takes ``now`` explicitly, so it can be driven by the
+asyncio service, by tests with a fake clock, or by property tests.
+
+Notifications are put in the store's outbox and history records in its
+history outbox within the caller's transaction (``with store.transaction():``);
+:attr:`Engine.woken` names the receivers with new outbox rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from alerts.config import AlertingConfig
+from alerts.escalation import Escalator
+from alerts.grouping import AggregationGroup, flush_group, make_notification
+from alerts.history import record
+from alerts.inhibit import Inhibitor
+from alerts.lifecycle import Lifecycle, Transition
+from alerts.model import Alert, alert_key
+from alerts.notification import Notification
+from alerts.routing import RouteTree, group_key
+from alerts.silence import MaintenanceWindow, Silence, silenced_by
+from alerts.store import Store
+from cityeye.contracts import AlertEvent, alert_id_for
+from cityeye.errors import CityEyeError
+
+__all__ = ["Engine", "AlertNotFound", "ActionConflict", "decode_event", "INTERNAL_RULE"]
+
+#: rule of the internal alert raised when a receiver keeps failing
+INTERNAL_RULE = "receiver_failing"
+_MAX_TEXT = 2000
+
+
+class AlertNotFound(CityEyeError):
+    """No alert with that id."""
+
+
+class ActionConflict(CityEyeError):
+    """The action does not apply to the alert's current state (e.g. ack of a resolved alert)."""
+
+
+def decode_event(raw: bytes | str) -> AlertEvent:
+    """An :class:`AlertEvent` from Kafka bytes; :class:`ValueError` with the reason otherwise."""
+    try:
+        d = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"alert event is not JSON: {exc}") from None
+    if not isinstance(d, dict):
+        raise ValueError("alert event must be a JSON object")
+    for name in ("alert_id", "sensor_id", "kind", "district", "rule", "severity", "state", "message"):
+        v = d.get(name)
+        if not isinstance(v, str) or (not v and name != "message") or len(v) > _MAX_TEXT:
+            raise ValueError(f"alert event field {name!r} must be a non-empty string of at most {_MAX_TEXT} chars")
+    for name in ("started_at", "updated_at"):
+        v = d.get(name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"alert event field {name!r} must be a finite number (epoch seconds)")
+    for name in ("value", "threshold"):
+        v = d.get(name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+            raise ValueError(f"alert event field {name!r} must be a finite number or null")
+    labels = d.get("labels", {})
+    if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise ValueError("alert event field 'labels' must map strings to strings")
+    try:
+        return AlertEvent.from_json(raw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"invalid alert event: {exc}") from None
+
+
+class Engine:
+    def __init__(self, cfg: AlertingConfig, store: Store) -> None:
+        self.cfg, self.store = cfg, store
+        self.lifecycle = Lifecycle(cfg.timings)
+        self.routes = RouteTree(cfg.route)
+        self.inhibitor = Inhibitor(cfg.inhibit_rules)
+        self.windows = [MaintenanceWindow(w) for w in cfg.maintenance_windows]
+        self.escalator = Escalator(cfg.timings)
+        #: receivers with new outbox rows since the caller last cleared this
+        self.woken: set[str] = set()
+        self.reload()
+
+    def reload(self) -> None:
+        """(Re)load the in-memory view from the store (start-up, or after a rolled-back batch)."""
+        alerts = [Alert.from_dict(d) for d in self.store.active_alerts()]
+        self.active: dict[str, Alert] = {a.key: a for a in alerts}
+        self.by_id: dict[str, Alert] = {a.alert_id: a for a in alerts}
+        self.groups = {g.key: g for g in map(AggregationGroup.from_dict, self.store.groups())}
+        self.silences = {s.id: s for s in map(Silence.from_dict, self.store.silences())}
+
+    # -- lookups --------------------------------------------------------------
+    def get(self, alert_id: str) -> Alert | None:
+        if alert_id in self.by_id:
+            return self.by_id[alert_id]
+        d = self.store.get_alert(alert_id)
+        return Alert.from_dict(d) if d else None
+
+    def _require(self, alert_id: str) -> Alert:
+        alert = self.get(alert_id)
+        if alert is None:
+            raise AlertNotFound(f"no alert with id {alert_id[:64]!r}")
+        return alert
+
+    # -- input ----------------------------------------------------------------
+    def apply_event(self, ev: AlertEvent, now: float) -> Alert | None:
+        """Apply one event from ``alerts.events``; returns the alert it touched."""
+        current = self.active.get(alert_key(ev.sensor_id, ev.rule))
+        alert, transitions = self.lifecycle.apply(current, ev, now)
+        if alert is None:
+            return None
+        if alert is not current:
+            if alert.alert_id in self.by_id or self.store.get_alert(alert.alert_id) is not None:
+                # the episode's id was closed by hand: the new alert gets its own id
+                alert.alert_id = alert_id_for(alert.sensor_id, alert.rule, now)
+            self.active[alert.key] = alert
+            self.by_id[alert.alert_id] = alert
+        if transitions:
+            self._changed(alert, transitions, now)
+        else:
+            self._save(alert)
+        return alert
+
+    def tick(self, now: float) -> None:
+        """Timers: due resolves, silence windows, group flushes, escalations, reminders."""
+        for alert in list(self.active.values()):
+            transitions = self.lifecycle.tick(alert, now)
+            if transitions:
+                self._changed(alert, transitions, now)
+        for alert in list(self.active.values()):
+            if self._refresh_mutes(alert, now):
+                self._regroup(alert, now)
+                self._save(alert)
+        for group in list(self.groups.values()):
+            route = self.routes.by_id.get(group.route_id, self.routes.root)
+            alerts = [a for a in map(self.get, group.alert_ids) if a is not None]
+            if group.due(route, now):
+                note = flush_group(group, route, alerts, now)
+                if note is not None:
+                    self._enqueue(note, now)
+            due = self.escalator.next_due(group, alerts)
+            if (due is not None and due <= now) or (due is None and group.escalation_level):
+                for note in self.escalator.check(group, route, alerts, now):
+                    self._enqueue(note, now)
+            self._save_group(group)
+
+    # -- officer actions ----------------------------------------------------------
+    def acknowledge(self, alert_id: str, actor: str, now: float, comment: str = "") -> Alert:
+        alert = self._require(alert_id)
+        if not alert.active:
+            raise ActionConflict(f"alert {alert_id} is resolved; nothing to acknowledge")
+        if alert.acknowledged_by:
+            raise ActionConflict(f"alert {alert_id} is already acknowledged by {alert.acknowledged_by}")
+        alert.acknowledged_by, alert.acknowledged_at = actor, now
+        self._changed(alert, [Transition(alert, "acknowledged", comment, actor)], now, timeline=True)
+        return alert
+
+    def assign(self, alert_id: str, actor: str, assignee: str, now: float) -> Alert:
+        alert = self._require(alert_id)
+        if not alert.active:
+            raise ActionConflict(f"alert {alert_id} is resolved; it cannot be assigned")
+        alert.assignee = assignee
+        self._changed(alert, [Transition(alert, "assigned", f"assigned to {assignee}", actor)], now, timeline=True)
+        return alert
+
+    def comment(self, alert_id: str, actor: str, text: str, now: float) -> Alert:
+        alert = self._require(alert_id)
+        self._changed(alert, [Transition(alert, "commented", text, actor)], now, timeline=True)
+        return alert
+
+    def resolve(self, alert_id: str, actor: str, now: float, comment: str = "") -> Alert:
+        alert = self._require(alert_id)
+        if not alert.active:
+            raise ActionConflict(f"alert {alert_id} is already resolved")
+        self._changed(alert, self.lifecycle.resolve_manually(alert, actor, now, comment), now)
+        return alert
+
+    def add_silence(self, silence: Silence, now: float) -> Silence:
+        silence.created_at = silence.created_at or now
+        self.silences[silence.id] = silence
+        self.store.save_silence(silence.to_dict())
+        self._refresh_all(now)
+        return silence
+
+    def expire_silence(self, silence_id: str, now: float) -> Silence:
+        silence = self.silences.get(silence_id)
+        if silence is None:
+            raise AlertNotFound(f"no silence with id {silence_id[:64]!r}")
+        if silence.state(now) == "expired":
+            raise ActionConflict(f"silence {silence_id} has already expired")
+        silence.expired_at = now
+        self.store.save_silence(silence.to_dict())
+        self._refresh_all(now)
+        return silence
+
+    # -- delivery feedback -------------------------------------------------------
+    def record_delivery(self, note: Notification, attempt: int, status: str, detail: str, now: float) -> None:
+        """Timeline entry + history record ``notified`` on every alert of ``note``."""
+        records = []
+        for snap in note.alerts:
+            alert = self.get(snap.alert_id)
+            if alert is None:
+                continue
+            alert.record(now, "notified", detail=f"{note.reason}: {detail}"[:_MAX_TEXT], receiver=note.receiver,
+                         attempt=attempt, status=status)
+            self._save(alert)
+            records.append(record(alert, "notified", now, detail=f"{note.reason} {note.id}: {detail}",
+                                  receiver=note.receiver, attempt=attempt, status=status))
+        self.store.history_add(records)
+
+    def receiver_failing(self, receiver: str, reason: str, now: float) -> Alert | None:
+        """Raise (or refresh) the internal alert about a receiver that keeps failing."""
+        sensor = f"receiver:{receiver}"
+        current = self.active.get(alert_key(sensor, INTERNAL_RULE))
+        started = current.started_at if current else now
+        ev = AlertEvent(alert_id=current.alert_id if current else alert_id_for(sensor, INTERNAL_RULE, now),
+                        sensor_id=sensor, kind="system", district="system", rule=INTERNAL_RULE, severity="orange",
+                        state="firing", started_at=started, updated_at=now, value=None, threshold=None,
+                        message=f"notifications to receiver {receiver!r} are failing: {reason}"[:_MAX_TEXT],
+                        labels={"receiver": receiver})
+        return self.apply_event(ev, now)
+
+    def receiver_recovered(self, receiver: str, now: float) -> None:
+        current = self.active.get(alert_key(f"receiver:{receiver}", INTERNAL_RULE))
+        if current is not None and current.resolve_at is None:
+            snap = current.snapshot()
+            ev = AlertEvent(alert_id=snap.alert_id, sensor_id=snap.sensor_id, kind="system", district="system",
+                            rule=INTERNAL_RULE, severity=snap.severity, state="resolved", started_at=snap.started_at,
+                            updated_at=now, value=None, threshold=None, message=f"receiver {receiver!r} delivers again")
+            self.apply_event(ev, now)
+
+    # -- internals ----------------------------------------------------------------
+    def _changed(self, alert: Alert, transitions: list[Transition], now: float, timeline: bool = False) -> None:
+        if timeline:
+            for tr in transitions:
+                alert.record(now, tr.action, actor=tr.actor, detail=tr.detail)
+        self.store.history_add([record(alert, tr.action, now, actor=tr.actor, detail=tr.detail) for tr in transitions])
+        if self.inhibitor.rules and self._may_inhibit(alert):
+            self._refresh_all(now, skip=alert)
+        self._refresh_mutes(alert, now)
+        self._regroup(alert, now)
+        if any(tr.action == "flapping" for tr in transitions):
+            self._flapping_notice(alert, now)
+        self._save(alert)
+
+    def _may_inhibit(self, alert: Alert) -> bool:
+        labels = alert.label_set()
+        if any(all(m.matches(labels) for m in rule.source) for rule in self.inhibitor.rules):
+            return True
+        return any(alert.alert_id in other.inhibited_by for other in self.active.values())
+
+    def _refresh_all(self, now: float, skip: Alert | None = None) -> None:
+        for other in list(self.active.values()):
+            if other is not skip and self._refresh_mutes(other, now):
+                self._regroup(other, now)
+                self._save(other)
+
+    def _refresh_mutes(self, alert: Alert, now: float) -> bool:
+        """Recompute silences and inhibitions of ``alert``; True if either changed."""
+        active = alert.active
+        sil = silenced_by(alert.label_set(), now, list(self.silences.values()), self.windows) if active else []
+        inh = self.inhibitor.inhibited_by(alert, list(self.active.values())) if active else []
+        changed = False
+        for attr, new, on, off in (("silenced_by", sil, "silenced", "unsilenced"),
+                                   ("inhibited_by", inh, "inhibited", "uninhibited")):
+            if new != getattr(alert, attr):
+                setattr(alert, attr, new)
+                action = on if new else off
+                detail = ", ".join(new)
+                alert.record(now, action, detail=detail)
+                self.store.history_add([record(alert, action, now, detail=detail)])
+                changed = True
+        return changed
+
+    def _regroup(self, alert: Alert, now: float) -> None:
+        labels = alert.label_set()
+        keys = []
+        for route in self.routes.match(labels):
+            key = group_key(route, labels)
+            keys.append(key)
+            group = self.groups.get(key)
+            if group is None:
+                # versions start at the creation time in ms: a re-created group never reuses an id
+                group = self.groups[key] = AggregationGroup(key, route.id, route.receiver,
+                                                            route.group_labels(labels), now, seq=int(now * 1000))
+            group.add(alert.alert_id, route, now)
+            self._save_group(group)
+        for old in set(alert.groups) - set(keys):
+            group = self.groups.get(old)
+            if group is not None and alert.alert_id in group.alert_ids:
+                group.alert_ids.remove(alert.alert_id)
+                group.changed(self.routes.by_id.get(group.route_id, self.routes.root), now)
+                self._save_group(group)
+        alert.groups = keys
+
+    def _flapping_notice(self, alert: Alert, now: float) -> None:
+        for key in alert.groups:
+            group = self.groups[key]
+            summary = (f"[FLAPPING] {alert.sensor_name or alert.sensor_id} {alert.rule} ({alert.severity}) keeps "
+                       "changing state; notifications about it are paused until it settles")
+            self._enqueue(make_notification(group, group.receiver, "flapping", [alert], now, summary), now)
+            self._save_group(group)
+
+    def _enqueue(self, note: Notification, now: float) -> None:
+        if self.store.outbox_add(note.id, note.receiver, note.to_dict(), now):
+            self.woken.add(note.receiver)
+
+    def _save(self, alert: Alert) -> None:
+        self.store.save_alert(alert.to_dict())
+        if not alert.active:
+            if self.active.get(alert.key) is alert:
+                del self.active[alert.key]
+            self.by_id.pop(alert.alert_id, None)
+
+    def _save_group(self, group: AggregationGroup) -> None:
+        if group.alert_ids or group.escalation_level:
+            self.store.save_group(group.key, group.to_dict())
+        else:
+            self.groups.pop(group.key, None)
+            self.store.delete_group(group.key)
+
+    def stats(self) -> dict[str, Any]:
+        return {"active_alerts": len(self.active), "groups": len(self.groups),
+                "silences": len(self.silences), "outbox": self.store.outbox_size()}

@@ -1,0 +1,124 @@
+"""OpenAPI 3 description of the dispatcher's HTTP API (served at /api/v1/openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["OPENAPI"]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS = {code: {"$ref": f"#/components/responses/E{code}"} for code in ("400", "401", "404", "409", "422")}
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_SECURED = [{"bearer": []}]
+
+
+def _alert_action(summary: str, body: str) -> dict[str, Any]:
+    return {"post": {
+        "summary": summary, "security": _SECURED, "parameters": [_ID],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(body)}}},
+        "responses": {"200": _json(_ref("AlertWithTimeline"), "the alert after the action"), **_ERRORS},
+    }}
+
+
+_STR = {"type": "string"}
+_NUM = {"type": "number"}
+_NULLNUM = {"type": "number", "nullable": True}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "CityEye alert dispatcher API", "version": "1.0.0",
+             "description": "Alerts (list, inspect, acknowledge, assign, comment, resolve) and silences."},
+    "servers": [{"url": "/"}],
+    "paths": {
+        "/api/v1/alerts": {"get": {
+            "summary": "List alerts (active first, then recently resolved)",
+            "parameters": [
+                {"name": "state", "in": "query", "schema": {"type": "string", "enum": [
+                    "firing", "resolved", "active", "acknowledged", "silenced", "inhibited", "flapping"]}},
+                {"name": "district", "in": "query", "schema": _STR},
+                {"name": "severity", "in": "query", "schema": {"type": "string", "enum": ["blue", "yellow", "orange", "red"]}},
+                {"name": "kind", "in": "query", "schema": _STR},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 5000}},
+            ],
+            "responses": {"200": _json({"type": "object", "properties": {
+                "alerts": {"type": "array", "items": _ref("Alert")}, "total": {"type": "integer"}}}, "alerts"),
+                "422": _ERRORS["422"]},
+        }},
+        "/api/v1/alerts/{id}": {"get": {
+            "summary": "One alert with its timeline", "parameters": [_ID],
+            "responses": {"200": _json(_ref("AlertWithTimeline"), "the alert"), "404": _ERRORS["404"]},
+        }},
+        "/api/v1/alerts/{id}/ack": _alert_action("Acknowledge an alert (stops escalation and reminders)", "AckBody"),
+        "/api/v1/alerts/{id}/assign": _alert_action("Assign an alert to someone", "AssignBody"),
+        "/api/v1/alerts/{id}/resolve": _alert_action("Resolve an alert by hand", "AckBody"),
+        "/api/v1/alerts/{id}/comment": _alert_action("Comment on an alert", "CommentBody"),
+        "/api/v1/silences": {
+            "get": {"summary": "List silences", "responses": {"200": _json({"type": "object", "properties": {
+                "silences": {"type": "array", "items": _ref("Silence")}}}, "silences")}},
+            "post": {"summary": "Create a silence", "security": _SECURED,
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SilenceBody")}}},
+                     "responses": {"201": _json(_ref("Silence"), "the silence"), **_ERRORS}},
+        },
+        "/api/v1/silences/{id}": {"delete": {
+            "summary": "Expire a silence now", "security": _SECURED, "parameters": [_ID],
+            "responses": {"200": _json(_ref("Silence"), "the expired silence"), **_ERRORS},
+        }},
+        "/api/v1/status": {"get": {"summary": "Counts of alerts, groups, silences, outbox",
+                                   "responses": {"200": _json({"type": "object"}, "status")}}},
+        "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json({"type": "object"}, "spec")}}},
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "responses": {code: _json(_ref("Error"), text) for code, text in (
+            ("E400", "request body is not JSON"), ("E401", "missing or wrong bearer token"), ("E404", "unknown id"),
+            ("E409", "the action does not fit the current state"), ("E422", "invalid fields (named in the message)"))},
+        "schemas": {
+            "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+                "status": {"type": "integer"}, "message": _STR}}}},
+            "Alert": {"type": "object", "properties": {
+                "alert_id": _STR, "sensor_id": _STR, "kind": _STR, "district": _STR, "rule": _STR,
+                "severity": {"type": "string", "enum": ["blue", "yellow", "orange", "red"]},
+                "state": {"type": "string", "enum": ["firing", "resolved"]},
+                "status": {"type": "string", "enum": ["active", "acknowledged", "silenced", "inhibited", "flapping", "resolved"]},
+                "started_at": _NUM, "updated_at": _NUM, "ended_at": _NULLNUM, "value": _NULLNUM, "threshold": _NULLNUM,
+                "message": _STR, "labels": {"type": "object", "additionalProperties": _STR},
+                "acknowledged_by": {"type": "string", "nullable": True}, "assignee": {"type": "string", "nullable": True},
+                "silenced_by": {"type": "array", "items": _STR}, "inhibited_by": {"type": "array", "items": _STR},
+                "flapping": {"type": "boolean"}}},
+            "TimelineEntry": {"type": "object", "properties": {
+                "ts": _NUM, "action": _STR, "actor": _STR, "detail": _STR, "receiver": _STR,
+                "attempt": {"type": "integer"}, "status": _STR}},
+            "AlertWithTimeline": {"allOf": [_ref("Alert"), {"type": "object", "properties": {
+                "timeline": {"type": "array", "items": _ref("TimelineEntry")}}}]},
+            "AckBody": {"type": "object", "required": ["by"], "additionalProperties": False,
+                        "properties": {"by": _STR, "comment": _STR}},
+            "AssignBody": {"type": "object", "required": ["by", "assignee"], "additionalProperties": False,
+                           "properties": {"by": _STR, "assignee": _STR}},
+            "CommentBody": {"type": "object", "required": ["by", "text"], "additionalProperties": False,
+                            "properties": {"by": _STR, "text": _STR}},
+            "Matcher": {"oneOf": [
+                {"type": "string", "description": "label<op>value, op one of = != =~ !~", "example": "district=pudong"},
+                {"type": "object", "required": ["label", "value"], "properties": {
+                    "label": _STR, "op": {"type": "string", "enum": ["=", "!=", "=~", "!~"]}, "value": _STR}}]},
+            "SilenceBody": {"type": "object", "required": ["matchers", "created_by", "comment"],
+                            "additionalProperties": False, "properties": {
+                "matchers": {"type": "array", "minItems": 1, "items": _ref("Matcher")},
+                "starts_at": {"description": "epoch seconds or RFC 3339; default now"},
+                "ends_at": {"description": "epoch seconds or RFC 3339"},
+                "duration": {"description": "seconds or e.g. '2h' (instead of ends_at)"},
+                "created_by": _STR, "comment": _STR}},
+            "Silence": {"type": "object", "properties": {
+                "id": _STR, "matchers": {"type": "array", "items": _ref("Matcher")}, "starts_at": _NUM, "ends_at": _NUM,
+                "created_by": _STR, "comment": _STR, "created_at": _NUM, "expired_at": _NULLNUM,
+                "state": {"type": "string", "enum": ["pending", "active", "expired"]}}},
+        },
+    },
+}

@@ -1,0 +1,216 @@
+"""Dispatcher state that survives a restart: SQLite (WAL) in ``settings.state_dir``.
+
+Tables: ``alerts`` (active and recently resolved alerts with their
+timelines), ``groups`` (aggregation groups with their notification
+counters and escalation state), ``silences``, ``outbox`` (notifications
+persisted *before* they are sent; a row leaves the outbox only when
+delivered or dead-lettered), ``notification_log`` (ids delivered per
+receiver: a restart never sends one twice), ``deadletters`` and
+``history_outbox`` (history records waiting for InfluxDB).
+
+Every change caused by one Kafka batch, one timer tick or one API call is
+a single transaction (:meth:`Store.transaction`); the dispatcher commits
+its Kafka offsets only after that transaction committed, so after
+``kill -9`` it re-reads at most the uncommitted events, which the alerts'
+``seen_events`` make idempotent.
+
+Scaling out (several dispatchers): state is partitioned by *group key*.
+Events arrive on ``alerts.events`` keyed by alert id; a partitioning stage
+re-keys them by group key into ``alerts.grouped`` and each dispatcher in
+the consumer group owns its assigned partitions, keeping one SQLite file
+per partition (``dispatcher-p<N>.sqlite``, see :func:`state_path`) which
+moves with the partition on a rebalance (shared volume). A single
+dispatcher (the default, and what ``cityeye dispatcher`` runs) uses
+``dispatcher.sqlite`` for everything. See docs/alerting.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+__all__ = ["Store", "OutboxRow", "state_path"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id TEXT PRIMARY KEY, alert_key TEXT NOT NULL, active INTEGER NOT NULL,
+    updated REAL NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS alerts_active ON alerts(active, alert_key);
+CREATE TABLE IF NOT EXISTS groups (group_key TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    id TEXT PRIMARY KEY, receiver TEXT NOT NULL, created REAL NOT NULL, attempts INTEGER NOT NULL,
+    next_attempt REAL NOT NULL, last_error TEXT NOT NULL DEFAULT '', body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(receiver, next_attempt);
+CREATE TABLE IF NOT EXISTS notification_log (
+    id TEXT PRIMARY KEY, receiver TEXT NOT NULL, delivered REAL NOT NULL, attempts INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS deadletters (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, kind TEXT NOT NULL, reason TEXT NOT NULL,
+    body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS history_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
+"""
+
+
+def state_path(state_dir: str | Path, partition: int | None = None) -> Path:
+    """The SQLite file of one dispatcher (or of one ``alerts.grouped`` partition)."""
+    name = "dispatcher.sqlite" if partition is None else f"dispatcher-p{partition}.sqlite"
+    return Path(state_dir) / name
+
+
+class OutboxRow:
+    __slots__ = ("id", "receiver", "attempts", "next_attempt", "last_error", "body")
+
+    def __init__(self, id: str, receiver: str, attempts: int, next_attempt: float, last_error: str, body: str) -> None:
+        self.id, self.receiver, self.attempts = id, receiver, attempts
+        self.next_attempt, self.last_error, self.body = next_attempt, last_error, body
+
+
+def _dump(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class Store:
+    """One SQLite database; not thread-safe (the dispatcher is one asyncio loop)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(self.path), isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(_SCHEMA)
+        self._depth = 0
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Atomic unit of work; nested calls join the outer transaction."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    # -- alerts -------------------------------------------------------------
+    def save_alert(self, d: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO alerts(alert_id, alert_key, active, updated, body) VALUES (?,?,?,?,?)",
+            (d["alert_id"], f"{d['sensor_id']}|{d['rule']}", int(d["state"] == "firing"), time.time(), _dump(d)),
+        )
+
+    def active_alerts(self) -> list[dict[str, Any]]:
+        return [json.loads(b) for (b,) in self.db.execute("SELECT body FROM alerts WHERE active = 1")]
+
+    def get_alert(self, alert_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT body FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def resolved_alerts(self, limit: int = 500) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT body FROM alerts WHERE active = 0 ORDER BY updated DESC LIMIT ?", (limit,))
+        return [json.loads(b) for (b,) in rows]
+
+    def prune_resolved(self, older_than: float) -> int:
+        return self.db.execute("DELETE FROM alerts WHERE active = 0 AND updated < ?", (older_than,)).rowcount
+
+    # -- groups and silences --------------------------------------------------
+    def save_group(self, key: str, d: dict[str, Any]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO groups(group_key, body) VALUES (?,?)", (key, _dump(d)))
+
+    def delete_group(self, key: str) -> None:
+        self.db.execute("DELETE FROM groups WHERE group_key = ?", (key,))
+
+    def groups(self) -> list[dict[str, Any]]:
+        return [json.loads(b) for (b,) in self.db.execute("SELECT body FROM groups")]
+
+    def save_silence(self, d: dict[str, Any]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO silences(id, body) VALUES (?,?)", (d["id"], _dump(d)))
+
+    def silences(self) -> list[dict[str, Any]]:
+        return [json.loads(b) for (b,) in self.db.execute("SELECT body FROM silences")]
+
+    # -- outbox and notification log -----------------------------------------
+    def outbox_add(self, nid: str, receiver: str, body: dict[str, Any], now: float) -> bool:
+        """Persist a notification to send; False if it was already queued or delivered."""
+        if self.delivered(nid):
+            return False
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO outbox(id, receiver, created, attempts, next_attempt, body) VALUES (?,?,?,?,?,?)",
+            (nid, receiver, now, 0, now, _dump(body)),
+        )
+        return cur.rowcount == 1
+
+    def outbox_due(self, receiver: str, now: float, limit: int = 50) -> list[OutboxRow]:
+        rows = self.db.execute(
+            "SELECT id, receiver, attempts, next_attempt, last_error, body FROM outbox "
+            "WHERE receiver = ? AND next_attempt <= ? ORDER BY created, id LIMIT ?", (receiver, now, limit))
+        return [OutboxRow(*r) for r in rows]
+
+    def outbox_next_time(self, receiver: str) -> float | None:
+        row = self.db.execute("SELECT MIN(next_attempt) FROM outbox WHERE receiver = ?", (receiver,)).fetchone()
+        return row[0]
+
+    def outbox_receivers(self) -> list[str]:
+        return [r for (r,) in self.db.execute("SELECT DISTINCT receiver FROM outbox")]
+
+    def outbox_size(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+    def outbox_attempted(self, nid: str, attempts: int, next_attempt: float, error: str) -> None:
+        self.db.execute("UPDATE outbox SET attempts = ?, next_attempt = ?, last_error = ? WHERE id = ?",
+                        (attempts, next_attempt, error[:500], nid))
+
+    def outbox_remove(self, nid: str) -> None:
+        self.db.execute("DELETE FROM outbox WHERE id = ?", (nid,))
+
+    def mark_delivered(self, nid: str, receiver: str, attempts: int, now: float) -> None:
+        self.db.execute("INSERT OR IGNORE INTO notification_log(id, receiver, delivered, attempts) VALUES (?,?,?,?)",
+                        (nid, receiver, now, attempts))
+        self.outbox_remove(nid)
+
+    def delivered(self, nid: str) -> bool:
+        return self.db.execute("SELECT 1 FROM notification_log WHERE id = ?", (nid,)).fetchone() is not None
+
+    def delivered_count(self, receiver: str | None = None) -> int:
+        if receiver is None:
+            return self.db.execute("SELECT COUNT(*) FROM notification_log").fetchone()[0]
+        return self.db.execute("SELECT COUNT(*) FROM notification_log WHERE receiver = ?", (receiver,)).fetchone()[0]
+
+    # -- dead letters and history --------------------------------------------
+    def add_deadletter(self, kind: str, reason: str, body: dict[str, Any], now: float) -> None:
+        self.db.execute("INSERT INTO deadletters(at, kind, reason, body) VALUES (?,?,?,?)",
+                        (now, kind, reason[:1000], _dump(body)))
+
+    def deadletters(self, kind: str | None = None) -> list[dict[str, Any]]:
+        q, args = "SELECT at, kind, reason, body FROM deadletters", ()
+        if kind:
+            q, args = q + " WHERE kind = ?", (kind,)
+        return [{"at": at, "kind": k, "reason": r, "body": json.loads(b)} for at, k, r, b in self.db.execute(q, args)]
+
+    def history_add(self, records: list[dict[str, Any]]) -> None:
+        self.db.executemany("INSERT INTO history_outbox(body) VALUES (?)", [(_dump(r),) for r in records])
+
+    def history_batch(self, limit: int = 500) -> list[tuple[int, dict[str, Any]]]:
+        rows = self.db.execute("SELECT seq, body FROM history_outbox ORDER BY seq LIMIT ?", (limit,))
+        return [(seq, json.loads(b)) for seq, b in rows]
+
+    def history_done(self, upto_seq: int) -> None:
+        self.db.execute("DELETE FROM history_outbox WHERE seq <= ?", (upto_seq,))
