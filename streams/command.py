@@ -38,7 +38,11 @@ log = logging.getLogger(__name__)
 
 
 class _InProcessWorker(faust.Worker):
-    """A ``faust.Worker`` that leaves signals to its host process."""
+    """A ``faust.Worker`` that leaves signals and the terminal to its host process."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spinner = None
 
     def install_signal_handlers(self) -> None:
         pass

@@ -199,3 +199,19 @@ async def test_kill_9_keeps_the_episode(kafka, settings, tmp_path):
     assert summary(distinct) == summary(want), log.read_text()[-3000:]
     assert [e.state for e in distinct].count("firing") == 2
     assert json.loads(to_json(distinct[0]))["alert_id"] == want[0].alert_id
+
+
+async def test_stale_sensor_fires_on_the_clock_and_resolves_on_data(settings):
+    """The timer ticks in stream time (latest reading + wall time since), so a 0.2 s sensor goes stale in ~1 s."""
+    registry = load_registry(DEMO_REGISTRY)
+    fast = registry.get(WL).model_copy(update={"interval_s": 0.2})
+    registry.sensors[WL] = fast
+    async with StreamsWorker(settings, registry=registry, tick_interval_s=0.1):
+        await produce(settings, [water(3.0, 0)])
+        stale = await alerts(settings, has(1))
+        await produce(settings, [water(3.0, 1)])  # one minute later in stream time: back
+        both = await alerts(settings, has(2))
+    assert [(e.rule, e.state, e.severity) for e in both] == [
+        ("water_level.stale", "firing", "yellow"), ("water_level.stale", "resolved", "yellow")]
+    assert stale[0].started_at == pytest.approx(T0 + 1.0)  # last seen + 5 intervals, whatever the tick phase
+    assert both[1].alert_id == stale[0].alert_id and both[1].updated_at == T0 + 60.0

@@ -1,0 +1,168 @@
+"""Throughput of the Faust detector worker beside a raw aiokafka consumer.
+
+Starts its own Tansu broker (cityeye.servers), writes a backlog of
+realistic readings from N sensors (water levels with a tide and a flood
+wave, rain showers, traffic speeds with congestion dips) to the readings
+topics, then reads the same backlog three ways, in the same run:
+
+1. a raw aiokafka consumer: ``getmany`` + ``json.loads`` of each value (the
+   limit of a Python consumer on this machine and broker);
+2. the Faust worker with no checks (Faust, decoding, engine bookkeeping,
+   snapshots: the framework's share);
+3. the Faust worker with the real detectors (``detectors.rules.default_checks``).
+
+and prints readings/s for each and the ratios. No assertions: figures only.
+
+    /tmp/venv/bin/python bench/bench_streams.py --sensors 300 --readings 60000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import random
+import time
+import uuid
+
+from cityeye.config import InfluxSettings, KafkaSettings, Settings
+from cityeye.contracts import KINDS, Reading, readings_topic, to_json
+from cityeye.kafka import ensure_topics, make_consumer, make_producer
+from cityeye.registry import Sensor, SensorRegistry
+from cityeye.servers import TansuServer
+from streams.command import StreamsWorker
+
+__all__ = ["make_registry", "make_readings", "main"]
+
+
+def make_registry(n: int) -> SensorRegistry:
+    """``n`` sensors, kinds in turn; water-level sensors get flood levels."""
+    reg = SensorRegistry(source="<bench>")
+    for i in range(n):
+        kind = KINDS[i % len(KINDS)]
+        levels = {"warning_m": 4.5, "guaranteed_m": 5.2, "historical_max_m": 5.86} if kind == "water_level" else {}
+        sid = f"{kind[:2]}-bench-{i:05d}"
+        reg.sensors[sid] = Sensor(id=sid, kind=kind, district=f"d{i % 16}", lat=31.2, lon=121.5, interval_s=60,
+                                  levels=levels)
+    return reg
+
+
+def _values(kind: str, i: int, k: int, rng: random.Random) -> dict[str, float]:
+    """Reading ``k`` of sensor ``i``: one minute apart."""
+    if kind == "water_level":
+        tide = 0.6 * math.sin(2 * math.pi * k / 745.0 + i)
+        wave = 1.4 * math.exp(-(((k % 1440) - 700) / 120.0) ** 2) if i % 5 == 0 else 0.0
+        return {"level_m": round(3.3 + tide + wave + rng.gauss(0, 0.01), 3)}
+    if kind == "weather":
+        shower = (k // 30 + i) % 9 == 0
+        rain = max(0.0, rng.gauss(1.2, 0.6)) if shower else 0.0
+        return {"rain_mm": round(rain, 1), "temp_c": round(28 + 4 * math.sin(2 * math.pi * k / 1440.0), 1),
+                "wind_ms": round(abs(rng.gauss(4, 1.5)), 1), "gust_ms": round(abs(rng.gauss(7, 2)), 1)}
+    jam = 25.0 if (k + 7 * i) % 240 < 20 else 0.0
+    return {"speed_kmh": round(max(3.0, rng.gauss(55 - jam, 6)), 1), "flow_vph": round(abs(rng.gauss(1800, 200))),
+            "occupancy_pct": round(min(100.0, abs(rng.gauss(18 + jam, 4))), 1)}
+
+
+def make_readings(registry: SensorRegistry, total: int, seed: int = 7) -> list[Reading]:
+    """``total`` readings, round-robin over the sensors, in time order."""
+    rng = random.Random(seed)
+    sensors = list(registry)
+    t0 = 1_800_000_000.0
+    out = []
+    for n in range(total):
+        k, i = divmod(n, len(sensors))
+        s = sensors[i]
+        t = t0 + 60.0 * k
+        out.append(Reading(s.id, s.kind, s.district, t, _values(s.kind, i, k, rng), t,
+                           f"cityeye/{s.district}/{s.kind}/{s.id}"))
+    return out
+
+
+async def _produce(kafka: KafkaSettings, readings: list[Reading]) -> None:
+    producer = make_producer(kafka, "bench", linger_ms=20, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        for r in readings:
+            await producer.send(readings_topic(r.kind), to_json(r), key=r.sensor_id.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _raw_consumer(kafka: KafkaSettings, total: int) -> float:
+    """Seconds for a raw aiokafka consumer to read and json-decode ``total`` readings."""
+    consumer = make_consumer(kafka, *(readings_topic(k) for k in KINDS), group=f"raw-{uuid.uuid4().hex[:6]}")
+    await consumer.start()
+    try:
+        seen, started = 0, None
+        while seen < total:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if started is None and batch:
+                started = time.perf_counter()
+            for msgs in batch.values():
+                for m in msgs:
+                    json.loads(m.value)
+                seen += len(msgs)
+        return time.perf_counter() - (started or time.perf_counter())
+    finally:
+        await consumer.stop()
+
+
+async def _faust_worker(settings: Settings, registry: SensorRegistry, total: int, with_checks: bool) -> tuple[float, dict]:
+    """Seconds for a fresh Faust worker group to process the ``total`` backlog."""
+    group = f"{settings.kafka.consumer_group_prefix}-{'checks' if with_checks else 'bare'}"
+    s = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"consumer_group_prefix": group})})
+    kwargs = {} if with_checks else {"checks_factory": lambda sensor: []}
+    worker = StreamsWorker(s, registry=registry, **kwargs)
+    await worker.start()
+    try:
+        await worker.wait_ready()
+        rt = worker.streams.runtime
+        while rt.readings == 0:
+            await asyncio.sleep(0.001)
+        started, start_count = time.perf_counter(), rt.readings
+        while rt.readings < total:
+            await asyncio.sleep(0.01)
+        elapsed = time.perf_counter() - started
+        rate_n = total - start_count
+        return elapsed * total / max(rate_n, 1), {"alert events": rt.events_sent, "snapshot writes": rt.snapshots.writes,
+                                                  "dead letters": rt.dead_letters}
+    finally:
+        await worker.stop()
+
+
+async def run(sensors: int, total: int, snapshot_every: int) -> None:
+    registry = make_registry(sensors)
+    readings = make_readings(registry, total)
+    with TansuServer() as server:
+        kafka = KafkaSettings(bootstrap=server.bootstrap, profile="tansu", consumer_group_prefix=f"b{uuid.uuid4().hex[:6]}")
+        await ensure_topics(kafka)
+        settings = Settings(kafka=kafka, influx=InfluxSettings(enabled=False), snapshot_every=snapshot_every)
+        t = time.perf_counter()
+        await _produce(kafka, readings)
+        print(f"backlog: {total} readings from {sensors} sensors produced in {time.perf_counter() - t:.2f} s")
+        raw_s = await _raw_consumer(kafka, total)
+        bare_s, bare_info = await _faust_worker(settings, registry, total, with_checks=False)
+        real_s, real_info = await _faust_worker(settings, registry, total, with_checks=True)
+    raw, bare, real = total / raw_s, total / bare_s, total / real_s
+    print(f"{'path':<46}{'readings/s':>12}{'vs raw':>9}")
+    print(f"{'raw aiokafka consumer (getmany + json.loads)':<46}{raw:>12,.0f}{1.0:>9.3f}")
+    print(f"{'Faust worker, no checks':<46}{bare:>12,.0f}{bare / raw:>9.3f}   {bare_info}")
+    print(f"{'Faust worker, default detectors':<46}{real:>12,.0f}{real / raw:>9.3f}   {real_info}")
+    print(f"detectors vs no checks: {real / bare:.3f}; snapshot_every={snapshot_every}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sensors", type=int, default=300)
+    parser.add_argument("--readings", type=int, default=60_000)
+    parser.add_argument("--snapshot-every", type=int, default=200)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run(args.sensors, args.readings, args.snapshot_every))
+
+
+if __name__ == "__main__":
+    main()
