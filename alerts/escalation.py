@@ -4,7 +4,7 @@ Per aggregation group: when a notifiable alert at an escalating severity
 (``timings.escalate_severities``, default orange and red) has stayed
 unacknowledged for ``escalate_after``, the group escalates one level: an
 ``escalation`` notification goes to the next receiver in the route's
-``escalation`` chain (level 1 → first, level 2, after twice the delay →
+``escalation`` chain of the alert's first matching route (level 1 → first, level 2, after twice the delay →
 second, …; an empty chain escalates to the route's own receiver). Once
 escalated, a ``reminder`` goes every ``reminder_every`` to the route's
 receiver and to everyone escalated to. Acknowledging (or resolving,
@@ -29,14 +29,18 @@ class Escalator:
         self.every = timings.reminder_every
 
     @staticmethod
-    def waiting(alerts: list[Alert]) -> list[Alert]:
-        """Alerts that need someone's acknowledgement."""
+    def waiting(group: AggregationGroup, alerts: list[Alert]) -> list[Alert]:
+        """Alerts of ``group`` that need someone's acknowledgement.
+
+        An alert in several groups (``continue`` routes) escalates through
+        its first one only, so no one is escalated to twice.
+        """
         return [a for a in alerts if a.active and a.notifiable and a.escalating_since is not None
-                and not a.acknowledged_by]
+                and not a.acknowledged_by and a.groups[:1] == [group.key]]
 
     def next_due(self, group: AggregationGroup, alerts: list[Alert]) -> float | None:
         """When :meth:`check` will next have something to do (None: nothing pending)."""
-        waiting = self.waiting(alerts)
+        waiting = self.waiting(group, alerts)
         if not waiting:
             return None
         since = min(a.escalating_since for a in waiting)  # type: ignore[type-var]
@@ -47,7 +51,7 @@ class Escalator:
 
     def check(self, group: AggregationGroup, route: Route, alerts: list[Alert], now: float) -> list[Notification]:
         """Escalations and reminders due for ``group`` now."""
-        waiting = self.waiting(alerts)
+        waiting = self.waiting(group, alerts)
         if not waiting:
             group.escalation_level, group.escalated_to, group.last_reminder_at = 0, [], None
             return []

@@ -28,7 +28,7 @@ from typing import Any, Callable
 from aiohttp import web
 
 from alerts.api import create_app
-from alerts.config import AlertingConfig, ReceiverConfig
+from alerts.config import AlertingConfig
 from alerts.delivery import DeliveryManager
 from alerts.engine import Engine, decode_event
 from alerts.history import HistoryShipper
@@ -36,7 +36,6 @@ from alerts.notification import Notifier
 from alerts.store import Store, state_path
 from cityeye.config import Settings
 from cityeye.contracts import TOPIC_ALERTS, TOPIC_NOTIFICATIONS_DEADLETTER, TOPIC_PARTITIONS, to_json
-from cityeye.errors import ConfigError
 from cityeye.kafka import ensure_topics, make_consumer, make_producer
 
 __all__ = ["Dispatcher", "build_notifiers"]
@@ -44,31 +43,14 @@ __all__ = ["Dispatcher", "build_notifiers"]
 log = logging.getLogger(__name__)
 
 
-def _build_one(receiver: ReceiverConfig) -> Notifier:
-    try:
-        from alerts.notifiers import build_notifier  # the channels' factory
-    except ImportError:
-        build_notifier = None
-    if build_notifier is not None:
-        return build_notifier(receiver.notifier_config())
-    if receiver.type == "webhook":  # until the factory lands, the webhook channel directly
-        from alerts.notifiers.webhook import WebhookConfig, WebhookNotifier
-
-        return WebhookNotifier(WebhookConfig(**receiver.notifier_config()))
-    raise ConfigError(f"receivers.{receiver.name}: no notifier factory for type {receiver.type!r}")
-
-
 def build_notifiers(cfg: AlertingConfig) -> dict[str, Notifier]:
-    """One notifier per configured receiver; :class:`ConfigError` names the receiver at fault."""
-    out = {}
-    for r in cfg.receivers:
-        try:
-            out[r.name] = _build_one(r)
-        except ConfigError:
-            raise
-        except Exception as exc:  # pydantic errors from the channel configs, without secrets
-            raise ConfigError(f"receivers.{r.name}: invalid receiver configuration: {exc}") from None
-    return out
+    """One notifier per configured receiver (``alerts.notifiers.build_notifier``).
+
+    Raises :class:`cityeye.errors.ConfigError` naming the receiver at fault (never its secrets).
+    """
+    from alerts.notifiers import build_notifier
+
+    return {r.name: build_notifier(r.notifier_config()) for r in cfg.receivers}
 
 
 class Dispatcher:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,11 +28,13 @@ def event(sensor: str, state: str = "firing", severity: str = "orange", *, rule:
                       labels=dict(labels))
 
 
-def config(receivers: list[str] | None = None, **sections: Any) -> AlertingConfig:
-    """A config with webhook receivers named ``receivers`` (URLs unused when notifiers are injected)."""
-    names = receivers or ["desk"]
+def config(receivers: list[str | dict] | None = None, **sections: Any) -> AlertingConfig:
+    """A config with ``receivers`` (names get an unused webhook URL; dicts are taken as they are)."""
+    specs = [r if isinstance(r, dict) else {"name": r, "type": "webhook", "url": f"http://127.0.0.1:9/{r}"}
+             for r in receivers or ["desk"]]
+    names = [r["name"] for r in specs]
     data: dict[str, Any] = {
-        "receivers": [{"name": n, "type": "webhook", "url": f"http://127.0.0.1:9/{n}"} for n in names],
+        "receivers": specs,
         "route": {"receiver": names[0], "group_wait": 0, "group_interval": 0, "repeat_interval": 3600},
         "timings": {"keep_firing_for": 0, "tick": 0.05},
         "delivery": {"max_attempts": 5, "backoff_initial": 0.05, "backoff_max": 0.2, "jitter": False},
@@ -55,8 +58,16 @@ class Receiver:
     port: int = 0
 
     async def _handle(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        key = request.headers.get("Idempotency-Key", "")
+        if "xml" in request.headers.get("Content-Type", ""):
+            text = await request.text()
+            msg_type = re.search(r"<msgType>(\w+)</msgType>", text)
+            body = {"reason": "cap", "msgType": msg_type.group(1) if msg_type else "", "xml": text}
+            ident = re.search(r"<identifier>([^<]+)</identifier>", text)
+            key = request.headers.get("Idempotency-Key", ident.group(1) if ident else "")
+        else:
+            body = await request.json()
+            key = request.headers.get("Idempotency-Key", "")
+        body["_path"] = request.match_info["name"]
         self.keys.append(key)
         status = self.script.pop(0) if self.script else 200
         if status < 300:
@@ -84,8 +95,11 @@ class Receiver:
     def distinct_delivered(self) -> int:
         return len(set(self.delivered_keys))
 
-    def reasons(self) -> Counter:
-        return Counter(n["reason"] for n in self.received)
+    def reasons(self, path: str | None = None) -> Counter:
+        return Counter(n["reason"] for n in self.received if path is None or n["_path"] == path)
+
+    def to(self, path: str) -> list[dict[str, Any]]:
+        return [n for n in self.received if n["_path"] == path]
 
     async def wait_for(self, predicate, timeout: float = 20.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout

@@ -1,0 +1,220 @@
+"""The dispatcher against real servers: Tansu Kafka, aiohttp receivers, InfluxDB, a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+from alerts.history import query_history
+from alerts.service import Dispatcher
+from cityeye.config import InfluxSettings, Settings
+from cityeye.contracts import TOPIC_ALERTS, TOPIC_NOTIFICATIONS_DEADLETTER, AlertEvent, to_json
+from cityeye.kafka import make_consumer, make_producer
+from tests.alerting_helpers import Receiver, config, event
+
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = "test-token-0123456789"
+
+
+async def produce(kafka_settings, events: list[AlertEvent | bytes]) -> None:
+    producer = make_producer(kafka_settings, "test")
+    await producer.start()
+    try:
+        for ev in events:
+            raw = ev if isinstance(ev, bytes) else to_json(ev)
+            key = b"x" if isinstance(ev, bytes) else ev.alert_id.encode()
+            await producer.send_and_wait(TOPIC_ALERTS, raw, key=key)
+    finally:
+        await producer.stop()
+
+
+async def wait_until(predicate, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class Running:
+    """An in-process dispatcher on the test's loop."""
+
+    def __init__(self, settings: Settings, cfg) -> None:
+        self.dispatcher = Dispatcher(settings, cfg, api_port=0)
+        self.stop = asyncio.Event()
+
+    async def __aenter__(self) -> Dispatcher:
+        self.task = asyncio.create_task(self.dispatcher.run(self.stop))
+        ready = asyncio.create_task(self.dispatcher.ready.wait())
+        await asyncio.wait([self.task, ready], return_when=asyncio.FIRST_COMPLETED)
+        if self.task.done():
+            self.task.result()
+        return self.dispatcher
+
+    async def __aexit__(self, *exc) -> None:
+        self.stop.set()
+        await self.task
+
+
+def webhook(name: str, receiver: Receiver, path: str | None = None) -> dict:
+    return {"name": name, "type": "webhook", "url": receiver.url(path or name)}
+
+
+def dispatcher_settings(kafka, tmp_path, influx: InfluxSettings | None = None) -> Settings:
+    return Settings(kafka=kafka.settings, influx=influx or InfluxSettings(enabled=False),
+                    state_dir=str(tmp_path / "state"))
+
+
+async def test_receiver_500_three_times_then_200_gets_one_notification(kafka, tmp_path):
+    rx = await Receiver(script=[500, 500, 500]).start()
+    try:
+        cfg = config(receivers=[webhook("desk", rx)])
+        async with Running(dispatcher_settings(kafka, tmp_path), cfg) as d:
+            await produce(kafka.settings, [event("wl-01", severity="red")])
+            await wait_until(lambda: rx.received, what="delivery")
+            await wait_until(lambda: d.store.outbox_size() == 0, what="empty outbox")
+            assert len(rx.keys) == 4 and len(set(rx.keys)) == 1
+            assert rx.distinct_delivered() == 1 and len(rx.received) == 1
+            alert = next(iter(d.engine.active.values()))
+            statuses = [(e.attempt, e.status) for e in alert.timeline if e.action == "notified"]
+            assert statuses == [(1, "retrying"), (2, "retrying"), (3, "retrying"), (4, "delivered")]
+    finally:
+        await rx.stop()
+
+
+async def test_permanent_failure_dead_letters_and_raises_internal_alert(kafka, tmp_path):
+    rx = await Receiver(script=[400]).start()
+    try:
+        cfg = config(receivers=[webhook("desk", rx), webhook("fallback", rx)],
+                     route={"routes": [{"match": {"kind": "system"}, "receiver": "fallback"}]})
+        async with Running(dispatcher_settings(kafka, tmp_path), cfg) as d:
+            await produce(kafka.settings, [event("wl-01"), b"{not json"])
+            await wait_until(lambda: rx.to("fallback"), what="internal alert at the fallback receiver")
+            internal = rx.to("fallback")[0]["alerts"][0]
+            assert internal["rule"] == "receiver_failing" and "desk" in internal["sensor_id"]
+            assert [dl["reason"] for dl in d.store.deadletters("notification")][0].startswith("permanent failure")
+            assert "not JSON" in d.store.deadletters("alert_event")[0]["reason"]
+        consumer = make_consumer(kafka.settings, TOPIC_NOTIFICATIONS_DEADLETTER, group=None)
+        await consumer.start()
+        try:
+            batches = await consumer.getmany(timeout_ms=3000)
+            kinds = sorted(json.loads(r.value)["kind"] for part in batches.values() for r in part)
+        finally:
+            await consumer.stop()
+        assert kinds == ["alert_event", "notification"]
+    finally:
+        await rx.stop()
+
+
+async def test_district_flood_grouping_escalation_ack_silence_resolve_history(kafka, tmp_path, influx_settings):
+    rx = await Receiver().start()
+    cap = {"name": "cap", "type": "cap", "sender": "cityeye@ops.example", "url": rx.url("cap")}
+    cfg = config(
+        receivers=[webhook("desk", rx), webhook("district", rx), cap],
+        route={"group_wait": 1.0, "group_interval": 0.2, "escalation": ["district"],
+               "routes": [{"match": {"kind": "water_level"}, "receiver": "cap", "continue": True},
+                          {"match": {"kind": "water_level"}, "receiver": "desk"}]},
+        timings={"escalate_after": 1.5, "reminder_every": 0.5},
+        api={"token": TOKEN},
+    )
+    gauges = [f"wl-pd-{i:02d}" for i in range(10)]
+    api_headers = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        async with Running(dispatcher_settings(kafka, tmp_path, influx_settings), cfg) as d, \
+                aiohttp.ClientSession(f"http://127.0.0.1:{d.api_port}") as http:
+            silence = {"matchers": ["sensor=wl-pd-09"], "duration": "1h", "created_by": "officer-wang",
+                       "comment": "gauge under maintenance"}
+            async with http.post("/api/v1/silences", json=silence, headers=api_headers) as r:
+                assert r.status == 201, await r.text()
+            await produce(kafka.settings, [event(g, severity="orange") for g in gauges])
+            await wait_until(lambda: rx.to("desk") and rx.to("cap"), what="grouped notifications")
+            desk = rx.to("desk")
+            assert len(desk) == 1 and desk[0]["reason"] == "new"
+            assert sorted(a["sensor_id"] for a in desk[0]["alerts"]) == gauges[:9]
+            assert desk[0]["summary"].startswith("[FIRING:9]")
+            assert [n["msgType"] for n in rx.to("cap")] == ["Alert"]
+            async with http.get("/api/v1/alerts", params={"state": "silenced"}) as r:
+                assert [a["sensor_id"] for a in (await r.json())["alerts"]] == ["wl-pd-09"]
+
+            await wait_until(lambda: rx.reasons("district")["escalation"] == 1, what="escalation")
+            await wait_until(lambda: rx.reasons("district")["reminder"] >= 1, what="a reminder")
+            for alert_id in [a["alert_id"] for a in desk[0]["alerts"]]:
+                async with http.post(f"/api/v1/alerts/{alert_id}/ack", json={"by": "officer-li"},
+                                     headers=api_headers) as r:
+                    assert r.status == 200, await r.text()
+            await asyncio.sleep(0.3)  # a reminder already queued before the ack may still arrive
+            counts = {p: len(rx.to(p)) for p in ("desk", "district", "cap")}
+            await asyncio.sleep(1.5)  # three reminder periods
+            assert {p: len(rx.to(p)) for p in ("desk", "district", "cap")} == counts
+
+            await produce(kafka.settings, [event(g, "resolved", "orange", updated_at=2000) for g in gauges])
+            await wait_until(lambda: rx.reasons("desk")["resolved"] == 1, what="resolved notification")
+            await wait_until(lambda: "Cancel" in [n["msgType"] for n in rx.to("cap")], what="CAP Cancel")
+            resolved = [a["sensor_id"] for n in rx.to("desk") for a in n["alerts"] if a["state"] == "resolved"]
+            assert sorted(resolved) == gauges[:9]  # each reported resolved exactly once
+            assert all(n["alerts"] and "wl-pd-09" not in {a["sensor_id"] for a in n["alerts"]} for n in rx.to("desk"))
+            assert rx.distinct_delivered() == len(rx.delivered_keys)
+            await wait_until(lambda: d.store.history_batch(1) == [], what="history shipped")
+        history = await query_history(influx_settings, "wl-pd-00")
+        actions = [h["action"] for h in history]
+        for expected in ("raised", "acknowledged", "notified", "resolve_pending", "resolved"):
+            assert expected in actions, actions
+        assert {h["actor"] for h in history if h["action"] == "acknowledged"} == {"officer-li"}
+        assert {h["receiver"] for h in history if h["action"] == "notified"} >= {"desk", "cap", "district"}
+        silenced = await query_history(influx_settings, "wl-pd-09")
+        assert "silenced" in [h["action"] for h in silenced]
+        assert "notified" not in [h["action"] for h in silenced]
+    finally:
+        await rx.stop()
+
+
+async def test_kill_9_mid_retry_then_restart_delivers_the_same_notification_once(kafka, tmp_path):
+    rx = await Receiver(script=[503] * 10_000).start()
+    settings_file = tmp_path / "cityeye.yaml"
+    settings_file.write_text(yaml.safe_dump({
+        "kafka": {"bootstrap": kafka.settings.bootstrap, "profile": "tansu",
+                  "consumer_group_prefix": kafka.settings.consumer_group_prefix},
+        "influx": {"enabled": False}, "state_dir": str(tmp_path / "state")}))
+    alerting_file = tmp_path / "alerting.yaml"
+    alerting_file.write_text(yaml.safe_dump({
+        "receivers": [webhook("desk", rx)],
+        "route": {"receiver": "desk", "group_wait": 0, "group_interval": 0},
+        "timings": {"keep_firing_for": 0, "tick": 0.05},
+        "delivery": {"max_attempts": 1000, "backoff_initial": 0.05, "backoff_max": 0.1},
+        "api": {"enabled": False}}))
+    cmd = [sys.executable, "-m", "cityeye.cli", "dispatcher", "--config", str(settings_file),
+           "--alerting", str(alerting_file)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    async def start() -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(*cmd, cwd=str(REPO), env=env, stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.DEVNULL)
+
+    proc = await start()
+    try:
+        await produce(kafka.settings, [event("wl-01", severity="red")])
+        await wait_until(lambda: len(rx.keys) >= 3, timeout=30, what="retries before the kill")
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        key_before = set(rx.keys)
+        assert len(key_before) == 1 and rx.received == []
+        rx.script.clear()  # the receiver is healthy again
+        proc = await start()
+        await wait_until(lambda: rx.received, timeout=30, what="delivery after restart")
+        await asyncio.sleep(1.0)  # let a duplicate, if any, arrive
+        assert set(rx.keys) == key_before
+        assert rx.distinct_delivered() == 1 and len(rx.delivered_keys) == 1
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await rx.stop()
