@@ -16,6 +16,7 @@ Modelled on quix-streams' ``BatchingSink``: the consumer loop calls
 from __future__ import annotations
 
 import abc
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -58,6 +59,9 @@ class BaseSink(abc.ABC, Generic[T]):
         self.flush_interval_s = flush_interval_s
         self._buffer: list[T] = []
         self._first_added: float | None = None
+        #: set by the consumer on shutdown: a sink waiting to retry gives up
+        #: (raising :class:`SinkWriteError`) instead of delaying the stop
+        self.stop_event: asyncio.Event | None = None
 
     def add(self, item: T) -> None:
         """Buffer ``item`` for the next flush."""
@@ -100,6 +104,17 @@ class BaseSink(abc.ABC, Generic[T]):
     @abc.abstractmethod
     async def write(self, batch: list[T]) -> list[Rejected[T]]:
         """Write ``batch``; return refused items; raise :class:`SinkWriteError` on a transient failure."""
+
+    async def pause(self, seconds: float) -> bool:
+        """Sleep ``seconds`` unless stopping; True if the sink should give up now."""
+        if self.stop_event is None:
+            await asyncio.sleep(seconds)
+            return False
+        try:
+            await asyncio.wait_for(self.stop_event.wait(), seconds)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     async def start(self) -> None:
         """Open connections (called once before the first :meth:`add`)."""

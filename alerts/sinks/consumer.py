@@ -1,0 +1,238 @@
+"""The at-least-once loop between ``alerts.events`` and a sink.
+
+:class:`SinkConsumer` reads ``alerts.events`` in consumer group
+``<prefix>-sink-<sink.name>`` (one group per sink, so each sink sees every
+event), decodes each record with :func:`decode_alert_event`, feeds the sink,
+and flushes it when :attr:`~alerts.sinks.base.BaseSink.due`. Offsets are
+committed only after the flush succeeded, so a crash or restart re-reads
+whatever was not written (InfluxDB points are idempotent by time + tags,
+webhook deliveries by ``Idempotency-Key``):
+
+* a record that does not decode to a valid event is written to
+  ``alerts.deadletter`` (a :class:`SinkDeadLetter`) and skipped;
+* items the sink refuses for good come back from ``flush`` and are
+  dead-lettered the same way before the commit;
+* a failed flush (:class:`SinkWriteError`) is retried with backoff until it
+  succeeds or the stop event is set; nothing is committed meanwhile and no
+  more records are read (backpressure);
+* before partitions are revoked in a rebalance the buffer is flushed and
+  committed, or dropped if that fails (the new owner re-reads it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from typing import Any
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from alerts.notification import Backoff
+from alerts.sinks.base import BaseSink, Rejected, SinkWriteError
+from alerts.sinks.deadletter import DeadLetterWriter, SinkDeadLetter
+from cityeye.config import KafkaSettings
+from cityeye.contracts import TOPIC_ALERTS, AlertEvent, to_json
+from cityeye.kafka import make_consumer
+
+__all__ = ["SinkConsumer", "decode_alert_event"]
+
+log = logging.getLogger(__name__)
+
+_TEXT_FIELDS = ("alert_id", "sensor_id", "kind", "district", "rule", "severity", "state", "message")
+
+
+def _number(d: dict, key: str, optional: bool = False) -> float | None:
+    value = d.get(key)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{key} must be a finite number")
+    return float(value)
+
+
+def decode_alert_event(raw: bytes | None) -> AlertEvent:
+    """A valid :class:`AlertEvent` from a record value; :class:`ValueError` with the reason otherwise."""
+    if raw is None:
+        raise ValueError("empty record (no value)")
+    try:
+        d = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(d, dict):
+        raise ValueError("not a JSON object")
+    for key in _TEXT_FIELDS:
+        if not isinstance(d.get(key), str) or (key != "message" and not d[key]):
+            raise ValueError(f"{key} must be a non-empty string" if key != "message" else "message must be a string")
+    labels = d.get("labels") or {}
+    if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise ValueError("labels must map strings to strings")
+    event_id = d.get("event_id", "")
+    if not isinstance(event_id, str):
+        raise ValueError("event_id must be a string")
+    try:
+        return AlertEvent(
+            **{k: d[k] for k in _TEXT_FIELDS},
+            started_at=_number(d, "started_at"), updated_at=_number(d, "updated_at"),
+            value=_number(d, "value", optional=True), threshold=_number(d, "threshold", optional=True),
+            event_id=event_id, labels=dict(labels),
+        )
+    except ValueError as exc:  # severity/state outside the contract
+        raise ValueError(str(exc)) from None
+
+
+class _FlushOnRevoke(ConsumerRebalanceListener):
+    def __init__(self, owner: "SinkConsumer") -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        await self.owner._on_revoked()
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        log.info("sink %s assigned %s", self.owner.sink.name, sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+
+
+class SinkConsumer:
+    """Consumes ``topic`` into ``sink``; see the module docstring for the guarantees.
+
+    ``SinkConsumer(kafka, sink, deadletters=DeadLetterWriter(producer),
+    topic="alerts.events", group=None (-> "sink-<name>"), backoff=None)``.
+    """
+
+    def __init__(self, kafka: KafkaSettings, sink: BaseSink, *, deadletters: DeadLetterWriter,
+                 topic: str = TOPIC_ALERTS, group: str | None = None, backoff: Backoff | None = None) -> None:
+        self.kafka = kafka
+        self.sink = sink
+        self.deadletters = deadletters
+        self.topic = topic
+        self.group = group or f"sink-{sink.name}"
+        self.backoff = backoff or Backoff(initial_s=0.5, max_s=30.0)
+        self._pending: dict[TopicPartition, int] = {}
+        self._lock = asyncio.Lock()
+        self._consumer = None
+        self._stop = asyncio.Event()
+        #: counters for logs and tests
+        self.stats = {"written": 0, "dead_lettered": 0, "commits": 0, "flush_failures": 0}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set; then flush once more and commit if that worked."""
+        self._stop = stop
+        self.sink.stop_event = stop
+        consumer = make_consumer(self.kafka, group=self.group, max_poll_records=self.sink.batch_size)
+        consumer.subscribe([self.topic], listener=_FlushOnRevoke(self))
+        await self.sink.start()
+        await consumer.start()
+        self._consumer = consumer
+        log.info("sink consumer started: %s, group %s", self.sink.describe(), self.group)
+        try:
+            while not stop.is_set():
+                wait = min(1.0, self.sink.seconds_until_due()) if len(self.sink) else 1.0
+                batches = await consumer.getmany(timeout_ms=max(1, int(wait * 1000)))
+                if not await self._take(batches):
+                    break
+                if self._pending and (self.sink.due or not len(self.sink)):
+                    await self._flush_and_commit(retry=True)
+        finally:
+            try:
+                if self._pending:
+                    await self._flush_and_commit(retry=False)
+            except (SinkWriteError, KafkaError) as exc:
+                log.warning("sink %s stopped with %d unwritten items (%s); they will be read again",
+                            self.sink.name, len(self.sink), exc)
+            finally:
+                await consumer.stop()
+                await self.sink.close()
+                self._consumer = None
+
+    async def _take(self, batches: dict[TopicPartition, list[Any]]) -> bool:
+        """Decode and buffer the records; False if stopped before all were handled."""
+        for tp, records in batches.items():
+            for record in records:
+                try:
+                    event = decode_alert_event(record.value)
+                except ValueError as exc:
+                    letter = SinkDeadLetter.of(self.sink.name, f"malformed alert event: {exc}", record.value or b"",
+                                               topic=tp.topic, partition=tp.partition, offset=record.offset)
+                    if not await self._dead_letter(letter):
+                        return False
+                else:
+                    self.sink.add(event)
+                self._pending[tp] = record.offset + 1
+        return True
+
+    async def _dead_letter(self, letter: SinkDeadLetter) -> bool:
+        """Write ``letter``, retrying until Kafka takes it; False if stopped first."""
+        attempt = 0
+        while True:
+            try:
+                await self.deadletters.send(letter)
+                self.stats["dead_lettered"] += 1
+                log.warning("sink %s dead-lettered a record (%s)", self.sink.name, letter.reason[:200])
+                return True
+            except SinkWriteError as exc:
+                attempt += 1
+                log.error("sink %s: %s (attempt %d)", self.sink.name, exc, attempt)
+                if await self._wait(self.backoff.delay(min(attempt, 30))):
+                    return False
+
+    async def _wait(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _flush_and_commit(self, retry: bool) -> bool:
+        async with self._lock:
+            attempt = 0
+            while True:
+                count = len(self.sink)
+                try:
+                    rejected = await self.sink.flush()
+                    break
+                except SinkWriteError as exc:
+                    attempt += 1
+                    self.stats["flush_failures"] += 1
+                    if not retry or self._stop.is_set():
+                        raise
+                    delay = self.backoff.delay(min(attempt, 30))
+                    log.warning("sink %s: flush of %d items failed (%s); retry %d in %.1f s",
+                                self.sink.name, count, exc, attempt, delay)
+                    if await self._wait(delay):
+                        return False
+            for item in rejected:
+                if not await self._dead_letter(self._rejected_letter(item)):
+                    return False
+            self.stats["written"] += count - len(rejected)
+            await self._commit()
+            return True
+
+    def _rejected_letter(self, rejected: Rejected) -> SinkDeadLetter:
+        item = rejected.item
+        raw = to_json(item) if hasattr(item, "__dataclass_fields__") else str(item).encode()
+        return SinkDeadLetter.of(self.sink.name, rejected.reason, raw, topic=self.topic,
+                                 event_id=getattr(item, "event_id", None), status=rejected.status)
+
+    async def _commit(self) -> None:
+        offsets, self._pending = dict(self._pending), {}
+        if not offsets or self._consumer is None:
+            return
+        try:
+            await self._consumer.commit(offsets)
+            self.stats["commits"] += 1
+        except KafkaError as exc:
+            # written but not committed (e.g. a rebalance): redelivery is harmless
+            log.warning("sink %s: commit failed (%s); those records may be processed again", self.sink.name, exc)
+
+    async def _on_revoked(self) -> None:
+        if not self._pending:
+            return
+        try:
+            await self._flush_and_commit(retry=False)
+        except (SinkWriteError, KafkaError) as exc:
+            log.warning("sink %s: could not flush before a rebalance (%s); dropping %d buffered items to be re-read",
+                        self.sink.name, exc, len(self.sink))
+            self.sink.discard()
+            self._pending.clear()
