@@ -1,0 +1,145 @@
+"""paho-mqtt (network thread) <-> asyncio bridge with manual, in-order acks.
+
+:class:`MqttBridge` runs a paho 2.x client (``CallbackAPIVersion.VERSION2``,
+``manual_ack=True``, persistent session: MQTT 3.1.1 ``clean_session=False``
+with a fixed client id, so the broker queues QoS 1 messages while the
+gateway is down). Each received message is handed to the asyncio loop with
+``loop.call_soon_threadsafe``; :meth:`MqttBridge.ack` sends the PUBACK only
+when the caller says the message is safe (in Kafka).
+
+Backpressure: at most ``max_unacked`` messages are held unacknowledged.
+When that many are outstanding the paho thread waits in ``on_message``
+(it stops reading the socket, so TCP pushes back on the broker) until the
+asyncio side acknowledges some. The broker's own in-flight window usually
+bounds this first.
+
+Message ids are reused across connections, so every :class:`Inbound` carries
+the connection generation it arrived on; acks for an older connection are
+skipped (the broker redelivers those messages on the new connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from cityeye.config import MqttSettings
+
+__all__ = ["Inbound", "MqttBridge"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One MQTT message as received: ``mid``/``qos``/``generation`` identify its ack."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int
+    received_at: float
+
+
+class MqttBridge:
+    """Subscribes on ``settings.topic_filter`` and feeds :attr:`queue` on ``loop``."""
+
+    def __init__(self, settings: MqttSettings, loop: asyncio.AbstractEventLoop, *,
+                 max_unacked: int = 5000, clock=None, keepalive: int = 30) -> None:
+        import time
+
+        self.settings = settings
+        self.loop = loop
+        self.queue: asyncio.Queue[Inbound] = asyncio.Queue()
+        self.connected = asyncio.Event()
+        self._clock = clock or time.time
+        self._keepalive = keepalive
+        self._slots = threading.BoundedSemaphore(max_unacked)
+        self._closing = threading.Event()
+        self._generation = 0
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        if settings.username:
+            password = settings.password.get_secret_value() if settings.password else None
+            self.client.username_pw_set(settings.username, password)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=10)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    # -- paho network thread -------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT broker %s:%d refused the connection: %s", self.settings.host, self.settings.port, reason_code)
+            return
+        with self._lock:
+            self._generation += 1
+        client.subscribe(self.settings.topic_filter, qos=self.settings.qos)
+        log.info("MQTT connected to %s:%d (session present: %s), subscribed to %s",
+                 self.settings.host, self.settings.port, flags.session_present, self.settings.topic_filter)
+        self.loop.call_soon_threadsafe(self.connected.set)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not self._closing.is_set():
+            log.warning("MQTT connection lost (%s); paho reconnects, unacked messages will be redelivered", reason_code)
+        self.loop.call_soon_threadsafe(self.connected.clear)
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        while not self._slots.acquire(timeout=0.5):
+            if self._closing.is_set():
+                return  # never acked: the broker redelivers it to the next session
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = message._topic.decode("utf-8", errors="replace")
+        item = Inbound(topic, bytes(message.payload), message.mid, message.qos, self._generation, self._clock())
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nothing will ack it, the broker redelivers
+            self._slots.release()
+
+    # -- asyncio side ----------------------------------------------------------
+    async def start(self, timeout: float = 10.0) -> None:
+        """Connect (retrying in the background) and wait until subscribed."""
+        self._closing.clear()
+        try:
+            self.client.connect_async(self.settings.host, self.settings.port, keepalive=self._keepalive)
+        except OSError as exc:
+            raise ConnectionError(f"cannot reach MQTT broker {self.settings.host}:{self.settings.port}: {exc}") from None
+        self.client.loop_start()
+        try:
+            await asyncio.wait_for(self.connected.wait(), timeout)
+        except asyncio.TimeoutError:
+            log.warning("MQTT broker %s:%d not reachable within %.0f s; still trying",
+                        self.settings.host, self.settings.port, timeout)
+
+    def ack(self, item: Inbound) -> None:
+        """Acknowledge ``item`` to the broker (QoS 1/2) and free its slot."""
+        try:
+            with self._lock:
+                if item.generation == self._generation and item.qos > 0:
+                    self.client.ack(item.mid, item.qos)
+        finally:
+            self._slots.release()
+
+    def release(self, item: Inbound) -> None:
+        """Free ``item``'s slot without acknowledging it (it will be redelivered)."""
+        self._slots.release()
+
+    async def stop(self) -> None:
+        """Disconnect; messages not yet acknowledged stay queued at the broker."""
+        self._closing.set()
+        self.client.disconnect()
+        await asyncio.to_thread(self.client.loop_stop)

@@ -1,0 +1,268 @@
+"""The ingest gateway: MQTT -> validation -> Kafka, acknowledged only once safe.
+
+Flow (one asyncio loop plus paho's network thread)::
+
+    paho thread --call_soon_threadsafe--> bridge.queue
+        intake task: take up to ``produce_batch`` messages, validate each,
+                     producer.send() every outcome (readings.<kind> keyed by
+                     sensor id, or readings.deadletter), hand the batch on
+        acker task:  await the batch's Kafka acks (retrying failures with
+                     backoff, forever: a Kafka outage stalls, never drops),
+                     then PUBACK its MQTT messages in arrival order
+
+At most ``produce_window`` batches wait for Kafka at once and at most
+``max_unacked`` MQTT messages are held, so an outage pushes back on the
+broker (which keeps queueing for the persistent session) instead of
+growing memory. Acks go to the broker only after Kafka (acks=all) has the
+reading or its dead letter: a stop or crash before that means redelivery,
+so delivery is at-least-once and nothing accepted is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import logging
+import time
+from dataclasses import dataclass, field, replace
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+
+from cityeye.config import Settings
+from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, Reading, readings_topic, to_json
+from cityeye.kafka import make_producer
+from cityeye.registry import SensorRegistry
+from ingest.bridge import Inbound, MqttBridge
+from ingest.validation import Limits, dead_letter, reason_code, validate_message
+
+__all__ = ["Gateway", "GatewayStats"]
+
+log = logging.getLogger(__name__)
+
+#: a dead letter Kafka refuses as too large is resent with this much payload
+_TRUNCATED_PAYLOAD = 1024
+
+
+@dataclass
+class GatewayStats:
+    """Counters since the gateway started (see :meth:`Gateway.stats`)."""
+
+    messages: int = 0
+    accepted: int = 0
+    accepted_by_kind: collections.Counter = field(default_factory=collections.Counter)
+    dead_lettered: collections.Counter = field(default_factory=collections.Counter)
+    kafka_retries: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "messages": self.messages,
+            "accepted": self.accepted,
+            "accepted_by_kind": dict(self.accepted_by_kind),
+            "dead_lettered": dict(self.dead_lettered),
+            "dead_lettered_total": sum(self.dead_lettered.values()),
+            "kafka_retries": self.kafka_retries,
+        }
+
+
+class _Record:
+    """One Kafka record for one validation outcome, and its pending send."""
+
+    __slots__ = ("outcome", "future")
+
+    def __init__(self, outcome: Reading | DeadLetter) -> None:
+        self.outcome = outcome
+        self.future: asyncio.Future | None = None
+
+    @property
+    def topic(self) -> str:
+        return readings_topic(self.outcome.kind) if isinstance(self.outcome, Reading) else TOPIC_DEADLETTER
+
+    @property
+    def key(self) -> bytes | None:
+        return self.outcome.sensor_id.encode() if self.outcome.sensor_id else None
+
+
+@dataclass
+class _Batch:
+    messages: list[Inbound]
+    records: list[_Record]
+
+
+class Gateway:
+    """MQTT -> Kafka ingest gateway; ``start()``, ``stop()``, ``run_forever()``, ``stats()``."""
+
+    def __init__(self, settings: Settings, registry: SensorRegistry, *, clock=time.time) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.limits = Limits.from_settings(settings)
+        self._clock = clock
+        self._stats = GatewayStats()
+        self._producer: AIOKafkaProducer | None = None
+        self._bridge: MqttBridge | None = None
+        self._batches: asyncio.Queue[_Batch] | None = None
+        self._window: asyncio.Semaphore | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._stopped = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect to Kafka (retrying until it answers), then subscribe to MQTT."""
+        ing = self.settings.ingest
+        self._stopped.clear()
+        self._producer = await self._start_producer()
+        self._batches = asyncio.Queue()
+        self._window = asyncio.Semaphore(ing.produce_window)
+        self._bridge = MqttBridge(self.settings.mqtt, asyncio.get_running_loop(),
+                                  max_unacked=ing.max_unacked, clock=self._clock)
+        await self._bridge.start()
+        self._tasks = [asyncio.create_task(self._intake(), name="gateway-intake"),
+                       asyncio.create_task(self._acker(), name="gateway-acker")]
+        if ing.stats_interval_s > 0:
+            self._tasks.append(asyncio.create_task(self._log_stats(ing.stats_interval_s), name="gateway-stats"))
+        log.info("gateway started: %d sensors in %s, MQTT %s:%d -> Kafka %s", len(self.registry),
+                 self.registry.source, self.settings.mqtt.host, self.settings.mqtt.port, self.settings.kafka.bootstrap)
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        delay = 0.5
+        while True:
+            producer = make_producer(self.settings.kafka, "gateway")
+            try:
+                await producer.start()
+                return producer
+            except KafkaError as exc:
+                await producer.stop()
+                log.warning("Kafka %s not reachable (%s); retrying in %.1f s",
+                            self.settings.kafka.bootstrap, type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def stop(self, drain_timeout: float = 10.0) -> None:
+        """Finish what Kafka can take within ``drain_timeout``, ack it, disconnect.
+
+        Messages not yet in Kafka are left unacknowledged: the broker
+        redelivers them to the next session.
+        """
+        if not self._tasks:
+            return
+        intake, acker, *others = self._tasks
+        for task in (intake, *others):
+            task.cancel()
+        await asyncio.gather(intake, *others, return_exceptions=True)
+        await self._batches.put(None)  # the acker stops after the batches already sent
+        try:
+            await asyncio.wait_for(asyncio.shield(acker), drain_timeout)
+        except asyncio.TimeoutError:
+            log.warning("Kafka did not confirm in-flight readings within %.0f s: leaving them "
+                        "unacknowledged for redelivery", drain_timeout)
+            acker.cancel()
+            await asyncio.gather(acker, return_exceptions=True)
+        self._tasks = []
+        await self._bridge.stop()
+        await self._producer.stop()
+        self._stopped.set()
+        log.info("gateway stopped: %s", self._stats.as_dict())
+
+    async def run_forever(self, stop_event: asyncio.Event | None = None) -> None:
+        """Start, run until ``stop_event`` is set (or the task is cancelled), stop.
+
+        Raises the error of a pipeline task that died (a bug, never bad input).
+        """
+        await self.start()
+        waiter = asyncio.create_task((stop_event or asyncio.Event()).wait())
+        try:
+            done, _ = await asyncio.wait([waiter, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not waiter and not task.cancelled() and task.exception():
+                    log.critical("gateway task %s died: %r", task.get_name(), task.exception())
+                    raise task.exception()
+        finally:
+            waiter.cancel()
+            await asyncio.shield(self.stop())
+
+    def stats(self) -> dict:
+        """Counters: messages, accepted (per kind), dead-lettered per reason code, retries."""
+        out = self._stats.as_dict()
+        out["in_flight_batches"] = self._batches.qsize() if self._batches else 0
+        return out
+
+    # -- pipeline ----------------------------------------------------------------
+    async def _intake(self) -> None:
+        queue, size = self._bridge.queue, self.settings.ingest.produce_batch
+        while True:
+            messages = [await queue.get()]
+            while len(messages) < size and not queue.empty():
+                messages.append(queue.get_nowait())
+            await self._window.acquire()
+            records = []
+            for msg in messages:
+                outcomes = validate_message(msg.payload, msg.topic, self.registry, msg.received_at, self.limits)
+                for outcome in outcomes:
+                    record = _Record(outcome)
+                    try:
+                        record.future = await self._producer.send(record.topic, to_json(outcome), key=record.key)
+                    except KafkaError as exc:  # the acker resends it
+                        log.debug("send failed (%s); will retry", type(exc).__name__)
+                    records.append(record)
+            await self._batches.put(_Batch(messages, records))
+
+    async def _acker(self) -> None:
+        while True:
+            batch = await self._batches.get()
+            if batch is None:
+                return
+            for record in batch.records:
+                await self._deliver(record)
+            for record in batch.records:
+                self._count(record.outcome)
+            for msg in batch.messages:
+                self._bridge.ack(msg)
+            self._stats.messages += len(batch.messages)
+            self._window.release()
+
+    async def _deliver(self, record: _Record) -> None:
+        """Wait until Kafka has ``record``, resending with backoff as long as it takes."""
+        delay = 0.2
+        while True:
+            try:
+                if record.future is None:
+                    record.future = await self._producer.send(record.topic, to_json(record.outcome), key=record.key)
+                await record.future
+                return
+            except MessageSizeTooLargeError:
+                record.future = None
+                record.outcome = _shrunk(record.outcome)
+                continue
+            except Exception as exc:  # KafkaError and anything else the client raises
+                record.future = None
+                self._stats.kafka_retries += 1
+                log.warning("Kafka did not take a record for %s (%s); retrying in %.1f s",
+                            record.topic, type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _count(self, outcome: Reading | DeadLetter) -> None:
+        if isinstance(outcome, Reading):
+            self._stats.accepted += 1
+            self._stats.accepted_by_kind[outcome.kind] += 1
+        else:
+            self._stats.dead_lettered[reason_code(outcome.reason)] += 1
+
+    async def _log_stats(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            log.info("gateway counters: %s", self.stats())
+
+
+def _shrunk(outcome: Reading | DeadLetter) -> DeadLetter:
+    """A dead letter small enough for Kafka for an outcome whose record was too large."""
+    if isinstance(outcome, Reading):
+        raw = to_json(outcome)[:_TRUNCATED_PAYLOAD]
+        return dead_letter(raw, outcome.mqtt_topic, "too_large: the reading's Kafka record exceeds the "
+                           f"producer's max_request_size (first {_TRUNCATED_PAYLOAD} bytes kept)",
+                           outcome.received_at, outcome.sensor_id)
+    raw = base64.b64decode(outcome.payload_b64)[:_TRUNCATED_PAYLOAD]
+    return replace(outcome, payload=raw.decode("utf-8", errors="replace"),
+                   payload_b64=base64.b64encode(raw).decode("ascii"),
+                   reason=f"{outcome.reason} (payload truncated to {_TRUNCATED_PAYLOAD} bytes)")

@@ -1,0 +1,119 @@
+"""MQTT publishing for the simulators (and tests, benches): QoS 1, paced.
+
+:class:`MqttPublisher` wraps a paho 2.x client running its network thread;
+:meth:`MqttPublisher.publish` queues a message and :meth:`MqttPublisher.flush`
+waits until the broker has acknowledged everything published so far.
+:func:`publish_paced` sends timestamped messages on an accelerated clock:
+simulated time ``t`` is published at real time ``(t - t0) / speed`` after
+the start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from cityeye.config import MqttSettings
+
+__all__ = ["MqttPublisher", "publish_paced"]
+
+log = logging.getLogger(__name__)
+
+
+class MqttPublisher:
+    """A connected QoS 1 publisher; use as a context manager or ``connect()``/``close()``."""
+
+    def __init__(self, settings: MqttSettings, client_id: str | None = None, max_inflight: int = 100) -> None:
+        self.settings = settings
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                                  client_id=client_id or f"cityeye-pub-{uuid.uuid4().hex[:8]}",
+                                  clean_session=True, protocol=mqtt.MQTTv311)
+        if settings.username:
+            pw = settings.password.get_secret_value() if settings.password else None
+            self.client.username_pw_set(settings.username, pw)
+        self.client.max_inflight_messages_set(max_inflight)
+        self.client.max_queued_messages_set(0)
+        self._pending: list[mqtt.MQTTMessageInfo] = []
+        self._lock = threading.Lock()
+        self.published = 0
+
+    def connect(self, timeout: float = 10.0) -> "MqttPublisher":
+        connected = threading.Event()
+        self.client.on_connect = lambda c, u, f, rc, p: connected.set() if not rc.is_failure else None
+        self.client.connect(self.settings.host, self.settings.port, keepalive=30)
+        self.client.loop_start()
+        if not connected.wait(timeout):
+            self.close()
+            raise ConnectionError(f"MQTT broker {self.settings.host}:{self.settings.port} did not accept "
+                                  f"the connection within {timeout:.0f} s")
+        return self
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        info = self.client.publish(topic, payload, qos=qos)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            raise ConnectionError(f"MQTT publish to {topic} failed: {mqtt.error_string(info.rc)}")
+        with self._lock:
+            self._pending.append(info)
+            self.published += 1
+            if len(self._pending) > 10000:  # forget what is done already
+                self._pending = [i for i in self._pending if not i.is_published()]
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Block until the broker acknowledged every message published so far."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for info in pending:
+            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            if not info.is_published():
+                raise TimeoutError(f"MQTT broker did not acknowledge message {info.mid} within {timeout:.0f} s")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> "MqttPublisher":
+        return self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def publish_paced(publisher: MqttPublisher, messages: Iterable[tuple[float, str, bytes]], *,
+                        speed: float, t0: float, stop_event: asyncio.Event | None = None) -> int:
+    """Publish ``(sim_ts, topic, payload)`` in order, each at its accelerated time.
+
+    ``speed`` is simulated seconds per real second (``0`` or less: as fast
+    as possible). Returns how many were published (fewer if ``stop_event``
+    was set). Waits for the broker's acks of everything before returning.
+    """
+    loop = asyncio.get_running_loop()
+    real0 = loop.time()
+    count = 0
+    for sim_ts, topic, payload in messages:
+        if stop_event is not None and stop_event.is_set():
+            break
+        if speed > 0:
+            delay = real0 + (sim_ts - t0) / speed - loop.time()
+            if delay > 0:
+                if stop_event is None:
+                    await asyncio.sleep(delay)
+                else:
+                    try:
+                        await asyncio.wait_for(stop_event.wait(), delay)
+                        break
+                    except asyncio.TimeoutError:
+                        pass
+        publisher.publish(topic, payload)
+        count += 1
+        if count % 1000 == 0:
+            await asyncio.sleep(0)  # let the loop breathe on fast replays
+    await asyncio.to_thread(publisher.flush)
+    return count

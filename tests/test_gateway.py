@@ -1,0 +1,193 @@
+"""The ingest gateway end to end on a real Mosquitto and a real Tansu broker."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import signal
+import time
+from collections import Counter
+
+from cityeye.contracts import (TOPIC_DEADLETTER, DeadLetter, Reading, format_ts, mqtt_topic, parse_ts,
+                               readings_topic)
+from cityeye.kafka import make_consumer
+from cityeye.registry import load_registry
+from ingest.gateway import Gateway
+from simulators.publisher import MqttPublisher
+
+WL_TOPIC = mqtt_topic("huangpu", "water_level", "wl-huangpu-01")
+WX_TOPIC = mqtt_topic("pudong", "weather", "wx-pudong-01")
+
+
+def ms(ts: float) -> float:
+    """``ts`` as it comes back from Kafka (RFC 3339 keeps milliseconds)."""
+    return parse_ts(format_ts(ts))
+
+
+def reading(ts: float, **values) -> bytes:
+    return json.dumps({"ts": format_ts(ts), "values": values}).encode()
+
+
+async def consume(kafka_settings, topics, until, timeout=60.0) -> dict[str, list]:
+    """Every record of ``topics`` (by topic, values as bytes) once ``until(records)`` holds."""
+    consumer = make_consumer(kafka_settings, *topics, group=None)
+    await consumer.start()
+    out: dict[str, list] = {t: [] for t in topics}
+    deadline = time.monotonic() + timeout
+    try:
+        while not until(out):
+            assert time.monotonic() < deadline, {t: len(v) for t, v in out.items()}
+            for tp, msgs in (await consumer.getmany(timeout_ms=200)).items():
+                out[tp.topic].extend(msgs)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def publish(settings, items) -> None:
+    def send():
+        with MqttPublisher(settings.mqtt) as pub:
+            for topic, payload in items:
+                pub.publish(topic, payload)
+            pub.flush()
+    await asyncio.to_thread(send)
+
+
+async def wait_for(predicate, timeout=30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
+
+
+async def test_bad_payloads_are_dead_lettered_with_reasons_while_good_readings_flow(settings):
+    registry = load_registry(settings.registry)
+    gateway = Gateway(settings, registry)
+    await gateway.start()
+    now = time.time()
+    good = [(WL_TOPIC, reading(now - 100 + i, level_m=3.0 + i / 100)) for i in range(5)]
+    bad = {
+        "invalid_json": (WL_TOPIC, b'{"ts": '),
+        "too_large": (WL_TOPIC, b"{" + b" " * 70000 + b"}"),
+        "not_utf8": (WL_TOPIC, b'{"ts": "\xff\xfe"}'),
+        "unknown_sensor": (mqtt_topic("huangpu", "water_level", "wl-ghost"), reading(now, level_m=1)),
+        "registry_mismatch": (mqtt_topic("minhang", "water_level", "wl-huangpu-01"), reading(now, level_m=1)),
+        "not_a_number": (WL_TOPIC, b'{"ts": "%s", "values": {"level_m": "NaN"}}' % format_ts(now).encode()),
+        "bad_values": (WL_TOPIC, json.dumps({"ts": format_ts(now), "values": []}).encode()),
+        "out_of_range": (WX_TOPIC, reading(now, rain_mm=-3)),
+        "ts_in_future": (WL_TOPIC, reading(now + 3600, level_m=1)),
+        "ts_too_old": (WL_TOPIC, reading(now - 40 * 86400, level_m=1)),
+        "bad_topic": ("cityeye/huangpu/sewage/wl-huangpu-01", reading(now, level_m=1)),
+        "invalid_json:infinity": (WL_TOPIC, b'{"ts": 1, "values": {"level_m": Infinity}}'),
+    }
+    batch = json.dumps([{"ts": format_ts(now - 5), "values": {"rain_mm": 1.5, "temp_c": 25.0}},
+                        {"ts": format_ts(now - 4), "values": {"rain_mm": True}},
+                        {"ts": format_ts(now - 3), "values": {"rain_mm": 0.0, "pressure_hpa": 1002.5}}]).encode()
+    items = [good[0], *bad.values(), good[1], good[2], (WX_TOPIC, batch), good[3], good[4]]
+    await publish(settings, items)
+
+    wl, wx = readings_topic("water_level"), readings_topic("weather")
+    got = await consume(settings.kafka, [wl, wx, TOPIC_DEADLETTER],
+                        lambda o: len(o[wl]) >= 5 and len(o[wx]) >= 2 and len(o[TOPIC_DEADLETTER]) >= 13)
+    readings = [Reading.from_json(m.value) for m in got[wl]]
+    assert [(r.sensor_id, r.ts, r.values) for r in readings] == [
+        ("wl-huangpu-01", ms(now - 100 + i), {"level_m": 3.0 + i / 100}) for i in range(5)]
+    assert all(m.key == b"wl-huangpu-01" for m in got[wl])
+    assert {r.district for r in readings} == {"huangpu"} and readings[0].mqtt_topic == WL_TOPIC
+    weather = sorted((Reading.from_json(m.value) for m in got[wx]), key=lambda r: r.ts)
+    assert [r.values for r in weather] == [{"rain_mm": 1.5, "temp_c": 25.0}, {"rain_mm": 0.0, "pressure_hpa": 1002.5}]
+
+    letters = [DeadLetter.from_json(m.value) for m in got[TOPIC_DEADLETTER]]
+    assert len(letters) == 13
+    by_topic_payload = {(d.mqtt_topic, base64.b64decode(d.payload_b64)[:1024]): d for d in letters}
+    for name, (topic, payload) in bad.items():
+        letter = by_topic_payload[(topic, payload[:1024])]
+        assert letter.reason.startswith(name.split(":")[0] + ": "), (name, letter.reason)
+    batch_letter = next(d for d in letters if "batch item" in d.reason)
+    assert batch_letter.reason == "not_a_number: batch item 1: rain_mm is a JSON boolean, not a number"
+    assert json.loads(batch_letter.payload) == {"ts": format_ts(now - 4), "values": {"rain_mm": True}}
+    assert batch_letter.sensor_id == "wx-pudong-01"
+
+    await wait_for(lambda: gateway.stats()["messages"] == len(items))
+    stats = gateway.stats()
+    assert stats["accepted"] == 7 and stats["accepted_by_kind"] == {"water_level": 5, "weather": 2}
+    assert stats["dead_lettered"] == {"invalid_json": 2, "too_large": 1, "not_utf8": 1, "unknown_sensor": 1,
+                                      "registry_mismatch": 1, "not_a_number": 2, "bad_values": 1,
+                                      "out_of_range": 1, "ts_in_future": 1, "ts_too_old": 1, "bad_topic": 1}
+    await gateway.stop()
+
+
+async def test_restart_mid_stream_loses_nothing(settings):
+    """2000 QoS 1 readings published across a gateway stop/start all reach Kafka."""
+    registry = load_registry(settings.registry)
+    t0 = time.time() - 2000 * 60
+    payloads = [(WL_TOPIC, reading(t0 + 60 * i, level_m=round(2 + i / 1000, 3))) for i in range(2000)]
+    wl = readings_topic("water_level")
+
+    first = Gateway(settings, registry)
+    await first.start()
+    await publish(settings, payloads[:800])
+    await first.stop()  # likely with messages still queued or in flight: they must come back
+    acked_by_first = first.stats()["messages"]
+    await publish(settings, payloads[800:1500])  # the broker queues these for the offline session
+    second = Gateway(settings, registry)
+    await second.start()
+    await publish(settings, payloads[1500:])
+
+    expected = {("wl-huangpu-01", ms(t0 + 60 * i)) for i in range(2000)}
+
+    def complete(out):
+        return {(r.sensor_id, r.ts) for r in map(lambda m: Reading.from_json(m.value), out[wl])} >= expected
+
+    got = await consume(settings.kafka, [wl], complete)
+    await second.stop()
+    seen = Counter((r.sensor_id, r.ts) for r in (Reading.from_json(m.value) for m in got[wl]))
+    assert set(seen) == expected
+    duplicates = sum(seen.values()) - len(seen)
+    print(f"restart: first gateway acked {acked_by_first} of 800, duplicates in Kafka: {duplicates}")
+    assert 0 < acked_by_first <= 800
+    assert first.stats()["messages"] + second.stats()["messages"] >= 2000
+
+
+async def test_a_flood_of_garbage_from_one_sensor_does_not_starve_another(settings):
+    registry = load_registry(settings.registry)
+    gateway = Gateway(settings, registry)
+    await gateway.start()
+    now = time.time()
+    flood = [(WL_TOPIC, b"\x00garbage" * (i % 50 + 1)) for i in range(3000)]
+    good = [(WX_TOPIC, reading(now - 300 + i, rain_mm=0.5)) for i in range(200)]
+    mixed = [item for pair in zip(flood[:200], good) for item in pair] + flood[200:]
+    await publish(settings, mixed)
+    wx = readings_topic("weather")
+    got = await consume(settings.kafka, [wx, TOPIC_DEADLETTER],
+                        lambda o: len(o[wx]) >= 200 and len(o[TOPIC_DEADLETTER]) >= 3000)
+    assert sorted(Reading.from_json(m.value).ts for m in got[wx]) == [ms(now - 300 + i) for i in range(200)]
+    assert Counter(DeadLetter.from_json(m.value).reason.split(":")[0] for m in got[TOPIC_DEADLETTER]) == {
+        "invalid_json": 3000}
+    await gateway.stop()
+
+
+async def test_kafka_outage_applies_backpressure_and_loses_nothing(settings, kafka):
+    """A hung broker (SIGSTOP) stalls the gateway: nothing is acked until Kafka has it."""
+    registry = load_registry(settings.registry)
+    gateway = Gateway(settings, registry)
+    await gateway.start()
+    now = time.time()
+    await publish(settings, [(WL_TOPIC, reading(now - 1000, level_m=1.0))])
+    await wait_for(lambda: gateway.stats()["messages"] == 1)
+
+    kafka.proc.send_signal(signal.SIGSTOP)
+    try:
+        await publish(settings, [(WL_TOPIC, reading(now - 900 + i, level_m=1.5)) for i in range(300)])
+        await asyncio.sleep(1.0)  # give the gateway time to (wrongly) ack anything
+        assert gateway.stats()["messages"] == 1  # nothing acknowledged while Kafka is down
+        assert gateway.stats()["accepted"] == 1
+    finally:
+        kafka.proc.send_signal(signal.SIGCONT)
+    wl = readings_topic("water_level")
+    expected = {ms(now - 1000)} | {ms(now - 900 + i) for i in range(300)}
+    got = await consume(kafka.settings, [wl], lambda o: {Reading.from_json(m.value).ts for m in o[wl]} >= expected)
+    assert {Reading.from_json(m.value).ts for m in got[wl]} == expected
+    await wait_for(lambda: gateway.stats()["messages"] == 301)
+    await gateway.stop()
