@@ -26,12 +26,15 @@ import time
 from typing import Any, Iterable
 
 import faust
+from aiokafka.structs import ConsumerRecord
 from faust.types import TP, EventT
 
+from cityeye.config import KafkaSettings
 from cityeye.contracts import AlertEvent, to_json
 from cityeye.errors import ValidationError
 from streams.engine import SensorEngine, StreamClock
 from streams.models import dead_letter, decode_reading
+from streams.replay import committed_offsets, read_ranges
 from streams.tables import SnapshotTable
 from streams.topics import StreamTopics
 
@@ -44,8 +47,10 @@ class DetectorRuntime:
     """The worker's in-process state: engine, sensors per partition, clocks, counters."""
 
     def __init__(self, app: faust.App, engine: SensorEngine, topics: StreamTopics, snapshots: SnapshotTable,
-                 snapshot_every: int) -> None:
+                 snapshot_every: int, kafka: KafkaSettings | None = None) -> None:
         self.app = app
+        #: where to re-read the readings a crash left out of the snapshots (None: do not)
+        self.kafka = kafka
         self.engine = engine
         self.topics = topics
         self.snapshots = snapshots
@@ -54,6 +59,8 @@ class DetectorRuntime:
         self.tp_of: dict[str, TP] = {}
         self.clocks: dict[TP, StreamClock] = {}
         self.readings = 0
+        #: readings re-read after a restore to bring snapshots up to the committed offsets
+        self.replayed = 0
         self.events_sent = 0
         self.dead_letters = 0
 
@@ -68,8 +75,7 @@ class DetectorRuntime:
             tp = msg.tp
             try:
                 reading = decode_reading(msg.value, msg.key)
-                if reading.sensor_id not in self.engine:
-                    self._restore_one(reading.sensor_id, tp)
+                new = reading.sensor_id not in self.engine and not self._restore_one(reading.sensor_id, tp)
                 emitted = self.engine.process(reading, position=msg.offset)
             except ValidationError as exc:
                 await self._dead_letter(msg.value, str(exc), tp.topic, msg.key)
@@ -82,7 +88,7 @@ class DetectorRuntime:
             if emitted:
                 out.extend(emitted)
                 touched.add(sid)
-            elif self.engine.due(sid, self.snapshot_every):
+            elif new or self.engine.due(sid, self.snapshot_every):  # a first snapshot bounds any replay
                 touched.add(sid)
         await self._send_alerts(out)
         self._snapshot(touched)
@@ -120,7 +126,7 @@ class DetectorRuntime:
     async def on_recovered(self) -> None:
         """Restore the sensors of our active readings partitions from their snapshots."""
         actives = {tp for tp in self.app.assignor.assigned_actives() if tp.topic in self.topics.readings_names}
-        restored = 0
+        restored: list[str] = []
         for _, snap in self.snapshots.items():
             tp = TP(str(snap.get("topic")), int(snap.get("partition", -1)))
             sid = snap.get("sensor_id")
@@ -130,13 +136,44 @@ class DetectorRuntime:
                 self._place(sid, tp)
                 if snap.get("last_ts") is not None:
                     self._clock(tp).observe(float(snap["last_ts"]))
-                restored += 1
-        log.info("table recovered: restored %d sensors' detector state on %d partitions", restored, len(actives))
+                restored.append(sid)
+        log.info("table recovered: restored %d sensors' detector state on %d partitions", len(restored), len(actives))
+        if restored and self.kafka is not None:
+            await self._replay_gaps(restored)
 
-    def _restore_one(self, sid: str, tp: TP) -> None:
+    async def _replay_gaps(self, restored: list[str]) -> None:
+        """Feed the engine the readings between the snapshots and the committed offsets (events dropped)."""
+        starts: dict[tuple[str, int], int] = {}
+        for sid in restored:
+            st, tp = self.engine.state(sid), self.tp_of.get(sid)
+            if st is not None and tp is not None and st.position is not None:
+                key = (tp.topic, tp.partition)
+                starts[key] = min(starts.get(key, st.position + 1), st.position + 1)
+        committed = await committed_offsets(self.kafka, self.app.conf.id, starts)
+        ranges = {key: (start, committed[key]) for key, start in starts.items() if committed.get(key, 0) > start}
+        if not ranges:
+            return
+
+        def feed(rec: ConsumerRecord) -> None:
+            try:
+                reading = decode_reading(rec.value, rec.key)
+                self.engine.process(reading, position=rec.offset)  # events were sent before the crash
+            except ValidationError:
+                return  # dead-lettered when first read
+            self._place(reading.sensor_id, TP(rec.topic, rec.partition))
+            self._clock(TP(rec.topic, rec.partition)).observe(reading.ts)
+            self.replayed += 1
+
+        count = await read_ranges(self.kafka, ranges, feed)
+        self._snapshot(sid for sid in list(self.tp_of) if self.engine.dirty(sid))
+        log.info("replayed %d readings left out of snapshots on %d partitions", count, len(ranges))
+
+    def _restore_one(self, sid: str, tp: TP) -> bool:
         snap = self.snapshots.get(sid)
         if snap is not None and snap.get("topic") == tp.topic and self.engine.restore(snap):
             self._place(sid, tp)
+            return True
+        return False
 
     async def on_shutdown(self) -> None:
         """Snapshot every sensor with unsaved readings (Faust flushes the producer next)."""

@@ -113,7 +113,7 @@ def create_app(
     topics = define_topics(app)
     snapshots = define_snapshot_table(app, partitions=readings_partitions())
     runtime = DetectorRuntime(app, SensorEngine(registry, checks_factory), topics, snapshots,
-                              snapshot_every=settings.snapshot_every)
+                              snapshot_every=settings.snapshot_every, kafka=settings.kafka)
     attach_agents(app, runtime, batch_size=batch_size, batch_within_s=batch_within_s,
                   tick_interval_s=tick_interval_s)
     return StreamsApp(app=app, runtime=runtime, settings=settings)

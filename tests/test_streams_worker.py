@@ -21,11 +21,12 @@ import pytest
 import yaml
 
 from cityeye.config import Settings
-from cityeye.contracts import TOPIC_ALERTS, TOPIC_DEADLETTER, AlertEvent, DeadLetter, Reading, readings_topic, to_json
+from cityeye.contracts import TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_PARTITIONS, AlertEvent, DeadLetter, Reading, readings_topic, to_json
 from cityeye.kafka import make_consumer, make_producer
 from cityeye.registry import load_registry
 from streams.command import StreamsWorker
 from streams.engine import SensorEngine
+from streams.replay import committed_offsets
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -166,8 +167,18 @@ def _worker_proc(config: Path, log: Path) -> subprocess.Popen:
     )
 
 
-async def test_kill_9_keeps_the_episode(kafka, settings, tmp_path):
-    """A crashed worker's successor continues ongoing episodes under the same alert ids."""
+async def wait_committed(settings: Settings, kind: str, count: int, timeout: float = 30.0) -> None:
+    """Until the worker group's committed offsets on ``readings.<kind>`` add up to ``count``."""
+    tps = [(readings_topic(kind), p) for p in range(TOPIC_PARTITIONS[readings_topic(kind)])]
+    deadline = time.monotonic() + timeout
+    while sum((await committed_offsets(settings.kafka, f"{settings.kafka.consumer_group_prefix}-streams", tps)).values()) < count:
+        assert time.monotonic() < deadline, f"worker did not commit {count} offsets on {kind}"
+        await asyncio.sleep(0.2)
+
+
+async def test_kill_9_keeps_episodes_and_replays_what_snapshots_missed(kafka, settings, tmp_path):
+    """A crashed worker's successor continues ongoing episodes under the same alert ids, and
+    re-reads the readings between the last snapshots and the committed offsets."""
     config = tmp_path / "cityeye.yaml"
     config.write_text(yaml.safe_dump({
         "kafka": {"bootstrap": kafka.bootstrap, "profile": "tansu",
@@ -177,28 +188,37 @@ async def test_kill_9_keeps_the_episode(kafka, settings, tmp_path):
     log = tmp_path / "worker.log"
     first = water_series([4.0] * 3 + [4.6] * 4)
     second = water_series([5.3] * 4 + [4.0] * 4, start=len(first))
-    want = [e for e in expected_events(first + second) if e.rule == "water_level.warning"]
+    # 5 x 8 mm: 40 mm, no alert yet, and only the first reading is in a snapshot (snapshot_every is huge)
+    rain_before = [weather(8.0, i) for i in range(5)]
+    rain_after = [weather(8.0, i) for i in range(5, 7)]  # 56 mm in 1 h: orange, if the 40 mm survived the crash
+    want = [e for e in expected_events(first + second + rain_before + rain_after)
+            if e.rule in ("water_level.warning", "weather.rainstorm")]
+    assert [(e.rule, e.severity) for e in want if e.rule == "weather.rainstorm"] == [("weather.rainstorm", "orange")]
 
     proc = _worker_proc(config, log)
     try:
-        await produce(settings, first)
+        await produce(settings, first + rain_before[:1])
+        await wait_committed(settings, "weather", 1)  # the sensor's first snapshot is taken with its first batch
+        await produce(settings, rain_before[1:])
         before = await alerts(settings, has(1), timeout=60)
         assert [(e.state, e.severity) for e in before] == [("firing", "yellow")], log.read_text()[-3000:]
-        await asyncio.sleep(0.5)  # let the snapshot record reach the broker; offsets may or may not be committed
+        await wait_committed(settings, "weather", len(rain_before))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         proc = _worker_proc(config, log)
-        await produce(settings, second)
-        got = await alerts(settings, lambda evs: any(e.state == "resolved" for e in evs), timeout=60)
+        await produce(settings, second + rain_after)
+        got = await alerts(settings, lambda evs: any(e.state == "resolved" for e in evs)
+                           and any(e.rule == "weather.rainstorm" for e in evs), timeout=60)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
-    warning = [e for e in got if e.rule == "water_level.warning"]
+    relevant = [e for e in got if e.rule in ("water_level.warning", "weather.rainstorm")]
     # at-least-once: a replayed reading may repeat an event, but only as the very same event
-    distinct = list({e.event_id: e for e in warning}.values())
-    assert summary(distinct) == summary(want), log.read_text()[-3000:]
-    assert [e.state for e in distinct].count("firing") == 2
-    assert json.loads(to_json(distinct[0]))["alert_id"] == want[0].alert_id
+    distinct = sorted({e.event_id: e for e in relevant}.values(), key=lambda e: (e.rule, e.updated_at))
+    assert summary(distinct) == summary(sorted(want, key=lambda e: (e.rule, e.updated_at))), log.read_text()[-3000:]
+    warning = [e for e in distinct if e.rule == "water_level.warning"]
+    assert [(e.state, e.severity) for e in warning] == [("firing", "yellow"), ("firing", "orange"), ("resolved", "orange")]
+    assert len({e.alert_id for e in warning}) == 1
 
 
 async def test_stale_sensor_fires_on_the_clock_and_resolves_on_data(settings):
