@@ -8,6 +8,7 @@ across restarts).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -15,15 +16,18 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from cityeye.config import Settings
+from cityeye.config import KafkaSettings, Settings
 from cityeye.contracts import TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_PARTITIONS, AlertEvent, DeadLetter, Reading, readings_topic, to_json
 from cityeye.kafka import make_consumer, make_producer
 from cityeye.registry import load_registry
+from cityeye.servers import free_port
+from streams.app import faust_settings
 from streams.command import StreamsWorker
 from streams.engine import SensorEngine
 from streams.replay import committed_offsets
@@ -235,3 +239,34 @@ async def test_stale_sensor_fires_on_the_clock_and_resolves_on_data(settings):
         ("water_level.stale", "firing", "yellow"), ("water_level.stale", "resolved", "yellow")]
     assert stale[0].started_at == pytest.approx(T0 + 1.0)  # last seen + 5 intervals, whatever the tick phase
     assert both[1].alert_id == stale[0].alert_id and both[1].updated_at == T0 + 60.0
+
+
+def test_faust_settings_follow_the_broker_profile(settings):
+    tansu = faust_settings(settings)
+    assert (tansu["broker_session_timeout"], tansu["broker_heartbeat_interval"], tansu["fetch_max_wait_ms"]) == (2.0, 0.5, 100)
+    assert tansu["producer_max_batch_size"] == 1  # exact changelog recovery on Tansu
+    assert tansu["web_enabled"] is False and tansu["store"] == "memory://" and tansu["topic_partitions"] == 4
+    kafka = faust_settings(settings.model_copy(update={"kafka": KafkaSettings(profile="kafka")}))
+    assert "producer_max_batch_size" not in kafka and kafka["broker_session_timeout"] == 10.0
+    assert kafka["id"] == "cityeye-streams" and kafka["broker"] == "kafka://127.0.0.1:9092"
+
+
+async def test_fetch_wait_reaches_the_consumer_and_web_binds_loopback(settings):
+    port = free_port()
+    async with StreamsWorker(settings, web_port=port) as worker:
+        await worker.wait_ready()
+        fetcher = worker.app.consumer._thread._consumer._fetcher
+        assert fetcher._fetch_max_wait_ms == settings.kafka.fetch_max_wait_ms == 100
+        status = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).status)
+        assert status == 200
+
+
+def test_worker_command_reports_bad_config(tmp_path, caplog):
+    from streams import command
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("snapshot_every: 0\n")
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    assert command.run(parser.parse_args(["--config", str(bad)])) == 2
+    assert "snapshot_every" in caplog.text and str(bad) in caplog.text
