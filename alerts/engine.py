@@ -30,6 +30,7 @@ from alerts.silence import MaintenanceWindow, Silence, silenced_by
 from alerts.store import Store
 from cityeye.contracts import AlertEvent, alert_id_for
 from cityeye.errors import CityEyeError
+from cityeye.registry import SensorRegistry
 
 __all__ = ["Engine", "AlertNotFound", "ActionConflict", "decode_event", "INTERNAL_RULE"]
 
@@ -76,8 +77,10 @@ def decode_event(raw: bytes | str) -> AlertEvent:
 
 
 class Engine:
-    def __init__(self, cfg: AlertingConfig, store: Store) -> None:
+    def __init__(self, cfg: AlertingConfig, store: Store, registry: SensorRegistry | None = None) -> None:
         self.cfg, self.store = cfg, store
+        #: sensor registry: names and coordinates for notifications (CAP areas)
+        self.registry = registry
         self.lifecycle = Lifecycle(cfg.timings)
         self.routes = RouteTree(cfg.route)
         self.inhibitor = Inhibitor(cfg.inhibit_rules)
@@ -121,6 +124,10 @@ class Engine:
                 alert.alert_id = alert_id_for(alert.sensor_id, alert.rule, now)
             self.active[alert.key] = alert
             self.by_id[alert.alert_id] = alert
+            sensor = self.registry.get(alert.sensor_id) if self.registry is not None else None
+            if sensor is not None:
+                alert.sensor_name = alert.sensor_name or sensor.name
+                alert.lat, alert.lon = sensor.lat, sensor.lon
         if transitions:
             self._changed(alert, transitions, now)
         else:

@@ -37,6 +37,7 @@ from alerts.store import Store, state_path
 from cityeye.config import Settings
 from cityeye.contracts import TOPIC_ALERTS, TOPIC_NOTIFICATIONS_DEADLETTER, TOPIC_PARTITIONS, to_json
 from cityeye.kafka import ensure_topics, make_consumer, make_producer
+from cityeye.registry import load_registry
 
 __all__ = ["Dispatcher", "build_notifiers"]
 
@@ -60,7 +61,8 @@ class Dispatcher:
                  clock: Callable[[], float] = time.time, api_port: int | None = None) -> None:
         self.settings, self.alerting, self.clock = settings, alerting, clock
         self.store = Store(state_path(settings.state_dir))
-        self.engine = Engine(alerting, self.store)
+        registry = load_registry(settings.registry) if settings.registry else None
+        self.engine = Engine(alerting, self.store, registry)
         self.notifiers = notifiers if notifiers is not None else build_notifiers(alerting)
         self.api_port = alerting.api.port if api_port is None else api_port
         self.history: HistoryShipper | None = None
@@ -101,6 +103,7 @@ class Dispatcher:
             with self.store.transaction():
                 for rec in records:
                     self._apply_record(rec, now, dead)
+                self.engine.tick(now)  # flush what became due at once, not a tick later
             return dead
         except Exception:
             log.exception("batch of %d alert events failed; re-applying one by one", len(records))

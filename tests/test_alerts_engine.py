@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -284,3 +285,13 @@ def test_flap_ratio_weights_recent_changes():
     assert flap_ratio([1, 1, 1, 1]) == 0
     assert flap_ratio([1, 0, 1, 0]) == 1
     assert flap_ratio([1, 1, 1, 0]) > flap_ratio([1, 0, 0, 0])
+
+
+def test_registry_gives_notifications_sensor_names_and_coordinates(tmp_path):
+    from cityeye.registry import load_registry
+
+    registry = load_registry(Path(__file__).resolve().parent.parent / "simulators" / "demo_registry.yaml")
+    engine = Engine(config(), Store(tmp_path / "s.sqlite"), registry)
+    step(engine, event("wl-huangpu-01", district="huangpu"), 0)
+    snap = drain(engine.store)[0].alerts[0]
+    assert snap.sensor_name == "Suzhou Creek at Waibaidu Bridge" and (snap.lat, snap.lon) == (31.2437, 121.4860)
