@@ -78,6 +78,7 @@ class MqttBridge:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
 
     # -- paho network thread -------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -87,8 +88,15 @@ class MqttBridge:
         with self._lock:
             self._generation += 1
         client.subscribe(self.settings.topic_filter, qos=self.settings.qos)
-        log.info("MQTT connected to %s:%d (session present: %s), subscribed to %s",
-                 self.settings.host, self.settings.port, flags.session_present, self.settings.topic_filter)
+        log.info("MQTT connected to %s:%d (session present: %s)",
+                 self.settings.host, self.settings.port, flags.session_present)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if any(rc.is_failure for rc in reason_codes):
+            log.error("MQTT broker refused the subscription to %s: %s", self.settings.topic_filter,
+                      ", ".join(str(rc) for rc in reason_codes))
+            return
+        log.info("MQTT subscribed to %s", self.settings.topic_filter)
         self.loop.call_soon_threadsafe(self.connected.set)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -112,7 +120,7 @@ class MqttBridge:
 
     # -- asyncio side ----------------------------------------------------------
     async def start(self, timeout: float = 10.0) -> None:
-        """Connect (retrying in the background) and wait until subscribed."""
+        """Connect (retrying in the background) and wait until the broker confirmed the subscription."""
         self._closing.clear()
         try:
             self.client.connect_async(self.settings.host, self.settings.port, keepalive=self._keepalive)

@@ -11,9 +11,9 @@ from collections import Counter
 
 from cityeye.contracts import (TOPIC_DEADLETTER, DeadLetter, Reading, format_ts, mqtt_topic, parse_ts,
                                readings_topic)
-from cityeye.kafka import make_consumer
 from cityeye.registry import load_registry
 from ingest.gateway import Gateway
+from ingest.readback import read_until as consume
 from simulators.publisher import MqttPublisher
 
 WL_TOPIC = mqtt_topic("huangpu", "water_level", "wl-huangpu-01")
@@ -27,22 +27,6 @@ def ms(ts: float) -> float:
 
 def reading(ts: float, **values) -> bytes:
     return json.dumps({"ts": format_ts(ts), "values": values}).encode()
-
-
-async def consume(kafka_settings, topics, until, timeout=60.0) -> dict[str, list]:
-    """Every record of ``topics`` (by topic, values as bytes) once ``until(records)`` holds."""
-    consumer = make_consumer(kafka_settings, *topics, group=None)
-    await consumer.start()
-    out: dict[str, list] = {t: [] for t in topics}
-    deadline = time.monotonic() + timeout
-    try:
-        while not until(out):
-            assert time.monotonic() < deadline, {t: len(v) for t, v in out.items()}
-            for tp, msgs in (await consumer.getmany(timeout_ms=200)).items():
-                out[tp.topic].extend(msgs)
-    finally:
-        await consumer.stop()
-    return out
 
 
 async def publish(settings, items) -> None:
