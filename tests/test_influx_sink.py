@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import urllib.parse
 import urllib.request
 
@@ -53,7 +54,7 @@ def make_event(i: int = 0, **kw) -> AlertEvent:
 
 
 async def test_v1_writes_alert_events_with_tags_and_fields(influx_settings, influx_server):
-    sink = InfluxSink(influx_settings)
+    sink = InfluxSink(influx_settings.model_copy(update={"retention_policy": "autogen"}))
     for i in range(3):
         sink.add(make_event(i))
     assert await sink.flush() == []
@@ -122,7 +123,17 @@ async def test_a_point_the_server_refuses_is_isolated_from_the_batch(influx_sett
     assert sorted(r["s"] for r in rows) == ["0", "1", "2"]
 
 
-async def test_unreachable_server_raises_and_keeps_the_buffer():
+async def test_unknown_retention_policy_is_not_silently_ignored(influx_settings):
+    sink = InfluxSink(influx_settings.model_copy(update={"retention_policy": "no_such_rp"}))
+    sink.add(make_event(1))
+    with pytest.raises(SinkWriteError):
+        await sink.flush()
+    await sink.close()
+    assert len(sink) == 1
+
+
+async def test_unreachable_server_raises_and_keeps_the_buffer(caplog):
+    caplog.set_level(logging.DEBUG)
     settings = InfluxSettings(api="v1", url=f"http://127.0.0.1:{free_port()}", database="x",
                               username="writer", password="s3cret-pw")
     sink = InfluxSink(settings, timeout_s=2)
@@ -132,6 +143,7 @@ async def test_unreachable_server_raises_and_keeps_the_buffer():
     await sink.close()
     assert len(sink) == 1
     assert "unreachable" in str(info.value) and "s3cret-pw" not in str(info.value)
+    assert "s3cret-pw" not in caplog.text and "s3cret-pw" not in repr(settings)
 
 
 async def test_missing_database_is_a_retryable_failure(influx_server):
@@ -166,7 +178,8 @@ async def test_v2_write_api_through_the_1_8_compatibility_mapping(influx_server,
     assert hist[0]["actor"] == "duty officer 李" and hist[0]["detail"] == 'said "ok"'
 
 
-async def test_v2_error_status_is_retryable_and_hides_the_token(influx_server):
+async def test_v2_error_status_is_retryable_and_hides_the_token(influx_server, caplog):
+    caplog.set_level(logging.DEBUG)
     adapter = InfluxV2Adapter(influx_server.url)
     url = await adapter.start()
     try:
@@ -177,7 +190,7 @@ async def test_v2_error_status_is_retryable_and_hides_the_token(influx_server):
         await sink.close()
     finally:
         await adapter.stop()
-    assert "404" in str(info.value) and "tok-very-secret" not in str(info.value)
+    assert "404" in str(info.value) and "tok-very-secret" not in str(info.value) + caplog.text
     assert len(sink) == 1
 
 

@@ -128,6 +128,7 @@ class MqttNotifier(Notifier):
             client.username_pw_set(c.username, c.password.get_secret_value() if c.password else None)
         if c.tls:
             client.tls_set()
+        client.connect_timeout = c.timeout_s
         self._connected.clear()
         self._connack = None
 

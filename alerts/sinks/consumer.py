@@ -122,11 +122,11 @@ class SinkConsumer:
         self.sink.stop_event = stop
         consumer = make_consumer(self.kafka, group=self.group, max_poll_records=self.sink.batch_size)
         consumer.subscribe([self.topic], listener=_FlushOnRevoke(self))
-        await self.sink.start()
-        await consumer.start()
-        self._consumer = consumer
-        log.info("sink consumer started: %s, group %s", self.sink.describe(), self.group)
         try:
+            await self.sink.start()
+            await consumer.start()
+            self._consumer = consumer
+            log.info("sink consumer started: %s, group %s", self.sink.describe(), self.group)
             while not stop.is_set():
                 wait = min(1.0, self.sink.seconds_until_due()) if len(self.sink) else 1.0
                 batches = await consumer.getmany(timeout_ms=max(1, int(wait * 1000)))
