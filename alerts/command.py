@@ -87,4 +87,7 @@ def run(args: argparse.Namespace) -> int:
     except CityEyeError as exc:
         log.error("%s", exc)
         return 2
+    except OSError as exc:  # e.g. the API port is taken, state_dir not writable
+        log.error("dispatcher could not start: %s", exc)
+        return 1
     return 0

@@ -43,6 +43,9 @@ __all__ = ["Dispatcher", "build_notifiers"]
 
 log = logging.getLogger(__name__)
 
+#: resolved alerts and the notification log are kept this long in the store (history is in InfluxDB)
+RETENTION_S = 30 * 86400
+
 
 def build_notifiers(cfg: AlertingConfig) -> dict[str, Notifier]:
     """One notifier per configured receiver (``alerts.notifiers.build_notifier``).
@@ -162,9 +165,14 @@ class Dispatcher:
             log.warning("dead letter not published to Kafka (kept in the store): %s", exc)
 
     async def _tick(self, stop: asyncio.Event) -> None:
+        next_prune = 0.0
         while not stop.is_set():
+            now = self.clock()
             with self.store.transaction():
-                self.engine.tick(self.clock())
+                self.engine.tick(now)
+                if now >= next_prune:
+                    self.store.prune(now - RETENTION_S)
+                    next_prune = now + 3600
             self._committed()
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self.alerting.timings.tick)

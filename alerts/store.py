@@ -128,8 +128,15 @@ class Store:
         rows = self.db.execute("SELECT body FROM alerts WHERE active = 0 ORDER BY updated DESC LIMIT ?", (limit,))
         return [json.loads(b) for (b,) in rows]
 
-    def prune_resolved(self, older_than: float) -> int:
-        return self.db.execute("DELETE FROM alerts WHERE active = 0 AND updated < ?", (older_than,)).rowcount
+    def prune(self, older_than: float) -> int:
+        """Forget resolved alerts and delivered ids last touched before ``older_than``.
+
+        Safe because notification ids embed the group's creation time: an id
+        older than the retention is never generated again.
+        """
+        n = self.db.execute("DELETE FROM alerts WHERE active = 0 AND updated < ?", (older_than,)).rowcount
+        n += self.db.execute("DELETE FROM notification_log WHERE delivered < ?", (older_than,)).rowcount
+        return n
 
     # -- groups and silences --------------------------------------------------
     def save_group(self, key: str, d: dict[str, Any]) -> None:

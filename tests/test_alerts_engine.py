@@ -8,7 +8,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import given, settings as hsettings, strategies as st
 
 from alerts.config import load_alerting_config, parse_alerting_config
 from alerts.engine import ActionConflict, Engine, decode_event
@@ -37,7 +37,8 @@ def drain(store: Store) -> list[Notification]:
 
 
 def make(tmp_path, cfg=None) -> tuple[Engine, Store]:
-    store = Store(tmp_path / "s.sqlite")
+    """An engine over a store in ``tmp_path`` (``None``: an in-memory store, for speed)."""
+    store = Store(tmp_path / "s.sqlite" if tmp_path is not None else ":memory:")
     return Engine(cfg or config(), store), store
 
 
@@ -243,11 +244,11 @@ events_st = st.lists(st.tuples(st.sampled_from(["g1", "g2"]), st.sampled_from(["
                                st.floats(0.0, 40.0)), max_size=40)
 
 
-@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=100, deadline=None)
 @given(seq=events_st)
-def test_property_one_active_alert_per_sensor_rule_and_no_early_resolve(tmp_path_factory, seq):
+def test_property_one_active_alert_per_sensor_rule_and_no_early_resolve(seq):
     keep = 30.0
-    engine, store = make(tmp_path_factory.mktemp("p"), config(timings={"keep_firing_for": keep}))
+    engine, store = make(None, config(timings={"keep_firing_for": keep}))
     now = 0.0
     for i, (sensor, rule, state, sev, gap) in enumerate(seq):
         now += gap
@@ -264,10 +265,10 @@ def test_property_one_active_alert_per_sensor_rule_and_no_early_resolve(tmp_path
             assert started_pending and d["ended_at"] - started_pending[-1] >= keep - 1e-9
 
 
-@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(cycles=st.integers(5, 40), gap=st.floats(0.5, 5.0))
-def test_property_flapping_gives_flapping_state_not_a_storm(tmp_path_factory, cycles, gap):
-    engine, store = make(tmp_path_factory.mktemp("f"), config(timings={"keep_firing_for": 10}))
+@hsettings(max_examples=40, deadline=None)
+@given(cycles=st.integers(5, 40), gap=st.floats(0.5, 4.9))
+def test_property_flapping_gives_flapping_state_not_a_storm(cycles, gap):
+    engine, store = make(None, config(timings={"keep_firing_for": 10}))
     now = 0.0
     for i in range(cycles):
         step(engine, event("g1", updated_at=1000 + 2 * i), now)
@@ -295,3 +296,27 @@ def test_registry_gives_notifications_sensor_names_and_coordinates(tmp_path):
     step(engine, event("wl-huangpu-01", district="huangpu"), 0)
     snap = drain(engine.store)[0].alerts[0]
     assert snap.sensor_name == "Suzhou Creek at Waibaidu Bridge" and (snap.lat, snap.lon) == (31.2437, 121.4860)
+
+
+def test_store_prunes_old_resolved_alerts_and_log(tmp_path):
+    engine, store = make(tmp_path)
+    step(engine, event("g1"), 0)
+    step(engine, event("g1", "resolved", updated_at=1001), 1)
+    drain(store)
+    assert store.resolved_alerts() and store.delivered_count() == 2
+    with store.transaction():
+        store.db.execute("UPDATE alerts SET updated = 5")
+        store.db.execute("UPDATE notification_log SET delivered = 5")
+        assert store.prune(10) == 3
+    assert store.resolved_alerts() == [] and store.delivered_count() == 0
+
+
+def test_dispatcher_command_refuses_a_bad_alerting_file(tmp_path, caplog):
+    import argparse
+
+    from alerts.command import run
+
+    bad = tmp_path / "alerting.yaml"
+    bad.write_text("receivers: [{name: d, type: webhook, url: 'http://x'}]\nroute: {receiver: d, group_wait: soon}\n")
+    assert run(argparse.Namespace(config=None, alerting=str(bad), api_port=None)) == 2
+    assert "route.group_wait: invalid duration 'soon'" in caplog.text
