@@ -73,6 +73,8 @@ class Dispatcher:
             from alerts.sinks.influx import InfluxSink
 
             self.history = HistoryShipper(self.store, InfluxSink(settings.influx), settings.influx.batch_size)
+        else:
+            self.store.history_enabled = False  # the timelines in the store remain
         self.delivery = DeliveryManager(self.engine, self.notifiers, alerting.delivery, self._publish_deadletter,
                                         clock, on_commit=self._committed)
         self._producer = None

@@ -84,6 +84,8 @@ class Store:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
         self._depth = 0
+        #: False when no history writer runs (InfluxDB disabled): history records are not kept
+        self.history_enabled = True
 
     def close(self) -> None:
         self.db.close()
@@ -213,6 +215,8 @@ class Store:
         return [{"at": at, "kind": k, "reason": r, "body": json.loads(b)} for at, k, r, b in self.db.execute(q, args)]
 
     def history_add(self, records: list[dict[str, Any]]) -> None:
+        if not self.history_enabled or not records:
+            return
         self.db.executemany("INSERT INTO history_outbox(body) VALUES (?)", [(_dump(r),) for r in records])
 
     def history_batch(self, limit: int = 500) -> list[tuple[int, dict[str, Any]]]:

@@ -218,3 +218,15 @@ async def test_kill_9_mid_retry_then_restart_delivers_the_same_notification_once
             proc.kill()
             await proc.wait()
         await rx.stop()
+
+
+async def test_without_influx_no_history_accumulates(kafka, tmp_path):
+    rx = await Receiver().start()
+    try:
+        async with Running(dispatcher_settings(kafka, tmp_path), config(receivers=[webhook("desk", rx)])) as d:
+            await produce(kafka.settings, [event("wl-01")])
+            await wait_until(lambda: rx.received, what="delivery")
+            assert d.store.history_batch(10) == []
+            assert [e.action for e in next(iter(d.engine.active.values())).timeline] == ["raised", "notified"]
+    finally:
+        await rx.stop()
