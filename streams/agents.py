@@ -91,7 +91,7 @@ class DetectorRuntime:
             elif new or self.engine.due(sid, self.snapshot_every):  # a first snapshot bounds any replay
                 touched.add(sid)
         await self._send_alerts(out)
-        self._snapshot(touched)
+        await self._snapshot(touched)
 
     async def tick(self) -> None:
         """Clock re-evaluation of every sensor, per partition in that partition's stream time."""
@@ -105,7 +105,7 @@ class DetectorRuntime:
             out.extend(emitted)
             touched.update(e.sensor_id for e in emitted)
         await self._send_alerts(out)
-        self._snapshot(touched)
+        await self._snapshot(touched)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -113,7 +113,7 @@ class DetectorRuntime:
         """Snapshot and forget the sensors of revoked readings partitions."""
         gone = [tp for tp in revoked if tp in self.sensors_by_tp]
         sensors = [sid for tp in gone for sid in self.sensors_by_tp[tp]]
-        self._snapshot(sid for sid in sensors if self.engine.dirty(sid))
+        await self._snapshot(sid for sid in sensors if self.engine.dirty(sid))
         await self.app.producer.flush()
         for tp in gone:
             self.engine.drop(self.sensors_by_tp.pop(tp))
@@ -165,7 +165,7 @@ class DetectorRuntime:
             self.replayed += 1
 
         count = await read_ranges(self.kafka, ranges, feed)
-        self._snapshot(sid for sid in list(self.tp_of) if self.engine.dirty(sid))
+        await self._snapshot(sid for sid in list(self.tp_of) if self.engine.dirty(sid))
         log.info("replayed %d readings left out of snapshots on %d partitions", count, len(ranges))
 
     def _restore_one(self, sid: str, tp: TP) -> bool:
@@ -178,7 +178,7 @@ class DetectorRuntime:
     async def on_shutdown(self) -> None:
         """Snapshot every sensor with unsaved readings (Faust flushes the producer next)."""
         dirty = [sid for sid in self.tp_of if self.engine.dirty(sid)]
-        self._snapshot(dirty)
+        await self._snapshot(dirty)
         log.info("shutdown: snapshotted %d sensors", len(dirty))
 
     # -- helpers ------------------------------------------------------------------
@@ -196,11 +196,11 @@ class DetectorRuntime:
             clock = self.clocks[tp] = StreamClock(time.monotonic)
         return clock
 
-    def _snapshot(self, sensor_ids: Iterable[str]) -> None:
+    async def _snapshot(self, sensor_ids: Iterable[str]) -> None:
         for sid in sensor_ids:
             tp = self.tp_of.get(sid)
             if tp is not None and sid in self.engine:
-                self.snapshots.write(tp, sid, self.engine.snapshot(sid))
+                await self.snapshots.write(tp, sid, self.engine.snapshot(sid))
 
     async def _send_alerts(self, events: list[AlertEvent]) -> None:
         for ev in events:

@@ -31,11 +31,20 @@ class SnapshotTable:
         self.table = table
         self.writes = 0
 
-    def write(self, tp: TP, sensor_id: str, snapshot: dict[str, Any]) -> None:
-        """Store ``snapshot`` locally and send it to changelog partition ``tp.partition``."""
+    async def write(self, tp: TP, sensor_id: str, snapshot: dict[str, Any]) -> None:
+        """Store ``snapshot`` locally and send it to changelog partition ``tp.partition``.
+
+        Sent with the producer directly (``await topic.send``), not through
+        Faust's ``send_soon`` buffer, so a burst of snapshots (every sensor's
+        first one, a revocation) is paced by the producer instead of
+        overflowing that buffer.
+        """
         value = {**snapshot, "topic": tp.topic, "partition": tp.partition}
         self.table.data[sensor_id] = value
-        self.table.send_changelog(tp.partition, sensor_id, value)
+        await self.table.changelog_topic.send(
+            key=sensor_id, value=value, partition=tp.partition,
+            key_serializer=self.table.key_serializer, value_serializer=self.table.value_serializer,
+        )
         self.writes += 1
 
     def get(self, sensor_id: str) -> dict[str, Any] | None:
