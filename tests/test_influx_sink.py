@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import unicodedata
 import urllib.parse
 import urllib.request
+import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from alerts.sinks.base import SinkWriteError
 from alerts.sinks.influx import InfluxSink, alert_event_point
@@ -199,3 +204,39 @@ def test_alert_event_point_line():
     assert line.startswith("alert_events,district=huangpu,kind=water_level,rule=flood_level,"
                            "sensor=wl-0,severity=orange,state=firing ")
     assert 'message="bad \\"x\\", y"' in line and line.endswith(" 1750000000000000000")
+
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(TEXT, min_size=1, max_size=25, unique=True))
+def test_any_text_round_trips_as_string_field_and_tag(influx_server, texts):
+    db = f"h_{uuid.uuid4().hex[:10]}"
+    influx_server.create_database(db)
+    points = [Point("prop", {"tag": t, "i": str(i)}, {"f": t}, time_ns=i + 1) for i, t in enumerate(texts)]
+
+    async def write():
+        sink = InfluxSink(InfluxSettings(api="v1", url=influx_server.url, database=db))
+        try:
+            return await sink.write_points(points)
+        finally:
+            await sink.close()
+
+    assert asyncio.run(write()) == []
+    rows = {int(r["i"]): r for r in query(influx_server.url, db, "SELECT * FROM prop")}
+    assert len(rows) == len(texts)
+    for i, text in enumerate(texts):
+        assert rows[i]["f"] == text
+        tag = "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
+        stripped = tag.rstrip("\\")
+        tag = stripped + TRAILING_BACKSLASH * (len(tag) - len(stripped))
+        assert rows[i].get("tag") == tag
+
+
+async def test_lone_surrogates_are_replaced_not_fatal(influx_settings, influx_server):
+    sink = InfluxSink(influx_settings)
+    assert await sink.write_points([Point("s", {"t": "a\ud800b"}, {"f": "x\udfffy"}, time_ns=1)]) == []
+    await sink.close()
+    (row,) = query(influx_server.url, influx_settings.database, "SELECT * FROM s")
+    assert row["t"] == "a\ufffdb" and row["f"] == "x\ufffdy"

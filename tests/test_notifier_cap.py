@@ -144,3 +144,11 @@ async def test_posts_over_http_with_cap_content_type(schema):
 def test_bad_config_names_the_field(tmp_path, bad, field):
     with pytest.raises(ConfigError, match=field):
         cap_notifier(tmp_path, **bad)
+
+
+def test_hostile_text_still_validates(tmp_path, schema):
+    nasty = "<script>&amp; \"quotes\" ]]> \ud800 \x00\x07 水位"
+    notifier = cap_notifier(tmp_path)
+    xml = notifier.render(sample_notification(alerts=[sample_alert(1, message=nasty, sensor_name=nasty)]))
+    schema.validate(xml.decode())
+    assert "<script>" in texts(parse(xml), "cap:info/cap:description")[0]

@@ -123,3 +123,15 @@ async def test_no_server_is_retryable():
     notifier = build_notifier(email_config(free_port()))
     with pytest.raises(RetryableDeliveryError):
         await notifier.send(sample_notification())
+
+
+async def test_hostile_text_cannot_inject_headers(smtp):
+    controller, handler = smtp
+    notifier = build_notifier(email_config(controller.port))
+    n = sample_notification(alerts=[sample_alert(1, district="d\r\nBcc: evil@x.cn", message="a\x00b \ud800")])
+    n.summary = "s\r\nBcc: evil@x.cn\x00"
+    await notifier.send(n)
+    (msg,) = handler.messages
+    assert msg["Bcc"] is None and sorted(handler.envelopes[0].rcpt_tos) == ["chief@ops.example.cn", "duty@ops.example.cn"]
+    assert "\x00" not in msg["Subject"] and "Bcc: evil@x.cn" in msg["Subject"]
+    assert "a\x00b \ufffd" in msg.get_body(("plain",)).get_content()

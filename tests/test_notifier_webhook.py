@@ -12,7 +12,7 @@ from alerts.notifiers import build_notifier
 from alerts.notifiers.http import SIGNATURE_HEADER, parse_retry_after, verify_signature
 from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
 from cityeye.servers import free_port
-from tests.notify_helpers import Receiver, sample_notification
+from tests.notify_helpers import Receiver, sample_alert, sample_notification
 
 SECRET = "hmac-key-do-not-leak"
 
@@ -89,3 +89,11 @@ async def test_connection_refused_is_retryable_and_secrets_stay_out(caplog):
     for secret in (SECRET, "bearer-secret", "query-secret"):
         assert secret not in text
     assert SECRET not in repr(notifier.config) and "bearer-secret" not in repr(notifier.config)
+
+
+async def test_lone_surrogates_in_text_are_replaced_not_fatal():
+    async with Receiver() as rx:
+        notifier = build_notifier({"name": "h", "type": "webhook", "url": rx.url})
+        await notifier.send(sample_notification(alerts=[sample_alert(1, message="bad \ud800 text")]))
+        await notifier.close()
+    assert json.loads(rx.requests[0].body)["alerts"][0]["message"] == "bad \ufffd text"

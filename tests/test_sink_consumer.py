@@ -123,3 +123,5 @@ def test_decode_accepts_the_contract_and_names_the_problem():
         decode_alert_event(json.dumps({**json.loads(to_json(event)), "value": "NaN"}).encode())
     with pytest.raises(ValueError, match="empty"):
         decode_alert_event(None)
+    lone = to_json(event).replace(b"level high #1", b"level \\ud800 high")
+    assert decode_alert_event(lone).message == "level \ufffd high"

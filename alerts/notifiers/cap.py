@@ -34,7 +34,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from alerts.notification import Notification, Notifier
 from alerts.notifiers.cap_message import CapOptions, build_cap, cap_time
-from alerts.notifiers.common import ChannelConfig, HttpSession, check_http_url
+from alerts.notifiers.common import ChannelConfig, HttpSession, check_http_url, scrubbed
 from alerts.notifiers.http import SIGNATURE_HEADER, post, signature
 from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
 
@@ -148,6 +148,7 @@ class CapNotifier(Notifier):
 
     def render(self, notification: Notification) -> bytes:
         """The CAP XML this notifier sends for ``notification``."""
+        notification = scrubbed(notification)
         first_start = min((a.started_at for a in notification.alerts), default=notification.created_at)
 
         def sent_of(identifier: str) -> str:

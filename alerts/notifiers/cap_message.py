@@ -20,13 +20,14 @@
   configured for the sensor or district and a ``circle``
   ``"lat,lon radius_km"`` from the sensor location.
 
-The result validates against ``cap-v1.2.xsd`` beside this module
+Characters XML cannot carry become U+FFFD. The result validates against ``cap-v1.2.xsd`` beside this module
 (:data:`CAP_XSD`), the OASIS schema.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -80,10 +81,14 @@ def cap_time(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
+#: characters XML 1.0 cannot carry at all (control characters, surrogates, U+FFFE/U+FFFF)
+_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
     el = ET.SubElement(parent, f"{{{CAP_NS}}}{tag}")
     if text is not None:
-        el.text = text
+        el.text = _NOT_XML.sub("\ufffd", text)
     return el
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,9 +17,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.notification import Notification
 
-__all__ = ["ChannelConfig", "notification_body", "check_http_url", "HttpSession", "USER_AGENT"]
+__all__ = [
+    "ChannelConfig",
+    "notification_body",
+    "check_http_url",
+    "HttpSession",
+    "USER_AGENT",
+    "scrub_text",
+    "scrubbed",
+]
 
 USER_AGENT = "CityEye-Notifier/1"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ChannelConfig(BaseModel):
@@ -38,6 +48,36 @@ def check_http_url(value: str) -> str:
     return value
 
 
+def scrub_text(obj: Any) -> Any:
+    """``obj`` with lone surrogates in every string replaced by U+FFFD.
+
+    JSON can carry ``"\\ud800"``, which Python decodes into a string that
+    cannot be encoded as UTF-8; every channel and sink encodes to UTF-8.
+    """
+    if isinstance(obj, str):
+        return _SURROGATE.sub("\ufffd", obj) if _has_surrogate(obj) else obj
+    if isinstance(obj, dict):
+        return {scrub_text(k): scrub_text(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(scrub_text(v) for v in obj)
+    return obj
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def scrubbed(notification: Notification) -> Notification:
+    """``notification`` itself, or a copy with its text made UTF-8-safe (see :func:`scrub_text`)."""
+    data = notification.to_dict()
+    clean = scrub_text(data)
+    return notification if clean == data else Notification.from_dict(clean)
+
+
 def _finite(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
@@ -50,7 +90,7 @@ def _finite(obj: Any) -> Any:
 
 def notification_body(notification: Notification) -> bytes:
     """The notification as compact UTF-8 JSON (non-finite numbers become null)."""
-    data = _finite(notification.to_dict())
+    data = _finite(scrub_text(notification.to_dict()))
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 

@@ -21,6 +21,7 @@ import asyncio
 import html
 import smtplib
 import ssl
+import unicodedata
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -30,7 +31,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from alerts.notification import Notification, Notifier
-from alerts.notifiers.common import ChannelConfig
+from alerts.notifiers.common import ChannelConfig, scrubbed
 from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
 
 __all__ = ["EmailConfig", "EmailNotifier", "build_email"]
@@ -76,6 +77,11 @@ class EmailConfig(ChannelConfig):
         return self
 
 
+def _one_line(text: str) -> str:
+    """``text`` as one header-safe line: control characters become spaces, runs collapse."""
+    return " ".join("".join(" " if unicodedata.category(c) == "Cc" else c for c in text).split())
+
+
 def _when(ts: float | None) -> str:
     if ts is None:
         return ""
@@ -90,12 +96,12 @@ def build_email(notification: Notification, config: EmailConfig) -> EmailMessage
     where = " ".join(sorted({a.district for a in n.alerts}))
     subject = f"{config.subject_prefix} {colour} {n.status.upper()}: {n.summary or f'{len(n.alerts)} alert(s)'} {where}"
     msg = EmailMessage()
-    msg["Subject"] = " ".join(subject.split())[:250]
+    msg["Subject"] = _one_line(subject)[:250]
     msg["From"] = config.sender
     msg["To"] = ", ".join(config.recipients)
     msg["Date"] = formatdate(n.created_at, usegmt=True)
     msg["Message-ID"] = f"<{n.id}@cityeye>"
-    msg["X-CityEye-Group"] = n.group_key[:200].replace("\r", " ").replace("\n", " ")
+    msg["X-CityEye-Group"] = _one_line(n.group_key)[:200]
 
     lines = [f"{n.summary or 'CityEye alert notification'}", f"status: {n.status} ({n.reason}), version {n.version}", ""]
     rows = []
@@ -129,7 +135,7 @@ class EmailNotifier(Notifier):
         self.name = config.name
 
     async def send(self, notification: Notification) -> None:
-        message = build_email(notification, self.config)
+        message = build_email(scrubbed(notification), self.config)
         await asyncio.to_thread(self._send_sync, message)
 
     def _send_sync(self, message: EmailMessage) -> None:

@@ -30,7 +30,7 @@ import paho.mqtt.client as paho
 from pydantic import Field, SecretStr, field_validator
 
 from alerts.notification import AlertSnapshot, Notification, Notifier
-from alerts.notifiers.common import ChannelConfig
+from alerts.notifiers.common import ChannelConfig, scrubbed
 from cityeye.contracts import SEVERITY_RANK
 from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
 
@@ -109,7 +109,7 @@ class MqttNotifier(Notifier):
         self._lock = asyncio.Lock()
 
     async def send(self, notification: Notification) -> None:
-        messages = mqtt_messages(notification, self.config.topic_template)
+        messages = mqtt_messages(scrubbed(notification), self.config.topic_template)
         if not messages:
             return
         async with self._lock:

@@ -31,6 +31,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from alerts.notification import Backoff
+from alerts.notifiers.common import scrub_text
 from alerts.sinks.base import BaseSink, Rejected, SinkWriteError
 from alerts.sinks.deadletter import DeadLetterWriter, SinkDeadLetter
 from cityeye.config import KafkaSettings
@@ -63,6 +64,7 @@ def decode_alert_event(raw: bytes | None) -> AlertEvent:
         raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(d, dict):
         raise ValueError("not a JSON object")
+    d = scrub_text(d)  # lone surrogates (valid JSON, not encodable) become U+FFFD
     for key in _TEXT_FIELDS:
         if not isinstance(d.get(key), str) or (key != "message" and not d[key]):
             raise ValueError(f"{key} must be a non-empty string" if key != "message" else "message must be a string")

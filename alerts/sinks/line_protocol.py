@@ -18,7 +18,8 @@ The rules implemented here are those of InfluxDB's Go parser (1.x and 2.x;
 * float fields must be finite: NaN and infinities are left out (InfluxDB
   refuses them); integers get the ``i`` suffix, booleans are ``true``/``false``.
 
-A point with no field left is refused with :class:`ValueError`.
+Lone surrogates (which cannot be encoded as UTF-8) become U+FFFD. A point
+with no field left is refused with :class:`ValueError`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Mapping, Union
+
+from alerts.notifiers.common import scrub_text
 
 __all__ = [
     "TRAILING_BACKSLASH",
@@ -114,7 +117,7 @@ class Point:
                 parts.append(f"{escape_key(str(key))}={text}")
         if not parts:
             raise ValueError(f"point of measurement {self.measurement[:60]!r} has no valid field")
-        line = f"{head} {','.join(parts)}"
+        line = scrub_text(f"{head} {','.join(parts)}")
         if self.time_ns is not None:
             line += f" {int(self.time_ns)}"
         return line
