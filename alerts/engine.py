@@ -269,10 +269,15 @@ class Engine:
                 self._save(other)
 
     def _refresh_mutes(self, alert: Alert, now: float) -> bool:
-        """Recompute silences and inhibitions of ``alert``; True if either changed."""
-        active = alert.active
-        sil = silenced_by(alert.label_set(), now, list(self.silences.values()), self.windows) if active else []
-        inh = self.inhibitor.inhibited_by(alert, list(self.active.values())) if active else []
+        """Recompute silences and inhibitions of ``alert``; True if either changed.
+
+        A resolved alert keeps the mutes it ended with (its record shows why
+        it was not notified).
+        """
+        if not alert.active:
+            return False
+        sil = silenced_by(alert.label_set(), now, list(self.silences.values()), self.windows)
+        inh = self.inhibitor.inhibited_by(alert, list(self.active.values()))
         changed = False
         for attr, new, on, off in (("silenced_by", sil, "silenced", "unsilenced"),
                                    ("inhibited_by", inh, "inhibited", "uninhibited")):

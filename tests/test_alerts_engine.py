@@ -320,3 +320,14 @@ def test_dispatcher_command_refuses_a_bad_alerting_file(tmp_path, caplog):
     bad.write_text("receivers: [{name: d, type: webhook, url: 'http://x'}]\nroute: {receiver: d, group_wait: soon}\n")
     assert run(argparse.Namespace(config=None, alerting=str(bad), api_port=None)) == 2
     assert "route.group_wait: invalid duration 'soon'" in caplog.text
+
+
+def test_example_config_loads_and_builds_its_notifiers():
+    from alerts.service import build_notifiers
+
+    cfg = load_alerting_config()
+    assert set(build_notifiers(cfg)) == {r.name for r in cfg.receivers}
+    engine_routes = Engine(cfg, Store(":memory:")).routes
+    assert [r.escalation for r in engine_routes.match({"kind": "water_level", "severity": "red"})] == [
+        ["district-office", "flood-control-hq"]]
+    assert [r.group_by for r in engine_routes.match({"kind": "system", "rule": "receiver_failing"})] == [["rule"]]
