@@ -28,8 +28,12 @@ class ContextNoveltyDetector(AnomalyDetector):
     ``resolutions``. For each order ``k = 1..K`` the context "last ``k``
     symbols -> current symbol" is looked up in a set of contexts seen so far.
     The raw score is the share of contexts (over all resolutions and orders)
-    that are new. After a raw score ``>= rest_threshold`` the detector reports
-    0 for ``rest_period`` readings (one alarm per event, not one per reading).
+    that are new. A small share ``magnitude_weight`` of the score is the
+    reading's distance to a slow exponentially weighted mean, in standard
+    deviations ``z`` (``tanh(z / magnitude_scale)``): it ranks readings of
+    equal novelty by how far off they are. After a score ``>= rest_threshold``
+    the detector reports 0 for ``rest_period`` readings (one alarm per event,
+    not one per reading).
 
     Parameters
     ----------
@@ -42,6 +46,12 @@ class ContextNoveltyDetector(AnomalyDetector):
         Readings during which the detector stays silent after a high score.
     rest_threshold
         Raw score that starts a rest period.
+    magnitude_weight
+        Share of the score given to the distance from the running mean.
+    magnitude_scale
+        ``z`` at which the distance term reaches ``tanh(1)``.
+    alpha
+        Smoothing of the running mean and variance.
 
     Examples
     --------
@@ -57,8 +67,8 @@ class ContextNoveltyDetector(AnomalyDetector):
     ...     x = {"value": v}
     ...     scores.append(det.score_one(x))
     ...     det.learn_one(x)
-    >>> scores[1500]
-    1.0
+    >>> scores[1500] > 0.9
+    True
     >>> max(scores[1000:1500]) < scores[1500]
     True
     >>> det.score_one({"other": 1.0}) == det.score_one({"value": float("nan")})
@@ -71,15 +81,23 @@ class ContextNoveltyDetector(AnomalyDetector):
         resolutions: tuple | list = ((4, 8), (8, 5), (16, 3), (32, 2)),
         rest_period: int = 30,
         rest_threshold: float = 0.75,
+        magnitude_weight: float = 0.1,
+        magnitude_scale: float = 5.0,
+        alpha: float = 0.001,
     ) -> None:
         self.field = field
         self.resolutions = tuple((int(l), int(k)) for l, k in resolutions)
         self.rest_period = rest_period
         self.rest_threshold = rest_threshold
+        self.magnitude_weight = magnitude_weight
+        self.magnitude_scale = magnitude_scale
+        self.alpha = alpha
         self._min = math.inf
         self._max = -math.inf
         self._hist: list[list[int]] = [[] for _ in self.resolutions]
         self._seen: list[set[int]] = [set() for _ in self.resolutions]
+        self._mean: float | None = None
+        self._var = 0.0
         self._quiet = 0
         self._score = 0.0
         self._n_contexts = sum(k for _, k in self.resolutions)
@@ -117,14 +135,21 @@ class ContextNoveltyDetector(AnomalyDetector):
             out.append((q, keys))
         return out
 
-    def _raw(self, keys: list[tuple[int, list[int]]]) -> float:
+    def _raw(self, v: float, keys: list[tuple[int, list[int]]]) -> float:
         new = 0
         for (_, ks), (_, order), seen in zip(keys, self.resolutions, self._seen):
             new += order - len(ks)  # not enough history yet: new
             for k in ks:
                 if k not in seen:
                     new += 1
-        return new / self._n_contexts
+        novelty = new / self._n_contexts
+        if self._mean is None:
+            z = 0.0
+        else:
+            span = self._max - self._min if self._max > self._min else 1.0
+            z = abs(v - self._mean) / (math.sqrt(self._var) + 1e-3 * span + 1e-12)
+        w = self.magnitude_weight
+        return (1.0 - w) * novelty + w * math.tanh(z / self.magnitude_scale)
 
     # -- River-style API -----------------------------------------------------
 
@@ -134,14 +159,14 @@ class ContextNoveltyDetector(AnomalyDetector):
             return self._score
         if self._quiet > 0:
             return 0.0
-        return self._raw(self._keys(v))
+        return self._raw(v, self._keys(v))
 
     def learn_one(self, x: dict[str, float]) -> None:
         v = self._value(x)
         if v is None:
             return
         keys = self._keys(v)
-        raw = self._raw(keys)
+        raw = self._raw(v, keys)
         self._score = 0.0 if self._quiet > 0 else raw
         if self._quiet > 0:
             self._quiet -= 1
@@ -152,6 +177,12 @@ class ContextNoveltyDetector(AnomalyDetector):
             hist.append(q)
             if len(hist) > order:
                 del hist[0]
+        if self._mean is None:
+            self._mean = v
+        else:
+            d = v - self._mean
+            self._mean += self.alpha * d
+            self._var = (1.0 - self.alpha) * (self._var + self.alpha * d * d)
         if v < self._min:
             self._min = v
         if v > self._max:
@@ -165,6 +196,8 @@ class ContextNoveltyDetector(AnomalyDetector):
             "max": None if self._max == -math.inf else self._max,
             "hist": [list(h) for h in self._hist],
             "seen": [sorted(s) for s in self._seen],
+            "mean": self._mean,
+            "var": self._var,
             "quiet": self._quiet,
             "score": self._score,
         }
@@ -174,5 +207,7 @@ class ContextNoveltyDetector(AnomalyDetector):
         self._max = -math.inf if state["max"] is None else float(state["max"])
         self._hist = [list(h) for h in state["hist"]]
         self._seen = [set(s) for s in state["seen"]]
+        self._mean = None if state["mean"] is None else float(state["mean"])
+        self._var = float(state["var"])
         self._quiet = int(state["quiet"])
         self._score = float(state["score"])
