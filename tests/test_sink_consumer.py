@@ -48,7 +48,7 @@ async def test_nothing_is_committed_while_influx_is_down_and_a_restart_loses_not
 
     dead = influx_settings.model_copy(update={"url": f"http://127.0.0.1:{free_port()}"})
     consumer, finish = await start_consumer(kafka.settings, InfluxSink(dead, timeout_s=1))
-    assert await wait_until(lambda: consumer.stats["flush_failures"] >= 2 and len(consumer.sink) == 4)
+    assert await wait_until(lambda: consumer.stats["flush_failures"] >= 2 and len(consumer.sink) >= 1)
     await finish()
     assert consumer.stats["commits"] == 0 and consumer.stats["written"] == 0
 
