@@ -21,6 +21,7 @@ State lifecycle (details in docs/streams.md):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any, Iterable
@@ -203,10 +204,19 @@ class DetectorRuntime:
                 await self.snapshots.write(tp, sid, self.engine.snapshot(sid))
 
     async def _send_alerts(self, events: list[AlertEvent]) -> None:
+        """Send events and wait until the broker has them.
+
+        Waiting matters: the snapshots written next may include the readings
+        behind these events, and a reading included in a snapshot is never
+        processed again, so its events must be stored before the snapshot.
+        """
+        pending = []
         for ev in events:
-            await self.topics.alerts.send(key=ev.alert_id.encode(), value=to_json(ev))
+            pending.append(await self.topics.alerts.send(key=ev.alert_id.encode(), value=to_json(ev)))
             log.info("alert %s %s %s %s value=%s (%s)", ev.state, ev.severity, ev.sensor_id, ev.rule, ev.value,
                      ev.alert_id)
+        if pending:
+            await asyncio.gather(*pending)
         self.events_sent += len(events)
 
     async def _dead_letter(self, raw: bytes | None, reason: str, topic: str, key: Any) -> None:
