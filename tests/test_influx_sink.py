@@ -240,3 +240,7 @@ async def test_lone_surrogates_are_replaced_not_fatal(influx_settings, influx_se
     await sink.close()
     (row,) = query(influx_server.url, influx_settings.database, "SELECT * FROM s")
     assert row["t"] == "a\ufffdb" and row["f"] == "x\ufffdy"
+
+
+def test_alert_event_time_is_exact_to_the_microsecond():
+    assert alert_event_point(make_event(0, updated_at=1_750_000_000.123456)).time_ns == 1_750_000_000_123_456_000

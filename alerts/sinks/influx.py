@@ -12,8 +12,9 @@ Two transports, chosen by :attr:`cityeye.config.InfluxSettings.api`:
 :func:`alert_event_point` maps a :class:`~cityeye.contracts.AlertEvent` onto
 measurement ``alert_events`` (tags sensor, district, rule, severity, state,
 kind; fields value, threshold, message, alert_id, event_id; time =
-``updated_at`` in ns). A point is identified by measurement + tags + time, so
-writing the same event twice stores it once: the consumer may redeliver.
+``updated_at``, to the microsecond, in ns). A point is identified by
+measurement + tags + time, so writing the same event twice stores it once:
+the consumer may redeliver.
 
 Other writers (the lifecycle's ``alert_history``) build :class:`Point` s and
 either :meth:`InfluxSink.add` them or call :meth:`InfluxSink.write_points`.
@@ -73,7 +74,8 @@ def alert_event_point(event: AlertEvent) -> Point:
             "alert_id": event.alert_id,
             "event_id": event.event_id,
         },
-        time_ns=round(event.updated_at * 1e9),
+        # microseconds first: a float's error at ns scale would show as ...999808
+        time_ns=round(event.updated_at * 1_000_000) * 1000,
     )
 
 
