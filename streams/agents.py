@@ -59,6 +59,8 @@ class DetectorRuntime:
         self.sensors_by_tp: dict[TP, set[str]] = {}
         self.tp_of: dict[str, TP] = {}
         self.clocks: dict[TP, StreamClock] = {}
+        #: serialises batches, ticks and lifecycle hooks (they interleave at awaits otherwise)
+        self._lock = asyncio.Lock()
         self.readings = 0
         #: readings re-read after a restore to bring snapshots up to the committed offsets
         self.replayed = 0
@@ -69,6 +71,10 @@ class DetectorRuntime:
 
     async def process_events(self, events: Iterable[EventT]) -> None:
         """Run the engine on a batch of reading events and send what it emits."""
+        async with self._lock:
+            await self._process_events(events)
+
+    async def _process_events(self, events: Iterable[EventT]) -> None:
         out: list[AlertEvent] = []
         touched: set[str] = set()
         for event in events:
@@ -96,6 +102,10 @@ class DetectorRuntime:
 
     async def tick(self) -> None:
         """Clock re-evaluation of every sensor, per partition in that partition's stream time."""
+        async with self._lock:
+            await self._tick()
+
+    async def _tick(self) -> None:
         out: list[AlertEvent] = []
         touched: set[str] = set()
         for tp, sensors in list(self.sensors_by_tp.items()):
@@ -112,6 +122,10 @@ class DetectorRuntime:
 
     async def on_revoked(self, revoked: Iterable[TP]) -> None:
         """Snapshot and forget the sensors of revoked readings partitions."""
+        async with self._lock:
+            await self._on_revoked(revoked)
+
+    async def _on_revoked(self, revoked: Iterable[TP]) -> None:
         gone = [tp for tp in revoked if tp in self.sensors_by_tp]
         sensors = [sid for tp in gone for sid in self.sensors_by_tp[tp]]
         await self._snapshot(sid for sid in sensors if self.engine.dirty(sid))
@@ -126,6 +140,10 @@ class DetectorRuntime:
 
     async def on_recovered(self) -> None:
         """Restore the sensors of our active readings partitions from their snapshots."""
+        async with self._lock:
+            await self._on_recovered()
+
+    async def _on_recovered(self) -> None:
         actives = {tp for tp in self.app.assignor.assigned_actives() if tp.topic in self.topics.readings_names}
         restored: list[str] = []
         for _, snap in self.snapshots.items():
@@ -178,8 +196,9 @@ class DetectorRuntime:
 
     async def on_shutdown(self) -> None:
         """Snapshot every sensor with unsaved readings (Faust flushes the producer next)."""
-        dirty = [sid for sid in self.tp_of if self.engine.dirty(sid)]
-        await self._snapshot(dirty)
+        async with self._lock:
+            dirty = [sid for sid in self.tp_of if self.engine.dirty(sid)]
+            await self._snapshot(dirty)
         log.info("shutdown: snapshotted %d sensors", len(dirty))
 
     # -- helpers ------------------------------------------------------------------
