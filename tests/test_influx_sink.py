@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import unicodedata
-import urllib.parse
-import urllib.request
 import uuid
 
 import pytest
@@ -18,9 +15,9 @@ from alerts.sinks.base import SinkWriteError
 from alerts.sinks.influx import InfluxSink, alert_event_point
 from alerts.sinks.line_protocol import TRAILING_BACKSLASH, Point
 from cityeye.config import InfluxSettings
-from cityeye.contracts import AlertEvent
 from cityeye.servers import free_port
 from tests.influx_v2_adapter import InfluxV2Adapter
+from tests.sink_helpers import make_event, query
 
 HOSTILE = [
     "plain",
@@ -37,25 +34,6 @@ HOSTILE = [
     "tab\there",
     ' ,="\\ mixed',
 ]
-
-
-def query(url: str, db: str, q: str) -> list[dict]:
-    params = urllib.parse.urlencode({"db": db, "q": q})
-    with urllib.request.urlopen(f"{url}/query?{params}", timeout=10) as r:
-        result = json.load(r)["results"][0]
-    rows = []
-    for series in result.get("series", []):
-        for values in series["values"]:
-            rows.append(dict(zip(series["columns"], values)))
-    return rows
-
-
-def make_event(i: int = 0, **kw) -> AlertEvent:
-    base = dict(alert_id=f"a{i}", sensor_id=f"wl-{i}", kind="water_level", district="huangpu",
-                rule="flood_level", severity="orange", state="firing", started_at=1_750_000_000.0,
-                updated_at=1_750_000_000.0 + i, value=4.2 + i, threshold=4.0, message=f"level high #{i}")
-    base.update(kw)
-    return AlertEvent(**base)
 
 
 async def test_v1_writes_alert_events_with_tags_and_fields(influx_settings, influx_server):

@@ -13,12 +13,11 @@ from alerts.notification import Backoff
 from alerts.sinks.consumer import SinkConsumer, decode_alert_event
 from alerts.sinks.deadletter import DeadLetterWriter, SinkDeadLetter
 from alerts.sinks.influx import InfluxSink
-from cityeye.config import InfluxSettings
 from cityeye.contracts import TOPIC_ALERTS, TOPIC_ALERTS_DEADLETTER, to_json
 from cityeye.kafka import make_producer
 from cityeye.servers import free_port
 from tests.kafka_helpers import produce, read_topic, wait_until
-from tests.test_influx_sink import make_event, query
+from tests.sink_helpers import make_event, query
 
 
 async def start_consumer(kafka, sink, group="sink-influx"):

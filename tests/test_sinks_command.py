@@ -15,8 +15,7 @@ from cityeye.contracts import TOPIC_ALERTS, to_json
 from cityeye.errors import ConfigError
 from tests.kafka_helpers import produce, wait_until
 from tests.notify_helpers import Receiver
-from tests.test_influx_sink import make_event, query
-from tests.test_webhook_forwarder import hook_settings
+from tests.sink_helpers import hook_settings, make_event, query
 
 
 async def test_run_sinks_feeds_influx_and_the_webhook_together(settings, influx_settings, influx_server):

@@ -15,14 +15,7 @@ from cityeye.contracts import TOPIC_ALERTS, TOPIC_ALERTS_DEADLETTER, to_json
 from cityeye.kafka import make_producer
 from tests.kafka_helpers import produce, read_topic, wait_until
 from tests.notify_helpers import Receiver
-from tests.test_influx_sink import make_event
-
-SECRET = "fwd-hmac-secret"
-
-
-def hook_settings(url: str, **kw) -> WebhookSettings:
-    return WebhookSettings(url=url, secret=SECRET, timeout_s=2, backoff_initial_s=0.01, backoff_max_s=0.05, **kw)
-
+from tests.sink_helpers import SECRET, hook_settings, make_event
 
 async def run_forwarder(kafka, settings: WebhookSettings, until):
     producer = make_producer(kafka, "dlq")
