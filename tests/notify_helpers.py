@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -22,8 +23,9 @@ class ReceivedRequest:
 class Receiver:
     """A real aiohttp server on a free loopback port answering a script of statuses.
 
-    ``script`` items are a status or ``(status, headers)``; once used up
-    every request gets ``default``. Every request is recorded.
+    ``script`` items are a status, ``(status, headers)``, or a float: sleep
+    that many seconds, then 200; once used up every request gets
+    ``default``. Every request is recorded.
     """
 
     script: list = field(default_factory=list)
@@ -48,6 +50,9 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.Response:
         self.requests.append(ReceivedRequest(request.path, dict(request.headers), await request.read()))
         step = self.script.pop(0) if self.script else self.default
+        if isinstance(step, float):
+            await asyncio.sleep(step)
+            step = 200
         status, headers = step if isinstance(step, tuple) else (step, {})
         return web.Response(status=status, headers=headers, text="ok" if status < 300 else "nope")
 

@@ -97,3 +97,11 @@ async def test_lone_surrogates_in_text_are_replaced_not_fatal():
         await notifier.send(sample_notification(alerts=[sample_alert(1, message="bad \ud800 text")]))
         await notifier.close()
     assert json.loads(rx.requests[0].body)["alerts"][0]["message"] == "bad \ufffd text"
+
+
+async def test_a_slow_receiver_is_a_retryable_timeout():
+    async with Receiver(script=[1.0]) as rx:
+        notifier = build_notifier({"name": "h", "type": "webhook", "url": rx.url, "timeout_s": 0.2})
+        with pytest.raises(RetryableDeliveryError, match="timed out"):
+            await notifier.send(sample_notification())
+        await notifier.close()
