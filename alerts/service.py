@@ -26,6 +26,7 @@ import time
 from typing import Any, Callable
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from alerts.api import create_app
 from alerts.config import AlertingConfig
@@ -153,8 +154,11 @@ class Dispatcher:
                 if not records:
                     continue
                 dead = self.apply_records(records)
-                await consumer.commit()
                 self._committed()
+                try:
+                    await consumer.commit()
+                except KafkaError as exc:  # e.g. a rebalance: the events come again and are deduplicated
+                    log.warning("offset commit failed (events will be re-read, applied once): %s", exc)
                 for letter in dead:
                     await self._safe_publish(letter)
         finally:
