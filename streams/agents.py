@@ -157,18 +157,31 @@ class DetectorRuntime:
                     self._clock(tp).observe(float(snap["last_ts"]))
                 restored.append(sid)
         log.info("table recovered: restored %d sensors' detector state on %d partitions", len(restored), len(actives))
-        if restored and self.kafka is not None:
-            await self._replay_gaps(restored)
+        if self.kafka is not None and actives:
+            await self._align_with_committed(restored, actives)
 
-    async def _replay_gaps(self, restored: list[str]) -> None:
-        """Feed the engine the readings between the snapshots and the committed offsets (events dropped)."""
+    async def _align_with_committed(self, restored: list[str], actives: set[TP]) -> None:
+        """Make the restored state and the consumer positions meet at the committed offsets.
+
+        * committed offset beyond a snapshot's position: re-read the gap into the
+          engine (the events it produces were sent before the crash: dropped);
+        * no committed offset at all: seek the stream to the oldest restored
+          position + 1, else to the start (``auto_offset_reset=earliest``
+          explicitly). Without a committed offset the consumer's
+          seek-to-committed leaves the fetch position where a previous
+          assignment's prefetch left it, past records that were fetched and
+          then dropped by the rebalance, and those readings would be skipped.
+        """
         starts: dict[tuple[str, int], int] = {}
         for sid in restored:
             st, tp = self.engine.state(sid), self.tp_of.get(sid)
             if st is not None and tp is not None and st.position is not None:
                 key = (tp.topic, tp.partition)
                 starts[key] = min(starts.get(key, st.position + 1), st.position + 1)
-        committed = await committed_offsets(self.kafka, self.app.conf.id, starts)
+        committed = await committed_offsets(self.kafka, self.app.conf.id, [(tp.topic, tp.partition) for tp in actives])
+        for tp in actives:
+            if (tp.topic, tp.partition) not in committed:
+                await self.app.consumer.seek(tp, starts.get((tp.topic, tp.partition), 0))
         ranges = {key: (start, committed[key]) for key, start in starts.items() if committed.get(key, 0) > start}
         if not ranges:
             return

@@ -270,3 +270,48 @@ def test_worker_command_reports_bad_config(tmp_path, caplog):
     command.add_arguments(parser)
     assert command.run(parser.parse_args(["--config", str(bad)])) == 2
     assert "snapshot_every" in caplog.text and str(bad) in caplog.text
+
+
+async def test_second_worker_takes_over_partitions_with_their_state(kafka, settings, tmp_path):
+    """A rebalance moves sensors between workers: the revoking one snapshots, the new owner restores."""
+    sensors = [f"wl-rb-{i:02d}" for i in range(8)]
+    registry_file = tmp_path / "registry.yaml"
+    registry_file.write_text(yaml.safe_dump({"sensors": [
+        {"id": s, "kind": "water_level", "district": "huangpu", "lat": 31.2, "lon": 121.5, "interval_s": 60,
+         "levels": {"warning_m": 4.5, "guaranteed_m": 5.2}} for s in sensors]}))
+    settings = settings.model_copy(update={"registry": str(registry_file), "snapshot_every": 10_000})
+    config = tmp_path / "cityeye.yaml"
+    config.write_text(yaml.safe_dump({
+        "kafka": {"bootstrap": kafka.bootstrap, "profile": "tansu",
+                  "consumer_group_prefix": settings.kafka.consumer_group_prefix},
+        "influx": {"enabled": False}, "registry": str(registry_file), "snapshot_every": 10_000,
+    }))
+
+    def series(levels: list[float], start: int) -> list[Reading]:
+        return [Reading(s, "water_level", "huangpu", T0 + 60.0 * (start + i), {"level_m": lvl}, 0.0, "")
+                for i, lvl in enumerate(levels) for s in sensors]
+
+    first, second = series([4.0] * 3 + [4.6] * 4, 0), series([5.3] * 4 + [4.0] * 4, 7)
+    engine = SensorEngine(load_registry(registry_file))
+    want = [e for r in first + second for e in engine.process(r) if e.rule == "water_level.warning"]
+    assert len(want) == 3 * len(sensors)
+
+    async with StreamsWorker(settings) as worker:
+        await produce(settings, first)
+        await alerts(settings, has(len(sensors)))
+        proc = _worker_proc(config, tmp_path / "worker2.log")
+        try:
+            deadline = time.monotonic() + 60
+            while len(worker.streams.runtime.sensors_by_tp) in (0, 4):  # until the split (3 topics x 4 partitions)
+                assert time.monotonic() < deadline, "no rebalance"
+                await asyncio.sleep(0.2)
+            assert 0 < len(worker.streams.runtime.tp_of) < len(sensors)
+            await produce(settings, second)
+            got = await alerts(settings, lambda evs: len({e.event_id for e in evs}) >= len(want), timeout=60)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+    distinct = {e.event_id: e for e in got if e.rule == "water_level.warning"}
+    key = lambda e: (e.sensor_id, e.updated_at)  # noqa: E731
+    assert summary(sorted(distinct.values(), key=key)) == summary(sorted(want, key=key)), \
+        (tmp_path / "worker2.log").read_text()[-3000:]
