@@ -11,7 +11,9 @@ topics, then reads the same backlog three ways, in the same run:
    snapshots: the framework's share);
 3. the Faust worker with the real detectors (``detectors.rules.default_checks``).
 
-and prints readings/s for each and the ratios. No assertions: figures only.
+and prints readings/s for each and the ratios, then whether the alert events
+on ``alerts.events`` are exactly those the pure engine computes from the same
+readings. No assertions: figures only.
 
     /tmp/venv/bin/python bench/bench_streams.py --sensors 300 --readings 60000
 """
@@ -28,11 +30,12 @@ import time
 import uuid
 
 from cityeye.config import InfluxSettings, KafkaSettings, Settings
-from cityeye.contracts import KINDS, Reading, readings_topic, to_json
+from cityeye.contracts import KINDS, TOPIC_ALERTS, AlertEvent, Reading, readings_topic, to_json
 from cityeye.kafka import ensure_topics, make_consumer, make_producer
 from cityeye.registry import Sensor, SensorRegistry
 from cityeye.servers import TansuServer
 from streams.command import StreamsWorker
+from streams.engine import SensorEngine
 
 __all__ = ["make_registry", "make_readings", "main"]
 
@@ -111,7 +114,7 @@ async def _raw_consumer(kafka: KafkaSettings, total: int) -> float:
 
 
 async def _faust_worker(settings: Settings, registry: SensorRegistry, total: int, with_checks: bool) -> tuple[float, dict]:
-    """Seconds for a fresh Faust worker group to process the ``total`` backlog."""
+    """Seconds for a fresh Faust worker group to process the ``total`` backlog, and its counters."""
     group = f"{settings.kafka.consumer_group_prefix}-{'checks' if with_checks else 'bare'}"
     s = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"consumer_group_prefix": group})})
     kwargs = {} if with_checks else {"checks_factory": lambda sensor: []}
@@ -126,11 +129,30 @@ async def _faust_worker(settings: Settings, registry: SensorRegistry, total: int
         while rt.readings < total:
             await asyncio.sleep(0.01)
         elapsed = time.perf_counter() - started
-        rate_n = total - start_count
-        return elapsed * total / max(rate_n, 1), {"alert events": rt.events_sent, "snapshot writes": rt.snapshots.writes,
-                                                  "dead letters": rt.dead_letters}
     finally:
         await worker.stop()
+    counters = {"alert events": rt.events_sent, "snapshot writes": rt.snapshots.writes, "dead letters": rt.dead_letters}
+    return elapsed * total / max(total - start_count, 1), counters
+
+
+async def _check_events(kafka: KafkaSettings, registry: SensorRegistry, readings: list[Reading]) -> str:
+    """Compare ``alerts.events`` with the pure engine's events for the same readings."""
+    engine = SensorEngine(registry)
+    want = {e.event_id: to_json(e) for r in readings for e in engine.process(r)}
+    consumer = make_consumer(kafka, TOPIC_ALERTS, group=None)
+    await consumer.start()
+    got: dict[str, bytes] = {}
+    try:
+        idle = 0
+        while len(got) < len(want) and idle < 5:
+            batch = await consumer.getmany(timeout_ms=500)
+            idle = 0 if batch else idle + 1
+            for msgs in batch.values():
+                got.update((AlertEvent.from_json(m.value).event_id, m.value) for m in msgs)
+    finally:
+        await consumer.stop()
+    same = got == want
+    return f"alert events on the topic: {len(got)} distinct, pure engine: {len(want)}, identical: {same}"
 
 
 async def run(sensors: int, total: int, snapshot_every: int) -> None:
@@ -146,12 +168,14 @@ async def run(sensors: int, total: int, snapshot_every: int) -> None:
         raw_s = await _raw_consumer(kafka, total)
         bare_s, bare_info = await _faust_worker(settings, registry, total, with_checks=False)
         real_s, real_info = await _faust_worker(settings, registry, total, with_checks=True)
+        check = await _check_events(kafka, registry, readings)
     raw, bare, real = total / raw_s, total / bare_s, total / real_s
     print(f"{'path':<46}{'readings/s':>12}{'vs raw':>9}")
     print(f"{'raw aiokafka consumer (getmany + json.loads)':<46}{raw:>12,.0f}{1.0:>9.3f}")
     print(f"{'Faust worker, no checks':<46}{bare:>12,.0f}{bare / raw:>9.3f}   {bare_info}")
     print(f"{'Faust worker, default detectors':<46}{real:>12,.0f}{real / raw:>9.3f}   {real_info}")
     print(f"detectors vs no checks: {real / bare:.3f}; snapshot_every={snapshot_every}")
+    print(check)
 
 
 def main() -> None:
