@@ -1,4 +1,4 @@
-"""Contextual novelty detector: CityEye's default NAB-scored anomaly model.
+"""Contextual novelty detector (the views of the default `multiscale_novelty`).
 
 An online, causal take on the idea behind CAD OSE (contextual anomaly
 detection): quantise each reading, remember every *context* (the last ``k``

@@ -12,6 +12,7 @@ from typing import Any
 
 from detectors.base import AnomalyDetector
 from detectors.context_novelty import ContextNoveltyDetector
+from detectors.multiscale_novelty import MultiScaleNoveltyDetector
 from detectors.river_hst import RiverHalfSpaceTrees
 from detectors.river_pad import RiverSeasonalPAD
 
@@ -20,12 +21,13 @@ __all__ = ["DETECTORS", "DEFAULT_DETECTOR", "make_detector"]
 #: name -> AnomalyDetector class
 DETECTORS: dict[str, type[AnomalyDetector]] = {
     "context_novelty": ContextNoveltyDetector,
+    "multiscale_novelty": MultiScaleNoveltyDetector,
     "river_hst": RiverHalfSpaceTrees,
     "river_pad": RiverSeasonalPAD,
 }
 
 #: CityEye's default anomaly detector (scored on NAB, see docs/detectors-nab.md).
-DEFAULT_DETECTOR = "context_novelty"
+DEFAULT_DETECTOR = "multiscale_novelty"
 
 
 def make_detector(name: str | None = None, **params: Any) -> AnomalyDetector:

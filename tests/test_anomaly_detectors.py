@@ -18,6 +18,8 @@ NAB = REPO.parent / "shared" / "datasets" / "nab"
 # small seasonal-friendly settings so the tests stay fast
 PARAMS = {
     "context_novelty": {},
+    # block length 5 divides the test series' period (20 readings)
+    "multiscale_novelty": {"steps": (1, 5)},
     "river_hst": {"n_trees": 5, "height": 6, "window_size": 100},
     "river_pad": {"season": 20, "warmup": 20},
 }
@@ -99,6 +101,46 @@ def test_score_one_does_not_learn(name):
     before = json.dumps(det.snapshot(), sort_keys=True)
     det.score_one({"value": 123.0})
     assert json.dumps(det.snapshot(), sort_keys=True) == before
+
+
+def test_multiscale_novelty_sees_a_flattened_cycle():
+    """Every reading stays in the usual range; the change is only in the shape."""
+    rng = random.Random(11)
+    vals = [10 * math.sin(2 * math.pi * t / 48) + rng.gauss(0, 0.5) for t in range(2400)]
+    for t in range(1800, 1880):
+        vals[t] = rng.gauss(0, 0.5)
+    scores = drive(make_detector("multiscale_novelty"), vals)
+    assert max(scores[1800:1880]) > max(scores[1200:1800])
+    assert max(scores[1800:1880]) >= 0.75
+
+
+def test_multiscale_novelty_score_one_matches_learnt_score():
+    """``score_one`` (look-ups only) and ``learn_one`` (which reuses the views' scores) agree."""
+    from detectors.multiscale_novelty import MultiScaleNoveltyDetector
+
+    det = MultiScaleNoveltyDetector(steps=(1, 3, 5), offsets=(0.0, -0.05, -0.1))
+    for v in series(1000):
+        x = {"value": v}
+        s = det.score_one(x)
+        det.learn_one(x)
+        assert s == det._score
+
+
+def test_multiscale_novelty_shared_rest_and_blocks():
+    from detectors.multiscale_novelty import MultiScaleNoveltyDetector
+
+    det = MultiScaleNoveltyDetector(steps=(1, 4), offsets=(0.0, 0.0), rest_period=7)
+    scores = drive(det, series())
+    high = [i for i, s in enumerate(scores) if s >= det.rest_threshold]
+    assert high and SPIKE_AT in high
+    # no two high scores closer than the rest period: one alarm per event
+    assert all(b - a > 7 for a, b in zip(high, high[1:]))
+    # the coarse view learns one block mean per 4 readings
+    assert det._counts[1] == len(scores) % 4
+    with pytest.raises(ValueError):
+        MultiScaleNoveltyDetector(steps=(1, 6), offsets=(0.0,))
+    with pytest.raises(ValueError):
+        MultiScaleNoveltyDetector(steps=(0,), offsets=(0.0,))
 
 
 @pytest.mark.skipif(not (NAB / "labels" / "combined_windows_tiny.json").exists(), reason="NAB data absent")

@@ -1,0 +1,186 @@
+"""Multi-scale contextual novelty: CityEye's default NAB-scored anomaly model.
+
+Several :class:`~detectors.context_novelty.ContextNoveltyDetector` *views*
+watch the same stream at different time scales: the raw readings, and the
+means of consecutive blocks of ``step`` readings. A slow change of shape
+(a daily cycle that flattens, a drift, a burst of activity spread over a
+few readings) is often a new context at the coarse scale while every single
+reading looks familiar; a spike is new at the raw scale. The score is the
+highest (offset) view score; a shared rest period after a high score keeps
+the views from reporting the same event twice.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from detectors.base import AnomalyDetector
+from detectors.context_novelty import ContextNoveltyDetector
+
+__all__ = ["MultiScaleNoveltyDetector"]
+
+
+class MultiScaleNoveltyDetector(AnomalyDetector):
+    """Maximum of context-novelty scores at several time scales.
+
+    View ``k`` is a :class:`~detectors.context_novelty.ContextNoveltyDetector`
+    fed with the mean of each block of ``steps[k]`` consecutive readings
+    (``1`` = every reading). A view scores once per block, on the reading
+    that completes it; its score plus ``offsets[k]`` (a negative offset asks
+    more of a coarse view), clipped to ``[0, 1]``, is that view's vote, and
+    the detector's score is the highest vote. After a score
+    ``>= rest_threshold`` the detector reports 0 for ``rest_period``
+    readings, whichever view fired (each view also rests ``view_rest``
+    readings, in its own blocks, after its own high scores).
+
+    Each reading is scored, then learnt; the score at a reading only uses the
+    readings up to it. Memory grows with the variety of the signal (the
+    views' context sets), like ``context_novelty``.
+
+    Parameters
+    ----------
+    field
+        Name of the numeric field read from ``x``.
+    steps
+        Block length (readings) of each view.
+    offsets
+        Added to each view's score before taking the maximum.
+    rest_period
+        Readings during which the detector reports 0 after a high score.
+    rest_threshold
+        Score that starts a rest period.
+    view_rest
+        Rest of each view after its own high score, in readings (divided by
+        the view's block length).
+    resolutions
+        ``(levels, max_order)`` pairs of every view (see
+        :class:`~detectors.context_novelty.ContextNoveltyDetector`).
+
+    Examples
+    --------
+    A sine wave with noise; at reading 1500 the wave stops and stays flat at
+    its mean for 60 readings (every reading is within the usual range):
+
+    >>> import math, random
+    >>> from detectors.multiscale_novelty import MultiScaleNoveltyDetector
+    >>> rng = random.Random(7)
+    >>> det = MultiScaleNoveltyDetector()
+    >>> scores = []
+    >>> for t in range(2000):
+    ...     v = 10 * math.sin(2 * math.pi * t / 48) + rng.gauss(0, 0.5)
+    ...     if 1500 <= t < 1560:
+    ...         v = rng.gauss(0, 0.5)
+    ...     x = {"value": v}
+    ...     scores.append(det.score_one(x))
+    ...     det.learn_one(x)
+    >>> max(scores[1500:1560]) > max(scores[1000:1500])
+    True
+    >>> det.score_one({"other": 1.0}) == det.score_one({"value": float("nan")})
+    True
+    """
+
+    def __init__(
+        self,
+        field: str = "value",
+        steps: tuple | list = (1, 6),
+        offsets: tuple | list = (0.0, -0.1),
+        rest_period: int = 30,
+        rest_threshold: float = 0.75,
+        view_rest: int = 30,
+        resolutions: tuple | list = ((4, 8), (8, 5), (16, 3), (32, 2)),
+    ) -> None:
+        self.field = field
+        self.steps = tuple(int(s) for s in steps)
+        self.offsets = tuple(float(o) for o in offsets)
+        if len(self.steps) != len(self.offsets) or not self.steps or min(self.steps) < 1:
+            raise ValueError("steps and offsets: same non-zero length, steps >= 1")
+        self.rest_period = rest_period
+        self.rest_threshold = rest_threshold
+        self.view_rest = view_rest
+        self.resolutions = tuple((int(l), int(k)) for l, k in resolutions)
+        self._views = [
+            ContextNoveltyDetector(resolutions=self.resolutions, rest_period=max(1, view_rest // s))
+            for s in self.steps
+        ]
+        self._sums = [0.0 for _ in self.steps]
+        self._counts = [0 for _ in self.steps]
+        self._quiet = 0
+        self._score = 0.0
+
+    # -- internals -----------------------------------------------------------
+
+    def _value(self, x: dict[str, float]) -> float | None:
+        v = x.get(self.field) if isinstance(x, dict) else None
+        if v is None:
+            return None
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            return None
+        return None if (v != v or v in (math.inf, -math.inf)) else v
+
+    def _combined(self, v: float) -> float:
+        """Highest view vote for ``v`` (no learning)."""
+        best = 0.0
+        for step, off, view, s, c in zip(self.steps, self.offsets, self._views, self._sums, self._counts):
+            if c + 1 < step:
+                continue
+            r = view.score_one({"value": (s + v) / (c + 1)}) + off
+            if r > best:
+                best = r
+        return min(1.0, best)
+
+    # -- River-style API -----------------------------------------------------
+
+    def score_one(self, x: dict[str, float]) -> float:
+        v = self._value(x)
+        if v is None:
+            return self._score
+        if self._quiet > 0:
+            return 0.0
+        return self._combined(v)
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        v = self._value(x)
+        if v is None:
+            return
+        best = 0.0
+        for k, (step, off, view) in enumerate(zip(self.steps, self.offsets, self._views)):
+            self._sums[k] += v
+            self._counts[k] += 1
+            if self._counts[k] >= step:
+                view.learn_one({"value": self._sums[k] / self._counts[k]})
+                # a context_novelty view keeps, as its score, what score_one
+                # gave the value just learnt: no second look-up needed
+                r = view._score + off
+                if r > best:
+                    best = r
+                self._sums[k] = 0.0
+                self._counts[k] = 0
+        if self._quiet > 0:
+            self._quiet -= 1
+            self._score = 0.0
+        else:
+            self._score = min(1.0, best)
+            if self._score >= self.rest_threshold:
+                self._quiet = self.rest_period
+
+    # -- state ---------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "views": [v.snapshot() for v in self._views],
+            "sums": list(self._sums),
+            "counts": list(self._counts),
+            "quiet": self._quiet,
+            "score": self._score,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for view, s in zip(self._views, state["views"]):
+            view.restore(s)
+        self._sums = [float(s) for s in state["sums"]]
+        self._counts = [int(c) for c in state["counts"]]
+        self._quiet = int(state["quiet"])
+        self._score = float(state["score"])
