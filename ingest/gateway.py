@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -31,7 +32,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from cityeye.config import Settings
-from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, Reading, readings_topic, to_json
+from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, Reading, readings_topic
 from cityeye.kafka import make_producer
 from cityeye.registry import SensorRegistry
 from ingest.bridge import Inbound, MqttBridge
@@ -50,6 +51,7 @@ class GatewayStats:
     """Counters since the gateway started (see :meth:`Gateway.stats`)."""
 
     messages: int = 0
+    batches: int = 0
     accepted: int = 0
     accepted_by_kind: collections.Counter = field(default_factory=collections.Counter)
     dead_lettered: collections.Counter = field(default_factory=collections.Counter)
@@ -58,12 +60,23 @@ class GatewayStats:
     def as_dict(self) -> dict:
         return {
             "messages": self.messages,
+            "batches": self.batches,
             "accepted": self.accepted,
             "accepted_by_kind": dict(self.accepted_by_kind),
             "dead_lettered": dict(self.dead_lettered),
             "dead_lettered_total": sum(self.dead_lettered.values()),
             "kafka_retries": self.kafka_retries,
         }
+
+
+def _encode(outcome: Reading | DeadLetter) -> bytes:
+    """``contracts.to_json(outcome)``, without ``dataclasses.asdict``'s deep copy.
+
+    Both contract classes are flat (str/float fields and a dict of floats),
+    so their ``__dict__`` serialises to exactly the same bytes, several
+    times faster: this runs once per reading.
+    """
+    return json.dumps(outcome.__dict__, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 class _Record:
@@ -127,7 +140,9 @@ class Gateway:
     async def _start_producer(self) -> AIOKafkaProducer:
         delay = 0.5
         while True:
-            producer = make_producer(self.settings.kafka, "gateway")
+            # no linger: the intake batches already, and every ms of Kafka latency
+            # holds one of the broker's few in-flight QoS 1 slots for this client
+            producer = make_producer(self.settings.kafka, "gateway", linger_ms=0)
             try:
                 await producer.start()
                 return producer
@@ -201,7 +216,7 @@ class Gateway:
                 for outcome in outcomes:
                     record = _Record(outcome)
                     try:
-                        record.future = await self._producer.send(record.topic, to_json(outcome), key=record.key)
+                        record.future = await self._producer.send(record.topic, _encode(outcome), key=record.key)
                     except KafkaError as exc:  # the acker resends it
                         log.debug("send failed (%s); will retry", type(exc).__name__)
                     records.append(record)
@@ -219,6 +234,7 @@ class Gateway:
             for msg in batch.messages:
                 self._bridge.ack(msg)
             self._stats.messages += len(batch.messages)
+            self._stats.batches += 1
             self._window.release()
 
     async def _deliver(self, record: _Record) -> None:
@@ -227,7 +243,7 @@ class Gateway:
         while True:
             try:
                 if record.future is None:
-                    record.future = await self._producer.send(record.topic, to_json(record.outcome), key=record.key)
+                    record.future = await self._producer.send(record.topic, _encode(record.outcome), key=record.key)
                 await record.future
                 return
             except MessageSizeTooLargeError:
@@ -258,7 +274,7 @@ class Gateway:
 def _shrunk(outcome: Reading | DeadLetter) -> DeadLetter:
     """A dead letter small enough for Kafka for an outcome whose record was too large."""
     if isinstance(outcome, Reading):
-        raw = to_json(outcome)[:_TRUNCATED_PAYLOAD]
+        raw = _encode(outcome)[:_TRUNCATED_PAYLOAD]
         return dead_letter(raw, outcome.mqtt_topic, "too_large: the reading's Kafka record exceeds the "
                            f"producer's max_request_size (first {_TRUNCATED_PAYLOAD} bytes kept)",
                            outcome.received_at, outcome.sensor_id)

@@ -40,9 +40,15 @@ class MqttPublisher:
             self.client.username_pw_set(settings.username, pw)
         self.client.max_inflight_messages_set(max_inflight)
         self.client.max_queued_messages_set(0)
-        self._pending: list[mqtt.MQTTMessageInfo] = []
-        self._lock = threading.Lock()
+        self.client.on_publish = self._on_publish
+        self._acked = threading.Condition()
         self.published = 0
+        self.acknowledged = 0
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._acked:
+            self.acknowledged += 1
+            self._acked.notify_all()
 
     def connect(self, timeout: float = 10.0) -> "MqttPublisher":
         connected = threading.Event()
@@ -56,24 +62,24 @@ class MqttPublisher:
         return self
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        # never hold our lock around paho calls: paho calls _on_publish holding its own locks
         info = self.client.publish(topic, payload, qos=qos)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             raise ConnectionError(f"MQTT publish to {topic} failed: {mqtt.error_string(info.rc)}")
-        with self._lock:
-            self._pending.append(info)
+        with self._acked:
             self.published += 1
-            if len(self._pending) > 10000:  # forget what is done already
-                self._pending = [i for i in self._pending if not i.is_published()]
 
     def flush(self, timeout: float = 60.0) -> None:
-        """Block until the broker acknowledged every message published so far."""
+        """Block until the broker acknowledged every message published so far (QoS 1)."""
         deadline = time.monotonic() + timeout
-        with self._lock:
-            pending, self._pending = self._pending, []
-        for info in pending:
-            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-            if not info.is_published():
-                raise TimeoutError(f"MQTT broker did not acknowledge message {info.mid} within {timeout:.0f} s")
+        with self._acked:
+            target = self.published
+            while self.acknowledged < target:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"MQTT broker acknowledged {self.acknowledged} of {target} messages "
+                                       f"within {timeout:.0f} s")
+                self._acked.wait(left)
 
     def close(self) -> None:
         self.client.disconnect()
