@@ -6,8 +6,12 @@ import asyncio
 import base64
 import json
 import signal
+import sys
 import time
 from collections import Counter
+from pathlib import Path
+
+import yaml
 
 from cityeye.contracts import (TOPIC_DEADLETTER, DeadLetter, Reading, format_ts, mqtt_topic, parse_ts,
                                readings_topic)
@@ -16,6 +20,7 @@ from ingest.gateway import Gateway
 from ingest.readback import read_until as consume
 from simulators.publisher import MqttPublisher
 
+REPO = Path(__file__).resolve().parent.parent
 WL_TOPIC = mqtt_topic("huangpu", "water_level", "wl-huangpu-01")
 WX_TOPIC = mqtt_topic("pudong", "weather", "wx-pudong-01")
 
@@ -112,6 +117,7 @@ async def test_restart_mid_stream_loses_nothing(settings):
     first = Gateway(settings, registry)
     await first.start()
     await publish(settings, payloads[:800])
+    await wait_for(lambda: first.stats()["messages"] > 0)
     await first.stop()  # likely with messages still queued or in flight: they must come back
     acked_by_first = first.stats()["messages"]
     await publish(settings, payloads[800:1500])  # the broker queues these for the offline session
@@ -187,3 +193,38 @@ def test_the_fast_record_encoding_matches_the_contract_encoding():
                     "not_utf8: x", 3.0, "wl-1")
     assert _encode(r) == to_json(r) and _encode(d) == to_json(d)
     assert Reading.from_json(_encode(r)) == r and DeadLetter.from_json(_encode(d)) == d
+
+
+async def test_gateway_command_runs_until_sigterm_and_logs_counters(settings, tmp_path):
+    config = tmp_path / "cityeye.yaml"
+    config.write_text(yaml.safe_dump({
+        "kafka": {"bootstrap": settings.kafka.bootstrap, "profile": "tansu"},
+        "mqtt": {"port": settings.mqtt.port, "client_id": "gw-cli"},
+        "registry": settings.registry,
+        "ingest": {"stats_interval_s": 0.2},
+    }))
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "cityeye.cli", "gateway", "--config", str(config),
+                                                stderr=asyncio.subprocess.PIPE, cwd=REPO)
+    try:
+        lines: list[str] = []
+
+        async def read_log_until(text):
+            while not any(text in line for line in lines):
+                line = await asyncio.wait_for(proc.stderr.readline(), 30)
+                assert line, "".join(lines)
+                lines.append(line.decode())
+        await read_log_until("MQTT subscribed")
+        now = time.time()
+        await publish(settings, [(WL_TOPIC, reading(now - 5, level_m=2.5)), (WL_TOPIC, b"[]")])
+        wl = readings_topic("water_level")
+        got = await consume(settings.kafka, [wl, TOPIC_DEADLETTER], lambda o: o[wl] and o[TOPIC_DEADLETTER])
+        assert Reading.from_json(got[wl][0].value).values == {"level_m": 2.5}
+        assert DeadLetter.from_json(got[TOPIC_DEADLETTER][0].value).reason == "bad_shape: empty array"
+        await read_log_until("'accepted': 1")
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        await read_log_until("gateway stopped")
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
