@@ -14,9 +14,17 @@ State lifecycle (details in docs/streams.md):
   that changed one of its alerts, when its partition is revoked and when the
   worker shuts down; the snapshot records the offset of the last reading it
   includes;
+* a sensor's first batch also writes a snapshot, so every sensor has one
+  that marks where a replay must start;
 * when partitions are assigned and the table has recovered, the sensors of
   those partitions are restored from their snapshots; readings at or before
-  a snapshot's offset are skipped when Kafka redelivers them.
+  a snapshot's offset are skipped when Kafka redelivers them, readings
+  between a snapshot and the group's committed offset are re-read
+  (streams.replay) with their events dropped, and partitions without a
+  committed offset are sought to the oldest restored position.
+
+Messages that are not readings, and readings whose processing fails, go to
+``readings.deadletter`` with the reason; the worker goes on.
 """
 
 from __future__ import annotations
@@ -86,6 +94,10 @@ class DetectorRuntime:
                 emitted = self.engine.process(reading, position=msg.offset)
             except ValidationError as exc:
                 await self._dead_letter(msg.value, str(exc), tp.topic, msg.key)
+                continue
+            except Exception as exc:  # a bug must cost one reading (dead-lettered), not the worker
+                log.exception("processing the message at %s[%d]@%d failed", tp.topic, tp.partition, msg.offset)
+                await self._dead_letter(msg.value, f"processing failed: {type(exc).__name__}: {exc}", tp.topic, msg.key)
                 continue
             self.readings += 1
             sid = reading.sensor_id

@@ -26,6 +26,7 @@ import logging
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 
 from cityeye.config import Settings, load_settings
 from cityeye.errors import CityEyeError
@@ -126,6 +127,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML configuration file (default: $CITYEYE_CONFIG)")
     parser.add_argument("--web-port", type=int, default=None,
                         help="serve Faust's web views on 127.0.0.1:PORT (default: no web server)")
+    parser.add_argument("--startup-timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="how long to wait for Kafka when creating the topics at start (default: 30)")
     parser.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"],
                         help="Faust log level (default: info)")
 
@@ -134,11 +137,15 @@ def run(args: argparse.Namespace) -> int:
     """Run the worker in the foreground until SIGINT/SIGTERM."""
     try:
         settings = load_settings(args.config)
-        asyncio.run(ensure_topics(settings.kafka))
         streams = create_app(settings, web_port=args.web_port)
     except CityEyeError as exc:
         log.error("%s", exc)
         return 2
+    try:
+        asyncio.run(ensure_topics(settings.kafka, timeout=args.startup_timeout))
+    except KafkaError as exc:
+        log.error("cannot create the topics on Kafka at %s: %s", settings.kafka.bootstrap, exc)
+        return 1
     worker = faust.Worker(streams.app, loglevel=args.loglevel, override_logging=False, redirect_stdouts=False,
                           quiet=True)
     try:

@@ -29,7 +29,7 @@ from cityeye.registry import load_registry
 from cityeye.servers import free_port
 from streams.app import faust_settings
 from streams.command import StreamsWorker
-from streams.engine import SensorEngine
+from streams.engine import SensorEngine, default_checks_factory
 from streams.replay import committed_offsets
 
 pytestmark = pytest.mark.timeout(90)
@@ -315,3 +315,33 @@ async def test_second_worker_takes_over_partitions_with_their_state(kafka, setti
     key = lambda e: (e.sensor_id, e.updated_at)  # noqa: E731
     assert summary(sorted(distinct.values(), key=key)) == summary(sorted(want, key=key)), \
         (tmp_path / "worker2.log").read_text()[-3000:]
+
+
+async def test_a_failing_sensor_is_dead_lettered_and_the_others_go_on(settings):
+    def factory(sensor):
+        if sensor.id == "wl-minhang-01":
+            raise RuntimeError("no checks for this one")
+        return default_checks_factory(sensor)
+
+    broken = Reading("wl-minhang-01", "water_level", "minhang", T0, {"level_m": 3.0}, T0, "cityeye/minhang/water_level/wl-minhang-01")
+    wl = water_series([4.0] * 3 + [4.6] * 3)
+    async with StreamsWorker(settings, checks_factory=factory) as worker:
+        await produce(settings, [broken] + wl)
+        got = await alerts(settings, has(1))
+        dead = [DeadLetter.from_json(v) for v in await read_topic(settings, TOPIC_DEADLETTER, has(1))]
+        assert worker.streams.runtime.readings == len(wl)
+    assert [(e.sensor_id, e.state, e.severity) for e in got] == [(WL, "firing", "yellow")]
+    assert len(dead) == 1 and dead[0].sensor_id == "wl-minhang-01"
+    assert "processing failed: RuntimeError: no checks for this one" in dead[0].reason
+    assert dead[0].mqtt_topic == "cityeye/minhang/water_level/wl-minhang-01"
+
+
+def test_worker_command_reports_an_unreachable_broker(tmp_path, caplog):
+    from streams import command
+
+    config = tmp_path / "cityeye.yaml"
+    config.write_text(yaml.safe_dump({"kafka": {"bootstrap": f"127.0.0.1:{free_port()}"}, "influx": {"enabled": False}}))
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    assert command.run(parser.parse_args(["--config", str(config), "--startup-timeout", "1"])) == 1
+    assert "cannot create the topics on Kafka at 127.0.0.1:" in caplog.text
