@@ -28,7 +28,7 @@ from cityeye.kafka import make_consumer, make_producer
 from cityeye.registry import load_registry
 from cityeye.servers import free_port
 from streams.app import faust_settings
-from streams.command import StreamsWorker
+from streams.command import StreamsWorker, run_worker
 from streams.engine import SensorEngine, default_checks_factory
 from streams.replay import committed_offsets
 
@@ -147,9 +147,12 @@ async def test_restart_restores_state_and_keeps_alert_ids(kafka, settings):
     # across the restart, 4.62 pairs with 4.62: a fresh detector would restart its pending clock
     want = [e for e in expected_events(first + second) if e.rule == "water_level.warning"]
 
-    async with StreamsWorker(settings):
-        await produce(settings, first)
-        before = await alerts(settings, has(1))
+    stop = asyncio.Event()
+    first_worker = asyncio.create_task(run_worker(settings, stop))  # the embedded runner's way
+    await produce(settings, first)
+    before = await alerts(settings, has(1))
+    stop.set()
+    await asyncio.wait_for(first_worker, 30)  # returns once stopped: state snapshotted, group left
     assert [(e.state, e.severity) for e in before] == [("firing", "yellow")]
 
     async with StreamsWorker(settings) as worker:
