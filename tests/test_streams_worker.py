@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -23,7 +22,9 @@ import pytest
 import yaml
 
 from cityeye.config import KafkaSettings, Settings
-from cityeye.contracts import TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_PARTITIONS, AlertEvent, DeadLetter, Reading, readings_topic, to_json
+from cityeye.contracts import (
+    TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_PARTITIONS, AlertEvent, DeadLetter, Reading, readings_topic, to_json,
+)
 from cityeye.kafka import make_consumer, make_producer
 from cityeye.registry import load_registry
 from cityeye.servers import free_port
