@@ -132,7 +132,7 @@ class EmbeddedStack:
     def start_services(self) -> None:
         for name, extra in PARTS:
             if name == "dispatcher":
-                extra = [*extra, "--port", str(self.api_port)]
+                extra = [*extra, "--api-port", str(self.api_port)]
                 if EXAMPLE_ALERTING.is_file():
                     extra += ["--alerting", str(EXAMPLE_ALERTING)]
             self._spawn(name, extra)
