@@ -52,6 +52,18 @@ class ContextNoveltyDetector(AnomalyDetector):
         ``z`` at which the distance term reaches ``tanh(1)``.
     alpha
         Smoothing of the running mean and variance.
+    base_alpha
+        ``0`` (default) or the smoothing of the *base rate* of novelty: the
+        share of new contexts is then read relative to its exponentially
+        weighted mean ``b`` over the readings learnt so far (which starts at
+        1: at first everything is new), ``(novelty - b) / (1 - b)``. A signal
+        whose contexts keep being new (noise) needs more novelty to score
+        high than one whose contexts have become familiar.
+    excursion_scale
+        ``None`` (default) or: a reading beyond the running range by ``e``
+        times the range's width scores at least
+        ``min(1, 0.5 + 0.5 * e / excursion_scale)`` (a new extreme well
+        outside everything seen is anomalous whatever its contexts).
 
     Examples
     --------
@@ -84,6 +96,8 @@ class ContextNoveltyDetector(AnomalyDetector):
         magnitude_weight: float = 0.1,
         magnitude_scale: float = 5.0,
         alpha: float = 0.001,
+        base_alpha: float = 0.0,
+        excursion_scale: float | None = None,
     ) -> None:
         self.field = field
         self.resolutions = tuple((int(l), int(k)) for l, k in resolutions)
@@ -92,6 +106,9 @@ class ContextNoveltyDetector(AnomalyDetector):
         self.magnitude_weight = magnitude_weight
         self.magnitude_scale = magnitude_scale
         self.alpha = alpha
+        self.base_alpha = base_alpha
+        self.excursion_scale = excursion_scale
+        self._base = 1.0
         self._min = math.inf
         self._max = -math.inf
         self._hist: list[list[int]] = [[] for _ in self.resolutions]
@@ -135,21 +152,34 @@ class ContextNoveltyDetector(AnomalyDetector):
             out.append((q, keys))
         return out
 
-    def _raw(self, v: float, keys: list[tuple[int, list[int]]]) -> float:
+    def _novelty(self, keys: list[tuple[int, list[int]]]) -> float:
+        """Share of the contexts that are new."""
         new = 0
         for (_, ks), (_, order), seen in zip(keys, self.resolutions, self._seen):
             new += order - len(ks)  # not enough history yet: new
             for k in ks:
                 if k not in seen:
                     new += 1
-        novelty = new / self._n_contexts
+        return new / self._n_contexts
+
+    def _raw(self, v: float, keys: list[tuple[int, list[int]]], novelty: float | None = None) -> float:
+        if novelty is None:
+            novelty = self._novelty(keys)
+        if self.base_alpha > 0:
+            b = self._base
+            novelty = max(0.0, (novelty - b) / (1.0 - b)) if b < 1.0 else 0.0
         if self._mean is None:
             z = 0.0
         else:
             span = self._max - self._min if self._max > self._min else 1.0
             z = abs(v - self._mean) / (math.sqrt(self._var) + 1e-3 * span + 1e-12)
         w = self.magnitude_weight
-        return (1.0 - w) * novelty + w * math.tanh(z / self.magnitude_scale)
+        raw = (1.0 - w) * novelty + w * math.tanh(z / self.magnitude_scale)
+        if self.excursion_scale and self._max > self._min:
+            e = max(v - self._max, self._min - v, 0.0) / (self._max - self._min)
+            if e > 0:
+                raw = max(raw, min(1.0, 0.5 + 0.5 * e / self.excursion_scale))
+        return raw
 
     # -- River-style API -----------------------------------------------------
 
@@ -166,7 +196,10 @@ class ContextNoveltyDetector(AnomalyDetector):
         if v is None:
             return
         keys = self._keys(v)
-        raw = self._raw(v, keys)
+        novelty = self._novelty(keys)
+        raw = self._raw(v, keys, novelty)
+        if self.base_alpha > 0:
+            self._base += self.base_alpha * (novelty - self._base)
         self._score = 0.0 if self._quiet > 0 else raw
         if self._quiet > 0:
             self._quiet -= 1
@@ -200,6 +233,7 @@ class ContextNoveltyDetector(AnomalyDetector):
             "var": self._var,
             "quiet": self._quiet,
             "score": self._score,
+            "base": self._base,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -211,3 +245,4 @@ class ContextNoveltyDetector(AnomalyDetector):
         self._var = float(state["var"])
         self._quiet = int(state["quiet"])
         self._score = float(state["score"])
+        self._base = float(state.get("base", 1.0))

@@ -56,6 +56,16 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
     resolutions
         ``(levels, max_order)`` pairs of every view (see
         :class:`~detectors.context_novelty.ContextNoveltyDetector`).
+    base_alpha
+        Every view reads its share of new contexts relative to its own
+        running base rate of novelty, smoothed with ``base_alpha`` (see
+        :class:`~detectors.context_novelty.ContextNoveltyDetector`): a
+        per-sensor calibration, so that a noisy sensor needs more novelty
+        than a regular one to score high.
+    excursion_scale
+        The raw-reading views (block length 1) also score a reading beyond
+        the running range by ``e`` range widths at least
+        ``min(1, 0.5 + 0.5 * e / excursion_scale)``; ``None`` turns it off.
 
     Examples
     --------
@@ -83,12 +93,14 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
     def __init__(
         self,
         field: str = "value",
-        steps: tuple | list = (1, 6),
-        offsets: tuple | list = (0.0, -0.1),
+        steps: tuple | list = (1, 6, 12),
+        offsets: tuple | list = (0.0, -0.1, -0.15),
         rest_period: int = 30,
         rest_threshold: float = 0.75,
-        view_rest: int = 30,
+        view_rest: int = 50,
         resolutions: tuple | list = ((4, 8), (8, 5), (16, 3), (32, 2)),
+        base_alpha: float = 0.01,
+        excursion_scale: float | None = 0.1,
     ) -> None:
         self.field = field
         self.steps = tuple(int(s) for s in steps)
@@ -99,8 +111,15 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self.rest_threshold = rest_threshold
         self.view_rest = view_rest
         self.resolutions = tuple((int(l), int(k)) for l, k in resolutions)
+        self.base_alpha = base_alpha
+        self.excursion_scale = excursion_scale
         self._views = [
-            ContextNoveltyDetector(resolutions=self.resolutions, rest_period=max(1, view_rest // s))
+            ContextNoveltyDetector(
+                resolutions=self.resolutions,
+                rest_period=max(1, view_rest // s),
+                base_alpha=base_alpha,
+                excursion_scale=excursion_scale if s == 1 else None,
+            )
             for s in self.steps
         ]
         self._sums = [0.0 for _ in self.steps]

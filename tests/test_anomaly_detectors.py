@@ -18,8 +18,8 @@ NAB = REPO.parent / "shared" / "datasets" / "nab"
 # small seasonal-friendly settings so the tests stay fast
 PARAMS = {
     "context_novelty": {},
-    # block length 5 divides the test series' period (20 readings)
-    "multiscale_novelty": {"steps": (1, 5)},
+    # block lengths dividing the test series' period (20 readings)
+    "multiscale_novelty": {"steps": (1, 5, 10), "offsets": (0.0, -0.1, -0.15)},
     "river_hst": {"n_trees": 5, "height": 6, "window_size": 100},
     "river_pad": {"season": 20, "warmup": 20},
 }
@@ -101,6 +101,27 @@ def test_score_one_does_not_learn(name):
     before = json.dumps(det.snapshot(), sort_keys=True)
     det.score_one({"value": 123.0})
     assert json.dumps(det.snapshot(), sort_keys=True) == before
+
+
+def test_context_novelty_excursion_and_base_rate():
+    from detectors.context_novelty import ContextNoveltyDetector
+
+    vals = [5 + 5 * math.sin(2 * math.pi * t / 40) for t in range(400)]
+    plain = ContextNoveltyDetector(rest_period=0)
+    exc = ContextNoveltyDetector(rest_period=0, excursion_scale=0.1)
+    drive(plain, vals)
+    drive(exc, vals)
+    # 2 above a 0..10 range: 0.2 range widths out
+    assert exc.score_one({"value": 12.0}) == 1.0
+    assert exc.score_one({"value": 10.2}) == pytest.approx(max(plain.score_one({"value": 10.2}), 0.6), abs=0.01)
+    assert exc.score_one({"value": 5.0}) == plain.score_one({"value": 5.0})  # in range: unchanged
+    # base rate: on pure noise, contexts keep being new; relative novelty is lower
+    rng = random.Random(5)
+    noise = [rng.gauss(0, 1) for _ in range(3000)]
+    based = ContextNoveltyDetector(rest_period=0, base_alpha=0.01)
+    a, b = drive(ContextNoveltyDetector(rest_period=0), noise), drive(based, noise)
+    assert sum(b[2000:]) < 0.8 * sum(a[2000:])
+    assert 0.0 < based.snapshot()["base"] < 1.0
 
 
 def test_multiscale_novelty_sees_a_flattened_cycle():
