@@ -63,6 +63,7 @@ class MqttBridge:
         self._slots = threading.BoundedSemaphore(max_unacked)
         self._closing = threading.Event()
         self._generation = 0
+        self._unacked = 0
         self._lock = threading.Lock()
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -97,12 +98,20 @@ class MqttBridge:
                       ", ".join(str(rc) for rc in reason_codes))
             return
         log.info("MQTT subscribed to %s", self.settings.topic_filter)
-        self.loop.call_soon_threadsafe(self.connected.set)
+        self._to_loop(self.connected.set)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if not self._closing.is_set():
             log.warning("MQTT connection lost (%s); paho reconnects, unacked messages will be redelivered", reason_code)
-        self.loop.call_soon_threadsafe(self.connected.clear)
+        self._to_loop(self.connected.clear)
+
+    def _to_loop(self, callback, *args) -> bool:
+        """Run ``callback`` on the asyncio loop; False if the loop is already closed."""
+        try:
+            self.loop.call_soon_threadsafe(callback, *args)
+            return True
+        except RuntimeError:
+            return False
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         while not self._slots.acquire(timeout=0.5):
@@ -113,9 +122,11 @@ class MqttBridge:
         except UnicodeDecodeError:
             topic = message._topic.decode("utf-8", errors="replace")
         item = Inbound(topic, bytes(message.payload), message.mid, message.qos, self._generation, self._clock())
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
-        except RuntimeError:  # the loop is closed: nothing will ack it, the broker redelivers
+        with self._lock:
+            self._unacked += 1
+        if not self._to_loop(self.queue.put_nowait, item):
+            with self._lock:  # the loop is closed: nothing will ack it, the broker redelivers
+                self._unacked -= 1
             self._slots.release()
 
     # -- asyncio side ----------------------------------------------------------
@@ -133,18 +144,20 @@ class MqttBridge:
             log.warning("MQTT broker %s:%d not reachable within %.0f s; still trying",
                         self.settings.host, self.settings.port, timeout)
 
+    @property
+    def unacked(self) -> int:
+        """Messages received and not yet acknowledged."""
+        return self._unacked
+
     def ack(self, item: Inbound) -> None:
         """Acknowledge ``item`` to the broker (QoS 1/2) and free its slot."""
         try:
             with self._lock:
+                self._unacked -= 1
                 if item.generation == self._generation and item.qos > 0:
                     self.client.ack(item.mid, item.qos)
         finally:
             self._slots.release()
-
-    def release(self, item: Inbound) -> None:
-        """Free ``item``'s slot without acknowledging it (it will be redelivered)."""
-        self._slots.release()
 
     async def stop(self) -> None:
         """Disconnect; messages not yet acknowledged stay queued at the broker."""

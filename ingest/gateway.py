@@ -117,13 +117,11 @@ class Gateway:
         self._batches: asyncio.Queue[_Batch] | None = None
         self._window: asyncio.Semaphore | None = None
         self._tasks: list[asyncio.Task] = []
-        self._stopped = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
         """Connect to Kafka (retrying until it answers), then subscribe to MQTT."""
         ing = self.settings.ingest
-        self._stopped.clear()
         self._producer = await self._start_producer()
         self._batches = asyncio.Queue()
         self._window = asyncio.Semaphore(ing.produce_window)
@@ -173,10 +171,14 @@ class Gateway:
                         "unacknowledged for redelivery", drain_timeout)
             acker.cancel()
             await asyncio.gather(acker, return_exceptions=True)
+        except Exception:  # the acker had died; run_forever reports why
+            pass
         self._tasks = []
         await self._bridge.stop()
-        await self._producer.stop()
-        self._stopped.set()
+        try:  # a producer with records for an unreachable Kafka would wait for them
+            await asyncio.wait_for(self._producer.stop(), drain_timeout)
+        except asyncio.TimeoutError:
+            log.warning("Kafka producer did not close within %.0f s", drain_timeout)
         log.info("gateway stopped: %s", self._stats.as_dict())
 
     async def run_forever(self, stop_event: asyncio.Event | None = None) -> None:
@@ -197,9 +199,11 @@ class Gateway:
             await asyncio.shield(self.stop())
 
     def stats(self) -> dict:
-        """Counters: messages, accepted (per kind), dead-lettered per reason code, retries."""
+        """Counters: messages acked, accepted (per kind), dead-lettered per reason code, Kafka
+        retries; gauges: batches awaiting Kafka, MQTT messages held unacknowledged."""
         out = self._stats.as_dict()
         out["in_flight_batches"] = self._batches.qsize() if self._batches else 0
+        out["unacked"] = self._bridge.unacked if self._bridge else 0
         return out
 
     # -- pipeline ----------------------------------------------------------------
