@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -87,6 +88,7 @@ class EmbeddedStack:
         self.procs: dict[str, subprocess.Popen] = {}
         self.settings: Settings | None = None
         self.config_path = workdir / "cityeye.yaml"
+        self.api_token = ""
 
     def start_servers(self) -> Settings:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -129,14 +131,27 @@ class EmbeddedStack:
                                             start_new_session=True, cwd=REPO)
         logf.close()
 
+    def write_alerting_config(self) -> Path:
+        """The example alerting config, its CAP directories under the work dir, a fresh API token."""
+        alerting = yaml.safe_load(EXAMPLE_ALERTING.read_text(encoding="utf-8"))
+        for receiver in alerting.get("receivers", []):
+            if receiver.get("directory"):
+                receiver["directory"] = str(self.workdir / "cap" / receiver["name"])
+        self.api_token = secrets.token_urlsafe(18)
+        alerting.setdefault("api", {}).update({"host": "127.0.0.1", "port": self.api_port, "token": self.api_token})
+        path = self.workdir / "alerting.yaml"
+        path.write_text(yaml.safe_dump(alerting, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        path.chmod(0o600)  # it holds the API token
+        return path
+
     def start_services(self) -> None:
+        alerting = self.write_alerting_config()
         for name, extra in PARTS:
             if name == "dispatcher":
-                extra = [*extra, "--api-port", str(self.api_port)]
-                if EXAMPLE_ALERTING.is_file():
-                    extra += ["--alerting", str(EXAMPLE_ALERTING)]
+                extra = [*extra, "--api-port", str(self.api_port), "--alerting", str(alerting)]
             self._spawn(name, extra)
         print(f"services: {', '.join(self.procs)} (logs in {self.workdir}/)")
+        print(f"notices : CAP 1.2 messages written to {self.workdir / 'cap'}/<receiver>/")
 
     def start_simulators(self, speed: float, scenario: str, seed: int, duration_h: float) -> None:
         self._spawn("simulate", ["--speed", str(speed), "--scenario", scenario, "--seed", str(seed),
@@ -200,7 +215,8 @@ def run(args: argparse.Namespace) -> int:
         stack.start_services()
         if not args.no_simulators:
             stack.start_simulators(args.speed, args.scenario, args.seed, args.duration_h)
-        print(f"dispatcher API: http://127.0.0.1:{args.api_port}/api/v1/alerts")
+        print(f"dispatcher API: http://127.0.0.1:{args.api_port}/api/v1/alerts "
+              f"(write actions need the bearer token in {stack.workdir / 'alerting.yaml'}, api.token)")
         print("waiting for alerts (Ctrl-C to stop)...", flush=True)
 
         async def main() -> int:
