@@ -32,7 +32,10 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
     the detector's score is the highest vote. After a score
     ``>= rest_threshold`` the detector reports 0 for ``rest_period``
     readings, whichever view fired (each view also rests ``view_rest``
-    readings, in its own blocks, after its own high scores).
+    readings, in its own blocks, after its own high scores). Every view
+    reads novelty relative to its own base rate, and the score is lowered a
+    little for each recent alarm (see ``base_alpha`` and ``alarm_penalty``):
+    both calibrate the score per sensor, causally.
 
     Each reading is scored, then learnt; the score at a reading only uses the
     readings up to it. Memory grows with the variety of the signal (the
@@ -66,6 +69,11 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         The raw-reading views (block length 1) also score a reading beyond
         the running range by ``e`` range widths at least
         ``min(1, 0.5 + 0.5 * e / excursion_scale)``; ``None`` turns it off.
+    alarm_penalty, alarm_memory
+        Each score that starts a rest period counts as an alarm; the score is
+        lowered by ``alarm_penalty`` times the number of alarms, discounted
+        with time constant ``alarm_memory`` readings (a sensor that keeps
+        alarming needs a higher score to alarm again).
 
     Examples
     --------
@@ -101,6 +109,8 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         resolutions: tuple | list = ((4, 8), (8, 5), (16, 3), (32, 2)),
         base_alpha: float = 0.01,
         excursion_scale: float | None = 0.1,
+        alarm_penalty: float = 0.01,
+        alarm_memory: float = 1000.0,
     ) -> None:
         self.field = field
         self.steps = tuple(int(s) for s in steps)
@@ -113,6 +123,9 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self.resolutions = tuple((int(l), int(k)) for l, k in resolutions)
         self.base_alpha = base_alpha
         self.excursion_scale = excursion_scale
+        self.alarm_penalty = alarm_penalty
+        self.alarm_memory = alarm_memory
+        self._decay = math.exp(-1.0 / alarm_memory) if alarm_memory > 0 else 0.0
         self._views = [
             ContextNoveltyDetector(
                 resolutions=self.resolutions,
@@ -126,6 +139,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self._counts = [0 for _ in self.steps]
         self._quiet = 0
         self._score = 0.0
+        self._alarms = 0.0
 
     # -- internals -----------------------------------------------------------
 
@@ -158,7 +172,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             return self._score
         if self._quiet > 0:
             return 0.0
-        return self._combined(v)
+        return max(0.0, self._combined(v) - self.alarm_penalty * (self._alarms * self._decay))
 
     def learn_one(self, x: dict[str, float]) -> None:
         v = self._value(x)
@@ -177,13 +191,16 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
                     best = r
                 self._sums[k] = 0.0
                 self._counts[k] = 0
+        self._alarms *= self._decay
         if self._quiet > 0:
             self._quiet -= 1
             self._score = 0.0
         else:
-            self._score = min(1.0, best)
-            if self._score >= self.rest_threshold:
+            best = min(1.0, best)
+            self._score = max(0.0, best - self.alarm_penalty * self._alarms)
+            if best >= self.rest_threshold:
                 self._quiet = self.rest_period
+                self._alarms += 1.0
 
     # -- state ---------------------------------------------------------------
 
@@ -194,6 +211,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             "counts": list(self._counts),
             "quiet": self._quiet,
             "score": self._score,
+            "alarms": self._alarms,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -203,3 +221,4 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self._counts = [int(c) for c in state["counts"]]
         self._quiet = int(state["quiet"])
         self._score = float(state["score"])
+        self._alarms = float(state.get("alarms", 0.0))
