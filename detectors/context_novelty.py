@@ -109,6 +109,7 @@ class ContextNoveltyDetector(AnomalyDetector):
         self.base_alpha = base_alpha
         self.excursion_scale = excursion_scale
         self._base = 1.0
+        self._cache: tuple | None = None  # (value, keys, novelty, raw) of the last score_one
         self._min = math.inf
         self._max = -math.inf
         self._hist: list[list[int]] = [[] for _ in self.resolutions]
@@ -189,15 +190,24 @@ class ContextNoveltyDetector(AnomalyDetector):
             return self._score
         if self._quiet > 0:
             return 0.0
-        return self._raw(v, self._keys(v))
+        keys = self._keys(v)
+        novelty = self._novelty(keys)
+        raw = self._raw(v, keys, novelty)
+        # learn_one usually follows with the same reading: keep the look-ups
+        self._cache = (v, keys, novelty, raw)
+        return raw
 
     def learn_one(self, x: dict[str, float]) -> None:
         v = self._value(x)
         if v is None:
             return
-        keys = self._keys(v)
-        novelty = self._novelty(keys)
-        raw = self._raw(v, keys, novelty)
+        cache, self._cache = self._cache, None
+        if cache is not None and cache[0] == v:
+            _, keys, novelty, raw = cache  # nothing learnt since score_one(v)
+        else:
+            keys = self._keys(v)
+            novelty = self._novelty(keys)
+            raw = self._raw(v, keys, novelty)
         if self.base_alpha > 0:
             self._base += self.base_alpha * (novelty - self._base)
         self._score = 0.0 if self._quiet > 0 else raw
@@ -237,6 +247,7 @@ class ContextNoveltyDetector(AnomalyDetector):
         }
 
     def restore(self, state: dict[str, Any]) -> None:
+        self._cache = None
         self._min = math.inf if state["min"] is None else float(state["min"])
         self._max = -math.inf if state["max"] is None else float(state["max"])
         self._hist = [list(h) for h in state["hist"]]
