@@ -26,7 +26,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cityeye.config import KafkaSettings, MqttSettings, Settings
-from cityeye.contracts import format_ts, mqtt_topic, readings_topic
+from cityeye.contracts import Reading, format_ts, mqtt_topic, readings_topic
 from cityeye.kafka import ensure_topics
 from cityeye.registry import load_registry
 from cityeye.servers import TansuServer, mqtt_server
@@ -133,7 +133,9 @@ async def main() -> None:
     print(f"publisher (paho QoS 1)       : {publish_rate:10.0f} msg/s")
     print(f"raw paho subscriber (QoS 1)  : {raw:10.0f} msg/s  (drain of a queued persistent session)")
     print(f"gateway MQTT -> Kafka        : {rate:10.0f} readings/s  ({rate / raw:.0%} of raw paho)")
-    print(f"in Kafka afterwards          : {len(got[topic])} records; gateway counters {stats}")
+    distinct = {(r.sensor_id, r.ts) for r in (Reading.from_json(m.value) for m in got[topic])}
+    print(f"in Kafka afterwards          : {len(got[topic])} records, {len(distinct)} distinct readings "
+          f"(of {args.count}); gateway counters {stats}")
 
 
 if __name__ == "__main__":

@@ -210,10 +210,13 @@ class Gateway:
     async def _intake(self) -> None:
         queue, size = self._bridge.queue, self.settings.ingest.produce_batch
         while True:
+            # take a window slot first: while every slot waits for Kafka, messages pile
+            # up in the queue and the next batch grows (few large produce requests under
+            # load, no added latency when idle)
+            await self._window.acquire()
             messages = [await queue.get()]
             while len(messages) < size and not queue.empty():
                 messages.append(queue.get_nowait())
-            await self._window.acquire()
             records = []
             for msg in messages:
                 outcomes = validate_message(msg.payload, msg.topic, self.registry, msg.received_at, self.limits)
