@@ -29,8 +29,8 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
     (``1`` = every reading). A view scores once per block, on the reading
     that completes it; its score plus ``offsets[k]`` (a negative offset asks
     more of a coarse view), clipped to ``[0, 1]``, is that view's vote, and
-    the detector's score is the highest vote. After a score
-    ``>= rest_threshold`` the detector reports 0 for ``rest_period``
+    the detector's score is the highest vote. After a highest vote
+    ``>= rest_threshold`` (an *alarm*) the detector reports 0 for ``rest_period``
     readings, whichever view fired (each view also rests ``view_rest``
     readings, in its own blocks, after its own high scores). Every view
     reads novelty relative to its own base rate, and the score is lowered a
@@ -52,7 +52,8 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
     rest_period
         Readings during which the detector reports 0 after a high score.
     rest_threshold
-        Score that starts a rest period.
+        Highest vote (before the alarm penalty) that starts a rest period
+        and counts as an alarm.
     view_rest
         Rest of each view after its own high score, in readings (divided by
         the view's block length).
@@ -70,7 +71,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         the running range by ``e`` range widths at least
         ``min(1, 0.5 + 0.5 * e / excursion_scale)``; ``None`` turns it off.
     alarm_penalty, alarm_memory
-        Each score that starts a rest period counts as an alarm; the score is
+        Each vote that starts a rest period counts as an alarm; the score is
         lowered by ``alarm_penalty`` times the number of alarms, discounted
         with time constant ``alarm_memory`` readings (a sensor that keeps
         alarming needs a higher score to alarm again).
