@@ -13,7 +13,6 @@ from detectors.base import AnomalyDetector
 from detectors.registry import DEFAULT_DETECTOR, DETECTORS, make_detector
 
 REPO = Path(__file__).resolve().parent.parent
-NAB = REPO.parent / "shared" / "datasets" / "nab"
 
 # small seasonal-friendly settings so the tests stay fast
 PARAMS = {
@@ -176,27 +175,59 @@ def test_multiscale_novelty_shared_rest_and_blocks():
         MultiScaleNoveltyDetector(steps=(0,), offsets=(0.0,))
 
 
-@pytest.mark.skipif(not (NAB / "labels" / "combined_windows_tiny.json").exists(), reason="NAB data absent")
+def _write_tiny_nab(root: Path) -> tuple[Path, Path]:
+    """A two-file NAB-format corpus: one file with a planted spike, one without."""
+    from datetime import datetime, timedelta
+
+    rng = random.Random(11)
+    t0 = datetime(2020, 1, 1)
+    files = {"artificialTiny/with_spike.csv": 1500, "realTiny/no_anomaly.csv": 1200}
+    windows: dict[str, list[list[str]]] = {}
+    for rel, n in files.items():
+        path = root / "data" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ts = [(t0 + timedelta(minutes=5 * i)).strftime("%Y-%m-%d %H:%M:%S") for i in range(n)]
+        vals = [round(50 + 20 * math.sin(2 * math.pi * i / 48) + rng.gauss(0, 1), 3) for i in range(n)]
+        if rel.startswith("artificialTiny"):
+            vals[1100] = 400.0  # the planted anomaly, far outside the usual range
+            windows[rel] = [[ts[1080] + ".000000", ts[1120] + ".000000"]]
+        else:
+            windows[rel] = []
+        path.write_text("timestamp,value\n" + "".join(f"{t},{v}\n" for t, v in zip(ts, vals)))
+    labels = root / "labels" / "windows.json"
+    labels.parent.mkdir(parents=True)
+    labels.write_text(json.dumps(windows, indent=4))
+    return root, labels
+
+
 def test_cityeye_eval_nab_on_two_files(tmp_path, capsys):
     from cityeye.cli import main
 
+    nab, labels = _write_tiny_nab(tmp_path / "nab")
+    out_dir = tmp_path / "results"
     rc = main([
-        "eval", "nab", "--data", str(NAB), "--labels", str(NAB / "labels" / "combined_windows_tiny.json"),
-        "--out", str(tmp_path), "--jobs", "2", "--json", str(tmp_path / "scores.json"),
+        "eval", "nab", "--data", str(nab), "--labels", str(labels),
+        "--out", str(out_dir), "--jobs", "2", "--json", str(tmp_path / "scores.json"),
     ])
     assert rc == 0
     out = capsys.readouterr().out
     assert "standard" in out and "low_FP" in out and "low_FN" in out
+    assert "2 files" in out
     assert f"{DEFAULT_DETECTOR} (measured)" in out and "Numenta HTM (published)" in out
-    for rel in ("realKnownCause/nyc_taxi.csv", "realKnownCause/rogue_agent_key_hold.csv"):
-        written = tmp_path / DEFAULT_DETECTOR / rel
+    for rel in ("artificialTiny/with_spike.csv", "realTiny/no_anomaly.csv"):
+        written = out_dir / DEFAULT_DETECTOR / rel
         lines = written.read_text().splitlines()
         assert lines[0] == "timestamp,value,anomaly_score"
-        n_data = len((NAB / "data" / rel).read_text().splitlines())
-        assert len(lines) == n_data
+        data = (nab / "data" / rel).read_text().splitlines()
+        assert len(lines) == len(data)
+        assert [line.split(",")[0] for line in lines[1:]] == [line.split(",")[0] for line in data[1:]]
         assert all(0.0 <= float(line.rsplit(",", 1)[1]) <= 1.0 for line in lines[1:])
     scores = json.loads((tmp_path / "scores.json").read_text())[DEFAULT_DETECTOR]
     assert set(scores) >= {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
+    # the planted spike is found: the one window is worth more than missing it
+    assert scores["standard"] > 0
+    row = next(line for line in out.splitlines() if line.startswith(f"{DEFAULT_DETECTOR} (measured)"))
+    assert float(row.split()[-3]) == pytest.approx(scores["standard"], abs=0.05)
 
 
 def test_resolve_data_dir(tmp_path, monkeypatch):
