@@ -44,30 +44,16 @@ class TimelineEntry:
 
 
 @dataclass
-class Alert:
-    """Live state of one alert (sensor + rule episode)."""
+class Alert(AlertSnapshot):
+    """Live state of one alert (sensor + rule episode).
 
-    alert_id: str
-    sensor_id: str
-    kind: str
-    district: str
-    rule: str
-    severity: str
-    #: firing | resolved (the episode's state, not the officer-facing status)
-    state: str
-    started_at: float
-    updated_at: float
-    value: float | None
-    threshold: float | None
-    message: str
+    Extends the notification-facing :class:`AlertSnapshot` fields (``state``
+    there is the episode's state, firing | resolved, not the officer-facing
+    :attr:`status`) with the lifecycle's own bookkeeping.
+    """
+
     labels: dict[str, str] = field(default_factory=dict)
-    sensor_name: str = ""
-    lat: float | None = None
-    lon: float | None = None
-    acknowledged_by: str | None = None
     acknowledged_at: float | None = None
-    assignee: str | None = None
-    ended_at: float | None = None
     #: when a pending resolve takes effect (keep-firing-for), or None
     resolve_at: float | None = None
     #: since when the alert has been at an escalating severity (orange/red), or None
@@ -131,13 +117,7 @@ class Alert:
         return entry
 
     def snapshot(self) -> AlertSnapshot:
-        return AlertSnapshot(
-            alert_id=self.alert_id, sensor_id=self.sensor_id, kind=self.kind, district=self.district,
-            rule=self.rule, severity=self.severity, state=self.state, started_at=self.started_at,
-            updated_at=self.updated_at, value=self.value, threshold=self.threshold, message=self.message,
-            sensor_name=self.sensor_name, lat=self.lat, lon=self.lon, acknowledged_by=self.acknowledged_by,
-            assignee=self.assignee, ended_at=self.ended_at,
-        )
+        return AlertSnapshot(**{name: getattr(self, name) for name in _SNAPSHOT_FIELDS})
 
     @classmethod
     def from_event(cls, ev: AlertEvent) -> "Alert":
@@ -167,3 +147,6 @@ class Alert:
         d["timeline"] = [TimelineEntry(**t) for t in d.get("timeline", [])]
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+_SNAPSHOT_FIELDS = tuple(AlertSnapshot.__dataclass_fields__)
