@@ -38,7 +38,7 @@ from alerts.store import Store, state_path
 from cityeye.config import Settings
 from cityeye.contracts import TOPIC_ALERTS, TOPIC_NOTIFICATIONS_DEADLETTER, TOPIC_PARTITIONS, to_json
 from cityeye.kafka import ensure_topics, make_consumer, make_producer
-from cityeye.registry import load_registry
+from cityeye.registry import registry_for
 
 __all__ = ["Dispatcher", "build_notifiers"]
 
@@ -65,7 +65,7 @@ class Dispatcher:
                  clock: Callable[[], float] = time.time, api_port: int | None = None) -> None:
         self.settings, self.alerting, self.clock = settings, alerting, clock
         self.store = Store(state_path(settings.state_dir))
-        registry = load_registry(settings.registry) if settings.registry else None
+        registry = registry_for(settings)
         self.engine = Engine(alerting, self.store, registry)
         self.notifiers = notifiers if notifiers is not None else build_notifiers(alerting)
         self.api_port = alerting.api.port if api_port is None else api_port

@@ -32,7 +32,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cityeye.contracts import KINDS
 from cityeye.errors import RegistryError
 
-__all__ = ["Sensor", "SensorRegistry", "load_registry", "parse_registry"]
+__all__ = ["Sensor", "SensorRegistry", "load_registry", "parse_registry", "registry_for", "DEMO_REGISTRY"]
+
+#: the demo city's sensors, used when no registry is configured
+DEMO_REGISTRY = Path(__file__).resolve().parent.parent / "simulators" / "demo_registry.yaml"
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -145,3 +148,8 @@ def load_registry(path: str | Path) -> SensorRegistry:
     except UnicodeDecodeError:
         raise RegistryError(f"{p}: registry is not UTF-8 text") from None
     return parse_registry(text, source=str(p))
+
+
+def registry_for(settings) -> SensorRegistry:
+    """``settings.registry``, or the bundled demo registry when none is configured."""
+    return load_registry(settings.registry or DEMO_REGISTRY)

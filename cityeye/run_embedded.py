@@ -30,14 +30,14 @@ import yaml
 from cityeye.config import Settings, load_settings
 from cityeye.contracts import TOPIC_ALERTS, AlertEvent
 from cityeye.kafka import ensure_topics, make_consumer
-from cityeye.servers import InfluxServer, ManagedServer, TansuServer, free_port, mqtt_server
+from cityeye.registry import DEMO_REGISTRY
+from cityeye.servers import InfluxServer, ManagedServer, TansuServer, mqtt_server
 
 __all__ = ["add_arguments", "run", "EmbeddedStack", "format_alert"]
 
 log = logging.getLogger("cityeye.run")
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO_REGISTRY = REPO / "simulators" / "demo_registry.yaml"
 EXAMPLE_ALERTING = REPO / "alerts" / "example-alerting.yaml"
 
 #: the parts, in start order: (name, extra CLI arguments)

@@ -10,24 +10,15 @@ import argparse
 import asyncio
 import logging
 import signal
-from pathlib import Path
 
 from cityeye.config import Settings, load_settings
 from cityeye.errors import ConfigError
 from cityeye.kafka import ensure_topics
-from cityeye.registry import SensorRegistry, load_registry
+from cityeye.registry import SensorRegistry, registry_for
 
-__all__ = ["add_arguments", "run", "registry_for", "DEMO_REGISTRY"]
+__all__ = ["add_arguments", "run"]
 
 log = logging.getLogger(__name__)
-
-DEMO_REGISTRY = Path(__file__).resolve().parent.parent / "simulators" / "demo_registry.yaml"
-
-
-def registry_for(settings: Settings) -> SensorRegistry:
-    """The configured sensor registry, or the bundled demo registry."""
-    return load_registry(settings.registry or DEMO_REGISTRY)
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML config file (default: $CITYEYE_CONFIG, then defaults)")

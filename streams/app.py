@@ -29,20 +29,18 @@ web server disabled unless a port is given, then bound to 127.0.0.1.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from cityeye.config import Settings
-from cityeye.registry import SensorRegistry, load_registry
+from cityeye.registry import SensorRegistry, registry_for
 from streams.agents import DetectorRuntime, attach_agents
 from streams.engine import ChecksFactory, SensorEngine
 from streams.tables import define_snapshot_table
 from streams.topics import define_topics, readings_partitions
 from streams.transport import CityEyeFaustApp
 
-__all__ = ["StreamsApp", "create_app", "faust_settings", "load_worker_registry", "DEMO_REGISTRY"]
+__all__ = ["StreamsApp", "create_app", "faust_settings"]
 
-DEMO_REGISTRY = Path(__file__).resolve().parent.parent / "simulators" / "demo_registry.yaml"
 
 #: per broker profile: Faust settings that live with a broker's quirks
 PROFILE_TUNING: dict[str, dict[str, Any]] = {
@@ -86,9 +84,6 @@ def faust_settings(settings: Settings, *, web_port: int | None = None) -> dict[s
     return conf
 
 
-def load_worker_registry(settings: Settings) -> SensorRegistry:
-    """``settings.registry``, or the bundled demo registry when none is configured."""
-    return load_registry(settings.registry or DEMO_REGISTRY)
 
 
 def create_app(
@@ -108,7 +103,7 @@ def create_app(
     of the stale-sensor clock. Raises :class:`~cityeye.errors.RegistryError`
     for a bad registry file.
     """
-    registry = registry if registry is not None else load_worker_registry(settings)
+    registry = registry if registry is not None else registry_for(settings)
     app = CityEyeFaustApp(**faust_settings(settings, web_port=web_port))
     topics = define_topics(app)
     snapshots = define_snapshot_table(app, partitions=readings_partitions())

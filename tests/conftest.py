@@ -22,10 +22,10 @@ import pytest
 
 from cityeye.config import InfluxSettings, KafkaSettings, MqttSettings, Settings
 from cityeye.kafka import ensure_topics
+from cityeye.registry import DEMO_REGISTRY
 from cityeye.servers import InfluxServer, TansuServer, mqtt_server
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO_REGISTRY = REPO / "simulators" / "demo_registry.yaml"
 
 
 @pytest.fixture

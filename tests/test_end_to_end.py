@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from cityeye.registry import load_registry
-from cityeye.run_embedded import DEMO_REGISTRY, EmbeddedStack
+from cityeye.registry import DEMO_REGISTRY, load_registry
+from cityeye.run_embedded import EmbeddedStack
 from cityeye.servers import free_port
 
 GAUGE = "wl-huangpu-01"

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from cityeye.contracts import AlertEvent, Reading, alert_id_for
 from cityeye.errors import ValidationError
-from cityeye.registry import load_registry
+from cityeye.registry import DEMO_REGISTRY, load_registry
 from detectors.base import Check, Finding
 from streams.engine import SensorEngine, StreamClock
 
-DEMO_REGISTRY = Path(__file__).resolve().parent.parent / "simulators" / "demo_registry.yaml"
 SENSOR = "wl-huangpu-01"
 
 

@@ -23,10 +23,17 @@ import yaml
 
 from cityeye.config import KafkaSettings, Settings
 from cityeye.contracts import (
-    TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_PARTITIONS, AlertEvent, DeadLetter, Reading, readings_topic, to_json,
+    TOPIC_ALERTS,
+    TOPIC_DEADLETTER,
+    TOPIC_PARTITIONS,
+    AlertEvent,
+    DeadLetter,
+    Reading,
+    readings_topic,
+    to_json,
 )
 from cityeye.kafka import make_consumer, make_producer
-from cityeye.registry import load_registry
+from cityeye.registry import DEMO_REGISTRY, load_registry
 from cityeye.servers import free_port
 from streams.app import faust_settings
 from streams.command import StreamsWorker, run_worker
@@ -36,7 +43,6 @@ from streams.replay import committed_offsets
 pytestmark = pytest.mark.timeout(90)
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO_REGISTRY = REPO / "simulators" / "demo_registry.yaml"
 WL = "wl-huangpu-01"  # warning_m 4.50, guaranteed_m 5.20
 WX = "wx-huangpu-01"
 T0 = 1_800_000_000.0
