@@ -19,6 +19,7 @@ Durations are seconds (a number) or strings such as ``"90s"``, ``"5m"``,
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -299,8 +300,17 @@ def parse_alerting_config(data: Any, source: str = "<config>") -> AlertingConfig
         raise ConfigError(f"{source}: invalid alerting configuration: {_problems(exc)}") from None
 
 
+#: environment variables that override the file, so secrets need not be in it
+ENV_OVERRIDES = {"CITYEYE_API_TOKEN": ("api", "token"), "CITYEYE_API_HOST": ("api", "host"),
+                 "CITYEYE_API_PORT": ("api", "port")}
+
+
 def load_alerting_config(path: str | Path | None = None) -> AlertingConfig:
-    """Load and validate an alerting YAML file (default: the bundled example)."""
+    """Load and validate an alerting YAML file (default: the bundled example).
+
+    ``CITYEYE_API_TOKEN``, ``CITYEYE_API_HOST`` and ``CITYEYE_API_PORT``
+    override the file's ``api`` section when set.
+    """
     path = Path(path) if path else EXAMPLE_CONFIG
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -308,4 +318,10 @@ def load_alerting_config(path: str | Path | None = None) -> AlertingConfig:
         raise ConfigError(f"{path}: cannot read alerting config: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if os.environ.get(var) and (data is None or isinstance(data, dict)):
+            data = data or {}
+            if not isinstance(data.get(section), dict):
+                data[section] = {}
+            data[section][key] = os.environ[var]
     return parse_alerting_config(data, str(path))

@@ -9,6 +9,7 @@ from aiohttp import web
 from alerts.api import create_app
 from alerts.engine import Engine
 from alerts.store import Store
+from cityeye.errors import ConfigError
 from tests.alerting_helpers import config, event
 
 TOKEN = "s3cret-token-for-tests"
@@ -137,3 +138,22 @@ async def test_openapi_describes_every_route(api):
                                   "/api/v1/alerts/{id}/assign", "/api/v1/alerts/{id}/resolve",
                                   "/api/v1/alerts/{id}/comment", "/api/v1/silences", "/api/v1/silences/{id}"}
     assert spec["paths"]["/api/v1/silences/{id}"]["delete"]["security"] == [{"bearer": []}]
+
+
+def test_api_settings_from_the_environment_override_the_file(monkeypatch, tmp_path):
+    from alerts.config import load_alerting_config
+
+    path = tmp_path / "alerting.yaml"
+    path.write_text("receivers: [{name: desk, type: webhook, url: 'http://127.0.0.1:9/x'}]\n"
+                    "route: {receiver: desk}\napi: {host: 127.0.0.1, port: 9094}\n")
+    assert load_alerting_config(path).api.token is None
+    monkeypatch.setenv("CITYEYE_API_TOKEN", "s3cret-token")
+    monkeypatch.setenv("CITYEYE_API_HOST", "0.0.0.0")
+    monkeypatch.setenv("CITYEYE_API_PORT", "8080")
+    cfg = load_alerting_config(path)
+    assert cfg.api.token.get_secret_value() == "s3cret-token"
+    assert (cfg.api.host, cfg.api.port) == ("0.0.0.0", 8080)
+    assert "s3cret" not in repr(cfg)
+    monkeypatch.setenv("CITYEYE_API_PORT", "not-a-port")
+    with pytest.raises(ConfigError, match="api.port"):
+        load_alerting_config(path)

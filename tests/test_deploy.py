@@ -78,3 +78,26 @@ def test_mounted_files_and_dockerfile_copies_exist():
         for path in src.split():
             assert (REPO / path).exists(), path
     assert 'ENTRYPOINT ["cityeye"]' in dockerfile
+
+
+def test_dispatcher_alerting_config_is_valid_and_exposed(monkeypatch):
+    from alerts.config import load_alerting_config
+
+    service = SERVICES["dispatcher"]
+    command = service["command"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"] if v.startswith("./")}
+    alerting_path = REPO / mounts[command[command.index("--alerting") + 1]]
+    env = service["environment"]
+    for key in ("CITYEYE_API_HOST", "CITYEYE_API_PORT"):
+        monkeypatch.setenv(key, str(env[key]))
+    monkeypatch.setenv("CITYEYE_API_TOKEN", "compose-test-token")
+    cfg = load_alerting_config(alerting_path)
+    assert cfg.api.host == "0.0.0.0"
+    assert f"{cfg.api.port}:{cfg.api.port}" in service["ports"]
+    assert cfg.api.token is not None
+    # the token must come from the environment, never from the mounted file
+    assert "token" not in (cfg_text := alerting_path.read_text()).split("api:")[1]
+    assert "${CITYEYE_API_TOKEN:?" in str(env["CITYEYE_API_TOKEN"]) and cfg_text
+    # CAP files land on the dispatcher's persistent volume
+    state = next(v.split(":")[1] for v in service["volumes"] if v.startswith("dispatcher-state:"))
+    assert all(r.directory.startswith(state) for r in cfg.receivers if getattr(r, "directory", None))
