@@ -22,6 +22,7 @@ findings about the same fact would only be noise.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 
@@ -36,18 +37,30 @@ __all__ = ["LevelForecast", "theil_sen"]
 _MAX_PAIRWISE = 150  # above this many points, use pairs half the sample apart (O(n))
 
 
+@functools.lru_cache(maxsize=256)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i, j) of ``n`` points whose slopes Theil-Sen takes the median of.
+
+    All pairs i < j up to ``_MAX_PAIRWISE`` points, else pairs half the sample
+    apart (O(n)). Cached (read-only arrays): a sensor's window size repeats.
+    """
+    if n <= _MAX_PAIRWISE:
+        i, j = np.triu_indices(n, k=1)
+    else:
+        i = np.arange(n - n // 2)
+        j = i + n // 2
+    i.flags.writeable = False
+    j.flags.writeable = False
+    return i, j
+
+
 def theil_sen(t: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Theil-Sen slope and intercept (at ``t = 0``) of ``y`` against ``t``.
 
     >>> theil_sen(np.array([0.0, 1.0, 2.0, 3.0]), np.array([1.0, 3.0, 50.0, 7.0]))
     (2.0, 1.0)
     """
-    n = len(t)
-    if n <= _MAX_PAIRWISE:
-        i, j = np.triu_indices(n, k=1)
-    else:
-        i = np.arange(n - n // 2)
-        j = i + n // 2
+    i, j = _pairs(len(t))
     dt = t[j] - t[i]
     ok = dt != 0
     slope = float(np.median((y[j] - y[i])[ok] / dt[ok]))
