@@ -112,9 +112,26 @@ class Engine:
         return alert
 
     # -- input ----------------------------------------------------------------
+    def _closed_episode_event(self, ev: AlertEvent) -> bool:
+        """Whether ``ev`` is a redelivered or late event of an episode already closed.
+
+        The stream workers are at-least-once: after a crash they may send an
+        episode's events again, possibly after it resolved. Such an event
+        (seen before, or not newer than the closed alert's last event time)
+        must not raise the alert again. A genuinely new firing event of the
+        same episode (the officer closed it by hand while the sensor still
+        fires) is newer, and raises a new alert.
+        """
+        closed = self.get(ev.alert_id)
+        if closed is None or closed.active:
+            return False
+        return ev.event_id in closed.seen_events or ev.updated_at <= closed.updated_at
+
     def apply_event(self, ev: AlertEvent, now: float) -> Alert | None:
         """Apply one event from ``alerts.events``; returns the alert it touched."""
         current = self.active.get(alert_key(ev.sensor_id, ev.rule))
+        if current is None and self._closed_episode_event(ev):
+            return None
         alert, transitions = self.lifecycle.apply(current, ev, now)
         if alert is None:
             return None

@@ -88,6 +88,34 @@ def test_replayed_event_is_applied_once(tmp_path):
     assert [e.action for e in next(iter(engine.active.values())).timeline] == ["raised"]
 
 
+def test_redelivered_events_after_resolution_do_not_raise_it_again(tmp_path):
+    """At-least-once workers may resend an episode's events after it resolved."""
+    engine, store = make(tmp_path)
+    first = event("g1", severity="yellow")
+    up = event("g1", severity="orange", updated_at=1001)
+    step(engine, first, 0)
+    step(engine, up, 1)
+    step(engine, event("g1", state="resolved", updated_at=1002), 2)
+    assert engine.active == {}
+    before = len(drain(store))
+    step(engine, first, 3)   # a crashed worker's successor sends the episode again
+    step(engine, up, 4)
+    assert engine.active == {}, "a redelivered event re-raised a resolved alert"
+    assert drain(store) == []
+    assert before == 3  # new, update, resolved
+
+
+def test_new_firing_after_a_manual_resolve_raises_a_new_alert(tmp_path):
+    engine, store = make(tmp_path)
+    step(engine, event("g1", severity="yellow"), 0)
+    alert_id = next(iter(engine.active.values())).alert_id
+    with store.transaction():
+        engine.resolve(alert_id, "officer-li", 5)
+    step(engine, event("g1", severity="red", updated_at=1500), 6)  # the sensor escalates
+    (alert,) = engine.active.values()
+    assert alert.alert_id != alert_id and alert.severity == "red"
+
+
 def test_decode_event_rejects_hostile_input():
     good = event("g1")
     raw = json.dumps(good.__dict__).encode()
