@@ -28,7 +28,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cityeye", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="cityeye",
+        description="CityEye: streaming IoT sensing and early warning for a city operations centre.",
+        epilog="Run `cityeye COMMAND --help` for a command's options.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = sys.argv[1] if len(sys.argv) > 1 else None
