@@ -15,6 +15,7 @@ POST     /api/v1/silences                      ``{"matchers", "starts_at"?, "end
 DELETE   /api/v1/silences/{id}                 expire a silence
 GET      /api/v1/status                        counts (health check)
 GET      /api/v1/openapi.json                  OpenAPI 3 description
+GET      /  and  /console/                     the duty officers' web console (alerts/console/)
 =======  ====================================  ==========================================
 
 Write actions need ``Authorization: Bearer <api.token>`` (compared in
@@ -35,6 +36,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from alerts.config import ApiConfig, Matchers, parse_duration
+from alerts.console import add_console_routes
 from alerts.engine import ActionConflict, AlertNotFound, Engine
 from alerts.model import Alert
 from alerts.openapi import OPENAPI
@@ -236,4 +238,5 @@ def create_app(engine: Engine, api: ApiConfig, on_commit: Callable[[], None] = l
     app.router.add_delete("/api/v1/silences/{id}", expire_silence)
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/openapi.json", openapi)
+    add_console_routes(app)
     return app
