@@ -96,6 +96,9 @@
     return table[key] || [String(key), ""];
   }
 
+  /** Text that may wrap after "_" and "." in narrow columns (zero-width spaces, display only). */
+  const breakable = (text) => String(text).replace(/([_.])/g, "$1\u200b");
+
   const pad = (n) => String(n).padStart(2, "0");
 
   /** Epoch seconds as local "YYYY-MM-DD HH:MM:SS", or "—". */
@@ -297,7 +300,7 @@
       sensor,
       el("td", "district", alert.district),
       el("td", "kind", kind),
-      el("td", "rule", alert.rule),
+      el("td", "rule", breakable(alert.rule)),
       el("td", "msg", alert.message),
       el("td", "num", `${formatNumber(alert.value)} / ${formatNumber(alert.threshold)}`),
       el("td", "time", formatTime(alert.started_at)),
@@ -360,6 +363,7 @@
     markSelected();
     try {
       await refreshDetail();
+      $("detail").scrollIntoView({ block: "nearest" });
     } catch (err) {
       showError(err);
     }
