@@ -28,6 +28,7 @@ fields, naming them).
 from __future__ import annotations
 
 import hmac
+import inspect
 import json
 import time
 from typing import Any, Awaitable, Callable
@@ -140,6 +141,16 @@ def create_app(engine: Engine, api: ApiConfig, on_commit: Callable[[], None] = l
         except ValueError as exc:
             return _error(422, str(exc))
 
+    async def write(apply: Callable[[], Any]) -> Any:
+        """One write in one store transaction; with several dispatchers (alerts/cluster.py) the
+        write is a coroutine that waits until the owner of the alert's partition applied it."""
+        with store.transaction():
+            result = apply()
+        if inspect.isawaitable(result):
+            result = await result
+        on_commit()
+        return result
+
     def visible(alert: Alert, q: dict[str, str]) -> bool:
         state = q.get("state")
         if state and state not in (alert.state, alert.status):
@@ -173,9 +184,7 @@ def create_app(engine: Engine, api: ApiConfig, on_commit: Callable[[], None] = l
             body = await body_of(request, model)
             if isinstance(body, web.Response):
                 return body
-            with store.transaction():
-                alert = apply(request.match_info["id"], body, clock())
-            on_commit()
+            alert = await write(lambda: apply(request.match_info["id"], body, clock()))
             return web.json_response(alert.to_api(with_timeline=True))
         return handler
 
@@ -201,9 +210,7 @@ def create_app(engine: Engine, api: ApiConfig, on_commit: Callable[[], None] = l
                               created_at=now)
         except ValueError as exc:
             return _error(422, str(exc))
-        with store.transaction():
-            engine.add_silence(silence, now)
-        on_commit()
+        await write(lambda: engine.add_silence(silence, now))
         return web.json_response({**silence.to_dict(), "state": silence.state(now)}, status=201)
 
     async def expire_silence(request: web.Request) -> web.Response:
@@ -211,9 +218,7 @@ def create_app(engine: Engine, api: ApiConfig, on_commit: Callable[[], None] = l
         if denied is not None:
             return denied
         now = clock()
-        with store.transaction():
-            silence = engine.expire_silence(request.match_info["id"], now)
-        on_commit()
+        silence = await write(lambda: engine.expire_silence(request.match_info["id"], now))
         return web.json_response({**silence.to_dict(), "state": silence.state(now)})
 
     async def status(request: web.Request) -> web.Response:
