@@ -240,11 +240,26 @@ async def test_assign_comment_and_resolve_show_in_the_timeline(page, dispatcher)
     await page.get_by_label("指派给 Assign to").fill("交警三中队")
     await page.get_by_role("button", name="指派 Assign", exact=True).click()
     await expect(row(page, dispatcher, "tr-mh-003").locator("td.assignee")).to_have_text("交警三中队")
+
+    questions: list[str] = []
+
+    def answer(accept: bool):
+        def handle(dialog):
+            questions.append(dialog.message)
+            return dialog.accept() if accept else dialog.dismiss()
+        return handle
+
+    page.once("dialog", answer(False))  # "resolve?" -- no: nothing is sent
+    await page.get_by_role("button", name="解除 Resolve", exact=True).click()
+    await page.get_by_role("button", name="添加备注 Comment", exact=True).click()
+    await expect(page.locator("#message")).to_contain_text("请先填写备注 Write the comment first")
     await page.get_by_label("备注 / 说明 Comment or note").fill("现场疏导中")
     await page.get_by_role("button", name="添加备注 Comment", exact=True).click()
     await expect(page.locator("#detail-timeline li").first).to_contain_text("现场疏导中")
+    page.once("dialog", answer(True))
     await page.get_by_role("button", name="解除 Resolve", exact=True).click()
     got = await dispatcher.wait_for(f"/api/v1/alerts/{aid}", lambda a: a["state"] == "resolved")
+    assert len(questions) == 2 and all("tr-mh-003" in q and "Resolve" in q for q in questions)
     assert [(e["action"], e["actor"]) for e in got["timeline"]] == [
         ("raised", "system"), ("assigned", OFFICER), ("commented", OFFICER), ("resolved", OFFICER)]
     assert got["assignee"] == "交警三中队"

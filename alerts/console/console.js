@@ -63,6 +63,7 @@
   const state = {
     view: "alerts-view",
     alerts: [],
+    total: 0,
     alertsJson: "",
     selected: null, // alert_id
     detail: null, // the selected alert with its timeline
@@ -70,6 +71,7 @@
     kinds: new Set(),
     ticket: 0, // the latest refresh wins; older responses are dropped
     inFlight: false,
+    refreshFailed: false, // the message box shows a failed refresh (cleared by the next good one)
   };
 
   const $ = (id) => document.getElementById(id);
@@ -192,6 +194,7 @@
   }
 
   function showMessage(text, kind) {
+    state.refreshFailed = false;
     const box = $("message");
     box.textContent = text;
     box.className = `message ${kind}`;
@@ -321,7 +324,8 @@
       if (again) again.focus();
     }
     $("alerts-empty").hidden = state.alerts.length > 0;
-    $("alerts-count").textContent = `（${state.alerts.length}）`;
+    $("alerts-count").textContent = state.total > state.alerts.length
+      ? `（显示 ${state.alerts.length} / 共 ${state.total} shown of total）` : `（${state.alerts.length}）`;
   }
 
   function markSelected() {
@@ -351,6 +355,7 @@
     if (json !== state.alertsJson) {
       state.alertsJson = json;
       state.alerts = data.alerts.slice().sort(bySeverity);
+      state.total = data.total;
       renderAlerts();
     }
     if (state.selected) await refreshDetail();
@@ -451,6 +456,10 @@
       body = { by, text: note };
     } else {
       body = note ? { by, comment: note } : { by };
+    }
+    if (action === "resolve" &&
+        !window.confirm(`确定手动解除此告警？ Resolve this alert by hand?\n${sensorLabel(state.detail || { sensor_id: id })}`)) {
+      return;
     }
     const buttons = document.querySelectorAll("#detail button[data-action]");
     buttons.forEach((b) => { b.disabled = true; });
@@ -578,8 +587,13 @@
     state.inFlight = true;
     try {
       await refresh();
+      if (state.refreshFailed) {
+        $("message").hidden = true;
+        state.refreshFailed = false;
+      }
     } catch (err) {
       showError(err);
+      state.refreshFailed = true;
       $("refresh-state").textContent = "刷新失败 Refresh failed";
     } finally {
       state.inFlight = false;
