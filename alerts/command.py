@@ -20,6 +20,10 @@ In-process entry point (the embedded runner)::
 
 ``started(dispatcher)`` is called once the dispatcher is consuming and its
 API is listening (``dispatcher.api_port`` is the bound port).
+
+With ``sharding.enabled`` in the alerting file the process is one of
+several workers (alerts/sharding.py): start as many as needed with the same
+files; they share ``state_dir`` and split the partitions of ``alerts.grouped``.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from pathlib import Path
 from typing import Callable
 
 from alerts.config import AlertingConfig, load_alerting_config
-from alerts.service import Dispatcher
+from alerts.service import DispatcherBase, make_dispatcher
 from cityeye.config import Settings, load_settings
 from cityeye.errors import CityEyeError
 
@@ -50,11 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def serve(settings: Settings, stop: asyncio.Event, alerting: AlertingConfig | str | Path | None = None,
-                started: Callable[[Dispatcher], None] | None = None, api_port: int | None = None) -> None:
+                started: Callable[[DispatcherBase], None] | None = None, api_port: int | None = None) -> None:
     """Run a dispatcher until ``stop`` is set (the embedded runner's entry point)."""
     if not isinstance(alerting, AlertingConfig):
         alerting = load_alerting_config(alerting or os.environ.get("CITYEYE_ALERTING") or None)
-    dispatcher = Dispatcher(settings, alerting, api_port=api_port)
+    dispatcher = make_dispatcher(settings, alerting, api_port=api_port)
     runner = asyncio.create_task(dispatcher.run(stop))
     if started is not None:
         ready = asyncio.create_task(dispatcher.ready.wait())

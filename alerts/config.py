@@ -11,6 +11,7 @@ Sections (see ``alerts/example-alerting.yaml`` and docs/alerting.md)::
                       reminder_every, escalate_severities
     delivery:         max_attempts, backoff_initial, backoff_max
     api:              host, port, token
+    sharding:         enabled, key, action_timeout (several dispatcher workers)
 
 Durations are seconds (a number) or strings such as ``"90s"``, ``"5m"``,
 ``"1h30m"``. Every validation error names the field path, e.g.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -41,6 +42,7 @@ __all__ = [
     "TimingsConfig",
     "DeliveryConfig",
     "ApiConfig",
+    "ShardingConfig",
     "AlertingConfig",
     "load_alerting_config",
     "parse_alerting_config",
@@ -248,6 +250,30 @@ class ApiConfig(BaseModel):
     token: SecretStr | None = None
 
 
+class ShardingConfig(BaseModel):
+    """Several dispatcher workers, each owning some partitions of ``alerts.grouped`` (alerts/sharding.py)."""
+
+    model_config = _STRICT
+    enabled: bool = False
+    #: label the events are partitioned by; a sensor always has one district and kind
+    key: Literal["district", "kind", "sensor"] = "district"
+    #: how long the API waits for the owner of a partition to apply an action
+    action_timeout: Duration = 10.0
+
+
+def _sharding_problem(route: RouteConfig, key: str, group_by: list[str], path: str, internal: bool) -> str | None:
+    """First route under ``route`` whose groups could span shards; ``None`` if all stay in one."""
+    internal = internal or route.match.get("kind") == "system"
+    group_by = route.group_by if route.group_by is not None else group_by
+    if not internal and key not in group_by and "sensor" not in group_by:
+        return f"{path}.group_by: must include the shard key {key!r} (or 'sensor') when sharding is enabled"
+    for i, child in enumerate(route.routes):
+        problem = _sharding_problem(child, key, group_by, f"{path}.routes.{i}", internal)
+        if problem:
+            return problem
+    return None
+
+
 class AlertingConfig(BaseModel):
     model_config = _STRICT
     receivers: list[ReceiverConfig] = Field(default_factory=list)
@@ -257,6 +283,7 @@ class AlertingConfig(BaseModel):
     timings: TimingsConfig = Field(default_factory=TimingsConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    sharding: ShardingConfig = Field(default_factory=ShardingConfig)
 
     @model_validator(mode="after")
     def _references(self) -> "AlertingConfig":
@@ -278,7 +305,20 @@ class AlertingConfig(BaseModel):
                 walk(child, f"{path}.routes.{i}")
 
         walk(self.route, "route")
+        if self.sharding.enabled:
+            self._check_sharding()
         return self
+
+    def _check_sharding(self) -> None:
+        """Groups and inhibitions must stay within one shard (routes for ``kind: system`` are local anyway)."""
+        key = self.sharding.key
+        problem = _sharding_problem(self.route, key, ["district", "kind"], "route", False)
+        if problem:
+            raise ValueError(problem)
+        for i, rule in enumerate(self.inhibit_rules):
+            if key not in rule.equal and "sensor" not in rule.equal:
+                raise ValueError(f"inhibit_rules.{i}.equal: must include the shard key {key!r} (or 'sensor') "
+                                 "when sharding is enabled")
 
 
 def _problems(exc: ValidationError) -> str:

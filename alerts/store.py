@@ -14,14 +14,18 @@ its Kafka offsets only after that transaction committed, so after
 ``kill -9`` it re-reads at most the uncommitted events, which the alerts'
 ``seen_events`` make idempotent.
 
-Scaling out (several dispatchers): state is partitioned by *group key*.
-Events arrive on ``alerts.events`` keyed by alert id; a partitioning stage
-re-keys them by group key into ``alerts.grouped`` and each dispatcher in
-the consumer group owns its assigned partitions, keeping one SQLite file
-per partition (``dispatcher-p<N>.sqlite``, see :func:`state_path`) which
-moves with the partition on a rebalance (shared volume). A single
-dispatcher (the default, and what ``cityeye dispatcher`` runs) uses
-``dispatcher.sqlite`` for everything. See docs/alerting.md.
+Scaling out (several dispatchers, alerts/sharding.py): state is partitioned
+by shard key (``district``). A re-keying stage copies ``alerts.events``
+into ``alerts.grouped`` keyed by district and each worker in the consumer
+group owns its assigned partitions, keeping one SQLite file per partition
+(``dispatcher-p<N>.sqlite``, see :func:`state_path`) which moves with the
+partition on a rebalance (a state_dir shared by the workers). A single
+dispatcher (the default) uses ``dispatcher.sqlite`` for everything. With
+several workers the ``actions`` table records the outcome of each API
+action a partition's owner applied (by request id: a replayed action is
+applied once, and the worker whose API published it reads the outcome);
+the APIs open the partition files read-only (``Store(path, readonly=True)``).
+See docs/alerting.md.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ CREATE TABLE IF NOT EXISTS deadletters (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, kind TEXT NOT NULL, reason TEXT NOT NULL,
     body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS history_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS actions (
+    id TEXT PRIMARY KEY, at REAL NOT NULL, status INTEGER NOT NULL, body TEXT NOT NULL);
 """
 
 
@@ -76,13 +82,17 @@ def _dump(obj: Any) -> str:
 class Store:
     """One SQLite database; not thread-safe (the dispatcher is one asyncio loop)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+        """Open (creating) the state file; ``readonly`` opens an existing one for reads only."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(_SCHEMA)
+        if readonly:
+            self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", isolation_level=None, uri=True)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(self.path), isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(_SCHEMA)
         self._depth = 0
         #: False when no history writer runs (InfluxDB disabled): history records are not kept
         self.history_enabled = True
@@ -138,6 +148,7 @@ class Store:
         """
         n = self.db.execute("DELETE FROM alerts WHERE active = 0 AND updated < ?", (older_than,)).rowcount
         n += self.db.execute("DELETE FROM notification_log WHERE delivered < ?", (older_than,)).rowcount
+        n += self.db.execute("DELETE FROM actions WHERE at < ?", (older_than,)).rowcount
         return n
 
     # -- groups and silences --------------------------------------------------
@@ -202,6 +213,19 @@ class Store:
         if receiver is None:
             return self.db.execute("SELECT COUNT(*) FROM notification_log").fetchone()[0]
         return self.db.execute("SELECT COUNT(*) FROM notification_log WHERE receiver = ?", (receiver,)).fetchone()[0]
+
+    # -- API actions applied by the owner of a partition (several workers) -----
+    def save_action_outcome(self, action_id: str, status: int, body: dict[str, Any], now: float) -> None:
+        self.db.execute("INSERT OR REPLACE INTO actions(id, at, status, body) VALUES (?,?,?,?)",
+                        (action_id, now, status, _dump(body)))
+
+    def action_outcome(self, action_id: str) -> tuple[int, dict[str, Any]] | None:
+        """``(status, body)`` of an applied action, ``None`` if not applied (yet)."""
+        row = self.db.execute("SELECT status, body FROM actions WHERE id = ?", (action_id,)).fetchone()
+        return (row[0], json.loads(row[1])) if row else None
+
+    def group_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM groups").fetchone()[0]
 
     # -- dead letters and history --------------------------------------------
     def add_deadletter(self, kind: str, reason: str, body: dict[str, Any], now: float) -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "TOPIC_DEADLETTER",
     "TOPIC_ALERTS",
     "TOPIC_ALERTS_DEADLETTER",
+    "TOPIC_ALERTS_GROUPED",
     "TOPIC_NOTIFICATIONS_DEADLETTER",
     "TOPIC_PARTITIONS",
     "FieldSpec",
@@ -65,6 +66,8 @@ TOPIC_ALERTS = "alerts.events"
 TOPIC_ALERTS_DEADLETTER = "alerts.deadletter"
 #: notifications the dispatcher gave up on (JSON: reason, receiver, notification)
 TOPIC_NOTIFICATIONS_DEADLETTER = "notifications.deadletter"
+#: alert events re-keyed by shard key (district) for several dispatchers, plus their API actions
+TOPIC_ALERTS_GROUPED = "alerts.grouped"
 
 #: Partition counts; topics are pre-created with these (never auto-created).
 TOPIC_PARTITIONS: dict[str, int] = {
@@ -73,6 +76,7 @@ TOPIC_PARTITIONS: dict[str, int] = {
     TOPIC_ALERTS: 4,
     TOPIC_NOTIFICATIONS_DEADLETTER: 1,
     TOPIC_ALERTS_DEADLETTER: 1,
+    TOPIC_ALERTS_GROUPED: 4,
 }
 
 

@@ -1,0 +1,164 @@
+"""One unit of dispatcher state: a state file with its engine, timers, delivery and history.
+
+A single dispatcher has one :class:`PartitionState` over ``dispatcher.sqlite``;
+with several workers (alerts/sharding.py) each owned partition of
+``alerts.grouped`` has its own over ``dispatcher-p<N>.sqlite``, started when
+the partition is assigned and stopped when it is revoked.
+
+* :meth:`PartitionState.apply_records` applies a batch of Kafka records in
+  one store transaction (the caller commits the offsets afterwards);
+  undecodable events are dead-lettered, and on ``alerts.grouped`` records
+  carrying the action header are API actions (alerts/actions.py) applied in
+  order with the events;
+* :meth:`PartitionState.run` runs the timer loop (``timings.tick``), the
+  delivery workers and the history shipper until its stop event is set.
+
+Everything touching the store runs synchronously between awaits, so the
+single SQLite connection is never used concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from alerts.actions import ACTION_HEADER, SOURCE_HEADER, apply_action, header
+from alerts.config import AlertingConfig
+from alerts.delivery import DeliveryManager
+from alerts.engine import Engine, decode_event
+from alerts.history import HistoryShipper
+from alerts.notification import Notifier
+from alerts.store import Store
+from cityeye.config import Settings
+from cityeye.registry import SensorRegistry
+
+__all__ = ["PartitionState", "RETENTION_S"]
+
+log = logging.getLogger(__name__)
+
+#: resolved alerts, the notification log and applied actions are kept this long (history is in InfluxDB)
+RETENTION_S = 30 * 86400
+
+
+class PartitionState:
+    """Store, engine, delivery workers, timers and history shipper of one state file."""
+
+    def __init__(self, path: str | Path, settings: Settings, alerting: AlertingConfig, notifiers: dict[str, Notifier],
+                 registry: SensorRegistry | None, publish_deadletter: Callable[[dict[str, Any]], Awaitable[None]],
+                 clock: Callable[[], float], grouped: bool = False) -> None:
+        self.alerting, self.clock = alerting, clock
+        #: records come from alerts.grouped: honour the action and source headers the workers set
+        self.grouped = grouped
+        self.store = Store(path)
+        self.engine = Engine(alerting, self.store, registry)
+        self.history: HistoryShipper | None = None
+        if settings.influx.enabled:
+            from alerts.sinks.influx import InfluxSink
+
+            self.history = HistoryShipper(self.store, InfluxSink(settings.influx), settings.influx.batch_size)
+        else:
+            self.store.history_enabled = False  # the timelines in the store remain
+        self.delivery = DeliveryManager(self.engine, notifiers, alerting.delivery, publish_deadletter, clock,
+                                        on_commit=self.committed)
+
+    def committed(self) -> None:
+        """After a store commit: wake the delivery workers and the history shipper."""
+        woken, self.engine.woken = self.engine.woken, set()
+        self.delivery.wake(woken)
+        if self.history is not None:
+            self.history.wake.set()
+
+    # -- Kafka records ----------------------------------------------------------
+    def apply_records(self, records: list[Any]) -> list[dict[str, Any]]:
+        """Apply a batch of Kafka records in one transaction; returns dead letters to publish.
+
+        If applying fails unexpectedly, the batch is rolled back and
+        re-applied one record per transaction so that only the record at
+        fault is dead-lettered.
+        """
+        now = self.clock()
+        dead: list[dict[str, Any]] = []
+        try:
+            with self.store.transaction():
+                for rec in records:
+                    self._apply_record(rec, now, dead)
+                self.engine.tick(now)  # flush what became due at once, not a tick later
+            return dead
+        except Exception:
+            log.exception("batch of %d alert events failed; re-applying one by one", len(records))
+            self.engine.reload()
+        dead = []
+        for rec in records:
+            try:
+                with self.store.transaction():
+                    self._apply_record(rec, now, dead)
+            except Exception as exc:
+                self.engine.reload()
+                letter = self._event_letter(rec, f"internal error applying the event: {type(exc).__name__}: {exc}", now)
+                with self.store.transaction():
+                    self.store.add_deadletter("alert_event", letter["reason"], letter, now)
+                dead.append(letter)
+        return dead
+
+    def _event_letter(self, rec: Any, reason: str, now: float) -> dict[str, Any]:
+        """A dead letter naming the record's place; a re-keyed record names its original place in alerts.events."""
+        raw = rec.value if isinstance(rec.value, bytes) else b""
+        topic, partition, offset = rec.topic, rec.partition, rec.offset
+        source = header(rec, SOURCE_HEADER) if self.grouped else None
+        if source is not None:
+            try:
+                topic, p, o = source.decode().rsplit("/", 2)
+                partition, offset = int(p), int(o)
+            except (UnicodeDecodeError, ValueError):
+                pass  # a foreign header: keep the record's own place
+        return {"kind": "alert_event", "reason": reason, "at": now, "topic": topic, "partition": partition,
+                "offset": offset, "payload": raw[:16384].decode("utf-8", "replace")}
+
+    def _apply_record(self, rec: Any, now: float, dead: list[dict[str, Any]]) -> None:
+        if self.grouped and header(rec, ACTION_HEADER) is not None:
+            problem = apply_action(self.engine, rec.value or b"", now)
+            if problem is not None:
+                self._dead_letter(rec, problem, now, dead)
+            return
+        try:
+            ev = decode_event(rec.value if rec.value is not None else b"")
+        except ValueError as exc:
+            self._dead_letter(rec, str(exc), now, dead)
+            return
+        self.engine.apply_event(ev, now)
+
+    def _dead_letter(self, rec: Any, reason: str, now: float, dead: list[dict[str, Any]]) -> None:
+        letter = self._event_letter(rec, reason, now)
+        log.warning("alert event at %s[%s]@%s dead-lettered: %s", rec.topic, rec.partition, rec.offset, reason)
+        self.store.add_deadletter("alert_event", reason, letter, now)
+        dead.append(letter)
+
+    # -- timers, delivery, history ------------------------------------------------
+    async def _tick(self, stop: asyncio.Event) -> None:
+        next_prune = 0.0
+        while not stop.is_set():
+            now = self.clock()
+            with self.store.transaction():
+                self.engine.tick(now)
+                if now >= next_prune:
+                    self.store.prune(now - RETENTION_S)
+                    next_prune = now + 3600
+            self.committed()
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.alerting.timings.tick)
+            except asyncio.TimeoutError:
+                pass
+
+    def tasks(self, stop: asyncio.Event, name: str = "") -> list[asyncio.Task]:
+        """Start the timer loop, delivery workers and history shipper; they end once ``stop`` is set."""
+        tasks = [asyncio.create_task(self._tick(stop), name=f"tick{name}"),
+                 asyncio.create_task(self.delivery.run(stop), name=f"delivery{name}")]
+        if self.history is not None:
+            tasks.append(asyncio.create_task(self.history.run(stop), name=f"history{name}"))
+        self.delivery.wake()
+        return tasks
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,296 @@
+"""Several dispatcher workers (alerts/sharding.py) against real Tansu Kafka and aiohttp receivers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+from aiokafka.partitioner import DefaultPartitioner
+
+from alerts.service import make_dispatcher
+from alerts.sharding import ShardedDispatcher
+from alerts.store import Store, state_path
+from cityeye.contracts import TOPIC_ALERTS, TOPIC_ALERTS_GROUPED, TOPIC_PARTITIONS, AlertEvent, to_json
+from cityeye.errors import ConfigError
+from cityeye.kafka import make_producer
+from tests.alerting_helpers import Receiver, config, event
+from tests.test_alerts_dispatch import dispatcher_settings, wait_until, webhook
+
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = "shard-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+PARTITIONS = TOPIC_PARTITIONS[TOPIC_ALERTS_GROUPED]
+
+
+def partition_of(district: str) -> int:
+    """The alerts.grouped partition of a district (Kafka's default murmur2 partitioner, as the router's producer)."""
+    parts = list(range(PARTITIONS))
+    return DefaultPartitioner()(district.encode(), parts, parts)
+
+
+def districts_covering_all_partitions(per_partition: int) -> list[str]:
+    chosen: dict[int, list[str]] = {p: [] for p in range(PARTITIONS)}
+    for i in range(1000):
+        name = f"d{i:03d}"
+        bucket = chosen[partition_of(name)]
+        if len(bucket) < per_partition:
+            bucket.append(name)
+        if all(len(b) == per_partition for b in chosen.values()):
+            return sorted(n for b in chosen.values() for n in b)
+    raise AssertionError("no district names found for every partition")
+
+
+async def produce(kafka_settings, events: list[AlertEvent | bytes]) -> None:
+    producer = make_producer(kafka_settings, "test")
+    await producer.start()
+    try:
+        acks = [await producer.send(TOPIC_ALERTS, ev if isinstance(ev, bytes) else to_json(ev),
+                                    key=b"x" if isinstance(ev, bytes) else ev.alert_id.encode()) for ev in events]
+        await asyncio.gather(*acks)
+    finally:
+        await producer.stop()
+
+
+def sharded(rx: Receiver, **sections) -> dict:
+    return {"receivers": [webhook("desk", rx), webhook("district", rx)],
+            "route": {"receiver": "desk", "group_wait": 0.5, "group_interval": 0.3, "repeat_interval": 3600,
+                      "escalation": ["district"]},
+            "timings": {"keep_firing_for": 0, "tick": 0.05, "escalate_after": 0.8, "reminder_every": 0.3},
+            "delivery": {"max_attempts": 1000, "backoff_initial": 0.05, "backoff_max": 0.2, "jitter": False},
+            "api": {"token": TOKEN}, "sharding": {"enabled": True}, **sections}
+
+
+def test_sharding_requires_the_shard_key_in_group_by_and_inhibit_rules():
+    with pytest.raises(ConfigError, match=r"route\.routes\.0\.group_by: must include the shard key 'district'"):
+        config(route={"routes": [{"match": {"kind": "traffic"}, "group_by": ["kind"]}]}, sharding={"enabled": True})
+    with pytest.raises(ConfigError, match=r"inhibit_rules\.0\.equal: must include the shard key 'district'"):
+        config(inhibit_rules=[{"source_matchers": ["severity=red"], "target_matchers": ["severity=orange"],
+                               "equal": ["kind"]}], sharding={"enabled": True})
+    # the dispatcher's own alerts are raised per partition: their route may group by anything
+    cfg = config(route={"routes": [{"match": {"kind": "system"}, "group_by": ["rule"]}]},
+                 inhibit_rules=[{"source_matchers": ["rule=~.*stale.*"], "target_matchers": ["rule!~.*stale.*"],
+                                 "equal": ["sensor"]}], sharding={"enabled": True})
+    assert cfg.sharding.key == "district"
+    # without sharding nothing changes
+    assert not config(route={"group_by": ["kind"]}).sharding.enabled
+
+
+async def test_one_worker_owns_every_partition_api_sees_all_silences_broadcast(kafka, tmp_path):
+    rx = await Receiver().start()
+    cfg = config(**sharded(rx))
+    settings = dispatcher_settings(kafka, tmp_path)
+    d = make_dispatcher(settings, cfg, api_port=0)
+    assert isinstance(d, ShardedDispatcher)
+    stop = asyncio.Event()
+    task = asyncio.create_task(d.run(stop))
+    try:
+        await wait_until(lambda: len(d.parts) == PARTITIONS or task.done(), what="all partitions owned")
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{d.api_port}") as http:
+            async with http.post("/api/v1/silences", headers=AUTH, json={
+                    "matchers": ["district=minhang"], "duration": "1h", "created_by": "officer-wang",
+                    "comment": "works on the minhang gauges"}) as r:
+                assert r.status == 201, await r.text()
+                silence_id = (await r.json())["id"]
+            for p in range(PARTITIONS):  # applied by every partition before the answer
+                store = Store(state_path(settings.state_dir, p), readonly=True)
+                assert [s["id"] for s in store.silences()] == [silence_id]
+                store.close()
+
+            await produce(kafka.settings, [event("wl-pd-1", "firing", "yellow", district="pudong"),
+                                           event("wl-pd-2", "firing", "yellow", district="pudong"),
+                                           event("wl-mh-1", "firing", "yellow", district="minhang"),
+                                           event("wl-xh-1", "firing", "yellow", district="xuhui"),
+                                           b"{not json"])
+            await wait_until(lambda: len(rx.to("desk")) == 2, what="pudong and xuhui notified")
+            by_district = {n["group_labels"]["district"]: sorted(a["sensor_id"] for a in n["alerts"])
+                           for n in rx.to("desk")}
+            assert by_district == {"pudong": ["wl-pd-1", "wl-pd-2"], "xuhui": ["wl-xh-1"]}
+
+            async with http.get("/api/v1/alerts") as r:
+                listed = (await r.json())["alerts"]
+            assert sorted(a["sensor_id"] for a in listed) == ["wl-mh-1", "wl-pd-1", "wl-pd-2", "wl-xh-1"]
+            assert {a["sensor_id"]: a["status"] for a in listed}["wl-mh-1"] == "silenced"
+            files = {p: Store(state_path(settings.state_dir, p), readonly=True) for p in range(PARTITIONS)}
+            holder = {a["sensor_id"]: next(p for p, s in files.items() if s.get_alert(a["alert_id"])) for a in listed}
+            assert holder["wl-pd-1"] == holder["wl-pd-2"] == partition_of("pudong")
+            assert holder["wl-xh-1"] == partition_of("xuhui")
+            letters = [dl for s in files.values() for dl in s.deadletters("alert_event")]
+            for s in files.values():
+                s.close()
+            assert len(letters) == 1 and "not JSON" in letters[0]["reason"]
+            assert letters[0]["body"]["topic"] == TOPIC_ALERTS  # its place before re-keying
+
+            pd1 = next(a["alert_id"] for a in listed if a["sensor_id"] == "wl-pd-1")
+            async with http.post(f"/api/v1/alerts/{pd1}/ack", headers=AUTH, json={"by": "officer-li"}) as r:
+                assert r.status == 200 and (await r.json())["acknowledged_by"] == "officer-li"
+            async with http.post(f"/api/v1/alerts/{pd1}/ack", headers=AUTH, json={"by": "officer-li"}) as r:
+                assert r.status == 409 and "already acknowledged" in (await r.json())["error"]["message"]
+            async with http.post("/api/v1/alerts/nope/comment", headers=AUTH, json={"by": "x", "text": "y"}) as r:
+                assert r.status == 404
+            async with http.get(f"/api/v1/alerts/{pd1}") as r:
+                assert [e["action"] for e in (await r.json())["timeline"]][-1] == "acknowledged"
+
+            async with http.delete(f"/api/v1/silences/{silence_id}", headers=AUTH) as r:
+                assert r.status == 200 and (await r.json())["state"] == "expired"
+            async with http.delete(f"/api/v1/silences/{silence_id}", headers=AUTH) as r:
+                assert r.status == 409
+            await wait_until(lambda: any(n["group_labels"]["district"] == "minhang" for n in rx.to("desk")),
+                             what="minhang notified once its silence expired")
+            async with http.get("/api/v1/status") as r:
+                status = await r.json()
+            assert status["partitions"] == {"total": PARTITIONS, "owned": list(range(PARTITIONS))}
+            assert status["active_alerts"] == 4 and status["silences"] == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await rx.stop()
+    assert rx.distinct_delivered() == len(rx.delivered_keys)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Worker:
+    """A ``cityeye dispatcher`` subprocess with its own API port."""
+
+    def __init__(self, tmp_path: Path, name: str, settings_file: Path, alerting: dict) -> None:
+        self.port = free_port()
+        path = tmp_path / f"alerting-{name}.yaml"
+        path.write_text(yaml.safe_dump({**alerting, "api": {**alerting["api"], "port": self.port}}))
+        self.cmd = [sys.executable, "-m", "cityeye.cli", "dispatcher", "--config", str(settings_file),
+                    "--alerting", str(path)]
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> "Worker":
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.cmd, cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        return self
+
+    async def status(self, http: aiohttp.ClientSession) -> dict | None:
+        try:
+            async with http.get(f"http://127.0.0.1:{self.port}/api/v1/status") as r:
+                return await r.json()
+        except aiohttp.ClientError:
+            return None
+
+    async def ack(self, http: aiohttp.ClientSession, alert_id: str) -> dict:
+        async with http.post(f"http://127.0.0.1:{self.port}/api/v1/alerts/{alert_id}/ack", headers=AUTH,
+                             json={"by": "officer-li"}) as r:
+            assert r.status == 200, await r.text()
+            return await r.json()
+
+    async def kill(self, sig: int = signal.SIGKILL) -> int:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(sig)
+            return await asyncio.wait_for(self.proc.wait(), 20)
+        return self.proc.returncode if self.proc else 0
+
+
+async def owned(http, workers: list[Worker]) -> list[list[int]]:
+    out = []
+    for w in workers:
+        status = await w.status(http)
+        out.append(status["partitions"]["owned"] if status else [])
+    return out
+
+
+def new_per_group(rx: Receiver, kind: str) -> Counter:
+    return Counter(n["group_labels"]["district"] for n in rx.to("desk")
+                   if n["reason"] == "new" and n["group_labels"]["kind"] == kind)
+
+
+async def test_two_workers_split_partitions_ack_anywhere_kill_9_one_other_finishes(kafka, tmp_path):
+    rx = await Receiver().start()
+    settings_file = tmp_path / "cityeye.yaml"
+    settings_file.write_text(yaml.safe_dump({
+        "kafka": {"bootstrap": kafka.settings.bootstrap, "profile": "tansu",
+                  "consumer_group_prefix": kafka.settings.consumer_group_prefix},
+        "influx": {"enabled": False}, "state_dir": str(tmp_path / "state")}))
+    alerting = sharded(rx)
+    a = await Worker(tmp_path, "a", settings_file, alerting).start()
+    b = Worker(tmp_path, "b", settings_file, alerting)
+    districts = districts_covering_all_partitions(2)
+    try:
+        async with aiohttp.ClientSession() as http:
+            deadline = asyncio.get_running_loop().time() + 30
+            while (await owned(http, [a]))[0] != list(range(PARTITIONS)):
+                assert asyncio.get_running_loop().time() < deadline, "worker a never owned the partitions"
+                await asyncio.sleep(0.1)
+            await b.start()
+            while True:  # both own some, together all, none twice
+                split = await owned(http, [a, b])
+                if all(split) and sorted(split[0] + split[1]) == list(range(PARTITIONS)):
+                    break
+                assert asyncio.get_running_loop().time() < deadline + 30, f"partitions never split: {split}"
+                await asyncio.sleep(0.1)
+            a_parts, b_parts = split
+
+            # a flood over 8 districts (every partition): one grouped notification per district
+            flood = [event(f"wl-{d}-{i}", severity="yellow", district=d) for d in districts for i in range(4)]
+            in_b = next(d for d in districts if partition_of(d) in b_parts)
+            in_a = next(d for d in districts if partition_of(d) in a_parts)
+            urgent = [event(f"tr-{d}", severity="orange", district=d, kind="traffic", rule="jam") for d in (in_a, in_b)]
+            await produce(kafka.settings, flood + urgent)
+            await rx.wait_for(lambda: len(new_per_group(rx, "water_level")) == len(districts), timeout=30)
+            await rx.wait_for(lambda: Counter(n["alerts"][0]["sensor_id"] for n in rx.received
+                                              if n["reason"] == "reminder")[f"tr-{in_b}"] >= 2, timeout=30)
+            assert set(new_per_group(rx, "water_level").values()) == {1}
+            for n in rx.to("desk"):
+                if n["reason"] == "new" and n["group_labels"]["kind"] == "water_level":
+                    d = n["group_labels"]["district"]
+                    assert sorted(x["sensor_id"] for x in n["alerts"]) == [f"wl-{d}-{i}" for i in range(4)]
+            assert rx.distinct_delivered() == len(rx.delivered_keys)  # nothing sent twice
+
+            # an ack through the *other* worker's API lands on the owner and stops the reminders
+            alerts = {}
+            for w in (a, b):
+                async with http.get(f"http://127.0.0.1:{w.port}/api/v1/alerts", params={"kind": "traffic"}) as r:
+                    alerts[w] = {x["district"]: x["alert_id"] for x in (await r.json())["alerts"]}
+            assert alerts[a] == alerts[b] and len(alerts[a]) == 2  # each API sees every partition
+            assert (await a.ack(http, alerts[a][in_b]))["acknowledged_by"] == "officer-li"
+            assert (await b.ack(http, alerts[b][in_a]))["acknowledged_by"] == "officer-li"
+            await asyncio.sleep(0.4)  # a reminder queued just before the ack may still arrive
+            reminders = Counter(n["alerts"][0]["sensor_id"] for n in rx.received if n["reason"] == "reminder")
+            await asyncio.sleep(1.2)  # four reminder periods
+            assert Counter(n["alerts"][0]["sensor_id"] for n in rx.received if n["reason"] == "reminder") == reminders
+
+            # kill -9 worker b while a second flood streams in: a takes b's partitions and finishes
+            second = [event(f"ws-{d}-{i}", severity="yellow", district=d, kind="weather", rule="rain")
+                      for d in districts for i in range(3)]
+
+            async def stream() -> None:
+                for i in range(0, len(second), 4):
+                    await produce(kafka.settings, second[i:i + 4])
+                    await asyncio.sleep(0.1)
+
+            streaming = asyncio.create_task(stream())
+            await asyncio.sleep(0.3)
+            assert await b.kill() == -signal.SIGKILL
+            await streaming
+            await rx.wait_for(lambda: {x["sensor_id"] for n in rx.to("desk") if n["group_labels"]["kind"] == "weather"
+                                       for x in n["alerts"]} == {ev.sensor_id for ev in second}, timeout=40)
+            assert (await owned(http, [a]))[0] == list(range(PARTITIONS))
+            await asyncio.sleep(1.0)  # let a duplicate, if any, arrive
+            assert set(new_per_group(rx, "weather").values()) == {1} and len(new_per_group(rx, "weather")) == 8
+            assert set(new_per_group(rx, "water_level").values()) == {1}
+            status = await a.status(http)
+            assert status["outbox"] == 0 and status["active_alerts"] == len(flood + urgent + second)
+            assert await a.kill(signal.SIGTERM) == 0
+    finally:
+        for w in (a, b):
+            if w.proc is not None and w.proc.returncode is None:
+                w.proc.kill()
+                await w.proc.wait()
+        await rx.stop()
