@@ -272,7 +272,10 @@ async def test_assign_comment_and_resolve_show_in_the_timeline(page, dispatcher)
 async def test_auto_refresh_shows_new_alerts_and_keeps_the_selection(page, dispatcher):
     await page.clock.install()
     await open_console(page, dispatcher)
-    await select(page, "wl-hp-002")
+    open_button = page.get_by_role("button", name=f"查看详情 Show details: {NAMES['wl-hp-002']}（wl-hp-002）")
+    await open_button.focus()
+    await page.keyboard.press("Enter")  # keyboard only
+    await expect(page.locator("#detail-title")).to_contain_text("wl-hp-002")
     now = time.time()
     with dispatcher.engine.store.transaction():
         dispatcher.engine.apply_event(
@@ -285,6 +288,7 @@ async def test_auto_refresh_shows_new_alerts_and_keeps_the_selection(page, dispa
     await expect(selected).to_have_count(1)
     await expect(selected).to_have_attribute("data-alert-id", dispatcher.alert_id("wl-hp-002"))
     await expect(page.locator("#detail-title")).to_contain_text("wl-hp-002")
+    await expect(open_button).to_be_focused()  # the re-rendered row's button has the focus back
 
 
 async def test_create_and_expire_a_silence_from_the_console(page, dispatcher):

@@ -71,6 +71,7 @@
     kinds: new Set(),
     ticket: 0, // the latest refresh wins; older responses are dropped
     inFlight: false,
+    busy: false, // an alert action is being sent
     refreshFailed: false, // the message box shows a failed refresh (cleared by the next good one)
   };
 
@@ -408,10 +409,10 @@
     field(list, ["告警编号", "Alert id"], alert.alert_id);
 
     const resolved = alert.state === "resolved";
-    $("do-comment").disabled = false;
-    $("do-ack").disabled = resolved || Boolean(alert.acknowledged_by);
-    $("do-resolve").disabled = resolved;
-    $("do-assign").disabled = resolved;
+    $("do-comment").disabled = state.busy;
+    $("do-ack").disabled = state.busy || resolved || Boolean(alert.acknowledged_by);
+    $("do-resolve").disabled = state.busy || resolved;
+    $("do-assign").disabled = state.busy || resolved;
     $("silence-selected").disabled = resolved;
 
     const timeline = $("detail-timeline");
@@ -463,6 +464,7 @@
     }
     const buttons = document.querySelectorAll("#detail button[data-action]");
     buttons.forEach((b) => { b.disabled = true; });
+    state.busy = true; // until the answer is in, refreshes keep the action buttons disabled
     try {
       const alert = await api("POST", alertPath(id, action), body);
       $("action-note").value = "";
@@ -476,6 +478,8 @@
       refresh().catch(showError);
     } catch (err) {
       showError(err);
+    } finally {
+      state.busy = false;
       if (state.detail) renderDetail(state.detail);
       else buttons.forEach((b) => { b.disabled = false; });
     }
