@@ -64,6 +64,15 @@ class ContextNoveltyDetector(AnomalyDetector):
         times the range's width scores at least
         ``min(1, 0.5 + 0.5 * e / excursion_scale)`` (a new extreme well
         outside everything seen is anomalous whatever its contexts).
+    range_window
+        ``None`` (default: the range is every reading's min / max) or the
+        number of recent readings whose min / max is the range. One early
+        outlier then stops setting the quantisation grid (and hiding every
+        later change inside one or two bins) once it is ``range_window``
+        readings old. The extremes are kept per chunk of
+        ``range_window // range_chunks`` readings, so the memory is constant.
+    range_chunks
+        Number of chunks ``range_window`` is tracked in.
 
     Examples
     --------
@@ -98,6 +107,8 @@ class ContextNoveltyDetector(AnomalyDetector):
         alpha: float = 0.001,
         base_alpha: float = 0.0,
         excursion_scale: float | None = None,
+        range_window: int | None = None,
+        range_chunks: int = 20,
     ) -> None:
         self.field = field
         self.resolutions = tuple((int(l), int(k)) for l, k in resolutions)
@@ -108,6 +119,13 @@ class ContextNoveltyDetector(AnomalyDetector):
         self.alpha = alpha
         self.base_alpha = base_alpha
         self.excursion_scale = excursion_scale
+        self.range_window = range_window
+        self.range_chunks = range_chunks
+        if range_window is not None and (int(range_window) < 1 or int(range_chunks) < 1):
+            raise ValueError("range_window and range_chunks must be >= 1")
+        self._chunk_len = max(1, int(range_window) // int(range_chunks)) if range_window else 0
+        self._chunks: list[list[float]] = []  # [min, max] of the closed chunks (oldest first)
+        self._open: list[float] | None = None  # [min, max, count] of the open chunk
         self._base = 1.0
         self._cache: tuple | None = None  # (value, keys, novelty, raw) of the last score_one
         self._min = math.inf
@@ -226,10 +244,36 @@ class ContextNoveltyDetector(AnomalyDetector):
             d = v - self._mean
             self._mean += self.alpha * d
             self._var = (1.0 - self.alpha) * (self._var + self.alpha * d * d)
-        if v < self._min:
-            self._min = v
-        if v > self._max:
-            self._max = v
+        if self._chunk_len:
+            self._window_range(v)
+        else:
+            if v < self._min:
+                self._min = v
+            if v > self._max:
+                self._max = v
+
+    def _window_range(self, v: float) -> None:
+        """Range = min / max of the open chunk and the last ``range_chunks`` closed ones."""
+        o = self._open
+        if o is None:
+            o = self._open = [v, v, 0]
+        if v < o[0]:
+            o[0] = v
+        if v > o[1]:
+            o[1] = v
+        o[2] += 1
+        if o[2] >= self._chunk_len:
+            self._chunks.append([o[0], o[1]])
+            if len(self._chunks) > self.range_chunks:
+                del self._chunks[0]
+            self._open = None
+        lo, hi = o[0], o[1]
+        for c_lo, c_hi in self._chunks:
+            if c_lo < lo:
+                lo = c_lo
+            if c_hi > hi:
+                hi = c_hi
+        self._min, self._max = lo, hi
 
     # -- state ---------------------------------------------------------------
 
@@ -244,6 +288,8 @@ class ContextNoveltyDetector(AnomalyDetector):
             "quiet": self._quiet,
             "score": self._score,
             "base": self._base,
+            "chunks": [list(c) for c in self._chunks],
+            "open": None if self._open is None else list(self._open),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -257,3 +303,6 @@ class ContextNoveltyDetector(AnomalyDetector):
         self._quiet = int(state["quiet"])
         self._score = float(state["score"])
         self._base = float(state.get("base", 1.0))
+        self._chunks = [[float(a), float(b)] for a, b in state.get("chunks", [])]
+        op = state.get("open")
+        self._open = None if op is None else [float(op[0]), float(op[1]), int(op[2])]

@@ -75,6 +75,13 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         lowered by ``alarm_penalty`` times the number of alarms, discounted
         with time constant ``alarm_memory`` readings (a sensor that keeps
         alarming needs a higher score to alarm again).
+    range_window, range_chunks
+        The raw-reading views (block length 1) quantise against the min /
+        max of the last ``range_window`` readings (tracked in
+        ``range_chunks`` chunks; see
+        :class:`~detectors.context_novelty.ContextNoveltyDetector`) instead
+        of every reading's: an old outlier stops coarsening the grid once it
+        has left the window. ``None``: every reading's min / max.
 
     Examples
     --------
@@ -112,6 +119,8 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         excursion_scale: float | None = 0.1,
         alarm_penalty: float = 0.01,
         alarm_memory: float = 1000.0,
+        range_window: int | None = 6000,
+        range_chunks: int = 20,
     ) -> None:
         self.field = field
         self.steps = tuple(int(s) for s in steps)
@@ -126,6 +135,8 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self.excursion_scale = excursion_scale
         self.alarm_penalty = alarm_penalty
         self.alarm_memory = alarm_memory
+        self.range_window = range_window
+        self.range_chunks = range_chunks
         self._decay = math.exp(-1.0 / alarm_memory) if alarm_memory > 0 else 0.0
         self._views = [
             ContextNoveltyDetector(
@@ -133,6 +144,8 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
                 rest_period=max(1, view_rest // s),
                 base_alpha=base_alpha,
                 excursion_scale=excursion_scale if s == 1 else None,
+                range_window=range_window if s == 1 else None,
+                range_chunks=range_chunks,
             )
             for s in self.steps
         ]

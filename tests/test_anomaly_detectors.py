@@ -123,6 +123,40 @@ def test_context_novelty_excursion_and_base_rate():
     assert 0.0 < based.snapshot()["base"] < 1.0
 
 
+def test_context_novelty_range_window_forgets_an_old_outlier():
+    from detectors.context_novelty import ContextNoveltyDetector
+
+    rng = random.Random(9)
+    vals = [10 + 3 * math.sin(2 * math.pi * t / 40) + rng.gauss(0, 0.2) for t in range(3000)]
+    vals[100] = 500.0  # one early outlier
+    # a level change later on, well inside the all-time range but outside the recent one
+    vals[2500:2600] = [v + 6.0 for v in vals[2500:2600]]
+    allt = ContextNoveltyDetector(rest_period=0)
+    win = ContextNoveltyDetector(rest_period=0, range_window=1000, range_chunks=10)
+    a, b = drive(allt, vals[:2500]), drive(win, vals[:2500])
+    assert allt.snapshot()["max"] == 500.0
+    assert win.snapshot()["max"] < 14.0  # the outlier left the window
+    assert len(win.snapshot()["chunks"]) == 10
+    # with the grid set by the outlier the shifted level is not new; with the window it is
+    # state round trip in the middle of a chunk
+    clone = ContextNoveltyDetector(rest_period=0, range_window=1000, range_chunks=10)
+    clone.restore(json.loads(json.dumps(win.snapshot())))
+    a, b = drive(allt, vals[2500:]), drive(win, vals[2500:])
+    assert drive(clone, vals[2500:]) == b
+    assert max(b[:20]) > max(a[:20]) + 0.3
+    with pytest.raises(ValueError):
+        ContextNoveltyDetector(range_window=0)
+
+
+def test_multiscale_novelty_range_window_only_on_raw_views():
+    from detectors.multiscale_novelty import MultiScaleNoveltyDetector
+
+    det = MultiScaleNoveltyDetector()
+    assert det.range_window == 6000
+    assert [v.range_window for v in det._views] == [6000, None, None]
+    assert all(v.range_window is None for v in MultiScaleNoveltyDetector(range_window=None)._views)
+
+
 def test_learning_does_not_depend_on_scoring_first(name):
     """score_one may keep look-ups for the next learn_one; the state must not depend on it."""
     vals = series(600)
