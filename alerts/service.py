@@ -39,9 +39,11 @@ from alerts.api import create_app
 from alerts.config import AlertingConfig
 from alerts.notification import Notifier
 from alerts.partition import RETENTION_S, PartitionState
-from alerts.store import state_path
+from alerts.store import pending_work, state_path
 from cityeye.config import Settings
-from cityeye.contracts import TOPIC_ALERTS, TOPIC_NOTIFICATIONS_DEADLETTER, TOPIC_PARTITIONS, to_json
+from cityeye.contracts import (TOPIC_ALERTS, TOPIC_ALERTS_GROUPED, TOPIC_NOTIFICATIONS_DEADLETTER, TOPIC_PARTITIONS,
+                               to_json)
+from cityeye.errors import ConfigError
 from cityeye.kafka import ensure_topics, make_consumer, make_producer
 from cityeye.registry import registry_for
 
@@ -153,6 +155,7 @@ class Dispatcher(DispatcherBase):
     def __init__(self, settings: Settings, alerting: AlertingConfig, notifiers: dict[str, Notifier] | None = None,
                  clock: Callable[[], float] = time.time, api_port: int | None = None) -> None:
         super().__init__(settings, alerting, notifiers, clock, api_port)
+        _refuse_partition_state(settings.state_dir)
         self.state = self._partition_state(state_path(settings.state_dir))
         self.store, self.engine = self.state.store, self.state.engine
         self.delivery, self.history = self.state.delivery, self.state.history
@@ -195,6 +198,15 @@ class Dispatcher(DispatcherBase):
 
     def _describe(self) -> dict[str, Any]:
         return self.engine.stats()
+
+
+def _refuse_partition_state(state_dir: str) -> None:
+    """Going back from several workers to one must not strand the partitions' state."""
+    for p, path in enumerate(state_path(state_dir, p) for p in range(TOPIC_PARTITIONS[TOPIC_ALERTS_GROUPED])):
+        pending = pending_work(path)
+        if pending:
+            raise ConfigError(f"{path} holds partition {p}'s state of several dispatcher workers ({pending} active "
+                              "alert(s) or unsent notification(s)); keep sharding enabled until it has drained")
 
 
 def make_dispatcher(settings: Settings, alerting: AlertingConfig, notifiers: dict[str, Notifier] | None = None,

@@ -48,7 +48,7 @@ from alerts.engine import decode_event
 from alerts.notification import Notifier
 from alerts.partition import PartitionState
 from alerts.service import DispatcherBase
-from alerts.store import Store, state_path
+from alerts.store import pending_work, state_path
 from cityeye.config import KafkaSettings, Settings
 from cityeye.contracts import TOPIC_ALERTS, TOPIC_ALERTS_GROUPED, TOPIC_PARTITIONS
 from cityeye.errors import CityEyeError, ConfigError
@@ -277,13 +277,7 @@ class ShardedDispatcher(DispatcherBase):
 def _refuse_single_state(state_dir: Path) -> None:
     """Switching from one dispatcher to several must not strand its state (active alerts, unsent notifications)."""
     path = state_path(state_dir)
-    if not path.exists():
-        return
-    store = Store(path, readonly=True)
-    try:
-        pending = len(store.active_alerts()) + store.outbox_size()
-    finally:
-        store.close()
+    pending = pending_work(path)
     if pending:
         raise ConfigError(f"{path} holds a single dispatcher's state ({pending} active alert(s) or unsent "
                           "notification(s)); run with sharding disabled until it has drained, then enable sharding")

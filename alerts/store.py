@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["Store", "OutboxRow", "state_path"]
+__all__ = ["Store", "OutboxRow", "state_path", "pending_work"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -65,6 +65,17 @@ def state_path(state_dir: str | Path, partition: int | None = None) -> Path:
     """The SQLite file of one dispatcher (or of one ``alerts.grouped`` partition)."""
     name = "dispatcher.sqlite" if partition is None else f"dispatcher-p{partition}.sqlite"
     return Path(state_dir) / name
+
+
+def pending_work(path: Path) -> int:
+    """Active alerts plus unsent notifications in an existing state file (0 if there is none)."""
+    if not path.exists():
+        return 0
+    store = Store(path, readonly=True)
+    try:
+        return len(store.active_alerts()) + store.outbox_size()
+    finally:
+        store.close()
 
 
 class OutboxRow:

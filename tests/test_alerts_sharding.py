@@ -18,6 +18,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from alerts.service import make_dispatcher
 from alerts.sharding import ShardedDispatcher
 from alerts.store import Store, state_path
+from alerts.engine import Engine
+from cityeye.config import InfluxSettings, Settings
 from cityeye.contracts import TOPIC_ALERTS, TOPIC_ALERTS_GROUPED, TOPIC_PARTITIONS, AlertEvent, to_json
 from cityeye.errors import ConfigError
 from cityeye.kafka import make_producer
@@ -81,6 +83,23 @@ def test_sharding_requires_the_shard_key_in_group_by_and_inhibit_rules():
     assert cfg.sharding.key == "district"
     # without sharding nothing changes
     assert not config(route={"group_by": ["kind"]}).sharding.enabled
+
+
+def test_switching_between_one_and_several_workers_never_strands_state(tmp_path):
+    settings = Settings(influx=InfluxSettings(enabled=False), state_dir=str(tmp_path / "state"))
+    single, several = config(), config(sharding={"enabled": True})
+    for path, refused, allowed in ((state_path(settings.state_dir), several, single),
+                                   (state_path(settings.state_dir, 2), single, several)):
+        engine = Engine(single, Store(path))
+        with engine.store.transaction():
+            engine.apply_event(event("wl-01"), 100.0)
+        with pytest.raises(ConfigError, match="drained"):
+            make_dispatcher(settings, refused)
+        make_dispatcher(settings, allowed)  # the mode that owns the state starts
+        with engine.store.transaction():
+            engine.resolve(next(iter(engine.active.values())).alert_id, "officer-li", 101.0)
+        engine.store.close()
+        make_dispatcher(settings, refused)  # drained: the other mode may start
 
 
 async def test_one_worker_owns_every_partition_api_sees_all_silences_broadcast(kafka, tmp_path):
