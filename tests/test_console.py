@@ -21,7 +21,7 @@ from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from alerts.api import create_app
-from alerts.console import CONSOLE_CSP
+from alerts.console import CONSOLE_CSP, console_files
 from alerts.engine import Engine
 from alerts.store import Store
 from tests.alerting_helpers import config, event
@@ -147,14 +147,18 @@ def row(page: Page, dispatcher: Dispatcher, sensor: str):
 async def test_console_is_served_with_content_types_and_a_strict_csp(dispatcher):
     async with dispatcher.http.get("/", allow_redirects=False) as r:
         assert r.status == 302 and r.headers["Location"] == "/console/"
-    for path, content_type, marker in [("/console/", "text/html", "console.js"),
-                                       ("/console/console.js", "text/javascript", "/api/v1/alerts"),
-                                       ("/console/console.css", "text/css", "--red")]:
-        async with dispatcher.http.get(path) as r:
-            assert r.status == 200 and r.content_type == content_type and r.charset == "utf-8"
-            assert r.headers["Content-Security-Policy"] == CONSOLE_CSP
-            assert r.headers["X-Content-Type-Options"] == "nosniff"
-            assert marker in await r.text()
+    files = console_files()
+    assert {"index.html", "console.js", "api.js", "alerts.js", "console.css"} <= set(files)
+    assert "__init__.py" not in files
+    expected_types = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+    for name, (content, _) in files.items():
+        for path in [f"/console/{name}"] + (["/console/", "/console"] if name == "index.html" else []):
+            async with dispatcher.http.get(path) as r:
+                assert r.status == 200 and r.charset == "utf-8", path
+                assert r.content_type == expected_types[Path(name).suffix], path
+                assert r.headers["Content-Security-Policy"] == CONSOLE_CSP
+                assert r.headers["X-Content-Type-Options"] == "nosniff"
+                assert await r.read() == content
     assert "script-src 'self'" in CONSOLE_CSP and "unsafe-inline" not in CONSOLE_CSP
     for missing in ("/console/__init__.py", "/console/../api.py", "/console/nope.js"):
         async with dispatcher.http.get(missing) as r:
