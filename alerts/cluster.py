@@ -70,15 +70,21 @@ class ClusterView:
                 yield p, store
 
     def _read(self, fn: Callable[[Store], Any], p: int, store: Store) -> Any:
-        """``fn(store)``; a connection that went bad (file replaced) is reopened once."""
+        """``fn(store)``; a connection that went bad is reopened once, then the API answers 503."""
         try:
             return fn(store)
         except sqlite3.Error as exc:
             log.info("re-opening state file of partition %d for reading: %s", p, exc)
             self._stores.pop(p, None)
             store.close()
+        try:
             fresh = self._store(p)
             return fn(fresh) if fresh is not None else None
+        except sqlite3.Error as exc:
+            bad = self._stores.pop(p, None)
+            if bad is not None:
+                bad.close()
+            raise web.HTTPServiceUnavailable(reason=f"state of partition {p} is not readable now: {exc}") from None
 
     def close(self) -> None:
         for store in self._stores.values():

@@ -105,7 +105,7 @@ class Router:
 
     async def _forward(self, batches: dict[TopicPartition, list[Any]], producer: Any) -> None:
         acks = []
-        for tp, records in batches.items():
+        for records in batches.values():
             for rec in records:
                 key = shard_key(rec.value, self.key)
                 source = f"{rec.topic}/{rec.partition}/{rec.offset}".encode()

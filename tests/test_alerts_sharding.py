@@ -13,12 +13,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 import yaml
+from aiohttp import web
 from aiokafka.partitioner import DefaultPartitioner
 
+from alerts.actions import apply_action, encode_action
+from alerts.cluster import ClusterView
+from alerts.engine import Engine
 from alerts.service import make_dispatcher
 from alerts.sharding import ShardedDispatcher
 from alerts.store import Store, state_path
-from alerts.engine import Engine
 from cityeye.config import InfluxSettings, Settings
 from cityeye.contracts import TOPIC_ALERTS, TOPIC_ALERTS_GROUPED, TOPIC_PARTITIONS, AlertEvent, to_json
 from cityeye.errors import ConfigError
@@ -83,6 +86,45 @@ def test_sharding_requires_the_shard_key_in_group_by_and_inhibit_rules():
     assert cfg.sharding.key == "district"
     # without sharding nothing changes
     assert not config(route={"group_by": ["kind"]}).sharding.enabled
+
+
+def test_an_action_is_applied_once_and_a_malformed_one_is_refused(tmp_path):
+    engine = Engine(config(), Store(state_path(tmp_path, 0)))
+    with engine.store.transaction():
+        alert = engine.apply_event(event("wl-01"), 100.0)
+    action_id, ack = encode_action("ack", alert_id=alert.alert_id, by="officer-li", comment="on my way")
+    with engine.store.transaction():
+        assert apply_action(engine, ack, 101.0) is None
+        assert apply_action(engine, ack, 102.0) is None  # a replay (at-least-once Kafka)
+    assert [e.action for e in engine.get(alert.alert_id).timeline].count("acknowledged") == 1
+    status, body = engine.store.action_outcome(action_id)
+    assert status == 200 and body["acknowledged_by"] == "officer-li"
+    again_id, again = encode_action("ack", alert_id=alert.alert_id, by="officer-zhao")
+    with engine.store.transaction():
+        assert apply_action(engine, again, 103.0) is None
+        assert "not JSON" in apply_action(engine, b"{oops", 103.0)
+        assert "invalid action" in apply_action(engine, b'{"id": "x1", "op": "assign", "alert_id": "a", "by": ""}', 103.0)
+    assert engine.store.action_outcome(again_id)[0] == 409  # already acknowledged
+    assert engine.store.action_outcome("x1")[0] == 422
+    engine.store.close()
+
+
+async def test_the_api_answers_503_when_no_owner_applies_the_action_in_time(tmp_path):
+    engine = Engine(config(), Store(state_path(tmp_path, 1)))
+    with engine.store.transaction():
+        alert = engine.apply_event(event("wl-01"), 100.0)
+    published = []
+
+    async def publish(p: int, value: bytes) -> None:  # the record is queued, but nobody owns partition 1
+        published.append(p)
+
+    view = ClusterView(tmp_path, lambda: PARTITIONS, publish, lambda: [], timeout=0.2, clock=lambda: 101.0)
+    assert [a.alert_id for a in view.active.values()] == [alert.alert_id]
+    with pytest.raises(web.HTTPServiceUnavailable, match="did not apply the action within 0.2 s"):
+        await view.acknowledge(alert.alert_id, "officer-li", 101.0)
+    assert published == [1]
+    view.close()
+    engine.store.close()
 
 
 def test_switching_between_one_and_several_workers_never_strands_state(tmp_path):
