@@ -38,21 +38,40 @@ SEEDED = [
     ("wl-hp-002", "orange", "huangpu", "water_level", "level_warning", "苏州河水位站"),
 ]
 NAMES = {sensor: name for sensor, *_, name in SEEDED}
-#: Chromium logs refused API calls (the tests provoke 401 and 422) as console errors
-EXPECTED_HTTP_ERRORS = re.compile(r"^Failed to load resource: the server responded with a status of 4(01|22) ")
+#: Chromium logs refused API calls as console errors; the tests provoke 401, 422 and a dispatcher outage
+EXPECTED_HTTP_ERRORS = re.compile(
+    r"^Failed to load resource: (the server responded with a status of 4(01|22) |net::ERR_CONNECTION_REFUSED$)")
 
 
 class Dispatcher:
-    """The API app on a loopback port plus a JSON client for checking its answers."""
+    """The API app over ``engine`` on a loopback port, plus a JSON client for checking its answers."""
 
-    def __init__(self, engine: Engine, url: str, http: aiohttp.ClientSession) -> None:
-        self.engine, self.url, self.http = engine, url, http
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.port = 0
+        self.runner: web.AppRunner | None = None
+        self.http: aiohttp.ClientSession | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        """Serve (again, on the same port after :meth:`stop`)."""
+        self.runner = web.AppRunner(create_app(self.engine, self.engine.cfg.api), access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        self.port = self.runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection (as a dispatcher that went down)."""
+        await self.runner.cleanup()
 
     def alert_id(self, sensor: str) -> str:
         return next(a.alert_id for a in self.engine.active.values() if a.sensor_id == sensor)
 
     async def get(self, path: str) -> Any:
-        async with self.http.get(path) as response:
+        async with self.http.get(self.url + path) as response:
             assert response.status == 200, await response.text()
             return await response.json()
 
@@ -80,14 +99,11 @@ async def dispatcher(tmp_path):
     with engine.store.transaction():
         for i, spec in enumerate(SEEDED):
             engine.apply_event(seed_event(*spec, started=now - 600 + 60 * i), now)
-    runner = web.AppRunner(create_app(engine, engine.cfg.api), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    async with aiohttp.ClientSession(url) as http:
-        yield Dispatcher(engine, url, http)
-    await runner.cleanup()
+    server = Dispatcher(engine)
+    await server.start()
+    async with aiohttp.ClientSession() as server.http:
+        yield server
+    await server.stop()
 
 
 @pytest.fixture
@@ -145,7 +161,7 @@ def row(page: Page, dispatcher: Dispatcher, sensor: str):
 
 
 async def test_console_is_served_with_content_types_and_a_strict_csp(dispatcher):
-    async with dispatcher.http.get("/", allow_redirects=False) as r:
+    async with dispatcher.http.get(dispatcher.url + "/", allow_redirects=False) as r:
         assert r.status == 302 and r.headers["Location"] == "/console/"
     files = console_files()
     assert {"index.html", "console.js", "api.js", "alerts.js", "console.css"} <= set(files)
@@ -153,7 +169,7 @@ async def test_console_is_served_with_content_types_and_a_strict_csp(dispatcher)
     expected_types = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
     for name, (content, _) in files.items():
         for path in [f"/console/{name}"] + (["/console/", "/console"] if name == "index.html" else []):
-            async with dispatcher.http.get(path) as r:
+            async with dispatcher.http.get(dispatcher.url + path) as r:
                 assert r.status == 200 and r.charset == "utf-8", path
                 assert r.content_type == expected_types[Path(name).suffix], path
                 assert r.headers["Content-Security-Policy"] == CONSOLE_CSP
@@ -161,7 +177,7 @@ async def test_console_is_served_with_content_types_and_a_strict_csp(dispatcher)
                 assert await r.read() == content
     assert "script-src 'self'" in CONSOLE_CSP and "unsafe-inline" not in CONSOLE_CSP
     for missing in ("/console/__init__.py", "/console/../api.py", "/console/nope.js"):
-        async with dispatcher.http.get(missing) as r:
+        async with dispatcher.http.get(dispatcher.url + missing) as r:
             assert r.status == 404 and "error" in await r.json()
     body = await dispatcher.get("/api/v1/alerts")
     assert body["total"] == len(SEEDED)
@@ -329,3 +345,18 @@ async def test_create_and_expire_a_silence_from_the_console(page, dispatcher):
     await expect(page.locator("#message")).to_contain_text("输入有误 Invalid input")
     await expect(page.locator("#message")).to_contain_text("matchers")
     assert len((await dispatcher.get("/api/v1/silences"))["silences"]) == 1
+
+
+async def test_an_unreachable_dispatcher_is_shown_and_the_console_recovers(page, dispatcher):
+    await page.clock.install()
+    await open_console(page, dispatcher)
+    await dispatcher.stop()
+    await page.clock.run_for(6000)
+    await expect(page.locator("#message")).to_contain_text("无法连接调度服务 Cannot reach the dispatcher")
+    await expect(page.locator("#refresh-state")).to_have_text("刷新失败 Refresh failed")
+    await expect(page.locator("#alerts-body tr")).to_have_count(len(SEEDED))  # what was shown stays
+
+    await dispatcher.start()
+    await page.clock.run_for(6000)
+    await expect(page.locator("#message")).to_be_hidden()
+    await expect(page.locator("#refresh-state")).to_contain_text("更新于 Updated")
