@@ -38,9 +38,9 @@ SEEDED = [
     ("wl-hp-002", "orange", "huangpu", "water_level", "level_warning", "苏州河水位站"),
 ]
 NAMES = {sensor: name for sensor, *_, name in SEEDED}
-#: Chromium logs refused API calls as console errors; the tests provoke 401, 422 and a dispatcher outage
+#: Chromium logs refused API calls as console errors; the tests provoke 401, 409, 422 and an outage
 EXPECTED_HTTP_ERRORS = re.compile(
-    r"^Failed to load resource: (the server responded with a status of 4(01|22) |net::ERR_CONNECTION_REFUSED$)")
+    r"^Failed to load resource: (the server responded with a status of 4(01|09|22) |net::ERR_CONNECTION_REFUSED$)")
 
 
 class Dispatcher:
@@ -197,6 +197,15 @@ async def test_table_lists_alerts_by_severity_with_text_labels_and_filters(page,
     await expect(first.locator("td.status-cell")).to_contain_text("未处理 Active")
     await expect(first.locator("td.num")).to_have_text("5 / 4")
 
+    hostile = '<img src=x onerror="document.title=1">'
+    with dispatcher.engine.store.transaction():
+        dispatcher.engine.apply_event(seed_event("wx-bad-1", "blue", "jiading", "weather", "wind", hostile,
+                                                 time.time() - 3600), time.time())
+    await page.get_by_role("button", name="刷新 Refresh").click()
+    await expect(rows).to_have_count(len(SEEDED) + 1)
+    await expect(rows.last.locator("td.sensor button")).to_have_text(hostile)  # shown as text, not markup
+    assert await page.locator("#alerts-body img").count() == 0
+
     await page.get_by_label("级别 Severity").select_option("orange")
     await expect(rows).to_have_count(1)
     await expect(rows.first).to_have_attribute("data-severity", "orange")
@@ -231,7 +240,8 @@ async def test_acknowledge_from_the_console(page, dispatcher):
     assert TOKEN not in page.url and TOKEN not in await page.content()
 
 
-async def test_missing_or_wrong_token_shows_the_error_and_changes_nothing(page, dispatcher):
+async def test_missing_or_wrong_token_or_a_conflict_shows_the_error(page, dispatcher):
+    await page.clock.install()  # no auto-refresh: the page shows only what the clicks did
     await open_console(page, dispatcher)
     await select(page, "wl-pd-001")
     message = page.locator("#message")
@@ -250,6 +260,15 @@ async def test_missing_or_wrong_token_shows_the_error_and_changes_nothing(page, 
     assert (await dispatcher.get(f"/api/v1/alerts/{aid}"))["acknowledged_by"] is None
     await expect(row(page, dispatcher, "wl-pd-001").locator("td.status-cell")).to_contain_text("未处理 Active")
     await expect(page.get_by_role("button", name="确认 Acknowledge", exact=True)).to_be_enabled()
+
+    await sign_in(page)
+    with dispatcher.engine.store.transaction():  # another officer was quicker
+        dispatcher.engine.acknowledge(aid, "王芳", time.time())
+    await page.get_by_role("button", name="确认 Acknowledge", exact=True).click()
+    await expect(message).to_contain_text("当前状态不允许此操作 Not possible in the alert's current state")
+    await expect(message).to_contain_text("already acknowledged by 王芳")
+    await expect(page.locator("#detail-fields")).to_contain_text("王芳")  # the pane shows the alert as it is now
+    await expect(row(page, dispatcher, "wl-pd-001").locator("td.status-cell")).to_contain_text("已确认 Acknowledged")
 
 
 async def test_assign_comment_and_resolve_show_in_the_timeline(page, dispatcher):

@@ -248,6 +248,8 @@ async function runAction(action) {
     refreshAlerts().catch(showError);
   } catch (err) {
     showError(err);
+    // someone else changed the alert meanwhile: show what it is now (the error stays up)
+    if (err.status === 409) refreshAlerts().catch(() => {});
   } finally {
     view.busy = false;
     renderDetail();
