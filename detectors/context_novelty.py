@@ -126,6 +126,7 @@ class ContextNoveltyDetector(AnomalyDetector):
         self._chunk_len = max(1, int(range_window) // int(range_chunks)) if range_window else 0
         self._chunks: list[list[float]] = []  # [min, max] of the closed chunks (oldest first)
         self._open: list[float] | None = None  # [min, max, count] of the open chunk
+        self._closed: tuple[float, float] | None = None  # min / max over self._chunks
         self._base = 1.0
         self._cache: tuple | None = None  # (value, keys, novelty, raw) of the last score_one
         self._min = math.inf
@@ -267,12 +268,15 @@ class ContextNoveltyDetector(AnomalyDetector):
             if len(self._chunks) > self.range_chunks:
                 del self._chunks[0]
             self._open = None
+            # extremes of the closed chunks: recomputed only when one closes
+            self._closed = (min(c[0] for c in self._chunks), max(c[1] for c in self._chunks))
         lo, hi = o[0], o[1]
-        for c_lo, c_hi in self._chunks:
-            if c_lo < lo:
-                lo = c_lo
-            if c_hi > hi:
-                hi = c_hi
+        closed = self._closed
+        if closed is not None:
+            if closed[0] < lo:
+                lo = closed[0]
+            if closed[1] > hi:
+                hi = closed[1]
         self._min, self._max = lo, hi
 
     # -- state ---------------------------------------------------------------
@@ -306,3 +310,6 @@ class ContextNoveltyDetector(AnomalyDetector):
         self._chunks = [[float(a), float(b)] for a, b in state.get("chunks", [])]
         op = state.get("open")
         self._open = None if op is None else [float(op[0]), float(op[1]), int(op[2])]
+        self._closed = (
+            (min(c[0] for c in self._chunks), max(c[1] for c in self._chunks)) if self._chunks else None
+        )
