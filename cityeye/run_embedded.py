@@ -215,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
         stack.start_services()
         if not args.no_simulators:
             stack.start_simulators(args.speed, args.scenario, args.seed, args.duration_h)
+        print(f"duty console  : http://127.0.0.1:{args.api_port}/console/")
         print(f"dispatcher API: http://127.0.0.1:{args.api_port}/api/v1/alerts "
               f"(write actions need the bearer token in {stack.workdir / 'alerting.yaml'}, api.token)")
         print("waiting for alerts (Ctrl-C to stop)...", flush=True)
