@@ -37,6 +37,7 @@ from aiokafka.errors import KafkaError
 
 from alerts.api import create_app
 from alerts.config import AlertingConfig
+from alerts.handover import ResumeAfterOtherGroup
 from alerts.notification import Notifier
 from alerts.partition import RETENTION_S, PartitionState
 from alerts.store import pending_work, state_path
@@ -165,8 +166,11 @@ class Dispatcher(DispatcherBase):
         return self.state.apply_records(records)
 
     async def _consume(self, stop: asyncio.Event) -> None:
-        consumer = make_consumer(self.settings.kafka, TOPIC_ALERTS, group="dispatcher")
+        consumer = make_consumer(self.settings.kafka, group="dispatcher")
         await consumer.start()
+        # after several workers ran: resume where their router stopped (alerts/handover.py)
+        consumer.subscribe([TOPIC_ALERTS], listener=ResumeAfterOtherGroup(consumer, self.settings.kafka,
+                                                                          "dispatcher-router"))
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=200, max_records=1000)

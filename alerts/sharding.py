@@ -45,6 +45,7 @@ from alerts.actions import ACTION_HEADER, SOURCE_HEADER
 from alerts.cluster import ClusterView
 from alerts.config import AlertingConfig
 from alerts.engine import decode_event
+from alerts.handover import ResumeAfterOtherGroup
 from alerts.notification import Notifier
 from alerts.partition import PartitionState
 from alerts.service import DispatcherBase
@@ -81,8 +82,10 @@ class Router:
         self.kafka, self.key = kafka, key
 
     async def run(self, stop: asyncio.Event, producer: Any) -> None:
-        consumer = make_consumer(self.kafka, TOPIC_ALERTS, group="dispatcher-router")
+        consumer = make_consumer(self.kafka, group="dispatcher-router")
         await consumer.start()
+        # after a switch from one dispatcher: resume where it stopped (alerts/handover.py)
+        consumer.subscribe([TOPIC_ALERTS], listener=ResumeAfterOtherGroup(consumer, self.kafka, "dispatcher"))
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=200, max_records=1000)

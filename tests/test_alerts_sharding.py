@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -214,6 +215,55 @@ async def test_one_worker_owns_every_partition_api_sees_all_silences_broadcast(k
         await asyncio.wait_for(task, 30)
         await rx.stop()
     assert rx.distinct_delivered() == len(rx.delivered_keys)
+
+
+@contextlib.asynccontextmanager
+async def running(dispatcher):
+    stop = asyncio.Event()
+    task = asyncio.create_task(dispatcher.run(stop))
+    ready = asyncio.create_task(dispatcher.ready.wait())
+    await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()
+    try:
+        yield dispatcher
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def mentions(rx: Receiver, sensor: str) -> int:
+    return sum(1 for n in rx.received for a in n["alerts"] if a["sensor_id"] == sensor)
+
+
+async def test_switching_modes_resumes_where_the_other_mode_stopped(kafka, tmp_path):
+    rx = await Receiver().start()
+    single = config(receivers=[webhook("desk", rx)], api={"enabled": False})
+    several = config(receivers=[webhook("desk", rx)], api={"enabled": False}, sharding={"enabled": True})
+    settings = dispatcher_settings(kafka, tmp_path)
+    try:
+        async with running(make_dispatcher(settings, single)) as d:
+            await produce(kafka.settings, [event("wl-01", "firing", "yellow")])
+            await rx.wait_for(lambda: mentions(rx, "wl-01") == 1)
+            await produce(kafka.settings, [event("wl-01", "resolved", "yellow", updated_at=1001.0)])
+            await rx.wait_for(lambda: mentions(rx, "wl-01") == 2)
+            await wait_until(lambda: d.store.outbox_size() == 0, what="empty outbox")
+        async with running(make_dispatcher(settings, several)) as d:
+            await produce(kafka.settings, [event("wl-02", "firing", "yellow", district="xuhui")])
+            await rx.wait_for(lambda: mentions(rx, "wl-02") == 1)
+            await produce(kafka.settings, [event("wl-02", "resolved", "yellow", district="xuhui", updated_at=1001.0)])
+            await rx.wait_for(lambda: mentions(rx, "wl-02") == 2)
+            await wait_until(lambda: d.cluster.stats()["outbox"] == 0, what="empty outboxes")
+            assert d.cluster.get(event("wl-01").alert_id) is None  # the old mode's events were not replayed
+        async with running(make_dispatcher(settings, single)) as d:
+            await produce(kafka.settings, [event("wl-03", "firing", "yellow")])
+            await rx.wait_for(lambda: mentions(rx, "wl-03") == 1)
+            assert d.engine.get(event("wl-02").alert_id) is None
+            await asyncio.sleep(0.5)  # a replayed old event, if any, would be notified by now
+        assert (mentions(rx, "wl-01"), mentions(rx, "wl-02")) == (2, 2)  # nothing replayed after a switch
+        assert rx.distinct_delivered() == len(rx.delivered_keys) == 5
+    finally:
+        await rx.stop()
 
 
 def free_port() -> int:
