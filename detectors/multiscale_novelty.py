@@ -35,7 +35,9 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
     readings, in its own blocks, after its own high scores). Every view
     reads novelty relative to its own base rate, and the score is lowered a
     little for each recent alarm (see ``base_alpha`` and ``alarm_penalty``):
-    both calibrate the score per sensor, causally.
+    both calibrate the score per sensor, causally. The raw-reading view
+    quantises against the range of the last ``range_window`` readings, so an
+    old outlier stops coarsening its grid.
 
     Each reading is scored, then learnt; the score at a reading only uses the
     readings up to it. Memory grows with the variety of the signal (the
