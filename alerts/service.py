@@ -169,11 +169,11 @@ class Dispatcher(DispatcherBase):
         consumer = make_consumer(self.settings.kafka, group="dispatcher")
         await consumer.start()
         # after several workers ran: resume where their router stopped (alerts/handover.py)
-        consumer.subscribe([TOPIC_ALERTS], listener=ResumeAfterOtherGroup(consumer, self.settings.kafka,
-                                                                          "dispatcher-router"))
+        handover = ResumeAfterOtherGroup(consumer, self.settings.kafka, "dispatcher-router")
+        consumer.subscribe([TOPIC_ALERTS], listener=handover)
         try:
             while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+                batches = handover.admit(await consumer.getmany(timeout_ms=200, max_records=1000))
                 records = [r for part in batches.values() for r in part]
                 if not records:
                     continue

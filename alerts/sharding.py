@@ -85,18 +85,21 @@ class Router:
         consumer = make_consumer(self.kafka, group="dispatcher-router")
         await consumer.start()
         # after a switch from one dispatcher: resume where it stopped (alerts/handover.py)
-        consumer.subscribe([TOPIC_ALERTS], listener=ResumeAfterOtherGroup(consumer, self.kafka, "dispatcher"))
+        handover = ResumeAfterOtherGroup(consumer, self.kafka, "dispatcher")
+        consumer.subscribe([TOPIC_ALERTS], listener=handover)
         try:
             while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+                batches = handover.admit(await consumer.getmany(timeout_ms=200, max_records=1000))
                 if not batches:
                     continue
                 try:
                     await self._forward(batches, producer)
                 except KafkaError as exc:  # nothing committed: read the batch again and re-send
                     log.warning("re-keying into %s failed (the batch is read again): %s", TOPIC_ALERTS_GROUPED, exc)
+                    assigned = consumer.assignment()
                     for tp, records in batches.items():
-                        consumer.seek(tp, records[0].offset)
+                        if tp in assigned:  # a revoked one is re-read by its next owner anyway
+                            consumer.seek(tp, records[0].offset)
                     await asyncio.sleep(0.5)
                     continue
                 try:
