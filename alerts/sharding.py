@@ -244,7 +244,11 @@ class ShardedDispatcher(DispatcherBase):
                 for tp, records in batches.items():
                     owned = self.parts.get(tp.partition)
                     if owned is None or not records:
-                        continue  # revoked meanwhile: its next owner reads these again
+                        # not taken yet (aiokafka fetches while the assignment callback runs): read
+                        # these again; or revoked meanwhile: its next owner reads them again
+                        if records and tp in consumer.assignment():
+                            consumer.seek(tp, records[0].offset)
+                        continue
                     dead += owned.state.apply_records(records)
                     owned.state.committed()
                     offsets[tp] = records[-1].offset + 1

@@ -21,7 +21,7 @@ from alerts.actions import apply_action, encode_action
 from alerts.cluster import ClusterView
 from alerts.engine import Engine
 from alerts.service import make_dispatcher
-from alerts.sharding import ShardedDispatcher
+from alerts.sharding import PartitionLock, ShardedDispatcher
 from alerts.store import Store, state_path
 from cityeye.config import InfluxSettings, Settings
 from cityeye.contracts import TOPIC_ALERTS, TOPIC_ALERTS_GROUPED, TOPIC_PARTITIONS, AlertEvent, to_json
@@ -263,6 +263,31 @@ async def test_switching_modes_resumes_where_the_other_mode_stopped(kafka, tmp_p
         assert (mentions(rx, "wl-01"), mentions(rx, "wl-02")) == (2, 2)  # nothing replayed after a switch
         assert rx.distinct_delivered() == len(rx.delivered_keys) == 5
     finally:
+        await rx.stop()
+
+
+async def test_a_partition_locked_by_a_stalled_owner_is_taken_once_free_and_nothing_fetched_meanwhile_is_lost(
+        kafka, tmp_path):
+    rx = await Receiver().start()
+    settings = dispatcher_settings(kafka, tmp_path)
+    stalled = [PartitionLock(Path(settings.state_dir) / f"dispatcher-p{p}.lock") for p in range(PARTITIONS)]
+    for lock in stalled:
+        await lock.acquire(1.0)
+    districts = districts_covering_all_partitions(1)
+    cfg = config(receivers=[webhook("desk", rx)], api={"enabled": False}, sharding={"enabled": True})
+    try:
+        await produce(kafka.settings, [event(f"wl-{d}", "firing", "yellow", district=d) for d in districts])
+        async with running(make_dispatcher(settings, cfg)) as d:
+            await asyncio.sleep(3.0)  # joined, assigned and fetching while the take waits for the locks
+            assert d.parts == {} and rx.received == []
+            for lock in stalled:
+                lock.release()
+            await rx.wait_for(lambda: len(rx.to("desk")) == len(districts))
+            assert sorted(n["group_labels"]["district"] for n in rx.to("desk")) == districts
+            assert sorted(d.parts) == list(range(PARTITIONS))
+    finally:
+        for lock in stalled:
+            lock.release()
         await rx.stop()
 
 
