@@ -201,6 +201,6 @@ def load_settings(path: str | os.PathLike | None = None, **overrides: Any) -> Se
         return Settings(**data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].removeprefix('Value error, ')}" for err in exc.errors()
         )
         raise ConfigError(f"{where}: invalid configuration: {problems}") from None

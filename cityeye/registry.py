@@ -127,7 +127,8 @@ def parse_registry(text: str, source: str = "<string>") -> SensorRegistry:
             loc = tuple(err["loc"])
             line = _line_of(root, ("sensors", i, *loc[:1]))
             where = ".".join(str(p) for p in loc) or "entry"
-            raise RegistryError(f"{source}:{line}: sensors[{i}].{where}: {err['msg']}") from None
+            msg = err["msg"].removeprefix("Value error, ")
+            raise RegistryError(f"{source}:{line}: sensors[{i}].{where}: {msg}") from None
         except TypeError as exc:
             line = _line_of(root, ("sensors", i))
             raise RegistryError(f"{source}:{line}: sensors[{i}]: {exc}") from None

@@ -1,0 +1,97 @@
+"""Sensor registry and settings: valid files load, invalid ones name file, line and field."""
+
+from __future__ import annotations
+
+import pytest
+
+from cityeye.config import load_settings
+from cityeye.errors import ConfigError, RegistryError
+from cityeye.registry import DEMO_REGISTRY, load_registry, parse_registry, registry_for
+
+GOOD = """\
+sensors:
+  - id: wl-1
+    kind: water_level
+    district: huangpu
+    name: Gauge one
+    lat: 31.2
+    lon: 121.5
+    levels: {warning_m: 4.5, guaranteed_m: 5.2}
+  - id: wx-1
+    kind: weather
+    district: pudong
+    lat: 31.2
+    lon: 121.5
+"""
+
+
+def test_demo_registry_loads_and_is_the_default():
+    registry = load_registry(DEMO_REGISTRY)
+    assert {s.kind for s in registry} == {"water_level", "traffic", "weather"}
+    gauge = registry.get("wl-huangpu-01")
+    assert gauge.levels["warning_m"] < gauge.levels["guaranteed_m"] < gauge.levels["historical_max_m"]
+    assert len(registry_for(load_settings())) == len(registry)
+
+
+def test_valid_registry():
+    registry = parse_registry(GOOD, "reg.yaml")
+    assert registry.get("wl-1").levels == {"warning_m": 4.5, "guaranteed_m": 5.2}
+    assert registry.get("wx-1").interval_s == 60.0
+    assert registry.get("nope") is None
+    assert [s.id for s in registry.by_kind("weather")] == ["wx-1"]
+
+
+@pytest.mark.parametrize("change, expected", [
+    (("lat: 31.2\n    lon: 121.5\n    levels", "lat: 95\n    lon: 121.5\n    levels"), r"reg\.yaml:6: sensors\[0\]\.lat: .*less than or equal to 90"),
+    (("kind: weather", "kind: tide"), r"reg\.yaml:10: sensors\[1\]\.kind: .*unknown kind 'tide'"),
+    (("id: wx-1", "id: wl-1"), r"reg\.yaml:9: sensors\[1\]\.id: duplicate sensor id 'wl-1'"),
+    (("id: wx-1", "id: wx/1"), r"reg\.yaml:9: sensors\[1\]\.id: .*no '/'"),
+    (("    name: Gauge one\n", "    name: Gauge one\n    colour: red\n"), r"reg\.yaml:6: sensors\[0\]\.colour: Extra inputs"),
+    (("warning_m: 4.5", "warning_m: high"), r"reg\.yaml:8: sensors\[0\]\.levels\.warning_m: "),
+])
+def test_invalid_registry_names_file_line_and_field(change, expected):
+    old, new = change
+    assert old in GOOD
+    with pytest.raises(RegistryError, match=expected):
+        parse_registry(GOOD.replace(old, new, 1), "reg.yaml")
+
+
+def test_registry_file_problems(tmp_path):
+    with pytest.raises(RegistryError, match="cannot read registry"):
+        load_registry(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"sensors: [\xff]")
+    with pytest.raises(RegistryError, match="not UTF-8"):
+        load_registry(bad)
+    bad.write_text("sensors: [unclosed")
+    with pytest.raises(RegistryError, match="not valid YAML"):
+        load_registry(bad)
+    bad.write_text("- just a list\n")
+    with pytest.raises(RegistryError, match="'sensors' list"):
+        load_registry(bad)
+
+
+def test_settings_file_environment_and_secrets(tmp_path, monkeypatch):
+    path = tmp_path / "cityeye.yaml"
+    path.write_text("kafka: {bootstrap: 'k1:9092'}\ninflux: {api: v1, password: hunter2-secret}\n")
+    s = load_settings(path)
+    assert s.kafka.bootstrap == "k1:9092" and s.influx.api == "v1"
+    assert "hunter2" not in repr(s) and "hunter2" not in str(s.model_dump())
+    monkeypatch.setenv("CITYEYE_KAFKA__BOOTSTRAP", "k2:9092")  # the environment wins over the file
+    assert load_settings(path).kafka.bootstrap == "k2:9092"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("mqtt: {port: 70000}", r"mqtt\.port: .*less than or equal to 65535"),
+    ("influx: {api: v3}", r"influx\.api: "),
+    ("kafak: {bootstrap: x}", r"kafak: Extra inputs"),
+    ("registry: /no/such/file.yaml", r"registry: .*does not exist"),
+    ("- a list", r"top level must be a mapping"),
+    ("kafka: [unclosed", r"not valid YAML"),
+])
+def test_invalid_settings_name_file_and_field(tmp_path, text, expected):
+    path = tmp_path / "cityeye.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_settings(path)
+    assert str(path) in str(info.value)
