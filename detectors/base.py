@@ -25,6 +25,7 @@ the check keeps its state and reports what it reported before.
 from __future__ import annotations
 
 import abc
+import math
 import copy
 import dataclasses
 from dataclasses import dataclass
@@ -32,7 +33,28 @@ from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
 
-__all__ = ["Finding", "Check", "Rule", "AnomalyDetector"]
+__all__ = ["Finding", "Check", "Rule", "AnomalyDetector", "finite_value"]
+
+
+def finite_value(x: Any, field: str | None) -> float | None:
+    """``x[field]`` as a float, or ``None`` if missing, not a number, a bool, NaN or inf.
+
+    Every check reads its field through this, so a missing field or a bad
+    value never raises: the check keeps its state.
+
+    >>> finite_value({"level_m": "4.5"}, "level_m"), finite_value({"level_m": float("nan")}, "level_m")
+    (4.5, None)
+    """
+    if field is None or not isinstance(x, dict):
+        return None
+    v = x.get(field)
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
 
 
 @dataclass

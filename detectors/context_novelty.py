@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from detectors.base import AnomalyDetector
+from detectors.base import AnomalyDetector, finite_value
 
 __all__ = ["ContextNoveltyDetector"]
 
@@ -141,15 +141,6 @@ class ContextNoveltyDetector(AnomalyDetector):
 
     # -- internals -----------------------------------------------------------
 
-    def _value(self, x: dict[str, float]) -> float | None:
-        v = x.get(self.field) if isinstance(x, dict) else None
-        if v is None:
-            return None
-        try:
-            v = float(v)
-        except (TypeError, ValueError):
-            return None
-        return None if (v != v or v in (math.inf, -math.inf)) else v
 
     def _symbol(self, v: float, levels: int) -> int:
         lo, hi = self._min, self._max
@@ -204,7 +195,7 @@ class ContextNoveltyDetector(AnomalyDetector):
     # -- River-style API -----------------------------------------------------
 
     def score_one(self, x: dict[str, float]) -> float:
-        v = self._value(x)
+        v = finite_value(x, self.field)
         if v is None:
             return self._score
         if self._quiet > 0:
@@ -217,7 +208,7 @@ class ContextNoveltyDetector(AnomalyDetector):
         return raw
 
     def learn_one(self, x: dict[str, float]) -> None:
-        v = self._value(x)
+        v = finite_value(x, self.field)
         if v is None:
             return
         cache, self._cache = self._cache, None

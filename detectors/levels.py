@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 from collections import deque
 from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
-from detectors.base import Finding, Rule
+from detectors.base import Finding, Rule, finite_value
 
 __all__ = [
     "WarningLevels",
@@ -44,20 +43,6 @@ _UNITS = {
     "_vph": "veh/h",
     "_pct": "%",
 }
-
-
-def finite_value(x: Any, field: str | None) -> float | None:
-    """``x[field]`` as a float, or ``None`` if missing, not a number or NaN/inf."""
-    if field is None or not isinstance(x, dict):
-        return None
-    v = x.get(field)
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def unit_of(field: str | None) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from detectors.base import AnomalyDetector
+from detectors.base import AnomalyDetector, finite_value
 from detectors.context_novelty import ContextNoveltyDetector
 
 __all__ = ["MultiScaleNoveltyDetector"]
@@ -159,15 +159,6 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
 
     # -- internals -----------------------------------------------------------
 
-    def _value(self, x: dict[str, float]) -> float | None:
-        v = x.get(self.field) if isinstance(x, dict) else None
-        if v is None:
-            return None
-        try:
-            v = float(v)
-        except (TypeError, ValueError):
-            return None
-        return None if (v != v or v in (math.inf, -math.inf)) else v
 
     def _combined(self, v: float) -> float:
         """Highest view vote for ``v`` (no learning)."""
@@ -183,7 +174,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
     # -- River-style API -----------------------------------------------------
 
     def score_one(self, x: dict[str, float]) -> float:
-        v = self._value(x)
+        v = finite_value(x, self.field)
         if v is None:
             return self._score
         if self._quiet > 0:
@@ -191,7 +182,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         return max(0.0, self._combined(v) - self.alarm_penalty * (self._alarms * self._decay))
 
     def learn_one(self, x: dict[str, float]) -> None:
-        v = self._value(x)
+        v = finite_value(x, self.field)
         if v is None:
             return
         best = 0.0

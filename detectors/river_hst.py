@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import base64
-import math
 import pickle
 from typing import Any
 
 from river import anomaly, preprocessing
 
-from detectors.base import AnomalyDetector
+from detectors.base import AnomalyDetector, finite_value
 
 __all__ = ["RiverHalfSpaceTrees"]
 
@@ -64,26 +63,19 @@ class RiverHalfSpaceTrees(AnomalyDetector):
         )
         self._score = 0.0
 
-    def _value(self, x: dict[str, float]) -> float | None:
-        v = x.get(self.field) if isinstance(x, dict) else None
-        try:
-            v = float(v)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            return None
-        return None if not math.isfinite(v) else v
 
     def _scaled(self, v: float) -> dict[str, float]:
         s = self._scaler.transform_one({"v": v})["v"]
         return {"v": min(1.0, max(0.0, s))}
 
     def score_one(self, x: dict[str, float]) -> float:
-        v = self._value(x)
+        v = finite_value(x, self.field)
         if v is None:
             return self._score
         return float(min(1.0, max(0.0, self._hst.score_one(self._scaled(v)))))
 
     def learn_one(self, x: dict[str, float]) -> None:
-        v = self._value(x)
+        v = finite_value(x, self.field)
         if v is None:
             return
         z = self._scaled(v)

@@ -9,7 +9,7 @@ from typing import Any
 
 from river import anomaly, time_series
 
-from detectors.base import AnomalyDetector
+from detectors.base import AnomalyDetector, finite_value
 
 __all__ = ["RiverSeasonalPAD"]
 
@@ -81,19 +81,12 @@ class RiverSeasonalPAD(AnomalyDetector):
         self._n = 0
         self._score = 0.0
 
-    def _value(self, x: dict[str, float]) -> float | None:
-        v = x.get(self.field) if isinstance(x, dict) else None
-        try:
-            v = float(v)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            return None
-        return None if not math.isfinite(v) else v
 
     def _ready(self) -> bool:
         return bool(self._pad.predictive_model._initialized) and self._n >= self.warmup
 
     def score_one(self, x: dict[str, float]) -> float:
-        v = self._value(x)
+        v = finite_value(x, self.field)
         if v is None:
             return self._score
         if not self._ready():
@@ -107,7 +100,7 @@ class RiverSeasonalPAD(AnomalyDetector):
         return float(se / threshold) if threshold > 0 else 0.0
 
     def learn_one(self, x: dict[str, float]) -> None:
-        v = self._value(x)
+        v = finite_value(x, self.field)
         if v is None:
             return
         self._score = self.score_one(x)
