@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.parse
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import pytest
 from cityeye.registry import DEMO_REGISTRY, load_registry
 from cityeye.run_embedded import EmbeddedStack
 from cityeye.servers import free_port
+from tests.sink_helpers import query
 
 GAUGE = "wl-huangpu-01"
 
@@ -50,15 +49,8 @@ class WebhookReceiver:
         self.server.shutdown()
 
 
-def influx_rows(url: str, query: str) -> list[dict]:
-    q = urllib.parse.urlencode({"db": "cityeye", "q": query})
-    with urllib.request.urlopen(f"{url}/query?{q}", timeout=10) as r:
-        result = json.load(r)["results"][0]
-    rows = []
-    for series in result.get("series", []):
-        for values in series["values"]:
-            rows.append(dict(zip(series["columns"], values)))
-    return rows
+def influx_rows(url: str, q: str) -> list[dict]:
+    return query(url, "cityeye", q)
 
 
 @pytest.fixture
