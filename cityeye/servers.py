@@ -16,6 +16,7 @@ Every server is a context manager; ``stop()`` terminates it and waits.
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
 import shutil
@@ -44,11 +45,22 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port that is free on 127.0.0.1 right now, never the same one twice per process.
+
+    (Two servers asking in a row could otherwise both be given a port the
+    kernel has just released.)
+    """
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1", proc: subprocess.Popen | None = None) -> None:
@@ -82,10 +94,34 @@ class ManagedServer:
 
     def ready(self) -> None:
         wait_for_port(self.port, proc=self.proc)
+        self._still_running()
 
-    def start(self) -> "ManagedServer":
+    def _still_running(self, grace_s: float = 0.2) -> None:
+        """A connect can succeed against another process that holds our port while
+        ours is still failing to bind: make sure our process did not exit."""
+        time.sleep(grace_s)
+        if self.proc is not None and self.proc.poll() is not None:
+            raise ServerStartError(f"process exited with code {self.proc.returncode} right after start")
+
+    def pick_ports(self) -> None:
+        """Choose fresh free ports (after losing a race for the current ones)."""
+        self.port = free_port()
+
+    def start(self, attempts: int = 3) -> "ManagedServer":
+        """Start the server; retried on fresh ports if another process took ours first."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once()
+            except ServerStartError as exc:
+                if attempt == attempts or "address already in use" not in str(exc).lower():
+                    raise
+                log.warning("%s: port taken before it could bind; retrying on new ports", self.name)
+                self.pick_ports()
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> "ManagedServer":
         cmd = self.command()
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             cwd=self.workdir, start_new_session=True,
@@ -163,7 +199,10 @@ class MosquittoServer(ManagedServer):
             "max_queued_bytes 0\n"
             "max_inflight_messages 100\n"
             "max_packet_size 1048576\n"
-            f"log_dest file {self.workdir}/mosquitto-broker.log\n"
+            # stay the user we are (as root it would switch to 'mosquitto', which
+            # cannot write the persistence file in our work dir)
+            f"user {getpass.getuser()}\n"
+            "log_dest stderr\n"
             f"{self.extra_conf}\n"
         )
         return [exe, "-c", str(conf)]
@@ -204,6 +243,10 @@ class InfluxServer(ManagedServer):
 
     def __init__(self, port: int | None = None, workdir: str | Path | None = None) -> None:
         super().__init__(port, workdir)
+        self.rpc_port = free_port()
+
+    def pick_ports(self) -> None:
+        super().pick_ports()
         self.rpc_port = free_port()
 
     @staticmethod

@@ -73,3 +73,32 @@ def test_influxd_write_and_query(influx_server, influx_db):
     with urllib.request.urlopen(f"{influx_server.url}/query?{q}") as r:
         result = json.load(r)
     assert result["results"][0]["series"][0]["values"] == [["2023-11-14T22:13:20Z", 1.5]]
+
+
+def test_free_port_never_hands_out_the_same_port_twice():
+    from cityeye.servers import free_port
+
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
+
+
+def test_a_server_whose_port_was_taken_retries_on_new_ports(tmp_path):
+    import socket
+
+    from cityeye.servers import InfluxServer, MosquittoServer
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    try:
+        with MosquittoServer(port=taken, workdir=tmp_path / "mq") as mq:
+            assert mq.port != taken
+            socket.create_connection(("127.0.0.1", mq.port), timeout=2).close()
+        influx = InfluxServer(workdir=tmp_path / "influx")
+        influx.rpc_port = taken  # its second port collides: the start must still succeed
+        with influx:
+            assert influx.rpc_port != taken
+            influx.create_database("probe")
+    finally:
+        squatter.close()
