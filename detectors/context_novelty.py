@@ -73,6 +73,20 @@ class ContextNoveltyDetector(AnomalyDetector):
         ``range_window // range_chunks`` readings, so the memory is constant.
     range_chunks
         Number of chunks ``range_window`` is tracked in.
+    season_warmup
+        ``None`` (default) or the number of readings whose autocorrelation
+        gives the period ``P`` (lag of the highest local peak above
+        ``season_min_acf``, estimated once at the end of the warm-up; no
+        peak: no seasonal contexts). Afterwards, for each ``(L, K)`` of
+        ``season_resolutions``, the *seasonal* contexts "symbol ``P``
+        readings ago (then the previous reading, ...) -> current symbol" are
+        looked up as well, both with the readings one and two periods ago;
+        a slot is new only if both are (an anomaly one period ago does not
+        make today new). Their share of new slots, relative to its own base
+        rate (``season_alpha``), is a second score of the reading
+        (``+ season_offset``; or, if ``season_weight > 0``, ``season_weight``
+        times it is added to the score), used once the seasonal contexts
+        have been learnt for ``season_learn`` periods.
 
     Examples
     --------
@@ -109,8 +123,29 @@ class ContextNoveltyDetector(AnomalyDetector):
         excursion_scale: float | None = None,
         range_window: int | None = None,
         range_chunks: int = 20,
+        season_warmup: int | None = None,
+        season_resolutions: tuple | list = ((4, 2), (8, 2)),
+        season_offset: float = 0.0,
+        season_min_acf: float = 0.3,
+        season_alpha: float = 0.01,
+        season_learn: int = 3,
+        season_weight: float = 0.0,
     ) -> None:
         self.field = field
+        self.season_warmup = int(season_warmup) if season_warmup else None
+        self.season_resolutions = tuple((int(l), int(k)) for l, k in season_resolutions)
+        self.season_offset = season_offset
+        self.season_min_acf = season_min_acf
+        self.season_alpha = season_alpha
+        self._s_buf: list[float] | None = [] if self.season_warmup else None  # warm-up values
+        self._period = 0  # 0: not (yet) seasonal
+        self._s_hist: list[list[int]] = [[] for _ in self.season_resolutions]
+        self._s_seen: list[set[int]] = [set() for _ in self.season_resolutions]
+        self.season_learn = season_learn
+        self.season_weight = season_weight
+        self._s_count = 0  # readings learnt since the period is known
+        self._s_base = 1.0
+        self._s_n = sum(k for _, k in self.season_resolutions)
         self.resolutions = tuple((int(l), int(k)) for l, k in resolutions)
         self.rest_period = rest_period
         self.rest_threshold = rest_threshold
@@ -163,6 +198,65 @@ class ContextNoveltyDetector(AnomalyDetector):
             out.append((q, keys))
         return out
 
+    def _season_keys(self, v: float) -> list[tuple[int, list[int]]] | None:
+        """Per seasonal resolution: (symbol, keys "symbols one period ago (and the
+        previous reading) -> current symbol"); None while no period is known."""
+        P = self._period
+        if not P:
+            return None
+        out = []
+        for (levels, order), hist in zip(self.season_resolutions, self._s_hist):
+            q = self._symbol(v, levels)
+            base = levels + 3
+            keys = []
+            if len(hist) >= 2 * P + 2:
+                # order 1: value one period ago; 2: and the previous reading;
+                # 3: and the reading after the one a period ago; ... Each
+                # context is also formed with the readings two periods ago:
+                # the slot is new only if both are (an anomaly one period
+                # ago does not make the present look new: no echo)
+                for lag in (P, 2 * P):
+                    h = q + 2
+                    seq = [hist[-lag], hist[-1], hist[-lag + 1] if lag > 1 else hist[-1], hist[-2], hist[-lag - 1]]
+                    for j in range(order):
+                        h = h * base + seq[j % len(seq)] + 2
+                        keys.append(h)
+            out.append((q, keys))
+        return out
+
+    def _season_novelty(self, skeys) -> float:
+        new = 0
+        for (_, ks), (_, order), seen in zip(skeys, self.season_resolutions, self._s_seen):
+            if not ks:
+                new += order
+                continue
+            for j in range(order):
+                if ks[j] not in seen and ks[order + j] not in seen:
+                    new += 1
+        return new / self._s_n
+
+    def _estimate_period(self) -> None:
+        """Period = lag of the highest local autocorrelation peak of the warm-up values."""
+        buf = self._s_buf or []
+        self._s_buf = None
+        n = len(buf)
+        if n < 8:
+            return
+        import numpy as np
+
+        x = np.asarray(buf, dtype=float)
+        x = x - x.mean()
+        den = float((x * x).sum())
+        if den <= 0:
+            return
+        f = np.fft.rfft(x, 2 * n)
+        acf = np.fft.irfft(f * np.conj(f))[: n // 2 + 1] / den
+        best, lag = self.season_min_acf, 0
+        for k in range(2, n // 2):
+            if acf[k] > best and acf[k] >= acf[k - 1] and acf[k] >= acf[k + 1]:
+                best, lag = float(acf[k]), k
+        self._period = lag
+
     def _novelty(self, keys: list[tuple[int, list[int]]]) -> float:
         """Share of the contexts that are new."""
         new = 0
@@ -173,7 +267,7 @@ class ContextNoveltyDetector(AnomalyDetector):
                     new += 1
         return new / self._n_contexts
 
-    def _raw(self, v: float, keys: list[tuple[int, list[int]]], novelty: float | None = None) -> float:
+    def _raw(self, v: float, keys: list[tuple[int, list[int]]], novelty: float | None = None, snov: float | None = None) -> float:
         if novelty is None:
             novelty = self._novelty(keys)
         if self.base_alpha > 0:
@@ -186,6 +280,13 @@ class ContextNoveltyDetector(AnomalyDetector):
             z = abs(v - self._mean) / (math.sqrt(self._var) + 1e-3 * span + 1e-12)
         w = self.magnitude_weight
         raw = (1.0 - w) * novelty + w * math.tanh(z / self.magnitude_scale)
+        if snov is not None and self._s_count >= self.season_learn * self._period:
+            b = self._s_base
+            sn = max(0.0, (snov - b) / (1.0 - b)) if b < 1.0 else 0.0
+            if self.season_weight > 0:
+                raw = min(1.0, raw + self.season_weight * sn)
+            else:
+                raw = max(raw, (1.0 - w) * sn + w * math.tanh(z / self.magnitude_scale) + self.season_offset)
         if self.excursion_scale and self._max > self._min:
             e = max(v - self._max, self._min - v, 0.0) / (self._max - self._min)
             if e > 0:
@@ -202,9 +303,11 @@ class ContextNoveltyDetector(AnomalyDetector):
             return 0.0
         keys = self._keys(v)
         novelty = self._novelty(keys)
-        raw = self._raw(v, keys, novelty)
+        skeys = self._season_keys(v)
+        snov = None if skeys is None else self._season_novelty(skeys)
+        raw = self._raw(v, keys, novelty, snov)
         # learn_one usually follows with the same reading: keep the look-ups
-        self._cache = (v, keys, novelty, raw)
+        self._cache = (v, keys, novelty, raw, skeys, snov)
         return raw
 
     def learn_one(self, x: dict[str, float]) -> None:
@@ -213,13 +316,17 @@ class ContextNoveltyDetector(AnomalyDetector):
             return
         cache, self._cache = self._cache, None
         if cache is not None and cache[0] == v:
-            _, keys, novelty, raw = cache  # nothing learnt since score_one(v)
+            _, keys, novelty, raw, skeys, snov = cache  # nothing learnt since score_one(v)
         else:
             keys = self._keys(v)
             novelty = self._novelty(keys)
-            raw = self._raw(v, keys, novelty)
+            skeys = self._season_keys(v)
+            snov = None if skeys is None else self._season_novelty(skeys)
+            raw = self._raw(v, keys, novelty, snov)
         if self.base_alpha > 0:
             self._base += self.base_alpha * (novelty - self._base)
+        if self.season_warmup:
+            self._learn_season(v, skeys, snov)
         self._score = 0.0 if self._quiet > 0 else raw
         if self._quiet > 0:
             self._quiet -= 1
@@ -243,6 +350,25 @@ class ContextNoveltyDetector(AnomalyDetector):
                 self._min = v
             if v > self._max:
                 self._max = v
+
+    def _learn_season(self, v: float, skeys, snov) -> None:
+        if self._s_buf is not None:
+            self._s_buf.append(v)
+            if len(self._s_buf) >= self.season_warmup:
+                self._estimate_period()
+        P = self._period
+        if not P:
+            return
+        if skeys is None:
+            skeys = [(self._symbol(v, l), []) for l, _ in self.season_resolutions]
+        self._s_count += 1
+        if snov is not None:
+            self._s_base += self.season_alpha * (snov - self._s_base)
+        for (q, ks), (_, order), hist, seen in zip(skeys, self.season_resolutions, self._s_hist, self._s_seen):
+            seen.update(ks)
+            hist.append(q)
+            if len(hist) > 2 * P + 2:
+                del hist[0]
 
     def _window_range(self, v: float) -> None:
         """Range = min / max of the open chunk and the last ``range_chunks`` closed ones."""
@@ -285,6 +411,12 @@ class ContextNoveltyDetector(AnomalyDetector):
             "base": self._base,
             "chunks": [list(c) for c in self._chunks],
             "open": None if self._open is None else list(self._open),
+            "s_buf": None if self._s_buf is None else list(self._s_buf),
+            "period": self._period,
+            "s_hist": [list(h) for h in self._s_hist],
+            "s_seen": [sorted(x) for x in self._s_seen],
+            "s_base": self._s_base,
+            "s_count": self._s_count,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -301,6 +433,14 @@ class ContextNoveltyDetector(AnomalyDetector):
         self._chunks = [[float(a), float(b)] for a, b in state.get("chunks", [])]
         op = state.get("open")
         self._open = None if op is None else [float(op[0]), float(op[1]), int(op[2])]
+        if "period" in state:
+            sb = state.get("s_buf")
+            self._s_buf = None if sb is None else [float(a) for a in sb]
+            self._period = int(state["period"])
+            self._s_hist = [list(h) for h in state["s_hist"]]
+            self._s_seen = [set(x) for x in state["s_seen"]]
+            self._s_base = float(state["s_base"])
+            self._s_count = int(state.get("s_count", 0))
         self._closed = (
             (min(c[0] for c in self._chunks), max(c[1] for c in self._chunks)) if self._chunks else None
         )

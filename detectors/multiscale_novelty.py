@@ -35,7 +35,9 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
     readings, in its own blocks, after its own high scores). Every view
     reads novelty relative to its own base rate, and the score is lowered a
     little for each recent alarm (see ``base_alpha`` and ``alarm_penalty``):
-    both calibrate the score per sensor, causally. The raw-reading view
+    both calibrate the score per sensor, causally. The 12-reading view also
+    remembers what happens at each phase of the signal's period (a daily
+    pattern that does not come is new there). The raw-reading view
     quantises against the range of the last ``range_window`` readings, so an
     old outlier stops coarsening its grid.
 
@@ -84,6 +86,14 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         :class:`~detectors.context_novelty.ContextNoveltyDetector`) instead
         of every reading's: an old outlier stops coarsening the grid once it
         has left the window. ``None``: every reading's min / max.
+    season_warmup, season_views, season_resolutions, season_offset, season_min_acf, season_learn, season_weight
+        Seasonal contexts (see
+        :class:`~detectors.context_novelty.ContextNoveltyDetector`) in the
+        views whose block length is in ``season_views`` (``None``: all):
+        the period is the autocorrelation peak of the view's first
+        ``season_warmup // step`` blocks; afterwards "the symbols one (and
+        two) periods ago -> the current symbol" is one more novelty vote of
+        the view. ``season_warmup=None`` turns them off.
 
     Examples
     --------
@@ -123,6 +133,13 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         alarm_memory: float = 1000.0,
         range_window: int | None = 6000,
         range_chunks: int = 20,
+        season_warmup: int | None = 2000,
+        season_resolutions: tuple | list = ((4, 2), (8, 2)),
+        season_offset: float = 0.0,
+        season_views: tuple | list | None = (12,),
+        season_min_acf: float = 0.5,
+        season_learn: int = 3,
+        season_weight: float = 0.0,
     ) -> None:
         self.field = field
         self.steps = tuple(int(s) for s in steps)
@@ -139,6 +156,13 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self.alarm_memory = alarm_memory
         self.range_window = range_window
         self.range_chunks = range_chunks
+        self.season_warmup = season_warmup
+        self.season_resolutions = tuple((int(l), int(k)) for l, k in season_resolutions)
+        self.season_offset = season_offset
+        self.season_min_acf = season_min_acf
+        self.season_learn = season_learn
+        self.season_weight = season_weight
+        self.season_views = None if season_views is None else tuple(int(v) for v in season_views)
         self._decay = math.exp(-1.0 / alarm_memory) if alarm_memory > 0 else 0.0
         self._views = [
             ContextNoveltyDetector(
@@ -148,6 +172,17 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
                 excursion_scale=excursion_scale if s == 1 else None,
                 range_window=range_window if s == 1 else None,
                 range_chunks=range_chunks,
+                season_warmup=(
+                    max(8, season_warmup // s)
+                    if season_warmup and (self.season_views is None or s in self.season_views)
+                    else None
+                ),
+                season_resolutions=self.season_resolutions,
+                season_offset=season_offset,
+                season_min_acf=season_min_acf,
+                season_learn=season_learn,
+                season_weight=season_weight,
+                season_alpha=base_alpha,
             )
             for s in self.steps
         ]

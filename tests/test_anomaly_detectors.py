@@ -148,6 +148,41 @@ def test_context_novelty_range_window_forgets_an_old_outlier():
         ContextNoveltyDetector(range_window=0)
 
 
+def test_context_novelty_seasonal_contexts_see_a_missing_daily_jump():
+    """A daily jump that does not come: every context of the recent readings is
+    familiar, only "what happens at this phase" is new."""
+    from detectors.context_novelty import ContextNoveltyDetector
+
+    rng = random.Random(3)
+    P = 48
+    vals = [(8.0 if 20 <= t % P < 26 else 1.0) + rng.gauss(0, 0.1) for t in range(P * 40)]
+    miss = 35 * P + 20
+    for t in range(miss, miss + 6):
+        vals[t] = 1.0 + rng.gauss(0, 0.1)
+    kw = dict(rest_period=0, base_alpha=0.01)
+    plain = ContextNoveltyDetector(**kw)
+    seas = ContextNoveltyDetector(season_warmup=500, **kw)
+    a, b = drive(plain, vals[:miss]), drive(seas, vals[:miss])
+    assert plain.snapshot()["period"] == 0
+    assert seas.snapshot()["period"] == P  # autocorrelation peak of the first 500 readings
+    clone = ContextNoveltyDetector(season_warmup=500, **kw)
+    clone.restore(json.loads(json.dumps(seas.snapshot())))
+    a2, b2 = drive(plain, vals[miss:]), drive(seas, vals[miss:])
+    assert drive(clone, vals[miss:]) == b2
+    assert max(b2[:6]) >= 0.75 > max(a2[:6])
+    assert max(b2[:6]) > max(b[-10 * P:]) + 0.3
+    # an anomaly one period ago does not make the next day new (two-period guard)
+    assert max(b2[P : P + 6]) < 0.5
+
+
+def test_multiscale_novelty_seasonal_views():
+    from detectors.multiscale_novelty import MultiScaleNoveltyDetector
+
+    det = MultiScaleNoveltyDetector()
+    assert [v.season_warmup for v in det._views] == [None, None, 2000 // 12]
+    assert all(v.season_warmup is None for v in MultiScaleNoveltyDetector(season_warmup=None)._views)
+
+
 def test_multiscale_novelty_range_window_only_on_raw_views():
     from detectors.multiscale_novelty import MultiScaleNoveltyDetector
 
