@@ -13,8 +13,6 @@ history outbox within the caller's transaction (``with store.transaction():``);
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any
 
 from alerts.config import AlertingConfig
@@ -32,7 +30,7 @@ from cityeye.contracts import AlertEvent, alert_id_for
 from cityeye.errors import CityEyeError
 from cityeye.registry import SensorRegistry
 
-__all__ = ["Engine", "AlertNotFound", "ActionConflict", "decode_event", "INTERNAL_RULE"]
+__all__ = ["Engine", "AlertNotFound", "ActionConflict", "INTERNAL_RULE"]
 
 #: rule of the internal alert raised when a receiver keeps failing
 INTERNAL_RULE = "receiver_failing"
@@ -45,35 +43,6 @@ class AlertNotFound(CityEyeError):
 
 class ActionConflict(CityEyeError):
     """The action does not apply to the alert's current state (e.g. ack of a resolved alert)."""
-
-
-def decode_event(raw: bytes | str) -> AlertEvent:
-    """An :class:`AlertEvent` from Kafka bytes; :class:`ValueError` with the reason otherwise."""
-    try:
-        d = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"alert event is not JSON: {exc}") from None
-    if not isinstance(d, dict):
-        raise ValueError("alert event must be a JSON object")
-    for name in ("alert_id", "sensor_id", "kind", "district", "rule", "severity", "state", "message"):
-        v = d.get(name)
-        if not isinstance(v, str) or (not v and name != "message") or len(v) > _MAX_TEXT:
-            raise ValueError(f"alert event field {name!r} must be a non-empty string of at most {_MAX_TEXT} chars")
-    for name in ("started_at", "updated_at"):
-        v = d.get(name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(f"alert event field {name!r} must be a finite number (epoch seconds)")
-    for name in ("value", "threshold"):
-        v = d.get(name)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
-            raise ValueError(f"alert event field {name!r} must be a finite number or null")
-    labels = d.get("labels", {})
-    if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
-        raise ValueError("alert event field 'labels' must map strings to strings")
-    try:
-        return AlertEvent.from_json(raw)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"invalid alert event: {exc}") from None
 
 
 class Engine:

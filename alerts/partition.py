@@ -27,11 +27,12 @@ from typing import Any, Awaitable, Callable
 from alerts.actions import ACTION_HEADER, SOURCE_HEADER, apply_action, header
 from alerts.config import AlertingConfig
 from alerts.delivery import DeliveryManager
-from alerts.engine import Engine, decode_event
+from alerts.engine import Engine
 from alerts.history import HistoryShipper
 from alerts.notification import Notifier
 from alerts.store import Store
 from cityeye.config import Settings
+from cityeye.contracts import decode_alert_event
 from cityeye.registry import SensorRegistry
 
 __all__ = ["PartitionState", "RETENTION_S"]
@@ -123,7 +124,7 @@ class PartitionState:
                 self._dead_letter(rec, problem, now, dead)
             return
         try:
-            ev = decode_event(rec.value if rec.value is not None else b"")
+            ev = decode_alert_event(rec.value)
         except ValueError as exc:
             self._dead_letter(rec, str(exc), now, dead)
             return

@@ -44,14 +44,18 @@ from aiokafka.errors import KafkaError
 from alerts.actions import ACTION_HEADER, SOURCE_HEADER
 from alerts.cluster import ClusterView
 from alerts.config import AlertingConfig
-from alerts.engine import decode_event
 from alerts.handover import ResumeAfterOtherGroup
 from alerts.notification import Notifier
 from alerts.partition import PartitionState
 from alerts.service import DispatcherBase
 from alerts.store import pending_work, state_path
 from cityeye.config import KafkaSettings, Settings
-from cityeye.contracts import TOPIC_ALERTS, TOPIC_ALERTS_GROUPED, TOPIC_PARTITIONS
+from cityeye.contracts import (
+    TOPIC_ALERTS,
+    TOPIC_ALERTS_GROUPED,
+    TOPIC_PARTITIONS,
+    decode_alert_event,
+)
 from cityeye.errors import CityEyeError, ConfigError
 from cityeye.kafka import make_consumer
 
@@ -68,7 +72,7 @@ RELEASE_TIMEOUT_S = 5.0
 def shard_key(raw: bytes | None, key: str) -> bytes | None:
     """The shard key of an ``alerts.events`` value; ``None`` if it is not a valid event."""
     try:
-        ev = decode_event(raw if raw is not None else b"")
+        ev = decode_alert_event(raw)
     except ValueError:
         return None
     value = {"district": ev.district, "kind": ev.kind, "sensor": ev.sensor_id}[key]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -48,6 +49,8 @@ __all__ = [
     "format_ts",
     "parse_ts",
     "to_json",
+    "scrub_text",
+    "decode_alert_event",
 ]
 
 #: Sensor kinds, each with its own Kafka topic.
@@ -269,3 +272,77 @@ class AlertEvent:
     def from_json(cls, raw: bytes | str) -> "AlertEvent":
         d = json.loads(raw)
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ALERT_TEXT_FIELDS = ("alert_id", "sensor_id", "kind", "district", "rule", "severity", "state", "message")
+_MAX_ALERT_TEXT = 2000
+
+
+def scrub_text(obj: Any) -> Any:
+    """``obj`` with lone surrogates in every string replaced by U+FFFD.
+
+    JSON can carry ``"\\ud800"``, which Python decodes into a string that
+    cannot be encoded as UTF-8; every channel and sink encodes to UTF-8.
+    """
+    if isinstance(obj, str):
+        return _SURROGATE.sub("\ufffd", obj) if _has_surrogate(obj) else obj
+    if isinstance(obj, dict):
+        return {scrub_text(k): scrub_text(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(scrub_text(v) for v in obj)
+    return obj
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _finite_number(d: dict, key: str, optional: bool = False) -> float | None:
+    value = d.get(key)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"alert event: {key} must be a finite number" + (" or null" if optional else ""))
+    return float(value)
+
+
+def decode_alert_event(raw: bytes | str | None) -> AlertEvent:
+    """A valid :class:`AlertEvent` from a Kafka record value, strictly checked.
+
+    Every consumer of ``alerts.events`` decodes through this, so hostile or
+    broken records are refused the same way everywhere: :class:`ValueError`
+    naming the problem (to be dead-lettered by the caller). Lone surrogates
+    in text (valid JSON, not encodable as UTF-8) become U+FFFD.
+    """
+    if raw is None:
+        raise ValueError("empty record (no value)")
+    try:
+        d = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"alert event is not JSON: {exc}") from None
+    if not isinstance(d, dict):
+        raise ValueError("alert event is not a JSON object")
+    d = scrub_text(d)
+    for key in _ALERT_TEXT_FIELDS:
+        v = d.get(key)
+        if not isinstance(v, str) or (not v and key != "message") or len(v) > _MAX_ALERT_TEXT:
+            what = "a string" if key == "message" else "a non-empty string"
+            raise ValueError(f"alert event: {key} must be {what} of at most {_MAX_ALERT_TEXT} chars")
+    labels = d.get("labels") or {}
+    if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise ValueError("alert event: labels must map strings to strings")
+    event_id = d.get("event_id", "")
+    if not isinstance(event_id, str):
+        raise ValueError("alert event: event_id must be a string")
+    numbers = {"started_at": _finite_number(d, "started_at"), "updated_at": _finite_number(d, "updated_at"),
+               "value": _finite_number(d, "value", optional=True),
+               "threshold": _finite_number(d, "threshold", optional=True)}
+    try:
+        return AlertEvent(**{k: d[k] for k in _ALERT_TEXT_FIELDS}, **numbers, event_id=event_id, labels=dict(labels))
+    except ValueError as exc:  # severity/state outside the contract
+        raise ValueError(f"invalid alert event: {exc}") from None

@@ -11,11 +11,12 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from alerts.config import load_alerting_config, parse_alerting_config
-from alerts.engine import ActionConflict, Engine, decode_event
+from alerts.engine import ActionConflict, Engine
 from alerts.lifecycle import flap_ratio
 from alerts.notification import Notification
 from alerts.silence import MaintenanceWindow, Matcher, Silence
 from alerts.store import Store
+from cityeye.contracts import decode_alert_event as decode_event
 from cityeye.errors import ConfigError
 from tests.alerting_helpers import config, event
 

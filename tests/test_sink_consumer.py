@@ -10,10 +10,15 @@ import urllib.request
 import pytest
 
 from alerts.notification import Backoff
-from alerts.sinks.consumer import SinkConsumer, decode_alert_event
+from alerts.sinks.consumer import SinkConsumer
 from alerts.sinks.deadletter import DeadLetterWriter, SinkDeadLetter
 from alerts.sinks.influx import InfluxSink
-from cityeye.contracts import TOPIC_ALERTS, TOPIC_ALERTS_DEADLETTER, to_json
+from cityeye.contracts import (
+    TOPIC_ALERTS,
+    TOPIC_ALERTS_DEADLETTER,
+    decode_alert_event,
+    to_json,
+)
 from cityeye.kafka import make_producer
 from cityeye.servers import free_port
 from tests.kafka_helpers import produce, read_topic, wait_until

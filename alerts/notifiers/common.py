@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,6 +15,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.notification import Notification
+from cityeye.contracts import scrub_text
 
 __all__ = [
     "ChannelConfig",
@@ -28,7 +28,6 @@ __all__ = [
 ]
 
 USER_AGENT = "CityEye-Notifier/1"
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ChannelConfig(BaseModel):
@@ -46,29 +45,6 @@ def check_http_url(value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an absolute http:// or https:// URL")
     return value
-
-
-def scrub_text(obj: Any) -> Any:
-    """``obj`` with lone surrogates in every string replaced by U+FFFD.
-
-    JSON can carry ``"\\ud800"``, which Python decodes into a string that
-    cannot be encoded as UTF-8; every channel and sink encodes to UTF-8.
-    """
-    if isinstance(obj, str):
-        return _SURROGATE.sub("\ufffd", obj) if _has_surrogate(obj) else obj
-    if isinstance(obj, dict):
-        return {scrub_text(k): scrub_text(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(scrub_text(v) for v in obj)
-    return obj
-
-
-def _has_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def scrubbed(notification: Notification) -> Notification:

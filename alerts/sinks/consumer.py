@@ -22,68 +22,22 @@ webhook deliveries by ``Idempotency-Key``):
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from alerts.notification import Backoff
-from alerts.notifiers.common import scrub_text
 from alerts.sinks.base import BaseSink, Rejected, SinkWriteError
 from alerts.sinks.deadletter import DeadLetterWriter, SinkDeadLetter
 from cityeye.config import KafkaSettings
-from cityeye.contracts import TOPIC_ALERTS, AlertEvent, to_json
+from cityeye.contracts import TOPIC_ALERTS, decode_alert_event, to_json
 from cityeye.kafka import make_consumer
 
-__all__ = ["SinkConsumer", "decode_alert_event"]
+__all__ = ["SinkConsumer"]
 
 log = logging.getLogger(__name__)
-
-_TEXT_FIELDS = ("alert_id", "sensor_id", "kind", "district", "rule", "severity", "state", "message")
-
-
-def _number(d: dict, key: str, optional: bool = False) -> float | None:
-    value = d.get(key)
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{key} must be a finite number")
-    return float(value)
-
-
-def decode_alert_event(raw: bytes | None) -> AlertEvent:
-    """A valid :class:`AlertEvent` from a record value; :class:`ValueError` with the reason otherwise."""
-    if raw is None:
-        raise ValueError("empty record (no value)")
-    try:
-        d = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(d, dict):
-        raise ValueError("not a JSON object")
-    d = scrub_text(d)  # lone surrogates (valid JSON, not encodable) become U+FFFD
-    for key in _TEXT_FIELDS:
-        if not isinstance(d.get(key), str) or (key != "message" and not d[key]):
-            raise ValueError(f"{key} must be a non-empty string" if key != "message" else "message must be a string")
-    labels = d.get("labels") or {}
-    if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
-        raise ValueError("labels must map strings to strings")
-    event_id = d.get("event_id", "")
-    if not isinstance(event_id, str):
-        raise ValueError("event_id must be a string")
-    try:
-        return AlertEvent(
-            **{k: d[k] for k in _TEXT_FIELDS},
-            started_at=_number(d, "started_at"), updated_at=_number(d, "updated_at"),
-            value=_number(d, "value", optional=True), threshold=_number(d, "threshold", optional=True),
-            event_id=event_id, labels=dict(labels),
-        )
-    except ValueError as exc:  # severity/state outside the contract
-        raise ValueError(str(exc)) from None
-
 
 class _FlushOnRevoke(ConsumerRebalanceListener):
     def __init__(self, owner: "SinkConsumer") -> None:
