@@ -12,8 +12,10 @@ familiar contexts after they have been seen once.
 from __future__ import annotations
 
 import math
+from math import sqrt, tanh
 from typing import Any
 
+from detectors._contexts import ContextKeys
 from detectors.base import AnomalyDetector, finite_value
 
 __all__ = ["ContextNoveltyDetector"]
@@ -163,11 +165,10 @@ class ContextNoveltyDetector(AnomalyDetector):
         self._open: list[float] | None = None  # [min, max, count] of the open chunk
         self._closed: tuple[float, float] | None = None  # min / max over self._chunks
         self._base = 1.0
-        self._cache: tuple | None = None  # (value, keys, novelty, raw) of the last score_one
+        self._cache: tuple | None = None  # _evaluate() of the last score_one
         self._min = math.inf
         self._max = -math.inf
-        self._hist: list[list[int]] = [[] for _ in self.resolutions]
-        self._seen: list[set[int]] = [set() for _ in self.resolutions]
+        self._contexts = ContextKeys(self.resolutions)
         self._mean: float | None = None
         self._var = 0.0
         self._quiet = 0
@@ -176,27 +177,12 @@ class ContextNoveltyDetector(AnomalyDetector):
 
     # -- internals -----------------------------------------------------------
 
-
     def _symbol(self, v: float, levels: int) -> int:
         lo, hi = self._min, self._max
         if not hi > lo:
             return 0
         q = int(math.floor((v - lo) * levels / (hi - lo)))
         return -1 if q < 0 else (levels if q > levels else q)
-
-    def _keys(self, v: float) -> list[tuple[int, list[int]]]:
-        """Per resolution: (symbol, context keys of orders 1..K)."""
-        out = []
-        for (levels, order), hist in zip(self.resolutions, self._hist):
-            q = self._symbol(v, levels)
-            base = levels + 3  # digits 1..levels+2 (symbols -1..levels shifted)
-            h = q + 2
-            keys = []
-            for j in range(1, min(order, len(hist)) + 1):
-                h = h * base + hist[-j] + 2
-                keys.append(h)
-            out.append((q, keys))
-        return out
 
     def _season_keys(self, v: float) -> list[tuple[int, list[int]]] | None:
         """Per seasonal resolution: (symbol, keys "symbols one period ago (and the
@@ -257,92 +243,74 @@ class ContextNoveltyDetector(AnomalyDetector):
                 best, lag = float(acf[k]), k
         self._period = lag
 
-    def _novelty(self, keys: list[tuple[int, list[int]]]) -> float:
-        """Share of the contexts that are new."""
-        new = 0
-        for (_, ks), (_, order), seen in zip(keys, self.resolutions, self._seen):
-            new += order - len(ks)  # not enough history yet: new
-            for k in ks:
-                if k not in seen:
-                    new += 1
-        return new / self._n_contexts
+    def _evaluate(self, v: float) -> tuple:
+        """``(v, contexts, novelty, raw, season keys, season novelty)`` of reading ``v``."""
+        lo, hi, n = self._min, self._max, self._n_contexts
+        contexts, known = self._contexts.look_up(v - lo, hi - lo) if hi > lo else self._contexts.look_up(0.0, 0.0)
+        novelty = (n - known) / n
+        skeys = snov = None
+        if self._period:
+            skeys = self._season_keys(v)
+            snov = self._season_novelty(skeys)
+        return v, contexts, novelty, self._raw(v, novelty, snov), skeys, snov
 
-    def _raw(self, v: float, keys: list[tuple[int, list[int]]], novelty: float | None = None, snov: float | None = None) -> float:
-        if novelty is None:
-            novelty = self._novelty(keys)
+    def _raw(self, v: float, novelty: float, snov: float | None = None) -> float:
+        lo, hi, mean = self._min, self._max, self._mean
         if self.base_alpha > 0:
-            b = self._base
-            novelty = max(0.0, (novelty - b) / (1.0 - b)) if b < 1.0 else 0.0
-        if self._mean is None:
+            novelty = _above_base(novelty, self._base)
+        if mean is None:
             z = 0.0
         else:
-            span = self._max - self._min if self._max > self._min else 1.0
-            z = abs(v - self._mean) / (math.sqrt(self._var) + 1e-3 * span + 1e-12)
+            span = hi - lo if hi > lo else 1.0
+            z = abs(v - mean) / (sqrt(self._var) + 1e-3 * span + 1e-12)
         w = self.magnitude_weight
-        raw = (1.0 - w) * novelty + w * math.tanh(z / self.magnitude_scale)
+        distance = w * tanh(z / self.magnitude_scale)
+        raw = (1.0 - w) * novelty + distance
         if snov is not None and self._s_count >= self.season_learn * self._period:
-            b = self._s_base
-            sn = max(0.0, (snov - b) / (1.0 - b)) if b < 1.0 else 0.0
+            sn = _above_base(snov, self._s_base)
             if self.season_weight > 0:
                 raw = min(1.0, raw + self.season_weight * sn)
             else:
-                raw = max(raw, (1.0 - w) * sn + w * math.tanh(z / self.magnitude_scale) + self.season_offset)
-        if self.excursion_scale and self._max > self._min:
-            e = max(v - self._max, self._min - v, 0.0) / (self._max - self._min)
+                raw = max(raw, (1.0 - w) * sn + distance + self.season_offset)
+        if self.excursion_scale and hi > lo and (v > hi or v < lo):
+            e = max(v - hi, lo - v, 0.0) / (hi - lo)
             if e > 0:
                 raw = max(raw, min(1.0, 0.5 + 0.5 * e / self.excursion_scale))
         return raw
 
-    # -- River-style API -----------------------------------------------------
-
-    def score_one(self, x: dict[str, float]) -> float:
-        v = finite_value(x, self.field)
-        if v is None:
-            return self._score
+    def _score_value(self, v: float) -> float:
+        """:meth:`score_one` of the finite reading ``v``."""
         if self._quiet > 0:
             return 0.0
-        keys = self._keys(v)
-        novelty = self._novelty(keys)
-        skeys = self._season_keys(v)
-        snov = None if skeys is None else self._season_novelty(skeys)
-        raw = self._raw(v, keys, novelty, snov)
         # learn_one usually follows with the same reading: keep the look-ups
-        self._cache = (v, keys, novelty, raw, skeys, snov)
-        return raw
+        self._cache = cache = self._evaluate(v)
+        return cache[3]
 
-    def learn_one(self, x: dict[str, float]) -> None:
-        v = finite_value(x, self.field)
-        if v is None:
-            return
+    def _learn_value(self, v: float) -> None:
+        """:meth:`learn_one` of the finite reading ``v``."""
         cache, self._cache = self._cache, None
-        if cache is not None and cache[0] == v:
-            _, keys, novelty, raw, skeys, snov = cache  # nothing learnt since score_one(v)
-        else:
-            keys = self._keys(v)
-            novelty = self._novelty(keys)
-            skeys = self._season_keys(v)
-            snov = None if skeys is None else self._season_novelty(skeys)
-            raw = self._raw(v, keys, novelty, snov)
+        if cache is None or cache[0] != v:  # else nothing learnt since score_one(v)
+            cache = self._evaluate(v)
+        _, contexts, novelty, raw, skeys, snov = cache
         if self.base_alpha > 0:
             self._base += self.base_alpha * (novelty - self._base)
         if self.season_warmup:
             self._learn_season(v, skeys, snov)
-        self._score = 0.0 if self._quiet > 0 else raw
         if self._quiet > 0:
+            self._score = 0.0
             self._quiet -= 1
+        else:
+            self._score = raw
         if raw >= self.rest_threshold:
             self._quiet = self.rest_period
-        for (q, ks), (_, order), hist, seen in zip(keys, self.resolutions, self._hist, self._seen):
-            seen.update(ks)
-            hist.append(q)
-            if len(hist) > order:
-                del hist[0]
-        if self._mean is None:
+        self._contexts.learn(contexts)
+        mean, alpha = self._mean, self.alpha
+        if mean is None:
             self._mean = v
         else:
-            d = v - self._mean
-            self._mean += self.alpha * d
-            self._var = (1.0 - self.alpha) * (self._var + self.alpha * d * d)
+            d = v - mean
+            self._mean = mean + alpha * d
+            self._var = (1.0 - alpha) * (self._var + alpha * d * d)
         if self._chunk_len:
             self._window_range(v)
         else:
@@ -350,6 +318,17 @@ class ContextNoveltyDetector(AnomalyDetector):
                 self._min = v
             if v > self._max:
                 self._max = v
+
+    # -- River-style API -----------------------------------------------------
+
+    def score_one(self, x: dict[str, float]) -> float:
+        v = finite_value(x, self.field)
+        return self._score if v is None else self._score_value(v)
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        v = finite_value(x, self.field)
+        if v is not None:
+            self._learn_value(v)
 
     def _learn_season(self, v: float, skeys, snov) -> None:
         if self._s_buf is not None:
@@ -375,6 +354,9 @@ class ContextNoveltyDetector(AnomalyDetector):
         o = self._open
         if o is None:
             o = self._open = [v, v, 0]
+        elif o[0] <= v <= o[1] and o[2] + 1 < self._chunk_len:
+            o[2] += 1  # no new extreme, no chunk closes: same range
+            return
         if v < o[0]:
             o[0] = v
         if v > o[1]:
@@ -402,8 +384,8 @@ class ContextNoveltyDetector(AnomalyDetector):
         return {
             "min": None if self._min == math.inf else self._min,
             "max": None if self._max == -math.inf else self._max,
-            "hist": [list(h) for h in self._hist],
-            "seen": [sorted(s) for s in self._seen],
+            "hist": self._contexts.history(),
+            "seen": self._contexts.seen_lists(),
             "mean": self._mean,
             "var": self._var,
             "quiet": self._quiet,
@@ -423,8 +405,7 @@ class ContextNoveltyDetector(AnomalyDetector):
         self._cache = None
         self._min = math.inf if state["min"] is None else float(state["min"])
         self._max = -math.inf if state["max"] is None else float(state["max"])
-        self._hist = [list(h) for h in state["hist"]]
-        self._seen = [set(s) for s in state["seen"]]
+        self._contexts.restore(state["hist"], state["seen"])
         self._mean = None if state["mean"] is None else float(state["mean"])
         self._var = float(state["var"])
         self._quiet = int(state["quiet"])
@@ -444,3 +425,11 @@ class ContextNoveltyDetector(AnomalyDetector):
         self._closed = (
             (min(c[0] for c in self._chunks), max(c[1] for c in self._chunks)) if self._chunks else None
         )
+
+
+def _above_base(share: float, base: float) -> float:
+    """``share`` of new contexts read relative to its base rate ``base``, ``>= 0``."""
+    if not base < 1.0:
+        return 0.0
+    share = (share - base) / (1.0 - base)
+    return share if share > 0.0 else 0.0  # max(0.0, share), NaN included

@@ -13,6 +13,7 @@ the views from reporting the same event twice.
 from __future__ import annotations
 
 import math
+from math import isfinite
 from typing import Any
 
 from detectors.base import AnomalyDetector, finite_value
@@ -186,60 +187,67 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             )
             for s in self.steps
         ]
-        self._sums = [0.0 for _ in self.steps]
+        self._blocks = tuple(zip(range(len(self.steps)), self.steps, self.offsets, self._views))  # (k, step, offset, view)
+        self._sums = [0.0 for _ in self.steps]  # sum and number of the readings of each view's open block
         self._counts = [0 for _ in self.steps]
         self._quiet = 0
         self._score = 0.0
         self._alarms = 0.0
 
-    # -- internals -----------------------------------------------------------
-
-
-    def _combined(self, v: float) -> float:
-        """Highest view vote for ``v`` (no learning)."""
-        best = 0.0
-        for step, off, view, s, c in zip(self.steps, self.offsets, self._views, self._sums, self._counts):
-            if c + 1 < step:
-                continue
-            r = view.score_one({"value": (s + v) / (c + 1)}) + off
-            if r > best:
-                best = r
-        return min(1.0, best)
-
     # -- River-style API -----------------------------------------------------
 
     def score_one(self, x: dict[str, float]) -> float:
-        v = finite_value(x, self.field)
+        v = _reading(x, self.field)
         if v is None:
             return self._score
         if self._quiet > 0:
             return 0.0
-        return max(0.0, self._combined(v) - self.alarm_penalty * (self._alarms * self._decay))
+        # highest vote of the views whose block v completes (no learning)
+        best = 0.0
+        sums, counts = self._sums, self._counts
+        for k, step, offset, view in self._blocks:
+            count = counts[k] + 1
+            if count < step:
+                continue
+            mean = (sums[k] + v) / count
+            r = (view._score_value(mean) if isfinite(mean) else view._score) + offset
+            if r > best:
+                best = r
+        # min / max without the built-ins (every reading; same values)
+        score = (best if best < 1.0 else 1.0) - self.alarm_penalty * (self._alarms * self._decay)
+        return score if score > 0.0 else 0.0
 
     def learn_one(self, x: dict[str, float]) -> None:
-        v = finite_value(x, self.field)
+        v = _reading(x, self.field)
         if v is None:
             return
         best = 0.0
-        for k, (step, off, view) in enumerate(zip(self.steps, self.offsets, self._views)):
-            self._sums[k] += v
-            self._counts[k] += 1
-            if self._counts[k] >= step:
-                view.learn_one({"value": self._sums[k] / self._counts[k]})
-                # a context_novelty view keeps, as its score, what score_one
-                # gave the value just learnt: no second look-up needed
-                r = view._score + off
-                if r > best:
-                    best = r
-                self._sums[k] = 0.0
-                self._counts[k] = 0
+        sums, counts = self._sums, self._counts
+        for k, step, offset, view in self._blocks:
+            count = counts[k] + 1
+            if count < step:
+                sums[k] += v
+                counts[k] = count
+                continue
+            mean = (sums[k] + v) / count
+            if isfinite(mean):
+                view._learn_value(mean)
+            # a context_novelty view keeps, as its score, what score_one
+            # gave the value just learnt: no second look-up needed
+            r = view._score + offset
+            if r > best:
+                best = r
+            sums[k] = 0.0
+            counts[k] = 0
         self._alarms *= self._decay
         if self._quiet > 0:
             self._quiet -= 1
             self._score = 0.0
         else:
-            best = min(1.0, best)
-            self._score = max(0.0, best - self.alarm_penalty * self._alarms)
+            if best > 1.0:
+                best = 1.0
+            score = best - self.alarm_penalty * self._alarms
+            self._score = score if score > 0.0 else 0.0
             if best >= self.rest_threshold:
                 self._quiet = self.rest_period
                 self._alarms += 1.0
@@ -264,3 +272,9 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self._quiet = int(state["quiet"])
         self._score = float(state["score"])
         self._alarms = float(state.get("alarms", 0.0))
+
+
+def _reading(x: Any, field: str) -> float | None:
+    """:func:`~detectors.base.finite_value`, with a short cut for the usual finite float."""
+    v = x.get(field) if type(x) is dict else None
+    return v if type(v) is float and isfinite(v) else finite_value(x, field)

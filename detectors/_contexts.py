@@ -1,0 +1,146 @@
+"""Context keys of :class:`~detectors.context_novelty.ContextNoveltyDetector`.
+
+A *context* of order ``k`` at resolution ``(levels, K)`` is "the ``k``
+previous symbols -> the current symbol", symbols ``-1..levels``. Its key is
+the number whose digits, in base ``levels + 3``, are the symbols shifted to
+``1..levels + 2``: current symbol first, then the previous one, and so on
+(the integers stored in snapshots). The key splits into the current
+symbol's part, ``(q + 2) * base**k``, and a *tail* ``tail_k`` that only
+depends on the history; after a reading is learnt, ``tail_{k+1}`` is that
+reading's key of order ``k``, so the tails of the next reading cost nothing.
+
+Internally, the keys of all the resolutions live in one flat list and one
+set, *tagged* with their resolution's index ``r`` (``key * R + r``, ``R``
+resolutions); the symbols' parts of the keys are kept per tuple of symbols.
+A reading costs one ``map`` over its keys and, usually, one set look-up per
+resolution (its longest context: a context is always learnt together with
+its shorter ones), instead of Python loops over resolutions and orders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from math import floor
+from operator import add, itemgetter
+
+__all__ = ["ContextKeys"]
+
+
+class ContextKeys:
+    """The contexts of every resolution of one stream, and the set of those seen.
+
+    :meth:`look_up` gives a reading's keys, :meth:`learn` remembers them.
+    Orders longer than the history so far have no key (they are new).
+    """
+
+    def __init__(self, resolutions: tuple[tuple[int, int], ...]) -> None:
+        self.resolutions = resolutions
+        self._levels = tuple(levels for levels, _ in resolutions)
+        self._flat = tuple(0 for _ in resolutions)  # symbols when the range is a single value
+        self.seen: set[int] = set()  # tagged keys
+        self.restore([[] for _ in resolutions], [[] for _ in resolutions])
+
+    def look_up(self, offset: float, width: float) -> tuple[tuple[list[int], list[int], bool], int]:
+        """The contexts of the reading ``offset`` above the range's minimum
+        (range width ``width``, ``0``: a single value), and how many of them
+        were seen. The contexts, for :meth:`learn`: the keys, the reading's
+        own tagged symbols (its tails of order 1) and whether a key is new."""
+        if width > 0:
+            symbols = tuple([floor(offset * levels / width) for levels in self._levels])
+        else:
+            symbols = self._flat
+        parts = self._parts.get(symbols)
+        if parts is None:
+            parts = self._new_parts(symbols)
+        lead, heads = parts
+        keys = list(map(add, lead, self._tails))
+        seen = self.seen
+        # a context is learnt with all its shorter ones: if every resolution's
+        # longest context was seen, all were (the usual case; no set built)
+        if seen.issuperset(self._longest(keys)):
+            return (keys, heads, False), len(keys)
+        return (keys, heads, True), len(seen.intersection(keys))
+
+    def learn(self, contexts: tuple[list[int], list[int], bool]) -> None:
+        """Remember the contexts of a reading (from :meth:`look_up`)."""
+        keys, heads, fresh = contexts
+        if fresh:
+            self.seen.update(keys)
+        self._tails = self._shift(keys + heads)
+        if self._growing:
+            self._set_layout(tuple(min(order, m + 1) for (_, order), m in zip(self.resolutions, self._lengths)))
+
+    # -- layout --------------------------------------------------------------
+
+    def _set_layout(self, lengths: tuple[int, ...]) -> None:
+        """Keys of orders ``1..lengths[r]`` at resolution ``r`` (the history so far)."""
+        self._lengths = lengths
+        self._growing = any(m < order for (_, order), m in zip(self.resolutions, lengths))
+        self._parts: dict[tuple[int, ...], tuple[list[int], list[int]]] = {}  # symbols -> lead, heads
+        # learn: tails of resolution r <- its symbol, then its keys of orders 1..K-1
+        n_keys, start, indexes = sum(lengths), 0, []
+        for r, ((_, order), m) in enumerate(zip(self.resolutions, lengths)):
+            indexes += ([n_keys + r] + list(range(start, start + m)))[:order]
+            start += m
+        self._shift = _gather(indexes)
+        self._longest = _gather([sum(lengths[: r + 1]) - 1 for r, m in enumerate(lengths) if m])
+
+    def _new_parts(self, symbols: tuple[int, ...]) -> tuple[list[int], list[int]]:
+        """The symbols' part of every key (tagged) and the tagged symbols; kept
+        for the next readings if no symbol is outside the range."""
+        n = len(self.resolutions)
+        lead, heads, clipped = [], [], False
+        for r, (levels, q, m) in enumerate(zip(self._levels, symbols, self._lengths)):
+            if not -1 < q <= levels:
+                q, clipped = (-1 if q < 0 else levels), True
+            base, digit = levels + 3, q + 2
+            lead += [digit * base**k * n for k in range(1, m + 1)]
+            heads.append(digit * n + r)
+        parts = lead, heads
+        if not clipped:
+            self._parts[symbols] = parts
+        return parts
+
+    # -- state ---------------------------------------------------------------
+
+    def history(self) -> list[list[int]]:
+        """Per resolution, the last symbols learnt (up to its order, oldest first)."""
+        n, out, start = len(self.resolutions), [], 0
+        for (levels, _), m in zip(self.resolutions, self._lengths):
+            tail = self._tails[start + m - 1] // n if m else 0
+            symbols = []
+            for _ in range(m):
+                tail, digit = divmod(tail, levels + 3)
+                symbols.append(digit - 2)
+            out.append(symbols)
+            start += m
+        return out
+
+    def seen_lists(self) -> list[list[int]]:
+        """Per resolution, the sorted keys seen (untagged)."""
+        n = len(self.resolutions)
+        out: list[list[int]] = [[] for _ in self.resolutions]
+        for key in self.seen:
+            out[key % n].append(key // n)
+        return [sorted(keys) for keys in out]
+
+    def restore(self, history: list[list[int]], seen: list[list[int]]) -> None:
+        """State from :meth:`history` and :meth:`seen_lists`."""
+        n = len(self.resolutions)
+        self.seen = {key * n + r for r, keys in enumerate(seen) for key in keys}
+        tails: list[int] = []
+        for r, ((levels, order), hist) in enumerate(zip(self.resolutions, history)):
+            tail = 0
+            for q in reversed(hist[-order:] if order else []):
+                tail = tail * (levels + 3) + int(q) + 2
+                tails.append(tail * n + r)
+        self._tails = tuple(tails)
+        self._set_layout(tuple(min(order, len(hist)) for (_, order), hist in zip(self.resolutions, history)))
+
+
+def _gather(indexes: list[int]) -> Callable[[list[int]], tuple[int, ...] | list[int]]:
+    """``seq -> the items of seq at indexes``, in one C call (and picklable)."""
+    if len(indexes) > 1:
+        return itemgetter(*indexes)
+    first = indexes[0] if indexes else 0
+    return itemgetter(slice(first, first + len(indexes)))  # 0 or 1 item: a list

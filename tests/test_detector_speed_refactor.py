@@ -1,0 +1,152 @@
+"""The context-key bookkeeping of ``context_novelty`` (detectors/_contexts.py)
+against a plain re-statement of the definition, and snapshot / restore of the
+default ``multiscale_novelty`` once its seasonal contexts are in use.
+
+Snapshots stored by running workers keep the per-resolution ``hist`` /
+``seen`` integers of the definition: these tests pin them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from detectors._contexts import ContextKeys
+from detectors.context_novelty import ContextNoveltyDetector
+from detectors.multiscale_novelty import MultiScaleNoveltyDetector
+
+
+class ReferenceContexts:
+    """The definition, one resolution and one order at a time: the key of
+    order ``k`` has the digits ``q + 2``, then ``hist[-1] + 2`` ...
+    ``hist[-k] + 2`` in base ``levels + 3``."""
+
+    def __init__(self, resolutions):
+        self.resolutions = resolutions
+        self.hist = [[] for _ in resolutions]
+        self.seen = [set() for _ in resolutions]
+
+    def keys(self, v, lo, hi):
+        out = []
+        for (levels, order), hist in zip(self.resolutions, self.hist):
+            q = 0
+            if hi > lo:
+                q = math.floor((v - lo) * levels / (hi - lo))
+                q = -1 if q < 0 else min(q, levels)
+            h, keys = q + 2, []
+            for j in range(1, min(order, len(hist)) + 1):
+                h = h * (levels + 3) + hist[-j] + 2
+                keys.append(h)
+            out.append((q, keys))
+        return out
+
+    def novelty(self, keys):
+        n = sum(order for _, order in self.resolutions)
+        known = sum(len(seen & set(ks)) for (_, ks), seen in zip(keys, self.seen))
+        return (n - known) / n
+
+    def learn(self, keys):
+        for (q, ks), (_, order), hist, seen in zip(keys, self.resolutions, self.hist, self.seen):
+            seen.update(ks)
+            hist.append(q)
+            del hist[:-order]
+
+
+def walk(n, seed):
+    """A wandering signal with plateaus, outliers and new extremes."""
+    rng = random.Random(seed)
+    v, out = 0.0, []
+    for t in range(n):
+        if t % 97 < 5:
+            out.append(out[-1] if out else 0.0)  # plateau (and a single-value range at first)
+            continue
+        v += rng.gauss(0, 1)
+        out.append(v + (rng.choice((-30, 30)) if rng.random() < 0.01 else 0.0))
+    return out
+
+
+@pytest.mark.parametrize(
+    "resolutions, range_window",
+    [
+        (((4, 8), (8, 5), (16, 3), (32, 2)), None),
+        (((4, 8), (8, 5), (16, 3), (32, 2)), 200),
+        (((5, 3), (10, 1)), 60),
+        (((7, 4),), None),
+    ],
+)
+def test_keys_novelty_and_snapshot_match_the_definition(resolutions, range_window):
+    det = ContextNoveltyDetector(resolutions=resolutions, range_window=range_window, range_chunks=5, rest_period=0)
+    ref = ReferenceContexts(resolutions)
+    for t, v in enumerate(walk(1500, seed=len(resolutions))):
+        keys = ref.keys(v, det._min, det._max)
+        x = {"value": v}
+        det.score_one(x)
+        assert det._cache[2] == ref.novelty(keys)  # the share of new contexts, exactly
+        det.learn_one(x)
+        ref.learn(keys)
+        if t in (0, 1, 3, 7, 40, 1499):
+            state = det.snapshot()
+            assert state["hist"] == ref.hist
+            assert state["seen"] == [sorted(s) for s in ref.seen]
+
+
+@pytest.mark.parametrize("learnt", [0, 1, 3, 8, 300])
+def test_context_keys_restore_round_trip(learnt):
+    resolutions = ((4, 8), (8, 5), (16, 3), (32, 2))
+    det = ContextNoveltyDetector(resolutions=resolutions, rest_period=0)
+    vals = walk(learnt + 200, seed=learnt)
+    for v in vals[:learnt]:
+        det.learn_one({"value": v})
+    state = json.loads(json.dumps(det.snapshot()))
+    keys = ContextKeys(resolutions)
+    keys.restore(state["hist"], state["seen"])
+    assert keys.history() == state["hist"] and keys.seen_lists() == state["seen"]
+    other = ContextNoveltyDetector(resolutions=resolutions, rest_period=0)
+    other.restore(state)
+    for v in vals[learnt:]:
+        x = {"value": v}
+        assert det.score_one(x) == other.score_one(x)
+        det.learn_one(x)
+        other.learn_one(x)
+    assert det.snapshot() == other.snapshot()
+
+
+def test_multiscale_default_restore_with_seasonal_contexts():
+    rng = random.Random(11)
+    vals = [50 + 20 * math.sin(2 * math.pi * t / 288) + rng.gauss(0, 2) for t in range(5000)]
+    vals[4200:4300] = [50 + rng.gauss(0, 2) for _ in range(100)]  # a missing daily swing
+    det = MultiScaleNoveltyDetector()
+    for v in vals[:3600]:
+        x = {"value": v}
+        det.score_one(x)
+        det.learn_one(x)
+    state = json.loads(json.dumps(det.snapshot()))
+    assert state["views"][2]["period"] > 0  # the 12-reading view found the period
+    other = MultiScaleNoveltyDetector()
+    other.restore(state)
+    assert other.snapshot() == state
+    a, b = [], []
+    for v in vals[3600:]:
+        x = {"value": v}
+        a.append(det.score_one(x))
+        b.append(other.score_one(x))
+        det.learn_one(x)
+        other.learn_one(x)
+    assert a == b and max(a) > 0.5
+    assert det.snapshot() == other.snapshot()
+
+
+def test_multiscale_ignores_bad_readings_like_finite_value():
+    det = MultiScaleNoveltyDetector()
+    for v in walk(400, seed=2):
+        det.learn_one({"value": v})
+    before = json.dumps(det.snapshot(), sort_keys=True)
+    score = det.score_one({"value": 1.5})
+    for x in ({"value": True}, {"value": "nan"}, {"value": float("inf")}, {"value": None}, {}, [], None):
+        assert det.score_one(x) == det._score
+        det.learn_one(x)
+    assert json.dumps(det.snapshot(), sort_keys=True) == before
+    assert det.score_one({"value": "1.5"}) == score  # parsed like finite_value does
