@@ -17,6 +17,7 @@ from math import isfinite
 from typing import Any
 
 from detectors.base import AnomalyDetector, finite_value
+from detectors._flat_run import FlatRunRecord
 from detectors.context_novelty import ContextNoveltyDetector
 
 __all__ = ["MultiScaleNoveltyDetector"]
@@ -40,7 +41,10 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
     remembers what happens at each phase of the signal's period (a daily
     pattern that does not come is new there). The raw-reading view
     quantises against the range of the last ``range_window`` readings, so an
-    old outlier stops coarsening its grid.
+    old outlier stops coarsening its grid. One more vote, outside the
+    views, is 1 when a run of exactly identical readings grows past the
+    sensor's record (a stuck or switched-off sensor; see
+    :class:`~detectors._flat_run.FlatRunRecord`).
 
     Each reading is scored, then learnt; the score at a reading only uses the
     readings up to it. Memory grows with the variety of the signal (the
@@ -87,6 +91,19 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         :class:`~detectors.context_novelty.ContextNoveltyDetector`) instead
         of every reading's: an old outlier stops coarsening the grid once it
         has left the window. ``None``: every reading's min / max.
+    magnitude_alpha
+        Each view's score has a small tie-breaker, the distance of its
+        value to a running mean in running standard deviations. View ``k``
+        updates that mean / variance with ``magnitude_alpha * steps[k]`` per
+        block, so every view's statistics cover about ``1 / magnitude_alpha``
+        readings (with one constant per block the coarse views' variance
+        would still be building up after thousands of readings, and every
+        coarse alarm would look equally far off).
+    flat_min_run, flat_margin
+        The flat-run vote: 1 when the current run of identical readings
+        reaches ``flat_min_run`` readings and exceeds ``1 + flat_margin``
+        times the longest run completed so far (once per run);
+        ``flat_min_run=None`` turns it off.
     season_warmup, season_views, season_resolutions, season_offset, season_min_acf, season_learn, season_weight
         Seasonal contexts (see
         :class:`~detectors.context_novelty.ContextNoveltyDetector`) in the
@@ -141,6 +158,9 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         season_min_acf: float = 0.5,
         season_learn: int = 3,
         season_weight: float = 0.0,
+        magnitude_alpha: float = 0.002,
+        flat_min_run: int | None = 48,
+        flat_margin: float = 0.1,
     ) -> None:
         self.field = field
         self.steps = tuple(int(s) for s in steps)
@@ -164,6 +184,10 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self.season_learn = season_learn
         self.season_weight = season_weight
         self.season_views = None if season_views is None else tuple(int(v) for v in season_views)
+        self.magnitude_alpha = magnitude_alpha
+        self.flat_min_run = flat_min_run
+        self.flat_margin = flat_margin
+        self._flat = FlatRunRecord(flat_min_run, flat_margin)
         self._decay = math.exp(-1.0 / alarm_memory) if alarm_memory > 0 else 0.0
         self._views = [
             ContextNoveltyDetector(
@@ -184,6 +208,9 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
                 season_learn=season_learn,
                 season_weight=season_weight,
                 season_alpha=base_alpha,
+                # the magnitude tie-breaker's running mean / variance cover
+                # about 1 / magnitude_alpha readings in every view
+                alpha=min(1.0, magnitude_alpha * s),
             )
             for s in self.steps
         ]
@@ -202,8 +229,9 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             return self._score
         if self._quiet > 0:
             return 0.0
-        # highest vote of the views whose block v completes (no learning)
-        best = 0.0
+        # highest vote of the flat-run record and of the views whose block v
+        # completes (no learning)
+        best = self._flat.vote(v)
         sums, counts = self._sums, self._counts
         for k, step, offset, view in self._blocks:
             count = counts[k] + 1
@@ -221,7 +249,9 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         v = _reading(x, self.field)
         if v is None:
             return
-        best = 0.0
+        flat = self._flat
+        best = flat_vote = flat.vote(v)
+        flat.learn(v)
         sums, counts = self._sums, self._counts
         for k, step, offset, view in self._blocks:
             count = counts[k] + 1
@@ -251,6 +281,8 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             if best >= self.rest_threshold:
                 self._quiet = self.rest_period
                 self._alarms += 1.0
+                if flat_vote >= self.rest_threshold:
+                    flat.fired()  # one alarm per record-breaking run
 
     # -- state ---------------------------------------------------------------
 
@@ -262,6 +294,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             "quiet": self._quiet,
             "score": self._score,
             "alarms": self._alarms,
+            "flat": self._flat.snapshot(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -272,6 +305,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self._quiet = int(state["quiet"])
         self._score = float(state["score"])
         self._alarms = float(state.get("alarms", 0.0))
+        self._flat.restore(state.get("flat"))  # absent in snapshots from before the flat-run vote
 
 
 def _reading(x: Any, field: str) -> float | None:

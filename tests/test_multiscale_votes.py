@@ -1,0 +1,100 @@
+"""The flat-run record vote and the magnitude statistics of ``multiscale_novelty``."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+from detectors._flat_run import FlatRunRecord
+from detectors.multiscale_novelty import MultiScaleNoveltyDetector
+
+
+def drive(det, vals):
+    out = []
+    for v in vals:
+        x = {"value": v}
+        out.append(det.score_one(x))
+        det.learn_one(x)
+    return out
+
+
+def busy_sensor(n: int, seed: int = 5) -> list[float]:
+    """A busy counter with idle stretches of exactly 0 (20 to 60 readings each)."""
+    rng = random.Random(seed)
+    vals: list[float] = []
+    while len(vals) < n:
+        vals += [round(rng.uniform(20, 80), 1) for _ in range(rng.randint(40, 120))]
+        vals += [0.0] * rng.randint(20, 60)
+    return vals[:n]
+
+
+def test_flat_run_record_votes_only_past_the_record_and_once_fired():
+    rec = FlatRunRecord(min_run=5, margin=0.5)
+    votes = []
+    for v in [1.0] * 4 + [2.0] + [3.0] * 5 + [4.0] + [3.0] * 8:
+        votes.append(rec.vote(v))
+        rec.learn(v)
+    # record 4 (first run; it cannot vote), then 5 threes: 5 <= 1.5 * 4, no vote;
+    # the record becomes 5, eight threes vote from their 8th reading (> 7.5)
+    assert votes.index(1.0) == 4 + 1 + 5 + 1 + 7
+    rec.fired()
+    assert rec.vote(3.0) == 0.0
+    rec.learn(3.0)
+    rec.learn(9.0)  # a new run: the record is now 9
+    assert rec.snapshot()["record"] == 9
+    assert FlatRunRecord(min_run=None).vote(3.0) == 0.0
+
+
+def test_stuck_sensor_alarms_once_when_its_repeat_record_is_broken():
+    vals = busy_sensor(3000)
+    stuck = vals + [0.0] * 200 + busy_sensor(300, seed=9)
+    det = MultiScaleNoveltyDetector()
+    scores = drive(det, stuck)
+    plain = drive(MultiScaleNoveltyDetector(flat_min_run=None), stuck)  # without the vote
+    thr = det.rest_threshold
+    record = max(len(run) for run in "".join("0" if v == 0.0 else "x" for v in vals).split("x"))
+    assert 48 < 1.1 * record
+    stuck_scores = scores[3000:3200]
+    first = next(i for i, s in enumerate(stuck_scores) if s >= thr)
+    assert first == math.floor(1.1 * record)  # once past 1.1 x the longest idle stretch, not at its start
+    assert sum(s >= thr for s in stuck_scores) == 1  # one alarm per run
+    assert max(plain[3000:3200]) < thr  # the views alone do not see it
+    # idle stretches within the record add no alarms
+    assert [i for i in range(1500, 3000) if scores[i] >= thr] == [i for i in range(1500, 3000) if plain[i] >= thr]
+
+
+def test_flat_run_state_survives_snapshot_and_old_snapshots_restore():
+    vals = busy_sensor(3000) + [0.0] * 200
+    det = MultiScaleNoveltyDetector()
+    drive(det, vals[:3020])  # mid-run of the stuck stretch
+    state = json.loads(json.dumps(det.snapshot()))
+    clone = MultiScaleNoveltyDetector()
+    clone.restore(state)
+    assert drive(clone, vals[3020:]) == drive(det, vals[3020:])
+    old = dict(state)
+    del old["flat"]  # a snapshot written before the flat-run vote existed
+    older = MultiScaleNoveltyDetector()
+    older.restore(old)
+    assert older.snapshot()["flat"] == {"last": None, "run": 0, "record": 0, "fired": False}
+
+
+def test_every_view_measures_magnitude_over_the_same_number_of_readings():
+    """The coarse views' running variance must have converged after a few thousand readings.
+
+    With one smoothing constant per *block* (the former default), the
+    12-reading view's variance was still building up after 12 000 readings
+    and its ``z`` saturated, so every coarse alarm looked equally far off.
+    """
+    rng = random.Random(2)
+    vals = [rng.gauss(0.0, 1.0) for _ in range(6000)]
+    det = MultiScaleNoveltyDetector()
+    drive(det, vals)
+    for step, view in zip(det.steps, det._views):
+        assert view.alpha == det.magnitude_alpha * step
+        expected = 1.0 / step  # variance of the mean of `step` unit-variance readings
+        assert 0.6 < view.snapshot()["var"] / expected < 1.5, step
+    slow = MultiScaleNoveltyDetector(magnitude_alpha=0.001 / 12)
+    drive(slow, vals)
+    assert slow._views[2].snapshot()["var"] < 0.6 / 12  # about 500 blocks x 0.001 of the way
+    assert not math.isnan(det.score_one({"value": 1.0}))
