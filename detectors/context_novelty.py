@@ -171,6 +171,10 @@ class ContextNoveltyDetector(AnomalyDetector):
         self._contexts = ContextKeys(self.resolutions)
         self._mean: float | None = None
         self._var = 0.0
+        # None, or another detector whose running mean / variance / range
+        # measure this one's magnitude term (multiscale_novelty's coarse views
+        # measure their block means in the readings' own deviations)
+        self._magnitude_ref: ContextNoveltyDetector | None = None
         self._quiet = 0
         self._score = 0.0
         self._n_contexts = sum(k for _, k in self.resolutions)
@@ -255,14 +259,16 @@ class ContextNoveltyDetector(AnomalyDetector):
         return v, contexts, novelty, self._raw(v, novelty, snov), skeys, snov
 
     def _raw(self, v: float, novelty: float, snov: float | None = None) -> float:
-        lo, hi, mean = self._min, self._max, self._mean
+        lo, hi = self._min, self._max
         if self.base_alpha > 0:
             novelty = _above_base(novelty, self._base)
+        ref = self._magnitude_ref or self
+        mean = ref._mean
         if mean is None:
             z = 0.0
         else:
-            span = hi - lo if hi > lo else 1.0
-            z = abs(v - mean) / (sqrt(self._var) + 1e-3 * span + 1e-12)
+            span = ref._max - ref._min if ref._max > ref._min else 1.0
+            z = abs(v - mean) / (sqrt(ref._var) + 1e-3 * span + 1e-12)
         w = self.magnitude_weight
         distance = w * tanh(z / self.magnitude_scale)
         raw = (1.0 - w) * novelty + distance

@@ -99,6 +99,18 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         readings (with one constant per block the coarse views' variance
         would still be building up after thousands of readings, and every
         coarse alarm would look equally far off).
+    magnitude_weight, magnitude_scale
+        Share of the raw-reading views' score given to the tie-breaker
+        ``tanh(z / magnitude_scale)``. With 0.3, a never-seen reading at
+        the running mean scores 0.7, below ``rest_threshold``: at the raw
+        scale a reading must be new *and* off the mean to alarm (on NAB the
+        raw view's false alarms were mostly close to the mean).
+    coarse_magnitude_weight, coarse_magnitude_scale
+        The same for the views on block means.
+    coarse_magnitude_in_readings
+        The coarse views measure their block mean's ``z`` against the
+        readings' running mean and standard deviation (the first raw view's)
+        instead of their own block-mean statistics.
     flat_min_run, flat_margin
         The flat-run vote: 1 when the current run of identical readings
         reaches ``flat_min_run`` readings and exceeds ``1 + flat_margin``
@@ -161,12 +173,22 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         magnitude_alpha: float = 0.002,
         flat_min_run: int | None = 48,
         flat_margin: float = 0.1,
+        magnitude_weight: float = 0.3,
+        magnitude_scale: float = 4.5,
+        coarse_magnitude_weight: float = 0.1,
+        coarse_magnitude_scale: float = 6.0,
+        coarse_magnitude_in_readings: bool = True,
     ) -> None:
         self.field = field
         self.steps = tuple(int(s) for s in steps)
         self.offsets = tuple(float(o) for o in offsets)
         if len(self.steps) != len(self.offsets) or not self.steps or min(self.steps) < 1:
             raise ValueError("steps and offsets: same non-zero length, steps >= 1")
+        self.magnitude_weight = magnitude_weight
+        self.magnitude_scale = magnitude_scale
+        self.coarse_magnitude_weight = coarse_magnitude_weight
+        self.coarse_magnitude_scale = coarse_magnitude_scale
+        self.coarse_magnitude_in_readings = coarse_magnitude_in_readings
         self.rest_period = rest_period
         self.rest_threshold = rest_threshold
         self.view_rest = view_rest
@@ -211,10 +233,20 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
                 # the magnitude tie-breaker's running mean / variance cover
                 # about 1 / magnitude_alpha readings in every view
                 alpha=min(1.0, magnitude_alpha * s),
+                magnitude_weight=magnitude_weight if s == 1 else coarse_magnitude_weight,
+                magnitude_scale=magnitude_scale if s == 1 else coarse_magnitude_scale,
             )
             for s in self.steps
         ]
+        raw_views = [view for s, view in zip(self.steps, self._views) if s == 1]
+        if coarse_magnitude_in_readings and raw_views:
+            # a coarse view's block mean is measured against the readings'
+            # running mean, in the readings' standard deviations
+            for s, view in zip(self.steps, self._views):
+                if s > 1:
+                    view._magnitude_ref = raw_views[0]
         self._blocks = tuple(zip(range(len(self.steps)), self.steps, self.offsets, self._views))  # (k, step, offset, view)
+        self._learn_order = self._blocks[::-1]
         self._sums = [0.0 for _ in self.steps]  # sum and number of the readings of each view's open block
         self._counts = [0 for _ in self.steps]
         self._quiet = 0
@@ -253,7 +285,9 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         best = flat_vote = flat.vote(v)
         flat.learn(v)
         sums, counts = self._sums, self._counts
-        for k, step, offset, view in self._blocks:
+        # the raw view (first) learns last: a coarse view measuring its block
+        # against the readings' statistics sees them as score_one did
+        for k, step, offset, view in self._learn_order:
             count = counts[k] + 1
             if count < step:
                 sums[k] += v

@@ -211,11 +211,10 @@ def test_multiscale_novelty_sees_a_flattened_cycle():
     for t in range(1800, 1880):
         vals[t] = rng.gauss(0, 0.5)
     scores = drive(make_detector("multiscale_novelty"), vals)
-    # new shape, small magnitude (the flat stretch sits at the mean): clearly
-    # above everything before it (0.74 vs 0.70), and an alarm at the latest
-    # when the cycle comes back
-    assert max(scores[1800:1880]) > max(scores[1200:1800]) + 0.03
-    assert max(scores[1800:1881]) >= 0.75
+    # a new shape of small magnitude (the flat stretch sits at the mean):
+    # well above everything before it (0.74 vs 0.59 with the defaults)
+    assert max(scores[1800:1880]) > max(scores[1200:1800]) + 0.1
+    assert max(scores[1800:1880]) > 0.7
 
 
 def test_multiscale_novelty_score_one_matches_learnt_score():

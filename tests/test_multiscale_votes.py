@@ -6,6 +6,8 @@ import json
 import math
 import random
 
+import pytest
+
 from detectors._flat_run import FlatRunRecord
 from detectors.multiscale_novelty import MultiScaleNoveltyDetector
 
@@ -98,3 +100,30 @@ def test_every_view_measures_magnitude_over_the_same_number_of_readings():
     drive(slow, vals)
     assert slow._views[2].snapshot()["var"] < 0.6 / 12  # about 500 blocks x 0.001 of the way
     assert not math.isnan(det.score_one({"value": 1.0}))
+
+
+def test_a_raw_reading_needs_novelty_and_distance_to_alarm():
+    """Novelty alone (a never-seen reading at the running mean) scores ``1 - magnitude_weight``.
+
+    On NAB, raw-scale alarms close to the mean were mostly false positives
+    (distance to the mean: median 3.6 standard deviations for false, 7.6 for
+    true ones), so the raw view gives the distance a weight of 0.3: a new
+    reading at the mean stays at 0.7, below the rest threshold.
+    """
+    vals = [0.0, 10.0] * 600  # running mean 5
+    det = MultiScaleNoveltyDetector(steps=(1,), offsets=(0.0,))
+    drive(det, vals)
+    assert det.score_one({"value": 5.0}) == pytest.approx(1.0 - det.magnitude_weight, abs=0.01)
+    assert det.score_one({"value": 5.0}) < det.rest_threshold
+    old = MultiScaleNoveltyDetector(steps=(1,), offsets=(0.0,), magnitude_weight=0.1, magnitude_scale=5.0)
+    drive(old, vals)
+    assert old.score_one({"value": 5.0}) == pytest.approx(0.9, abs=0.01)
+
+
+def test_coarse_views_measure_block_means_in_the_readings_deviations():
+    det = MultiScaleNoveltyDetector()
+    raw, *coarse = det._views
+    assert all(view._magnitude_ref is raw for view in coarse) and raw._magnitude_ref is None
+    assert all(view._magnitude_ref is None for view in MultiScaleNoveltyDetector(coarse_magnitude_in_readings=False)._views)
+    assert (raw.magnitude_weight, raw.magnitude_scale) == (det.magnitude_weight, det.magnitude_scale)
+    assert {(v.magnitude_weight, v.magnitude_scale) for v in coarse} == {(det.coarse_magnitude_weight, det.coarse_magnitude_scale)}
