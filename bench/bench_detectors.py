@@ -6,7 +6,7 @@ reading on a synthetic seasonal series and the bytes of state per sensor
 (length of the JSON snapshot after the run). ``--nab`` adds the NAB scores
 (full corpus; a few minutes). Figures only: nothing here asserts timings.
 
-    /tmp/venv/bin/python bench/bench_detectors.py [--n 20000] [--nab]
+    .venv/bin/python bench/bench_detectors.py [--n 20000] [--nab]
 """
 
 from __future__ import annotations
