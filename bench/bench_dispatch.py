@@ -8,7 +8,7 @@ on its own) at ``--rate`` per second, and measures, per notification, the
 time from just before the event was produced to its arrival at the
 receiver. Prints figures only.
 
-    /tmp/venv/bin/python bench/bench_dispatch.py --events 500 --rate 50
+    .venv/bin/python bench/bench_dispatch.py --events 500 --rate 50
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ its queue and times it:
 * gateway: validation, Kafka produce (acks=all), manual MQTT acks after Kafka.
 
 Prints readings/s for both and their ratio; asserts nothing about time.
-Run: ``/tmp/venv/bin/python bench/bench_gateway.py --count 50000``.
+Run: ``.venv/bin/python bench/bench_gateway.py --count 50000``.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ and prints readings/s for each and the ratios, then whether the alert events
 on ``alerts.events`` are exactly those the pure engine computes from the same
 readings. No assertions: figures only.
 
-    /tmp/venv/bin/python bench/bench_streams.py --sensors 300 --readings 60000
+    .venv/bin/python bench/bench_streams.py --sensors 300 --readings 60000
 """
 
 from __future__ import annotations
