@@ -307,5 +307,9 @@ def test_resolve_data_dir(tmp_path, monkeypatch):
     (tmp_path / "nab" / "data").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
     assert resolve_data_dir("nab") == (tmp_path / "nab").resolve()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="CITYEYE_NAB_DATA"):
         resolve_data_dir("nowhere")
+    (tmp_path / "elsewhere" / "data").mkdir(parents=True)
+    monkeypatch.setenv("CITYEYE_NAB_DATA", str(tmp_path / "elsewhere"))
+    assert resolve_data_dir(None) == (tmp_path / "elsewhere").resolve()
+    assert resolve_data_dir("nab") == (tmp_path / "nab").resolve()  # --data wins

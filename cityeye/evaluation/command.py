@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,14 +38,17 @@ _SHORT = {"standard": "standard", "reward_low_FP_rate": "low_FP", "reward_low_FN
 def resolve_data_dir(path: str | None) -> Path:
     """The NAB directory (holding ``data/`` and ``labels/``).
 
-    A relative path is tried against the current directory, then the repo root.
+    ``path`` defaults to ``$CITYEYE_NAB_DATA``, then :data:`DEFAULT_DATA`. A
+    relative path is tried against the current directory, then the repo root.
     """
-    p = Path(path or DEFAULT_DATA)
+    p = Path(path or os.environ.get("CITYEYE_NAB_DATA") or DEFAULT_DATA)
     candidates = [p] if p.is_absolute() else [Path.cwd() / p, REPO_ROOT / p]
     for c in candidates:
         if (c / "data").is_dir() or c.name == "data" and c.is_dir():
             return c.resolve()
-    raise FileNotFoundError(f"NAB data not found at {', '.join(map(str, candidates))}")
+    raise FileNotFoundError(
+        f"NAB data not found at {', '.join(map(str, candidates))} (pass --data DIR or set CITYEYE_NAB_DATA)"
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,9 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     nab.add_argument("--detector", action="append", default=None,
                      help="registered detector name (repeatable; default: the default detector)")
     nab.add_argument("--params", default="{}", help="JSON dict of detector hyperparameters")
-    nab.add_argument("--data", default=DEFAULT_DATA,
-                     help="NAB directory with data/ and labels/ (default: %(default)s, "
-                          "relative to the CWD or the repo root)")
+    nab.add_argument("--data", default=None,
+                     help="NAB directory with data/ and labels/ (default: $CITYEYE_NAB_DATA, else "
+                          f"{DEFAULT_DATA} relative to the CWD or the repo root)")
     nab.add_argument("--labels", default=None,
                      help="label windows JSON (default: <data>/labels/combined_windows.json)")
     nab.add_argument("--out", default=None, help="write NAB-format result files under OUT/<detector>/")
