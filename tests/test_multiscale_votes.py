@@ -10,15 +10,7 @@ import pytest
 
 from detectors._flat_run import FlatRunRecord
 from detectors.multiscale_novelty import MultiScaleNoveltyDetector
-
-
-def drive(det, vals):
-    out = []
-    for v in vals:
-        x = {"value": v}
-        out.append(det.score_one(x))
-        det.learn_one(x)
-    return out
+from tests.test_anomaly_detectors import drive
 
 
 def busy_sensor(n: int, seed: int = 5) -> list[float]:
