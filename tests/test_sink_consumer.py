@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 
 from alerts.notification import Backoff
+from alerts.sinks.base import BaseSink, SinkWriteError
 from alerts.sinks.consumer import SinkConsumer
 from alerts.sinks.deadletter import DeadLetterWriter, SinkDeadLetter
 from alerts.sinks.influx import InfluxSink
@@ -72,6 +73,31 @@ async def test_nothing_is_committed_while_influx_is_down_and_a_restart_loses_not
     ok = await wait_until(lambda: consumer.stats["written"] >= 1)
     await finish()
     assert ok and consumer.stats["written"] == 1
+
+
+class _FailsWhileStopping(BaseSink):
+    """A sink whose write fails, and the consumer is told to stop during that write."""
+
+    name = "stopping"
+
+    def __init__(self):
+        super().__init__(batch_size=1, flush_interval_s=0.01)
+        self.writes = 0
+
+    async def write(self, batch):
+        self.writes += 1
+        self.stop_event.set()  # the stop arrives while the flush is failing
+        raise SinkWriteError("receiver unreachable")
+
+
+async def test_a_stop_during_a_failing_flush_ends_the_consumer_cleanly(kafka):
+    """run() returns (no exception) and commits nothing: the items are read again later."""
+    await produce(kafka.settings, TOPIC_ALERTS, events_records([make_event(i) for i in range(3)]))
+    sink = _FailsWhileStopping()
+    consumer, finish = await start_consumer(kafka.settings, sink, group="sink-stopping")
+    assert await wait_until(lambda: sink.writes >= 1)
+    await finish()  # raised SinkWriteError before the fix
+    assert consumer.stats["commits"] == 0 and consumer.stats["written"] == 0
 
 
 async def test_malformed_records_are_dead_lettered_and_the_loop_goes_on(kafka, influx_settings, influx_server):

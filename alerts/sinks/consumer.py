@@ -151,8 +151,10 @@ class SinkConsumer:
                 except SinkWriteError as exc:
                     attempt += 1
                     self.stats["flush_failures"] += 1
-                    if not retry or self._stop.is_set():
+                    if not retry:
                         raise
+                    if self._stop.is_set():
+                        return False  # stopping: run() tries once more, else the items are read again
                     delay = self.backoff.delay(min(attempt, 30))
                     log.warning("sink %s: flush of %d items failed (%s); retry %d in %.1f s",
                                 self.sink.name, count, exc, attempt, delay)
