@@ -74,6 +74,17 @@ class FlatRunRecord:
             self._record = self._run
         self._run, self._fired, self._last = 1, False, v
 
+    def step(self, v: float) -> float:
+        """:meth:`vote` for ``v``, then :meth:`learn` it (one call)."""
+        if v != self._last:  # a new value: a new run, no vote
+            if self._run > self._record:
+                self._record = self._run
+            self._run, self._fired, self._last = 1, False, v
+            return 0.0
+        vote = self.vote(v)
+        self._run += 1
+        return vote
+
     def fired(self) -> None:
         """The current run has raised an alarm: it votes no more."""
         self._fired = True

@@ -248,20 +248,15 @@ class ContextNoveltyDetector(AnomalyDetector):
         self._period = lag
 
     def _evaluate(self, v: float) -> tuple:
-        """``(v, contexts, novelty, raw, season keys, season novelty)`` of reading ``v``."""
+        """``(v, contexts, novelty, raw score, season keys, season novelty)`` of reading ``v``."""
         lo, hi, n = self._min, self._max, self._n_contexts
         contexts, known = self._contexts.look_up(v - lo, hi - lo) if hi > lo else self._contexts.look_up(0.0, 0.0)
-        novelty = (n - known) / n
-        skeys = snov = None
-        if self._period:
-            skeys = self._season_keys(v)
-            snov = self._season_novelty(skeys)
-        return v, contexts, novelty, self._raw(v, novelty, snov), skeys, snov
-
-    def _raw(self, v: float, novelty: float, snov: float | None = None) -> float:
-        lo, hi = self._min, self._max
-        if self.base_alpha > 0:
-            novelty = _above_base(novelty, self._base)
+        novelty = share = (n - known) / n
+        if self.base_alpha > 0:  # _above_base(novelty, self._base), inlined
+            base = self._base
+            share = (novelty - base) / (1.0 - base) if base < 1.0 else 0.0
+            share = share if share > 0.0 else 0.0
+        # magnitude tie-breaker: distance to the running mean, in running deviations
         ref = self._magnitude_ref or self
         mean = ref._mean
         if mean is None:
@@ -271,18 +266,22 @@ class ContextNoveltyDetector(AnomalyDetector):
             z = abs(v - mean) / (sqrt(ref._var) + 1e-3 * span + 1e-12)
         w = self.magnitude_weight
         distance = w * tanh(z / self.magnitude_scale)
-        raw = (1.0 - w) * novelty + distance
-        if snov is not None and self._s_count >= self.season_learn * self._period:
-            sn = _above_base(snov, self._s_base)
-            if self.season_weight > 0:
-                raw = min(1.0, raw + self.season_weight * sn)
-            else:
-                raw = max(raw, (1.0 - w) * sn + distance + self.season_offset)
+        raw = (1.0 - w) * share + distance
+        skeys = snov = None
+        if self._period:
+            skeys = self._season_keys(v)
+            snov = self._season_novelty(skeys)
+            if self._s_count >= self.season_learn * self._period:
+                sn = _above_base(snov, self._s_base)
+                if self.season_weight > 0:
+                    raw = min(1.0, raw + self.season_weight * sn)
+                else:
+                    raw = max(raw, (1.0 - w) * sn + distance + self.season_offset)
         if self.excursion_scale and hi > lo and (v > hi or v < lo):
             e = max(v - hi, lo - v, 0.0) / (hi - lo)
             if e > 0:
                 raw = max(raw, min(1.0, 0.5 + 0.5 * e / self.excursion_scale))
-        return raw
+        return v, contexts, novelty, raw, skeys, snov
 
     def _score_value(self, v: float) -> float:
         """:meth:`score_one` of the finite reading ``v``."""
@@ -318,7 +317,11 @@ class ContextNoveltyDetector(AnomalyDetector):
             self._mean = mean + alpha * d
             self._var = (1.0 - alpha) * (self._var + alpha * d * d)
         if self._chunk_len:
-            self._window_range(v)
+            o = self._open
+            if o is not None and o[0] <= v <= o[1] and o[2] + 1 < self._chunk_len:
+                o[2] += 1  # no new extreme, no chunk closes: same range
+            else:
+                self._window_range(v)
         else:
             if v < self._min:
                 self._min = v
@@ -356,13 +359,11 @@ class ContextNoveltyDetector(AnomalyDetector):
                 del hist[0]
 
     def _window_range(self, v: float) -> None:
-        """Range = min / max of the open chunk and the last ``range_chunks`` closed ones."""
+        """Range = min / max of the open chunk and the last ``range_chunks`` closed ones
+        (a reading that changes neither is counted by _learn_value)."""
         o = self._open
         if o is None:
             o = self._open = [v, v, 0]
-        elif o[0] <= v <= o[1] and o[2] + 1 < self._chunk_len:
-            o[2] += 1  # no new extreme, no chunk closes: same range
-            return
         if v < o[0]:
             o[0] = v
         if v > o[1]:

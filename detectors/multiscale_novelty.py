@@ -245,7 +245,13 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             for s, view in zip(self.steps, self._views):
                 if s > 1:
                     view._magnitude_ref = raw_views[0]
-        self._blocks = tuple(zip(range(len(self.steps)), self.steps, self.offsets, self._views))  # (k, step, offset, view)
+        blocks = tuple(zip(range(len(self.steps)), self.steps, self.offsets, self._views))  # (k, step, offset, view)
+        # a first view of block length 1 (the default) takes every reading as
+        # it comes, outside the block loops: scored first and learnt last, as
+        # in those loops (its sum / count stay 0)
+        self._raw_view = self._views[0] if self.steps[0] == 1 else None
+        self._raw_offset = self.offsets[0]
+        self._blocks = blocks[1:] if self._raw_view is not None else blocks
         self._learn_order = self._blocks[::-1]
         self._sums = [0.0 for _ in self.steps]  # sum and number of the readings of each view's open block
         self._counts = [0 for _ in self.steps]
@@ -256,14 +262,24 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
     # -- River-style API -----------------------------------------------------
 
     def score_one(self, x: dict[str, float]) -> float:
-        v = _reading(x, self.field)
-        if v is None:
-            return self._score
+        # finite_value(x, field), with a short cut for the usual finite float
+        v = x.get(self.field) if type(x) is dict else None
+        if type(v) is not float or not isfinite(v):
+            v = finite_value(x, self.field)
+            if v is None:
+                return self._score
         if self._quiet > 0:
             return 0.0
         # highest vote of the flat-run record and of the views whose block v
-        # completes (no learning)
-        best = self._flat.vote(v)
+        # completes (no learning); a reading unlike the last one never votes
+        flat = self._flat
+        best = flat.vote(v) if v == flat._last else 0.0
+        raw = self._raw_view
+        if raw is not None:
+            # the mean of a block of one reading, (0.0 + v) / 1, is v + 0.0 (-0.0 -> 0.0)
+            r = raw._score_value(v + 0.0) + self._raw_offset
+            if r > best:
+                best = r
         sums, counts = self._sums, self._counts
         for k, step, offset, view in self._blocks:
             count = counts[k] + 1
@@ -278,15 +294,17 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         return score if score > 0.0 else 0.0
 
     def learn_one(self, x: dict[str, float]) -> None:
-        v = _reading(x, self.field)
-        if v is None:
-            return
+        v = x.get(self.field) if type(x) is dict else None  # as in score_one
+        if type(v) is not float or not isfinite(v):
+            v = finite_value(x, self.field)
+            if v is None:
+                return
         flat = self._flat
-        best = flat_vote = flat.vote(v)
-        flat.learn(v)
+        best = flat_vote = flat.step(v)  # vote, then learn
         sums, counts = self._sums, self._counts
-        # the raw view (first) learns last: a coarse view measuring its block
-        # against the readings' statistics sees them as score_one did
+        # the views in reverse order, the raw view (first) last: a coarse view
+        # measuring its block against the readings' statistics sees them as
+        # score_one did
         for k, step, offset, view in self._learn_order:
             count = counts[k] + 1
             if count < step:
@@ -303,6 +321,12 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
                 best = r
             sums[k] = 0.0
             counts[k] = 0
+        raw = self._raw_view
+        if raw is not None:
+            raw._learn_value(v + 0.0)  # as in score_one
+            r = raw._score + self._raw_offset
+            if r > best:
+                best = r
         self._alarms *= self._decay
         if self._quiet > 0:
             self._quiet -= 1
@@ -340,9 +364,3 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self._score = float(state["score"])
         self._alarms = float(state.get("alarms", 0.0))
         self._flat.restore(state.get("flat"))  # absent in snapshots from before the flat-run vote
-
-
-def _reading(x: Any, field: str) -> float | None:
-    """:func:`~detectors.base.finite_value`, with a short cut for the usual finite float."""
-    v = x.get(field) if type(x) is dict else None
-    return v if type(v) is float and isfinite(v) else finite_value(x, field)

@@ -15,6 +15,7 @@ import random
 import pytest
 
 from detectors._contexts import ContextKeys
+from detectors._flat_run import FlatRunRecord
 from detectors.context_novelty import ContextNoveltyDetector
 from detectors.multiscale_novelty import MultiScaleNoveltyDetector
 
@@ -150,3 +151,39 @@ def test_multiscale_ignores_bad_readings_like_finite_value():
         det.learn_one(x)
     assert json.dumps(det.snapshot(), sort_keys=True) == before
     assert det.score_one({"value": "1.5"}) == score  # parsed like finite_value does
+
+
+def test_flat_run_step_is_vote_then_learn():
+    rng = random.Random(5)
+    vals = [float(rng.choice((1, 2))) if rng.random() < 0.3 else 3.0 for _ in range(3000)]
+    one, two = FlatRunRecord(min_run=4, margin=0.1), FlatRunRecord(min_run=4, margin=0.1)
+    for t, v in enumerate(vals):
+        vote = one.vote(v)
+        one.learn(v)
+        assert two.step(v) == vote
+        if vote and t % 3:
+            one.fired()
+            two.fired()
+        assert one.snapshot() == two.snapshot()
+
+
+def plain_loop(det):
+    """The detector with its first (raw) view back in the block loops."""
+    det._raw_view = None
+    det._blocks = tuple(zip(range(len(det.steps)), det.steps, det.offsets, det._views))
+    det._learn_order = det._blocks[::-1]
+    return det
+
+
+@pytest.mark.parametrize("steps, offsets", [((1, 6, 12), (0.0, -0.1, -0.15)), ((1, 4), (0.05, 0.0)), ((3, 1), (0.0, 0.0))])
+def test_multiscale_raw_view_outside_the_loops_scores_as_in_them(steps, offsets):
+    vals = [-0.0] + walk(3000, seed=len(steps)) + [-0.0, 0.0]  # -0.0: its block mean is 0.0
+    fast = MultiScaleNoveltyDetector(steps=steps, offsets=offsets, season_warmup=500)
+    plain = plain_loop(MultiScaleNoveltyDetector(steps=steps, offsets=offsets, season_warmup=500))
+    assert (fast._raw_view is not None) == (steps[0] == 1)
+    for v in vals:
+        x = {"value": v}
+        assert repr(fast.score_one(x)) == repr(plain.score_one(x))
+        fast.learn_one(x)
+        plain.learn_one(x)
+    assert json.dumps(fast.snapshot()) == json.dumps(plain.snapshot())
