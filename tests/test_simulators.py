@@ -102,6 +102,18 @@ def test_traffic_incident_collapses_speed_and_jumps_occupancy_only_in_all():
     assert not [lab for lab in flood_labels if lab.label == "incident"]
 
 
+def test_default_traffic_check_finds_the_incident_at_its_start_and_nothing_else():
+    """The default anomaly detector (threshold 0.9) on a simulated day of traffic."""
+    from detectors.rules import default_checks
+
+    readings, labels = simulate(REGISTRY, "all", 3, Clock(START, 24))
+    for detector in REGISTRY.by_kind("traffic"):
+        [(start, _end)] = labels_of(labels, detector.id, "incident")
+        [check] = [c for c in default_checks("traffic", {}) if c.name == "traffic.speed_anomaly"]
+        found = [r.ts for r in readings if r.sensor_id == detector.id and check.process(r.values, r.ts) is not None]
+        assert found == [start], detector.id  # one finding, at the incident's first reading
+
+
 def test_daily_traffic_profile_has_rush_hours():
     readings, _ = simulate(REGISTRY, "normal", 7, Clock(START, 24))
     by_hour = defaultdict(list)
