@@ -251,11 +251,8 @@ class ContextNoveltyDetector(AnomalyDetector):
         """``(v, contexts, novelty, raw score, season keys, season novelty)`` of reading ``v``."""
         lo, hi, n = self._min, self._max, self._n_contexts
         contexts, known = self._contexts.look_up(v - lo, hi - lo) if hi > lo else self._contexts.look_up(0.0, 0.0)
-        novelty = share = (n - known) / n
-        if self.base_alpha > 0:  # _above_base(novelty, self._base), inlined
-            base = self._base
-            share = (novelty - base) / (1.0 - base) if base < 1.0 else 0.0
-            share = share if share > 0.0 else 0.0
+        novelty = (n - known) / n
+        share = _above_base(novelty, self._base) if self.base_alpha > 0 else novelty
         # magnitude tie-breaker: distance to the running mean, in running deviations
         ref = self._magnitude_ref or self
         mean = ref._mean
@@ -317,11 +314,7 @@ class ContextNoveltyDetector(AnomalyDetector):
             self._mean = mean + alpha * d
             self._var = (1.0 - alpha) * (self._var + alpha * d * d)
         if self._chunk_len:
-            o = self._open
-            if o is not None and o[0] <= v <= o[1] and o[2] + 1 < self._chunk_len:
-                o[2] += 1  # no new extreme, no chunk closes: same range
-            else:
-                self._window_range(v)
+            self._window_range(v)
         else:
             if v < self._min:
                 self._min = v
@@ -359,9 +352,11 @@ class ContextNoveltyDetector(AnomalyDetector):
                 del hist[0]
 
     def _window_range(self, v: float) -> None:
-        """Range = min / max of the open chunk and the last ``range_chunks`` closed ones
-        (a reading that changes neither is counted by _learn_value)."""
+        """Range = min / max of the open chunk and the last ``range_chunks`` closed ones."""
         o = self._open
+        if o is not None and o[0] <= v <= o[1] and o[2] + 1 < self._chunk_len:
+            o[2] += 1  # no new extreme, no chunk closes: same range
+            return
         if o is None:
             o = self._open = [v, v, 0]
         if v < o[0]:

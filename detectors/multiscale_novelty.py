@@ -238,21 +238,22 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             )
             for s in self.steps
         ]
-        raw_views = [view for s, view in zip(self.steps, self._views) if s == 1]
-        if coarse_magnitude_in_readings and raw_views:
+        # the first view of block length 1 (the raw view) takes every reading
+        # as it comes, outside the block loops; it learns after the others, so
+        # a coarse view measuring its block against the readings' statistics
+        # sees them as score_one did
+        raw = next((k for k, step in enumerate(self.steps) if step == 1), None)
+        self._raw_view = None if raw is None else self._views[raw]
+        self._raw_offset = 0.0 if raw is None else self.offsets[raw]
+        if coarse_magnitude_in_readings and self._raw_view is not None:
             # a coarse view's block mean is measured against the readings'
             # running mean, in the readings' standard deviations
-            for s, view in zip(self.steps, self._views):
-                if s > 1:
-                    view._magnitude_ref = raw_views[0]
-        blocks = tuple(zip(range(len(self.steps)), self.steps, self.offsets, self._views))  # (k, step, offset, view)
-        # a first view of block length 1 (the default) takes every reading as
-        # it comes, outside the block loops: scored first and learnt last, as
-        # in those loops (its sum / count stay 0)
-        self._raw_view = self._views[0] if self.steps[0] == 1 else None
-        self._raw_offset = self.offsets[0]
-        self._blocks = blocks[1:] if self._raw_view is not None else blocks
-        self._learn_order = self._blocks[::-1]
+            for step, view in zip(self.steps, self._views):
+                if step > 1:
+                    view._magnitude_ref = self._raw_view
+        self._blocks = tuple(  # (k, step, offset, view) of the other views
+            block for block in zip(range(len(self.steps)), self.steps, self.offsets, self._views) if block[0] != raw
+        )
         self._sums = [0.0 for _ in self.steps]  # sum and number of the readings of each view's open block
         self._counts = [0 for _ in self.steps]
         self._quiet = 0
@@ -262,12 +263,9 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
     # -- River-style API -----------------------------------------------------
 
     def score_one(self, x: dict[str, float]) -> float:
-        # finite_value(x, field), with a short cut for the usual finite float
-        v = x.get(self.field) if type(x) is dict else None
-        if type(v) is not float or not isfinite(v):
-            v = finite_value(x, self.field)
-            if v is None:
-                return self._score
+        v = _reading(x, self.field)
+        if v is None:
+            return self._score
         if self._quiet > 0:
             return 0.0
         # highest vote of the flat-run record and of the views whose block v
@@ -294,18 +292,13 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         return score if score > 0.0 else 0.0
 
     def learn_one(self, x: dict[str, float]) -> None:
-        v = x.get(self.field) if type(x) is dict else None  # as in score_one
-        if type(v) is not float or not isfinite(v):
-            v = finite_value(x, self.field)
-            if v is None:
-                return
+        v = _reading(x, self.field)
+        if v is None:
+            return
         flat = self._flat
         best = flat_vote = flat.step(v)  # vote, then learn
         sums, counts = self._sums, self._counts
-        # the views in reverse order, the raw view (first) last: a coarse view
-        # measuring its block against the readings' statistics sees them as
-        # score_one did
-        for k, step, offset, view in self._learn_order:
+        for k, step, offset, view in self._blocks:
             count = counts[k] + 1
             if count < step:
                 sums[k] += v
@@ -323,7 +316,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             counts[k] = 0
         raw = self._raw_view
         if raw is not None:
-            raw._learn_value(v + 0.0)  # as in score_one
+            raw._learn_value(v + 0.0)  # last (see __init__); v + 0.0 as in score_one
             r = raw._score + self._raw_offset
             if r > best:
                 best = r
@@ -364,3 +357,9 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self._score = float(state["score"])
         self._alarms = float(state.get("alarms", 0.0))
         self._flat.restore(state.get("flat"))  # absent in snapshots from before the flat-run vote
+
+
+def _reading(x: Any, field: str) -> float | None:
+    """:func:`~detectors.base.finite_value`, with a short cut for the usual finite float."""
+    v = x.get(field) if type(x) is dict else None
+    return v if type(v) is float and isfinite(v) else finite_value(x, field)

@@ -119,3 +119,21 @@ def test_coarse_views_measure_block_means_in_the_readings_deviations():
     assert all(view._magnitude_ref is None for view in MultiScaleNoveltyDetector(coarse_magnitude_in_readings=False)._views)
     assert (raw.magnitude_weight, raw.magnitude_scale) == (det.magnitude_weight, det.magnitude_scale)
     assert {(v.magnitude_weight, v.magnitude_scale) for v in coarse} == {(det.coarse_magnitude_weight, det.coarse_magnitude_scale)}
+
+
+@pytest.mark.parametrize("steps", [(1, 5, 10), (5, 1), (10, 1, 5)])
+def test_learning_without_scoring_first_whatever_the_raw_views_place(steps):
+    """The raw view learns last wherever it stands, so a coarse view measuring its
+    block against the readings' statistics sees the same ones with or without a
+    score_one first (with (5, 1) it used to see them after the raw view had learnt)."""
+    kw = {"steps": steps, "offsets": (0.0,) * len(steps)}
+    rng = random.Random(4)
+    vals = [10 + 3 * math.sin(2 * math.pi * t / 20) + rng.gauss(0, 0.3) for t in range(600)]
+    a, b = MultiScaleNoveltyDetector(**kw), MultiScaleNoveltyDetector(**kw)
+    drive(a, vals)
+    for i, v in enumerate(vals):
+        if i % 3 == 0:
+            b.score_one({"value": v + 1.0})  # a different value: its look-ups must not be reused
+        b.learn_one({"value": v})
+    assert json.dumps(a.snapshot(), sort_keys=True) == json.dumps(b.snapshot(), sort_keys=True)
+
