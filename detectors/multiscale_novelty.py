@@ -16,8 +16,8 @@ import math
 from math import isfinite
 from typing import Any
 
-from detectors.base import AnomalyDetector, finite_value
 from detectors._flat_run import FlatRunRecord
+from detectors.base import AnomalyDetector, finite_value
 from detectors.context_novelty import ContextNoveltyDetector
 
 __all__ = ["MultiScaleNoveltyDetector"]
