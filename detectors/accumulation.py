@@ -16,7 +16,7 @@ from collections import deque
 from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
-from detectors.base import Finding, Rule
+from detectors.base import Finding, Rule, severity_score
 from detectors.levels import JSONStateMixin, finite_value, fmt_duration
 
 __all__ = ["RainfallAccumulation", "CMA_RAINSTORM"]
@@ -126,7 +126,7 @@ class RainfallAccumulation(JSONStateMixin, Rule):
         self._current = Finding(
             rule=self.name,
             severity=s,
-            score=SEVERITY_RANK[s] / len(SEVERITIES),
+            score=severity_score(s),
             value=total,
             threshold=amount,
             message=f"rain {total:.1f} mm in {fmt_duration(w)} ≥ {amount:.0f} mm ({s} rainstorm criterion)",

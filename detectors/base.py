@@ -33,7 +33,17 @@ from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
 
-__all__ = ["Finding", "Check", "Rule", "AnomalyDetector", "finite_value"]
+__all__ = ["Finding", "Check", "Rule", "AnomalyDetector", "finite_value", "severity_score"]
+
+
+
+def severity_score(severity: str) -> float:
+    """A rule finding's score in ``[0, 1]``: its severity's rank over the number of severities.
+
+    >>> severity_score("red") > severity_score("orange") > severity_score("blue") > 0
+    True
+    """
+    return SEVERITY_RANK[severity] / len(SEVERITIES)
 
 
 def finite_value(x: Any, field: str | None) -> float | None:
@@ -133,7 +143,7 @@ class Rule(Check):
 
     def score_one(self, x: dict[str, float], t: float = 0.0) -> float:
         f = getattr(self, "_current", None)
-        return 0.0 if f is None else f.rank / len(SEVERITIES)
+        return 0.0 if f is None else severity_score(f.severity)
 
 
 class AnomalyDetector(Check):

@@ -11,7 +11,7 @@ from bisect import bisect_right
 from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
-from detectors.base import Finding, Rule
+from detectors.base import Finding, Rule, severity_score
 from detectors.levels import JSONStateMixin, finite_value
 
 __all__ = ["WindBeaufort", "beaufort_force", "BEAUFORT_LOWER_MS", "TYPHOON_SIGNALS"]
@@ -130,7 +130,7 @@ class WindBeaufort(JSONStateMixin, Rule):
         self._current = Finding(
             rule=self.name,
             severity=s,
-            score=SEVERITY_RANK[s] / len(SEVERITIES),
+            score=severity_score(s),
             value=value,
             threshold=BEAUFORT_LOWER_MS[int(level)] if 0 <= int(level) < len(BEAUFORT_LOWER_MS) else None,
             message=msg,

@@ -7,7 +7,7 @@ readings within ``tolerance`` of the first reading of the run.
 from __future__ import annotations
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
-from detectors.base import Finding, Rule
+from detectors.base import Finding, Rule, severity_score
 from detectors.levels import JSONStateMixin, finite_value, fmt_duration, fmt_value, label_of
 
 __all__ = ["Flatline"]
@@ -84,7 +84,7 @@ class Flatline(JSONStateMixin, Rule):
         self._current = Finding(
             rule=self.name,
             severity=self.severity,
-            score=SEVERITY_RANK[self.severity] / len(SEVERITIES),
+            score=severity_score(self.severity),
             value=self._anchor,
             threshold=float(self.repeats),
             message=(

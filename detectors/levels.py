@@ -18,7 +18,7 @@ from collections import deque
 from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
-from detectors.base import Finding, Rule, finite_value
+from detectors.base import Finding, Rule, finite_value, severity_score
 
 __all__ = [
     "WarningLevels",
@@ -272,7 +272,7 @@ class WarningLevels(JSONStateMixin, Rule):
         self._current = Finding(
             rule=self.name,
             severity=new,
-            score=SEVERITY_RANK[new] / len(SEVERITIES),
+            score=severity_score(new),
             value=v,
             threshold=level,
             message=msg,

@@ -12,7 +12,7 @@ from collections import deque
 from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
-from detectors.base import Finding, Rule
+from detectors.base import Finding, Rule, severity_score
 from detectors.levels import JSONStateMixin, finite_value, fmt_duration, label_of, unit_of
 
 __all__ = ["RateOfChange"]
@@ -138,7 +138,7 @@ class RateOfChange(JSONStateMixin, Rule):
         self._current = Finding(
             rule=self.name,
             severity=new,
-            score=SEVERITY_RANK[new] / len(SEVERITIES),
+            score=severity_score(new),
             value=rate,
             threshold=level,
             message=(

@@ -9,7 +9,7 @@ intervals have passed with no reading.
 from __future__ import annotations
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
-from detectors.base import Finding, Rule
+from detectors.base import Finding, Rule, severity_score
 from detectors.levels import JSONStateMixin, finite_value, fmt_duration
 
 __all__ = ["StaleSensor"]
@@ -91,7 +91,7 @@ class StaleSensor(JSONStateMixin, Rule):
         self._current = Finding(
             rule=self.name,
             severity=self.severity,
-            score=SEVERITY_RANK[self.severity] / len(SEVERITIES),
+            score=severity_score(self.severity),
             value=gap,
             threshold=self.timeout_s,
             message=(

@@ -13,7 +13,7 @@ from collections import deque
 from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
-from detectors.base import Finding, Rule
+from detectors.base import Finding, Rule, severity_score
 from detectors.levels import JSONStateMixin, finite_value, fmt_duration, fmt_value, label_of
 
 __all__ = ["SustainedCondition", "CMA_HIGH_TEMPERATURE_DAILY", "CMA_HIGH_TEMPERATURE_WITHIN"]
@@ -159,7 +159,7 @@ class SustainedCondition(JSONStateMixin, Rule):
         self._current = Finding(
             rule=self.name,
             severity=s,
-            score=SEVERITY_RANK[s] / len(SEVERITIES),
+            score=severity_score(s),
             value=value,
             threshold=level,
             message=msg,

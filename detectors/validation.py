@@ -11,7 +11,7 @@ neighbour arrives).
 from __future__ import annotations
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
-from detectors.base import Finding, Rule
+from detectors.base import Finding, Rule, severity_score
 from detectors.levels import JSONStateMixin, finite_value, fmt_value, label_of
 
 __all__ = ["PhysicalLimits"]
@@ -130,7 +130,7 @@ class PhysicalLimits(JSONStateMixin, Rule):
         self._current = Finding(
             rule=self.name,
             severity=worst[0],
-            score=SEVERITY_RANK[worst[0]] / len(SEVERITIES),
+            score=severity_score(worst[0]),
             value=spike_value if worst[2].startswith("spike") else v,
             threshold=worst[1],
             message="; ".join(p[2] for p in problems),
