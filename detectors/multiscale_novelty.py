@@ -269,9 +269,8 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         if self._quiet > 0:
             return 0.0
         # highest vote of the flat-run record and of the views whose block v
-        # completes (no learning); a reading unlike the last one never votes
-        flat = self._flat
-        best = flat.vote(v) if v == flat._last else 0.0
+        # completes (no learning)
+        best = self._flat.vote(v)
         raw = self._raw_view
         if raw is not None:
             # the mean of a block of one reading, (0.0 + v) / 1, is v + 0.0 (-0.0 -> 0.0)
