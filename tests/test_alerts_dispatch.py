@@ -226,7 +226,10 @@ async def test_without_influx_no_history_accumulates(kafka, tmp_path):
         async with Running(dispatcher_settings(kafka, tmp_path), config(receivers=[webhook("desk", rx)])) as d:
             await produce(kafka.settings, [event("wl-01")])
             await wait_until(lambda: rx.received, what="delivery")
+            # the receiver has the request before the dispatcher records the answer
+            alert = next(iter(d.engine.active.values()))
+            await wait_until(lambda: len(alert.timeline) >= 2, what="the delivery in the timeline")
+            assert [e.action for e in alert.timeline] == ["raised", "notified"]
             assert d.store.history_batch(10) == []
-            assert [e.action for e in next(iter(d.engine.active.values())).timeline] == ["raised", "notified"]
     finally:
         await rx.stop()
