@@ -22,7 +22,7 @@ In-process entry point (the embedded runner)::
 API is listening (``dispatcher.api_port`` is the bound port).
 
 With ``sharding.enabled`` in the alerting file the process is one of
-several workers (alerts/sharding.py): start as many as needed with the same
+several workers (alerts/runtime/sharding.py): start as many as needed with the same
 files; they share ``state_dir`` and split the partitions of ``alerts.grouped``.
 """
 
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Callable
 
 from alerts.config import AlertingConfig, load_alerting_config
-from alerts.service import DispatcherBase, make_dispatcher
+from alerts.runtime.dispatcher import DispatcherBase, make_dispatcher
 from cityeye.config import Settings, load_settings
 from cityeye.errors import CityEyeError
 

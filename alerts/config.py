@@ -251,7 +251,7 @@ class ApiConfig(BaseModel):
 
 
 class ShardingConfig(BaseModel):
-    """Several dispatcher workers, each owning some partitions of ``alerts.grouped`` (alerts/sharding.py)."""
+    """Several dispatcher workers, each owning some partitions of ``alerts.grouped`` (alerts/runtime/sharding.py)."""
 
     model_config = _STRICT
     enabled: bool = False

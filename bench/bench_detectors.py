@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from detectors.registry import DEFAULT_DETECTOR, DETECTORS, make_detector  # noqa: E402
+from detectors.catalog import DEFAULT_DETECTOR, DETECTORS, make_detector  # noqa: E402
 
 
 def readings(n: int, seed: int = 0) -> list[dict[str, float]]:
@@ -70,7 +70,7 @@ def main() -> int:
         print(f"{name + tag:32s}{us:12.1f}{size:14d}")
     print(f"{'river MinMaxScaler|HST (plain)':32s}{river_plain(xs):12.1f}{'-':>14s}")
     if args.nab:
-        from cityeye.cli import main as cli
+        from launch.cli import main as cli
 
         cli(["eval", "nab", *sum((["--detector", n] for n in DETECTORS), [])])
     return 0

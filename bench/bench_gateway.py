@@ -1,6 +1,6 @@
 """Gateway throughput (MQTT -> Kafka) beside a raw paho subscriber, same run, same broker.
 
-Starts its own Mosquitto and Tansu (cityeye.servers), creates two
+Starts its own Mosquitto and Tansu (launch.servers), creates two
 persistent QoS 1 sessions (a bare paho subscriber and the gateway), queues
 ``--count`` readings for both while they are offline, then lets each drain
 its queue and times it:
@@ -28,8 +28,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from cityeye.config import KafkaSettings, MqttSettings, Settings
 from cityeye.contracts import Reading, format_ts, mqtt_topic, readings_topic
 from cityeye.kafka import ensure_topics
-from cityeye.registry import load_registry
-from cityeye.servers import TansuServer, mqtt_server
+from cityeye.sensor_registry import load_registry
+from launch.servers import TansuServer, mqtt_server
 from ingest.gateway import Gateway
 from ingest.readback import read_until
 from simulators.publisher import MqttPublisher

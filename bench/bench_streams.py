@@ -1,6 +1,6 @@
 """Throughput of the Faust detector worker beside a raw aiokafka consumer.
 
-Starts its own Tansu broker (cityeye.servers), writes a backlog of
+Starts its own Tansu broker (launch.servers), writes a backlog of
 realistic readings from N sensors (water levels with a tide and a flood
 wave, rain showers, traffic speeds with congestion dips) to the readings
 topics, then reads the same backlog three ways, in the same run:
@@ -9,7 +9,7 @@ topics, then reads the same backlog three ways, in the same run:
    limit of a Python consumer on this machine and broker);
 2. the Faust worker with no checks (Faust, decoding, engine bookkeeping,
    snapshots: the framework's share);
-3. the Faust worker with the real detectors (``detectors.rules.default_checks``).
+3. the Faust worker with the real detectors (``detectors.default_checks.default_checks``).
 
 and prints readings/s for each and the ratios, then whether the alert events
 on ``alerts.events`` are exactly those the pure engine computes from the same
@@ -32,10 +32,10 @@ import uuid
 from cityeye.config import InfluxSettings, KafkaSettings, Settings
 from cityeye.contracts import KINDS, TOPIC_ALERTS, AlertEvent, Reading, readings_topic, to_json
 from cityeye.kafka import ensure_topics, make_consumer, make_producer
-from cityeye.registry import Sensor, SensorRegistry
-from cityeye.servers import TansuServer
+from cityeye.sensor_registry import Sensor, SensorRegistry
+from launch.servers import TansuServer
 from streams.command import StreamsWorker
-from streams.engine import SensorEngine
+from streams.sensor_engine import SensorEngine
 
 __all__ = ["make_registry", "make_readings", "main"]
 

@@ -14,7 +14,7 @@ import signal
 from cityeye.config import Settings, load_settings
 from cityeye.errors import ConfigError
 from cityeye.kafka import ensure_topics
-from cityeye.registry import SensorRegistry, registry_for
+from cityeye.sensor_registry import SensorRegistry, registry_for
 
 __all__ = ["add_arguments", "run"]
 

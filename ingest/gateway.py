@@ -34,7 +34,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from cityeye.config import Settings
 from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, Reading, readings_topic
 from cityeye.kafka import make_producer
-from cityeye.registry import SensorRegistry
+from cityeye.sensor_registry import SensorRegistry
 from ingest.bridge import Inbound, MqttBridge
 from ingest.validation import Limits, dead_letter, reason_code, validate_message
 

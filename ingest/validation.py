@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cityeye.contracts import FIELDS, KINDS, DeadLetter, Reading, parse_ts
-from cityeye.registry import SensorRegistry
+from cityeye.sensor_registry import SensorRegistry
 
 __all__ = [
     "REASONS",

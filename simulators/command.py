@@ -15,7 +15,7 @@ import signal
 from cityeye.config import load_settings
 from cityeye.contracts import parse_ts
 from cityeye.errors import ConfigError
-from cityeye.registry import registry_for
+from cityeye.sensor_registry import registry_for
 from simulators.common import SCENARIOS
 
 __all__ = ["add_arguments", "run"]

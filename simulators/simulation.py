@@ -26,7 +26,7 @@ from pathlib import Path
 
 from cityeye.config import Settings
 from cityeye.contracts import format_ts
-from cityeye.registry import SensorRegistry
+from cityeye.sensor_registry import SensorRegistry
 from simulators import traffic, water_level, weather
 from simulators.common import SCENARIOS, Clock, Label, SimReading, storm_for
 from simulators.publisher import MqttPublisher, publish_paced

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from cityeye.registry import Sensor
+from cityeye.sensor_registry import Sensor
 from simulators.common import Clock, Label, SimReading, Storm, local_hour, rng_for
 
 __all__ = ["generate", "incident_window"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from cityeye.registry import Sensor
+from cityeye.sensor_registry import Sensor
 from simulators.common import Clock, Label, SimReading, Storm, episodes, rng_for, showers_for
 
 __all__ = ["generate", "levels_of"]

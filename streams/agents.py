@@ -3,7 +3,7 @@
 One agent subscribes to every ``readings.<kind>`` topic. Readings arrive
 keyed by sensor id, so each sensor's readings are in one partition and no
 repartitioning is needed: the agent takes events in batches
-(``stream.take_events``), runs :class:`streams.engine.SensorEngine` on each
+(``stream.take_events``), runs :class:`streams.sensor_engine.SensorEngine` on each
 and sends the resulting alert events to ``alerts.events`` keyed by alert id.
 
 State lifecycle (details in docs/streams.md):
@@ -41,7 +41,7 @@ from faust.types import TP, EventT
 from cityeye.config import KafkaSettings
 from cityeye.contracts import AlertEvent, to_json
 from cityeye.errors import ValidationError
-from streams.engine import SensorEngine, StreamClock
+from streams.sensor_engine import SensorEngine, StreamClock
 from streams.models import dead_letter, decode_reading
 from streams.replay import committed_offsets, read_ranges
 from streams.tables import SnapshotTable

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cityeye.config import Settings
-from cityeye.registry import SensorRegistry, registry_for
+from cityeye.sensor_registry import SensorRegistry, registry_for
 from streams.agents import DetectorRuntime, attach_agents
-from streams.engine import ChecksFactory, SensorEngine
+from streams.sensor_engine import ChecksFactory, SensorEngine
 from streams.tables import define_snapshot_table
 from streams.topics import define_topics, readings_partitions
 from streams.transport import CityEyeFaustApp

@@ -6,7 +6,7 @@ record itself with the partition of the sensor's readings: the writes happen
 in batches, on clock ticks and on revocation, i.e. outside the per-event
 context Faust's ``table[key] = value`` relies on to pick the partition.
 
-Values are JSON objects (:meth:`streams.engine.SensorEngine.snapshot` plus
+Values are JSON objects (:meth:`streams.sensor_engine.SensorEngine.snapshot` plus
 ``topic``/``partition`` of the sensor's readings), keys the sensor ids.
 Recovery replays the changelog into memory (``store="memory://"``) when
 partitions are assigned.

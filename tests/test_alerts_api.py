@@ -6,9 +6,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from alerts.api import create_app
-from alerts.engine import Engine
-from alerts.store import Store
+from alerts.web.api import create_app
+from alerts.pipeline.dispatch_engine import Engine
+from alerts.runtime.store import Store
 from cityeye.errors import ConfigError
 from tests.alerting_helpers import config, event
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from alerts.delivery import DeliveryManager
-from alerts.engine import INTERNAL_RULE, Engine
+from alerts.runtime.delivery import DeliveryManager
+from alerts.pipeline.dispatch_engine import INTERNAL_RULE, Engine
 from alerts.notification import Notification, Notifier
-from alerts.store import Store
+from alerts.runtime.store import Store
 from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
 from tests.alerting_helpers import config, event
 

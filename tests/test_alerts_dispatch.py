@@ -12,8 +12,8 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from alerts.history import query_history
-from alerts.service import Dispatcher
+from alerts.runtime.history import query_history
+from alerts.runtime.dispatcher import Dispatcher
 from cityeye.config import InfluxSettings, Settings
 from cityeye.contracts import TOPIC_ALERTS, TOPIC_NOTIFICATIONS_DEADLETTER, AlertEvent, to_json
 from cityeye.kafka import make_consumer, make_producer
@@ -189,7 +189,7 @@ async def test_kill_9_mid_retry_then_restart_delivers_the_same_notification_once
         "timings": {"keep_firing_for": 0, "tick": 0.05},
         "delivery": {"max_attempts": 1000, "backoff_initial": 0.05, "backoff_max": 0.1},
         "api": {"enabled": False}}))
-    cmd = [sys.executable, "-m", "cityeye.cli", "dispatcher", "--config", str(settings_file),
+    cmd = [sys.executable, "-m", "launch.cli", "dispatcher", "--config", str(settings_file),
            "--alerting", str(alerting_file)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
 

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from alerts.config import load_alerting_config, parse_alerting_config
-from alerts.engine import ActionConflict, Engine
-from alerts.lifecycle import flap_ratio
+from alerts.pipeline.dispatch_engine import ActionConflict, Engine
+from alerts.pipeline.lifecycle import flap_ratio
 from alerts.notification import Notification
-from alerts.silence import MaintenanceWindow, Matcher, Silence
-from alerts.store import Store
+from alerts.pipeline.silence import MaintenanceWindow, Matcher, Silence
+from alerts.runtime.store import Store
 from cityeye.contracts import decode_alert_event as decode_event
 from cityeye.errors import ConfigError
 from tests.alerting_helpers import config, event
@@ -318,7 +318,7 @@ def test_flap_ratio_weights_recent_changes():
 
 
 def test_registry_gives_notifications_sensor_names_and_coordinates(tmp_path):
-    from cityeye.registry import load_registry
+    from cityeye.sensor_registry import load_registry
 
     registry = load_registry(Path(__file__).resolve().parent.parent / "simulators" / "demo_registry.yaml")
     engine = Engine(config(), Store(tmp_path / "s.sqlite"), registry)
@@ -352,7 +352,7 @@ def test_dispatcher_command_refuses_a_bad_alerting_file(tmp_path, caplog):
 
 
 def test_example_config_loads_and_builds_its_notifiers():
-    from alerts.service import build_notifiers
+    from alerts.runtime.dispatcher import build_notifiers
 
     cfg = load_alerting_config()
     assert set(build_notifiers(cfg)) == {r.name for r in cfg.receivers}

@@ -1,4 +1,4 @@
-"""Several dispatcher workers (alerts/sharding.py) against real Tansu Kafka and aiohttp receivers."""
+"""Several dispatcher workers (alerts/runtime/sharding.py) against real Tansu Kafka and aiohttp receivers."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ import yaml
 from aiohttp import web
 from aiokafka.partitioner import DefaultPartitioner
 
-from alerts.actions import apply_action, encode_action
-from alerts.cluster import ClusterView
-from alerts.engine import Engine
-from alerts.service import make_dispatcher
-from alerts.sharding import PartitionLock, ShardedDispatcher
-from alerts.store import Store, state_path
+from alerts.runtime.actions import apply_action, encode_action
+from alerts.web.cluster_view import ClusterView
+from alerts.pipeline.dispatch_engine import Engine
+from alerts.runtime.dispatcher import make_dispatcher
+from alerts.runtime.sharding import PartitionLock, ShardedDispatcher
+from alerts.runtime.store import Store, state_path
 from cityeye.config import InfluxSettings, Settings
 from cityeye.contracts import TOPIC_ALERTS, TOPIC_ALERTS_GROUPED, TOPIC_PARTITIONS, AlertEvent, to_json
 from cityeye.errors import ConfigError
@@ -304,7 +304,7 @@ class Worker:
         self.port = free_port()
         path = tmp_path / f"alerting-{name}.yaml"
         path.write_text(yaml.safe_dump({**alerting, "api": {**alerting["api"], "port": self.port}}))
-        self.cmd = [sys.executable, "-m", "cityeye.cli", "dispatcher", "--config", str(settings_file),
+        self.cmd = [sys.executable, "-m", "launch.cli", "dispatcher", "--config", str(settings_file),
                     "--alerting", str(path)]
         self.proc: asyncio.subprocess.Process | None = None
 

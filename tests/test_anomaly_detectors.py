@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from detectors.base import AnomalyDetector
-from detectors.registry import DEFAULT_DETECTOR, DETECTORS, make_detector
+from detectors.catalog import DEFAULT_DETECTOR, DETECTORS, make_detector
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -272,7 +272,7 @@ def _write_tiny_nab(root: Path) -> tuple[Path, Path]:
 
 
 def test_cityeye_eval_nab_on_two_files(tmp_path, capsys):
-    from cityeye.cli import main
+    from launch.cli import main
 
     nab, labels = _write_tiny_nab(tmp_path / "nab")
     out_dir = tmp_path / "results"
@@ -302,7 +302,7 @@ def test_cityeye_eval_nab_on_two_files(tmp_path, capsys):
 
 
 def test_resolve_data_dir(tmp_path, monkeypatch):
-    from cityeye.evaluation.command import resolve_data_dir
+    from evaluation.command import resolve_data_dir
 
     (tmp_path / "nab" / "data").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)

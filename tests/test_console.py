@@ -1,7 +1,7 @@
 """The duty officers' console: the real page in headless Chromium against a real dispatcher API.
 
-The dispatcher's aiohttp app (``alerts.api.create_app``, which serves the
-console) runs on a free loopback port over an :class:`~alerts.engine.Engine`
+The dispatcher's aiohttp app (``alerts.web.api.create_app``, which serves the
+console) runs on a free loopback port over an :class:`~alerts.pipeline.dispatch_engine.Engine`
 fed with a few alert events; the browser is Debian's ``chromium`` driven by
 Playwright (``scripts/bootstrap`` installs it). Effects of clicks are checked
 through the JSON API, not only on the page.
@@ -20,10 +20,10 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from alerts.api import create_app
-from alerts.console import CONSOLE_CSP, console_files
-from alerts.engine import Engine
-from alerts.store import Store
+from alerts.web.api import create_app
+from alerts.web.console import CONSOLE_CSP, console_files
+from alerts.pipeline.dispatch_engine import Engine
+from alerts.runtime.store import Store
 from tests.alerting_helpers import config, event
 
 CHROMIUM = Path("/usr/bin/chromium")

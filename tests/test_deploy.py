@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cityeye.cli import SUBCOMMANDS
+from launch.cli import SUBCOMMANDS
 from cityeye.config import load_settings
 
 REPO = Path(__file__).resolve().parent.parent

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from cityeye.registry import DEMO_REGISTRY, load_registry
-from cityeye.run_embedded import EmbeddedStack
-from cityeye.servers import free_port
+from cityeye.sensor_registry import DEMO_REGISTRY, load_registry
+from launch.embedded import EmbeddedStack
+from launch.servers import free_port
 from tests.sink_helpers import query
 
 GAUGE = "wl-huangpu-01"

@@ -15,7 +15,7 @@ import yaml
 
 from cityeye.contracts import (TOPIC_DEADLETTER, DeadLetter, Reading, format_ts, mqtt_topic, parse_ts,
                                readings_topic)
-from cityeye.registry import load_registry
+from cityeye.sensor_registry import load_registry
 from ingest.gateway import Gateway
 from ingest.readback import read_until as consume
 from simulators.publisher import MqttPublisher
@@ -204,7 +204,7 @@ async def test_gateway_command_runs_until_sigterm_and_logs_counters(settings, tm
         "registry": settings.registry,
         "ingest": {"stats_interval_s": 0.2},
     }))
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "cityeye.cli", "gateway", "--config", str(config),
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "launch.cli", "gateway", "--config", str(config),
                                                 stderr=asyncio.subprocess.PIPE, cwd=REPO)
     try:
         lines: list[str] = []

@@ -15,7 +15,7 @@ from alerts.sinks.base import SinkWriteError
 from alerts.sinks.influx import InfluxSink, alert_event_point
 from alerts.sinks.line_protocol import TRAILING_BACKSLASH, Point
 from cityeye.config import InfluxSettings
-from cityeye.servers import free_port
+from launch.servers import free_port
 from tests.influx_v2_adapter import InfluxV2Adapter
 from tests.sink_helpers import make_event, query
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from cityeye.contracts import DeadLetter, Reading, format_ts, to_json
-from cityeye.registry import parse_registry
+from cityeye.sensor_registry import parse_registry
 from ingest.validation import REASONS, Limits, reason_code, validate_message
 
 NOW = 1_780_000_000.0  # 2026-05-28

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from cityeye.evaluation.nab_scorer import (
+from evaluation.nab_scorer import (
     NO_WINDOW,
     PROBATIONARY,
     PROFILES,

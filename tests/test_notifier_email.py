@@ -14,7 +14,7 @@ from aiosmtpd.smtp import AuthResult
 
 from alerts.notifiers import build_notifier
 from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
-from cityeye.servers import free_port
+from launch.servers import free_port
 from tests.notify_helpers import sample_alert, sample_notification
 
 PASSWORD = "smtp-pass-never-logged"

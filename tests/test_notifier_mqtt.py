@@ -11,7 +11,7 @@ import pytest
 from alerts.notifiers import build_notifier
 from alerts.notifiers.mqtt import mqtt_messages
 from cityeye.errors import ConfigError, RetryableDeliveryError
-from cityeye.servers import free_port
+from launch.servers import free_port
 from tests.notify_helpers import sample_alert, sample_notification
 
 

@@ -11,7 +11,7 @@ import pytest
 from alerts.notifiers import build_notifier
 from alerts.notifiers.http import SIGNATURE_HEADER, parse_retry_after, verify_signature
 from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
-from cityeye.servers import free_port
+from launch.servers import free_port
 from tests.notify_helpers import Receiver, sample_alert, sample_notification
 
 SECRET = "hmac-key-do-not-leak"

@@ -6,7 +6,7 @@ import pytest
 
 from cityeye.config import load_settings
 from cityeye.errors import ConfigError, RegistryError
-from cityeye.registry import DEMO_REGISTRY, load_registry, parse_registry, registry_for
+from cityeye.sensor_registry import DEMO_REGISTRY, load_registry, parse_registry, registry_for
 
 GOOD = """\
 sensors:

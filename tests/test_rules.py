@@ -14,11 +14,11 @@ from detectors.flatline import Flatline
 from detectors.forecast import LevelForecast
 from detectors.levels import WarningLevels
 from detectors.rate import RateOfChange
-from detectors.rules import default_checks
+from detectors.default_checks import default_checks
 from detectors.stale import StaleSensor
 from detectors.sustained import SustainedCondition
 from detectors.threshold import ScoreThreshold
-from detectors.validation import PhysicalLimits
+from detectors.physical_limits import PhysicalLimits
 
 H = 3600.0
 DAY = 86400.0
@@ -320,7 +320,7 @@ def test_forecast_robust_to_a_spike():
 
 
 def test_score_threshold_warmup_and_state():
-    from detectors.registry import make_detector
+    from detectors.catalog import make_detector
 
     st = ScoreThreshold(make_detector(field="speed_kmh"), threshold=0.9, field="speed_kmh", min_count=30,
                         name="traffic.speed_anomaly")
@@ -384,9 +384,9 @@ def test_default_water_level_warning_end_to_end():
 def test_traffic_falls_back_to_half_space_trees_without_registry(monkeypatch):
     import sys
 
-    from detectors.rules import HalfSpaceTreesDetector
+    from detectors.default_checks import HalfSpaceTreesDetector
 
-    monkeypatch.setitem(sys.modules, "detectors.registry", None)  # import fails
+    monkeypatch.setitem(sys.modules, "detectors.catalog", None)  # import fails
     st = default_checks("traffic", {})[0]
     assert isinstance(st.detector, HalfSpaceTreesDetector)
     for i in range(300):

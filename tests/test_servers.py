@@ -76,7 +76,7 @@ def test_influxd_write_and_query(influx_server, influx_db):
 
 
 def test_free_port_never_hands_out_the_same_port_twice():
-    from cityeye.servers import free_port
+    from launch.servers import free_port
 
     ports = [free_port() for _ in range(200)]
     assert len(set(ports)) == len(ports)
@@ -85,7 +85,7 @@ def test_free_port_never_hands_out_the_same_port_twice():
 def test_a_server_whose_port_was_taken_retries_on_new_ports(tmp_path):
     import socket
 
-    from cityeye.servers import InfluxServer, MosquittoServer
+    from launch.servers import InfluxServer, MosquittoServer
 
     squatter = socket.socket()
     squatter.bind(("127.0.0.1", 0))

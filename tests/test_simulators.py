@@ -12,9 +12,9 @@ import pytest
 import yaml
 from hypothesis import given, settings as hsettings, strategies as st
 
-from cityeye.cli import main as cli_main
+from launch.cli import main as cli_main
 from cityeye.contracts import TOPIC_DEADLETTER, Reading, readings_topic
-from cityeye.registry import load_registry
+from cityeye.sensor_registry import load_registry
 from ingest.gateway import Gateway
 from ingest.readback import read_until
 from ingest.validation import Limits, validate_message
@@ -104,7 +104,7 @@ def test_traffic_incident_collapses_speed_and_jumps_occupancy_only_in_all():
 
 def test_default_traffic_check_finds_the_incident_at_its_start_and_nothing_else():
     """The default anomaly detector (threshold 0.9) on a simulated day of traffic."""
-    from detectors.rules import default_checks
+    from detectors.default_checks import default_checks
 
     readings, labels = simulate(REGISTRY, "all", 3, Clock(START, 24))
     for detector in REGISTRY.by_kind("traffic"):

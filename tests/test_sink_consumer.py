@@ -21,7 +21,7 @@ from cityeye.contracts import (
     to_json,
 )
 from cityeye.kafka import make_producer
-from cityeye.servers import free_port
+from launch.servers import free_port
 from tests.kafka_helpers import produce, read_topic, wait_until
 from tests.sink_helpers import make_event, query
 

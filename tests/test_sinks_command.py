@@ -42,7 +42,7 @@ async def test_run_sinks_with_nothing_enabled_is_a_config_error(settings):
 def test_cli_rejects_a_bad_config_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("influx:\n  api: v9\n")
-    proc = subprocess.run([sys.executable, "-m", "cityeye.cli", "sinks", "--config", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "launch.cli", "sinks", "--config", str(path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "influx.api" in proc.stderr
@@ -56,7 +56,7 @@ async def test_cli_writes_events_and_stops_cleanly_on_sigterm(tmp_path, kafka, i
         "influx": {"enabled": True, "api": "v1", "url": influx_server.url, "database": influx_settings.database,
                    "flush_interval_s": 0.2},
     }))
-    proc = subprocess.Popen([sys.executable, "-m", "cityeye.cli", "sinks", "--config", str(path)],
+    proc = subprocess.Popen([sys.executable, "-m", "launch.cli", "sinks", "--config", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         await produce(kafka.settings, TOPIC_ALERTS, [(b"a1", to_json(make_event(1)))])

@@ -1,4 +1,4 @@
-"""Unit tests of streams.engine.SensorEngine: transitions, ids, snapshots (no Kafka)."""
+"""Unit tests of streams.sensor_engine.SensorEngine: transitions, ids, snapshots (no Kafka)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 
 from cityeye.contracts import AlertEvent, Reading, alert_id_for
 from cityeye.errors import ValidationError
-from cityeye.registry import DEMO_REGISTRY, load_registry
+from cityeye.sensor_registry import DEMO_REGISTRY, load_registry
 from detectors.base import Check, Finding
-from streams.engine import SensorEngine, StreamClock
+from streams.sensor_engine import SensorEngine, StreamClock
 
 SENSOR = "wl-huangpu-01"
 

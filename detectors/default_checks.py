@@ -38,7 +38,7 @@ weather
 
 traffic
     ``traffic.speed_anomaly`` -- :class:`~detectors.threshold.ScoreThreshold`
-    around ``detectors.registry.make_detector(DEFAULT_DETECTOR,
+    around ``detectors.catalog.make_detector(DEFAULT_DETECTOR,
     field="speed_kmh")`` (falling back to River's HalfSpaceTrees if that
     registry is not importable), and ``traffic.stale``.
 
@@ -79,7 +79,7 @@ NEAR_WARNING_M = 0.3
 class HalfSpaceTreesDetector(AnomalyDetector):
     """Fallback anomaly model: River's HalfSpaceTrees on one field.
 
-    Used only when ``detectors.registry`` is not importable. Values are
+    Used only when ``detectors.catalog`` is not importable. Values are
     scaled to ``[0, 1]`` with fixed ``limits``; the snapshot is the pickled
     River model in base64 (JSON-able, but only restorable by the same River
     version).
@@ -143,7 +143,7 @@ class HalfSpaceTreesDetector(AnomalyDetector):
 
 def _traffic_detector() -> Any:
     try:
-        from detectors.registry import DEFAULT_DETECTOR, make_detector
+        from detectors.catalog import DEFAULT_DETECTOR, make_detector
     except ImportError:
         return HalfSpaceTreesDetector(field="speed_kmh")
     return make_detector(DEFAULT_DETECTOR, field="speed_kmh")

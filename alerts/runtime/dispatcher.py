@@ -4,20 +4,20 @@
 one asyncio loop:
 
 * a Kafka consumer (group ``<prefix>-dispatcher``) of ``alerts.events``;
-  each fetched batch is applied to the :class:`~alerts.engine.Engine` in
+  each fetched batch is applied to the :class:`~alerts.pipeline.dispatch_engine.Engine` in
   one store transaction and the offsets are committed only after it, so
   nothing accepted is lost and a replay is idempotent (event ids);
   undecodable events are dead-lettered (store + ``notifications.deadletter``);
-* one :class:`~alerts.partition.PartitionState` over ``dispatcher.sqlite``:
+* one :class:`~alerts.runtime.partition.PartitionState` over ``dispatcher.sqlite``:
   a timer loop (``timings.tick``) for resolves, silence windows, group
-  flushes, escalations and reminders, :class:`~alerts.delivery.DeliveryManager`
-  (one worker per receiver) and :class:`~alerts.history.HistoryShipper` to
+  flushes, escalations and reminders, :class:`~alerts.runtime.delivery.DeliveryManager`
+  (one worker per receiver) and :class:`~alerts.runtime.history.HistoryShipper` to
   InfluxDB (if enabled);
-* the HTTP API (:func:`alerts.api.create_app`).
+* the HTTP API (:func:`alerts.web.api.create_app`).
 
 :class:`DispatcherBase` holds what every kind of dispatcher shares (the
 producer, notifiers, dead-letter publishing, the API and the run/shutdown
-skeleton); :class:`alerts.sharding.ShardedDispatcher` is the several-workers
+skeleton); :class:`alerts.runtime.sharding.ShardedDispatcher` is the several-workers
 variant. :func:`make_dispatcher` picks one from ``sharding.enabled``.
 
 Everything touching a store runs synchronously between awaits, so a
@@ -35,18 +35,18 @@ from typing import Any, Callable
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
-from alerts.api import create_app
+from alerts.web.api import create_app
 from alerts.config import AlertingConfig
-from alerts.handover import ResumeAfterOtherGroup
+from alerts.runtime.handover import ResumeAfterOtherGroup
 from alerts.notification import Notifier
-from alerts.partition import RETENTION_S, PartitionState
-from alerts.store import pending_work, state_path
+from alerts.runtime.partition import RETENTION_S, PartitionState
+from alerts.runtime.store import pending_work, state_path
 from cityeye.config import Settings
 from cityeye.contracts import (TOPIC_ALERTS, TOPIC_ALERTS_GROUPED, TOPIC_NOTIFICATIONS_DEADLETTER, TOPIC_PARTITIONS,
                                to_json)
 from cityeye.errors import ConfigError
 from cityeye.kafka import ensure_topics, make_consumer, make_producer
-from cityeye.registry import registry_for
+from cityeye.sensor_registry import registry_for
 
 __all__ = ["DispatcherBase", "Dispatcher", "build_notifiers", "make_dispatcher", "RETENTION_S"]
 
@@ -168,7 +168,7 @@ class Dispatcher(DispatcherBase):
     async def _consume(self, stop: asyncio.Event) -> None:
         consumer = make_consumer(self.settings.kafka, group="dispatcher")
         await consumer.start()
-        # after several workers ran: resume where their router stopped (alerts/handover.py)
+        # after several workers ran: resume where their router stopped (alerts/runtime/handover.py)
         handover = ResumeAfterOtherGroup(consumer, self.settings.kafka, "dispatcher-router")
         consumer.subscribe([TOPIC_ALERTS], listener=handover)
         try:
@@ -215,9 +215,9 @@ def _refuse_partition_state(state_dir: str) -> None:
 
 def make_dispatcher(settings: Settings, alerting: AlertingConfig, notifiers: dict[str, Notifier] | None = None,
                     clock: Callable[[], float] = time.time, api_port: int | None = None) -> DispatcherBase:
-    """A :class:`Dispatcher`, or with ``sharding.enabled`` an :class:`alerts.sharding.ShardedDispatcher`."""
+    """A :class:`Dispatcher`, or with ``sharding.enabled`` an :class:`alerts.runtime.sharding.ShardedDispatcher`."""
     if alerting.sharding.enabled:
-        from alerts.sharding import ShardedDispatcher
+        from alerts.runtime.sharding import ShardedDispatcher
 
         return ShardedDispatcher(settings, alerting, notifiers, clock, api_port)
     return Dispatcher(settings, alerting, notifiers, clock, api_port)

@@ -2,7 +2,7 @@
 
 :class:`Engine` composes the pipeline stages (lifecycle → silences and
 inhibition → routing → aggregation groups → escalation) over state kept in
-memory and written through to the :class:`~alerts.store.Store`. It is
+memory and written through to the :class:`~alerts.runtime.store.Store`. It is
 synchronous and takes ``now`` explicitly, so it can be driven by the
 asyncio service, by tests with a fake clock, or by property tests.
 
@@ -16,19 +16,19 @@ from __future__ import annotations
 from typing import Any
 
 from alerts.config import AlertingConfig
-from alerts.escalation import Escalator
-from alerts.grouping import AggregationGroup, flush_group, make_notification
-from alerts.history import record
-from alerts.inhibit import Inhibitor
-from alerts.lifecycle import Lifecycle, Transition
+from alerts.pipeline.escalation import Escalator
+from alerts.pipeline.grouping import AggregationGroup, flush_group, make_notification
+from alerts.runtime.history import record
+from alerts.pipeline.inhibit import Inhibitor
+from alerts.pipeline.lifecycle import Lifecycle, Transition
 from alerts.model import Alert, alert_key
 from alerts.notification import Notification
-from alerts.routing import RouteTree, group_key
-from alerts.silence import MaintenanceWindow, Silence, silenced_by
-from alerts.store import Store
+from alerts.pipeline.routing import RouteTree, group_key
+from alerts.pipeline.silence import MaintenanceWindow, Silence, silenced_by
+from alerts.runtime.store import Store
 from cityeye.contracts import AlertEvent, alert_id_for
 from cityeye.errors import CityEyeError
-from cityeye.registry import SensorRegistry
+from cityeye.sensor_registry import SensorRegistry
 
 __all__ = ["Engine", "AlertNotFound", "ActionConflict", "INTERNAL_RULE"]
 

@@ -30,8 +30,8 @@ import yaml
 from cityeye.config import Settings, load_settings
 from cityeye.contracts import TOPIC_ALERTS, AlertEvent
 from cityeye.kafka import ensure_topics, make_consumer
-from cityeye.registry import DEMO_REGISTRY
-from cityeye.servers import InfluxServer, ManagedServer, TansuServer, mqtt_server
+from cityeye.sensor_registry import DEMO_REGISTRY
+from launch.servers import InfluxServer, ManagedServer, TansuServer, mqtt_server
 
 __all__ = ["add_arguments", "run", "EmbeddedStack", "format_alert"]
 
@@ -126,7 +126,7 @@ class EmbeddedStack:
 
     def _spawn(self, name: str, args: list[str]) -> None:
         logf = open(self.workdir / f"{name}.log", "ab")
-        cmd = [sys.executable, "-m", "cityeye.cli", name, "--config", str(self.config_path), *args]
+        cmd = [sys.executable, "-m", "launch.cli", name, "--config", str(self.config_path), *args]
         self.procs[name] = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             start_new_session=True, cwd=REPO)
         logf.close()

@@ -1,14 +1,14 @@
 """The API's view of a sharded dispatcher: every partition's state, actions through their owners.
 
-:class:`ClusterView` offers what :func:`alerts.api.create_app` uses of an
-:class:`~alerts.engine.Engine` (``active``, ``get``, ``silences``,
+:class:`ClusterView` offers what :func:`alerts.web.api.create_app` uses of an
+:class:`~alerts.pipeline.dispatch_engine.Engine` (``active``, ``get``, ``silences``,
 ``stats``, ``store.resolved_alerts`` and the write actions), over all
 partitions of ``alerts.grouped``:
 
 * reads open the partition state files (``<state_dir>/dispatcher-p<N>.sqlite``)
   read-only, so any worker's API sees every alert, whoever owns it;
 * an alert action (ack / assign / resolve / comment) is published as an
-  action record (alerts/actions.py) to the partition holding the alert and
+  action record (alerts/runtime/actions.py) to the partition holding the alert and
   the API waits (``sharding.action_timeout``) until the owner has applied it,
   then answers with the outcome, as a single dispatcher would;
 * silences are broadcast to every partition (each engine keeps its copy),
@@ -29,11 +29,11 @@ from typing import Any, Awaitable, Callable, Iterator
 
 from aiohttp import web
 
-from alerts.actions import encode_action, outcome_result
-from alerts.engine import ActionConflict, AlertNotFound
+from alerts.runtime.actions import encode_action, outcome_result
+from alerts.pipeline.dispatch_engine import ActionConflict, AlertNotFound
 from alerts.model import Alert
-from alerts.silence import Silence
-from alerts.store import Store, state_path
+from alerts.pipeline.silence import Silence
+from alerts.runtime.store import Store, state_path
 
 __all__ = ["ClusterView"]
 

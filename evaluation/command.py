@@ -14,11 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from cityeye.evaluation.nab_scorer import PROFILES, load_windows, score_corpus
+from evaluation.nab_scorer import PROFILES, load_windows, score_corpus
 
 __all__ = ["add_arguments", "run", "PUBLISHED", "resolve_data_dir"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = "../shared/datasets/nab"
 
 #: Published NAB v1.1 scoreboard (standard, reward_low_FP_rate, reward_low_FN_rate),
@@ -74,8 +74,8 @@ def _fmt(v: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cityeye.evaluation.nab_runner import run_corpus
-    from detectors.registry import DEFAULT_DETECTOR
+    from evaluation.nab_runner import run_corpus
+    from detectors.catalog import DEFAULT_DETECTOR
 
     if getattr(args, "eval_command", None) != "nab":
         print("usage: cityeye eval nab [--detector NAME] [--data DIR] [--out DIR] [--profile P]",

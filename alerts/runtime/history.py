@@ -31,7 +31,7 @@ from alerts.model import Alert
 from alerts.sinks.base import SinkWriteError
 from alerts.sinks.influx import InfluxSink
 from alerts.sinks.line_protocol import Point
-from alerts.store import Store
+from alerts.runtime.store import Store
 from cityeye.config import InfluxSettings
 
 __all__ = ["MEASUREMENT", "TAGS", "record", "to_point", "to_points", "HistoryShipper", "query_history"]

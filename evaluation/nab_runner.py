@@ -54,7 +54,7 @@ def run_file(
     out_dir: str | Path | None = None,
 ) -> tuple[str, list[str], list[float], float]:
     """Score one file; returns ``(rel_path, timestamps, scores, seconds)``."""
-    from detectors.registry import make_detector
+    from detectors.catalog import make_detector
 
     ts, vals = read_file(Path(data_dir) / rel_path)
     det = make_detector(detector, **dict(params or {}))

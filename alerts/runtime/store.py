@@ -14,7 +14,7 @@ its Kafka offsets only after that transaction committed, so after
 ``kill -9`` it re-reads at most the uncommitted events, which the alerts'
 ``seen_events`` make idempotent.
 
-Scaling out (several dispatchers, alerts/sharding.py): state is partitioned
+Scaling out (several dispatchers, alerts/runtime/sharding.py): state is partitioned
 by shard key (``district``). A re-keying stage copies ``alerts.events``
 into ``alerts.grouped`` keyed by district and each worker in the consumer
 group owns its assigned partitions, keeping one SQLite file per partition

@@ -1,14 +1,14 @@
 """Switching between one dispatcher and several workers without replaying ``alerts.events``.
 
 One dispatcher reads ``alerts.events`` in consumer group ``<prefix>-dispatcher``;
-several workers read it in ``<prefix>-dispatcher-router`` (alerts/sharding.py).
+several workers read it in ``<prefix>-dispatcher-router`` (alerts/runtime/sharding.py).
 When the mode changes, the group now reading has no (or an old) committed
 offset and would start from the oldest retained event, re-raising alerts the
 other mode already handled and closed. :class:`ResumeAfterOtherGroup`, a
 rebalance listener, moves each newly assigned partition to the other
 group's committed offset when that is further on, so the new mode resumes
 where the old one stopped. (The state files must have drained first; see
-``pending_work`` in alerts/store.py.)
+``pending_work`` in alerts/runtime/store.py.)
 
 aiokafka may fetch a newly assigned partition while the listener still
 waits for the offsets, so the consume loop passes every batch through

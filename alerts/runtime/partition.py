@@ -1,14 +1,14 @@
 """One unit of dispatcher state: a state file with its engine, timers, delivery and history.
 
 A single dispatcher has one :class:`PartitionState` over ``dispatcher.sqlite``;
-with several workers (alerts/sharding.py) each owned partition of
+with several workers (alerts/runtime/sharding.py) each owned partition of
 ``alerts.grouped`` has its own over ``dispatcher-p<N>.sqlite``, started when
 the partition is assigned and stopped when it is revoked.
 
 * :meth:`PartitionState.apply_records` applies a batch of Kafka records in
   one store transaction (the caller commits the offsets afterwards);
   undecodable events are dead-lettered, and on ``alerts.grouped`` records
-  carrying the action header are API actions (alerts/actions.py) applied in
+  carrying the action header are API actions (alerts/runtime/actions.py) applied in
   order with the events;
 * :meth:`PartitionState.run` runs the timer loop (``timings.tick``), the
   delivery workers and the history shipper until its stop event is set.
@@ -24,16 +24,16 @@ import logging
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from alerts.actions import ACTION_HEADER, SOURCE_HEADER, apply_action, header
+from alerts.runtime.actions import ACTION_HEADER, SOURCE_HEADER, apply_action, header
 from alerts.config import AlertingConfig
-from alerts.delivery import DeliveryManager
-from alerts.engine import Engine
-from alerts.history import HistoryShipper
+from alerts.runtime.delivery import DeliveryManager
+from alerts.pipeline.dispatch_engine import Engine
+from alerts.runtime.history import HistoryShipper
 from alerts.notification import Notifier
-from alerts.store import Store
+from alerts.runtime.store import Store
 from cityeye.config import Settings
 from cityeye.contracts import decode_alert_event
-from cityeye.registry import SensorRegistry
+from cityeye.sensor_registry import SensorRegistry
 
 __all__ = ["PartitionState", "RETENTION_S"]
 

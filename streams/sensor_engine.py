@@ -2,7 +2,7 @@
 
 Pure Python, no Faust, no Kafka: :class:`SensorEngine` owns each sensor's
 checks (built by a ``checks_factory(sensor)``, by default
-:func:`detectors.rules.default_checks` from the registry's levels), takes a
+:func:`detectors.default_checks.default_checks` from the registry's levels), takes a
 :class:`~cityeye.contracts.Reading` and returns the
 :class:`~cityeye.contracts.AlertEvent` s its findings' transitions imply.
 
@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterable
 
 from cityeye.contracts import KINDS, AlertEvent, Reading, alert_id_for
 from cityeye.errors import ValidationError
-from cityeye.registry import Sensor, SensorRegistry
+from cityeye.sensor_registry import Sensor, SensorRegistry
 from detectors.base import Check, Finding
 
 __all__ = ["ChecksFactory", "Episode", "SensorState", "SensorEngine", "StreamClock", "default_checks_factory"]
@@ -54,8 +54,8 @@ SNAPSHOT_VERSION = 1
 
 
 def default_checks_factory(sensor: Sensor) -> list[Check]:
-    """``detectors.rules.default_checks`` for the sensor's kind, levels and interval."""
-    from detectors.rules import default_checks
+    """``detectors.default_checks.default_checks`` for the sensor's kind, levels and interval."""
+    from detectors.default_checks import default_checks
 
     return default_checks(sensor.kind, dict(sensor.levels), sensor.interval_s)
 

@@ -1,6 +1,6 @@
 """Named anomaly detectors, so configuration can pick one by name.
 
->>> from detectors.registry import DEFAULT_DETECTOR, make_detector
+>>> from detectors.catalog import DEFAULT_DETECTOR, make_detector
 >>> det = make_detector(DEFAULT_DETECTOR, field="speed")
 >>> det.field
 'speed'

@@ -32,9 +32,9 @@ import time
 from typing import Awaitable, Callable
 
 from alerts.config import DeliveryConfig
-from alerts.engine import Engine
+from alerts.pipeline.dispatch_engine import Engine
 from alerts.notification import Backoff, Notification, Notifier
-from alerts.store import OutboxRow
+from alerts.runtime.store import OutboxRow
 from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
 
 __all__ = ["DeliveryManager", "DeadLetterPublisher"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from alerts.model import Alert
 from alerts.notification import Notification
-from alerts.routing import Route
+from alerts.pipeline.routing import Route
 from cityeye.contracts import SEVERITIES
 
 __all__ = ["AggregationGroup", "flush_group", "make_notification", "summarize"]

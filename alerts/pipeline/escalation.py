@@ -15,10 +15,10 @@ the level, so a later unacknowledged alert starts again from level 1.
 from __future__ import annotations
 
 from alerts.config import TimingsConfig
-from alerts.grouping import AggregationGroup, make_notification
+from alerts.pipeline.grouping import AggregationGroup, make_notification
 from alerts.model import Alert
 from alerts.notification import Notification
-from alerts.routing import Route
+from alerts.pipeline.routing import Route
 
 __all__ = ["Escalator"]
 

@@ -15,7 +15,7 @@ POST     /api/v1/silences                      ``{"matchers", "starts_at"?, "end
 DELETE   /api/v1/silences/{id}                 expire a silence
 GET      /api/v1/status                        counts (health check)
 GET      /api/v1/openapi.json                  OpenAPI 3 description
-GET      /  and  /console/                     the duty officers' web console (alerts/console/)
+GET      /  and  /console/                     the duty officers' web console (alerts/web/console/)
 =======  ====================================  ==========================================
 
 Write actions need ``Authorization: Bearer <api.token>`` (compared in
@@ -37,11 +37,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from alerts.config import ApiConfig, Matchers, parse_duration
-from alerts.console import add_console_routes
-from alerts.engine import ActionConflict, AlertNotFound, Engine
+from alerts.web.console import add_console_routes
+from alerts.pipeline.dispatch_engine import ActionConflict, AlertNotFound, Engine
 from alerts.model import Alert
-from alerts.openapi import OPENAPI
-from alerts.silence import Silence, matchers_from_specs
+from alerts.web.openapi import OPENAPI
+from alerts.pipeline.silence import Silence, matchers_from_specs
 from cityeye.contracts import parse_ts
 
 __all__ = ["create_app", "MAX_BODY_BYTES"]
@@ -142,7 +142,7 @@ def create_app(engine: Engine, api: ApiConfig, on_commit: Callable[[], None] = l
             return _error(422, str(exc))
 
     async def write(apply: Callable[[], Any]) -> Any:
-        """One write in one store transaction; with several dispatchers (alerts/cluster.py) the
+        """One write in one store transaction; with several dispatchers (alerts/web/cluster_view.py) the
         write is a coroutine that waits until the owner of the alert's partition applied it."""
         with store.transaction():
             result = apply()

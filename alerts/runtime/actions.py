@@ -1,4 +1,4 @@
-"""Officer actions as Kafka records, for several dispatcher workers (alerts/sharding.py).
+"""Officer actions as Kafka records, for several dispatcher workers (alerts/runtime/sharding.py).
 
 With several workers an alert's state is owned by the worker that owns its
 ``alerts.grouped`` partition. The API of any worker turns a write action
@@ -27,9 +27,9 @@ import json
 import uuid
 from typing import Any
 
-from alerts.engine import ActionConflict, AlertNotFound, Engine
+from alerts.pipeline.dispatch_engine import ActionConflict, AlertNotFound, Engine
 from alerts.model import Alert
-from alerts.silence import Silence
+from alerts.pipeline.silence import Silence
 
 __all__ = ["ACTION_HEADER", "SOURCE_HEADER", "ALERT_OPS", "header", "encode_action", "apply_action",
            "outcome_result"]

@@ -17,13 +17,13 @@ __all__ = ["main", "SUBCOMMANDS"]
 
 #: name -> (module, help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("cityeye.run_embedded", "run the whole service on embedded defaults with simulated sensors"),
+    "run": ("launch.embedded", "run the whole service on embedded defaults with simulated sensors"),
     "gateway": ("ingest.command", "run the MQTT -> Kafka ingest gateway"),
     "worker": ("streams.command", "run the Faust detector worker"),
     "sinks": ("alerts.sinks.command", "run the alert sinks (InfluxDB writer, webhook forwarder)"),
     "dispatcher": ("alerts.command", "run the alert lifecycle, dispatch and HTTP API"),
     "simulate": ("simulators.command", "publish simulated sensor readings over MQTT"),
-    "eval": ("cityeye.evaluation.command", "evaluate detectors (e.g. on the Numenta Anomaly Benchmark)"),
+    "eval": ("evaluation.command", "evaluate detectors (e.g. on the Numenta Anomaly Benchmark)"),
 }
 
 

@@ -13,7 +13,7 @@ Every worker runs two stages on one asyncio loop:
   ``<prefix>-dispatcher``). For each assigned partition it takes the
   partition's lock file, opens its own state file
   (``<state_dir>/dispatcher-p<N>.sqlite``) with its engine, timers, delivery
-  workers and history shipper (:class:`~alerts.partition.PartitionState`);
+  workers and history shipper (:class:`~alerts.runtime.partition.PartitionState`);
   on revocation it stops them (the current step finishes; everything is
   already persisted), closes the file and releases the lock. Offsets are
   committed only after the batch's transaction committed.
@@ -24,7 +24,7 @@ owner, and the lock keeps a stalled former owner from writing it
 concurrently. Groups, escalations and inhibitions stay within one
 partition because the configuration is validated to group and inhibit by
 the shard key (alerts/config.py). API reads and actions across partitions:
-alerts/cluster.py and alerts/actions.py.
+alerts/web/cluster_view.py and alerts/runtime/actions.py.
 """
 
 from __future__ import annotations
@@ -41,14 +41,14 @@ from typing import Any, Callable
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from alerts.actions import ACTION_HEADER, SOURCE_HEADER
-from alerts.cluster import ClusterView
+from alerts.runtime.actions import ACTION_HEADER, SOURCE_HEADER
+from alerts.web.cluster_view import ClusterView
 from alerts.config import AlertingConfig
-from alerts.handover import ResumeAfterOtherGroup
+from alerts.runtime.handover import ResumeAfterOtherGroup
 from alerts.notification import Notifier
-from alerts.partition import PartitionState
-from alerts.service import DispatcherBase
-from alerts.store import pending_work, state_path
+from alerts.runtime.partition import PartitionState
+from alerts.runtime.dispatcher import DispatcherBase
+from alerts.runtime.store import pending_work, state_path
 from cityeye.config import KafkaSettings, Settings
 from cityeye.contracts import (
     TOPIC_ALERTS,
@@ -88,7 +88,7 @@ class Router:
     async def run(self, stop: asyncio.Event, producer: Any) -> None:
         consumer = make_consumer(self.kafka, group="dispatcher-router")
         await consumer.start()
-        # after a switch from one dispatcher: resume where it stopped (alerts/handover.py)
+        # after a switch from one dispatcher: resume where it stopped (alerts/runtime/handover.py)
         handover = ResumeAfterOtherGroup(consumer, self.kafka, "dispatcher")
         consumer.subscribe([TOPIC_ALERTS], listener=handover)
         try:

@@ -1,0 +1,1 @@
+"""The dispatch pipeline: pure stages, explicit ``now``."""

@@ -1,0 +1,1 @@
+"""The dispatcher's runtime: consuming, partitions, store, delivery, history."""

@@ -1,0 +1,1 @@
+"""The HTTP surface: JSON API, OpenAPI document, duty officers' console."""

@@ -1,0 +1,1 @@
+"""The command line, the embedded runner and the server launchers."""
