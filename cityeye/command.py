@@ -1,0 +1,69 @@
+"""One wrapper for every long-running ``cityeye`` subcommand.
+
+Each service command (gateway, worker, sinks, dispatcher, simulate) does the
+same three things around its own work: load its configuration, turning a
+:class:`~cityeye.errors.CityEyeError` into a logged message and exit code 2
+(never a traceback); run an asyncio ``main(stop)`` whose ``stop`` event is
+set by SIGINT / SIGTERM; and report a start-up failure of the operating
+system (a port taken, a directory not writable) as exit code 1::
+
+    def run(args):
+        return run_service("gateway", lambda: load_settings(args.config), serve)
+
+    async def serve(settings, stop):      # returns once stop is set
+        ...
+
+Exit codes: 0 stopped cleanly, 1 the OS refused something, 2 configuration
+or another CityEye error (the message names the file, line and field).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Awaitable, Callable, TypeVar
+
+from cityeye.errors import CityEyeError
+
+__all__ = ["run_service", "stop_on_signals", "EXIT_OK", "EXIT_OS_ERROR", "EXIT_CONFIG_ERROR"]
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_OS_ERROR, EXIT_CONFIG_ERROR = 0, 1, 2
+
+C = TypeVar("C")
+
+
+def stop_on_signals(stop: asyncio.Event, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
+    """Set ``stop`` when one of ``signals`` arrives (call inside the running loop)."""
+    loop = asyncio.get_running_loop()
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+
+
+def run_service(name: str, load: Callable[[], C], main: Callable[[C, asyncio.Event], Awaitable[None]]) -> int:
+    """Load the configuration with ``load()``, then run ``main(config, stop)`` until a signal stops it.
+
+    Returns the process exit code (see the module docstring).
+    """
+    try:
+        config = load()
+    except CityEyeError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG_ERROR
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+        await main(config, stop)
+
+    try:
+        asyncio.run(_main())
+    except CityEyeError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG_ERROR
+    except OSError as exc:  # e.g. a port is taken, state_dir is not writable
+        log.error("%s could not start: %s", name, exc)
+        return EXIT_OS_ERROR
+    return EXIT_OK
