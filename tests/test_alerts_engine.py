@@ -14,7 +14,8 @@ from alerts.config import load_alerting_config, parse_alerting_config
 from alerts.pipeline.dispatch_engine import ActionConflict, Engine
 from alerts.pipeline.lifecycle import flap_ratio
 from alerts.notification import Notification
-from alerts.pipeline.silence import MaintenanceWindow, Matcher, Silence
+from alerts.pipeline.matchers import Matcher
+from alerts.pipeline.silence import MaintenanceWindow, Silence
 from alerts.runtime.store import Store
 from cityeye.contracts import decode_alert_event as decode_event
 from cityeye.errors import ConfigError

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from alerts.config import InhibitRuleConfig
 from alerts.model import Alert
-from alerts.pipeline.silence import Matcher, matchers_from_specs, matches_all
+from alerts.pipeline.matchers import Matcher, matchers_from_specs, matches_all
 
 __all__ = ["InhibitRule", "Inhibitor"]
 

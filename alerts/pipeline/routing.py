@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from alerts.config import RouteConfig
-from alerts.pipeline.silence import Matcher, matchers_from_specs, matches_all
+from alerts.pipeline.matchers import Matcher, matchers_from_specs, matches_all
 
 __all__ = ["Route", "RouteTree", "DEFAULT_GROUP_BY", "DEFAULT_TIMINGS", "group_key"]
 

@@ -10,66 +10,18 @@ notifications.
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from alerts.config import MaintenanceWindowConfig, MatcherSpec
+from alerts.config import MaintenanceWindowConfig
+from alerts.pipeline.matchers import Matcher, matchers_from_specs, matches_all
 
-__all__ = ["Matcher", "matchers_from_specs", "matches_all", "Silence", "MaintenanceWindow", "silenced_by"]
+__all__ = ["Silence", "MaintenanceWindow", "silenced_by"]
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-@lru_cache(maxsize=512)
-def _anchored(pattern: str) -> re.Pattern[str]:
-    return re.compile(f"^(?:{pattern})$")
-
-
-@dataclass(frozen=True)
-class Matcher:
-    """``label op value``; a missing label matches as the empty string (as Alertmanager)."""
-
-    label: str
-    op: str
-    value: str
-
-    def __post_init__(self) -> None:
-        if self.op not in ("=", "!=", "=~", "!~"):
-            raise ValueError(f"matcher op {self.op!r} must be one of =, !=, =~, !~")
-        if self.op in ("=~", "!~"):
-            try:
-                _anchored(self.value)
-            except re.error as exc:
-                raise ValueError(f"matcher {self.label}: bad regular expression: {exc}") from None
-
-    def matches(self, labels: dict[str, str]) -> bool:
-        actual = labels.get(self.label, "")
-        if self.op == "=":
-            return actual == self.value
-        if self.op == "!=":
-            return actual != self.value
-        hit = _anchored(self.value).match(actual) is not None
-        return hit if self.op == "=~" else not hit
-
-    def __str__(self) -> str:
-        return f"{self.label}{self.op}{self.value!r}"
-
-
-def matchers_from_specs(specs: list[MatcherSpec] | list[dict[str, Any]]) -> list[Matcher]:
-    out = []
-    for s in specs:
-        d = s.model_dump() if isinstance(s, MatcherSpec) else s
-        out.append(Matcher(str(d["label"]), str(d.get("op", "=")), str(d["value"])))
-    return out
-
-
-def matches_all(matchers: list[Matcher], labels: dict[str, str]) -> bool:
-    return all(m.matches(labels) for m in matchers)
 
 
 @dataclass
