@@ -1,8 +1,11 @@
 """The dispatcher's core: events, timers and officer actions in, notifications out.
 
-:class:`Engine` composes the pipeline stages (lifecycle → silences and
-inhibition → routing → aggregation groups → escalation) over state kept in
-memory and written through to the :class:`~alerts.runtime.store.Store`. It is
+:class:`Engine` keeps the pipeline's state (active alerts, aggregation
+groups, silences) in memory, written through to the
+:class:`~alerts.runtime.store.Store`, and turns its inputs into changes that
+run through the stages of :mod:`alerts.pipeline.stages`, in the order
+written there once (lifecycle → mutes → routing and groups → flapping notice
+→ save; a tick: lifecycle timers → mutes → group flush → escalation). It is
 synchronous and takes ``now`` explicitly, so it can be driven by the
 asyncio service, by tests with a fake clock, or by property tests.
 
@@ -16,15 +19,17 @@ from __future__ import annotations
 from typing import Any
 
 from alerts.config import AlertingConfig
-from alerts.pipeline.escalation import Escalator
-from alerts.pipeline.grouping import AggregationGroup, flush_group, make_notification
-from alerts.runtime.history import record
-from alerts.pipeline.inhibit import Inhibitor
-from alerts.pipeline.lifecycle import Lifecycle, Transition
 from alerts.model import Alert, alert_key
 from alerts.notification import Notification
-from alerts.pipeline.routing import RouteTree, group_key
-from alerts.pipeline.silence import MaintenanceWindow, Silence, silenced_by
+from alerts.pipeline.escalation import Escalator
+from alerts.pipeline.grouping import AggregationGroup
+from alerts.pipeline.inhibit import Inhibitor
+from alerts.pipeline.lifecycle import Lifecycle, Transition
+from alerts.pipeline.muting import Muter
+from alerts.pipeline.routing import Route, RouteTree
+from alerts.pipeline.silence import MaintenanceWindow, Silence, Silencer
+from alerts.pipeline.stages import ALERT_STAGES, TICK_STAGES, Change, remute_all, run_stages
+from alerts.runtime.history import record
 from alerts.runtime.store import Store
 from cityeye.contracts import AlertEvent, alert_id_for
 from cityeye.errors import CityEyeError
@@ -52,8 +57,11 @@ class Engine:
         self.registry = registry
         self.lifecycle = Lifecycle(cfg.timings)
         self.routes = RouteTree(cfg.route)
-        self.inhibitor = Inhibitor(cfg.inhibit_rules)
-        self.windows = [MaintenanceWindow(w) for w in cfg.maintenance_windows]
+        #: asked in this order whether an alert is muted: silences and windows, then inhibition
+        self.muters: tuple[Muter, ...] = (
+            Silencer(lambda: self.silences.values(), [MaintenanceWindow(w) for w in cfg.maintenance_windows]),
+            Inhibitor(cfg.inhibit_rules, lambda: self.active.values()),
+        )
         self.escalator = Escalator(cfg.timings)
         #: receivers with new outbox rows since the caller last cleared this
         self.woken: set[str] = set()
@@ -73,6 +81,10 @@ class Engine:
             return self.by_id[alert_id]
         d = self.store.get_alert(alert_id)
         return Alert.from_dict(d) if d else None
+
+    def route_of(self, group: AggregationGroup) -> Route:
+        """The route of ``group`` (the root if the configuration no longer has it)."""
+        return self.routes.by_id.get(group.route_id, self.routes.root)
 
     def _require(self, alert_id: str) -> Alert:
         alert = self.get(alert_id)
@@ -115,35 +127,19 @@ class Engine:
                 alert.sensor_name = alert.sensor_name or sensor.name
                 alert.lat, alert.lon = sensor.lat, sensor.lon
         if transitions:
-            self._changed(alert, transitions, now)
+            run_stages(ALERT_STAGES, self, Change(alert, now, transitions))
         else:
-            self._save(alert)
+            self.save_alert(alert)
         return alert
 
     def tick(self, now: float) -> None:
         """Timers: due resolves, silence windows, group flushes, escalations, reminders."""
-        for alert in list(self.active.values()):
-            transitions = self.lifecycle.tick(alert, now)
-            if transitions:
-                self._changed(alert, transitions, now)
-        for alert in list(self.active.values()):
-            if self._refresh_mutes(alert, now):
-                self._regroup(alert, now)
-                self._save(alert)
-        for group in list(self.groups.values()):
-            route = self.routes.by_id.get(group.route_id, self.routes.root)
-            alerts = [a for a in map(self.get, group.alert_ids) if a is not None]
-            if group.due(route, now):
-                note = flush_group(group, route, alerts, now)
-                if note is not None:
-                    self._enqueue(note, now)
-            due = self.escalator.next_due(group, alerts)
-            if (due is not None and due <= now) or (due is None and group.escalation_level):
-                for note in self.escalator.check(group, route, alerts, now):
-                    self._enqueue(note, now)
-            self._save_group(group)
+        run_stages(TICK_STAGES, self, now)
 
     # -- officer actions ----------------------------------------------------------
+    def _officer_action(self, alert: Alert, transitions: list[Transition], now: float) -> None:
+        run_stages(ALERT_STAGES, self, Change(alert, now, transitions, by_officer=True))
+
     def acknowledge(self, alert_id: str, actor: str, now: float, comment: str = "") -> Alert:
         alert = self._require(alert_id)
         if not alert.active:
@@ -151,7 +147,7 @@ class Engine:
         if alert.acknowledged_by:
             raise ActionConflict(f"alert {alert_id} is already acknowledged by {alert.acknowledged_by}")
         alert.acknowledged_by, alert.acknowledged_at = actor, now
-        self._changed(alert, [Transition(alert, "acknowledged", comment, actor)], now, timeline=True)
+        self._officer_action(alert, [Transition(alert, "acknowledged", comment, actor)], now)
         return alert
 
     def assign(self, alert_id: str, actor: str, assignee: str, now: float) -> Alert:
@@ -159,26 +155,26 @@ class Engine:
         if not alert.active:
             raise ActionConflict(f"alert {alert_id} is resolved; it cannot be assigned")
         alert.assignee = assignee
-        self._changed(alert, [Transition(alert, "assigned", f"assigned to {assignee}", actor)], now, timeline=True)
+        self._officer_action(alert, [Transition(alert, "assigned", f"assigned to {assignee}", actor)], now)
         return alert
 
     def comment(self, alert_id: str, actor: str, text: str, now: float) -> Alert:
         alert = self._require(alert_id)
-        self._changed(alert, [Transition(alert, "commented", text, actor)], now, timeline=True)
+        self._officer_action(alert, [Transition(alert, "commented", text, actor)], now)
         return alert
 
     def resolve(self, alert_id: str, actor: str, now: float, comment: str = "") -> Alert:
         alert = self._require(alert_id)
         if not alert.active:
             raise ActionConflict(f"alert {alert_id} is already resolved")
-        self._changed(alert, self.lifecycle.resolve_manually(alert, actor, now, comment), now)
+        run_stages(ALERT_STAGES, self, Change(alert, now, self.lifecycle.resolve_manually(alert, actor, now, comment)))
         return alert
 
     def add_silence(self, silence: Silence, now: float) -> Silence:
         silence.created_at = silence.created_at or now
         self.silences[silence.id] = silence
         self.store.save_silence(silence.to_dict())
-        self._refresh_all(now)
+        remute_all(self, now)
         return silence
 
     def expire_silence(self, silence_id: str, now: float) -> Silence:
@@ -189,7 +185,7 @@ class Engine:
             raise ActionConflict(f"silence {silence_id} has already expired")
         silence.expired_at = now
         self.store.save_silence(silence.to_dict())
-        self._refresh_all(now)
+        remute_all(self, now)
         return silence
 
     # -- delivery feedback -------------------------------------------------------
@@ -202,7 +198,7 @@ class Engine:
                 continue
             alert.record(now, "notified", detail=f"{note.reason}: {detail}"[:_MAX_TEXT], receiver=note.receiver,
                          attempt=attempt, status=status)
-            self._save(alert)
+            self.save_alert(alert)
             records.append(record(alert, "notified", now, detail=f"{note.reason} {note.id}: {detail}",
                                   receiver=note.receiver, attempt=attempt, status=status))
         self.store.history_add(records)
@@ -222,101 +218,28 @@ class Engine:
     def receiver_recovered(self, receiver: str, now: float) -> None:
         current = self.active.get(alert_key(f"receiver:{receiver}", INTERNAL_RULE))
         if current is not None and current.resolve_at is None:
-            snap = current.snapshot()
-            ev = AlertEvent(alert_id=snap.alert_id, sensor_id=snap.sensor_id, kind="system", district="system",
-                            rule=INTERNAL_RULE, severity=snap.severity, state="resolved", started_at=snap.started_at,
+            ev = AlertEvent(alert_id=current.alert_id, sensor_id=current.sensor_id, kind="system", district="system",
+                            rule=INTERNAL_RULE, severity=current.severity, state="resolved",
+                            started_at=current.started_at,
                             updated_at=now, value=None, threshold=None, message=f"receiver {receiver!r} delivers again")
             self.apply_event(ev, now)
 
-    # -- internals ----------------------------------------------------------------
-    def _changed(self, alert: Alert, transitions: list[Transition], now: float, timeline: bool = False) -> None:
-        if timeline:
-            for tr in transitions:
-                alert.record(now, tr.action, actor=tr.actor, detail=tr.detail)
-        self.store.history_add([record(alert, tr.action, now, actor=tr.actor, detail=tr.detail) for tr in transitions])
-        if self.inhibitor.rules and self._may_inhibit(alert):
-            self._refresh_all(now, skip=alert)
-        self._refresh_mutes(alert, now)
-        self._regroup(alert, now)
-        if any(tr.action == "flapping" for tr in transitions):
-            self._flapping_notice(alert, now)
-        self._save(alert)
-
-    def _may_inhibit(self, alert: Alert) -> bool:
-        labels = alert.label_set()
-        if any(all(m.matches(labels) for m in rule.source) for rule in self.inhibitor.rules):
-            return True
-        return any(alert.alert_id in other.inhibited_by for other in self.active.values())
-
-    def _refresh_all(self, now: float, skip: Alert | None = None) -> None:
-        for other in list(self.active.values()):
-            if other is not skip and self._refresh_mutes(other, now):
-                self._regroup(other, now)
-                self._save(other)
-
-    def _refresh_mutes(self, alert: Alert, now: float) -> bool:
-        """Recompute silences and inhibitions of ``alert``; True if either changed.
-
-        A resolved alert keeps the mutes it ended with (its record shows why
-        it was not notified).
-        """
-        if not alert.active:
-            return False
-        sil = silenced_by(alert.label_set(), now, list(self.silences.values()), self.windows)
-        inh = self.inhibitor.inhibited_by(alert, list(self.active.values()))
-        changed = False
-        for attr, new, on, off in (("silenced_by", sil, "silenced", "unsilenced"),
-                                   ("inhibited_by", inh, "inhibited", "uninhibited")):
-            if new != getattr(alert, attr):
-                setattr(alert, attr, new)
-                action = on if new else off
-                detail = ", ".join(new)
-                alert.record(now, action, detail=detail)
-                self.store.history_add([record(alert, action, now, detail=detail)])
-                changed = True
-        return changed
-
-    def _regroup(self, alert: Alert, now: float) -> None:
-        labels = alert.label_set()
-        keys = []
-        for route in self.routes.match(labels):
-            key = group_key(route, labels)
-            keys.append(key)
-            group = self.groups.get(key)
-            if group is None:
-                # versions start at the creation time in ms: a re-created group never reuses an id
-                group = self.groups[key] = AggregationGroup(key, route.id, route.receiver,
-                                                            route.group_labels(labels), now, seq=int(now * 1000))
-            group.add(alert.alert_id, route, now)
-            self._save_group(group)
-        for old in set(alert.groups) - set(keys):
-            group = self.groups.get(old)
-            if group is not None and alert.alert_id in group.alert_ids:
-                group.alert_ids.remove(alert.alert_id)
-                group.changed(self.routes.by_id.get(group.route_id, self.routes.root), now)
-                self._save_group(group)
-        alert.groups = keys
-
-    def _flapping_notice(self, alert: Alert, now: float) -> None:
-        for key in alert.groups:
-            group = self.groups[key]
-            summary = (f"[FLAPPING] {alert.sensor_name or alert.sensor_id} {alert.rule} ({alert.severity}) keeps "
-                       "changing state; notifications about it are paused until it settles")
-            self._enqueue(make_notification(group, group.receiver, "flapping", [alert], now, summary), now)
-            self._save_group(group)
-
-    def _enqueue(self, note: Notification, now: float) -> None:
+    # -- what the stages write ---------------------------------------------------------
+    def enqueue(self, note: Notification, now: float) -> None:
+        """Put ``note`` in the outbox (once per id) and wake its receiver."""
         if self.store.outbox_add(note.id, note.receiver, note.to_dict(), now):
             self.woken.add(note.receiver)
 
-    def _save(self, alert: Alert) -> None:
+    def save_alert(self, alert: Alert) -> None:
+        """Write ``alert`` through to the store; a resolved alert leaves the active set."""
         self.store.save_alert(alert.to_dict())
         if not alert.active:
             if self.active.get(alert.key) is alert:
                 del self.active[alert.key]
             self.by_id.pop(alert.alert_id, None)
 
-    def _save_group(self, group: AggregationGroup) -> None:
+    def save_group(self, group: AggregationGroup) -> None:
+        """Write ``group`` through to the store; one without alerts or escalation is dropped."""
         if group.alert_ids or group.escalation_level:
             self.store.save_group(group.key, group.to_dict())
         else:

@@ -10,7 +10,8 @@ example configuration has the two CityEye rules:
 * a red alert inhibits lower-severity ones in its group
   (``equal: [district, kind]``, the default group-by labels).
 
-An inhibited alert is recorded (status ``inhibited``) but not notified.
+:class:`Inhibitor` is the muter: an inhibited alert is recorded (status
+``inhibited``) but not notified.
 An alert never inhibits itself, and an alert that is itself inhibited or
 silenced still inhibits others (Alertmanager's semantics).
 """
@@ -18,6 +19,7 @@ silenced still inhibits others (Alertmanager's semantics).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
 from alerts.config import InhibitRuleConfig
 from alerts.model import Alert
@@ -47,21 +49,37 @@ class InhibitRule:
 
 
 class Inhibitor:
-    """Evaluates the inhibit rules over the set of active alerts."""
+    """The inhibit rules over the active alerts, as a :class:`~alerts.pipeline.muting.Muter`.
 
-    def __init__(self, rules: list[InhibitRuleConfig]) -> None:
+    ``active`` gives the current active alerts (the engine's); the reasons
+    are the ids of the firing alerts that inhibit the target, sorted.
+    """
+
+    field, muted, unmuted = "inhibited_by", "inhibited", "uninhibited"
+
+    def __init__(self, rules: list[InhibitRuleConfig], active: Callable[[], Iterable[Alert]]) -> None:
         self.rules = [InhibitRule.from_config(r, i) for i, r in enumerate(rules)]
+        self.active = active
 
-    def inhibited_by(self, target: Alert, active: list[Alert]) -> list[str]:
-        """Alert ids of the firing alerts that inhibit ``target`` (empty: not inhibited)."""
+    def mutes(self, target: Alert, now: float) -> list[str]:
+        """Ids of the firing alerts that inhibit ``target`` (empty: not inhibited)."""
         if not self.rules or not target.active:
             return []
         t_labels = target.label_set()
         out: list[str] = []
-        for source in active:
+        for source in self.active():
             if source.alert_id == target.alert_id or not source.active:
                 continue
             s_labels = source.label_set()
             if any(rule.inhibits(s_labels, t_labels) for rule in self.rules):
                 out.append(source.alert_id)
         return sorted(out)
+
+    def mutes_others(self, alert: Alert) -> bool:
+        """Whether ``alert`` may be a source of some rule, or inhibits another alert now."""
+        if not self.rules:
+            return False
+        labels = alert.label_set()
+        if any(matches_all(rule.source, labels) for rule in self.rules):
+            return True
+        return any(alert.alert_id in other.inhibited_by for other in self.active())

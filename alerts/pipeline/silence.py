@@ -3,7 +3,8 @@
 A :class:`Silence` is Alertmanager's: label matchers (``=``, ``!=``,
 ``=~``, ``!~``; regexes are anchored), a start and an end, who created it
 and why. A :class:`MaintenanceWindow` is a recurring silence, e.g. gauge
-X every Tuesday 02:00–04:00 Asia/Shanghai. A silenced alert is still
+X every Tuesday 02:00–04:00 Asia/Shanghai. :class:`Silencer` is the
+muter over both (status ``silenced``): a silenced alert is still
 recorded, in the store and the history; it is only left out of
 notifications.
 """
@@ -13,13 +14,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from alerts.config import MaintenanceWindowConfig
+from alerts.model import Alert
 from alerts.pipeline.matchers import Matcher, matchers_from_specs, matches_all
 
-__all__ = ["Silence", "MaintenanceWindow", "silenced_by"]
+__all__ = ["Silence", "MaintenanceWindow", "Silencer"]
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -106,8 +108,25 @@ class MaintenanceWindow:
         return self.active_at(now) and matches_all(self.matchers, labels)
 
 
-def silenced_by(labels: dict[str, str], now: float, silences: list[Silence], windows: list[MaintenanceWindow]) -> list[str]:
-    """Ids of the silences (and ``window:<name>`` of windows) that mute ``labels`` now."""
-    out = [s.id for s in silences if s.matches(labels, now)]
-    out += [f"window:{w.name}" for w in windows if w.matches(labels, now)]
-    return out
+class Silencer:
+    """Silences and maintenance windows as one :class:`~alerts.pipeline.muting.Muter`.
+
+    ``silences`` gives the current silences (the engine's, which the API
+    adds to and expires); the reasons are their ids, then ``window:<name>``
+    of the matching windows.
+    """
+
+    field, muted, unmuted = "silenced_by", "silenced", "unsilenced"
+
+    def __init__(self, silences: Callable[[], Iterable[Silence]], windows: list[MaintenanceWindow]) -> None:
+        self.silences, self.windows = silences, windows
+
+    def mutes(self, alert: Alert, now: float) -> list[str]:
+        labels = alert.label_set()
+        out = [s.id for s in self.silences() if s.matches(labels, now)]
+        out += [f"window:{w.name}" for w in self.windows if w.matches(labels, now)]
+        return out
+
+    def mutes_others(self, alert: Alert) -> bool:
+        """Never: a silence depends only on the alert it mutes."""
+        return False
