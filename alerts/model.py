@@ -1,21 +1,27 @@
-"""Alert state: one active alert per sensor + rule, with its timeline.
+"""The one alert shape: live state of one active alert per sensor + rule, and its views.
 
 An :class:`Alert` lives from the first firing event of an episode until it
 is resolved (after the keep-firing-for delay). Re-fires, escalations and
 de-escalations update the same alert. ``status`` is what a duty officer
 sees: ``active``, ``acknowledged``, ``silenced``, ``inhibited``,
 ``flapping`` or ``resolved`` (in that order of precedence, resolved first).
+
+:class:`Alert` is the only class that declares an alert's fields. What
+others see is derived from it: the HTTP API all but the bookkeeping
+(:meth:`Alert.to_api`), a notification a frozen :class:`AlertSnapshot` of
+the :data:`NOTIFIED_FIELDS` (:meth:`Alert.snapshot`), generated from
+:class:`Alert` with its types and defaults, in that order — the order of
+the alert objects in webhook, MQTT and outbox JSON.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields, make_dataclass
 from typing import Any
 
-from alerts.notification import AlertSnapshot
 from cityeye.contracts import SEVERITY_RANK, AlertEvent
 
-__all__ = ["STATUSES", "TimelineEntry", "Alert", "alert_key", "MAX_TIMELINE"]
+__all__ = ["STATUSES", "TimelineEntry", "Alert", "AlertSnapshot", "NOTIFIED_FIELDS", "alert_key", "MAX_TIMELINE"]
 
 STATUSES = ("active", "acknowledged", "silenced", "inhibited", "flapping", "resolved")
 #: timeline entries kept on the alert (the full history is in InfluxDB)
@@ -44,14 +50,32 @@ class TimelineEntry:
 
 
 @dataclass
-class Alert(AlertSnapshot):
-    """Live state of one alert (sensor + rule episode).
+class Alert:
+    """Live state of one alert (sensor + rule episode)."""
 
-    Extends the notification-facing :class:`AlertSnapshot` fields (``state``
-    there is the episode's state, firing | resolved, not the officer-facing
-    :attr:`status`) with the lifecycle's own bookkeeping.
-    """
-
+    # -- the episode, as the stream worker's events (alerts.events) tell it
+    alert_id: str
+    sensor_id: str
+    kind: str
+    district: str
+    rule: str
+    severity: str
+    #: the episode's state, firing | resolved (the officer-facing one is :attr:`status`)
+    state: str
+    started_at: float
+    updated_at: float
+    value: float | None
+    threshold: float | None
+    message: str
+    # -- the sensor: name and position (CAP areas)
+    sensor_name: str = ""
+    lat: float | None = None
+    lon: float | None = None
+    # -- officers and the end of the episode
+    acknowledged_by: str | None = None
+    assignee: str | None = None
+    ended_at: float | None = None
+    # -- the dispatcher's own bookkeeping (not in notifications)
     labels: dict[str, str] = field(default_factory=dict)
     acknowledged_at: float | None = None
     #: when a pending resolve takes effect (keep-firing-for), or None
@@ -117,16 +141,15 @@ class Alert(AlertSnapshot):
         return entry
 
     def snapshot(self) -> AlertSnapshot:
-        return AlertSnapshot(**{name: getattr(self, name) for name in _SNAPSHOT_FIELDS})
+        """The alert as a notification shows it: a frozen copy of the :data:`NOTIFIED_FIELDS`."""
+        return AlertSnapshot(**{name: getattr(self, name) for name in NOTIFIED_FIELDS})
 
     @classmethod
     def from_event(cls, ev: AlertEvent) -> "Alert":
-        return cls(
-            alert_id=ev.alert_id, sensor_id=ev.sensor_id, kind=ev.kind, district=ev.district, rule=ev.rule,
-            severity=ev.severity, state="firing", started_at=ev.started_at, updated_at=ev.updated_at,
-            value=ev.value, threshold=ev.threshold, message=ev.message, labels=dict(ev.labels),
-            sensor_name=str(ev.labels.get("sensor_name", "")),
-        )
+        """A new firing alert from the first event of its episode (the fields both have, by name)."""
+        told = {f.name: getattr(ev, f.name) for f in fields(ev) if f.name in cls.__dataclass_fields__}
+        return cls(**{**told, "state": "firing", "labels": dict(ev.labels),
+                      "sensor_name": str(ev.labels.get("sensor_name", ""))})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,4 +172,24 @@ class Alert(AlertSnapshot):
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-_SNAPSHOT_FIELDS = tuple(AlertSnapshot.__dataclass_fields__)
+#: the fields of an :class:`Alert` a notification shows, in the order of its JSON
+NOTIFIED_FIELDS = ("alert_id", "sensor_id", "kind", "district", "rule", "severity", "state", "started_at",
+                   "updated_at", "value", "threshold", "message", "sensor_name", "lat", "lon", "acknowledged_by",
+                   "assignee", "ended_at")
+
+
+def _view(name: str, names: tuple[str, ...], doc: str) -> type:
+    """A frozen dataclass of the fields ``names`` of :class:`Alert`, with their types and defaults."""
+    declared = {f.name: f for f in fields(Alert)}
+    specs: list[Any] = []
+    for n in names:
+        f = declared[n]
+        if f.default_factory is not MISSING:
+            raise TypeError(f"{n}: a view holds copies of immutable values, not {f.default_factory.__name__}()")
+        specs.append((n, f.type) if f.default is MISSING else (n, f.type, field(default=f.default)))
+    return make_dataclass(name, specs, frozen=True, namespace={"__doc__": doc, "__module__": __name__})
+
+
+#: one alert as a notification shows it: a frozen copy of the NOTIFIED_FIELDS of an Alert
+AlertSnapshot = _view("AlertSnapshot", NOTIFIED_FIELDS,
+                      "One alert as a notification shows it (a copy, not live state).")

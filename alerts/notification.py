@@ -1,6 +1,8 @@
 """What the dispatcher hands to a receiver, and the receiver interface.
 
-The lifecycle/grouping side builds :class:`Notification` s; each channel
+The lifecycle/grouping side builds :class:`Notification` s, which show
+their alerts as :class:`~alerts.model.AlertSnapshot` s (a view derived
+from :class:`~alerts.model.Alert`, re-exported here); each channel
 (webhook, CAP 1.2, MQTT, email) is one :class:`Notifier` in its own module
 under ``alerts/notifiers/``. A notifier either returns (delivered: 2xx or
 the channel's equivalent) or raises
@@ -18,32 +20,9 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from alerts.model import AlertSnapshot
+
 __all__ = ["AlertSnapshot", "Notification", "Notifier", "Backoff", "notification_id"]
-
-
-@dataclass
-class AlertSnapshot:
-    """One alert as a notification shows it (a copy, not live state)."""
-
-    alert_id: str
-    sensor_id: str
-    kind: str
-    district: str
-    rule: str
-    severity: str
-    #: firing | resolved
-    state: str
-    started_at: float
-    updated_at: float
-    value: float | None
-    threshold: float | None
-    message: str
-    sensor_name: str = ""
-    lat: float | None = None
-    lon: float | None = None
-    acknowledged_by: str | None = None
-    assignee: str | None = None
-    ended_at: float | None = None
 
 
 def notification_id(receiver: str, group_key: str, version: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import FrozenInstanceError, asdict
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from alerts.config import load_alerting_config, parse_alerting_config
+from alerts.model import NOTIFIED_FIELDS, Alert, AlertSnapshot
 from alerts.pipeline.dispatch_engine import ActionConflict, Engine
 from alerts.pipeline.lifecycle import flap_ratio
 from alerts.notification import Notification
@@ -361,3 +363,32 @@ def test_example_config_loads_and_builds_its_notifiers():
     assert [r.escalation for r in engine_routes.match({"kind": "water_level", "severity": "red"})] == [
         ["district-office", "flood-control-hq"]]
     assert [r.group_by for r in engine_routes.match({"kind": "system", "rule": "receiver_failing"})] == [["rule"]]
+
+
+#: an outbox row as the dispatcher stored it at commit 09c1cff (before the alert shape was unified)
+STORED_ROW = (
+    '{"receiver":"hq","group_key":"0.1:{district=huangpu}","group_labels":{"district":"huangpu"},"version":389002,'
+    '"status":"firing","reason":"repeat","alerts":[{"alert_id":"ba50404c1676c08334890010","sensor_id":"g3",'
+    '"kind":"water_level","district":"huangpu","rule":"rate","severity":"orange","state":"firing",'
+    '"started_at":1002.0,"updated_at":1046.0,"value":6.0,"threshold":4.0,"message":"g3 firing orange",'
+    '"sensor_name":"Gauge three","lat":33.0,"lon":123.0,"acknowledged_by":"li","assignee":null,"ended_at":null}],'
+    '"created_at":530.0,"summary":"[FIRING:1] district=huangpu: 1 firing (orange 1); sensors: Gauge three",'
+    '"previous_ids":["1aec9f6182e8fd2772b714022090dcab"],"id":"7c28af647cc0ffee6f66584f57c8d49b"}')
+
+
+def test_stored_notification_rows_read_back_and_serialise_unchanged():
+    note = Notification.from_dict(json.loads(STORED_ROW))
+    assert note.alerts[0].sensor_name == "Gauge three" and note.alerts[0].acknowledged_by == "li"
+    assert json.dumps(note.to_dict(), separators=(",", ":"), ensure_ascii=False) == STORED_ROW
+
+
+def test_a_notification_shows_a_frozen_copy_of_the_alert():
+    alert = Alert.from_event(event("g1", sensor_name="Gauge one"))
+    snap = alert.snapshot()
+    assert tuple(asdict(snap)) == NOTIFIED_FIELDS and tuple(asdict(alert))[:len(NOTIFIED_FIELDS)] == NOTIFIED_FIELDS
+    assert all(getattr(snap, name) == getattr(alert, name) for name in NOTIFIED_FIELDS)
+    assert snap.sensor_name == "Gauge one" and not isinstance(alert, AlertSnapshot)
+    with pytest.raises(FrozenInstanceError):
+        snap.severity = "red"  # type: ignore[misc]
+    alert.severity = "red"
+    assert snap.severity == "orange"

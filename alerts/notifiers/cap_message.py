@@ -34,7 +34,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from alerts.notification import AlertSnapshot, Notification
+from alerts.model import AlertSnapshot
+from alerts.notification import Notification
 from cityeye.contracts import SEVERITY_RANK
 
 __all__ = ["CAP_NS", "CAP_XSD", "CapOptions", "build_cap", "cap_time", "SEVERITY_MAP", "CATEGORY_MAP"]

@@ -29,7 +29,8 @@ from typing import Literal
 import paho.mqtt.client as paho
 from pydantic import Field, SecretStr, field_validator
 
-from alerts.notification import AlertSnapshot, Notification, Notifier
+from alerts.model import AlertSnapshot
+from alerts.notification import Notification, Notifier
 from alerts.notifiers.common import ChannelConfig, scrubbed
 from cityeye.contracts import SEVERITY_RANK
 from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
