@@ -67,7 +67,7 @@ class Alert:
     value: float | None
     threshold: float | None
     message: str
-    # -- the sensor: name and position (CAP areas)
+    # -- the sensor: its name as the event's ``sensor_name`` label gives it, its position from the registry
     sensor_name: str = ""
     lat: float | None = None
     lon: float | None = None
@@ -146,7 +146,11 @@ class Alert:
 
     @classmethod
     def from_event(cls, ev: AlertEvent) -> "Alert":
-        """A new firing alert from the first event of its episode (the fields both have, by name)."""
+        """A new firing alert from the first event of its episode (the fields both have, by name).
+
+        The sensor's name is the event's ``sensor_name`` label, which the
+        stream worker sets from its registry (streams/sensor_engine.py).
+        """
         told = {f.name: getattr(ev, f.name) for f in fields(ev) if f.name in cls.__dataclass_fields__}
         return cls(**{**told, "state": "firing", "labels": dict(ev.labels),
                       "sensor_name": str(ev.labels.get("sensor_name", ""))})

@@ -286,6 +286,7 @@ class SensorEngine:
     def _event(st: SensorState, ep: Episode, state: str, t: float, value: float | None, message: str) -> AlertEvent:
         labels = {"field": ep.field} if ep.field else {}
         if st.sensor.name:
+            # the one source of an alert's sensor name: the dispatcher takes it from here, it does not look it up
             labels["sensor_name"] = st.sensor.name
         return AlertEvent(
             alert_id=ep.alert_id, sensor_id=st.sensor.id, kind=st.sensor.kind, district=st.sensor.district,

@@ -321,11 +321,13 @@ def test_flap_ratio_weights_recent_changes():
 
 
 def test_registry_gives_notifications_sensor_names_and_coordinates(tmp_path):
+    """The name comes with the event (the stream worker's registry), the position from the dispatcher's."""
     from cityeye.sensor_registry import load_registry
 
     registry = load_registry(Path(__file__).resolve().parent.parent / "simulators" / "demo_registry.yaml")
     engine = Engine(config(), Store(tmp_path / "s.sqlite"), registry)
-    step(engine, event("wl-huangpu-01", district="huangpu"), 0)
+    name = registry.get("wl-huangpu-01").name
+    step(engine, event("wl-huangpu-01", district="huangpu", sensor_name=name), 0)
     snap = drain(engine.store)[0].alerts[0]
     assert snap.sensor_name == "Suzhou Creek at Waibaidu Bridge" and (snap.lat, snap.lon) == (31.2437, 121.4860)
 

@@ -9,6 +9,12 @@ written there once (lifecycle → mutes → routing and groups → flapping noti
 synchronous and takes ``now`` explicitly, so it can be driven by the
 asyncio service, by tests with a fake clock, or by property tests.
 
+Sensor facts are carried once, by the event: the stream worker looks the
+sensor up in its registry and sends kind, district and name (the
+``sensor_name`` label) with every event; the alert takes them from the event
+that raises it (:meth:`~alerts.model.Alert.from_event`). The registry here
+only adds what the event does not carry, the sensor's position (CAP areas).
+
 Notifications are put in the store's outbox and history records in its
 history outbox within the caller's transaction (``with store.transaction():``);
 :attr:`Engine.woken` names the receivers with new outbox rows.
@@ -53,7 +59,7 @@ class ActionConflict(CityEyeError):
 class Engine:
     def __init__(self, cfg: AlertingConfig, store: Store, registry: SensorRegistry | None = None) -> None:
         self.cfg, self.store = cfg, store
-        #: sensor registry: names and coordinates for notifications (CAP areas)
+        #: sensor registry: coordinates for notifications (CAP areas)
         self.registry = registry
         self.lifecycle = Lifecycle(cfg.timings)
         self.routes = RouteTree(cfg.route)
@@ -124,7 +130,6 @@ class Engine:
             self.by_id[alert.alert_id] = alert
             sensor = self.registry.get(alert.sensor_id) if self.registry is not None else None
             if sensor is not None:
-                alert.sensor_name = alert.sensor_name or sensor.name
                 alert.lat, alert.lon = sensor.lat, sensor.lon
         if transitions:
             run_stages(ALERT_STAGES, self, Change(alert, now, transitions))
