@@ -57,6 +57,8 @@ class ActionConflict(CityEyeError):
 
 
 class Engine:
+    """The pipeline's state and its inputs: events, ticks, officer actions, silences, delivery feedback."""
+
     def __init__(self, cfg: AlertingConfig, store: Store, registry: SensorRegistry | None = None) -> None:
         self.cfg, self.store = cfg, store
         #: sensor registry: coordinates for notifications (CAP areas)
