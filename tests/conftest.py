@@ -22,7 +22,7 @@ import pytest
 
 from cityeye.config import InfluxSettings, KafkaSettings, MqttSettings, Settings
 from cityeye.kafka import ensure_topics
-from cityeye.sensor_registry import DEMO_REGISTRY
+from simulators import DEMO_REGISTRY
 from launch.servers import InfluxServer, TansuServer, mqtt_server
 
 REPO = Path(__file__).resolve().parent.parent

@@ -33,7 +33,8 @@ from cityeye.contracts import (
     to_json,
 )
 from cityeye.kafka import make_consumer, make_producer
-from cityeye.sensor_registry import DEMO_REGISTRY, load_registry
+from cityeye.sensor_registry import load_registry
+from simulators import DEMO_REGISTRY
 from launch.servers import free_port
 from streams.app import faust_settings
 from streams.command import StreamsWorker, run_worker
@@ -353,7 +354,8 @@ def test_worker_command_reports_an_unreachable_broker(tmp_path, caplog):
     from streams import command
 
     config = tmp_path / "cityeye.yaml"
-    config.write_text(yaml.safe_dump({"kafka": {"bootstrap": f"127.0.0.1:{free_port()}"}, "influx": {"enabled": False}}))
+    config.write_text(yaml.safe_dump({"kafka": {"bootstrap": f"127.0.0.1:{free_port()}"}, "influx": {"enabled": False},
+                                      "registry": str(DEMO_REGISTRY)}))
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
     assert command.run(parser.parse_args(["--config", str(config), "--startup-timeout", "1"])) == 1
