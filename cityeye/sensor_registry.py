@@ -75,6 +75,15 @@ class Sensor(BaseModel):
             raise ValueError(f"unknown kind {v!r}; expected one of {', '.join(KINDS)}")
         return v
 
+    def agrees_with(self, kind: str, district: str | None = None) -> bool:
+        """Whether a reading's ``kind`` (and ``district``, when given) are the registered ones.
+
+        The one "kind vs registry" check: the gateway refuses a message whose
+        topic disagrees (``registry_mismatch``), the worker a record that
+        reached Kafka another way.
+        """
+        return self.kind == kind and (district is None or self.district == district)
+
 
 @dataclass
 class SensorRegistry:

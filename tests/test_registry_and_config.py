@@ -45,6 +45,12 @@ def test_demo_registry_loads_and_is_the_default(monkeypatch, tmp_path):
     assert settings.registry == str(DEMO_REGISTRY) and len(loaded) == len(registry)
 
 
+def test_a_sensor_agrees_with_its_registered_kind_and_district():
+    sensor = parse_registry(GOOD, "reg.yaml").get("wl-1")
+    assert sensor.agrees_with("water_level") and sensor.agrees_with("water_level", "huangpu")
+    assert not sensor.agrees_with("weather") and not sensor.agrees_with("water_level", "pudong")
+
+
 def test_valid_registry():
     registry = parse_registry(GOOD, "reg.yaml")
     assert registry.get("wl-1").levels == {"warning_m": 4.5, "guaranteed_m": 5.2}
