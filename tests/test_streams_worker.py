@@ -354,8 +354,7 @@ def test_worker_command_reports_an_unreachable_broker(tmp_path, caplog):
     from streams import command
 
     config = tmp_path / "cityeye.yaml"
-    config.write_text(yaml.safe_dump({"kafka": {"bootstrap": f"127.0.0.1:{free_port()}"}, "influx": {"enabled": False},
-                                      "registry": str(DEMO_REGISTRY)}))
+    config.write_text(yaml.safe_dump({"kafka": {"bootstrap": f"127.0.0.1:{free_port()}"}, "influx": {"enabled": False}}))
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
     assert command.run(parser.parse_args(["--config", str(config), "--startup-timeout", "1"])) == 1
