@@ -15,6 +15,8 @@ system (a port taken, a directory not writable) as exit code 1::
 
 Exit codes: 0 stopped cleanly, 1 the OS refused something, 2 configuration
 or another CityEye error (the message names the file, line and field).
+``main`` may also return an exit code of its own (``None`` means 0), e.g. a
+run that ended because a part failed.
 """
 
 from __future__ import annotations
@@ -42,10 +44,11 @@ def stop_on_signals(stop: asyncio.Event, signals: tuple[int, ...] = (signal.SIGI
         loop.add_signal_handler(sig, stop.set)
 
 
-def run_service(name: str, load: Callable[[], C], main: Callable[[C, asyncio.Event], Awaitable[None]]) -> int:
+def run_service(name: str, load: Callable[[], C], main: Callable[[C, asyncio.Event], Awaitable[int | None]]) -> int:
     """Load the configuration with ``load()``, then run ``main(config, stop)`` until a signal stops it.
 
-    Returns the process exit code (see the module docstring).
+    Returns the process exit code: ``main``'s own, if it returns one, else
+    see the module docstring.
     """
     try:
         config = load()
@@ -53,17 +56,17 @@ def run_service(name: str, load: Callable[[], C], main: Callable[[C, asyncio.Eve
         log.error("%s", exc)
         return EXIT_CONFIG_ERROR
 
-    async def _main() -> None:
+    async def _main() -> int | None:
         stop = asyncio.Event()
         stop_on_signals(stop)
-        await main(config, stop)
+        return await main(config, stop)
 
     try:
-        asyncio.run(_main())
+        code = asyncio.run(_main())
     except CityEyeError as exc:
         log.error("%s", exc)
         return EXIT_CONFIG_ERROR
     except OSError as exc:  # e.g. a port is taken, state_dir is not writable
         log.error("%s could not start: %s", name, exc)
         return EXIT_OS_ERROR
-    return EXIT_OK
+    return EXIT_OK if code is None else int(code)

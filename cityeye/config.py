@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     webhook: WebhookSettings = WebhookSettings()
     ingest: IngestSettings = IngestSettings()
-    #: sensor registry YAML; empty = the bundled demo registry of the simulators
+    #: sensor registry YAML; empty = the default the program declares (cityeye.sensor_registry.set_default_registry)
     registry: str = ""
     #: where processes keep local state (dispatcher state, detector snapshots)
     state_dir: str = "var/state"

@@ -19,8 +19,11 @@ done, and stop when asked. :func:`consume` is that loop, once::
 * a failed commit (a rebalance, a broker restart) is logged and the loop
   goes on: the records are read again and the handlers are idempotent
   (at-least-once input, exactly-once effect is each caller's contract);
-* the loop ends when ``stop`` is set, checked before each fetch. It does
-  not start or stop the consumer: the caller owns it.
+* the loop ends when ``stop`` is set, checked before each fetch (a handler
+  that is done, e.g. a reader whose condition holds, sets ``stop``). It
+  does not start or stop the consumer: the caller owns it;
+* ``timeout_ms`` is a number or a function called before each fetch (a
+  sink waits no longer than until its buffer is due).
 """
 
 from __future__ import annotations
@@ -28,18 +31,19 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence, Union
 
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-__all__ = ["Batches", "Offsets", "BatchHandler", "consume", "next_offsets"]
+__all__ = ["Batches", "Offsets", "BatchHandler", "FetchTimeout", "consume", "next_offsets"]
 
 log = logging.getLogger(__name__)
 
 Batches = dict[TopicPartition, list[ConsumerRecord]]
 Offsets = dict[TopicPartition, int]
 BatchHandler = Callable[[Batches], "Awaitable[Offsets | None] | Offsets | None"]
+FetchTimeout = Union[int, Callable[[], int]]
 
 
 def next_offsets(batches: Batches) -> Offsets:
@@ -47,16 +51,18 @@ def next_offsets(batches: Batches) -> Offsets:
     return {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
 
 
-async def consume(consumer: Any, handle: BatchHandler, stop: asyncio.Event, *, timeout_ms: int = 200,
+async def consume(consumer: Any, handle: BatchHandler, stop: asyncio.Event, *, timeout_ms: FetchTimeout = 200,
                   max_records: int | None = 1000, partitions: Sequence[TopicPartition] = (),
                   name: str = "consumer") -> None:
     """Fetch, handle and commit until ``stop`` is set (see the module docstring).
 
     ``partitions`` restricts the fetch (``getmany(*partitions)``); ``name``
-    appears in the commit-failure warning.
+    appears in the commit-failure warning; ``timeout_ms`` may be a function
+    returning the fetch timeout.
     """
+    fetch_timeout = timeout_ms if callable(timeout_ms) else (lambda: timeout_ms)
     while not stop.is_set():
-        batches = await consumer.getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
+        batches = await consumer.getmany(*partitions, timeout_ms=fetch_timeout(), max_records=max_records)
         result = handle(batches)
         if inspect.isawaitable(result):
             result = await result

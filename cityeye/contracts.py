@@ -17,6 +17,7 @@ Kafka
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -218,6 +219,25 @@ class DeadLetter:
     payload: str
     payload_b64: str
     sensor_id: str | None = None
+
+    @classmethod
+    def of(cls, payload: bytes, mqtt_topic: str, reason: str, received_at: float,
+           sensor_id: str | None = None, *, max_text_chars: int | None = None) -> "DeadLetter":
+        """The one dead-letter builder: ``payload`` kept exactly (base64) and readably.
+
+        ``max_text_chars`` bounds the readable ``payload`` text (the exact
+        bytes stay whole in ``payload_b64``). Used by the gateway
+        (``ingest.validation``) and the worker (``streams.models``).
+        """
+        text = payload.decode("utf-8", errors="replace")
+        return cls(
+            mqtt_topic=mqtt_topic,
+            reason=reason,
+            received_at=received_at,
+            payload=text if max_text_chars is None else text[:max_text_chars],
+            payload_b64=base64.b64encode(payload).decode("ascii"),
+            sensor_id=sensor_id,
+        )
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> "DeadLetter":

@@ -17,6 +17,13 @@ A YAML file::
 
 Errors name the file, the line and the field (``registry.yaml:14:
 sensors[2].lat: Input should be less than or equal to 90``).
+
+Which file: ``settings.registry``, or, when that is empty, the default
+registry the program declared with :func:`set_default_registry` (the
+``cityeye`` command line declares the simulators' demo city,
+``simulators/demo_registry.yaml``; see ``launch/cli.py``). The kernel itself
+knows no particular file. :func:`load_settings_and_registry` is what every
+service command uses to load both.
 """
 
 from __future__ import annotations
@@ -29,13 +36,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cityeye.config import Settings, load_settings
 from cityeye.contracts import KINDS
 from cityeye.errors import RegistryError
 
-__all__ = ["Sensor", "SensorRegistry", "load_registry", "parse_registry", "registry_for", "DEMO_REGISTRY"]
+__all__ = ["Sensor", "SensorRegistry", "load_registry", "parse_registry", "registry_for", "set_default_registry",
+           "default_registry", "load_settings_and_registry"]
 
-#: the demo city's sensors, used when no registry is configured
-DEMO_REGISTRY = Path(__file__).resolve().parent.parent / "simulators" / "demo_registry.yaml"
+#: the registry used when ``settings.registry`` is empty (declared by the program, see set_default_registry)
+_default_registry: Path | None = None
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -65,6 +74,15 @@ class Sensor(BaseModel):
         if v not in KINDS:
             raise ValueError(f"unknown kind {v!r}; expected one of {', '.join(KINDS)}")
         return v
+
+    def agrees_with(self, kind: str, district: str | None = None) -> bool:
+        """Whether a reading's ``kind`` (and ``district``, when given) are the registered ones.
+
+        The one "kind vs registry" check: the gateway refuses a message whose
+        topic disagrees (``registry_mismatch``), the worker a record that
+        reached Kafka another way.
+        """
+        return self.kind == kind and (district is None or self.district == district)
 
 
 @dataclass
@@ -151,6 +169,37 @@ def load_registry(path: str | Path) -> SensorRegistry:
     return parse_registry(text, source=str(p))
 
 
-def registry_for(settings) -> SensorRegistry:
-    """``settings.registry``, or the bundled demo registry when none is configured."""
-    return load_registry(settings.registry or DEMO_REGISTRY)
+def set_default_registry(path: str | Path | None) -> None:
+    """Declare the registry used when ``settings.registry`` is empty (``None``: there is none)."""
+    global _default_registry
+    _default_registry = Path(path) if path is not None else None
+
+
+def default_registry() -> Path | None:
+    """The registry declared with :func:`set_default_registry`, if any."""
+    return _default_registry
+
+
+def registry_for(settings: Settings) -> SensorRegistry:
+    """``settings.registry``, or the declared default registry when none is configured.
+
+    Raises :class:`RegistryError` when neither is there.
+    """
+    path = settings.registry or _default_registry
+    if not path:
+        raise RegistryError("no sensor registry: set `registry` in the configuration (or CITYEYE_REGISTRY)")
+    return load_registry(path)
+
+
+def load_settings_and_registry(path: str | Path | None = None) -> tuple[Settings, SensorRegistry]:
+    """The settings (see :func:`cityeye.config.load_settings`) and their registry.
+
+    The returned settings name the registry file actually loaded, so every
+    part handed them (worker, dispatcher) reads the same one. Raises
+    :class:`~cityeye.errors.ConfigError` (or :class:`RegistryError`).
+    """
+    settings = load_settings(path)
+    registry = registry_for(settings)
+    if not settings.registry:
+        settings = settings.model_copy(update={"registry": registry.source})
+    return settings, registry

@@ -39,8 +39,7 @@ weather
 traffic
     ``traffic.speed_anomaly`` -- :class:`~detectors.threshold.ScoreThreshold`
     around ``detectors.catalog.make_detector(DEFAULT_DETECTOR,
-    field="speed_kmh")`` (falling back to River's HalfSpaceTrees if that
-    registry is not importable), and ``traffic.stale``.
+    field="speed_kmh")``, and ``traffic.stale``.
 
 Stale checks expect a reading every ``interval_s`` (the registry's
 ``interval_s``, default 60 s) and fire after 5 missed intervals.
@@ -48,23 +47,20 @@ Stale checks expect a reading every ``interval_s`` (the registry's
 
 from __future__ import annotations
 
-import base64
-import pickle
-from typing import Any
-
 from cityeye.contracts import KINDS
 from detectors.accumulation import RainfallAccumulation
-from detectors.base import AnomalyDetector, Check
+from detectors.base import Check
 from detectors.beaufort import WindBeaufort
+from detectors.catalog import DEFAULT_DETECTOR, make_detector
 from detectors.flatline import Flatline
 from detectors.forecast import LevelForecast
-from detectors.levels import WarningLevels, finite_value
+from detectors.levels import WarningLevels
 from detectors.rate import RateOfChange
 from detectors.stale import StaleSensor
 from detectors.sustained import SustainedCondition
 from detectors.threshold import ScoreThreshold
 
-__all__ = ["default_checks", "HalfSpaceTreesDetector", "FLOOD_LEVEL_KEYS", "NEAR_WARNING_M"]
+__all__ = ["default_checks", "FLOOD_LEVEL_KEYS", "NEAR_WARNING_M"]
 
 #: Registry level keys -> severity, lowest first (blue is derived from ``warning_m``).
 FLOOD_LEVEL_KEYS: dict[str, str] = {
@@ -74,79 +70,6 @@ FLOOD_LEVEL_KEYS: dict[str, str] = {
 }
 #: Blue is this far below the warning level unless the registry gives ``near_warning_m``.
 NEAR_WARNING_M = 0.3
-
-
-class HalfSpaceTreesDetector(AnomalyDetector):
-    """Fallback anomaly model: River's HalfSpaceTrees on one field.
-
-    Used only when ``detectors.catalog`` is not importable. Values are
-    scaled to ``[0, 1]`` with fixed ``limits``; the snapshot is the pickled
-    River model in base64 (JSON-able, but only restorable by the same River
-    version).
-
-    Examples
-    --------
-    >>> d = HalfSpaceTreesDetector(field="speed_kmh", limits=(0.0, 150.0), seed=1)
-    >>> for _ in range(600):
-    ...     d.learn_one({"speed_kmh": 60.0})
-    >>> d.score_one({"speed_kmh": 60.0}) < d.score_one({"speed_kmh": 5.0})
-    True
-    """
-
-    def __init__(
-        self,
-        field: str = "speed_kmh",
-        limits: tuple[float, float] = (0.0, 150.0),
-        n_trees: int = 10,
-        height: int = 8,
-        window_size: int = 250,
-        seed: int = 42,
-    ) -> None:
-        self.field = field
-        self.limits = limits
-        self.n_trees = n_trees
-        self.height = height
-        self.window_size = window_size
-        self.seed = seed
-        from river import anomaly
-
-        lo, hi = float(limits[0]), float(limits[1])
-        self._model = anomaly.HalfSpaceTrees(
-            n_trees=n_trees, height=height, window_size=window_size, limits={field: (lo, hi)}, seed=seed
-        )
-
-    def _x(self, x: dict[str, float]) -> dict[str, float] | None:
-        v = finite_value(x, self.field)
-        if v is None:
-            return None
-        lo, hi = float(self.limits[0]), float(self.limits[1])
-        return {self.field: min(hi, max(lo, v))}
-
-    def learn_one(self, x: dict[str, float]) -> None:
-        xx = self._x(x)
-        if xx is not None:
-            self._model.learn_one(xx)
-
-    def score_one(self, x: dict[str, float]) -> float:
-        xx = self._x(x)
-        if xx is None:
-            return 0.0
-        return min(1.0, max(0.0, float(self._model.score_one(xx))))
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"_model": base64.b64encode(pickle.dumps(self._model)).decode("ascii")}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        if "_model" in state:
-            self._model = pickle.loads(base64.b64decode(state["_model"]))
-
-
-def _traffic_detector() -> Any:
-    try:
-        from detectors.catalog import DEFAULT_DETECTOR, make_detector
-    except ImportError:
-        return HalfSpaceTreesDetector(field="speed_kmh")
-    return make_detector(DEFAULT_DETECTOR, field="speed_kmh")
 
 
 def _flood_levels(sensor_levels: dict[str, float]) -> dict[str, float]:
@@ -222,7 +145,7 @@ def default_checks(kind: str, sensor_levels: dict[str, float] | None = None, int
     elif kind == "traffic":
         checks.append(
             ScoreThreshold(
-                _traffic_detector(),
+                make_detector(DEFAULT_DETECTOR, field="speed_kmh"),
                 threshold=0.9,
                 severity="yellow",
                 name="traffic.speed_anomaly",

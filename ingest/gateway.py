@@ -36,7 +36,7 @@ from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, Reading, readings_to
 from cityeye.kafka import make_producer
 from cityeye.sensor_registry import SensorRegistry
 from ingest.bridge import Inbound, MqttBridge
-from ingest.validation import Limits, dead_letter, reason_code, validate_message
+from ingest.validation import Limits, reason_code, validate_message
 
 __all__ = ["Gateway", "GatewayStats"]
 
@@ -282,7 +282,7 @@ def _shrunk(outcome: Reading | DeadLetter) -> DeadLetter:
     """A dead letter small enough for Kafka for an outcome whose record was too large."""
     if isinstance(outcome, Reading):
         raw = _encode(outcome)[:_TRUNCATED_PAYLOAD]
-        return dead_letter(raw, outcome.mqtt_topic, "too_large: the reading's Kafka record exceeds the "
+        return DeadLetter.of(raw, outcome.mqtt_topic, "too_large: the reading's Kafka record exceeds the "
                            f"producer's max_request_size (first {_TRUNCATED_PAYLOAD} bytes kept)",
                            outcome.received_at, outcome.sensor_id)
     raw = base64.b64decode(outcome.payload_b64)[:_TRUNCATED_PAYLOAD]

@@ -7,12 +7,14 @@ commits, every partition from the earliest offset.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 
 from aiokafka.structs import ConsumerRecord
 
 from cityeye.config import KafkaSettings
+from cityeye.consume import Batches, consume
 from cityeye.kafka import make_consumer
 
 __all__ = ["read_until"]
@@ -26,17 +28,25 @@ async def read_until(kafka: KafkaSettings, topics: Sequence[str], until: Callabl
 
     Raises :class:`TimeoutError` with the counts so far after ``timeout`` seconds.
     """
+    out: Records = {t: [] for t in topics}
+    if until(out):
+        return out
+    deadline = time.monotonic() + timeout
+    done = asyncio.Event()
+
+    def collect(batches: Batches) -> None:
+        for tp, msgs in batches.items():
+            out[tp.topic].extend(msgs)
+        if until(out):
+            done.set()
+        elif time.monotonic() > deadline:
+            counts = ", ".join(f"{t}: {len(v)}" for t, v in out.items())
+            raise TimeoutError(f"condition not met after {timeout:.0f} s ({counts})")
+
     consumer = make_consumer(kafka, *topics, group=None)
     await consumer.start()
-    out: Records = {t: [] for t in topics}
-    deadline = time.monotonic() + timeout
     try:
-        while not until(out):
-            if time.monotonic() > deadline:
-                counts = ", ".join(f"{t}: {len(v)}" for t, v in out.items())
-                raise TimeoutError(f"condition not met after {timeout:.0f} s ({counts})")
-            for tp, msgs in (await consumer.getmany(timeout_ms=200)).items():
-                out[tp.topic].extend(msgs)
+        await consume(consumer, collect, done, max_records=None, name="read-back")
     finally:
         await consumer.stop()
     return out

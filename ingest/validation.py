@@ -19,7 +19,6 @@ ranges, unknown fields kept).
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import re
@@ -34,7 +33,6 @@ __all__ = [
     "Limits",
     "Outcome",
     "validate_message",
-    "dead_letter",
     "reason_code",
 ]
 
@@ -96,17 +94,6 @@ def reason_code(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
-def dead_letter(payload: bytes, topic: str, reason: str, received_at: float,
-                sensor_id: str | None = None) -> DeadLetter:
-    """A :class:`DeadLetter` keeping the payload exactly (base64) and readably."""
-    return DeadLetter(
-        mqtt_topic=topic,
-        reason=reason,
-        received_at=received_at,
-        payload=payload.decode("utf-8", errors="replace"),
-        payload_b64=base64.b64encode(payload).decode("ascii"),
-        sensor_id=sensor_id,
-    )
 
 
 def _reject_constant(name: str) -> Any:
@@ -212,12 +199,12 @@ def validate_message(payload: bytes, topic: str, registry: SensorRegistry, now: 
         sensor = registry.get(sensor_id)
         if sensor is None:
             raise _Refused("unknown_sensor", f"sensor {sensor_id!r} is not in the registry")
-        if sensor.district != district or sensor.kind != kind:
+        if not sensor.agrees_with(kind, district):
             raise _Refused("registry_mismatch", f"topic says {district}/{kind}, the registry says "
                                                 f"{sensor.district}/{sensor.kind} for sensor {sensor_id!r}")
     except _Refused as exc:
         kept = payload[:_OVERSIZE_KEEP] if exc.code == "too_large" else payload
-        return [dead_letter(kept, topic, str(exc), now, sensor_id)]
+        return [DeadLetter.of(kept, topic, str(exc), now, sensor_id)]
 
     outcomes: list[Outcome] = []
     batch = len(items) > 1 or payload.lstrip()[:1] == b"["
@@ -231,7 +218,7 @@ def validate_message(payload: bytes, topic: str, registry: SensorRegistry, now: 
         except _Refused as exc:
             reason = f"{exc.code}: {where}{str(exc).split(': ', 1)[1]}"
             raw = json.dumps(item, ensure_ascii=False).encode() if batch else payload
-            outcomes.append(dead_letter(raw, topic, reason, now, sensor_id))
+            outcomes.append(DeadLetter.of(raw, topic, reason, now, sensor_id))
             continue
         outcomes.append(Reading(sensor_id=sensor_id, kind=kind, district=district, ts=ts,
                                 values=values, received_at=now, mqtt_topic=topic))

@@ -4,6 +4,10 @@ Each subcommand lives in its own module exposing ``add_arguments(parser)``
 and ``run(args) -> int``; this file only wires them up, importing a
 module when its subcommand is used (so ``cityeye eval`` does not import
 Kafka clients, and a broken optional part cannot break the others).
+
+It also declares the simulators' demo city (``simulators/demo_registry.yaml``)
+as the default sensor registry: the one every command uses when the
+configuration names none (:func:`cityeye.sensor_registry.set_default_registry`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ import argparse
 import importlib
 import logging
 import sys
+
+from cityeye.sensor_registry import set_default_registry
+from simulators import DEMO_REGISTRY
 
 __all__ = ["main", "SUBCOMMANDS"]
 
@@ -57,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    set_default_registry(DEMO_REGISTRY)
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
     return int(module.run(args) or 0)
 

@@ -27,11 +27,13 @@ from pathlib import Path
 
 import yaml
 
+from cityeye.command import stop_on_signals
 from cityeye.config import Settings, load_settings
+from cityeye.consume import Batches, consume
 from cityeye.contracts import TOPIC_ALERTS, AlertEvent
 from cityeye.kafka import ensure_topics, make_consumer
-from cityeye.sensor_registry import DEMO_REGISTRY
 from launch.servers import InfluxServer, ManagedServer, TansuServer, mqtt_server
+from simulators import DEMO_REGISTRY
 
 __all__ = ["add_arguments", "run", "EmbeddedStack", "format_alert"]
 
@@ -181,27 +183,30 @@ class EmbeddedStack:
 
 
 async def print_alerts(settings: Settings, stop: asyncio.Event, stack: EmbeddedStack) -> int:
-    """Print alert events as they fire until ``stop``; returns how many."""
-    consumer = make_consumer(settings.kafka, TOPIC_ALERTS, group=None)
-    await consumer.start()
+    """Print alert events as they fire until ``stop`` (also set when a part dies); returns how many."""
     colour = sys.stdout.isatty()
     count = 0
+
+    def show(batches: Batches) -> None:
+        nonlocal count
+        for records in batches.values():
+            for record in records:
+                try:
+                    event = AlertEvent.from_json(record.value)
+                except (ValueError, TypeError, KeyError) as exc:
+                    print(f"unreadable alert event at offset {record.offset}: {exc}")
+                    continue
+                count += 1
+                print(format_alert(event, colour), flush=True)
+        dead = stack.dead_parts()
+        if dead:
+            print(f"part(s) exited unexpectedly: {', '.join(dead)}; see their logs in {stack.workdir}/")
+            stop.set()
+
+    consumer = make_consumer(settings.kafka, TOPIC_ALERTS, group=None)
+    await consumer.start()
     try:
-        while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                for record in records:
-                    try:
-                        event = AlertEvent.from_json(record.value)
-                    except (ValueError, TypeError, KeyError) as exc:
-                        print(f"unreadable alert event at offset {record.offset}: {exc}")
-                        continue
-                    count += 1
-                    print(format_alert(event, colour), flush=True)
-            dead = stack.dead_parts()
-            if dead:
-                print(f"part(s) exited unexpectedly: {', '.join(dead)}; see their logs in {stack.workdir}/")
-                stop.set()
+        await consume(consumer, show, stop, timeout_ms=500, max_records=None, name="alert printer")
     finally:
         await consumer.stop()
     return count
@@ -222,11 +227,9 @@ def run(args: argparse.Namespace) -> int:
 
         async def main() -> int:
             stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
+            stop_on_signals(stop)
             if args.run_for:
-                loop.call_later(args.run_for, stop.set)
+                asyncio.get_running_loop().call_later(args.run_for, stop.set)
             return await print_alerts(settings, stop, stack)
 
         count = asyncio.run(main())

@@ -2,7 +2,8 @@
 
 Example: ``cityeye simulate --scenario flood --speed 600 --duration-h 12
 --seed 7 --labels labels.jsonl`` (12 simulated hours in 72 s). The registry
-is ``settings.registry`` or the bundled ``simulators/demo_registry.yaml``.
+is ``settings.registry`` or the default the command line declares (the demo
+city, :data:`simulators.DEMO_REGISTRY`).
 """
 
 from __future__ import annotations
@@ -10,12 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 
-from cityeye.config import load_settings
+from cityeye.command import EXIT_CONFIG_ERROR, run_service
+from cityeye.config import Settings
 from cityeye.contracts import parse_ts
-from cityeye.errors import ConfigError
-from cityeye.sensor_registry import registry_for
+from cityeye.sensor_registry import SensorRegistry, load_settings_and_registry
 from simulators.common import SCENARIOS
 
 __all__ = ["add_arguments", "run"]
@@ -49,33 +49,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", metavar="FILE", help="write ground-truth labels here (.csv or JSON lines)")
 
 
-async def _main(args: argparse.Namespace, settings, registry) -> int:
-    from simulators.simulation import run_simulation
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    result = await run_simulation(settings, registry, speed=args.speed, scenario=args.scenario, seed=args.seed,
-                                  duration_h=args.duration_h, labels_path=args.labels, stop_event=stop,
-                                  start=args.start, batch=args.batch)
-    print(f"published {result.messages_published} messages ({result.readings} readings), "
-          f"{len(result.labels)} labels")
-    return 0
-
-
 def run(args: argparse.Namespace) -> int:
     if args.duration_h <= 0 or args.batch < 1:
         log.error("--duration-h must be positive and --batch at least 1")
-        return 2
-    try:
-        settings = load_settings(args.config)
-        registry = registry_for(settings)
-    except ConfigError as exc:
-        log.error("%s", exc)
-        return 2
-    try:
-        return asyncio.run(_main(args, settings, registry))
-    except ConnectionError as exc:
-        log.error("%s", exc)
-        return 1
+        return EXIT_CONFIG_ERROR
+
+    async def simulate(config: tuple[Settings, SensorRegistry], stop: asyncio.Event) -> None:
+        from simulators.simulation import run_simulation
+
+        settings, registry = config
+        result = await run_simulation(settings, registry, speed=args.speed, scenario=args.scenario, seed=args.seed,
+                                      duration_h=args.duration_h, labels_path=args.labels, stop_event=stop,
+                                      start=args.start, batch=args.batch)
+        print(f"published {result.messages_published} messages ({result.readings} readings), "
+              f"{len(result.labels)} labels")
+
+    # a broker that refuses the connection is an OS error: exit 1
+    return run_service("simulate", lambda: load_settings_and_registry(args.config), simulate)

@@ -1,6 +1,6 @@
 """``cityeye worker``: run the Faust detector worker, standalone or in-process.
 
-Standalone::
+Standalone (the same in-process worker, under :func:`cityeye.command.run_service`)::
 
     cityeye worker --config cityeye.yaml [--web-port 6066] [--loglevel info]
 
@@ -28,9 +28,11 @@ from typing import Any
 import faust
 from aiokafka.errors import KafkaError
 
-from cityeye.config import Settings, load_settings
-from cityeye.errors import CityEyeError
+from cityeye.command import EXIT_OS_ERROR, run_service
+from cityeye.config import Settings
+from cityeye.errors import CityEyeError, ConfigError
 from cityeye.kafka import ensure_topics
+from cityeye.sensor_registry import SensorRegistry, load_settings_and_registry
 from streams.app import StreamsApp, create_app
 
 __all__ = ["StreamsWorker", "run_worker", "add_arguments", "run"]
@@ -134,22 +136,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the worker in the foreground until SIGINT/SIGTERM."""
-    try:
-        settings = load_settings(args.config)
-        streams = create_app(settings, web_port=args.web_port)
-    except CityEyeError as exc:
-        log.error("%s", exc)
-        return 2
-    try:
-        asyncio.run(ensure_topics(settings.kafka, timeout=args.startup_timeout))
-    except KafkaError as exc:
-        log.error("cannot create the topics on Kafka at %s: %s", settings.kafka.bootstrap, exc)
-        return 1
-    worker = faust.Worker(streams.app, loglevel=args.loglevel, override_logging=False, redirect_stdouts=False,
-                          quiet=True)
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+    """Run the worker in the foreground until SIGINT/SIGTERM (then stop it gracefully)."""
+
+    async def serve(config: tuple[Settings, SensorRegistry], stop: asyncio.Event) -> int | None:
+        settings, registry = config
+        try:
+            await ensure_topics(settings.kafka, timeout=args.startup_timeout)
+        except KafkaError as exc:
+            log.error("cannot create the topics on Kafka at %s: %s", settings.kafka.bootstrap, exc)
+            return EXIT_OS_ERROR
+        try:
+            await run_worker(settings, stop, registry=registry, web_port=args.web_port, loglevel=args.loglevel)
+        except ConfigError:
+            raise  # exit 2
+        except CityEyeError as exc:  # the Faust app crashed: not a configuration problem
+            log.error("%s", exc)
+            return EXIT_OS_ERROR
+        return None
+
+    return run_service("worker", lambda: load_settings_and_registry(args.config), serve)

@@ -18,7 +18,6 @@ instead of typed ``faust.Record`` s. Reasons:
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import time
@@ -62,13 +61,14 @@ def decode_reading(raw: bytes | None, key: bytes | None = None) -> Reading:
 
 
 def dead_letter(raw: bytes | None, reason: str, source_topic: str, sensor_id: str | None = None) -> bytes:
-    """JSON of a :class:`DeadLetter` for a message the worker refused.
+    """JSON of a :class:`DeadLetter` (built by :meth:`DeadLetter.of`) for a message the worker refused.
 
     ``mqtt_topic`` is taken from the payload when it has one, else it names
-    the Kafka topic the message came from (``kafka:<topic>``).
+    the Kafka topic the message came from (``kafka:<topic>``); the reason
+    is prefixed ``stream worker:``; the readable payload is cut at
+    :data:`MAX_REASON_PAYLOAD_CHARS`.
     """
     raw = raw or b""
-    text = raw.decode("utf-8", errors="replace")
     mqtt_topic = f"kafka:{source_topic}"
     try:
         obj = json.loads(raw)
@@ -77,11 +77,5 @@ def dead_letter(raw: bytes | None, reason: str, source_topic: str, sensor_id: st
             sensor_id = sensor_id or (str(obj["sensor_id"])[:64] if obj.get("sensor_id") else None)
     except (ValueError, UnicodeDecodeError):
         pass
-    return to_json(DeadLetter(
-        mqtt_topic=mqtt_topic,
-        reason=f"stream worker: {reason}",
-        received_at=time.time(),
-        payload=text[:MAX_REASON_PAYLOAD_CHARS],
-        payload_b64=base64.b64encode(raw).decode("ascii"),
-        sensor_id=sensor_id,
-    ))
+    return to_json(DeadLetter.of(raw, mqtt_topic, f"stream worker: {reason}", time.time(), sensor_id,
+                                 max_text_chars=MAX_REASON_PAYLOAD_CHARS))

@@ -10,6 +10,7 @@ engine again, discarding the events they produce, before its stream starts.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Awaitable, Callable, Iterable
 
@@ -17,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from cityeye.config import KafkaSettings
+from cityeye.consume import Batches, consume
 from cityeye.kafka import make_consumer
 
 __all__ = ["committed_offsets", "read_ranges"]
@@ -57,29 +59,39 @@ async def read_ranges(kafka: KafkaSettings, ranges: dict[tuple[str, int], tuple[
     await consumer.start()
     count = 0
     idle = 0
+    done = asyncio.Event()
+
+    async def feed(batch: Batches) -> None:
+        nonlocal count, idle
+        idle = 0 if batch else idle + 1
+        if idle >= 3:
+            log.warning("replay: no more records for %s; giving up on these ranges",
+                        ", ".join(f"{tp.topic}[{tp.partition}]" for tp in todo))
+            done.set()
+            return
+        for tp, records in batch.items():
+            if tp not in todo:  # read completely, paused
+                continue
+            end = todo[tp][1]
+            for rec in records:
+                if rec.offset >= end:
+                    break
+                result = handle(rec)
+                if result is not None:
+                    await result
+                count += 1
+            if records and records[-1].offset >= end - 1:
+                todo.pop(tp, None)
+                consumer.pause(tp)
+        if not todo:
+            done.set()
+
     try:
         consumer.assign(list(todo))
         for tp, (start, _) in todo.items():
             consumer.seek(tp, start)
-        while todo:
-            batch = await consumer.getmany(*todo, timeout_ms=1000, max_records=5000)
-            idle = 0 if batch else idle + 1
-            if idle >= 3:
-                log.warning("replay: no more records for %s; giving up on these ranges",
-                            ", ".join(f"{tp.topic}[{tp.partition}]" for tp in todo))
-                break
-            for tp, records in batch.items():
-                end = todo[tp][1]
-                for rec in records:
-                    if rec.offset >= end:
-                        break
-                    result = handle(rec)
-                    if result is not None:
-                        await result
-                    count += 1
-                if records and records[-1].offset >= end - 1:
-                    todo.pop(tp, None)
-                    consumer.pause(tp)
+        # paused partitions (ranges read completely) return nothing more
+        await consume(consumer, feed, done, timeout_ms=1000, max_records=5000, partitions=list(todo), name="replay")
     finally:
         await consumer.stop()
     return count

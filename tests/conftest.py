@@ -22,10 +22,14 @@ import pytest
 
 from cityeye.config import InfluxSettings, KafkaSettings, MqttSettings, Settings
 from cityeye.kafka import ensure_topics
-from cityeye.sensor_registry import DEMO_REGISTRY
+from cityeye.sensor_registry import set_default_registry
+from simulators import DEMO_REGISTRY
 from launch.servers import InfluxServer, TansuServer, mqtt_server
 
 REPO = Path(__file__).resolve().parent.parent
+
+#: in-process parts given no registry use the demo city's, as under the `cityeye` command line
+set_default_registry(DEMO_REGISTRY)
 
 
 @pytest.fixture

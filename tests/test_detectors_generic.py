@@ -33,7 +33,6 @@ from detectors.threshold import ScoreThreshold
 
 #: constructor arguments by class name (default: no arguments)
 PARAMS: dict[str, dict] = {
-    "PhysicalLimits": {"field": "level_m", "hard_high": 5.3, "soft_high": 5.0, "max_step": 0.3},
     "Flatline": {"field": "level_m", "repeats": 4},
     "StaleSensor": {"expected_interval_s": 60.0, "missed_intervals": 5},
     "WindBeaufort": {"hold_s": 1200.0},
@@ -135,7 +134,7 @@ def cls(request):
 def test_collected_every_check():
     names = {c.__name__ for c in CLASSES}
     assert {"WarningLevels", "RateOfChange", "RainfallAccumulation", "SustainedCondition", "WindBeaufort",
-            "PhysicalLimits", "Flatline", "StaleSensor", "LevelForecast"} <= names
+            "Flatline", "StaleSensor", "LevelForecast"} <= names
 
 
 def test_clone_is_fresh_with_equal_config(cls):

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from cityeye.sensor_registry import DEMO_REGISTRY, load_registry
+from cityeye.sensor_registry import load_registry
+from simulators import DEMO_REGISTRY
 from launch.embedded import EmbeddedStack
 from launch.servers import free_port
 from tests.sink_helpers import query

@@ -187,11 +187,10 @@ async def test_kafka_outage_applies_backpressure_and_loses_nothing(settings, kaf
 def test_the_fast_record_encoding_matches_the_contract_encoding():
     from cityeye.contracts import to_json
     from ingest.gateway import _encode
-    from ingest.validation import dead_letter
 
     r = Reading("wl-1", "water_level", "huangpu", 1.5, {"level_m": 1.0, "x": -2.5e-7}, 2.25, WL_TOPIC)
-    d = dead_letter("数据".encode() + b"\xff", WL_TOPIC,
-                    "not_utf8: x", 3.0, "wl-1")
+    d = DeadLetter.of("数据".encode() + b"\xff", WL_TOPIC,
+                      "not_utf8: x", 3.0, "wl-1")
     assert _encode(r) == to_json(r) and _encode(d) == to_json(d)
     assert Reading.from_json(_encode(r)) == r and DeadLetter.from_json(_encode(d)) == d
 

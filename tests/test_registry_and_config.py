@@ -6,7 +6,11 @@ import pytest
 
 from cityeye.config import load_settings
 from cityeye.errors import ConfigError, RegistryError
-from cityeye.sensor_registry import DEMO_REGISTRY, load_registry, parse_registry, registry_for
+from cityeye import sensor_registry
+from cityeye.sensor_registry import (default_registry, load_registry, load_settings_and_registry, parse_registry,
+                                     registry_for)
+from launch.cli import main as cli_main
+from simulators import DEMO_REGISTRY
 
 GOOD = """\
 sensors:
@@ -25,12 +29,26 @@ sensors:
 """
 
 
-def test_demo_registry_loads_and_is_the_default():
+def test_demo_registry_loads_and_is_the_default(monkeypatch, tmp_path):
     registry = load_registry(DEMO_REGISTRY)
     assert {s.kind for s in registry} == {"water_level", "traffic", "weather"}
     gauge = registry.get("wl-huangpu-01")
     assert gauge.levels["warning_m"] < gauge.levels["guaranteed_m"] < gauge.levels["historical_max_m"]
+    # the kernel knows no registry file of its own; the command line declares the demo city's
+    monkeypatch.setattr(sensor_registry, "_default_registry", None)
+    with pytest.raises(RegistryError, match="no sensor registry"):
+        registry_for(load_settings())
+    assert cli_main(["gateway", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert default_registry() == DEMO_REGISTRY
     assert len(registry_for(load_settings())) == len(registry)
+    settings, loaded = load_settings_and_registry()
+    assert settings.registry == str(DEMO_REGISTRY) and len(loaded) == len(registry)
+
+
+def test_a_sensor_agrees_with_its_registered_kind_and_district():
+    sensor = parse_registry(GOOD, "reg.yaml").get("wl-1")
+    assert sensor.agrees_with("water_level") and sensor.agrees_with("water_level", "huangpu")
+    assert not sensor.agrees_with("weather") and not sensor.agrees_with("water_level", "pudong")
 
 
 def test_valid_registry():

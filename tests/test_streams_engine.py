@@ -8,7 +8,8 @@ import pytest
 
 from cityeye.contracts import AlertEvent, Reading, alert_id_for
 from cityeye.errors import ValidationError
-from cityeye.sensor_registry import DEMO_REGISTRY, load_registry
+from cityeye.sensor_registry import load_registry
+from simulators import DEMO_REGISTRY
 from detectors.base import Check, Finding
 from streams.sensor_engine import SensorEngine, StreamClock
 

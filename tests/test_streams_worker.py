@@ -33,7 +33,8 @@ from cityeye.contracts import (
     to_json,
 )
 from cityeye.kafka import make_consumer, make_producer
-from cityeye.sensor_registry import DEMO_REGISTRY, load_registry
+from cityeye.sensor_registry import load_registry
+from simulators import DEMO_REGISTRY
 from launch.servers import free_port
 from streams.app import faust_settings
 from streams.command import StreamsWorker, run_worker

@@ -23,14 +23,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
-import sys
 
 from alerts.sinks.base import BaseSink
 from alerts.sinks.consumer import SinkConsumer
 from alerts.sinks.deadletter import DeadLetterWriter
 from alerts.sinks.influx import InfluxSink
 from alerts.sinks.webhook_forwarder import WebhookForwarder
+from cityeye.command import EXIT_OS_ERROR, run_service
 from cityeye.config import Settings, load_settings
 from cityeye.contracts import TOPIC_ALERTS, TOPIC_ALERTS_DEADLETTER, all_topics
 from cityeye.errors import CityEyeError, ConfigError
@@ -86,25 +85,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"cityeye sinks: {exc}", file=sys.stderr)
-        return 2
+    async def serve(settings: Settings, stop: asyncio.Event) -> int | None:
+        try:
+            await run_sinks(settings, stop)
+        except ConfigError:
+            raise  # exit 2 (no sink enabled)
+        except CityEyeError as exc:  # a sink failed while running: not a configuration problem
+            log.error("%s", exc)
+            return EXIT_OS_ERROR
+        return None
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run_sinks(settings, stop)
-
-    try:
-        asyncio.run(main())
-    except ConfigError as exc:
-        print(f"cityeye sinks: {exc}", file=sys.stderr)
-        return 2
-    except CityEyeError as exc:
-        print(f"cityeye sinks: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_service("sinks", lambda: load_settings(args.config), serve)

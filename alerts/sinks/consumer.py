@@ -32,6 +32,7 @@ from alerts.notification import Backoff
 from alerts.sinks.base import BaseSink, Rejected, SinkWriteError
 from alerts.sinks.deadletter import DeadLetterWriter, SinkDeadLetter
 from cityeye.config import KafkaSettings
+from cityeye.consume import Batches, consume
 from cityeye.contracts import TOPIC_ALERTS, decode_alert_event, to_json
 from cityeye.kafka import make_consumer
 
@@ -83,13 +84,9 @@ class SinkConsumer:
             await consumer.start()
             self._consumer = consumer
             log.info("sink consumer started: %s, group %s", self.sink.describe(), self.group)
-            while not stop.is_set():
-                wait = min(1.0, self.sink.seconds_until_due()) if len(self.sink) else 1.0
-                batches = await consumer.getmany(timeout_ms=max(1, int(wait * 1000)))
-                if not await self._take(batches):
-                    break
-                if self._pending and (self.sink.due or not len(self.sink)):
-                    await self._flush_and_commit(retry=True)
+            # commits follow the flushes (_flush_and_commit), not each fetch: the handler returns None
+            await consume(consumer, self._handle, stop, timeout_ms=self._fetch_timeout_ms, max_records=None,
+                          name=f"sink {self.sink.name}")
         finally:
             try:
                 if self._pending:
@@ -101,6 +98,18 @@ class SinkConsumer:
                 await consumer.stop()
                 await self.sink.close()
                 self._consumer = None
+
+    def _fetch_timeout_ms(self) -> int:
+        """Wait for records at most 1 s, and no longer than until the buffer is due."""
+        wait = min(1.0, self.sink.seconds_until_due()) if len(self.sink) else 1.0
+        return max(1, int(wait * 1000))
+
+    async def _handle(self, batches: Batches) -> None:
+        """Buffer the fetched records; flush and commit when the sink is due (or nothing is buffered)."""
+        if not await self._take(batches):
+            return  # stopped while dead-lettering: the loop ends, run() flushes what it can
+        if self._pending and (self.sink.due or not len(self.sink)):
+            await self._flush_and_commit(retry=True)
 
     async def _take(self, batches: dict[TopicPartition, list[Any]]) -> bool:
         """Decode and buffer the records; False if stopped before all were handled."""
