@@ -11,7 +11,8 @@ from alerts.notifiers import build_notifier
 from alerts.notifiers.cap_message import CAP_NS, CAP_XSD
 from alerts.notifiers.http import SIGNATURE_HEADER, verify_signature
 from cityeye.errors import ConfigError
-from tests.notify_helpers import Receiver, sample_alert, sample_notification
+from tests.alerting_helpers import Receiver
+from tests.notify_helpers import sample_alert, sample_notification
 
 NS = {"cap": CAP_NS}
 SENDER = "cityeye@ops.example.cn"
@@ -123,7 +124,7 @@ async def test_group_info_and_polygon(tmp_path, schema):
 
 async def test_posts_over_http_with_cap_content_type(schema):
     async with Receiver() as rx:
-        notifier = build_notifier({"name": "cap-http", "type": "cap", "sender": SENDER, "url": rx.url,
+        notifier = build_notifier({"name": "cap-http", "type": "cap", "sender": SENDER, "url": rx.url(),
                                    "secret": "cap-secret"})
         n = sample_notification()
         await notifier.send(n)
