@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import threading
 import urllib.parse
 import urllib.request
@@ -70,6 +71,10 @@ def test_mqtt_broker_round_trip(mqtt):
         c.loop_stop()
         c.disconnect()
     assert got == [b"ping", b"marker"]
+
+
+def test_the_mqtt_fixture_runs_mosquitto_unless_told_otherwise(mqtt):
+    assert mqtt.name == os.environ.get("CITYEYE_TEST_MQTT", "mosquitto")
 
 
 def test_influxd_write_and_query(influx_server, influx_db):
