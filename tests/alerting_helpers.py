@@ -33,13 +33,16 @@ __all__ = ["event", "config", "Receiver", "ReceivedRequest", "receiver_in_thread
 def event(sensor: str, state: str = "firing", severity: str = "orange", *, rule: str = "level_warning",
           district: str = "pudong", kind: str = "water_level", started_at: float = 1000.0, updated_at: float = 1000.0,
           value: float | None = 5.0, threshold: float | None = 4.0, message: str | None = None,
-          alert_id: str | None = None, labels: dict[str, str] | None = None) -> AlertEvent:
-    """An alert event of ``sensor``; the alert id is the episode's (sensor, rule, start) unless given."""
+          alert_id: str | None = None, labels: dict[str, str] | None = None, **more_labels: str) -> AlertEvent:
+    """An alert event of ``sensor``; the alert id is the episode's (sensor, rule, start) unless given.
+
+    Its labels are ``labels`` and any further keywords (``sensor_name="..."``).
+    """
     return AlertEvent(alert_id=alert_id or alert_id_for(sensor, rule, started_at), sensor_id=sensor, kind=kind,
                       district=district, rule=rule, severity=severity, state=state, started_at=started_at,
                       updated_at=updated_at, value=value, threshold=threshold,
                       message=message if message is not None else f"{sensor} {state} {severity}",
-                      labels=dict(labels or {}))
+                      labels={**(labels or {}), **more_labels})
 
 
 def config(receivers: list[str | dict] | None = None, **sections: Any) -> AlertingConfig:
