@@ -1,31 +1,48 @@
-"""Shared helpers for the alerting tests: events, configs, a recording webhook receiver."""
+"""Shared helpers for the alerting tests: the one AlertEvent factory, configs, the one fake HTTP receiver.
+
+* :func:`event` -- every test ``AlertEvent`` is made here (the sinks' numbered
+  series, ``tests.sink_helpers.make_event``, is a preset of it).
+* :func:`config` -- an :class:`~alerts.config.AlertingConfig` with fast timings.
+* :class:`Receiver` -- a real aiohttp server on a free loopback port that
+  answers a script of statuses and records every request; it serves the
+  notifier, sink and dispatcher tests alike. :func:`receiver_in_thread` runs
+  one on its own event loop for synchronous tests.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, Callable, Iterator
 
 from aiohttp import web
 
 from alerts.config import AlertingConfig, parse_alerting_config
-from alerts.notification import Notification, Notifier
 from cityeye.contracts import AlertEvent, alert_id_for
-from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
+from tests.kafka_helpers import wait_until
 
-__all__ = ["event", "config", "Receiver", "HttpNotifier"]
+__all__ = ["event", "config", "Receiver", "ReceivedRequest", "receiver_in_thread"]
 
 
 def event(sensor: str, state: str = "firing", severity: str = "orange", *, rule: str = "level_warning",
           district: str = "pudong", kind: str = "water_level", started_at: float = 1000.0, updated_at: float = 1000.0,
-          value: float | None = 5.0, **labels: str) -> AlertEvent:
-    return AlertEvent(alert_id=alert_id_for(sensor, rule, started_at), sensor_id=sensor, kind=kind,
+          value: float | None = 5.0, threshold: float | None = 4.0, message: str | None = None,
+          alert_id: str | None = None, labels: dict[str, str] | None = None, **more_labels: str) -> AlertEvent:
+    """An alert event of ``sensor``; the alert id is the episode's (sensor, rule, start) unless given.
+
+    Its labels are ``labels`` and any further keywords (``sensor_name="..."``).
+    """
+    return AlertEvent(alert_id=alert_id or alert_id_for(sensor, rule, started_at), sensor_id=sensor, kind=kind,
                       district=district, rule=rule, severity=severity, state=state, started_at=started_at,
-                      updated_at=updated_at, value=value, threshold=4.0, message=f"{sensor} {state} {severity}",
-                      labels=dict(labels))
+                      updated_at=updated_at, value=value, threshold=threshold,
+                      message=message if message is not None else f"{sensor} {state} {severity}",
+                      labels={**(labels or {}), **more_labels})
 
 
 def config(receivers: list[str | dict] | None = None, **sections: Any) -> AlertingConfig:
@@ -48,49 +65,97 @@ def config(receivers: list[str | dict] | None = None, **sections: Any) -> Alerti
 
 
 @dataclass
-class Receiver:
-    """An aiohttp server that records notifications; ``script`` lists status codes to answer first."""
+class ReceivedRequest:
+    """One POST as the receiver saw it, and the status it answered."""
 
-    script: list[int] = field(default_factory=list)
-    received: list[dict[str, Any]] = field(default_factory=list)
-    keys: list[str] = field(default_factory=list)
-    delivered_keys: list[str] = field(default_factory=list)
-    port: int = 0
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
 
-    async def _handle(self, request: web.Request) -> web.Response:
-        if "xml" in request.headers.get("Content-Type", ""):
-            text = await request.text()
+    @property
+    def key(self) -> str:
+        """The Idempotency-Key header, else a CAP message's identifier."""
+        ident = re.search(rb"<identifier>([^<]+)</identifier>", self.body)
+        return self.headers.get("Idempotency-Key", ident.group(1).decode() if ident else "")
+
+    @cached_property
+    def notification(self) -> dict[str, Any]:
+        """The JSON body (a CAP message as ``reason``/``msgType``/``xml``), with ``_path`` its name."""
+        if "xml" in self.headers.get("Content-Type", ""):
+            text = self.body.decode()
             msg_type = re.search(r"<msgType>(\w+)</msgType>", text)
             body = {"reason": "cap", "msgType": msg_type.group(1) if msg_type else "", "xml": text}
-            ident = re.search(r"<identifier>([^<]+)</identifier>", text)
-            key = request.headers.get("Idempotency-Key", ident.group(1) if ident else "")
         else:
-            body = await request.json()
-            key = request.headers.get("Idempotency-Key", "")
-        body["_path"] = request.match_info["name"]
-        self.keys.append(key)
-        status = self.script.pop(0) if self.script else 200
-        if status < 300:
-            if key not in self.delivered_keys:
-                self.received.append(body)
-            self.delivered_keys.append(key)
-        return web.json_response({"ok": status < 300}, status=status)
+            body = json.loads(self.body)
+        return {**body, "_path": self.path.lstrip("/")}
+
+
+@dataclass
+class Receiver:
+    """A real aiohttp server on a free loopback port answering a script; every POST is recorded.
+
+    ``script`` items are a status, ``(status, headers)``, or a float: sleep
+    that many seconds, then 200; once used up every request gets
+    ``default``. Start with ``async with Receiver() as rx`` or
+    ``await Receiver().start()`` / ``stop()``; :meth:`url` names a path.
+
+    Views for the dispatcher tests: ``keys`` (every request's idempotency
+    key), ``delivered_keys`` (the 2xx-answered ones), ``received`` (the
+    notification of each key's first delivery: a duplicate is not counted
+    twice), :meth:`to`, :meth:`reasons`.
+    """
+
+    script: list = field(default_factory=list)
+    default: int = 200
+    requests: list[ReceivedRequest] = field(default_factory=list)
+    port: int = 0
 
     async def start(self) -> "Receiver":
         app = web.Application()
-        app.router.add_post("/{name}", self._handle)
+        app.router.add_post("/{name:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
         self.port = self._runner.addresses[0][1]
         return self
 
     async def stop(self) -> None:
         await self._runner.cleanup()
 
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{name}"
+    async def __aenter__(self) -> "Receiver":
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        step = self.script.pop(0) if self.script else self.default
+        status, headers = step if isinstance(step, tuple) else (200 if isinstance(step, float) else step, {})
+        self.requests.append(ReceivedRequest(request.path, dict(request.headers), body, status))
+        if isinstance(step, float):
+            await asyncio.sleep(step)
+        return web.json_response({"ok": status < 300}, status=status, headers=headers)
+
+    def url(self, path: str = "hook") -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    @property
+    def keys(self) -> list[str]:
+        return [r.key for r in self.requests]
+
+    @property
+    def delivered_keys(self) -> list[str]:
+        return [r.key for r in self.requests if r.status < 300]
+
+    @property
+    def received(self) -> list[dict[str, Any]]:
+        first: dict[str, ReceivedRequest] = {}
+        for r in self.requests:
+            if r.status < 300:
+                first.setdefault(r.key, r)
+        return [r.notification for r in first.values()]
 
     def distinct_delivered(self) -> int:
         return len(set(self.delivered_keys))
@@ -101,34 +166,24 @@ class Receiver:
     def to(self, path: str) -> list[dict[str, Any]]:
         return [n for n in self.received if n["_path"] == path]
 
-    async def wait_for(self, predicate, timeout: float = 20.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not predicate():
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"receiver condition not met; got {[n['reason'] for n in self.received]}")
-            await asyncio.sleep(0.02)
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+        if not await wait_until(predicate, timeout, every=0.02):
+            raise AssertionError(f"receiver condition not met; got {[n['reason'] for n in self.received]}")
 
 
-class HttpNotifier(Notifier):
-    """A test-local webhook: POST JSON with Idempotency-Key; 5xx/429 retryable, other 4xx permanent."""
-
-    def __init__(self, name: str, url: str) -> None:
-        import aiohttp
-
-        self.name, self.url = name, url
-        self._session = aiohttp.ClientSession()
-
-    async def send(self, notification: Notification) -> None:
-        body = json.dumps(notification.to_dict()).encode()
-        headers = {"Content-Type": "application/json", "Idempotency-Key": notification.id}
+@contextlib.contextmanager
+def receiver_in_thread(**fields: Any) -> Iterator[Receiver]:
+    """A :class:`Receiver` served by an event loop of its own, for tests without one."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="test-receiver", daemon=True)
+    thread.start()
+    try:
+        rx = asyncio.run_coroutine_threadsafe(Receiver(**fields).start(), loop).result(10)
         try:
-            async with self._session.post(self.url, data=body, headers=headers) as resp:
-                if resp.status >= 500 or resp.status == 429:
-                    raise RetryableDeliveryError(f"HTTP {resp.status}", status=resp.status)
-                if resp.status >= 400:
-                    raise PermanentDeliveryError(f"HTTP {resp.status}", status=resp.status)
-        except OSError as exc:
-            raise RetryableDeliveryError(f"connection failed: {exc}") from None
-
-    async def close(self) -> None:
-        await self._session.close()
+            yield rx
+        finally:
+            asyncio.run_coroutine_threadsafe(rx.stop(), loop).result(10)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

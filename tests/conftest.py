@@ -3,7 +3,8 @@
 * ``kafka`` -- a fresh Tansu broker per test (it starts in milliseconds), with
   every CityEye topic pre-created; ``kafka.settings`` is a ready
   :class:`~cityeye.config.KafkaSettings` (profile ``tansu``).
-* ``mqtt`` -- a fresh Mosquitto (or amqtt) per test.
+* ``mqtt`` -- a fresh Mosquitto per test; amqtt only when chosen explicitly
+  with ``CITYEYE_TEST_MQTT=amqtt`` (``mqtt_broker`` is the chosen class).
 * ``influx`` -- one InfluxDB 1.x server per session; ``influx_db`` gives each
   test its own database.
 * ``settings`` -- :class:`~cityeye.config.Settings` wired to the above.
@@ -15,6 +16,8 @@ command installs everything these fixtures need.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -23,8 +26,8 @@ import pytest
 from cityeye.config import InfluxSettings, KafkaSettings, MqttSettings, Settings
 from cityeye.kafka import ensure_topics
 from cityeye.sensor_registry import set_default_registry
+from launch.servers import AmqttServer, InfluxServer, ManagedServer, MosquittoServer, TansuServer
 from simulators import DEMO_REGISTRY
-from launch.servers import InfluxServer, TansuServer, mqtt_server
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,9 +46,26 @@ def kafka(tmp_path):
     server.cleanup()
 
 
+#: the MQTT brokers the tests can run on, by their CITYEYE_TEST_MQTT name
+MQTT_BROKERS: dict[str, type[ManagedServer]] = {"mosquitto": MosquittoServer, "amqtt": AmqttServer}
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker() -> type[ManagedServer]:
+    """Mosquitto, or the broker named by ``CITYEYE_TEST_MQTT``; never a silent fallback."""
+    choice = os.environ.get("CITYEYE_TEST_MQTT", "mosquitto")
+    if choice not in MQTT_BROKERS:
+        pytest.fail(f"CITYEYE_TEST_MQTT={choice!r}: expected one of {sorted(MQTT_BROKERS)}", pytrace=False)
+    if choice == "mosquitto" and not (shutil.which("mosquitto") or os.path.exists("/usr/sbin/mosquitto")):
+        pytest.fail("Mosquitto is not installed: the MQTT tests run on it (scripts/bootstrap test installs it); "
+                    "set CITYEYE_TEST_MQTT=amqtt to run them on the pure-Python amqtt broker instead",
+                    pytrace=False)
+    return MQTT_BROKERS[choice]
+
+
 @pytest.fixture
-def mqtt(tmp_path):
-    server = mqtt_server(workdir=tmp_path / "mqtt")
+def mqtt(mqtt_broker, tmp_path):
+    server = mqtt_broker(workdir=tmp_path / "mqtt")
     server.start()
     yield server
     server.cleanup()

@@ -1,60 +1,13 @@
-"""Test helpers for the notifiers and sinks: a scripted HTTP receiver, sample notifications."""
+"""Test helpers for the notifiers: sample alert snapshots and notifications.
+
+The fake HTTP receiver they are sent to is ``tests.alerting_helpers.Receiver``.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
-
-from aiohttp import web
-
 from alerts.notification import AlertSnapshot, Notification
 
-__all__ = ["Receiver", "ReceivedRequest", "sample_alert", "sample_notification"]
-
-
-@dataclass
-class ReceivedRequest:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """A real aiohttp server on a free loopback port answering a script of statuses.
-
-    ``script`` items are a status, ``(status, headers)``, or a float: sleep
-    that many seconds, then 200; once used up every request gets
-    ``default``. Every request is recorded.
-    """
-
-    script: list = field(default_factory=list)
-    default: int = 200
-    requests: list[ReceivedRequest] = field(default_factory=list)
-    url: str = ""
-
-    async def __aenter__(self) -> "Receiver":
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/hook"
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self._runner.cleanup()
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        self.requests.append(ReceivedRequest(request.path, dict(request.headers), await request.read()))
-        step = self.script.pop(0) if self.script else self.default
-        if isinstance(step, float):
-            await asyncio.sleep(step)
-            step = 200
-        status, headers = step if isinstance(step, tuple) else (step, {})
-        return web.Response(status=status, headers=headers, text="ok" if status < 300 else "nope")
+__all__ = ["sample_alert", "sample_notification"]
 
 
 def sample_alert(i: int = 1, **kw) -> AlertSnapshot:

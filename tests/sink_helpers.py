@@ -8,6 +8,7 @@ import urllib.request
 
 from cityeye.config import WebhookSettings
 from cityeye.contracts import AlertEvent
+from tests.alerting_helpers import event
 
 __all__ = ["SECRET", "make_event", "query", "hook_settings"]
 
@@ -27,11 +28,10 @@ def query(url: str, db: str, q: str) -> list[dict]:
 
 
 def make_event(i: int = 0, **kw) -> AlertEvent:
-    base = dict(alert_id=f"a{i}", sensor_id=f"wl-{i}", kind="water_level", district="huangpu",
-                rule="flood_level", severity="orange", state="firing", started_at=1_750_000_000.0,
-                updated_at=1_750_000_000.0 + i, value=4.2 + i, threshold=4.0, message=f"level high #{i}")
-    base.update(kw)
-    return AlertEvent(**base)
+    """Event ``i`` of the sinks' sample series: alert ``a{i}`` of gauge ``wl-{i}``, ``kw`` overriding."""
+    series = dict(alert_id=f"a{i}", district="huangpu", rule="flood_level", started_at=1_750_000_000.0,
+                  updated_at=1_750_000_000.0 + i, value=4.2 + i, message=f"level high #{i}")
+    return event(f"wl-{i}", **{**series, **kw})
 
 
 def hook_settings(url: str, **kw) -> WebhookSettings:

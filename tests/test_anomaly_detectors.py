@@ -272,6 +272,8 @@ def _write_tiny_nab(root: Path) -> tuple[Path, Path]:
 
 
 def test_cityeye_eval_nab_on_two_files(tmp_path, capsys):
+    from evaluation.nab_runner import read_file
+    from evaluation.nab_scorer import load_windows, score_corpus
     from launch.cli import main
 
     nab, labels = _write_tiny_nab(tmp_path / "nab")
@@ -295,8 +297,15 @@ def test_cityeye_eval_nab_on_two_files(tmp_path, capsys):
         assert all(0.0 <= float(line.rsplit(",", 1)[1]) <= 1.0 for line in lines[1:])
     scores = json.loads((tmp_path / "scores.json").read_text())[DEFAULT_DETECTOR]
     assert set(scores) >= {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
-    # the planted spike is found: the one window is worth more than missing it
-    assert scores["standard"] > 0
+    # the planted spike is found and nothing else is flagged: the score is that of an ideal
+    # detector firing once, at the spike (row 1100), and nowhere else in either file
+    def ideal(rel: str, spike: int | None) -> tuple[list[str], list[float]]:
+        ts = read_file(nab / "data" / rel)[0]
+        return ts, [1.0 if i == spike else 0.0 for i in range(len(ts))]
+
+    perfect = score_corpus({"artificialTiny/with_spike.csv": ideal("artificialTiny/with_spike.csv", 1100),
+                            "realTiny/no_anomaly.csv": ideal("realTiny/no_anomaly.csv", None)}, load_windows(labels))
+    assert scores["standard"] == pytest.approx(perfect["standard"].normalized)
     row = next(line for line in out.splitlines() if line.startswith(f"{DEFAULT_DETECTOR} (measured)"))
     assert float(row.split()[-3]) == pytest.approx(scores["standard"], abs=0.05)
 

@@ -161,8 +161,8 @@ def test_snapshot_json_restore_gives_identical_outputs(cls):
 def test_outputs_fire_and_are_well_formed(cls):
     check = _make(cls)
     outs = [f for f in _run(check, STREAM) if f is not None]
-    if not issubclass(cls, AnomalyDetector):  # every rule has something to find in the stream
-        assert outs, f"{cls.__name__} found nothing in the test stream"
+    # every check has something to find in the stream (anomaly detectors: the speed drop at readings 300-310)
+    assert outs, f"{cls.__name__} found nothing in the test stream"
     for f in outs:
         assert f["rule"] == check.name
         assert f["severity"] in SEVERITY_RANK

@@ -170,7 +170,9 @@ async def test_kafka_outage_applies_backpressure_and_loses_nothing(settings, kaf
     kafka.proc.send_signal(signal.SIGSTOP)
     try:
         await publish(settings, [(WL_TOPIC, reading(now - 900 + i, level_m=1.5)) for i in range(300)])
-        await asyncio.sleep(1.0)  # give the gateway time to (wrongly) ack anything
+        # wait until the gateway has taken in a full in-flight window from the broker (Mosquitto's
+        # max_inflight_messages, 100 in launch/servers.py), held or (wrongly) acknowledged
+        await wait_for(lambda: gateway.stats()["unacked"] + gateway.stats()["messages"] >= 1 + 100)
         assert gateway.stats()["messages"] == 1  # nothing acknowledged while Kafka is down
         # the gateway holds what the broker let in flight (Mosquitto: 100); the rest waits at the broker
         assert gateway.stats()["accepted"] == 1 and 0 < gateway.stats()["unacked"] <= 300

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -11,7 +12,8 @@ from alerts.notifiers import build_notifier
 from alerts.notifiers.cap_message import CAP_NS, CAP_XSD
 from alerts.notifiers.http import SIGNATURE_HEADER, verify_signature
 from cityeye.errors import ConfigError
-from tests.notify_helpers import Receiver, sample_alert, sample_notification
+from tests.alerting_helpers import Receiver
+from tests.notify_helpers import sample_alert, sample_notification
 
 NS = {"cap": CAP_NS}
 SENDER = "cityeye@ops.example.cn"
@@ -39,9 +41,16 @@ def texts(root: ET.Element, path: str) -> list[str]:
 
 def test_the_schema_is_the_oasis_cap_1_2_schema(schema):
     assert schema.target_namespace == CAP_NS
-    assert schema.validate is not None
+    # the smallest valid CAP 1.2 alert: the required header elements, in the schema's order
+    minimal = (f'<alert xmlns="{CAP_NS}"><identifier>x</identifier><sender>{SENDER}</sender>'
+               "<sent>2025-06-15T15:07:41+00:00</sent><status>Actual</status><msgType>Alert</msgType>"
+               "<scope>Public</scope></alert>")
+    schema.validate(minimal)
     with pytest.raises(xmlschema.XMLSchemaValidationError):
         schema.validate(f'<alert xmlns="{CAP_NS}"><identifier>x</identifier></alert>')
+    for tag, wrong in (("status", "Real"), ("msgType", "Notice"), ("sent", "yesterday")):
+        bad = re.sub(f"<{tag}>[^<]*</{tag}>", f"<{tag}>{wrong}</{tag}>", minimal)
+        assert bad != minimal and not schema.is_valid(bad), f"{tag} {wrong!r} is not CAP 1.2"
 
 
 async def test_alert_update_cancel_sequence_validates_and_references(tmp_path, schema):
@@ -123,7 +132,7 @@ async def test_group_info_and_polygon(tmp_path, schema):
 
 async def test_posts_over_http_with_cap_content_type(schema):
     async with Receiver() as rx:
-        notifier = build_notifier({"name": "cap-http", "type": "cap", "sender": SENDER, "url": rx.url,
+        notifier = build_notifier({"name": "cap-http", "type": "cap", "sender": SENDER, "url": rx.url(),
                                    "secret": "cap-secret"})
         n = sample_notification()
         await notifier.send(n)

@@ -12,14 +12,15 @@ from alerts.notifiers import build_notifier
 from alerts.notifiers.http import SIGNATURE_HEADER, parse_retry_after, verify_signature
 from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
 from launch.servers import free_port
-from tests.notify_helpers import Receiver, sample_alert, sample_notification
+from tests.alerting_helpers import Receiver
+from tests.notify_helpers import sample_alert, sample_notification
 
 SECRET = "hmac-key-do-not-leak"
 
 
 async def test_delivers_signed_json_with_idempotency_key():
     async with Receiver() as rx:
-        notifier = build_notifier({"name": "ops-hook", "type": "webhook", "url": rx.url, "secret": SECRET})
+        notifier = build_notifier({"name": "ops-hook", "type": "webhook", "url": rx.url(), "secret": SECRET})
         n = sample_notification()
         await notifier.send(n)
         await notifier.send(n)
@@ -35,7 +36,7 @@ async def test_delivers_signed_json_with_idempotency_key():
 
 async def test_no_secret_means_no_signature_and_bearer_token_is_sent():
     async with Receiver() as rx:
-        notifier = build_notifier({"name": "h", "type": "webhook", "url": rx.url, "bearer_token": "tok"})
+        notifier = build_notifier({"name": "h", "type": "webhook", "url": rx.url(), "bearer_token": "tok"})
         await notifier.send(sample_notification())
         await notifier.close()
     assert SIGNATURE_HEADER not in rx.requests[0].headers
@@ -45,7 +46,7 @@ async def test_no_secret_means_no_signature_and_bearer_token_is_sent():
 @pytest.mark.parametrize("status", [500, 502, 503])
 async def test_server_errors_are_retryable(status):
     async with Receiver(script=[status]) as rx:
-        notifier = build_notifier({"name": "h", "type": "webhook", "url": rx.url})
+        notifier = build_notifier({"name": "h", "type": "webhook", "url": rx.url()})
         with pytest.raises(RetryableDeliveryError) as info:
             await notifier.send(sample_notification())
         await notifier.close()
@@ -55,7 +56,7 @@ async def test_server_errors_are_retryable(status):
 async def test_429_honours_retry_after_seconds_and_http_date():
     date = formatdate(2_000_000_000, usegmt=True)
     async with Receiver(script=[(429, {"Retry-After": "7"}), (429, {"Retry-After": date})]) as rx:
-        notifier = build_notifier({"name": "h", "type": "webhook", "url": rx.url})
+        notifier = build_notifier({"name": "h", "type": "webhook", "url": rx.url()})
         with pytest.raises(RetryableDeliveryError) as first:
             await notifier.send(sample_notification())
         with pytest.raises(RetryableDeliveryError) as second:
@@ -70,7 +71,7 @@ async def test_429_honours_retry_after_seconds_and_http_date():
 @pytest.mark.parametrize("status", [400, 401, 404, 410])
 async def test_other_4xx_are_permanent(status):
     async with Receiver(script=[status]) as rx:
-        notifier = build_notifier({"name": "h", "type": "webhook", "url": rx.url})
+        notifier = build_notifier({"name": "h", "type": "webhook", "url": rx.url()})
         with pytest.raises(PermanentDeliveryError) as info:
             await notifier.send(sample_notification())
         await notifier.close()
@@ -93,7 +94,7 @@ async def test_connection_refused_is_retryable_and_secrets_stay_out(caplog):
 
 async def test_lone_surrogates_in_text_are_replaced_not_fatal():
     async with Receiver() as rx:
-        notifier = build_notifier({"name": "h", "type": "webhook", "url": rx.url})
+        notifier = build_notifier({"name": "h", "type": "webhook", "url": rx.url()})
         await notifier.send(sample_notification(alerts=[sample_alert(1, message="bad \ud800 text")]))
         await notifier.close()
     assert json.loads(rx.requests[0].body)["alerts"][0]["message"] == "bad \ufffd text"
@@ -101,7 +102,7 @@ async def test_lone_surrogates_in_text_are_replaced_not_fatal():
 
 async def test_a_slow_receiver_is_a_retryable_timeout():
     async with Receiver(script=[1.0]) as rx:
-        notifier = build_notifier({"name": "h", "type": "webhook", "url": rx.url, "timeout_s": 0.2})
+        notifier = build_notifier({"name": "h", "type": "webhook", "url": rx.url(), "timeout_s": 0.2})
         with pytest.raises(RetryableDeliveryError, match="timed out"):
             await notifier.send(sample_notification())
         await notifier.close()

@@ -349,11 +349,15 @@ def test_default_checks_names_and_flood_mapping():
 
 @pytest.mark.parametrize("kind", ["water_level", "weather", "traffic"])
 def test_default_checks_tolerate_foreign_readings(kind):
+    """Empty, unrelated and NaN readings raise nothing, find nothing and leave a field-bound check as it was."""
     for c in default_checks(kind, {"warning_m": 4.5, "guaranteed_m": 5.2}):
+        fresh = json.dumps(c.snapshot(), allow_nan=False, sort_keys=True)
         for t, x in enumerate([{}, {"unrelated": 1.0}, {"level_m": float("nan"), "speed_kmh": float("nan")}]):
-            c.process(x, float(t))
-            c.tick(float(t))
-            json.dumps(c.snapshot(), allow_nan=False)
+            assert c.process(x, float(t)) is None, c.name
+            assert c.tick(float(t)) is None, c.name
+            state = json.dumps(c.snapshot(), allow_nan=False, sort_keys=True)
+            if getattr(c, "field", None) is not None:
+                assert state == fresh, f"{c.name} changed its state on a reading without its field"
 
 
 def test_default_water_level_warning_end_to_end():

@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import os
+import threading
 import urllib.parse
 import urllib.request
 
@@ -45,23 +47,34 @@ def test_tansu_round_trip(kafka):
 
 def test_mqtt_broker_round_trip(mqtt):
     got = []
+    subscribed, marker_back = threading.Event(), threading.Event()
+
+    def on_message(client, userdata, message):
+        got.append(message.payload)
+        if message.payload == b"marker":
+            marker_back.set()
+
     c = mqtt_client.Client(mqtt_client.CallbackAPIVersion.VERSION2)
-    c.on_message = lambda cl, ud, m: got.append(m.payload)
+    c.on_subscribe = lambda *args: subscribed.set()
+    c.on_message = on_message
     c.connect("127.0.0.1", mqtt.port)
     c.subscribe("t/#", qos=1)
     c.loop_start()
     try:
-        import time
-        time.sleep(0.2)
+        assert subscribed.wait(5), "no SUBACK from the broker"
         c.publish("t/x", b"ping", qos=1).wait_for_publish(5)
-        for _ in range(50):
-            if got:
-                break
-            time.sleep(0.05)
+        # a marker after the ping, on the same topic (delivered in order): once it is back, a
+        # duplicate ping would be back too
+        c.publish("t/x", b"marker", qos=1).wait_for_publish(5)
+        assert marker_back.wait(5), f"the marker never came back; got {got}"
     finally:
         c.loop_stop()
         c.disconnect()
-    assert got == [b"ping"]
+    assert got == [b"ping", b"marker"]
+
+
+def test_the_mqtt_fixture_runs_mosquitto_unless_told_otherwise(mqtt):
+    assert mqtt.name == os.environ.get("CITYEYE_TEST_MQTT", "mosquitto")
 
 
 def test_influxd_write_and_query(influx_server, influx_db):

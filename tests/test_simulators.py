@@ -190,19 +190,24 @@ async def test_run_simulation_publishes_everything_through_the_gateway(settings,
 async def test_run_simulation_stops_early_on_the_stop_event(settings, monkeypatch):
     import simulators.simulation as simulation
 
-    publishing = asyncio.Event()  # simulating a day and connecting take a while on a slow machine
+    published = asyncio.Event()  # simulating a day and connecting take a while on a slow machine
     paced = simulation.publish_paced
 
-    async def publish_paced(*args, **kwargs):
-        publishing.set()
-        return await paced(*args, **kwargs)
+    async def publish_paced(publisher, *args, **kwargs):
+        publish = publisher.publish
+
+        def publish_and_tell(*a, **kw):
+            publish(*a, **kw)
+            published.set()
+
+        publisher.publish = publish_and_tell
+        return await paced(publisher, *args, **kwargs)
 
     monkeypatch.setattr(simulation, "publish_paced", publish_paced)
     stop = asyncio.Event()
     task = asyncio.create_task(run_simulation(settings, REGISTRY, speed=60, scenario="normal", seed=1,
                                               duration_h=24.0, stop_event=stop))
-    await asyncio.wait_for(publishing.wait(), 30)
-    await asyncio.sleep(0.5)
+    await asyncio.wait_for(published.wait(), 30)  # the first message is out: stop mid-run
     stop.set()
     result = await asyncio.wait_for(task, 30)
     assert 0 < result.messages_published < result.readings

@@ -13,14 +13,14 @@ import yaml
 from alerts.sinks.command import run_sinks
 from cityeye.contracts import TOPIC_ALERTS, to_json
 from cityeye.errors import ConfigError
+from tests.alerting_helpers import Receiver
 from tests.kafka_helpers import produce, wait_until
-from tests.notify_helpers import Receiver
 from tests.sink_helpers import hook_settings, make_event, query
 
 
 async def test_run_sinks_feeds_influx_and_the_webhook_together(settings, influx_settings, influx_server):
     async with Receiver() as rx:
-        cfg = settings.model_copy(update={"influx": influx_settings, "webhook": hook_settings(rx.url)})
+        cfg = settings.model_copy(update={"influx": influx_settings, "webhook": hook_settings(rx.url())})
         stop = asyncio.Event()
         task = asyncio.create_task(run_sinks(cfg, stop))
         events = [make_event(i) for i in range(3)]
