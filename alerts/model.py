@@ -21,7 +21,8 @@ from typing import Any
 
 from cityeye.contracts import SEVERITY_RANK, AlertEvent
 
-__all__ = ["STATUSES", "TimelineEntry", "Alert", "AlertSnapshot", "NOTIFIED_FIELDS", "alert_key", "MAX_TIMELINE"]
+__all__ = ["STATUSES", "TimelineEntry", "Alert", "AlertSnapshot", "NOTIFIED_FIELDS", "alert_key", "MAX_TIMELINE",
+           "history_record"]
 
 STATUSES = ("active", "acknowledged", "silenced", "inhibited", "flapping", "resolved")
 #: timeline entries kept on the alert (the full history is in InfluxDB)
@@ -197,3 +198,19 @@ def _view(name: str, names: tuple[str, ...], doc: str) -> type:
 #: one alert as a notification shows it: a frozen copy of the NOTIFIED_FIELDS of an Alert
 AlertSnapshot = _view("AlertSnapshot", NOTIFIED_FIELDS,
                       "One alert as a notification shows it (a copy, not live state).")
+
+
+def history_record(alert: Alert | None, action: str, ts: float, *, actor: str = "system", detail: str = "",
+           receiver: str = "", attempt: int = 0, status: str = "", **labels: str) -> dict[str, Any]:
+    """A history record of ``action`` on ``alert`` (or on ``labels`` when there is no alert).
+
+    The pipeline puts these in the store's history outbox with the change
+    that caused them; ``alerts/runtime/history.py`` ships them to InfluxDB.
+    """
+    base = {"alert_id": "", "sensor": "", "district": "", "kind": "", "rule": "", "severity": ""}
+    if alert is not None:
+        base.update(alert_id=alert.alert_id, sensor=alert.sensor_id, district=alert.district,
+                    kind=alert.kind, rule=alert.rule, severity=alert.severity)
+    base.update(labels)
+    return {**base, "action": action, "receiver": receiver, "ts": ts, "actor": actor,
+            "detail": detail[:1000], "attempt": attempt, "status": status}

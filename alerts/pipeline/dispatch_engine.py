@@ -2,7 +2,7 @@
 
 :class:`Engine` keeps the pipeline's state (active alerts, aggregation
 groups, silences) in memory, written through to the
-:class:`~alerts.runtime.store.Store`, and turns its inputs into changes that
+:class:`~alerts.pipeline.state_store.StateStore` (the runtime's SQLite store), and turns its inputs into changes that
 run through the stages of :mod:`alerts.pipeline.stages`, in the order
 written there once (lifecycle → mutes → routing and groups → flapping notice
 → save; a tick: lifecycle timers → mutes → group flush → escalation). It is
@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from alerts.config import AlertingConfig
-from alerts.model import Alert, alert_key
+from alerts.model import Alert, alert_key, history_record
 from alerts.notification import Notification
 from alerts.pipeline.escalation import Escalator
 from alerts.pipeline.grouping import AggregationGroup
@@ -35,8 +35,7 @@ from alerts.pipeline.muting import Muter
 from alerts.pipeline.routing import Route, RouteTree
 from alerts.pipeline.silence import MaintenanceWindow, Silence, Silencer
 from alerts.pipeline.stages import ALERT_STAGES, TICK_STAGES, Change, remute_all, run_stages
-from alerts.runtime.history import record
-from alerts.runtime.store import Store
+from alerts.pipeline.state_store import StateStore
 from cityeye.contracts import AlertEvent, alert_id_for
 from cityeye.errors import CityEyeError
 from cityeye.sensor_registry import SensorRegistry
@@ -59,7 +58,7 @@ class ActionConflict(CityEyeError):
 class Engine:
     """The pipeline's state and its inputs: events, ticks, officer actions, silences, delivery feedback."""
 
-    def __init__(self, cfg: AlertingConfig, store: Store, registry: SensorRegistry | None = None) -> None:
+    def __init__(self, cfg: AlertingConfig, store: StateStore, registry: SensorRegistry | None = None) -> None:
         self.cfg, self.store = cfg, store
         #: sensor registry: coordinates for notifications (CAP areas)
         self.registry = registry
@@ -206,7 +205,7 @@ class Engine:
             alert.record(now, "notified", detail=f"{note.reason}: {detail}"[:_MAX_TEXT], receiver=note.receiver,
                          attempt=attempt, status=status)
             self.save_alert(alert)
-            records.append(record(alert, "notified", now, detail=f"{note.reason} {note.id}: {detail}",
+            records.append(history_record(alert, "notified", now, detail=f"{note.reason} {note.id}: {detail}",
                                   receiver=note.receiver, attempt=attempt, status=status))
         self.store.history_add(records)
 

@@ -52,12 +52,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-from alerts.model import Alert
+from alerts.model import Alert, history_record
 from alerts.pipeline.grouping import AggregationGroup, flush_group, make_notification
 from alerts.pipeline.lifecycle import Transition
 from alerts.pipeline.muting import remute
 from alerts.pipeline.routing import Route, group_key
-from alerts.runtime.history import record
 
 if TYPE_CHECKING:
     from alerts.pipeline.dispatch_engine import Engine
@@ -115,7 +114,7 @@ def _timeline(engine: Engine, change: Change) -> None:
 
 
 def _history(engine: Engine, change: Change) -> None:
-    engine.store.history_add([record(change.alert, tr.action, change.now, actor=tr.actor, detail=tr.detail)
+    engine.store.history_add([history_record(change.alert, tr.action, change.now, actor=tr.actor, detail=tr.detail)
                               for tr in change.transitions])
 
 
@@ -126,7 +125,7 @@ def _mute_others(engine: Engine, change: Change) -> None:
 
 def _mute(engine: Engine, change: Change) -> None:
     for action, detail in remute(change.alert, engine.muters, change.now):
-        engine.store.history_add([record(change.alert, action, change.now, detail=detail)])
+        engine.store.history_add([history_record(change.alert, action, change.now, detail=detail)])
         change.changed = True
 
 

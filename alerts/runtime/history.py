@@ -27,31 +27,18 @@ import time
 
 import aiohttp
 
-from alerts.model import Alert
 from alerts.sinks.base import SinkWriteError
 from alerts.sinks.influx import InfluxSink
 from alerts.sinks.line_protocol import Point
 from alerts.runtime.store import Store
 from cityeye.config import InfluxSettings
 
-__all__ = ["MEASUREMENT", "TAGS", "record", "to_point", "to_points", "HistoryShipper", "query_history"]
+__all__ = ["MEASUREMENT", "TAGS", "to_point", "to_points", "HistoryShipper", "query_history"]
 
 log = logging.getLogger(__name__)
 
 MEASUREMENT = "alert_history"
 TAGS = ("alert_id", "sensor", "district", "kind", "rule", "severity", "action", "receiver")
-
-
-def record(alert: Alert | None, action: str, ts: float, *, actor: str = "system", detail: str = "",
-           receiver: str = "", attempt: int = 0, status: str = "", **labels: str) -> dict[str, Any]:
-    """A history record of ``action`` on ``alert`` (or on ``labels`` when there is no alert)."""
-    base = {"alert_id": "", "sensor": "", "district": "", "kind": "", "rule": "", "severity": ""}
-    if alert is not None:
-        base.update(alert_id=alert.alert_id, sensor=alert.sensor_id, district=alert.district,
-                    kind=alert.kind, rule=alert.rule, severity=alert.severity)
-    base.update(labels)
-    return {**base, "action": action, "receiver": receiver, "ts": ts, "actor": actor,
-            "detail": detail[:1000], "attempt": attempt, "status": status}
 
 
 def to_point(r: dict[str, Any], time_ns: int) -> Point:
