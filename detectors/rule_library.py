@@ -73,6 +73,8 @@ HOLD_PARAMS = ("min_duration_s", "hold_s")
 #: parameters set by the builder, never by a rules file
 _BUILDER_PARAMS = {"name", "detector"}
 _UNITS_S = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(d|h|m|s)")
+_COMPOUND = re.compile(r"^(?:\d+(?:\.\d+)?[dhms]){2,}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|r|readings?)\s*$")
 
 
@@ -96,8 +98,8 @@ def parse_duration(value: Any, interval_s: float) -> float:
 
     >>> parse_duration("2m", 60), parse_duration("5 readings", 900), parse_duration(["30m", "5 readings"], 900)
     (120.0, 4500.0, 4500.0)
-    >>> parse_duration(90, 60)
-    90.0
+    >>> parse_duration(90, 60), parse_duration("1h30m", 60)
+    (90.0, 5400.0)
     """
     if isinstance(value, (list, tuple)):
         if not value:
@@ -109,9 +111,12 @@ def parse_duration(value: Any, interval_s: float) -> float:
         if not math.isfinite(value) or value < 0:
             raise RuleError(f"{value!r} is not a duration (seconds >= 0)")
         return float(value)
-    m = _DURATION.match(str(value))
+    text = str(value).strip()
+    if _COMPOUND.match(text):  # "1h30m"
+        return sum(float(n) * _UNITS_S[u] for n, u in _PART.findall(text))
+    m = _DURATION.match(text)
     if not m:
-        raise RuleError(f"{value!r} is not a duration: seconds, '90s', '2m', '1h', '1d' or 'N readings'")
+        raise RuleError(f"{value!r} is not a duration: seconds, '90s', '2m', '1h30m', '1d' or 'N readings'")
     amount, unit = float(m.group(1)), m.group(2)
     if unit.startswith("r"):
         return amount * interval_s

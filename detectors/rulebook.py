@@ -45,6 +45,7 @@ import yaml
 
 from cityeye.contracts import KINDS
 from cityeye.errors import ConfigError
+from cityeye.yaml_source import line_of, load_yaml
 from detectors.rule_library import BuiltCheck, RuleError, build_check, validate_params
 
 __all__ = ["Rulebook", "EffectiveCheck", "RulesError", "BUILTIN_RULES", "load_rulebook", "parse_rulebook"]
@@ -79,20 +80,6 @@ class _Entry:
     line: int | None
 
 
-def _line_of(node: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
-    line = node.start_mark.line + 1 if node is not None else None
-    for step in path:
-        if not isinstance(node, yaml.MappingNode):
-            return line
-        for k, v in node.value:
-            if k.value == step:
-                line, node = k.start_mark.line + 1, v
-                break
-        else:
-            return line
-    return line
-
-
 class Rulebook:
     """The built-in rules and (optionally) one rules file, layered."""
 
@@ -111,7 +98,7 @@ class Rulebook:
 
     # -- loading ----------------------------------------------------------------
     def _fail(self, path: tuple[Any, ...], msg: str) -> RulesError:
-        line = _line_of(self._root, path)
+        line = line_of(self._root, path)
         where = ".".join(str(p) for p in path)
         return RulesError(f"{self.source}:{line or 1}: {where}: {msg}")
 
@@ -133,7 +120,7 @@ class Rulebook:
         for sensor_id, checks in self._mapping(user.get("sensors") or {}, ("sensors",)).items():
             path = ("sensors", sensor_id)
             self.layers["sensors"][str(sensor_id)] = {
-                name: _Entry(self._mapping(d, (*path, name)), f"sensors.{sensor_id}", _line_of(self._root, (*path, name)))
+                name: _Entry(self._mapping(d, (*path, name)), f"sensors.{sensor_id}", line_of(self._root, (*path, name)))
                 for name, d in self._mapping(checks, path).items()}
 
     def _kind_layer(self, path: tuple[Any, ...], kind: str, checks: Any) -> None:
@@ -142,7 +129,7 @@ class Rulebook:
         entries = {}
         for name, decl in self._mapping(checks, path).items():
             entry = _Entry(self._mapping(decl, (*path, name)), ".".join(map(str, path)),
-                           _line_of(self._root, (*path, name)))
+                           line_of(self._root, (*path, name)))
             base = self._base(kind, name)
             if not base and path[0] != "kinds":
                 raise self._fail((*path, name), f"{kind}.{name} is not a check of {kind}; declare it under kinds first")
@@ -280,11 +267,7 @@ def parse_rulebook(text: str | None, source: str = "<string>") -> Rulebook:
     """The built-in rules changed by the rules file ``text`` (``None``: the built-in rules alone)."""
     if text is None:
         return Rulebook(_builtin())
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RulesError(f"{source}: not valid YAML: {exc}") from None
+    data, root = load_yaml(text, source, RulesError)
     if data is None:
         data = {}
     if not isinstance(data, dict):
