@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("simulators.command", "publish simulated sensor readings over MQTT"),
     "eval": ("evaluation.command", "evaluate detectors (e.g. on the Numenta Anomaly Benchmark)"),
     "backtest": ("evaluation.backtest.command", "dry-run the rules on recorded or simulated data (report, diff)"),
+    "tune": ("evaluation.tune", "sweep rule parameters on labelled data: Pareto table, plot, recommended YAML"),
     "rules": ("evaluation.rules_command", "check rules files, show a sensor's effective rules, run rule tests"),
 }
 

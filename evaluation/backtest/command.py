@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a second rules file to diff against ('built-in': the built-in rules alone)")
     parser.add_argument("--alerting", metavar="FILE", help="alerting file for the lifecycle (default: bundled)")
     parser.add_argument("--workers", type=int, default=1, help="processes for the per-sensor engines")
+    parser.add_argument("--ack-after", default="30m", metavar="DURATION",
+                        help="model a duty officer acknowledging each alert this long after it is raised "
+                             "(default 30m; 'never': unacknowledged alerts escalate and remind throughout)")
     parser.add_argument("--out", default="backtest-out", metavar="DIR", help="output directory")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -93,7 +96,7 @@ class _Progress:
 
 
 def run_backtest(ds: Any, rules_path: str | None, alerting: Any, workers: int = 1,
-                 progress: Any = None) -> tuple[dict[str, Any], list, dict[str, list]]:
+                 progress: Any = None, ack_after_s: float | None = 1800.0) -> tuple[dict[str, Any], list, dict[str, list]]:
     """Both stages and the scores: ``(result, episodes, events by sensor)``."""
     from detectors.rulebook import load_rulebook
     from evaluation.backtest.replay import episodes_of, run_lifecycle, run_sensors
@@ -108,7 +111,7 @@ def run_backtest(ds: Any, rules_path: str | None, alerting: Any, workers: int = 
     engine_s = time.perf_counter() - started
     events = [e for r in runs for e in r.events]
     episodes = episodes_of(events)
-    notices = run_lifecycle(events, alerting, ds.registry, ds.span()[1])
+    notices = run_lifecycle(events, alerting, ds.registry, ds.span()[1], ack_after_s=ack_after_s)
     scores = [score_sensor(ds, s.id, episodes) for s in sensors]
     by_sensor = {s.id: [e for e in ds.events if e.sensor_id == s.id] or level_crossings(ds, s.id) for s in sensors}
     result = {
@@ -125,6 +128,7 @@ def run_backtest(ds: Any, rules_path: str | None, alerting: Any, workers: int = 
 
 def run(args: argparse.Namespace) -> int:
     from alerts.config import load_alerting_config
+    from detectors.rule_library import parse_duration
     from evaluation.backtest.report import write_html, write_json
     from evaluation.backtest.score import compare_episodes
 
@@ -132,10 +136,11 @@ def run(args: argparse.Namespace) -> int:
         ds = load_dataset(args)
         alerting = load_alerting_config(args.alerting)
         progress = _Progress(ds.count * (2 if args.compare else 1), args.quiet)
-        result, episodes, by_sensor = run_backtest(ds, args.rules, alerting, args.workers, progress)
+        ack = None if args.ack_after == "never" else parse_duration(args.ack_after, 60.0)
+        result, episodes, by_sensor = run_backtest(ds, args.rules, alerting, args.workers, progress, ack)
         if args.compare:
             baseline = None if args.compare == "built-in" else args.compare
-            other, other_eps, _ = run_backtest(ds, baseline, alerting, args.workers, progress)
+            other, other_eps, _ = run_backtest(ds, baseline, alerting, args.workers, progress, ack)
             result["compare"] = {"rules": args.compare, "rules_version": other["rules_version"],
                                  "summary": other["summary"], "diff": compare_episodes(other_eps, episodes)}
     except CityEyeError as exc:

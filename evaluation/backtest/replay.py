@@ -32,6 +32,9 @@ from streams.sensor_engine import SensorEngine
 
 __all__ = ["Episode", "SensorRun", "Notice", "run_sensor", "run_sensors", "run_lifecycle", "episodes_of"]
 
+#: the lifecycle's timers are ticked every ``tick_s`` for this long after the last change, then every QUIET_TICK_S
+QUIET_S = 6 * 3600.0
+QUIET_TICK_S = 600.0
 #: how many missed intervals of one gap are ticked at most (a gap of months is not ticked minute by minute)
 MAX_GAP_TICKS = 2000
 
@@ -146,12 +149,18 @@ def episodes_of(events: Sequence[AlertEvent]) -> list[Episode]:
 
 
 def run_lifecycle(events: Sequence[AlertEvent], alerting: Any, registry: SensorRegistry, end: float,
-                  tick_s: float = 60.0) -> list[Notice]:
+                  tick_s: float = 60.0, ack_after_s: float | None = 1800.0) -> list[Notice]:
     """Stage 2: every event through the dispatcher's pipeline at its own time; the notifications it queued.
 
     Timers (group flushes, keep-firing resolves, escalations) are ticked
-    every ``tick_s`` of data time while anything is active, and up to
-    ``end`` plus the longest delay after the last event.
+    every ``tick_s`` of data time while anything is active -- every
+    :data:`QUIET_TICK_S` once nothing has changed for :data:`QUIET_S`, when
+    only repeats of unchanged groups are left to send (a year-long alert
+    costs thousands of ticks, not half a million) -- and up to ``end`` plus
+    the longest delay after the last event. A duty officer is
+    modelled as acknowledging every alert ``ack_after_s`` after it was
+    raised (``None``: nobody ever does, and unacknowledged orange and red
+    alerts escalate and remind for as long as they fire).
     """
     from alerts.pipeline.dispatch_engine import Engine
     from alerts.runtime.store import Store
@@ -174,17 +183,33 @@ def run_lifecycle(events: Sequence[AlertEvent], alerting: Any, registry: SensorR
                                       body.get("summary", ""), [a["alert_id"] for a in body.get("alerts", [])]))
                 store.outbox_remove(row.id)
 
+    def acknowledge(at: float) -> None:
+        nonlocal changed
+        if ack_after_s is None:
+            return
+        for alert in list(engine.active.values()):
+            if not alert.acknowledged_by and alert.started_at + ack_after_s <= at:
+                engine.acknowledge(alert.alert_id, "backtest (acknowledged after "
+                                                   f"{ack_after_s / 60:g} min)", at)
+                changed = at
+
+    changed = 0.0  # data time of the last event or acknowledgement
+
     def advance(to: float) -> None:
         nonlocal now
         while now is not None and now + tick_s < to and (engine.active or engine.groups):
-            now += tick_s
+            # every tick_s while things change; coarser once the alerts have been quiet for QUIET_S
+            step = tick_s if now - changed < QUIET_S else QUIET_TICK_S
+            now = min(now + step, to - tick_s) if step > tick_s else now + step
             with store.transaction():
+                acknowledge(now)
                 engine.tick(now)
             collect()
         now = to if now is None or to > now else now
 
     for ev in sorted(events, key=lambda e: (e.updated_at, e.sensor_id, e.rule)):
         advance(ev.updated_at)
+        changed = ev.updated_at
         with store.transaction():
             engine.apply_event(ev, ev.updated_at)
             engine.tick(ev.updated_at)
