@@ -183,3 +183,57 @@ def test_labelled_event_scoring_counts_misses_and_false_alerts():
     score = score_sensor(ds, "wl-huangpu-01", [far, stale])
     assert score.detected == 0 and len(score.missed) == 1 and score.false_alerts == [far]
     assert score.false_per_month == pytest.approx(1 / ((ds.span()[1] - ds.span()[0]) / (30.44 * 86400)))
+
+
+async def test_a_kafka_time_range_is_read_without_a_group_and_cut_by_reading_time(kafka, tmp_path):
+    from cityeye.contracts import readings_topic
+    from cityeye.kafka import make_producer
+    from evaluation.backtest.remote import from_kafka
+
+    registry = load_registry(DEMO_REGISTRY)
+    producer = make_producer(kafka.settings, "test")
+    await producer.start()
+    t0 = parse_ts("2026-07-01T00:00:00Z")
+    try:
+        for i in range(120):
+            r = {"sensor_id": "wl-huangpu-01", "kind": "water_level", "district": "huangpu", "ts": t0 + 60 * i,
+                 "values": {"level_m": 4.0 + i * 0.01}, "received_at": t0 + 60 * i, "mqtt_topic": "x"}
+            await producer.send_and_wait(readings_topic("water_level"), json.dumps(r).encode(), key=b"wl-huangpu-01")
+        await producer.send_and_wait(readings_topic("water_level"), b"{not a reading", key=b"junk")
+    finally:
+        await producer.stop()
+    ds = await from_kafka(kafka.settings, registry, ["water_level"], t0 + 600, t0 + 1800)
+    rows = ds.readings["wl-huangpu-01"]
+    assert [r.ts for r in rows] == [t0 + 60 * i for i in range(10, 30)]
+    assert rows[0].values == {"level_m": 4.1} and "1 records that are not readings skipped" in ds.source
+    settings = tmp_path / "cityeye.yaml"
+    settings.write_text(f"kafka: {{bootstrap: '{kafka.settings.bootstrap}', profile: tansu}}\n")
+    import asyncio
+
+    assert await asyncio.to_thread(cli_main, [  # the command runs its own event loop
+        "backtest", "--config", str(settings), "--kafka", "water_level", "--from", "2026-07-01T00:00:00Z",
+        "--to", "2026-07-01T02:00:00Z", "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "o" / "result.json").read_text())["summary"]["readings"] == 120
+
+
+def test_an_influxdb_query_gives_one_sensor_per_series(influx_server, influx_db, tmp_path):
+    import urllib.request
+
+    from cityeye.config import InfluxSettings
+    from evaluation.backtest.remote import from_influx
+
+    t0 = int(parse_ts("2025-08-16T00:00:00Z"))
+    lines = "\n".join(f"gauges,sensor_id=wl-huangpu-01 level_m={4.0 + i / 100} {t0 + 900 * i}" for i in range(50))
+    lines += "\n" + "\n".join(f"gauges,sensor_id=wl-minhang-01 level_m={3.0} {t0 + 900 * i}" for i in range(20))
+    req = urllib.request.Request(f"{influx_server.url}/write?db={influx_db}&precision=s", data=lines.encode())
+    urllib.request.urlopen(req, timeout=10).read()
+    settings = InfluxSettings(api="v1", url=influx_server.url, database=influx_db)
+    ds = from_influx(settings, load_registry(DEMO_REGISTRY),
+                     "SELECT level_m FROM gauges WHERE time >= '2025-08-16T02:00:00Z' GROUP BY sensor_id")
+    assert len(ds.readings["wl-huangpu-01"]) == 42 and len(ds.readings["wl-minhang-01"]) == 12
+    assert ds.readings["wl-huangpu-01"][0].ts == t0 + 2 * 3600 and ds.readings["wl-huangpu-01"][0].values == {
+        "level_m": 4.08}
+    with pytest.raises(DataError, match="no sensor in the registry for tag 'sensor_id'"):
+        from_influx(settings, load_registry(DEMO_REGISTRY), "SELECT level_m FROM gauges")
+    with pytest.raises(DataError, match="InfluxDB: error parsing query"):
+        from_influx(settings, load_registry(DEMO_REGISTRY), "SELEKT nonsense")

@@ -3,6 +3,8 @@
 Command line::
 
     cityeye backtest --csv data/*.csv --registry gauges.yaml [--tz Europe/London] [--labels labels.csv]
+    cityeye backtest --kafka water_level --from 2026-07-01T00:00:00Z --to 2026-08-01T00:00:00Z --config cityeye.yaml
+    cityeye backtest --influx-query "SELECT level_m FROM gauges WHERE time >= '2025-01-01' GROUP BY sensor_id"
     cityeye backtest --simulate flood --days 7 [--seed 1] [--interval 15m]
                      [--rules new.yaml] [--compare old.yaml] [--workers 2] [--out backtest-out]
 
@@ -36,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--seed", type=int, default=1)
     src.add_argument("--start", default="2026-07-01T00:00:00Z", help="simulation start (RFC 3339)")
     src.add_argument("--interval", help="override every sensor's interval_s in a simulation (e.g. 15m)")
+    src.add_argument("--kafka", metavar="KIND[,KIND]", help="read readings.<kind> topics (settings' kafka)")
+    src.add_argument("--from", dest="time_from", metavar="TIME", help="--kafka: first reading time (RFC 3339)")
+    src.add_argument("--to", dest="time_to", metavar="TIME", help="--kafka: end of the range (RFC 3339)")
+    src.add_argument("--influx-query", metavar="INFLUXQL",
+                     help="an InfluxQL query grouped by the sensor tag (settings' influx url/database)")
+    src.add_argument("--influx-sensor-tag", default="sensor_id", help="the tag naming the sensor (default sensor_id)")
     parser.add_argument("--labels", metavar="CSV", help="labelled events: sensor_id,label,start,end")
     parser.add_argument("--tz", help="time zone of timestamps without a UTC offset (IANA name)")
     parser.add_argument("--registry", metavar="FILE", help="sensor registry (default: settings, then the demo's)")
@@ -59,10 +67,24 @@ def load_dataset(args: argparse.Namespace) -> Any:
     from detectors.rule_library import parse_duration
     from evaluation.backtest.data import DataError, from_csv, from_simulation, labels_from_csv
 
-    registry = load_registry(args.registry) if args.registry else registry_for(load_settings(args.config))
-    if bool(args.csv) == bool(args.simulate):
-        raise DataError("give one data source: --csv FILE... or --simulate SCENARIO")
-    if args.simulate:
+    settings = load_settings(args.config)
+    registry = load_registry(args.registry) if args.registry else registry_for(settings)
+    if sum(map(bool, (args.csv, args.simulate, args.kafka, args.influx_query))) != 1:
+        raise DataError("give one data source: --csv FILE..., --simulate SCENARIO, --kafka KIND or --influx-query Q")
+    if args.kafka:
+        import asyncio
+
+        from evaluation.backtest.remote import from_kafka
+
+        if not (args.time_from and args.time_to):
+            raise DataError("--kafka needs --from and --to (RFC 3339 times)")
+        ds = asyncio.run(from_kafka(settings.kafka, registry, args.kafka.split(","), parse_ts(args.time_from),
+                                    parse_ts(args.time_to)))
+    elif args.influx_query:
+        from evaluation.backtest.remote import from_influx
+
+        ds = from_influx(settings.influx, registry, args.influx_query, args.influx_sensor_tag)
+    elif args.simulate:
         if args.interval:
             seconds = parse_duration(args.interval, 60.0)
             registry = SensorRegistry({s.id: s.model_copy(update={"interval_s": seconds}) for s in registry},
