@@ -67,6 +67,42 @@ def theil_sen(t: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return slope, float(np.median(y - slope * t))
 
 
+#: below this many points the fit runs in plain Python (numpy's per-call cost dominates; 15-minute gauges)
+_SMALL_FIT = 8
+
+
+def _median(values: list[float]) -> float:
+    s = sorted(values)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2.0
+
+
+def _sum(values: list[float]) -> float:
+    total = 0.0
+    for v in values:  # left to right, as numpy sums fewer than 8 values
+        total += v
+    return total
+
+
+def _small_fit(tc: list[float], y: list[float]) -> tuple[float, float, float, float, float]:
+    """:func:`theil_sen` and the residual statistics of :meth:`LevelForecast.forecast` for few points.
+
+    The same float operations in the same order as the numpy path, so the
+    results are bit-identical (tests/test_rules.py checks it) at a fraction
+    of the cost for a handful of points.
+    """
+    n = len(tc)
+    slopes = [(y[j] - y[i]) / (tc[j] - tc[i]) for i in range(n) for j in range(i + 1, n) if tc[j] != tc[i]]
+    slope = _median(slopes)
+    value = _median([yi - slope * ti for ti, yi in zip(tc, y)])
+    resid = [yi - (value + slope * ti) for ti, yi in zip(tc, y)]
+    centre = _median(resid)
+    sigma = 1.4826 * _median([abs(r - centre) for r in resid])
+    tm = _sum(tc) / n
+    sxx = _sum([(ti - tm) * (ti - tm) for ti in tc])  # numpy squares as x * x
+    return slope, value, sigma, tm, sxx
+
+
 class LevelForecast(JSONStateMixin, Rule):
     """Predicted crossing of a level within a horizon, from the recent trend.
 
@@ -148,16 +184,19 @@ class LevelForecast(JSONStateMixin, Rule):
         n = len(self._buf)
         if n < self.min_points:
             return None
-        arr = np.asarray(self._buf, dtype=float)
-        tc, y = arr[:, 0] - t, arr[:, 1]
         min_span = self.window_s / 2 if self.min_span_s is None else self.min_span_s
-        if tc[-1] - tc[0] < max(min_span, 1e-9):
+        if self._buf[-1][0] - self._buf[0][0] < max(min_span, 1e-9):
             return None
-        slope, value = theil_sen(tc, y)
-        resid = y - (value + slope * tc)
-        sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
-        tm = float(tc.mean())
-        sxx = float(((tc - tm) ** 2).sum())
+        if n < _SMALL_FIT:
+            slope, value, sigma, tm, sxx = _small_fit([p[0] - t for p in self._buf], [p[1] for p in self._buf])
+        else:
+            arr = np.asarray(self._buf, dtype=float)
+            tc, y = arr[:, 0] - t, arr[:, 1]
+            slope, value = theil_sen(tc, y)
+            resid = y - (value + slope * tc)
+            sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+            tm = float(tc.mean())
+            sxx = float(((tc - tm) ** 2).sum())
         return {
             "value": value,
             "slope": slope,

@@ -31,6 +31,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "dispatcher": ("alerts.command", "run the alert lifecycle, dispatch and HTTP API"),
     "simulate": ("simulators.command", "publish simulated sensor readings over MQTT"),
     "eval": ("evaluation.command", "evaluate detectors (e.g. on the Numenta Anomaly Benchmark)"),
+    "backtest": ("evaluation.backtest.command", "dry-run the rules on recorded or simulated data (report, diff)"),
+    "tune": ("evaluation.tune", "sweep rule parameters on labelled data: Pareto table, plot, recommended YAML"),
+    "rules": ("evaluation.rules_command", "check rules files, show a sensor's effective rules, run rule tests"),
 }
 
 

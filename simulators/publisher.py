@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 class MqttPublisher:
     """A connected QoS 1 publisher; use as a context manager or ``connect()``/``close()``."""
 
+    #: at most this many messages published and not yet acknowledged (paho numbers them with 16-bit ids:
+    #: publishing far ahead of the broker's acks fails with "Message queue full" once 65,535 are pending)
+    window = 2000
+
     def __init__(self, settings: MqttSettings, client_id: str | None = None, max_inflight: int = 100) -> None:
         self.settings = settings
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
@@ -44,6 +48,8 @@ class MqttPublisher:
         self._acked = threading.Condition()
         self.published = 0
         self.acknowledged = 0
+        #: the most messages ever waiting for their acknowledgement at once
+        self.max_unacknowledged = 0
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._acked:
@@ -68,6 +74,22 @@ class MqttPublisher:
             raise ConnectionError(f"MQTT publish to {topic} failed: {mqtt.error_string(info.rc)}")
         with self._acked:
             self.published += 1
+            self.max_unacknowledged = max(self.max_unacknowledged, self.published - self.acknowledged)
+
+    @property
+    def unacknowledged(self) -> int:
+        return self.published - self.acknowledged
+
+    def wait_below(self, limit: int, timeout: float = 60.0) -> None:
+        """Block until fewer than ``limit`` published messages wait for their acknowledgement."""
+        deadline = time.monotonic() + timeout
+        with self._acked:
+            while self.published - self.acknowledged >= limit:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"MQTT broker acknowledged {self.acknowledged} of {self.published} "
+                                       f"messages within {timeout:.0f} s")
+                self._acked.wait(left)
 
     def flush(self, timeout: float = 60.0) -> None:
         """Block until the broker acknowledged every message published so far (QoS 1)."""
@@ -97,7 +119,8 @@ async def publish_paced(publisher: MqttPublisher, messages: Iterable[tuple[float
     """Publish ``(sim_ts, topic, payload)`` in order, each at its accelerated time.
 
     ``speed`` is simulated seconds per real second (``0`` or less: as fast
-    as possible). Returns how many were published (fewer if ``stop_event``
+    as the broker acknowledges: at most :attr:`MqttPublisher.window`
+    messages are ever waiting for their acknowledgement). Returns how many were published (fewer if ``stop_event``
     was set). Waits for the broker's acks of everything before returning.
     """
     loop = asyncio.get_running_loop()
@@ -117,6 +140,8 @@ async def publish_paced(publisher: MqttPublisher, messages: Iterable[tuple[float
                         break
                     except asyncio.TimeoutError:
                         pass
+        if publisher.unacknowledged >= publisher.window - 1:  # pace on the broker's acknowledgements
+            await asyncio.to_thread(publisher.wait_below, publisher.window // 2)
         publisher.publish(topic, payload)
         count += 1
         if count % 1000 == 0:

@@ -1,0 +1,200 @@
+"""Recorded or simulated readings for a backtest, with their labels.
+
+A :class:`Dataset` is every sensor's readings in time order plus the
+labelled events (ground truth, optional). Sources:
+
+* :func:`from_csv` -- one file per sensor (``timestamp`` + field columns, or
+  one ``value`` column for the kind's main field; the sensor id from
+  ``sensor=`` or the file name) or long format (a ``sensor_id`` column, then
+  either field columns or ``field`` + ``value``). Timestamp columns may be
+  called ``ts``, ``timestamp``, ``time``, ``datetime`` or ``dateTime``;
+  values are RFC 3339 / ISO 8601 or epoch seconds/milliseconds. A time
+  without an offset (``2025-08-16T00:00:00``) needs an explicit ``tz``:
+  nothing is guessed. Empty or non-numeric cells are skipped (exports mark
+  gaps that way), as are rows before a reading of the same sensor.
+* :func:`from_simulation` -- a simulator scenario, with its labels.
+* :func:`labels_from_csv` -- ``sensor_id,label,start,end`` (what
+  ``cityeye simulate --labels`` writes).
+* ``evaluation/backtest/remote.py`` -- a Kafka topic time range, an InfluxDB query.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cityeye.contracts import FIELDS, Reading
+from cityeye.errors import ConfigError
+from cityeye.sensor_registry import SensorRegistry
+
+__all__ = ["Dataset", "Event", "DataError", "from_csv", "from_simulation", "labels_from_csv", "parse_time",
+           "MAIN_FIELD"]
+
+TIME_COLUMNS = ("ts", "timestamp", "time", "datetime", "datetime_utc", "date_time")
+#: the field a single ``value`` column means, per kind
+MAIN_FIELD = {"water_level": "level_m", "traffic": "speed_kmh", "weather": "rain_mm"}
+
+
+class DataError(ConfigError):
+    """Data that cannot be read as readings (names the file and row)."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """A labelled event: ``label`` at ``sensor_id`` from ``start`` to ``end`` (epoch seconds)."""
+
+    sensor_id: str
+    label: str
+    start: float
+    end: float
+
+
+@dataclass
+class Dataset:
+    registry: SensorRegistry
+    readings: dict[str, list[Reading]] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    source: str = ""
+
+    def add(self, reading: Reading) -> None:
+        self.readings.setdefault(reading.sensor_id, []).append(reading)
+
+    def sort(self) -> "Dataset":
+        for rows in self.readings.values():
+            rows.sort(key=lambda r: r.ts)
+        self.events.sort(key=lambda e: (e.start, e.sensor_id))
+        return self
+
+    @property
+    def count(self) -> int:
+        return sum(len(v) for v in self.readings.values())
+
+    def span(self) -> tuple[float, float]:
+        starts = [v[0].ts for v in self.readings.values() if v]
+        ends = [v[-1].ts for v in self.readings.values() if v]
+        return (min(starts), max(ends)) if starts else (0.0, 0.0)
+
+
+def parse_time(text: str, tz: ZoneInfo | None, where: str) -> float:
+    """Epoch seconds of a timestamp cell; a time without offset needs ``tz``."""
+    s = text.strip()
+    try:
+        number = float(s)
+    except ValueError:
+        number = None
+    if number is not None and math.isfinite(number):
+        return number / 1000.0 if number > 1e11 else number
+    try:
+        dt = datetime.fromisoformat(s.replace("Z", "+00:00").replace(" ", "T", 1))
+    except ValueError:
+        raise DataError(f"{where}: {s[:40]!r} is not a timestamp (ISO 8601 or epoch seconds)") from None
+    if dt.tzinfo is None:
+        if tz is None:
+            raise DataError(f"{where}: {s[:40]!r} has no UTC offset; say which time zone the data is in "
+                            "(--tz Europe/London, --tz Asia/Shanghai, --tz UTC)")
+        dt = dt.replace(tzinfo=tz)
+    return dt.timestamp()
+
+
+def _zone(tz: str | None) -> ZoneInfo | None:
+    if not tz:
+        return None
+    try:
+        return ZoneInfo("UTC" if tz.upper() == "UTC" else tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise DataError(f"unknown time zone {tz!r} (use an IANA name such as Asia/Shanghai)") from None
+
+
+def _time_column(header: list[str], where: str) -> str:
+    for name in header:
+        if name.strip().lower() in TIME_COLUMNS:
+            return name
+    raise DataError(f"{where}: no timestamp column (one of {', '.join(TIME_COLUMNS)}) in {header}")
+
+
+def _number(cell: str | None) -> float | None:
+    try:
+        v = float(cell) if cell not in (None, "") else None
+    except ValueError:
+        return None
+    return v if v is not None and math.isfinite(v) else None
+
+
+def from_csv(paths: Iterable[str | Path], registry: SensorRegistry, tz: str | None = None,
+             sensor: str | None = None, dataset: Dataset | None = None) -> Dataset:
+    """Readings from CSV files (see the module docstring); sensors must be in ``registry``."""
+    zone = _zone(tz)
+    ds = dataset or Dataset(registry, source="csv")
+    for path in map(Path, paths):
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as fh:
+                rows = csv.DictReader(fh)
+                header = list(rows.fieldnames or [])
+                time_col = _time_column(header, str(path))
+                long_format = "sensor_id" in header
+                for n, row in enumerate(rows, start=2):
+                    where = f"{path}:{n}"
+                    sid = row["sensor_id"] if long_format else (sensor or path.stem)
+                    meta = registry.get(sid)
+                    if meta is None:
+                        raise DataError(f"{where}: sensor {sid!r} is not in the registry {registry.source}")
+                    values = _values(row, header, meta.kind, time_col)
+                    if not values:
+                        continue
+                    t = parse_time(row[time_col] or "", zone, where)
+                    ds.add(Reading(sid, meta.kind, meta.district, t, values, t, ""))
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: not UTF-8 text") from None
+    return ds.sort()
+
+
+def _values(row: dict[str, str], header: list[str], kind: str, time_col: str) -> dict[str, float]:
+    if "field" in header and "value" in header:
+        v = _number(row.get("value"))
+        return {row["field"]: v} if v is not None and row.get("field") else {}
+    known = FIELDS.get(kind, {})
+    out = {}
+    for col in header:
+        if col in (time_col, "sensor_id"):
+            continue
+        name = MAIN_FIELD.get(kind, col) if col == "value" else col
+        if name in known:
+            v = _number(row.get(col))
+            if v is not None:
+                out[name] = v
+    return out
+
+
+def labels_from_csv(path: str | Path, tz: str | None = None) -> list[Event]:
+    """Labelled events from ``sensor_id,label,start,end`` rows."""
+    zone = _zone(tz)
+    out = []
+    with Path(path).open(newline="", encoding="utf-8-sig") as fh:
+        for n, row in enumerate(csv.DictReader(fh), start=2):
+            where = f"{path}:{n}"
+            try:
+                out.append(Event(row["sensor_id"], row.get("label", "event"), parse_time(row["start"], zone, where),
+                                 parse_time(row["end"], zone, where)))
+            except KeyError as exc:
+                raise DataError(f"{where}: missing column {exc}") from None
+    return out
+
+
+def from_simulation(registry: SensorRegistry, scenario: str, seed: int, start: float, duration_h: float) -> Dataset:
+    """A simulator scenario's readings and labels (deterministic for a seed)."""
+    from simulators.common import Clock
+    from simulators.simulation import simulate
+
+    readings, labels = simulate(registry, scenario, seed, Clock(start, duration_h))
+    ds = Dataset(registry, source=f"simulation {scenario} seed {seed}")
+    for r in readings:
+        ds.add(Reading(r.sensor_id, r.kind, r.district, r.ts, dict(r.values), r.ts, ""))
+    ds.events = [Event(lab.sensor_id, lab.label, lab.start, lab.end) for lab in labels]
+    return ds.sort()
