@@ -45,7 +45,6 @@ from detectors.beaufort import WindBeaufort
 from detectors.flatline import Flatline
 from detectors.forecast import LevelForecast
 from detectors.levels import WarningLevels
-from detectors.physical_limits import PhysicalLimits
 from detectors.rate import RateOfChange
 from detectors.stale import StaleSensor
 from detectors.sustained import SustainedCondition
@@ -64,7 +63,6 @@ CHECK_TYPES: dict[str, type[Check]] = {
     "rainfall_accumulation": RainfallAccumulation,
     "sustained_condition": SustainedCondition,
     "wind_beaufort": WindBeaufort,
-    "physical_limits": PhysicalLimits,
     "anomaly": ScoreThreshold,
 }
 REGISTRY_PREFIX = "registry:"

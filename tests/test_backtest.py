@@ -13,12 +13,13 @@ import pytest
 
 from alerts.config import load_alerting_config, parse_alerting_config
 from cityeye.contracts import parse_ts
-from cityeye.sensor_registry import DEMO_REGISTRY, load_registry, parse_registry
+from cityeye.sensor_registry import load_registry, parse_registry
 from evaluation.backtest.command import run_backtest
 from evaluation.backtest.data import DataError, Event, from_csv, from_simulation
 from evaluation.backtest.replay import Episode
 from evaluation.backtest.score import compare_episodes
 from launch.cli import main as cli_main
+from simulators import DEMO_REGISTRY
 
 
 GAUGE = """\
