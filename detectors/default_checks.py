@@ -1,8 +1,10 @@
-"""The default checks per sensor kind.
+"""The default checks per sensor kind: the built-in rules of ``detectors/default_rules.yaml``.
 
-:func:`default_checks` builds the set of checks a sensor of a given kind gets
-unless configured otherwise, with stable names (alert events carry them as
-``rule``):
+:func:`default_checks` builds the checks a sensor of a given kind gets when
+no rules file changes them (``detectors/rulebook.py``), with stable names
+(alert events carry them as ``rule``). Nothing here is hand-written per
+kind: the declaration in ``default_rules.yaml`` is the only source, and this
+page documents what it declares:
 
 water_level
     ``water_level.warning`` -- :class:`~detectors.levels.WarningLevels` from
@@ -47,48 +49,24 @@ Stale checks expect a reading every ``interval_s`` (the registry's
 
 from __future__ import annotations
 
+import functools
+
 from cityeye.contracts import KINDS
-from detectors.accumulation import RainfallAccumulation
+from cityeye.sensor_registry import Sensor
 from detectors.base import Check
-from detectors.beaufort import WindBeaufort
-from detectors.catalog import DEFAULT_DETECTOR, make_detector
-from detectors.flatline import Flatline
-from detectors.forecast import LevelForecast
-from detectors.levels import WarningLevels
-from detectors.rate import RateOfChange
-from detectors.stale import StaleSensor
-from detectors.sustained import SustainedCondition
-from detectors.threshold import ScoreThreshold
+from detectors.rulebook import Rulebook, parse_rulebook
 
-__all__ = ["default_checks", "FLOOD_LEVEL_KEYS", "NEAR_WARNING_M"]
-
-#: Registry level keys -> severity, lowest first (blue is derived from ``warning_m``).
-FLOOD_LEVEL_KEYS: dict[str, str] = {
-    "warning_m": "yellow",  # 警戒水位
-    "guaranteed_m": "orange",  # 保证水位
-    "historical_max_m": "red",
-}
-#: Blue is this far below the warning level unless the registry gives ``near_warning_m``.
-NEAR_WARNING_M = 0.3
+__all__ = ["default_checks", "builtin_rulebook"]
 
 
-def _flood_levels(sensor_levels: dict[str, float]) -> dict[str, float]:
-    raw: dict[str, float] = {}
-    warning = sensor_levels.get("warning_m")
-    if warning is not None:
-        raw["blue"] = float(warning) - float(sensor_levels.get("near_warning_m", NEAR_WARNING_M))
-    for key, sev in FLOOD_LEVEL_KEYS.items():
-        if sensor_levels.get(key) is not None:
-            raw[sev] = float(sensor_levels[key])
-    levels: dict[str, float] = {}
-    for sev in ("blue", "yellow", "orange", "red"):  # keep a strictly increasing ladder
-        if sev in raw and (not levels or raw[sev] > max(levels.values())):
-            levels[sev] = raw[sev]
-    return levels
+@functools.lru_cache(maxsize=1)
+def builtin_rulebook() -> Rulebook:
+    """The built-in rules alone (no rules file)."""
+    return parse_rulebook(None)
 
 
 def default_checks(kind: str, sensor_levels: dict[str, float] | None = None, interval_s: float = 60.0) -> list[Check]:
-    """The default checks of a sensor of ``kind`` with its registry ``levels``.
+    """The built-in checks of a sensor of ``kind`` with its registry ``levels`` and reporting interval.
 
     Examples
     --------
@@ -101,59 +79,6 @@ def default_checks(kind: str, sensor_levels: dict[str, float] | None = None, int
     """
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
-    sensor_levels = dict(sensor_levels or {})
-    checks: list[Check] = []
-    if kind == "water_level":
-        f = "level_m"
-        levels = _flood_levels(sensor_levels)
-        if levels:
-            checks.append(
-                WarningLevels(
-                    field=f,
-                    levels=levels,
-                    hysteresis=0.05,
-                    min_duration_s=120.0,
-                    level_names={
-                        "blue": "near-warning level",
-                        "yellow": "warning level",
-                        "orange": "guaranteed level",
-                        "red": "historical maximum",
-                    },
-                    name="water_level.warning",
-                )
-            )
-        checks.append(
-            RateOfChange(field=f, rate_per_hour=0.3, window_s=3600.0, severity="yellow", name="water_level.rate_of_rise")
-        )
-        if sensor_levels.get("warning_m") is not None:
-            checks.append(
-                LevelForecast(
-                    field=f,
-                    level=float(sensor_levels["warning_m"]),
-                    level_name="warning",
-                    horizon_s=3600.0,
-                    window_s=1800.0,
-                    severity="blue",
-                    name="water_level.forecast",
-                )
-            )
-        checks.append(Flatline(field=f, repeats=60, tolerance=0.0, severity="blue", name="water_level.flatline"))
-    elif kind == "weather":
-        checks.append(RainfallAccumulation(field="rain_mm", name="weather.rainstorm"))
-        checks.append(SustainedCondition(field="temp_c", utc_offset_h=8.0, name="weather.high_temperature"))
-        checks.append(WindBeaufort(field="wind_ms", gust_field="gust_ms", hold_s=1800.0, name="weather.wind"))
-    elif kind == "traffic":
-        checks.append(
-            ScoreThreshold(
-                make_detector(DEFAULT_DETECTOR, field="speed_kmh"),
-                threshold=0.9,
-                severity="yellow",
-                name="traffic.speed_anomaly",
-                field="speed_kmh",
-                min_count=60,
-            )
-        )
-    checks.append(
-        StaleSensor(expected_interval_s=float(interval_s), missed_intervals=5, severity="yellow", name=f"{kind}.stale")
-    )
-    return checks
+    sensor = Sensor.model_construct(id="default", kind=kind, district="", name="", lat=0.0, lon=0.0,
+                                    interval_s=float(interval_s), levels=dict(sensor_levels or {}))
+    return builtin_rulebook().checks_for(sensor)
