@@ -147,16 +147,20 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     #: sensor registry YAML; empty = the default the program declares (cityeye.sensor_registry.set_default_registry)
     registry: str = ""
+    #: rules file changing the built-in detector rules (docs/tuning.md); empty = the built-in rules
+    rules: str = ""
+    #: worker: seconds between checks of the rules file for changes (0: only on SIGHUP)
+    rules_check_s: float = Field(5.0, ge=0)
     #: where processes keep local state (dispatcher state, detector snapshots)
     state_dir: str = "var/state"
     #: worker: how many readings' worth of detector state between snapshots
     snapshot_every: int = Field(200, ge=1)
 
-    @field_validator("registry")
+    @field_validator("registry", "rules")
     @classmethod
-    def _registry_exists(cls, v: str) -> str:
+    def _file_exists(cls, v: str, info: Any) -> str:
         if v and not Path(v).is_file():
-            raise ValueError(f"registry file {v!r} does not exist")
+            raise ValueError(f"{info.field_name} file {v!r} does not exist")
         return v
 
     @classmethod

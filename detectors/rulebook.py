@@ -245,8 +245,18 @@ class Rulebook:
         return out
 
     def checks_for(self, sensor: Any) -> list:
-        """The built checks of ``sensor`` (what the stream worker runs)."""
-        return [built.check for _, built in self.build(sensor) if built.check is not None]
+        """The built checks of ``sensor`` (what the stream worker runs).
+
+        Each check carries ``rule_spec``, its type and resolved parameters as
+        JSON: a worker applying changed rules keeps the state of every check
+        whose ``rule_spec`` did not change.
+        """
+        out = []
+        for eff, built in self.build(sensor):
+            if built.check is not None:
+                built.check.rule_spec = json.dumps({"type": eff.type, **built.params}, sort_keys=True, default=str)
+                out.append(built.check)
+        return out
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

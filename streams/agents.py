@@ -56,8 +56,10 @@ class DetectorRuntime:
     """The worker's in-process state: engine, sensors per partition, clocks, counters."""
 
     def __init__(self, app: faust.App, engine: SensorEngine, topics: StreamTopics, snapshots: SnapshotTable,
-                 snapshot_every: int, kafka: KafkaSettings | None = None) -> None:
+                 snapshot_every: int, kafka: KafkaSettings | None = None, live_rules: Any = None) -> None:
         self.app = app
+        #: the rules in force, reloaded when their file changes (None: a fixed checks factory)
+        self.live_rules = live_rules
         #: where to re-read the readings a crash left out of the snapshots (None: do not)
         self.kafka = kafka
         self.engine = engine
@@ -129,6 +131,21 @@ class DetectorRuntime:
             touched.update(e.sensor_id for e in emitted)
         await self._send_alerts(out)
         await self._snapshot(touched)
+
+    async def reload_rules(self) -> bool:
+        """Apply the rules file if it changed (streams/live_rules.py); True if new rules are in force."""
+        if self.live_rules is None:
+            return False
+        async with self._lock:
+            if not self.live_rules.reload():
+                return False
+            self.engine.rules_version = self.live_rules.version
+            events, changed = self.engine.rebuild_checks()
+            await self._send_alerts(events)
+            await self._snapshot(changed)
+            log.warning("rules version %s in force: checks of %d sensor(s) rebuilt, the others kept their state",
+                        self.live_rules.version, len(changed))
+            return True
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -272,8 +289,13 @@ class DetectorRuntime:
 
 
 def attach_agents(app: faust.App, runtime: DetectorRuntime, *, batch_size: int, batch_within_s: float,
-                  tick_interval_s: float) -> None:
-    """Register the detector agent, the clock timer and the lifecycle hooks on ``app``."""
+                  tick_interval_s: float, rules_check_s: float = 0.0) -> None:
+    """Register the detector agent, the clock timer, the rules watch and the lifecycle hooks on ``app``."""
+
+    if runtime.live_rules is not None and rules_check_s > 0:
+        @app.timer(interval=rules_check_s, name="cityeye-rules-watch")
+        async def rules_watch() -> None:
+            await runtime.reload_rules()
 
     @app.agent(runtime.topics.readings, name="cityeye-detectors")
     async def detectors(stream: faust.StreamT) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 from cityeye.config import Settings
 from cityeye.sensor_registry import SensorRegistry, registry_for
 from streams.agents import DetectorRuntime, attach_agents
+from streams.live_rules import LiveRules
 from streams.sensor_engine import ChecksFactory, SensorEngine
 from streams.tables import define_snapshot_table
 from streams.topics import define_topics, readings_partitions
@@ -100,15 +101,21 @@ def create_app(
 
     ``batch_size``/``batch_within_s`` bound a processing batch
     (``stream.take_events``); ``tick_interval_s`` is the wall-clock period
-    of the stale-sensor clock. Raises :class:`~cityeye.errors.RegistryError`
-    for a bad registry file.
+    of the stale-sensor clock. Without a ``checks_factory`` the checks come
+    from the built-in rules and ``settings.rules`` (:class:`~streams.live_rules.LiveRules`,
+    reloaded when the file changes). Raises :class:`~cityeye.errors.RegistryError`
+    for a bad registry file, :class:`~detectors.rulebook.RulesError` for a bad rules file.
     """
     registry = registry if registry is not None else registry_for(settings)
+    live_rules = LiveRules(settings.rules, registry) if checks_factory is None else None
+    engine = SensorEngine(registry, live_rules.checks_for if live_rules else checks_factory)
+    if live_rules is not None:
+        engine.rules_version = live_rules.version
     app = CityEyeFaustApp(**faust_settings(settings, web_port=web_port))
     topics = define_topics(app)
     snapshots = define_snapshot_table(app, partitions=readings_partitions())
-    runtime = DetectorRuntime(app, SensorEngine(registry, checks_factory), topics, snapshots,
-                              snapshot_every=settings.snapshot_every, kafka=settings.kafka)
+    runtime = DetectorRuntime(app, engine, topics, snapshots, snapshot_every=settings.snapshot_every,
+                              kafka=settings.kafka, live_rules=live_rules)
     attach_agents(app, runtime, batch_size=batch_size, batch_within_s=batch_within_s,
-                  tick_interval_s=tick_interval_s)
+                  tick_interval_s=tick_interval_s, rules_check_s=settings.rules_check_s)
     return StreamsApp(app=app, runtime=runtime, settings=settings)

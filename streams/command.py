@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
+import threading
 from typing import Any
 
 import faust
@@ -109,10 +111,18 @@ class StreamsWorker:
 async def run_worker(settings: Settings, stop_event: asyncio.Event, **kwargs: Any) -> None:
     """Run a :class:`StreamsWorker` until ``stop_event`` is set, then stop it.
 
+    In the main thread, SIGHUP applies a changed rules file at once (it is
+    also checked every ``settings.rules_check_s``).
+
     Raises :class:`~cityeye.errors.CityEyeError` if the Faust app crashes.
     """
     worker = StreamsWorker(settings, **kwargs)
     await worker.start()
+    loop = asyncio.get_running_loop()
+    reload_on_hup = _in_main_thread()
+    if reload_on_hup:  # SIGHUP: apply a changed rules file now (streams/live_rules.py)
+        loop.add_signal_handler(signal.SIGHUP,
+                                lambda: loop.create_task(worker.streams.runtime.reload_rules()))
     try:
         while not stop_event.is_set():
             if worker.crashed is not None:
@@ -122,7 +132,14 @@ async def run_worker(settings: Settings, stop_event: asyncio.Event, **kwargs: An
             except asyncio.TimeoutError:
                 pass
     finally:
+        if reload_on_hup:
+            loop.remove_signal_handler(signal.SIGHUP)
         await worker.stop()
+
+
+def _in_main_thread() -> bool:
+    """Signal handlers can only be installed from the main thread."""
+    return threading.current_thread() is threading.main_thread()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

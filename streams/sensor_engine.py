@@ -123,6 +123,11 @@ def _finite(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _spec(check: Check) -> str | None:
+    """The declaration a check was built from (set by the rules), or None for a check built in code."""
+    return getattr(check, "rule_spec", None)
+
+
 class SensorEngine:
     """Runs each sensor's checks and turns their transitions into events.
 
@@ -144,6 +149,8 @@ class SensorEngine:
         self.check_errors = 0
         #: replayed readings skipped because a restored snapshot includes them
         self.skipped = 0
+        #: content hash of the rules the checks are built from; every alert event carries it as a label
+        self.rules_version: str | None = None
 
     # -- sensors ---------------------------------------------------------------
 
@@ -282,9 +289,11 @@ class SensorEngine:
                 start = last_seen + threshold
         return t if start is None or start > t else start
 
-    @staticmethod
-    def _event(st: SensorState, ep: Episode, state: str, t: float, value: float | None, message: str) -> AlertEvent:
+    def _event(self, st: SensorState, ep: Episode, state: str, t: float, value: float | None,
+               message: str) -> AlertEvent:
         labels = {"field": ep.field} if ep.field else {}
+        if self.rules_version:
+            labels["rules_version"] = self.rules_version
         if st.sensor.name:
             # the one source of an alert's sensor name: the dispatcher takes it from here, it does not look it up
             labels["sensor_name"] = st.sensor.name
@@ -293,6 +302,36 @@ class SensorEngine:
             rule=ep.rule, severity=ep.severity, state=state, started_at=ep.started_at, updated_at=t,
             value=value, threshold=ep.threshold, message=message, labels=labels,
         )
+
+    # -- rules changed ----------------------------------------------------------------
+
+    def rebuild_checks(self, t: float | None = None) -> tuple[list[AlertEvent], set[str]]:
+        """Apply a changed ``checks_factory`` to every sensor; returns the events and the sensors changed.
+
+        A check whose rule is unchanged (same name and :func:`_spec`) keeps
+        its object and so its state; a changed one starts fresh and keeps
+        its open episode (its next finding continues or resolves it); the
+        open episode of a check that no longer exists is resolved at ``t``
+        (default: the sensor's last reading time).
+        """
+        events: list[AlertEvent] = []
+        changed: set[str] = set()
+        for sid, st in self._states.items():
+            old = {c.name: c for c in st.checks}
+            fresh = self._new_state(st.sensor).checks
+            checks = [old[c.name] if c.name in old and _spec(old[c.name]) is not None
+                      and _spec(old[c.name]) == _spec(c) else c for c in fresh]
+            if [id(c) for c in checks] == [id(c) for c in st.checks]:
+                continue
+            st.checks = checks
+            changed.add(sid)
+            st.dirty += 1
+            names = {c.name for c in checks}
+            at = t if t is not None else (st.last_ts or 0.0)
+            for name in [n for n in st.episodes if n not in names]:
+                ep = st.episodes.pop(name)
+                events.append(self._event(st, ep, "resolved", at, ep.value, f"resolved: rule {name} removed"))
+        return events, changed
 
     # -- snapshots ------------------------------------------------------------------
 
@@ -317,6 +356,7 @@ class SensorEngine:
             "position": st.position,
             "last_ts": st.last_ts,
             "checks": {c.name: c.snapshot() for c in st.checks},
+            "specs": {c.name: spec for c in st.checks if (spec := _spec(c)) is not None},
             "episodes": {name: asdict(ep) for name, ep in st.episodes.items()},
         }
 
@@ -333,8 +373,9 @@ class SensorEngine:
             sid = str(snapshot["sensor_id"])
             st = self._new_state(self._sensor_for(sid, str(snapshot["kind"]), str(snapshot["district"])))
             saved = snapshot.get("checks") or {}
-            for check in st.checks:
-                if check.name in saved:
+            specs = snapshot.get("specs") or {}
+            for check in st.checks:  # a check whose rule changed since the snapshot starts fresh
+                if check.name in saved and specs.get(check.name, _spec(check)) == _spec(check):
                     check.restore(saved[check.name])
             names = {c.name for c in st.checks}
             st.episodes = {n: Episode(**e) for n, e in (snapshot.get("episodes") or {}).items() if n in names}
