@@ -41,7 +41,7 @@ from faust.types import TP, EventT
 from cityeye.config import KafkaSettings
 from cityeye.contracts import AlertEvent, to_json
 from cityeye.errors import ValidationError
-from streams.sensor_engine import SensorEngine, StreamClock
+from streams.sensor_engine import SensorClocks, SensorEngine
 from streams.models import dead_letter, decode_reading
 from streams.replay import committed_offsets, read_ranges
 from streams.tables import SnapshotTable
@@ -68,7 +68,8 @@ class DetectorRuntime:
         self.snapshot_every = snapshot_every
         self.sensors_by_tp: dict[TP, set[str]] = {}
         self.tp_of: dict[str, TP] = {}
-        self.clocks: dict[TP, StreamClock] = {}
+        #: each sensor's stream time (its own readings, its partition's pace)
+        self.clocks = SensorClocks(time.monotonic)
         #: serialises batches, ticks and lifecycle hooks (they interleave at awaits otherwise)
         self._lock = asyncio.Lock()
         self.readings = 0
@@ -105,7 +106,7 @@ class DetectorRuntime:
             sid = reading.sensor_id
             if self.tp_of.get(sid) != tp:
                 self._place(sid, tp)
-            self._clock(tp).observe(reading.ts)
+            self.clocks.observe(tp, sid, reading.ts)
             if emitted:
                 out.extend(emitted)
                 touched.add(sid)
@@ -122,13 +123,14 @@ class DetectorRuntime:
     async def _tick(self) -> None:
         out: list[AlertEvent] = []
         touched: set[str] = set()
-        for tp, sensors in list(self.sensors_by_tp.items()):
-            now = self._clock(tp).now()
-            if now is None or not sensors:
-                continue
-            emitted = self.engine.tick(now, sensors)
-            out.extend(emitted)
-            touched.update(e.sensor_id for e in emitted)
+        for sensors in list(self.sensors_by_tp.values()):
+            for sid in list(sensors):
+                now = self.clocks.now(sid)
+                if now is None:
+                    continue
+                emitted = self.engine.tick(now, [sid])
+                out.extend(emitted)
+                touched.update(e.sensor_id for e in emitted)
         await self._send_alerts(out)
         await self._snapshot(touched)
 
@@ -161,7 +163,7 @@ class DetectorRuntime:
         await self.app.producer.flush()
         for tp in gone:
             self.engine.drop(self.sensors_by_tp.pop(tp))
-            self.clocks.pop(tp, None)
+            self.clocks.drop(tp)
         for sid in sensors:
             self.tp_of.pop(sid, None)
         if sensors:
@@ -183,7 +185,7 @@ class DetectorRuntime:
             if self.engine.restore(snap):
                 self._place(sid, tp)
                 if snap.get("last_ts") is not None:
-                    self._clock(tp).observe(float(snap["last_ts"]))
+                    self.clocks.observe(tp, sid, float(snap["last_ts"]))
                 restored.append(sid)
         log.info("table recovered: restored %d sensors' detector state on %d partitions", len(restored), len(actives))
         if self.kafka is not None and actives:
@@ -222,7 +224,7 @@ class DetectorRuntime:
             except ValidationError:
                 return  # dead-lettered when first read
             self._place(reading.sensor_id, TP(rec.topic, rec.partition))
-            self._clock(TP(rec.topic, rec.partition)).observe(reading.ts)
+            self.clocks.observe(TP(rec.topic, rec.partition), reading.sensor_id, reading.ts)
             self.replayed += 1
 
         count = await read_ranges(self.kafka, ranges, feed)
@@ -251,12 +253,6 @@ class DetectorRuntime:
             self.sensors_by_tp.get(old, set()).discard(sid)
         self.tp_of[sid] = tp
         self.sensors_by_tp.setdefault(tp, set()).add(sid)
-
-    def _clock(self, tp: TP) -> StreamClock:
-        clock = self.clocks.get(tp)
-        if clock is None:
-            clock = self.clocks[tp] = StreamClock(time.monotonic)
-        return clock
 
     async def _snapshot(self, sensor_ids: Iterable[str]) -> None:
         for sid in sensor_ids:

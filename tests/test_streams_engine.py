@@ -11,7 +11,7 @@ from cityeye.errors import ValidationError
 from cityeye.sensor_registry import load_registry
 from simulators import DEMO_REGISTRY
 from detectors.base import Check, Finding
-from streams.sensor_engine import SensorEngine, StreamClock
+from streams.sensor_engine import SensorClocks, SensorEngine, StreamClock
 
 SENSOR = "wl-huangpu-01"
 
@@ -218,3 +218,54 @@ def test_stream_clock_moves_with_wall_time():
     assert clock.now() == 5030.0
     clock.observe(4000.0)  # an older reading does not move the clock back
     assert clock.now() == 5030.0
+
+
+def test_stale_is_judged_on_each_sensors_own_time_not_its_partitions():
+    """Two gauges replayed from different years in one partition: neither is stale while both report."""
+    wall = [0.0]
+    clocks = SensorClocks(lambda: wall[0])
+    registry = load_registry(DEMO_REGISTRY)
+    engine = SensorEngine(registry)
+    old, new = "wl-huangpu-01", "wl-minhang-01"
+    t_old, t_new = 1_420_070_400.0, 1_577_836_800.0  # 2015 and 2020, one reading a minute each
+    events = []
+    for i in range(30):
+        for sid, t0 in ((old, t_old), (new, t_new)):
+            s = registry.get(sid)
+            r = Reading(sid, s.kind, s.district, t0 + 60 * i, {"level_m": 3.0 + 0.001 * i}, t0 + 60 * i, "")
+            events += engine.process(r)
+            clocks.observe("p0", sid, r.ts)
+        wall[0] += 0.1  # replayed fast
+        for sid in (old, new):
+            events += engine.tick(clocks.now(sid), [sid])
+    assert [e for e in events if e.rule.endswith("stale")] == []
+    assert clocks.now(old) < t_new - 1e8  # the 2015 gauge is not judged on the 2020 gauge's clock
+    # the 2015 gauge stops; the 2020 one goes on: the partition's pace decides when the first is stale
+    for i in range(30, 40):
+        s = registry.get(new)
+        engine.process(Reading(new, s.kind, s.district, t_new + 60 * i, {"level_m": 3.0}, t_new + 60 * i, ""))
+        clocks.observe("p0", new, t_new + 60 * i)
+        wall[0] += 0.1
+        events += engine.tick(clocks.now(old), [old]) + engine.tick(clocks.now(new), [new])
+    stale = [(e.sensor_id, e.state) for e in events if e.rule.endswith("stale")]
+    assert stale == [(old, "firing")]
+    clocks.drop("p0")
+    assert clocks.now(old) is None
+
+
+def test_a_partition_wide_clock_would_call_the_older_gauge_stale():
+    """The failure SensorClocks fixes: one clock per partition runs on the newest timestamps seen."""
+    wall = [0.0]
+    clock = StreamClock(lambda: wall[0])
+    registry = load_registry(DEMO_REGISTRY)
+    engine = SensorEngine(registry)
+    events = []
+    for i in range(10):
+        for sid, t0 in (("wl-huangpu-01", 1_420_070_400.0), ("wl-minhang-01", 1_577_836_800.0)):
+            s = registry.get(sid)
+            events += engine.process(Reading(sid, s.kind, s.district, t0 + 60 * i, {"level_m": 3.0}, t0 + 60 * i, ""))
+            clock.observe(t0 + 60 * i)
+        events += engine.tick(clock.now())
+    stale = [(e.sensor_id, e.state) for e in events if e.rule.endswith("stale")]
+    assert {sid for sid, _ in stale} == {"wl-huangpu-01"}  # raised and resolved over and over while it reports
+    assert stale.count(("wl-huangpu-01", "firing")) == 10
