@@ -1,4 +1,4 @@
-"""The API's view of a sharded dispatcher: every partition's state, actions through their owners.
+"""The API's view of the dispatcher: every partition's state, actions through their owners.
 
 :class:`ClusterView` offers what :func:`alerts.web.api.create_app` uses of an
 :class:`~alerts.pipeline.dispatch_engine.Engine` (``active``, ``get``, ``silences``,
