@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -58,7 +59,7 @@ class PartitionState:
         else:
             self.store.history_enabled = False  # the timelines in the store remain
         #: clock time of the last completed timer tick (a barrier: everything due by then was decided)
-        self.ticked_at = 0.0
+        self.ticked_at, self._ticked_mono = 0.0, float("-inf")
         self.delivery = DeliveryManager(self.engine, notifiers, alerting.delivery, publish_deadletter, clock,
                                         on_commit=self.committed)
 
@@ -84,6 +85,7 @@ class PartitionState:
                 for rec in records:
                     self._apply_record(rec, now, dead)
                 self.engine.tick(now)  # flush what became due at once, not a tick later
+            self._ticked(now)
             return dead
         except Exception:
             log.exception("batch of %d alert events failed; re-applying one by one", len(records))
@@ -135,19 +137,26 @@ class PartitionState:
         dead.append(letter)
 
     # -- timers, delivery, history ------------------------------------------------
+    def _ticked(self, now: float) -> None:
+        self.ticked_at, self._ticked_mono = now, time.monotonic()
+
     async def _tick(self, stop: asyncio.Event) -> None:
-        next_prune = 0.0
+        """Tick whenever no batch has ticked the engine for ``timings.tick`` (a full tick costs per group)."""
+        interval, next_prune = self.alerting.timings.tick, 0.0
         while not stop.is_set():
+            idle = time.monotonic() - self._ticked_mono
             now = self.clock()
-            with self.store.transaction():
-                self.engine.tick(now)
-                if now >= next_prune:
-                    self.store.prune(now - RETENTION_S)
-                    next_prune = now + 3600
-            self.ticked_at = now
-            self.committed()
+            if idle >= interval or now >= next_prune:
+                with self.store.transaction():
+                    self.engine.tick(now)
+                    if now >= next_prune:
+                        self.store.prune(now - RETENTION_S)
+                        next_prune = now + 3600
+                self._ticked(now)
+                self.committed()
+                idle = 0.0
             try:
-                await asyncio.wait_for(stop.wait(), timeout=self.alerting.timings.tick)
+                await asyncio.wait_for(stop.wait(), timeout=interval - idle)
             except asyncio.TimeoutError:
                 pass
 
