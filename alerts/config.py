@@ -253,7 +253,7 @@ class ApiConfig(BaseModel):
 class ShardingConfig(BaseModel):
     """How ``alerts.events`` is split over ``alerts.grouped`` partitions, one state file each (alerts/runtime/).
 
-    Any number of dispatcher workers share the partitions; one worker owns them all.
+    Dispatcher workers split the partitions between them; a single worker owns them all.
     """
 
     model_config = _STRICT
