@@ -21,9 +21,10 @@ In-process entry point (the embedded runner)::
 ``started(dispatcher)`` is called once the dispatcher is consuming and its
 API is listening (``dispatcher.api_port`` is the bound port).
 
-With ``sharding.enabled`` in the alerting file the process is one of
-several workers (alerts/runtime/sharding.py): start as many as needed with the same
-files; they share ``state_dir`` and split the partitions of ``alerts.grouped``.
+Every process is one dispatcher worker (alerts/runtime/dispatcher.py); alone
+it owns every partition of ``alerts.grouped``. With ``sharding.enabled`` in
+the alerting file, start as many as needed with the same files: they share
+``state_dir`` and split the partitions.
 """
 
 from __future__ import annotations
@@ -32,14 +33,13 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 from pathlib import Path
 from typing import Callable
 
 from alerts.config import AlertingConfig, load_alerting_config
-from alerts.runtime.dispatcher import DispatcherBase, make_dispatcher
+from alerts.runtime.dispatcher import Dispatcher
+from cityeye.command import run_service
 from cityeye.config import Settings, load_settings
-from cityeye.errors import CityEyeError
 
 __all__ = ["add_arguments", "run", "serve"]
 
@@ -53,12 +53,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-port", type=int, metavar="PORT", help="override api.port (0 = any free port)")
 
 
+def _alerting(path: str | Path | None) -> AlertingConfig:
+    return load_alerting_config(path or os.environ.get("CITYEYE_ALERTING") or None)
+
+
 async def serve(settings: Settings, stop: asyncio.Event, alerting: AlertingConfig | str | Path | None = None,
-                started: Callable[[DispatcherBase], None] | None = None, api_port: int | None = None) -> None:
+                started: Callable[[Dispatcher], None] | None = None, api_port: int | None = None) -> None:
     """Run a dispatcher until ``stop`` is set (the embedded runner's entry point)."""
     if not isinstance(alerting, AlertingConfig):
-        alerting = load_alerting_config(alerting or os.environ.get("CITYEYE_ALERTING") or None)
-    dispatcher = make_dispatcher(settings, alerting, api_port=api_port)
+        alerting = _alerting(alerting)
+    dispatcher = Dispatcher(settings, alerting, api_port=api_port)
     runner = asyncio.create_task(dispatcher.run(stop))
     if started is not None:
         ready = asyncio.create_task(dispatcher.ready.wait())
@@ -70,28 +74,12 @@ async def serve(settings: Settings, stop: asyncio.Event, alerting: AlertingConfi
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-        alerting = load_alerting_config(args.alerting or os.environ.get("CITYEYE_ALERTING") or None)
-    except CityEyeError as exc:
-        log.error("%s", exc)
-        return 2
+    def load() -> tuple[Settings, AlertingConfig]:
+        return load_settings(args.config), _alerting(args.alerting)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop, alerting,
-                    started=lambda d: log.info("dispatcher ready (API port %s)", d.api_port),
-                    api_port=args.api_port)
+    async def main(config: tuple[Settings, AlertingConfig], stop: asyncio.Event) -> None:
+        settings, alerting = config
+        await serve(settings, stop, alerting, api_port=args.api_port,
+                    started=lambda d: log.info("dispatcher ready (API port %s)", d.api_port))
 
-    try:
-        asyncio.run(main())
-    except CityEyeError as exc:
-        log.error("%s", exc)
-        return 2
-    except OSError as exc:  # e.g. the API port is taken, state_dir not writable
-        log.error("dispatcher could not start: %s", exc)
-        return 1
-    return 0
+    return run_service("dispatcher", load, main)

@@ -11,7 +11,7 @@ Sections (see ``alerts/example-alerting.yaml`` and docs/alerting.md)::
                       reminder_every, escalate_severities
     delivery:         max_attempts, backoff_initial, backoff_max
     api:              host, port, token
-    sharding:         enabled, key, action_timeout (several dispatcher workers)
+    sharding:         enabled, key, action_timeout (how the dispatcher's state is partitioned)
 
 Durations are seconds (a number) or strings such as ``"90s"``, ``"5m"``,
 ``"1h30m"``. Every validation error names the field path, e.g.
@@ -251,14 +251,23 @@ class ApiConfig(BaseModel):
 
 
 class ShardingConfig(BaseModel):
-    """Several dispatcher workers, each owning some partitions of ``alerts.grouped`` (alerts/runtime/sharding.py)."""
+    """How ``alerts.events`` is split over ``alerts.grouped`` partitions, one state file each (alerts/runtime/).
+
+    Dispatcher workers split the partitions between them; a single worker owns them all.
+    """
 
     model_config = _STRICT
+    #: shard by ``key``; ``false`` (the default) means key ``none``: one partition, any group_by / inhibit rule
     enabled: bool = False
-    #: label the events are partitioned by; a sensor always has one district and kind
-    key: Literal["district", "kind", "sensor"] = "district"
+    #: label the events are partitioned by (a sensor always has one district and kind), or ``none``
+    key: Literal["district", "kind", "sensor", "none"] = "district"
     #: how long the API waits for the owner of a partition to apply an action
     action_timeout: Duration = 10.0
+
+    @property
+    def shard_key(self) -> str:
+        """The key in effect: ``key`` when enabled, else ``none``."""
+        return self.key if self.enabled else "none"
 
 
 def _sharding_problem(route: RouteConfig, key: str, group_by: list[str], path: str, internal: bool) -> str | None:
@@ -305,7 +314,7 @@ class AlertingConfig(BaseModel):
                 walk(child, f"{path}.routes.{i}")
 
         walk(self.route, "route")
-        if self.sharding.enabled:
+        if self.sharding.shard_key != "none":
             self._check_sharding()
         return self
 

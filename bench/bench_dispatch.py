@@ -1,8 +1,9 @@
 """Notification latency: alert event → Kafka → dispatcher → webhook receiver (p50 / p99).
 
 Starts its own Tansu broker and a local aiohttp receiver, runs the
-dispatcher in-process (real Kafka consumer, SQLite store with fsync, outbox,
-the shared webhook notifier), produces ``--events`` firing events (one
+dispatcher in-process (unsharded: the router re-produces each event to
+``alerts.grouped``, the partition consumer applies it to partition 0's
+SQLite store with fsync, outbox, the shared webhook notifier), produces ``--events`` firing events (one
 sensor each, grouped by sensor with ``group_wait: 0`` so each is notified
 on its own) at ``--rate`` per second, and measures, per notification, the
 time from just before the event was produced to its arrival at the

@@ -1,4 +1,8 @@
-"""The dispatcher against real servers: Tansu Kafka, aiohttp receivers, InfluxDB, a subprocess."""
+"""The dispatcher against real servers: Tansu Kafka, aiohttp receivers, InfluxDB, a subprocess.
+
+Unsharded (the default) one dispatcher owns every partition of ``alerts.grouped``
+and every alert is in partition 0's state (:func:`home`).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,14 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from alerts.runtime.history import query_history
 from alerts.runtime.dispatcher import Dispatcher
+from alerts.runtime.history import query_history
+from alerts.runtime.partition import PartitionState
+from alerts.runtime.sharding import UNSHARDED_PARTITION
+from alerts.runtime.store import Store, state_path
 from cityeye.config import InfluxSettings, Settings
-from cityeye.contracts import TOPIC_ALERTS, TOPIC_NOTIFICATIONS_DEADLETTER, AlertEvent, to_json
+from cityeye.contracts import (TOPIC_ALERTS, TOPIC_ALERTS_GROUPED, TOPIC_NOTIFICATIONS_DEADLETTER, TOPIC_PARTITIONS,
+                               AlertEvent, to_json)
 from cityeye.kafka import make_consumer, make_producer
 from tests.alerting_helpers import Receiver, config, event
 
@@ -43,8 +51,20 @@ async def wait_until(predicate, timeout: float = 20.0, what: str = "condition") 
         await asyncio.sleep(0.02)
 
 
+def home(d: Dispatcher) -> PartitionState:
+    """The state holding every alert of an unsharded dispatcher."""
+    state = d.partitions.state(UNSHARDED_PARTITION)
+    assert state is not None, "partition 0 is not owned"
+    return state
+
+
+async def ticked_past(state: PartitionState, t: float) -> None:
+    """Barrier: the partition's timers have decided everything due by clock time ``t``."""
+    await wait_until(lambda: state.ticked_at >= t, what=f"a timer tick at or after {t}")
+
+
 class Running:
-    """An in-process dispatcher on the test's loop."""
+    """An in-process dispatcher on the test's loop, returned once it owns every partition."""
 
     def __init__(self, settings: Settings, cfg) -> None:
         self.dispatcher = Dispatcher(settings, cfg, api_port=0)
@@ -54,6 +74,10 @@ class Running:
         self.task = asyncio.create_task(self.dispatcher.run(self.stop))
         ready = asyncio.create_task(self.dispatcher.ready.wait())
         await asyncio.wait([self.task, ready], return_when=asyncio.FIRST_COMPLETED)
+        if self.task.done():
+            self.task.result()
+        await wait_until(lambda: len(self.dispatcher.partitions.numbers()) == TOPIC_PARTITIONS[TOPIC_ALERTS_GROUPED]
+                         or self.task.done(), what="every partition owned")
         if self.task.done():
             self.task.result()
         return self.dispatcher
@@ -72,6 +96,18 @@ def dispatcher_settings(kafka, tmp_path, influx: InfluxSettings | None = None) -
                     state_dir=str(tmp_path / "state"))
 
 
+def outbox_size(state_dir: Path) -> int:
+    """Unsent notifications in partition 0's state file (read-only, as another process sees it)."""
+    path = state_path(state_dir, UNSHARDED_PARTITION)
+    if not path.exists():
+        return -1
+    store = Store(path, readonly=True)
+    try:
+        return store.outbox_size()
+    finally:
+        store.close()
+
+
 async def test_receiver_500_three_times_then_200_gets_one_notification(kafka, tmp_path):
     rx = await Receiver(script=[500, 500, 500]).start()
     try:
@@ -79,10 +115,10 @@ async def test_receiver_500_three_times_then_200_gets_one_notification(kafka, tm
         async with Running(dispatcher_settings(kafka, tmp_path), cfg) as d:
             await produce(kafka.settings, [event("wl-01", severity="red")])
             await wait_until(lambda: rx.received, what="delivery")
-            await wait_until(lambda: d.store.outbox_size() == 0, what="empty outbox")
+            await wait_until(lambda: home(d).store.outbox_size() == 0, what="empty outbox")
             assert len(rx.keys) == 4 and len(set(rx.keys)) == 1
             assert rx.distinct_delivered() == 1 and len(rx.received) == 1
-            alert = next(iter(d.engine.active.values()))
+            alert = next(iter(home(d).engine.active.values()))
             statuses = [(e.attempt, e.status) for e in alert.timeline if e.action == "notified"]
             assert statuses == [(1, "retrying"), (2, "retrying"), (3, "retrying"), (4, "delivered")]
     finally:
@@ -99,8 +135,8 @@ async def test_permanent_failure_dead_letters_and_raises_internal_alert(kafka, t
             await wait_until(lambda: rx.to("fallback"), what="internal alert at the fallback receiver")
             internal = rx.to("fallback")[0]["alerts"][0]
             assert internal["rule"] == "receiver_failing" and "desk" in internal["sensor_id"]
-            assert [dl["reason"] for dl in d.store.deadletters("notification")][0].startswith("permanent failure")
-            assert "not JSON" in d.store.deadletters("alert_event")[0]["reason"]
+            assert [dl["reason"] for dl in home(d).store.deadletters("notification")][0].startswith("permanent failure")
+            assert "not JSON" in home(d).store.deadletters("alert_event")[0]["reason"]
         consumer = make_consumer(kafka.settings, TOPIC_NOTIFICATIONS_DEADLETTER, group=None)
         await consumer.start()
         try:
@@ -149,9 +185,11 @@ async def test_district_flood_grouping_escalation_ack_silence_resolve_history(ka
                 async with http.post(f"/api/v1/alerts/{alert_id}/ack", json={"by": "officer-li"},
                                      headers=api_headers) as r:
                     assert r.status == 200, await r.text()
-            await asyncio.sleep(0.3)  # a reminder already queued before the ack may still arrive
+            # a reminder already queued before the ack may still arrive: wait until the outbox is empty
+            await wait_until(lambda: home(d).store.outbox_size() == 0, what="queued notifications sent")
             counts = {p: len(rx.to(p)) for p in ("desk", "district", "cap")}
-            await asyncio.sleep(1.5)  # three reminder periods
+            await ticked_past(home(d), d.clock() + 1.5)  # three reminder periods decided
+            await wait_until(lambda: home(d).store.outbox_size() == 0, what="nothing queued")
             assert {p: len(rx.to(p)) for p in ("desk", "district", "cap")} == counts
 
             await produce(kafka.settings, [event(g, "resolved", "orange", updated_at=2000) for g in gauges])
@@ -161,7 +199,7 @@ async def test_district_flood_grouping_escalation_ack_silence_resolve_history(ka
             assert sorted(resolved) == gauges[:9]  # each reported resolved exactly once
             assert all(n["alerts"] and "wl-pd-09" not in {a["sensor_id"] for a in n["alerts"]} for n in rx.to("desk"))
             assert rx.distinct_delivered() == len(rx.delivered_keys)
-            await wait_until(lambda: d.store.history_batch(1) == [], what="history shipped")
+            await wait_until(lambda: home(d).store.history_batch(1) == [], what="history shipped")
         history = await query_history(influx_settings, "wl-pd-00")
         actions = [h["action"] for h in history]
         for expected in ("raised", "acknowledged", "notified", "resolve_pending", "resolved"):
@@ -208,7 +246,8 @@ async def test_kill_9_mid_retry_then_restart_delivers_the_same_notification_once
         rx.script.clear()  # the receiver is healthy again
         proc = await start()
         await wait_until(lambda: rx.received, timeout=30, what="delivery after restart")
-        await asyncio.sleep(1.0)  # let a duplicate, if any, arrive
+        # a duplicate could only come from the outbox: wait until the restarted dispatcher emptied it
+        await wait_until(lambda: outbox_size(tmp_path / "state") == 0, timeout=30, what="empty outbox")
         assert set(rx.keys) == key_before
         assert rx.distinct_delivered() == 1 and len(rx.delivered_keys) == 1
         proc.send_signal(signal.SIGTERM)
@@ -227,9 +266,9 @@ async def test_without_influx_no_history_accumulates(kafka, tmp_path):
             await produce(kafka.settings, [event("wl-01")])
             await wait_until(lambda: rx.received, what="delivery")
             # the receiver has the request before the dispatcher records the answer
-            alert = next(iter(d.engine.active.values()))
+            alert = next(iter(home(d).engine.active.values()))
             await wait_until(lambda: len(alert.timeline) >= 2, what="the delivery in the timeline")
             assert [e.action for e in alert.timeline] == ["raised", "notified"]
-            assert d.store.history_batch(10) == []
+            assert home(d).store.history_batch(10) == []
     finally:
         await rx.stop()

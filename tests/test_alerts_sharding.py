@@ -1,4 +1,9 @@
-"""Several dispatcher workers (alerts/runtime/sharding.py) against real Tansu Kafka and aiohttp receivers."""
+"""Dispatcher workers sharing alerts.grouped's partitions, against real Tansu Kafka and aiohttp receivers.
+
+One topology (alerts/runtime/dispatcher.py): one worker owns every partition,
+two split them; an upgrade from the former single dispatcher adopts its state
+and resumes where its consumer group stopped (alerts/runtime/upgrade.py).
+"""
 
 from __future__ import annotations
 
@@ -15,20 +20,24 @@ import aiohttp
 import pytest
 import yaml
 from aiohttp import web
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
-from alerts.runtime.actions import apply_action, encode_action
-from alerts.web.cluster_view import ClusterView
 from alerts.pipeline.dispatch_engine import Engine
-from alerts.runtime.dispatcher import make_dispatcher
-from alerts.runtime.sharding import PartitionLock, ShardedDispatcher
+from alerts.runtime.actions import apply_action, encode_action
+from alerts.runtime.dispatcher import Dispatcher
+from alerts.runtime.ownership import PartitionLock
+from alerts.runtime.sharding import ROUTER_GROUP
 from alerts.runtime.store import Store, state_path
+from alerts.runtime.upgrade import FORMER_GROUP
+from alerts.web.cluster_view import ClusterView
 from cityeye.config import InfluxSettings, Settings
 from cityeye.contracts import TOPIC_ALERTS, TOPIC_ALERTS_GROUPED, TOPIC_PARTITIONS, AlertEvent, to_json
 from cityeye.errors import ConfigError
-from cityeye.kafka import make_producer
+from cityeye.kafka import make_consumer, make_producer
 from tests.alerting_helpers import Receiver, config, event
-from tests.test_alerts_dispatch import dispatcher_settings, wait_until, webhook
+from tests.test_alerts_dispatch import dispatcher_settings, home, wait_until, webhook
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "shard-token-0123456789"
@@ -85,8 +94,10 @@ def test_sharding_requires_the_shard_key_in_group_by_and_inhibit_rules():
                  inhibit_rules=[{"source_matchers": ["rule=~.*stale.*"], "target_matchers": ["rule!~.*stale.*"],
                                  "equal": ["sensor"]}], sharding={"enabled": True})
     assert cfg.sharding.key == "district"
-    # without sharding nothing changes
+    # without sharding nothing changes: one partition, any grouping
     assert not config(route={"group_by": ["kind"]}).sharding.enabled
+    assert config(route={"group_by": ["kind"]}).sharding.shard_key == "none"
+    assert config(route={"group_by": ["kind"]}, sharding={"enabled": True, "key": "none"}).sharding.shard_key == "none"
 
 
 def test_an_action_is_applied_once_and_a_malformed_one_is_refused(tmp_path):
@@ -128,33 +139,57 @@ async def test_the_api_answers_503_when_no_owner_applies_the_action_in_time(tmp_
     engine.store.close()
 
 
-def test_switching_between_one_and_several_workers_never_strands_state(tmp_path):
+def add_active_alert(path: Path, sensor: str = "wl-01") -> Engine:
+    engine = Engine(config(), Store(path))
+    with engine.store.transaction():
+        engine.apply_event(event(sensor), 100.0)
+    return engine
+
+
+def resolve_all(engine: Engine) -> None:
+    with engine.store.transaction():
+        for alert in list(engine.active.values()):
+            engine.resolve(alert.alert_id, "officer-li", 101.0)
+    engine.store.close()
+
+
+def test_an_upgrade_adopts_the_single_dispatchers_state_and_no_start_strands_state(tmp_path):
     settings = Settings(influx=InfluxSettings(enabled=False), state_dir=str(tmp_path / "state"))
     single, several = config(), config(sharding={"enabled": True})
-    for path, refused, allowed in ((state_path(settings.state_dir), several, single),
-                                   (state_path(settings.state_dir, 2), single, several)):
-        engine = Engine(single, Store(path))
-        with engine.store.transaction():
-            engine.apply_event(event("wl-01"), 100.0)
-        with pytest.raises(ConfigError, match="drained"):
-            make_dispatcher(settings, refused)
-        make_dispatcher(settings, allowed)  # the mode that owns the state starts
-        with engine.store.transaction():
-            engine.resolve(next(iter(engine.active.values())).alert_id, "officer-li", 101.0)
-        engine.store.close()
-        make_dispatcher(settings, refused)  # drained: the other mode may start
+    old = add_active_alert(state_path(settings.state_dir))  # the former single dispatcher's file
+    old.store.close()
+    with pytest.raises(ConfigError, match="drained"):
+        Dispatcher(settings, several)
+    Dispatcher(settings, single)  # adopts it as the unsharded partition's file
+    assert not state_path(settings.state_dir).exists()
+    adopted = Store(state_path(settings.state_dir, 0), readonly=True)
+    assert [a["sensor_id"] for a in adopted.active_alerts()] == ["wl-01"]
+    adopted.close()
+    # every alert is in partition 0: a shard key would send their events elsewhere
+    with pytest.raises(ConfigError, match="sharding.key 'none' until it has drained"):
+        Dispatcher(settings, several)
+    resolve_all(Engine(single, Store(state_path(settings.state_dir, 0))))
+    Dispatcher(settings, several)  # drained: sharding may start
+    # partitions of several workers: one partition would strand the others' alerts
+    engine = add_active_alert(state_path(settings.state_dir, 2))
+    with pytest.raises(ConfigError, match="drained"):
+        Dispatcher(settings, single)
+    Dispatcher(settings, several)  # the key that owns the state starts
+    with pytest.raises(ConfigError, match="sharding.key 'district' until it has drained"):
+        Dispatcher(settings, config(sharding={"enabled": True, "key": "kind"}))
+    resolve_all(engine)
+    Dispatcher(settings, single)  # drained: one partition may start
 
 
 async def test_one_worker_owns_every_partition_api_sees_all_silences_broadcast(kafka, tmp_path):
     rx = await Receiver().start()
     cfg = config(**sharded(rx))
     settings = dispatcher_settings(kafka, tmp_path)
-    d = make_dispatcher(settings, cfg, api_port=0)
-    assert isinstance(d, ShardedDispatcher)
+    d = Dispatcher(settings, cfg, api_port=0)
     stop = asyncio.Event()
     task = asyncio.create_task(d.run(stop))
     try:
-        await wait_until(lambda: len(d.parts) == PARTITIONS or task.done(), what="all partitions owned")
+        await wait_until(lambda: len(d.partitions.numbers()) == PARTITIONS or task.done(), what="all partitions owned")
         async with aiohttp.ClientSession(f"http://127.0.0.1:{d.api_port}") as http:
             async with http.post("/api/v1/silences", headers=AUTH, json={
                     "matchers": ["district=minhang"], "duration": "1h", "created_by": "officer-wang",
@@ -236,32 +271,80 @@ def mentions(rx: Receiver, sensor: str) -> int:
     return sum(1 for n in rx.received for a in n["alerts"] if a["sensor_id"] == sensor)
 
 
-async def test_switching_modes_resumes_where_the_other_mode_stopped(kafka, tmp_path):
+async def group_offsets(kafka_settings, group: str, topic: str) -> dict[int, int]:
+    """Committed offsets of consumer group ``<prefix>-<group>`` on ``topic`` (partitions without one: -1)."""
+    tps = [TopicPartition(topic, p) for p in range(TOPIC_PARTITIONS[topic])]
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap)
+    await admin.start()
+    try:  # partitions listed explicitly (Tansu breaks the connection without them)
+        found = await admin.list_consumer_group_offsets(f"{kafka_settings.consumer_group_prefix}-{group}",
+                                                        partitions=tps)
+    finally:
+        await admin.close()
+    return {tp.partition: found[tp].offset if tp in found and found[tp].offset is not None else -1 for tp in tps}
+
+
+async def end_offsets(kafka_settings, topic: str) -> dict[int, int]:
+    consumer = make_consumer(kafka_settings, group=None)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(TOPIC_PARTITIONS[topic])])
+    finally:
+        await consumer.stop()
+    return {tp.partition: offset for tp, offset in ends.items()}
+
+
+async def committed_past_the_end(kafka_settings, group: str, topic: str, timeout: float = 20.0) -> None:
+    """Barrier: ``group`` has committed every record now in ``topic`` (so it has handled them)."""
+    ends = await end_offsets(kafka_settings, topic)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        committed = await group_offsets(kafka_settings, group, topic)
+        if all(committed[p] >= end for p, end in ends.items() if end > 0):
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"{group} committed {committed} of {ends} on {topic}"
+        await asyncio.sleep(0.05)
+
+
+async def act_as_the_former_single_dispatcher(kafka_settings, records: int) -> None:
+    """Read ``records`` events of alerts.events in the former dispatcher's group and commit them."""
+    consumer = make_consumer(kafka_settings, TOPIC_ALERTS, group=FORMER_GROUP)
+    await consumer.start()
+    try:
+        seen = 0
+        while seen < records:
+            batches = await consumer.getmany(timeout_ms=500)
+            seen += sum(len(part) for part in batches.values())
+            await consumer.commit()
+    finally:
+        await consumer.stop()
+
+
+async def test_an_upgrade_resumes_where_the_single_dispatcher_stopped_and_strands_no_alert(kafka, tmp_path):
     rx = await Receiver().start()
     single = config(receivers=[webhook("desk", rx)], api={"enabled": False})
-    several = config(receivers=[webhook("desk", rx)], api={"enabled": False}, sharding={"enabled": True})
     settings = dispatcher_settings(kafka, tmp_path)
     try:
-        async with running(make_dispatcher(settings, single)) as d:
-            await produce(kafka.settings, [event("wl-01", "firing", "yellow")])
-            await rx.wait_for(lambda: mentions(rx, "wl-01") == 1)
-            await produce(kafka.settings, [event("wl-01", "resolved", "yellow", updated_at=1001.0)])
-            await rx.wait_for(lambda: mentions(rx, "wl-01") == 2)
-            await wait_until(lambda: d.store.outbox_size() == 0, what="empty outbox")
-        async with running(make_dispatcher(settings, several)) as d:
-            await produce(kafka.settings, [event("wl-02", "firing", "yellow", district="xuhui")])
-            await rx.wait_for(lambda: mentions(rx, "wl-02") == 1)
-            await produce(kafka.settings, [event("wl-02", "resolved", "yellow", district="xuhui", updated_at=1001.0)])
-            await rx.wait_for(lambda: mentions(rx, "wl-02") == 2)
-            await wait_until(lambda: d.cluster.stats()["outbox"] == 0, what="empty outboxes")
-            assert d.cluster.get(event("wl-01").alert_id) is None  # the old mode's events were not replayed
-        async with running(make_dispatcher(settings, single)) as d:
-            await produce(kafka.settings, [event("wl-03", "firing", "yellow")])
-            await rx.wait_for(lambda: mentions(rx, "wl-03") == 1)
-            assert d.engine.get(event("wl-02").alert_id) is None
-            await asyncio.sleep(0.5)  # a replayed old event, if any, would be notified by now
-        assert (mentions(rx, "wl-01"), mentions(rx, "wl-02")) == (2, 2)  # nothing replayed after a switch
-        assert rx.distinct_delivered() == len(rx.delivered_keys) == 5
+        # before the upgrade: wl-01 raised and resolved, wl-00 raised and still waiting for its group
+        await produce(kafka.settings, [event("wl-01", "firing", "yellow"),
+                                       event("wl-01", "resolved", "yellow", updated_at=1001.0),
+                                       event("wl-00", "firing", "yellow")])
+        await act_as_the_former_single_dispatcher(kafka.settings, 3)
+        old = Engine(single, Store(state_path(settings.state_dir)))
+        with old.store.transaction():
+            old.apply_event(event("wl-00", "firing", "yellow"), 1000.0)
+        old.store.close()
+
+        async with running(Dispatcher(settings, single)) as d:
+            await rx.wait_for(lambda: mentions(rx, "wl-00") == 1)  # the adopted alert is notified
+            await produce(kafka.settings, [event("wl-00", "resolved", "yellow", updated_at=1001.0)])
+            await rx.wait_for(lambda: mentions(rx, "wl-00") == 2)  # and its events still reach it
+            await committed_past_the_end(kafka.settings, ROUTER_GROUP, TOPIC_ALERTS)
+            await committed_past_the_end(kafka.settings, "dispatcher", TOPIC_ALERTS_GROUPED)
+            await wait_until(lambda: home(d).store.outbox_size() == 0, what="empty outbox")
+            assert home(d).engine.get(event("wl-01").alert_id) is None  # the old events were not replayed
+        assert mentions(rx, "wl-01") == 0
+        assert rx.distinct_delivered() == len(rx.delivered_keys) == 2
     finally:
         await rx.stop()
 
@@ -277,14 +360,15 @@ async def test_a_partition_locked_by_a_stalled_owner_is_taken_once_free_and_noth
     cfg = config(receivers=[webhook("desk", rx)], api={"enabled": False}, sharding={"enabled": True})
     try:
         await produce(kafka.settings, [event(f"wl-{d}", "firing", "yellow", district=d) for d in districts])
-        async with running(make_dispatcher(settings, cfg)) as d:
-            await asyncio.sleep(3.0)  # joined, assigned and fetching while the take waits for the locks
-            assert d.parts == {} and rx.received == []
+        async with running(Dispatcher(settings, cfg)) as d:
+            # the router has put every event on alerts.grouped while the take waits for the locks
+            await committed_past_the_end(kafka.settings, ROUTER_GROUP, TOPIC_ALERTS)
+            assert d.partitions.numbers() == [] and rx.received == []
             for lock in stalled:
                 lock.release()
             await rx.wait_for(lambda: len(rx.to("desk")) == len(districts))
             assert sorted(n["group_labels"]["district"] for n in rx.to("desk")) == districts
-            assert sorted(d.parts) == list(range(PARTITIONS))
+            assert d.partitions.numbers() == list(range(PARTITIONS))
     finally:
         for lock in stalled:
             lock.release()
@@ -342,6 +426,14 @@ async def owned(http, workers: list[Worker]) -> list[list[int]]:
     return out
 
 
+async def outbox_empty(http: aiohttp.ClientSession, worker: Worker, timeout: float = 30.0) -> None:
+    """Barrier: every queued notification of every partition was sent (the worker's API reads them all)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while ((await worker.status(http)) or {}).get("outbox") != 0:
+        assert asyncio.get_running_loop().time() < deadline, "the outboxes never emptied"
+        await asyncio.sleep(0.05)
+
+
 def new_per_group(rx: Receiver, kind: str) -> Counter:
     return Counter(n["group_labels"]["district"] for n in rx.to("desk")
                    if n["reason"] == "new" and n["group_labels"]["kind"] == kind)
@@ -397,10 +489,17 @@ async def test_two_workers_split_partitions_ack_anywhere_kill_9_one_other_finish
             assert alerts[a] == alerts[b] and len(alerts[a]) == 2  # each API sees every partition
             assert (await a.ack(http, alerts[a][in_b]))["acknowledged_by"] == "officer-li"
             assert (await b.ack(http, alerts[b][in_a]))["acknowledged_by"] == "officer-li"
-            await asyncio.sleep(0.4)  # a reminder queued just before the ack may still arrive
+            await outbox_empty(http, a)  # a reminder queued just before the ack may still arrive
             reminders = Counter(n["alerts"][0]["sensor_id"] for n in rx.received if n["reason"] == "reminder")
-            await asyncio.sleep(1.2)  # four reminder periods
-            assert Counter(n["alerts"][0]["sensor_id"] for n in rx.received if n["reason"] == "reminder") == reminders
+            # barrier: new orange alerts in the same two partitions get four reminders
+            probes = [event(f"probe-{d}", severity="orange", district=d, kind="probe", rule="probe") for d in (in_a, in_b)]
+            await produce(kafka.settings, probes)
+            await rx.wait_for(lambda: all(Counter(n["alerts"][0]["sensor_id"] for n in rx.received
+                                                  if n["reason"] == "reminder")[p.sensor_id] >= 4 for p in probes),
+                              timeout=30)
+            await outbox_empty(http, a)
+            after = Counter(n["alerts"][0]["sensor_id"] for n in rx.received if n["reason"] == "reminder")
+            assert Counter({s: n for s, n in after.items() if not s.startswith("probe-")}) == reminders
 
             # kill -9 worker b while a second flood streams in: a takes b's partitions and finishes
             second = [event(f"ws-{d}-{i}", severity="yellow", district=d, kind="weather", rule="rain")
@@ -418,11 +517,11 @@ async def test_two_workers_split_partitions_ack_anywhere_kill_9_one_other_finish
             await rx.wait_for(lambda: {x["sensor_id"] for n in rx.to("desk") if n["group_labels"]["kind"] == "weather"
                                        for x in n["alerts"]} == {ev.sensor_id for ev in second}, timeout=40)
             assert (await owned(http, [a]))[0] == list(range(PARTITIONS))
-            await asyncio.sleep(1.0)  # let a duplicate, if any, arrive
+            await outbox_empty(http, a)  # a duplicate, if any, would have been sent by now
             assert set(new_per_group(rx, "weather").values()) == {1} and len(new_per_group(rx, "weather")) == 8
             assert set(new_per_group(rx, "water_level").values()) == {1}
             status = await a.status(http)
-            assert status["outbox"] == 0 and status["active_alerts"] == len(flood + urgent + second)
+            assert status["outbox"] == 0 and status["active_alerts"] == len(flood + urgent + probes + second)
             assert await a.kill(signal.SIGTERM) == 0
     finally:
         for w in (a, b):

@@ -1,6 +1,6 @@
-"""Officer actions as Kafka records, for several dispatcher workers (alerts/runtime/sharding.py).
+"""Officer actions as Kafka records, applied by the owner of the alert's partition.
 
-With several workers an alert's state is owned by the worker that owns its
+An alert's state is owned by the dispatcher worker that owns its
 ``alerts.grouped`` partition. The API of any worker turns a write action
 (ack / assign / resolve / comment, or a silence created or expired) into a
 record on that partition (silences: on every partition), marked with the

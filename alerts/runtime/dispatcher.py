@@ -1,27 +1,30 @@
-"""The dispatcher process: Kafka in, state, timers, delivery, history and the API.
+"""The dispatcher process: one topology, from one worker to several.
 
-:class:`Dispatcher` (one worker, the default) wires the pipeline together on
-one asyncio loop:
+A dispatcher is a worker that owns some partitions of ``alerts.grouped``; a
+single dispatcher is simply one that owns every partition. :class:`Dispatcher`
+wires one worker together on one asyncio loop:
 
-* a Kafka consumer (group ``<prefix>-dispatcher``) of ``alerts.events``;
-  each fetched batch is applied to the :class:`~alerts.pipeline.dispatch_engine.Engine` in
-  one store transaction and the offsets are committed only after it, so
-  nothing accepted is lost and a replay is idempotent (event ids);
-  undecodable events are dead-lettered (store + ``notifications.deadletter``);
-* one :class:`~alerts.runtime.partition.PartitionState` over ``dispatcher.sqlite``:
-  a timer loop (``timings.tick``) for resolves, silence windows, group
-  flushes, escalations and reminders, :class:`~alerts.runtime.delivery.DeliveryManager`
-  (one worker per receiver) and :class:`~alerts.runtime.history.HistoryShipper` to
-  InfluxDB (if enabled);
-* the HTTP API (:func:`alerts.web.api.create_app`).
+* the router stage (:class:`~alerts.runtime.sharding.Router`):
+  ``alerts.events`` → ``alerts.grouped`` by shard key (``sharding.key``;
+  ``none``, the default, puts everything in one partition and one state file);
+* the partition consumer (group ``<prefix>-dispatcher``) of ``alerts.grouped``,
+  one :func:`cityeye.consume.consume` loop: each batch of an owned partition
+  is applied by that partition's :class:`~alerts.runtime.partition.PartitionState`
+  (engine, timers, delivery, history over ``dispatcher-p<N>.sqlite``) in one
+  store transaction, and its offsets are committed only after it, so nothing
+  accepted is lost and a replay is idempotent (event ids); undecodable
+  events are dead-lettered (store + ``notifications.deadletter``). Which
+  partitions are owned, with their locks: alerts/runtime/ownership.py;
+* the HTTP API (:func:`alerts.web.api.create_app`) over a
+  :class:`~alerts.web.cluster_view.ClusterView` of every partition's state
+  file, whose write actions go as records to the partition's owner and are
+  applied in order with its events (alerts/runtime/actions.py).
 
-:class:`DispatcherBase` holds what every kind of dispatcher shares (the
-producer, notifiers, dead-letter publishing, the API and the run/shutdown
-skeleton); :class:`alerts.runtime.sharding.ShardedDispatcher` is the several-workers
-variant. :func:`make_dispatcher` picks one from ``sharding.enabled``.
-
-Everything touching a store runs synchronously between awaits, so a
-SQLite connection is never used concurrently.
+Before starting, the state directory is prepared (alerts/runtime/upgrade.py):
+a former single dispatcher's ``dispatcher.sqlite`` is adopted, a start that
+would strand state is refused. Everything touching a store runs
+synchronously between awaits, so a SQLite connection is never used
+concurrently.
 """
 
 from __future__ import annotations
@@ -30,27 +33,32 @@ import asyncio
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from aiohttp import web
-from aiokafka.errors import KafkaError
 
-from alerts.web.api import create_app
 from alerts.config import AlertingConfig
-from alerts.runtime.handover import ResumeAfterOtherGroup
 from alerts.notification import Notifier
+from alerts.runtime.actions import ACTION_HEADER
+from alerts.runtime.ownership import OwnedPartitions
 from alerts.runtime.partition import RETENTION_S, PartitionState
-from alerts.runtime.store import pending_work, state_path
+from alerts.runtime.sharding import UNSHARDED, UNSHARDED_PARTITION, Router, hop_fetch_wait_ms
+from alerts.runtime.upgrade import prepare_state_dir
+from alerts.web.api import create_app
+from alerts.web.cluster_view import ClusterView
 from cityeye.config import Settings
+from cityeye.consume import Batches, Offsets, consume
 from cityeye.contracts import (TOPIC_ALERTS, TOPIC_ALERTS_GROUPED, TOPIC_NOTIFICATIONS_DEADLETTER, TOPIC_PARTITIONS,
                                to_json)
-from cityeye.errors import ConfigError
 from cityeye.kafka import ensure_topics, make_consumer, make_producer
 from cityeye.sensor_registry import registry_for
 
-__all__ = ["DispatcherBase", "Dispatcher", "build_notifiers", "make_dispatcher", "RETENTION_S"]
+__all__ = ["Dispatcher", "build_notifiers", "RETENTION_S"]
 
 log = logging.getLogger(__name__)
+
+PARTITION_GROUP = "dispatcher"
 
 
 def build_notifiers(cfg: AlertingConfig) -> dict[str, Notifier]:
@@ -63,24 +71,37 @@ def build_notifiers(cfg: AlertingConfig) -> dict[str, Notifier]:
     return {r.name: build_notifier(r.notifier_config()) for r in cfg.receivers}
 
 
-class DispatcherBase:
-    """What every dispatcher shares; subclasses supply :meth:`_topics`, :meth:`_start`, :meth:`_api_engine`
-    and :meth:`_close_state`. ``await dispatcher.run(stop)`` until ``stop`` is set."""
+class Dispatcher:
+    """One dispatcher worker: router, partition consumer, owned partitions' state and the API.
+
+    ``await dispatcher.run(stop)`` until ``stop`` is set. Raises
+    :class:`cityeye.errors.ConfigError` at construction if the state
+    directory holds state this configuration would strand.
+    """
 
     def __init__(self, settings: Settings, alerting: AlertingConfig, notifiers: dict[str, Notifier] | None = None,
                  clock: Callable[[], float] = time.time, api_port: int | None = None) -> None:
         self.settings, self.alerting, self.clock = settings, alerting, clock
+        self.state_dir = Path(settings.state_dir)
+        self.partition_count = TOPIC_PARTITIONS[TOPIC_ALERTS_GROUPED]
+        prepare_state_dir(self.state_dir, alerting.sharding.shard_key, UNSHARDED, UNSHARDED_PARTITION,
+                          self.partition_count)
         self.registry = registry_for(settings)
         self.notifiers = notifiers if notifiers is not None else build_notifiers(alerting)
         self.api_port = alerting.api.port if api_port is None else api_port
-        self._producer = None
-        #: set once consuming, ticking and (if enabled) the API are up
+        self.router = Router(settings.kafka, alerting.sharding.shard_key)
+        self.partitions = OwnedPartitions(self.state_dir, self._open_state)
+        self.cluster = ClusterView(self.state_dir, lambda: self.partition_count, self._publish_action,
+                                   self.partitions.numbers, alerting.sharding.action_timeout, clock)
+        self._producer: Any = None
+        #: set once routing, consuming and (if enabled) the API are up
         self.ready = asyncio.Event()
 
-    def _partition_state(self, path: Any, grouped: bool = False) -> PartitionState:
+    def _open_state(self, path: Path) -> PartitionState:
         return PartitionState(path, self.settings, self.alerting, self.notifiers, self.registry,
-                              self._publish_deadletter, self.clock, grouped=grouped)
+                              self._publish_deadletter, self.clock)
 
+    # -- Kafka ------------------------------------------------------------------------
     async def _publish_deadletter(self, record: dict[str, Any]) -> None:
         if self._producer is not None:
             key = str(record.get("receiver") or record.get("kind", "")).encode()
@@ -92,11 +113,43 @@ class DispatcherBase:
         except Exception as exc:
             log.warning("dead letter not published to Kafka (kept in the store): %s", exc)
 
+    async def _publish_action(self, p: int, value: bytes) -> None:
+        await self._producer.send_and_wait(TOPIC_ALERTS_GROUPED, value, partition=p, headers=[(ACTION_HEADER, b"1")])
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        consumer = make_consumer(self.settings.kafka, group=PARTITION_GROUP,
+                                 fetch_max_wait_ms=hop_fetch_wait_ms(self.settings.kafka))
+        await consumer.start()
+        consumer.subscribe([TOPIC_ALERTS_GROUPED], listener=self.partitions)
+
+        async def apply(batches: Batches) -> Offsets | None:
+            self.partitions.check_health()
+            offsets, dead = {}, []
+            for tp, records in batches.items():
+                state = self.partitions.state(tp.partition)
+                if state is None or not records:
+                    # not taken yet (aiokafka fetches while the assignment callback runs): read
+                    # these again; or revoked meanwhile: its next owner reads them again
+                    if records and tp in consumer.assignment():
+                        consumer.seek(tp, records[0].offset)
+                    continue
+                dead += state.apply_records(records)
+                state.committed()
+                offsets[tp] = records[-1].offset + 1
+            for letter in dead:  # at least once: a crash before the commit publishes it again
+                await self._safe_publish(letter)
+            return offsets
+
+        try:
+            await consume(consumer, apply, stop, name="dispatcher")
+        finally:
+            await consumer.stop()  # revokes (and so releases) every owned partition
+
+    # -- API ------------------------------------------------------------------------------
     async def _start_api(self) -> web.AppRunner | None:
         if not self.alerting.api.enabled:
             return None
-        engine, on_commit = self._api_engine()
-        app = create_app(engine, self.alerting.api, on_commit=on_commit, clock=self.clock)
+        app = create_app(self.cluster, self.alerting.api, clock=self.clock)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.alerting.api.host, self.api_port)
@@ -105,35 +158,24 @@ class DispatcherBase:
         log.info("dispatcher API on http://%s:%d/api/v1/", self.alerting.api.host, self.api_port)
         return runner
 
-    # -- for subclasses ---------------------------------------------------------
-    def _topics(self) -> list[str]:
-        raise NotImplementedError
-
-    async def _start(self, stop: asyncio.Event) -> list[asyncio.Task]:
-        raise NotImplementedError
-
-    def _api_engine(self) -> tuple[Any, Callable[[], None]]:
-        raise NotImplementedError
-
-    async def _close_state(self) -> None:
-        raise NotImplementedError
-
-    def _describe(self) -> dict[str, Any]:
-        return {}
-
+    # -- run ------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; then finish the current step and close everything."""
         kafka = self.settings.kafka
-        await ensure_topics(kafka, {t: TOPIC_PARTITIONS[t] for t in [*self._topics(), TOPIC_NOTIFICATIONS_DEADLETTER]})
-        self._producer = make_producer(kafka, "dispatcher")
+        topics = [TOPIC_ALERTS, TOPIC_ALERTS_GROUPED, TOPIC_NOTIFICATIONS_DEADLETTER]
+        await ensure_topics(kafka, {t: TOPIC_PARTITIONS[t] for t in topics})
+        self._producer = make_producer(kafka, "dispatcher", linger_ms=0)  # the router awaits each batch
         await self._producer.start()
         runner = None
         tasks: list[asyncio.Task] = []
         try:
+            self.partition_count = len(await self._producer.partitions_for(TOPIC_ALERTS_GROUPED))
             runner = await self._start_api()
-            tasks = await self._start(stop)
+            tasks = [asyncio.create_task(self.router.run(stop, self._producer), name="router"),
+                     asyncio.create_task(self._consume(stop), name="consume")]
             self.ready.set()
-            log.info("dispatcher running: %s", json.dumps(self._describe()))
+            log.info("dispatcher running: %s", json.dumps({"sharding": self.alerting.sharding.shard_key,
+                                                            "partitions": self.partition_count}))
             stopper = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -144,80 +186,8 @@ class DispatcherBase:
             await asyncio.gather(*tasks, return_exceptions=True)
             if runner is not None:
                 await runner.cleanup()
-            await self._close_state()
+            await self.partitions.release_all()
+            self.cluster.close()
             for notifier in self.notifiers.values():
                 await notifier.close()
             await self._producer.stop()
-
-
-class Dispatcher(DispatcherBase):
-    """One dispatcher owning one state file (``dispatcher.sqlite``), consuming ``alerts.events``."""
-
-    def __init__(self, settings: Settings, alerting: AlertingConfig, notifiers: dict[str, Notifier] | None = None,
-                 clock: Callable[[], float] = time.time, api_port: int | None = None) -> None:
-        super().__init__(settings, alerting, notifiers, clock, api_port)
-        _refuse_partition_state(settings.state_dir)
-        self.state = self._partition_state(state_path(settings.state_dir))
-        self.store, self.engine = self.state.store, self.state.engine
-        self.delivery, self.history = self.state.delivery, self.state.history
-
-    def apply_records(self, records: list[Any]) -> list[dict[str, Any]]:
-        """Apply a batch of Kafka records in one transaction; returns dead letters to publish."""
-        return self.state.apply_records(records)
-
-    async def _consume(self, stop: asyncio.Event) -> None:
-        consumer = make_consumer(self.settings.kafka, group="dispatcher")
-        await consumer.start()
-        # after several workers ran: resume where their router stopped (alerts/runtime/handover.py)
-        handover = ResumeAfterOtherGroup(consumer, self.settings.kafka, "dispatcher-router")
-        consumer.subscribe([TOPIC_ALERTS], listener=handover)
-        try:
-            while not stop.is_set():
-                batches = handover.admit(await consumer.getmany(timeout_ms=200, max_records=1000))
-                records = [r for part in batches.values() for r in part]
-                if not records:
-                    continue
-                dead = self.apply_records(records)
-                self.state.committed()
-                try:
-                    await consumer.commit()
-                except KafkaError as exc:  # e.g. a rebalance: the events come again and are deduplicated
-                    log.warning("offset commit failed (events will be re-read, applied once): %s", exc)
-                for letter in dead:
-                    await self._safe_publish(letter)
-        finally:
-            await consumer.stop()
-
-    def _topics(self) -> list[str]:
-        return [TOPIC_ALERTS]
-
-    async def _start(self, stop: asyncio.Event) -> list[asyncio.Task]:
-        return [asyncio.create_task(self._consume(stop), name="consume"), *self.state.tasks(stop)]
-
-    def _api_engine(self) -> tuple[Any, Callable[[], None]]:
-        return self.engine, self.state.committed
-
-    async def _close_state(self) -> None:
-        self.state.close()
-
-    def _describe(self) -> dict[str, Any]:
-        return self.engine.stats()
-
-
-def _refuse_partition_state(state_dir: str) -> None:
-    """Going back from several workers to one must not strand the partitions' state."""
-    for p, path in enumerate(state_path(state_dir, p) for p in range(TOPIC_PARTITIONS[TOPIC_ALERTS_GROUPED])):
-        pending = pending_work(path)
-        if pending:
-            raise ConfigError(f"{path} holds partition {p}'s state of several dispatcher workers ({pending} active "
-                              "alert(s) or unsent notification(s)); keep sharding enabled until it has drained")
-
-
-def make_dispatcher(settings: Settings, alerting: AlertingConfig, notifiers: dict[str, Notifier] | None = None,
-                    clock: Callable[[], float] = time.time, api_port: int | None = None) -> DispatcherBase:
-    """A :class:`Dispatcher`, or with ``sharding.enabled`` an :class:`alerts.runtime.sharding.ShardedDispatcher`."""
-    if alerting.sharding.enabled:
-        from alerts.runtime.sharding import ShardedDispatcher
-
-        return ShardedDispatcher(settings, alerting, notifiers, clock, api_port)
-    return Dispatcher(settings, alerting, notifiers, clock, api_port)

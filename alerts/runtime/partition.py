@@ -1,14 +1,12 @@
 """One unit of dispatcher state: a state file with its engine, timers, delivery and history.
 
-A single dispatcher has one :class:`PartitionState` over ``dispatcher.sqlite``;
-with several workers (alerts/runtime/sharding.py) each owned partition of
-``alerts.grouped`` has its own over ``dispatcher-p<N>.sqlite``, started when
-the partition is assigned and stopped when it is revoked.
+Each owned partition of ``alerts.grouped`` has one :class:`PartitionState`
+over ``dispatcher-p<N>.sqlite``, started when the partition is assigned and
+stopped when it is revoked (alerts/runtime/ownership.py).
 
 * :meth:`PartitionState.apply_records` applies a batch of Kafka records in
   one store transaction (the caller commits the offsets afterwards);
-  undecodable events are dead-lettered, and on ``alerts.grouped`` records
-  carrying the action header are API actions (alerts/runtime/actions.py) applied in
+  undecodable events are dead-lettered, and records carrying the action header are API actions (alerts/runtime/actions.py) applied in
   order with the events;
 * :meth:`PartitionState.run` runs the timer loop (``timings.tick``), the
   delivery workers and the history shipper until its stop event is set.
@@ -21,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -48,10 +47,8 @@ class PartitionState:
 
     def __init__(self, path: str | Path, settings: Settings, alerting: AlertingConfig, notifiers: dict[str, Notifier],
                  registry: SensorRegistry | None, publish_deadletter: Callable[[dict[str, Any]], Awaitable[None]],
-                 clock: Callable[[], float], grouped: bool = False) -> None:
+                 clock: Callable[[], float]) -> None:
         self.alerting, self.clock = alerting, clock
-        #: records come from alerts.grouped: honour the action and source headers the workers set
-        self.grouped = grouped
         self.store = Store(path)
         self.engine = Engine(alerting, self.store, registry)
         self.history: HistoryShipper | None = None
@@ -61,6 +58,8 @@ class PartitionState:
             self.history = HistoryShipper(self.store, InfluxSink(settings.influx), settings.influx.batch_size)
         else:
             self.store.history_enabled = False  # the timelines in the store remain
+        #: clock time of the last completed timer tick (a barrier: everything due by then was decided)
+        self.ticked_at, self._ticked_mono = 0.0, float("-inf")
         self.delivery = DeliveryManager(self.engine, notifiers, alerting.delivery, publish_deadletter, clock,
                                         on_commit=self.committed)
 
@@ -86,6 +85,7 @@ class PartitionState:
                 for rec in records:
                     self._apply_record(rec, now, dead)
                 self.engine.tick(now)  # flush what became due at once, not a tick later
+            self._ticked(now)
             return dead
         except Exception:
             log.exception("batch of %d alert events failed; re-applying one by one", len(records))
@@ -107,7 +107,7 @@ class PartitionState:
         """A dead letter naming the record's place; a re-keyed record names its original place in alerts.events."""
         raw = rec.value if isinstance(rec.value, bytes) else b""
         topic, partition, offset = rec.topic, rec.partition, rec.offset
-        source = header(rec, SOURCE_HEADER) if self.grouped else None
+        source = header(rec, SOURCE_HEADER)
         if source is not None:
             try:
                 topic, p, o = source.decode().rsplit("/", 2)
@@ -118,7 +118,7 @@ class PartitionState:
                 "offset": offset, "payload": raw[:16384].decode("utf-8", "replace")}
 
     def _apply_record(self, rec: Any, now: float, dead: list[dict[str, Any]]) -> None:
-        if self.grouped and header(rec, ACTION_HEADER) is not None:
+        if header(rec, ACTION_HEADER) is not None:
             problem = apply_action(self.engine, rec.value or b"", now)
             if problem is not None:
                 self._dead_letter(rec, problem, now, dead)
@@ -137,18 +137,26 @@ class PartitionState:
         dead.append(letter)
 
     # -- timers, delivery, history ------------------------------------------------
+    def _ticked(self, now: float) -> None:
+        self.ticked_at, self._ticked_mono = now, time.monotonic()
+
     async def _tick(self, stop: asyncio.Event) -> None:
-        next_prune = 0.0
+        """Tick whenever no batch has ticked the engine for ``timings.tick`` (a full tick costs per group)."""
+        interval, next_prune = self.alerting.timings.tick, 0.0
         while not stop.is_set():
+            idle = time.monotonic() - self._ticked_mono
             now = self.clock()
-            with self.store.transaction():
-                self.engine.tick(now)
-                if now >= next_prune:
-                    self.store.prune(now - RETENTION_S)
-                    next_prune = now + 3600
-            self.committed()
+            if idle >= interval or now >= next_prune:
+                with self.store.transaction():
+                    self.engine.tick(now)
+                    if now >= next_prune:
+                        self.store.prune(now - RETENTION_S)
+                        next_prune = now + 3600
+                self._ticked(now)
+                self.committed()
+                idle = 0.0
             try:
-                await asyncio.wait_for(stop.wait(), timeout=self.alerting.timings.tick)
+                await asyncio.wait_for(stop.wait(), timeout=interval - idle)
             except asyncio.TimeoutError:
                 pass
 

@@ -14,17 +14,17 @@ its Kafka offsets only after that transaction committed, so after
 ``kill -9`` it re-reads at most the uncommitted events, which the alerts'
 ``seen_events`` make idempotent.
 
-Scaling out (several dispatchers, alerts/runtime/sharding.py): state is partitioned
-by shard key (``district``). A re-keying stage copies ``alerts.events``
-into ``alerts.grouped`` keyed by district and each worker in the consumer
-group owns its assigned partitions, keeping one SQLite file per partition
+Partitions (alerts/runtime/dispatcher.py): a re-keying stage copies
+``alerts.events`` into ``alerts.grouped`` by shard key and each dispatcher
+worker owns some partitions, keeping one SQLite file per partition
 (``dispatcher-p<N>.sqlite``, see :func:`state_path`) which moves with the
-partition on a rebalance (a state_dir shared by the workers). A single
-dispatcher (the default) uses ``dispatcher.sqlite`` for everything. With
-several workers the ``actions`` table records the outcome of each API
-action a partition's owner applied (by request id: a replayed action is
-applied once, and the worker whose API published it reads the outcome);
-the APIs open the partition files read-only (``Store(path, readonly=True)``).
+partition on a rebalance (a state_dir shared by the workers); unsharded,
+everything is in partition 0's file. ``dispatcher.sqlite`` is the former
+single dispatcher's file, adopted on upgrade (alerts/runtime/upgrade.py).
+The ``actions`` table records the outcome of each API action a partition's
+owner applied (by request id: a replayed action is applied once, and the
+worker whose API published it reads the outcome); the APIs open the
+partition files read-only (``Store(path, readonly=True)``).
 See docs/alerting.md.
 """
 
@@ -62,7 +62,7 @@ CREATE TABLE IF NOT EXISTS actions (
 
 
 def state_path(state_dir: str | Path, partition: int | None = None) -> Path:
-    """The SQLite file of one dispatcher (or of one ``alerts.grouped`` partition)."""
+    """The SQLite file of one ``alerts.grouped`` partition (without one: the former single dispatcher's)."""
     name = "dispatcher.sqlite" if partition is None else f"dispatcher-p{partition}.sqlite"
     return Path(state_dir) / name
 

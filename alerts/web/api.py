@@ -37,6 +37,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from alerts.config import ApiConfig, Matchers, parse_duration
+from alerts.web.cluster_view import ClusterView
 from alerts.web.console import add_console_routes
 from alerts.pipeline.dispatch_engine import ActionConflict, AlertNotFound, Engine
 from alerts.model import Alert
@@ -99,9 +100,14 @@ def _fields(exc: ValidationError) -> str:
                      for e in exc.errors())
 
 
-def create_app(engine: Engine, api: ApiConfig, on_commit: Callable[[], None] = lambda: None,
+def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable[[], None] = lambda: None,
                clock: Callable[[], float] = time.time) -> web.Application:
-    """The aiohttp application over ``engine`` (all handlers run on the engine's loop)."""
+    """The aiohttp application over ``engine`` (all handlers run on the engine's loop).
+
+    The dispatcher passes its :class:`~alerts.web.cluster_view.ClusterView` (every
+    partition's state, actions applied by their owners); an :class:`Engine` serves
+    the same API directly (tests, tools).
+    """
     token = api.token.get_secret_value().encode() if api.token else None
     store = engine.store
 
@@ -142,8 +148,8 @@ def create_app(engine: Engine, api: ApiConfig, on_commit: Callable[[], None] = l
             return _error(422, str(exc))
 
     async def write(apply: Callable[[], Any]) -> Any:
-        """One write in one store transaction; with several dispatchers (alerts/web/cluster_view.py) the
-        write is a coroutine that waits until the owner of the alert's partition applied it."""
+        """One write in one store transaction; through the dispatcher's ClusterView the write is a
+        coroutine that waits until the owner of the alert's partition applied it."""
         with store.transaction():
             result = apply()
         if inspect.isawaitable(result):

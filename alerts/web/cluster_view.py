@@ -1,4 +1,4 @@
-"""The API's view of a sharded dispatcher: every partition's state, actions through their owners.
+"""The API's view of the dispatcher: every partition's state, actions through their owners.
 
 :class:`ClusterView` offers what :func:`alerts.web.api.create_app` uses of an
 :class:`~alerts.pipeline.dispatch_engine.Engine` (``active``, ``get``, ``silences``,
@@ -10,7 +10,7 @@ partitions of ``alerts.grouped``:
 * an alert action (ack / assign / resolve / comment) is published as an
   action record (alerts/runtime/actions.py) to the partition holding the alert and
   the API waits (``sharding.action_timeout``) until the owner has applied it,
-  then answers with the outcome, as a single dispatcher would;
+  then answers with the outcome, as if it had applied it itself;
 * silences are broadcast to every partition (each engine keeps its copy),
   and the API waits until all partitions applied them.
 
