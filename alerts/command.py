@@ -21,7 +21,7 @@ In-process entry point (the embedded runner)::
 ``started(dispatcher)`` is called once the dispatcher is consuming and its
 API is listening (``dispatcher.api_port`` is the bound port).
 
-Every process is one dispatcher worker (alerts/runtime/dispatcher.py); alone
+Every process is one dispatcher worker (alerts/dispatcher.py); alone
 it owns every partition of ``alerts.grouped``. With ``sharding.enabled`` in
 the alerting file, start as many as needed with the same files: they share
 ``state_dir`` and split the partitions.
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Callable
 
 from alerts.config import AlertingConfig, load_alerting_config
-from alerts.runtime.dispatcher import Dispatcher
+from alerts.dispatcher import Dispatcher
 from cityeye.command import run_service
 from cityeye.config import Settings, load_settings
 

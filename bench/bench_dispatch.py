@@ -26,7 +26,7 @@ from pathlib import Path
 from aiohttp import web
 
 from alerts.config import parse_alerting_config
-from alerts.runtime.dispatcher import Dispatcher
+from alerts.dispatcher import Dispatcher
 from cityeye.config import InfluxSettings, KafkaSettings, Settings
 from cityeye.contracts import TOPIC_ALERTS, AlertEvent, alert_id_for, to_json
 from cityeye.kafka import ensure_topics, make_producer

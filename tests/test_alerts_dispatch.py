@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from alerts.runtime.dispatcher import Dispatcher
+from alerts.dispatcher import Dispatcher
 from alerts.runtime.history import query_history
 from alerts.runtime.partition import PartitionState
 from alerts.runtime.sharding import UNSHARDED_PARTITION

@@ -357,7 +357,7 @@ def test_dispatcher_command_refuses_a_bad_alerting_file(tmp_path, caplog):
 
 
 def test_example_config_loads_and_builds_its_notifiers():
-    from alerts.runtime.dispatcher import build_notifiers
+    from alerts.dispatcher import build_notifiers
 
     cfg = load_alerting_config()
     assert set(build_notifiers(cfg)) == {r.name for r in cfg.receivers}

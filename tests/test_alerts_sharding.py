@@ -1,6 +1,6 @@
 """Dispatcher workers sharing alerts.grouped's partitions, against real Tansu Kafka and aiohttp receivers.
 
-One topology (alerts/runtime/dispatcher.py): one worker owns every partition,
+One topology (alerts/dispatcher.py): one worker owns every partition,
 two split them; an upgrade from the former single dispatcher adopts its state
 and resumes where its consumer group stopped (alerts/runtime/upgrade.py).
 """
@@ -26,12 +26,12 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from alerts.pipeline.dispatch_engine import Engine
 from alerts.runtime.actions import apply_action, encode_action
-from alerts.runtime.dispatcher import Dispatcher
+from alerts.dispatcher import Dispatcher
 from alerts.runtime.ownership import PartitionLock
 from alerts.runtime.sharding import ROUTER_GROUP
 from alerts.runtime.store import Store, state_path
 from alerts.runtime.upgrade import FORMER_GROUP
-from alerts.web.cluster_view import ClusterView
+from alerts.runtime.cluster_view import ClusterView
 from cityeye.config import InfluxSettings, Settings
 from cityeye.contracts import TOPIC_ALERTS, TOPIC_ALERTS_GROUPED, TOPIC_PARTITIONS, AlertEvent, to_json
 from cityeye.errors import ConfigError

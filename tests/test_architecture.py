@@ -35,9 +35,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "alerts.pipeline": {"alerts.core", "cityeye"},
     "alerts.runtime": {"alerts.pipeline", "alerts.notifiers", "alerts.sinks", "alerts.core", "cityeye"},
     "alerts.web": {"alerts.runtime", "alerts.pipeline", "alerts.core", "cityeye"},
-    "alerts.command": {"alerts.web", "alerts.runtime", "alerts.pipeline", "alerts.notifiers", "alerts.sinks",
+    "alerts.process": {"alerts.web", "alerts.runtime", "alerts.pipeline", "alerts.notifiers", "alerts.sinks",
                        "alerts.core", "cityeye"},
-    "launch": {"cityeye", "ingest", "streams", "simulators", "alerts.command", "alerts.sinks", "evaluation",
+    "launch": {"cityeye", "ingest", "streams", "simulators", "alerts.process", "alerts.sinks", "evaluation",
                "detectors"},
 }
 
@@ -105,8 +105,8 @@ def room(module: str) -> str:
         return parts[0]
     if len(parts) > 1 and parts[1] in ALERTS_ROOMS:
         return f"alerts.{parts[1]}"
-    if len(parts) > 1 and parts[1] == "command":
-        return "alerts.command"
+    if len(parts) > 1 and parts[1] in ("command", "dispatcher"):
+        return "alerts.process"
     return "alerts.core"
 
 

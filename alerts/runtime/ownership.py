@@ -1,7 +1,7 @@
 """Which ``alerts.grouped`` partitions this dispatcher owns, with their state, timers and lock.
 
 :class:`OwnedPartitions` is the partition consumer's rebalance listener
-(alerts/runtime/dispatcher.py). For each assigned partition it takes the
+(alerts/dispatcher.py). For each assigned partition it takes the
 partition's :class:`PartitionLock`, opens its state file
 (``<state_dir>/dispatcher-p<N>.sqlite``) as a
 :class:`~alerts.runtime.partition.PartitionState` and starts its timer loop,

@@ -1,7 +1,7 @@
 """The router stage: ``alerts.events`` → ``alerts.grouped``, one partition per shard.
 
 Every dispatcher worker runs one :class:`Router` beside its partition
-consumer (alerts/runtime/dispatcher.py). It consumes ``alerts.events``
+consumer (alerts/dispatcher.py). It consumes ``alerts.events``
 (consumer group ``<prefix>-dispatcher-router``) and produces each event
 unchanged to ``alerts.grouped``, with header ``cityeye-source`` naming its
 original ``topic/partition/offset``:

@@ -14,7 +14,7 @@ its Kafka offsets only after that transaction committed, so after
 ``kill -9`` it re-reads at most the uncommitted events, which the alerts'
 ``seen_events`` make idempotent.
 
-Partitions (alerts/runtime/dispatcher.py): a re-keying stage copies
+Partitions (alerts/dispatcher.py): a re-keying stage copies
 ``alerts.events`` into ``alerts.grouped`` by shard key and each dispatcher
 worker owns some partitions, keeping one SQLite file per partition
 (``dispatcher-p<N>.sqlite``, see :func:`state_path`) which moves with the

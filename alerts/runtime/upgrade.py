@@ -1,6 +1,6 @@
 """Starting over a state directory: adopt the former single dispatcher, never strand state.
 
-Before the one topology (alerts/runtime/dispatcher.py) a single dispatcher
+Before the one topology (alerts/dispatcher.py) a single dispatcher
 read ``alerts.events`` in consumer group ``<prefix>-dispatcher`` into
 ``<state_dir>/dispatcher.sqlite``. A dispatcher started over such a
 directory upgrades it in place:

@@ -37,7 +37,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from alerts.config import ApiConfig, Matchers, parse_duration
-from alerts.web.cluster_view import ClusterView
+from alerts.runtime.cluster_view import ClusterView
 from alerts.web.console import add_console_routes
 from alerts.pipeline.dispatch_engine import ActionConflict, AlertNotFound, Engine
 from alerts.model import Alert
@@ -104,7 +104,7 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
                clock: Callable[[], float] = time.time) -> web.Application:
     """The aiohttp application over ``engine`` (all handlers run on the engine's loop).
 
-    The dispatcher passes its :class:`~alerts.web.cluster_view.ClusterView` (every
+    The dispatcher passes its :class:`~alerts.runtime.cluster_view.ClusterView` (every
     partition's state, actions applied by their owners); an :class:`Engine` serves
     the same API directly (tests, tools).
     """

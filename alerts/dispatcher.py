@@ -16,7 +16,7 @@ wires one worker together on one asyncio loop:
   events are dead-lettered (store + ``notifications.deadletter``). Which
   partitions are owned, with their locks: alerts/runtime/ownership.py;
 * the HTTP API (:func:`alerts.web.api.create_app`) over a
-  :class:`~alerts.web.cluster_view.ClusterView` of every partition's state
+  :class:`~alerts.runtime.cluster_view.ClusterView` of every partition's state
   file, whose write actions go as records to the partition's owner and are
   applied in order with its events (alerts/runtime/actions.py).
 
@@ -46,7 +46,7 @@ from alerts.runtime.partition import RETENTION_S, PartitionState
 from alerts.runtime.sharding import UNSHARDED, UNSHARDED_PARTITION, Router, hop_fetch_wait_ms
 from alerts.runtime.upgrade import prepare_state_dir
 from alerts.web.api import create_app
-from alerts.web.cluster_view import ClusterView
+from alerts.runtime.cluster_view import ClusterView
 from cityeye.config import Settings
 from cityeye.consume import Batches, Offsets, consume
 from cityeye.contracts import (TOPIC_ALERTS, TOPIC_ALERTS_GROUPED, TOPIC_NOTIFICATIONS_DEADLETTER, TOPIC_PARTITIONS,
