@@ -33,12 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cityeye.config import Settings, load_settings
 from cityeye.contracts import KINDS
 from cityeye.errors import RegistryError
+from cityeye.yaml_source import line_of, load_yaml, read_config_text
 
 __all__ = ["Sensor", "SensorRegistry", "load_registry", "parse_registry", "registry_for", "set_default_registry",
            "default_registry", "load_settings_and_registry"]
@@ -105,53 +105,30 @@ class SensorRegistry:
         return [s for s in self.sensors.values() if s.kind == kind]
 
 
-def _line_of(node: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
-    """1-based line of the node at ``path`` (keys and indexes), best effort."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for step in path:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if k.value == step:
-                    line, node = k.start_mark.line + 1, v
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
-            node = node.value[step]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
-
-
 def parse_registry(text: str, source: str = "<string>") -> SensorRegistry:
     """Parse and validate registry YAML; raises :class:`RegistryError`."""
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RegistryError(f"{source}: not valid YAML: {exc}") from None
+    data, root = load_yaml(text, source, RegistryError)
     if not isinstance(data, dict) or not isinstance(data.get("sensors"), list):
         raise RegistryError(f"{source}:1: top level must be a mapping with a 'sensors' list")
     registry = SensorRegistry(source=source)
     for i, entry in enumerate(data["sensors"]):
         if not isinstance(entry, dict):
-            line = _line_of(root, ("sensors", i))
+            line = line_of(root, ("sensors", i))
             raise RegistryError(f"{source}:{line}: sensors[{i}]: must be a mapping")
         try:
             sensor = Sensor(**entry)
         except ValidationError as exc:
             err = exc.errors()[0]
             loc = tuple(err["loc"])
-            line = _line_of(root, ("sensors", i, *loc[:1]))
+            line = line_of(root, ("sensors", i, *loc[:1]))
             where = ".".join(str(p) for p in loc) or "entry"
             msg = err["msg"].removeprefix("Value error, ")
             raise RegistryError(f"{source}:{line}: sensors[{i}].{where}: {msg}") from None
         except TypeError as exc:
-            line = _line_of(root, ("sensors", i))
+            line = line_of(root, ("sensors", i))
             raise RegistryError(f"{source}:{line}: sensors[{i}]: {exc}") from None
         if sensor.id in registry.sensors:
-            line = _line_of(root, ("sensors", i, "id"))
+            line = line_of(root, ("sensors", i, "id"))
             raise RegistryError(f"{source}:{line}: sensors[{i}].id: duplicate sensor id {sensor.id!r}")
         registry.sensors[sensor.id] = sensor
     return registry
@@ -159,14 +136,7 @@ def parse_registry(text: str, source: str = "<string>") -> SensorRegistry:
 
 def load_registry(path: str | Path) -> SensorRegistry:
     """Load a registry file; raises :class:`RegistryError` naming file and line."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RegistryError(f"{p}: cannot read registry: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise RegistryError(f"{p}: registry is not UTF-8 text") from None
-    return parse_registry(text, source=str(p))
+    return parse_registry(read_config_text(path, RegistryError, "registry"), source=str(path))
 
 
 def set_default_registry(path: str | Path | None) -> None:

@@ -12,11 +12,12 @@ the data is refused::
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["line_of", "load_yaml"]
+__all__ = ["line_of", "load_yaml", "read_config_text"]
 
 
 def line_of(node: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
@@ -51,3 +52,14 @@ def load_yaml(text: str, source: str, error: type[Exception]) -> tuple[Any, yaml
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         raise error(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+
+
+def read_config_text(path: str | Path, error: type[Exception], what: str) -> str:
+    """The UTF-8 text of a configuration file; ``error`` names the file and what it is when it cannot be read."""
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"{p}: cannot read {what}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise error(f"{p}: {what} is not UTF-8 text") from None

@@ -45,7 +45,7 @@ import yaml
 
 from cityeye.contracts import KINDS
 from cityeye.errors import ConfigError
-from cityeye.yaml_source import line_of, load_yaml
+from cityeye.yaml_source import line_of, load_yaml, read_config_text
 from detectors.rule_library import BuiltCheck, RuleError, build_check, validate_params
 
 __all__ = ["Rulebook", "EffectiveCheck", "RulesError", "BUILTIN_RULES", "load_rulebook", "parse_rulebook"]
@@ -289,11 +289,4 @@ def load_rulebook(path: str | Path | None) -> Rulebook:
     """The rules file at ``path`` over the built-in rules (``None``/empty: the built-in rules)."""
     if not path:
         return parse_rulebook(None)
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RulesError(f"{p}: cannot read the rules file: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise RulesError(f"{p}: the rules file is not UTF-8 text") from None
-    return parse_rulebook(text, str(p))
+    return parse_rulebook(read_config_text(path, RulesError, "the rules file"), str(path))

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cityeye.contracts import Reading, parse_ts
 from cityeye.errors import ConfigError
 from cityeye.sensor_registry import Sensor, SensorRegistry
-from cityeye.yaml_source import line_of, load_yaml
+from cityeye.yaml_source import line_of, load_yaml, read_config_text
 from detectors.rule_library import RuleError, parse_duration
 from detectors.rulebook import Rulebook, load_rulebook
 from evaluation.series_notation import SeriesError, expand_series
@@ -144,11 +144,7 @@ def _run(test: _Test, registry: SensorRegistry, rulebook: Rulebook, where: str) 
 def run_rule_test_file(path: str | Path) -> list[TestResult]:
     """Run every test of a rule test file; raises :class:`RuleTestError` for a file that cannot run."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RuleTestError(f"{p}: cannot read: {exc.strerror}") from None
-    data, root = load_yaml(text, str(p), RuleTestError)
+    data, root = load_yaml(read_config_text(p, RuleTestError, "the rule test file"), str(p), RuleTestError)
     try:
         spec = _File.model_validate(data)
     except ValidationError as exc:

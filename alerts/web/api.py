@@ -133,6 +133,11 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
             return _error(401, "missing or wrong bearer token")
         return None
 
+    async def authorised_body(request: web.Request, model: type[BaseModel]) -> BaseModel | web.Response:
+        """The request's validated body, or the response refusing it (no or a wrong token, a bad body)."""
+        denied = authorise(request)
+        return denied if denied is not None else await body_of(request, model)
+
     async def body_of(request: web.Request, model: type[BaseModel]) -> BaseModel | web.Response:
         try:
             data = json.loads(await request.read() or b"{}")
@@ -184,10 +189,7 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
 
     def action(model: type[BaseModel], apply: Callable[[str, Any, float], Alert]):
         async def handler(request: web.Request) -> web.Response:
-            denied = authorise(request)
-            if denied is not None:
-                return denied
-            body = await body_of(request, model)
+            body = await authorised_body(request, model)
             if isinstance(body, web.Response):
                 return body
             alert = await write(lambda: apply(request.match_info["id"], body, clock()))
@@ -200,10 +202,7 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
         return web.json_response({"silences": sorted(out, key=lambda s: -s["created_at"])})
 
     async def create_silence(request: web.Request) -> web.Response:
-        denied = authorise(request)
-        if denied is not None:
-            return denied
-        body = await body_of(request, SilenceBody)
+        body = await authorised_body(request, SilenceBody)
         if isinstance(body, web.Response):
             return body
         now = clock()
