@@ -80,6 +80,8 @@ class Engine:
         self.active: dict[str, Alert] = {a.key: a for a in alerts}
         self.by_id: dict[str, Alert] = {a.alert_id: a for a in alerts}
         self.groups = {g.key: g for g in map(AggregationGroup.from_dict, self.store.groups())}
+        #: each group as last written to the store (an unchanged group is not written again)
+        self._saved_groups: dict[str, dict[str, Any]] = {k: g.to_dict() for k, g in self.groups.items()}
         self.silences = {s.id: s for s in map(Silence.from_dict, self.store.silences())}
 
     # -- lookups --------------------------------------------------------------
@@ -245,11 +247,16 @@ class Engine:
             self.by_id.pop(alert.alert_id, None)
 
     def save_group(self, group: AggregationGroup) -> None:
-        """Write ``group`` through to the store; one without alerts or escalation is dropped."""
+        """Write ``group`` through to the store (unless unchanged since the last write); one without
+        alerts or escalation is dropped."""
         if group.alert_ids or group.escalation_level:
-            self.store.save_group(group.key, group.to_dict())
+            d = group.to_dict()
+            if self._saved_groups.get(group.key) != d:
+                self.store.save_group(group.key, d)
+                self._saved_groups[group.key] = d
         else:
             self.groups.pop(group.key, None)
+            self._saved_groups.pop(group.key, None)
             self.store.delete_group(group.key)
 
     def stats(self) -> dict[str, Any]:
