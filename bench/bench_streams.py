@@ -33,6 +33,7 @@ from cityeye.config import InfluxSettings, KafkaSettings, Settings
 from cityeye.contracts import KINDS, TOPIC_ALERTS, AlertEvent, Reading, readings_topic, to_json
 from cityeye.kafka import ensure_topics, make_consumer, make_producer
 from cityeye.sensor_registry import Sensor, SensorRegistry
+from detectors.default_checks import builtin_rulebook
 from launch.servers import TansuServer
 from streams.command import StreamsWorker
 from streams.sensor_engine import SensorEngine
@@ -138,6 +139,7 @@ async def _faust_worker(settings: Settings, registry: SensorRegistry, total: int
 async def _check_events(kafka: KafkaSettings, registry: SensorRegistry, readings: list[Reading]) -> str:
     """Compare ``alerts.events`` with the pure engine's events for the same readings."""
     engine = SensorEngine(registry)
+    engine.rules_version = builtin_rulebook().version  # the worker's events carry the rules they were raised under
     want = {e.event_id: to_json(e) for r in readings for e in engine.process(r)}
     consumer = make_consumer(kafka, TOPIC_ALERTS, group=None)
     await consumer.start()
