@@ -41,7 +41,8 @@ from faust.types import TP, EventT
 from cityeye.config import KafkaSettings
 from cityeye.contracts import AlertEvent, to_json
 from cityeye.errors import ValidationError
-from streams.sensor_engine import SensorClocks, SensorEngine
+from streams.clocks import SensorClocks
+from streams.sensor_engine import SensorEngine
 from streams.models import dead_letter, decode_reading
 from streams.replay import committed_offsets, read_ranges
 from streams.tables import SnapshotTable

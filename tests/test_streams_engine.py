@@ -11,7 +11,8 @@ from cityeye.errors import ValidationError
 from cityeye.sensor_registry import load_registry
 from simulators import DEMO_REGISTRY
 from detectors.base import Check, Finding
-from streams.sensor_engine import SensorClocks, SensorEngine, StreamClock
+from streams.clocks import SensorClocks, StreamClock
+from streams.sensor_engine import SensorEngine
 
 SENSOR = "wl-huangpu-01"
 

@@ -1,0 +1,82 @@
+"""Stream time for the no-data checks: how late it is for a sensor when no reading comes.
+
+:class:`StreamClock` is one stream's time: the latest time seen plus the wall
+time since. :class:`SensorClocks` gives each sensor its own time on its
+partition's pace (docs/streams.md, "Stale sensors"). The worker ticks every
+sensor's checks at its :meth:`SensorClocks.now`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+__all__ = ["StreamClock", "SensorClocks"]
+
+
+class StreamClock:
+    """Stream time that keeps moving when no reading arrives.
+
+    ``now()`` is the latest reading time seen plus the wall time elapsed
+    since it was seen, so a simulated clock running faster or slower than
+    the wall clock (a replay, an accelerated simulation) still gets its
+    stale checks evaluated in its own time scale between readings.
+    """
+
+    def __init__(self, monotonic: Callable[[], float]) -> None:
+        self._monotonic = monotonic
+        self._latest: float | None = None
+        self._seen_at = 0.0
+
+    def observe(self, ts: float) -> None:
+        if self._latest is None or ts >= self._latest:
+            self._latest = ts
+            self._seen_at = self._monotonic()
+
+    def now(self) -> float | None:
+        if self._latest is None:
+            return None
+        return self._latest + (self._monotonic() - self._seen_at)
+
+
+class SensorClocks:
+    """Each sensor's own stream time, for its no-data checks.
+
+    A sensor's time is its latest reading's time plus how far its
+    partition's pace clock moved since that reading arrived. The pace clock
+    is a :class:`StreamClock` of *progress*: each sensor's time since its
+    first reading seen here, the furthest of them, moving on with the wall
+    clock when no reading comes. So a sensor is judged on its own
+    timestamps -- a gauge replayed from 2015 beside one from 2020 in the
+    same partition is not stale because the other is five years ahead --
+    while its elapsed time runs at the partition's pace (an accelerated
+    simulation, a replay, or real time).
+    """
+
+    def __init__(self, monotonic: Callable[[], float]) -> None:
+        self._monotonic = monotonic
+        self.partitions: dict[Any, StreamClock] = {}
+        self._first: dict[str, float] = {}
+        #: sensor -> (partition, latest reading time, pace clock when it arrived)
+        self._seen: dict[str, tuple[Any, float, float]] = {}
+
+    def observe(self, partition: Any, sensor_id: str, ts: float) -> None:
+        pace = self.partitions.get(partition)
+        if pace is None:
+            pace = self.partitions[partition] = StreamClock(self._monotonic)
+        pace.observe(ts - self._first.setdefault(sensor_id, ts))
+        prev = self._seen.get(sensor_id)
+        if prev is None or prev[0] != partition or ts >= prev[1]:
+            self._seen[sensor_id] = (partition, ts, pace.now())
+
+    def now(self, sensor_id: str) -> float | None:
+        seen = self._seen.get(sensor_id)
+        if seen is None:
+            return None
+        partition, last, at = seen
+        return last + (self.partitions[partition].now() - at)
+
+    def drop(self, partition: Any) -> None:
+        self.partitions.pop(partition, None)
+        for sid in [s for s, seen in self._seen.items() if seen[0] == partition]:
+            del self._seen[sid]
+            self._first.pop(sid, None)
