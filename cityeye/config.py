@@ -147,6 +147,8 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     #: sensor registry YAML; empty = the default the program declares (cityeye.sensor_registry.set_default_registry)
     registry: str = ""
+    #: kinds file declaring sensor kinds beyond the bundled ones (docs/kinds.md); empty = the bundled kinds
+    kinds: str = ""
     #: rules file changing the built-in detector rules (docs/tuning.md); empty = the built-in rules
     rules: str = ""
     #: worker: seconds between checks of the rules file for changes (0: only on SIGHUP)
@@ -156,7 +158,7 @@ class Settings(BaseSettings):
     #: worker: how many readings' worth of detector state between snapshots
     snapshot_every: int = Field(200, ge=1)
 
-    @field_validator("registry", "rules")
+    @field_validator("registry", "rules", "kinds")
     @classmethod
     def _file_exists(cls, v: str, info: Any) -> str:
         if v and not Path(v).is_file():
