@@ -11,6 +11,11 @@ more, in the same shape::
         partitions: 4                    # readings topic partitions (all kinds: the same)
         fields:
           water_temp_c: {unit: degC, low: -5, high: 45, description: "water temperature"}
+        simulation:                      # optional: the generic simulated sensor (simulators/generic.py)
+          fields:                        # per field: baseline + daily cycle + noise
+            water_temp_c: {baseline: 18, daily_amplitude: 1.5, peak_hour: 15, noise: 0.1}
+          events:                        # injected (and labelled) in every scenario but "normal"
+            - {field: water_temp_c, shape: ramp, start_h: 6, duration_h: 4, size: 12, label: warm discharge}
 
 A kind's checks are declared in the rules (``detectors/default_rules.yaml``
 or a rules file, under ``kinds.<kind>`` with a ``type`` from the rule
@@ -31,14 +36,14 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cityeye.errors import ConfigError
 from cityeye.yaml_source import line_of, load_yaml, read_config_text
 
-__all__ = ["KindsError", "FieldSpec", "KindSpec", "BUILTIN_KINDS_FILE", "parse_kinds", "load_kinds", "declared",
+__all__ = ["KindsError", "FieldSpec", "KindSpec", "FieldProfile", "InjectedEvent", "SimulationProfile", "BUILTIN_KINDS_FILE", "parse_kinds", "load_kinds", "declared",
            "kind_names", "kind_spec", "use_kinds_file", "kinds_declared"]
 
 BUILTIN_KINDS_FILE = Path(__file__).resolve().parent / "kinds.yaml"
@@ -65,6 +70,45 @@ class FieldSpec:
     unit: str = ""
 
 
+class FieldProfile(BaseModel):
+    """A simulated field: ``baseline + daily_amplitude * cos(2 pi (hour - peak_hour) / 24) + noise``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    baseline: float
+    daily_amplitude: float = 0.0
+    peak_hour: float = Field(14.0, ge=0, lt=24)
+    noise: float = Field(0.0, ge=0)
+    decimals: int = Field(2, ge=0, le=6)
+
+
+class InjectedEvent(BaseModel):
+    """An event added to a simulated field from ``start_h`` hours after the start, and its label.
+
+    ``step``: ``+size`` for ``duration_h``; ``ramp``: from 0 to ``+size``
+    over ``duration_h``, then back at once; ``spike``: ``+size`` on the one
+    reading at ``start_h``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field: str
+    shape: Literal["step", "ramp", "spike"]
+    start_h: float = Field(ge=0)
+    duration_h: float = Field(1.0, gt=0)
+    size: float
+    label: str = Field(min_length=1)
+
+
+class SimulationProfile(BaseModel):
+    """How the generic simulator makes a kind's readings (every field it names) and its events."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fields: dict[str, FieldProfile] = Field(min_length=1)
+    events: tuple[InjectedEvent, ...] = ()
+
+
 @dataclass(frozen=True)
 class KindSpec:
     """One sensor kind: its fields, the field backtests plot and score, its topic's partitions."""
@@ -75,6 +119,8 @@ class KindSpec:
     description: str = ""
     partitions: int = 4
     source: str = "<builtin>"
+    #: the generic simulator's profile (``None``: a hand-written generator or none)
+    simulation: SimulationProfile | None = None
 
 
 class _FieldDecl(BaseModel):
@@ -99,6 +145,7 @@ class _KindDecl(BaseModel):
     main_field: str
     partitions: int = Field(4, ge=1, le=256)
     fields: dict[str, _FieldDecl] = Field(min_length=1)
+    simulation: SimulationProfile | None = None
 
 
 def _error(source: str, root: Any, path: tuple[Any, ...], msg: str) -> KindsError:
@@ -125,8 +172,16 @@ def _kind(name: Any, decl: Any, source: str, root: Any) -> KindSpec:
     if kind.main_field not in kind.fields:
         raise _error(source, root, (*path, "main_field"),
                      f"{kind.main_field!r} is not one of the kind's fields ({', '.join(kind.fields)})")
+    simulated = kind.simulation
+    if simulated is not None:
+        named = [("fields", n) for n in simulated.fields] + [("events", i, "field") for i, e in enumerate(simulated.events)]
+        for where in named:
+            field_name = where[1] if where[0] == "fields" else simulated.events[where[1]].field
+            if field_name not in kind.fields:
+                raise _error(source, root, (*path, "simulation", *where),
+                             f"{field_name!r} is not one of the kind's fields ({', '.join(kind.fields)})")
     fields = {n: FieldSpec(n, f.low, f.high, f.description, f.unit) for n, f in kind.fields.items()}
-    return KindSpec(name, fields, kind.main_field, kind.description, kind.partitions, source)
+    return KindSpec(name, fields, kind.main_field, kind.description, kind.partitions, source, simulated)
 
 
 def parse_kinds(text: str, source: str = "<string>") -> dict[str, KindSpec]:

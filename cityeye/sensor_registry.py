@@ -36,7 +36,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cityeye.config import Settings, load_settings
-from cityeye.kinds import kind_names, use_kinds_file
+from cityeye.kinds import kind_names
 from cityeye.errors import RegistryError
 from cityeye.yaml_source import line_of, load_yaml, read_config_text
 
@@ -163,17 +163,14 @@ def registry_for(settings: Settings) -> SensorRegistry:
 
 def load_settings_and_registry(path: str | Path | None = None) -> tuple[Settings, SensorRegistry]:
     """The settings (see :func:`cityeye.config.load_settings`) and their registry.
-
-    The kinds file of the settings (``kinds``) is declared first
-    (:func:`cityeye.kinds.use_kinds_file`), so the registry, the rules and
-    every part started with these settings know its kinds.
+    The kinds file of the settings is declared by :func:`load_settings`,
+    before the registry (whose sensors may be of its kinds) is read.
 
     The returned settings name the registry file actually loaded, so every
     part handed them (worker, dispatcher) reads the same one. Raises
     :class:`~cityeye.errors.ConfigError` (or :class:`RegistryError`).
     """
     settings = load_settings(path)
-    use_kinds_file(settings.kinds)
     registry = registry_for(settings)
     if not settings.registry:
         settings = settings.model_copy(update={"registry": registry.source})
