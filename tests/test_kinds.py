@@ -146,3 +146,9 @@ def test_the_example_kinds_pass_their_rule_tests():
     assert {rule for r in results for _, rule, _, _ in r.events} >= {
         "air_quality.pm25", "air_quality.pm10", "air_quality.o3", "manhole.cover", "manhole.water",
         "manhole.methane", "manhole.rate_of_rise"}
+
+
+def test_a_rule_test_file_may_declare_kinds_for_its_sensors():
+    results = run_rule_test_file(REPO / "docs" / "examples" / "river-temperature.test.yaml")
+    assert [r.failures for r in results] == [[]] and results[0].events
+    assert "river_temperature" not in kind_names()  # declared for the file's run only
