@@ -25,9 +25,9 @@ Input should be a valid number``).
 
 The process-wide declaration is :func:`declared`; every part that needs
 the kinds (gateway validation, topics, registry, rules, backtests,
-simulators) reads it, and :func:`use_kinds_file` extends it once at start-up
-(:func:`cityeye.sensor_registry.load_settings_and_registry` does, from the
-settings).
+simulators) reads it, and :func:`use_kinds_file` extends it at start-up
+(:func:`cityeye.config.load_settings` does, from the ``kinds`` setting; the
+gateway and the worker do again for settings built in-process).
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from cityeye.errors import ConfigError
 from cityeye.yaml_source import line_of, load_yaml, read_config_text
 
-__all__ = ["KindsError", "FieldSpec", "KindSpec", "FieldProfile", "InjectedEvent", "SimulationProfile", "BUILTIN_KINDS_FILE", "parse_kinds", "load_kinds", "declared",
-           "kind_names", "kind_spec", "use_kinds_file", "kinds_declared"]
+__all__ = ["KindsError", "FieldSpec", "KindSpec", "FieldProfile", "InjectedEvent", "SimulationProfile",
+           "BUILTIN_KINDS_FILE", "parse_kinds", "load_kinds", "declared", "kind_names", "kind_spec", "use_kinds_file",
+           "kinds_declared"]
 
 BUILTIN_KINDS_FILE = Path(__file__).resolve().parent / "kinds.yaml"
 _KIND_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
