@@ -169,15 +169,16 @@ def _kind(name: Any, decl: Any, source: str, root: Any) -> KindSpec:
         raise _error(source, root, (*path, *err["loc"]), msg) from None
     for field_name in kind.fields:
         if not _FIELD_NAME.match(field_name):
-            raise _error(source, root, (*path, "fields", field_name), "a field name is an identifier of up to 64 characters")
+            raise _error(source, root, (*path, "fields", field_name),
+                         "a field name is an identifier of up to 64 characters")
     if kind.main_field not in kind.fields:
         raise _error(source, root, (*path, "main_field"),
                      f"{kind.main_field!r} is not one of the kind's fields ({', '.join(kind.fields)})")
     simulated = kind.simulation
     if simulated is not None:
-        named = [("fields", n) for n in simulated.fields] + [("events", i, "field") for i, e in enumerate(simulated.events)]
-        for where in named:
-            field_name = where[1] if where[0] == "fields" else simulated.events[where[1]].field
+        named = [(("fields", n), n) for n in simulated.fields]
+        named += [(("events", i, "field"), event.field) for i, event in enumerate(simulated.events)]
+        for where, field_name in named:
             if field_name not in kind.fields:
                 raise _error(source, root, (*path, "simulation", *where),
                              f"{field_name!r} is not one of the kind's fields ({', '.join(kind.fields)})")

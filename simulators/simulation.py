@@ -26,6 +26,7 @@ from pathlib import Path
 
 from cityeye.config import Settings
 from cityeye.contracts import format_ts
+from cityeye.errors import ConfigError
 from cityeye.sensor_registry import SensorRegistry
 from simulators import generic, traffic, water_level, weather
 from simulators.common import SCENARIOS, Clock, Label, SimReading, storm_for
@@ -70,8 +71,8 @@ def simulate(registry: SensorRegistry, scenario: str, seed: int, clock: Clock) -
     storm = storm_for(clock, scenario, seed)
     cannot = sorted({s.kind for s in registry if s.kind not in GENERATORS and not generic.simulates(s.kind)})
     if cannot:
-        raise ValueError(f"no simulator for kind(s) {', '.join(cannot)}: declare a 'simulation' profile "
-                         "in the kinds file (docs/kinds.md)")
+        raise ConfigError(f"{registry.source}: no simulator for kind(s) {', '.join(cannot)}: "
+                          "declare a 'simulation' profile in the kinds file (docs/kinds.md)")
     readings: list[SimReading] = []
     labels: list[Label] = []
     for sensor in registry:

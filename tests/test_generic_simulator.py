@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from cityeye.errors import ConfigError
 from cityeye.kinds import InjectedEvent, KindsError, kinds_declared, parse_kinds
 from cityeye.sensor_registry import parse_registry
 from evaluation.backtest.data import from_simulation
@@ -61,7 +62,7 @@ def test_a_configured_kind_without_a_profile_cannot_be_simulated(tmp_path):
     (tmp_path / "kinds.yaml").write_text(RIVER_TEMPERATURE)
     with kinds_declared(tmp_path / "kinds.yaml"):
         registry = parse_registry("sensors:\n  - {id: rt-1, kind: river_temperature, district: d, lat: 1, lon: 1}\n")
-        with pytest.raises(ValueError, match="no simulator for kind\\(s\\) river_temperature: declare a 'simulation'"):
+        with pytest.raises(ConfigError, match="no simulator for kind\\(s\\) river_temperature: declare a 'simulation'"):
             simulate(registry, "all", 7, Clock(T0, 1.0))
         (tmp_path / "kinds.yaml").write_text(RIVER_TEMPERATURE + "    simulation:\n      fields:\n"
                                              "        water_temp_c: {baseline: 18, noise: 0.1}\n")

@@ -89,7 +89,8 @@ def test_a_kinds_file_in_the_settings_declares_a_kind_for_registry_rules_topics_
     with pytest.raises(RegistryError, match="registry.yaml:2: sensors\\[0\\].kind: unknown kind 'river_temperature'"):
         load_settings_and_registry(tmp_path / "cityeye.yaml")
 
-    (tmp_path / "cityeye.yaml").write_text(f"registry: {tmp_path / 'registry.yaml'}\nkinds: {tmp_path / 'kinds.yaml'}\n")
+    (tmp_path / "cityeye.yaml").write_text(f"registry: {tmp_path / 'registry.yaml'}\n"
+                                           f"kinds: {tmp_path / 'kinds.yaml'}\n")
     settings, registry = load_settings_and_registry(tmp_path / "cityeye.yaml")
     assert settings.kinds.endswith("kinds.yaml") and registry.get("rt-1").kind == "river_temperature"
     assert "river_temperature" in kind_names() and all_topics()[readings_topic("river_temperature")] == 4
@@ -131,7 +132,8 @@ def test_the_example_kinds_gateway_refuses_impossible_values():
     registry = parse_registry("sensors:\n  - {id: aq-1, kind: air_quality, district: d, lat: 31.2, lon: 121.5}\n"
                               "  - {id: mh-1, kind: manhole, district: d, lat: 31.2, lon: 121.5,\n"
                               "     levels: {warning_depth_m: 1.5, shaft_depth_m: 3.0}}\n")
-    for topic, values, bad in (("cityeye/d/air_quality/aq-1", {"pm25_ugm3": 80.0, "o3_ugm3": 150.0}, {"pm25_ugm3": -3.0}),
+    for topic, values, bad in (("cityeye/d/air_quality/aq-1", {"pm25_ugm3": 80.0, "o3_ugm3": 150.0},
+                                {"pm25_ugm3": -3.0}),
                                ("cityeye/d/manhole/mh-1", {"tilt_deg": 2.0, "h2s_ppm": 0.5}, {"ch4_pct_lel": 140.0})):
         [good] = validate_message(json.dumps({"ts": NOW * 1000, "values": values}).encode(), topic, registry, NOW)
         [refused] = validate_message(json.dumps({"ts": NOW * 1000, "values": bad}).encode(), topic, registry, NOW)
