@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from cityeye.errors import ConfigError
+from cityeye.kinds import use_kinds_file
 
 __all__ = [
     "KafkaSettings",
@@ -147,6 +148,8 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     #: sensor registry YAML; empty = the default the program declares (cityeye.sensor_registry.set_default_registry)
     registry: str = ""
+    #: kinds file declaring sensor kinds beyond the bundled ones (docs/kinds.md); empty = the bundled kinds
+    kinds: str = ""
     #: rules file changing the built-in detector rules (docs/tuning.md); empty = the built-in rules
     rules: str = ""
     #: worker: seconds between checks of the rules file for changes (0: only on SIGHUP)
@@ -156,7 +159,7 @@ class Settings(BaseSettings):
     #: worker: how many readings' worth of detector state between snapshots
     snapshot_every: int = Field(200, ge=1)
 
-    @field_validator("registry", "rules")
+    @field_validator("registry", "rules", "kinds")
     @classmethod
     def _file_exists(cls, v: str, info: Any) -> str:
         if v and not Path(v).is_file():
@@ -179,7 +182,11 @@ class Settings(BaseSettings):
 def load_settings(path: str | os.PathLike | None = None, **overrides: Any) -> Settings:
     """Settings from ``path`` (or ``$CITYEYE_CONFIG``), the environment and overrides.
 
-    Raises :class:`ConfigError` naming the file and the field at fault.
+    The kinds file the settings name (``kinds``) is declared for this
+    process (:func:`cityeye.kinds.use_kinds_file`), so every tool started
+    from settings knows its kinds. Raises :class:`ConfigError` naming the
+    file and the field at fault (a :class:`~cityeye.kinds.KindsError` for
+    the kinds file).
     """
     path = path or os.environ.get("CITYEYE_CONFIG") or None
     data: dict[str, Any] = {}
@@ -202,9 +209,11 @@ def load_settings(path: str | os.PathLike | None = None, **overrides: Any) -> Se
         else:
             data[key] = value
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].removeprefix('Value error, ')}" for err in exc.errors()
         )
         raise ConfigError(f"{where}: invalid configuration: {problems}") from None
+    use_kinds_file(settings.kinds)
+    return settings

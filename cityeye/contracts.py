@@ -5,8 +5,9 @@ simulators agree on topic names, payload shapes, units and identifiers.
 See ``docs/contracts.md`` for the prose version.
 
 MQTT
-    Topic ``cityeye/<district>/<kind>/<sensor_id>``; ``kind`` is one of
-    :data:`KINDS`. Payload: JSON ``{"ts": <RFC 3339 string | epoch ms>,
+    Topic ``cityeye/<district>/<kind>/<sensor_id>``; ``kind`` is one of the
+    declared kinds (:mod:`cityeye.kinds`: ``cityeye/kinds.yaml`` and the
+    ``kinds`` setting's file). Payload: JSON ``{"ts": <RFC 3339 string | epoch ms>,
     "values": {...}}`` or a JSON array of such objects (a device's batch).
 
 Kafka
@@ -26,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from cityeye.kinds import FieldSpec, declared, kind_names
+
 __all__ = [
     "KINDS",
     "FIELDS",
@@ -40,6 +43,7 @@ __all__ = [
     "TOPIC_NOTIFICATIONS_DEADLETTER",
     "TOPIC_PARTITIONS",
     "FieldSpec",
+    "kind_fields",
     "Reading",
     "DeadLetter",
     "AlertEvent",
@@ -54,8 +58,10 @@ __all__ = [
     "decode_alert_event",
 ]
 
-#: Sensor kinds, each with its own Kafka topic.
-KINDS: tuple[str, ...] = ("water_level", "traffic", "weather")
+#: The bundled sensor kinds (``cityeye/kinds.yaml``), each with its own Kafka topic.
+#: Kinds added by a kinds file are in :func:`cityeye.kinds.kind_names`, which
+#: is what the gateway, the worker and the registry read.
+KINDS: tuple[str, ...] = kind_names()
 
 #: Warning severities, lowest first (China's four-colour warning signals).
 SEVERITIES: tuple[str, ...] = ("blue", "yellow", "orange", "red")
@@ -73,9 +79,11 @@ TOPIC_NOTIFICATIONS_DEADLETTER = "notifications.deadletter"
 #: alert events re-keyed by shard key (district) for several dispatchers, plus their API actions
 TOPIC_ALERTS_GROUPED = "alerts.grouped"
 
-#: Partition counts; topics are pre-created with these (never auto-created).
+#: Partition counts of the bundled kinds' and the other topics; topics are
+#: pre-created with these (never auto-created). :func:`all_topics` adds the
+#: topics of kinds declared by a kinds file.
 TOPIC_PARTITIONS: dict[str, int] = {
-    **{TOPIC_READINGS.format(kind=k): 4 for k in KINDS},
+    **{TOPIC_READINGS.format(kind=k): spec.partitions for k, spec in declared().items()},
     TOPIC_DEADLETTER: 1,
     TOPIC_ALERTS: 4,
     TOPIC_NOTIFICATIONS_DEADLETTER: 1,
@@ -84,51 +92,28 @@ TOPIC_PARTITIONS: dict[str, int] = {
 }
 
 
-@dataclass(frozen=True)
-class FieldSpec:
-    """A known quantity: its unit is in its name, its physical range here.
-
-    Values outside ``[low, high]`` are physically impossible for the kind and
-    are rejected by the gateway (a dead letter, not a reading).
-    """
-
-    name: str
-    low: float
-    high: float
-    description: str
+#: Known quantities per bundled kind (``cityeye/kinds.yaml``); :func:`kind_fields`
+#: gives those of any declared kind. Unknown fields are kept (not rejected)
+#: but are only checked for being finite numbers.
+FIELDS: dict[str, dict[str, FieldSpec]] = {k: dict(spec.fields) for k, spec in declared().items()}
 
 
-#: Known quantities per kind. Unknown fields are kept (not rejected) but are
-#: only checked for being finite numbers.
-FIELDS: dict[str, dict[str, FieldSpec]] = {
-    "water_level": {
-        "level_m": FieldSpec("level_m", -50.0, 500.0, "water level above gauge datum, m"),
-    },
-    "traffic": {
-        "speed_kmh": FieldSpec("speed_kmh", 0.0, 300.0, "mean speed, km/h"),
-        "flow_vph": FieldSpec("flow_vph", 0.0, 20000.0, "flow, vehicles per hour"),
-        "occupancy_pct": FieldSpec("occupancy_pct", 0.0, 100.0, "lane occupancy, %"),
-    },
-    "weather": {
-        "rain_mm": FieldSpec("rain_mm", 0.0, 500.0, "rain since the previous reading, mm"),
-        "temp_c": FieldSpec("temp_c", -60.0, 65.0, "air temperature, degC"),
-        "wind_ms": FieldSpec("wind_ms", 0.0, 120.0, "mean wind speed, m/s"),
-        "gust_ms": FieldSpec("gust_ms", 0.0, 150.0, "gust speed, m/s"),
-        "humidity_pct": FieldSpec("humidity_pct", 0.0, 100.0, "relative humidity, %"),
-    },
-}
+def kind_fields(kind: str) -> dict[str, FieldSpec]:
+    """The known fields of a declared kind (empty for an unknown kind)."""
+    spec = declared().get(kind)
+    return dict(spec.fields) if spec is not None else {}
 
 
 def readings_topic(kind: str) -> str:
     """Kafka topic of validated readings of ``kind``."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if kind not in kind_names():
+        raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(kind_names())}")
     return TOPIC_READINGS.format(kind=kind)
 
 
 def all_topics() -> dict[str, int]:
-    """Every topic CityEye uses, with its partition count."""
-    return dict(TOPIC_PARTITIONS)
+    """Every topic CityEye uses, with its partition count (the declared kinds' included)."""
+    return {**TOPIC_PARTITIONS, **{readings_topic(k): spec.partitions for k, spec in declared().items()}}
 
 
 def mqtt_topic(district: str, kind: str, sensor_id: str) -> str:

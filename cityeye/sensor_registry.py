@@ -36,7 +36,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cityeye.config import Settings, load_settings
-from cityeye.contracts import KINDS
+from cityeye.kinds import kind_names
 from cityeye.errors import RegistryError
 from cityeye.yaml_source import line_of, load_yaml, read_config_text
 
@@ -71,8 +71,8 @@ class Sensor(BaseModel):
     @field_validator("kind")
     @classmethod
     def _kind(cls, v: str) -> str:
-        if v not in KINDS:
-            raise ValueError(f"unknown kind {v!r}; expected one of {', '.join(KINDS)}")
+        if v not in kind_names():
+            raise ValueError(f"unknown kind {v!r}; expected one of {', '.join(kind_names())}")
         return v
 
     def agrees_with(self, kind: str, district: str | None = None) -> bool:
@@ -163,6 +163,8 @@ def registry_for(settings: Settings) -> SensorRegistry:
 
 def load_settings_and_registry(path: str | Path | None = None) -> tuple[Settings, SensorRegistry]:
     """The settings (see :func:`cityeye.config.load_settings`) and their registry.
+    The kinds file of the settings is declared by :func:`load_settings`,
+    before the registry (whose sensors may be of its kinds) is read.
 
     The returned settings name the registry file actually loaded, so every
     part handed them (worker, dispatcher) reads the same one. Raises

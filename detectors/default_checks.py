@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import functools
 
-from cityeye.contracts import KINDS
+from cityeye.kinds import kind_names
 from cityeye.sensor_registry import Sensor
 from detectors.base import Check
 from detectors.rulebook import Rulebook, parse_rulebook
@@ -77,8 +77,8 @@ def default_checks(kind: str, sensor_levels: dict[str, float] | None = None, int
     >>> [c.name for c in default_checks("weather", {})]
     ['weather.rainstorm', 'weather.high_temperature', 'weather.wind', 'weather.stale']
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if kind not in kind_names():
+        raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(kind_names())}")
     sensor = Sensor.model_construct(id="default", kind=kind, district="", name="", lat=0.0, lon=0.0,
                                     interval_s=float(interval_s), levels=dict(sensor_levels or {}))
     return builtin_rulebook().checks_for(sensor)

@@ -43,7 +43,7 @@ from typing import Any
 
 import yaml
 
-from cityeye.contracts import KINDS
+from cityeye.kinds import kind_names
 from cityeye.errors import ConfigError
 from cityeye.yaml_source import line_of, load_yaml, read_config_text
 from detectors.rule_library import BuiltCheck, RuleError, build_check, validate_params
@@ -124,8 +124,8 @@ class Rulebook:
                 for name, d in self._mapping(checks, path).items()}
 
     def _kind_layer(self, path: tuple[Any, ...], kind: str, checks: Any) -> None:
-        if kind not in KINDS:
-            raise self._fail(path, f"unknown kind; expected one of {', '.join(KINDS)}")
+        if kind not in kind_names():
+            raise self._fail(path, f"unknown kind; expected one of {', '.join(kind_names())}")
         entries = {}
         for name, decl in self._mapping(checks, path).items():
             entry = _Entry(self._mapping(decl, (*path, name)), ".".join(map(str, path)),

@@ -3,6 +3,7 @@
 A test file (YAML)::
 
     rules: my-rules.yaml            # optional, relative to this file; default: the built-in rules
+    kinds: my-kinds.yaml            # optional, relative to this file: kinds beyond the bundled ones
     sensors:                        # registry entries, as in the sensor registry
       - {id: wl-t, kind: water_level, district: test, lat: 31.2, lon: 121.5, interval_s: 60,
          levels: {warning_m: 4.5, guaranteed_m: 5.2}}
@@ -35,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cityeye.contracts import Reading, parse_ts
 from cityeye.errors import ConfigError
+from cityeye.kinds import kinds_declared
 from cityeye.sensor_registry import Sensor, SensorRegistry
 from cityeye.yaml_source import line_of, load_yaml, read_config_text
 from detectors.rule_library import RuleError, parse_duration
@@ -74,6 +76,7 @@ class _Test(BaseModel):
 class _File(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rules: str | None = None
+    kinds: str | None = None
     sensors: list[dict[str, Any]]
     tests: list[_Test]
 
@@ -152,6 +155,11 @@ def run_rule_test_file(path: str | Path) -> list[TestResult]:
         loc = tuple(err["loc"])
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         raise RuleTestError(f"{p}:{line_of(root, loc)}: {'.'.join(map(str, loc))}: {msg}") from None
+    with kinds_declared(p.parent / spec.kinds if spec.kinds else None):
+        return _run_file(spec, p, root)
+
+
+def _run_file(spec: _File, p: Path, root: Any) -> list[TestResult]:
     sensors = {}
     for i, entry in enumerate(spec.sensors):
         try:

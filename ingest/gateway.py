@@ -34,6 +34,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from cityeye.config import Settings
 from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, Reading, readings_topic
 from cityeye.kafka import make_producer
+from cityeye.kinds import use_kinds_file
 from cityeye.sensor_registry import SensorRegistry
 from ingest.bridge import Inbound, MqttBridge
 from ingest.validation import Limits, reason_code, validate_message
@@ -108,6 +109,7 @@ class Gateway:
 
     def __init__(self, settings: Settings, registry: SensorRegistry, *, clock=time.time) -> None:
         self.settings = settings
+        use_kinds_file(settings.kinds)  # their fields are validated against their declared ranges
         self.registry = registry
         self.limits = Limits.from_settings(settings)
         self._clock = clock

@@ -25,7 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cityeye.contracts import FIELDS, KINDS, DeadLetter, Reading, parse_ts
+from cityeye.contracts import DeadLetter, Reading, kind_fields, parse_ts
+from cityeye.kinds import kind_names
 from cityeye.sensor_registry import SensorRegistry
 
 __all__ = [
@@ -51,7 +52,7 @@ REASONS: dict[str, str] = {
     "ts_too_old": "ts older than ingest.max_age_s",
     "bad_values": "values missing, not an object, empty, or with too many / bad field names",
     "not_a_number": "a value is not a finite JSON number (strings, booleans, null, NaN, Infinity)",
-    "out_of_range": "a known field outside its physical range (contracts.FIELDS)",
+    "out_of_range": "a known field outside its physical range (cityeye/kinds.yaml, the kinds file)",
 }
 
 _TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -105,8 +106,8 @@ def _split_topic(topic: str) -> tuple[str, str, str]:
     if len(parts) != 4 or parts[0] != "cityeye":
         raise _Refused("bad_topic", f"topic {topic[:100]!r} is not cityeye/<district>/<kind>/<sensor_id>")
     _, district, kind, sensor_id = parts
-    if kind not in KINDS:
-        raise _Refused("bad_topic", f"unknown kind {kind[:40]!r} in topic; expected one of {', '.join(KINDS)}")
+    if kind not in kind_names():
+        raise _Refused("bad_topic", f"unknown kind {kind[:40]!r} in topic; expected one of {', '.join(kind_names())}")
     for what, token in (("district", district), ("sensor id", sensor_id)):
         if not _TOKEN.match(token):
             raise _Refused("bad_topic", f"{what} {token[:70]!r} in topic is not a 1-64 character token")
@@ -158,7 +159,7 @@ def _check_values(item: dict, kind: str, limits: Limits) -> dict[str, float]:
         raise _Refused("bad_values", "values is empty")
     if len(raw) > limits.max_fields:
         raise _Refused("bad_values", f"{len(raw)} fields; the limit is {limits.max_fields}")
-    specs = FIELDS[kind]
+    specs = kind_fields(kind)
     values: dict[str, float] = {}
     for name, value in raw.items():
         if not _FIELD_NAME.match(name):

@@ -26,8 +26,9 @@ from pathlib import Path
 
 from cityeye.config import Settings
 from cityeye.contracts import format_ts
+from cityeye.errors import ConfigError
 from cityeye.sensor_registry import SensorRegistry
-from simulators import traffic, water_level, weather
+from simulators import generic, traffic, water_level, weather
 from simulators.common import SCENARIOS, Clock, Label, SimReading, storm_for
 from simulators.publisher import MqttPublisher, publish_paced
 
@@ -43,6 +44,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: the hand-written generators; any other kind with a ``simulation`` profile in its
+#: kinds file gets the generic one (simulators/generic.py)
 GENERATORS = {"water_level": water_level.generate, "traffic": traffic.generate, "weather": weather.generate}
 #: kinds whose devices upload arrays when batching is on
 BATCHING_KINDS = ("weather",)
@@ -66,10 +69,14 @@ def simulate(registry: SensorRegistry, scenario: str, seed: int, clock: Clock) -
     if clock.duration_h <= 0:
         raise ValueError("duration must be positive")
     storm = storm_for(clock, scenario, seed)
+    cannot = sorted({s.kind for s in registry if s.kind not in GENERATORS and not generic.simulates(s.kind)})
+    if cannot:
+        raise ConfigError(f"{registry.source}: no simulator for kind(s) {', '.join(cannot)}: "
+                          "declare a 'simulation' profile in the kinds file (docs/kinds.md)")
     readings: list[SimReading] = []
     labels: list[Label] = []
     for sensor in registry:
-        got, lab = GENERATORS[sensor.kind](sensor, clock, scenario, seed, storm)
+        got, lab = GENERATORS.get(sensor.kind, generic.generate)(sensor, clock, scenario, seed, storm)
         readings.extend(got)
         labels.extend(lab)
     readings.sort(key=lambda r: (r.ts, r.sensor_id))

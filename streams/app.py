@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cityeye.config import Settings
+from cityeye.kinds import use_kinds_file
 from cityeye.sensor_registry import SensorRegistry, registry_for
 from streams.agents import DetectorRuntime, attach_agents
 from streams.live_rules import LiveRules
@@ -105,7 +106,9 @@ def create_app(
     from the built-in rules and ``settings.rules`` (:class:`~streams.live_rules.LiveRules`,
     reloaded when the file changes). Raises :class:`~cityeye.errors.RegistryError`
     for a bad registry file, :class:`~detectors.rulebook.RulesError` for a bad rules file.
+    The kinds of ``settings.kinds`` are declared first: the app subscribes to their topics.
     """
+    use_kinds_file(settings.kinds)  # a no-op when the command line declared them already
     registry = registry if registry is not None else registry_for(settings)
     live_rules = LiveRules(settings.rules, registry) if checks_factory is None else None
     engine = SensorEngine(registry, live_rules.checks_for if live_rules else checks_factory)

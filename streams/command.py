@@ -34,6 +34,7 @@ from cityeye.command import EXIT_OS_ERROR, run_service
 from cityeye.config import Settings
 from cityeye.errors import CityEyeError, ConfigError
 from cityeye.kafka import ensure_topics
+from cityeye.kinds import use_kinds_file
 from cityeye.sensor_registry import SensorRegistry, load_settings_and_registry
 from streams.app import StreamsApp, create_app
 
@@ -76,7 +77,8 @@ class StreamsWorker:
         return self.streams.app
 
     async def start(self) -> None:
-        """Create the topics if missing, build the app and start it."""
+        """Declare the settings' kinds, create the topics if missing, build the app and start it."""
+        use_kinds_file(self.settings.kinds)
         await ensure_topics(self.settings.kafka)
         self.streams = create_app(self.settings, web_port=self.web_port, **self.app_kwargs)
         self._worker = _InProcessWorker(

@@ -37,7 +37,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable
 
-from cityeye.contracts import KINDS, AlertEvent, Reading, alert_id_for
+from cityeye.contracts import AlertEvent, Reading, alert_id_for
+from cityeye.kinds import kind_names
 from cityeye.errors import ValidationError
 from cityeye.sensor_registry import Sensor, SensorRegistry
 from detectors.base import Check, Finding
@@ -147,7 +148,7 @@ class SensorEngine:
             self._states.pop(sid, None)
 
     def _sensor_for(self, sensor_id: str, kind: str, district: str) -> Sensor:
-        if kind not in KINDS:
+        if kind not in kind_names():
             raise ValidationError(f"reading of sensor {sensor_id!r} has unknown kind {kind!r}")
         sensor = self.registry.get(sensor_id)
         if sensor is None:

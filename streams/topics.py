@@ -14,14 +14,16 @@ from dataclasses import dataclass
 import faust
 from faust.types import TopicT
 
-from cityeye.contracts import KINDS, TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_PARTITIONS, readings_topic
+from cityeye.contracts import TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_PARTITIONS, all_topics, readings_topic
+from cityeye.kinds import kind_names
 
 __all__ = ["StreamTopics", "define_topics", "readings_partitions"]
 
 
 def readings_partitions() -> int:
     """The partition count shared by every ``readings.<kind>`` topic."""
-    counts = {TOPIC_PARTITIONS[readings_topic(k)] for k in KINDS}
+    topics = all_topics()
+    counts = {topics[readings_topic(k)] for k in kind_names()}
     if len(counts) != 1:
         raise ValueError(f"readings topics must be co-partitioned, got partition counts {sorted(counts)}")
     return counts.pop()
@@ -43,7 +45,7 @@ class StreamTopics:
 def define_topics(app: faust.App) -> StreamTopics:
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     return StreamTopics(
-        readings=app.topic(*(readings_topic(k) for k in KINDS), partitions=readings_partitions(), **raw),
+        readings=app.topic(*(readings_topic(k) for k in kind_names()), partitions=readings_partitions(), **raw),
         alerts=app.topic(TOPIC_ALERTS, partitions=TOPIC_PARTITIONS[TOPIC_ALERTS], **raw),
         deadletter=app.topic(TOPIC_DEADLETTER, partitions=TOPIC_PARTITIONS[TOPIC_DEADLETTER], **raw),
     )

@@ -28,16 +28,21 @@ from pathlib import Path
 from typing import Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cityeye.contracts import FIELDS, Reading
+from cityeye.contracts import Reading, kind_fields
+from cityeye.kinds import declared
 from cityeye.errors import ConfigError
 from cityeye.sensor_registry import SensorRegistry
 
 __all__ = ["Dataset", "Event", "DataError", "from_csv", "from_simulation", "labels_from_csv", "parse_time",
-           "MAIN_FIELD"]
+           "main_field"]
 
 TIME_COLUMNS = ("ts", "timestamp", "time", "datetime", "datetime_utc", "date_time")
-#: the field a single ``value`` column means, per kind
-MAIN_FIELD = {"water_level": "level_m", "traffic": "speed_kmh", "weather": "rain_mm"}
+
+
+def main_field(kind: str) -> str:
+    """The field a single ``value`` column means and the report plots: the kind's declared ``main_field``."""
+    spec = declared().get(kind)
+    return spec.main_field if spec is not None else ""
 
 
 class DataError(ConfigError):
@@ -159,12 +164,12 @@ def _values(row: dict[str, str], header: list[str], kind: str, time_col: str) ->
     if "field" in header and "value" in header:
         v = _number(row.get("value"))
         return {row["field"]: v} if v is not None and row.get("field") else {}
-    known = FIELDS.get(kind, {})
+    known = kind_fields(kind)
     out = {}
     for col in header:
         if col in (time_col, "sensor_id"):
             continue
-        name = MAIN_FIELD.get(kind, col) if col == "value" else col
+        name = (main_field(kind) or col) if col == "value" else col
         if name in known:
             v = _number(row.get(col))
             if v is not None:

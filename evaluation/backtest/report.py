@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from evaluation.backtest.data import MAIN_FIELD, Dataset, Event
+from evaluation.backtest.data import Dataset, Event, main_field
 from evaluation.backtest.replay import Episode
 
 __all__ = ["write_json", "write_html", "svg_plot", "SEVERITY_COLOURS"]
@@ -51,7 +51,7 @@ def svg_plot(ds: Dataset, sensor_id: str, episodes: Sequence[Episode], events: S
     """An inline SVG of one sensor's series, levels, alert episodes and labelled events."""
     sensor = ds.registry.get(sensor_id)
     rows = ds.readings.get(sensor_id, [])
-    field = field or MAIN_FIELD.get(sensor.kind if sensor else "", "")
+    field = field or main_field(sensor.kind if sensor else "")
     pts = [(r.ts, r.values[field]) for r in rows if field in r.values]
     if len(pts) < 2:
         return f"<p>No {html.escape(field)} readings to plot.</p>"
