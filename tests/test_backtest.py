@@ -14,6 +14,7 @@ import pytest
 from alerts.config import load_alerting_config, parse_alerting_config
 from cityeye.contracts import parse_ts
 from cityeye.sensor_registry import load_registry, parse_registry
+from detectors.rulebook import parse_rulebook
 from evaluation.backtest.command import run_backtest
 from evaluation.backtest.data import DataError, Event, from_csv, from_simulation
 from evaluation.backtest.replay import Episode
@@ -238,3 +239,15 @@ def test_an_influxdb_query_gives_one_sensor_per_series(influx_server, influx_db,
         from_influx(settings, load_registry(DEMO_REGISTRY), "SELECT level_m FROM gauges")
     with pytest.raises(DataError, match="InfluxDB: error parsing query"):
         from_influx(settings, load_registry(DEMO_REGISTRY), "SELEKT nonsense")
+
+
+def test_the_settings_rules_are_the_default(tmp_path, capsys):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("kinds:\n  water_level:\n    rate_of_rise: {rate_per_hour: 0.7}\n")
+    config = tmp_path / "cityeye.yaml"
+    config.write_text(f"rules: {rules}\n")
+    assert cli_main(["backtest", "--config", str(config), "--simulate", "normal", "--days", "0.5",
+                     "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    result = json.loads((tmp_path / "o" / "result.json").read_text())
+    assert result["rules"] == str(rules)
+    assert result["rules_version"] == parse_rulebook(rules.read_text()).version

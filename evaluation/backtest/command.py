@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tz", help="time zone of timestamps without a UTC offset (IANA name)")
     parser.add_argument("--registry", metavar="FILE", help="sensor registry (default: settings, then the demo's)")
     parser.add_argument("--config", metavar="FILE", help="settings YAML (default: $CITYEYE_CONFIG)")
-    parser.add_argument("--rules", metavar="FILE", help="rules file (default: settings' rules, else built-in)")
+    parser.add_argument("--rules", metavar="FILE", help="rules file (default: the settings' rules, else the built-in rules)")
     parser.add_argument("--compare", metavar="RULES",
                         help="a second rules file to diff against ('built-in': the built-in rules alone)")
     parser.add_argument("--alerting", metavar="FILE", help="alerting file for the lifecycle (default: bundled)")
@@ -69,6 +69,8 @@ def load_dataset(args: argparse.Namespace) -> Any:
 
     settings = load_settings(args.config)
     registry = load_registry(args.registry) if args.registry else registry_for(settings)
+    if args.rules is None:  # the rules in force unless --rules names others
+        args.rules = settings.rules or None
     if sum(map(bool, (args.csv, args.simulate, args.kafka, args.influx_query))) != 1:
         raise DataError("give one data source: --csv FILE..., --simulate SCENARIO, --kafka KIND or --influx-query Q")
     if args.kafka:
