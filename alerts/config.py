@@ -224,6 +224,9 @@ class TimingsConfig(BaseModel):
     escalate_severities: list[str] = Field(default_factory=lambda: ["orange", "red"])
     #: how often the dispatcher checks timers (group flushes, escalations, resolves)
     tick: Duration = 0.5
+    #: what the timers run on: ``wall`` (the clock on the wall) or ``event`` (the alert events' own
+    #: time, per partition: for replays of recorded or simulated data at any speed; alerts/runtime/event_clock.py)
+    clock: Literal["wall", "event"] = "wall"
 
     @model_validator(mode="after")
     def _order(self) -> "TimingsConfig":

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
@@ -122,8 +123,11 @@ class IngestSettings(BaseModel):
 
     #: readings stamped further ahead of the gateway clock are dead-lettered
     max_future_s: float = Field(300.0, ge=0)
-    #: readings older than this are dead-lettered (default 30 days)
-    max_age_s: float = Field(30 * 86400.0, gt=0)
+    #: readings older than this are dead-lettered (default 30 days); 0: any age (replays of old data)
+    max_age_s: float = Field(30 * 86400.0, ge=0)
+    #: IANA time zone (``Asia/Shanghai``, ``Europe/London``, ``UTC``) a timestamp without a UTC
+    #: offset is read in; empty: such readings are dead-lettered (``naive_timestamp``)
+    timezone: str = ""
     #: most readings one MQTT message (a JSON array) may carry
     max_batch_items: int = Field(1000, ge=1)
     #: most fields in one reading's ``values``
@@ -136,6 +140,21 @@ class IngestSettings(BaseModel):
     produce_window: int = Field(8, ge=1)
     #: seconds between counter log lines (0: never)
     stats_interval_s: float = Field(60.0, ge=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        if v:
+            try:
+                ZoneInfo(v)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Asia/Shanghai)") from None
+        return v
+
+    @property
+    def naive_tz(self) -> ZoneInfo | None:
+        """The zone naive timestamps are read in (``None``: they are refused)."""
+        return ZoneInfo(self.timezone) if self.timezone else None
 
 
 class Settings(BaseSettings):

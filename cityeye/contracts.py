@@ -24,7 +24,7 @@ import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from typing import Any
 
 from cityeye.kinds import FieldSpec, declared, kind_names
@@ -53,6 +53,7 @@ __all__ = [
     "alert_id_for",
     "format_ts",
     "parse_ts",
+    "NaiveTimestampError",
     "to_json",
     "scrub_text",
     "decode_alert_event",
@@ -126,11 +127,18 @@ def format_ts(epoch_s: float) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
-def parse_ts(value: Any) -> float:
+class NaiveTimestampError(ValueError):
+    """A timestamp string without a UTC offset, and no time zone to read it in."""
+
+
+def parse_ts(value: Any, naive_tz: tzinfo | None = None) -> float:
     """Epoch seconds from an RFC 3339 string or epoch milliseconds.
 
-    Raises :class:`ValueError` with a reason for anything else (booleans,
-    NaN, naive timestamps without an offset, garbage).
+    A string without a UTC offset (``2025-08-16T00:00:00``) is read in
+    ``naive_tz`` if given (an ambiguous time in the hour a clock goes back
+    takes the earlier offset); without one it raises
+    :class:`NaiveTimestampError`. Raises :class:`ValueError` with a reason
+    for anything else (booleans, NaN, garbage).
     """
     if isinstance(value, bool):
         raise ValueError("ts must be an RFC 3339 string or epoch milliseconds, not a boolean")
@@ -149,7 +157,9 @@ def parse_ts(value: Any) -> float:
         except ValueError:
             raise ValueError(f"ts {value[:40]!r} is not RFC 3339") from None
         if dt.tzinfo is None:
-            raise ValueError(f"ts {value[:40]!r} has no UTC offset")
+            if naive_tz is None:
+                raise NaiveTimestampError(f"ts {value[:40]!r} has no UTC offset")
+            dt = dt.replace(tzinfo=naive_tz)
         return dt.timestamp()
     raise ValueError(f"ts must be an RFC 3339 string or epoch milliseconds, not {type(value).__name__}")
 

@@ -12,7 +12,9 @@ Every dead-letter reason reads ``"<code>: <detail>"``; the codes are
 anything is parsed), UTF-8, JSON (no ``NaN``/``Infinity`` literals), shape
 (an object or a non-empty array of objects, at most ``max_batch_items``),
 registry (known sensor, district and kind as registered), then per reading:
-``ts`` (parsable, not absurdly far in the future or past) and ``values`` (a
+``ts`` (parsable; without a UTC offset only if ``ingest.timezone`` says how
+to read it; not absurdly far in the future or past, unless
+``ingest.max_age_s`` is 0: any age, for replays) and ``values`` (a
 non-empty object of finite numbers, known fields within their physical
 ranges, unknown fields kept).
 """
@@ -23,9 +25,10 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from datetime import tzinfo
 from typing import Any
 
-from cityeye.contracts import DeadLetter, Reading, kind_fields, parse_ts
+from cityeye.contracts import DeadLetter, NaiveTimestampError, Reading, kind_fields, parse_ts
 from cityeye.kinds import kind_names
 from cityeye.sensor_registry import SensorRegistry
 
@@ -48,6 +51,7 @@ REASONS: dict[str, str] = {
     "unknown_sensor": "sensor id not in the registry",
     "registry_mismatch": "topic district or kind differs from the registry's",
     "bad_ts": "ts missing or not an RFC 3339 string with offset / epoch milliseconds",
+    "naive_timestamp": "ts has no UTC offset and ingest.timezone is not set",
     "ts_in_future": "ts further ahead of the gateway clock than ingest.max_future_s",
     "ts_too_old": "ts older than ingest.max_age_s",
     "bad_values": "values missing, not an object, empty, or with too many / bad field names",
@@ -67,16 +71,19 @@ class Limits:
 
     max_payload_bytes: int = 65536
     max_future_s: float = 300.0
+    #: 0: readings of any age are accepted
     max_age_s: float = 30 * 86400.0
     max_batch_items: int = 1000
     max_fields: int = 64
+    #: the zone a timestamp without a UTC offset is read in (``None``: refused)
+    naive_tz: tzinfo | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> "Limits":
         """Limits from a :class:`cityeye.config.Settings`."""
         ing = settings.ingest
         return cls(settings.mqtt.max_payload_bytes, ing.max_future_s, ing.max_age_s,
-                   ing.max_batch_items, ing.max_fields)
+                   ing.max_batch_items, ing.max_fields, ing.naive_tz)
 
 
 Outcome = Reading | DeadLetter
@@ -141,12 +148,14 @@ def _check_ts(item: dict, now: float, limits: Limits) -> float:
     if "ts" not in item:
         raise _Refused("bad_ts", "ts is missing")
     try:
-        ts = parse_ts(item["ts"])
+        ts = parse_ts(item["ts"], limits.naive_tz)
+    except NaiveTimestampError as exc:
+        raise _Refused("naive_timestamp", f"{exc}; set ingest.timezone or send an offset") from None
     except (ValueError, OverflowError, OSError) as exc:
         raise _Refused("bad_ts", str(exc)[:200]) from None
     if ts > now + limits.max_future_s:
         raise _Refused("ts_in_future", f"ts is {ts - now:.0f} s ahead of the gateway clock (limit {limits.max_future_s:.0f} s)")
-    if ts < now - limits.max_age_s:
+    if limits.max_age_s and ts < now - limits.max_age_s:
         raise _Refused("ts_too_old", f"ts is {now - ts:.0f} s old (limit {limits.max_age_s:.0f} s)")
     return ts
 

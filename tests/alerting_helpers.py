@@ -3,6 +3,8 @@
 * :func:`event` -- every test ``AlertEvent`` is made here (the sinks' numbered
   series, ``tests.sink_helpers.make_event``, is a preset of it).
 * :func:`config` -- an :class:`~alerts.config.AlertingConfig` with fast timings.
+* :func:`recorded_flood` -- a flood's alert events as a stream worker raised them from
+  recorded data (event times 15 minutes apart), for replays on event time.
 * :class:`Receiver` -- a real aiohttp server on a free loopback port that
   answers a script of statuses and records every request; it serves the
   notifier, sink and dispatcher tests alike. :func:`receiver_in_thread` runs
@@ -27,7 +29,7 @@ from alerts.config import AlertingConfig, parse_alerting_config
 from cityeye.contracts import AlertEvent, alert_id_for
 from tests.kafka_helpers import wait_until
 
-__all__ = ["event", "config", "Receiver", "ReceivedRequest", "receiver_in_thread"]
+__all__ = ["event", "config", "recorded_flood", "Receiver", "ReceivedRequest", "receiver_in_thread"]
 
 
 def event(sensor: str, state: str = "firing", severity: str = "orange", *, rule: str = "level_warning",
@@ -43,6 +45,23 @@ def event(sensor: str, state: str = "firing", severity: str = "orange", *, rule:
                       updated_at=updated_at, value=value, threshold=threshold,
                       message=message if message is not None else f"{sensor} {state} {severity}",
                       labels={**(labels or {}), **more_labels})
+
+
+def recorded_flood(sensor: str, t0: float, step: float = 900.0) -> list[AlertEvent]:
+    """A gauge's flood as recorded: the level hovers about the warning level, then rises past the guaranteed one.
+
+    Yellow fires at ``t0`` and resolves a reading later, fires again (a new
+    episode) and resolves, fires a third time and, another reading later,
+    escalates to orange: six events ``step`` seconds apart in event time.
+    """
+    rule = "water_level.warning"
+    t = [t0 + i * step for i in range(6)]
+    return [event(sensor, "firing", "yellow", rule=rule, started_at=t[0], updated_at=t[0]),
+            event(sensor, "resolved", "yellow", rule=rule, started_at=t[0], updated_at=t[1]),
+            event(sensor, "firing", "yellow", rule=rule, started_at=t[2], updated_at=t[2]),
+            event(sensor, "resolved", "yellow", rule=rule, started_at=t[2], updated_at=t[3]),
+            event(sensor, "firing", "yellow", rule=rule, started_at=t[4], updated_at=t[4]),
+            event(sensor, "firing", "orange", rule=rule, started_at=t[4], updated_at=t[5])]
 
 
 def config(receivers: list[str | dict] | None = None, **sections: Any) -> AlertingConfig:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 import yaml
 
 from alerts.dispatcher import Dispatcher
@@ -23,21 +24,22 @@ from alerts.runtime.sharding import UNSHARDED_PARTITION
 from alerts.runtime.store import Store, state_path
 from cityeye.config import InfluxSettings, Settings
 from cityeye.contracts import (TOPIC_ALERTS, TOPIC_ALERTS_GROUPED, TOPIC_NOTIFICATIONS_DEADLETTER, TOPIC_PARTITIONS,
-                               AlertEvent, to_json)
+                               AlertEvent, parse_ts, to_json)
 from cityeye.kafka import make_consumer, make_producer
-from tests.alerting_helpers import Receiver, config, event
+from tests.alerting_helpers import Receiver, config, event, recorded_flood
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "test-token-0123456789"
 
 
-async def produce(kafka_settings, events: list[AlertEvent | bytes]) -> None:
+async def produce(kafka_settings, events: list[AlertEvent | bytes], by_sensor: bool = False) -> None:
+    """Events to alerts.events keyed by alert id (as the stream worker does), or by sensor id (one partition: in order)."""
     producer = make_producer(kafka_settings, "test")
     await producer.start()
     try:
         for ev in events:
             raw = ev if isinstance(ev, bytes) else to_json(ev)
-            key = b"x" if isinstance(ev, bytes) else ev.alert_id.encode()
+            key = b"x" if isinstance(ev, bytes) else (ev.sensor_id if by_sensor else ev.alert_id).encode()
             await producer.send_and_wait(TOPIC_ALERTS, raw, key=key)
     finally:
         await producer.stop()
@@ -270,5 +272,45 @@ async def test_without_influx_no_history_accumulates(kafka, tmp_path):
             await wait_until(lambda: len(alert.timeline) >= 2, what="the delivery in the timeline")
             assert [e.action for e in alert.timeline] == ["raised", "notified"]
             assert home(d).store.history_batch(10) == []
+    finally:
+        await rx.stop()
+
+
+@pytest.mark.parametrize("clock", ["event", "wall"])
+async def test_a_replayed_flood_escalates_to_orange_on_event_time_and_flaps_on_the_wall_clock(kafka, tmp_path, clock):
+    """A 2019 flood's alert events, 15 minutes apart in event time, replayed milliseconds apart.
+
+    On event time each yellow episode resolves (keep-firing-for 5 min of the data's time) before
+    the next one fires, and the escalation to orange is notified. On the wall clock (the old
+    behaviour) every episode is a refire within keep-firing-for: the alert flaps, and orange is
+    never sent.
+    """
+    rx = await Receiver().start()
+    cfg = config(receivers=[webhook("desk", rx)], route={"group_wait": 1, "group_interval": 1},
+                 timings={"keep_firing_for": 300, "clock": clock})
+    flood = recorded_flood("wl-gauge-7", parse_ts("2019-07-01T08:00:00Z"))
+    ids = list(dict.fromkeys(ev.alert_id for ev in flood))
+    sent = lambda: [(n["reason"], a["alert_id"], a["severity"]) for n in rx.to("desk") for a in n["alerts"]]  # noqa: E731
+    try:
+        async with Running(dispatcher_settings(kafka, tmp_path), cfg) as d:
+            # keyed by sensor: the episodes' events stay in order (keyed by alert id, the router may interleave
+            # the alerts.events partitions, and a later episode's event could overtake an earlier one's)
+            await produce(kafka.settings, flood, by_sensor=True)
+            if clock == "event":
+                await wait_until(lambda: (ids[2], "orange") in [(i, sev) for _, i, sev in sent()],
+                                 what="the orange escalation")
+                alerts = [home(d).engine.get(i) for i in ids]
+                assert [a.state for a in alerts] == ["resolved", "resolved", "firing"]
+                assert not any(a.flapping or "flapping" in [e.action for e in a.timeline] for a in alerts)
+                assert "flapping" not in [reason for reason, *_ in sent()]
+                assert {i for _, i, _ in sent()} == set(ids)  # three episodes, each notified
+            else:
+                await wait_until(lambda: rx.reasons("desk")["flapping"] == 1, what="the flapping notice")
+                [alert] = home(d).engine.active.values()
+                await wait_until(lambda: alert.severity == "orange", what="the last event applied")
+                assert alert.flapping and alert.alert_id == ids[0]
+                await ticked_past(home(d), d.clock() + 2)  # group wait and interval decided
+                await wait_until(lambda: home(d).store.outbox_size() == 0, what="nothing queued")
+                assert "orange" not in [sev for _, _, sev in sent()]
     finally:
         await rx.stop()

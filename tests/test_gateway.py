@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from cityeye.config import IngestSettings
 from cityeye.contracts import (TOPIC_DEADLETTER, DeadLetter, Reading, format_ts, mqtt_topic, parse_ts,
                                readings_topic)
 from cityeye.sensor_registry import load_registry
@@ -138,6 +139,23 @@ async def test_restart_mid_stream_loses_nothing(settings):
     print(f"restart: first gateway acked {acked_by_first} of 800, duplicates in Kafka: {duplicates}")
     assert 0 < acked_by_first <= 800
     assert first.stats()["messages"] + second.stats()["messages"] >= 2000
+
+
+async def test_a_replay_gateway_takes_years_old_naive_local_times(settings):
+    """ingest.max_age_s 0 and ingest.timezone: an old export's local times become readings, in UTC."""
+    replay = settings.model_copy(update={"ingest": IngestSettings(max_age_s=0, timezone="Asia/Shanghai")})
+    gateway = Gateway(replay, load_registry(settings.registry))
+    await gateway.start()
+    rows = [("2019-07-01T08:00:00", 3.1), ("2019-07-01T08:15:00+08:00", 3.2), ("2019-07-01T08:30:00", 3.3)]
+    await publish(settings, [(WL_TOPIC, json.dumps({"ts": ts, "values": {"level_m": v}}).encode()) for ts, v in rows])
+    wl = readings_topic("water_level")
+    got = await consume(settings.kafka, [wl], lambda o: len(o[wl]) >= 3)
+    assert [(Reading.from_json(m.value).ts, Reading.from_json(m.value).values["level_m"]) for m in got[wl]] == [
+        (parse_ts("2019-07-01T00:00:00Z"), 3.1), (parse_ts("2019-07-01T00:15:00Z"), 3.2),
+        (parse_ts("2019-07-01T00:30:00Z"), 3.3)]
+    await wait_for(lambda: gateway.stats()["messages"] == 3)
+    assert gateway.stats()["dead_lettered"] == {}
+    await gateway.stop()
 
 
 async def test_a_flood_of_garbage_from_one_sensor_does_not_starve_another(settings):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from cityeye.contracts import DeadLetter, Reading, format_ts, to_json
+from cityeye.config import load_settings
+from cityeye.contracts import DeadLetter, Reading, format_ts, parse_ts, to_json
+from cityeye.errors import ConfigError
 from cityeye.sensor_registry import parse_registry
 from ingest.validation import REASONS, Limits, reason_code, validate_message
 
@@ -114,7 +117,7 @@ def test_unknown_sensor_and_registry_mismatch():
 
 
 @pytest.mark.parametrize("ts, code", [
-    (None, "bad_ts"), (True, "bad_ts"), ("yesterday", "bad_ts"), ("2026-05-28T12:00:00", "bad_ts"),
+    (None, "bad_ts"), (True, "bad_ts"), ("yesterday", "bad_ts"), ("2026-05-28T12:00:00", "naive_timestamp"),
     ([1], "bad_ts"), (10 ** 400, "bad_ts"), ("x" * 100, "bad_ts"),
     (format_ts(NOW + 301), "ts_in_future"), (format_ts(NOW - 30 * 86400 - 1), "ts_too_old"),
     ((NOW + 10 * 365 * 86400) * 1000, "ts_in_future"), (0, "ts_too_old"),
@@ -132,6 +135,46 @@ def test_timestamp_limits_are_inclusive_and_configurable():
     limits = Limits(max_future_s=0, max_age_s=60)
     assert reason_code(refused(good(ts=NOW + 1), limits=limits).reason) == "ts_in_future"
     assert reason_code(refused(good(ts=NOW - 61), limits=limits).reason) == "ts_too_old"
+
+
+def test_a_naive_timestamp_has_its_own_reason_naming_the_setting():
+    dl = refused({"ts": "2025-08-16T00:00:00", "values": {"level_m": 1.0}}, limits=Limits(max_age_s=0))
+    assert dl.reason == ("naive_timestamp: ts '2025-08-16T00:00:00' has no UTC offset; "
+                         "set ingest.timezone or send an offset")
+    [dl] = check([{"ts": "2026-05-28 12:00", "values": {"level_m": 1.0}}])
+    assert dl.reason.startswith("naive_timestamp: batch item 0: ts '2026-05-28 12:00' has no UTC offset")
+
+
+@pytest.mark.parametrize("naive, zone, utc", [
+    ("2026-05-29T04:26:10", "Asia/Shanghai", "2026-05-28T20:26:10Z"),
+    ("2026-05-28T20:26:10", "UTC", "2026-05-28T20:26:10Z"),
+    ("2026-05-28T21:26:10", "Europe/London", "2026-05-28T20:26:10Z"),  # BST, +01:00
+    ("2025-10-26T01:30:00", "Europe/London", "2025-10-26T00:30:00Z"),  # the repeated hour: the earlier (BST)
+])
+def test_naive_timestamps_are_read_in_the_configured_zone(naive, zone, utc):
+    limits = Limits(max_age_s=0, naive_tz=ZoneInfo(zone))
+    [r] = check({"ts": naive, "values": {"level_m": 1.0}}, limits=limits)
+    assert isinstance(r, Reading) and r.ts == parse_ts(utc)
+    [r] = check({"ts": utc, "values": {"level_m": 1.0}}, limits=limits)  # an offset still wins
+    assert r.ts == parse_ts(utc)
+
+
+def test_max_age_0_accepts_readings_of_any_age_but_not_the_future():
+    limits = Limits(max_age_s=0)
+    for ts in ("2015-03-01T00:15:00Z", 0, format_ts(NOW - 30 * 86400 - 1)):
+        [r] = check({"ts": ts, "values": {"level_m": 1.0}}, limits=limits)
+        assert isinstance(r, Reading), ts
+    assert reason_code(refused(good(ts=NOW + 301), limits=limits).reason) == "ts_in_future"
+
+
+def test_ingest_settings_time_zone_and_any_age():
+    limits = Limits.from_settings(load_settings(None, ingest__timezone="Europe/London", ingest__max_age_s=0))
+    assert limits.naive_tz == ZoneInfo("Europe/London") and limits.max_age_s == 0
+    assert Limits.from_settings(load_settings(None)) == Limits()  # defaults: naive refused, 30 days
+    with pytest.raises(ConfigError, match=r"ingest\.timezone: unknown time zone 'Europe/Londn'"):
+        load_settings(None, ingest__timezone="Europe/Londn")
+    with pytest.raises(ConfigError, match=r"ingest\.max_age_s"):
+        load_settings(None, ingest__max_age_s=-1)
 
 
 @pytest.mark.parametrize("values, code, detail", [
@@ -188,7 +231,8 @@ def test_single_item_array_is_a_batch():
 
 def test_every_reason_code_is_documented():
     assert set(REASONS) == {"bad_topic", "too_large", "not_utf8", "invalid_json", "bad_shape", "batch_too_large",
-                            "unknown_sensor", "registry_mismatch", "bad_ts", "ts_in_future", "ts_too_old",
+                            "unknown_sensor", "registry_mismatch", "bad_ts", "naive_timestamp", "ts_in_future",
+                            "ts_too_old",
                             "bad_values", "not_a_number", "out_of_range"}
 
 

@@ -13,6 +13,12 @@ caused it). One worker per receiver sends its due rows in order:
   wins) before the next try; after ``max_attempts`` it is dead-lettered;
 * :class:`~cityeye.errors.PermanentDeliveryError` → dead-lettered at once.
 
+The times recorded (timelines, the notification log, dead letters) come
+from ``clock``, the partition's clock (the wall's, or the events' own time
+with ``timings.clock: event``); retries are scheduled on ``wall``, because
+a receiver's outage is real time. A notification never attempted is due at
+once, whatever time it was queued at.
+
 Dead-lettering writes the reason to the store, publishes it to Kafka
 ``notifications.deadletter`` and raises the internal alert
 ``receiver_failing`` about the receiver (resolved by its next success).
@@ -51,11 +57,13 @@ class DeliveryManager:
 
     def __init__(self, engine: Engine, notifiers: dict[str, Notifier], cfg: DeliveryConfig,
                  deadletter: DeadLetterPublisher | None = None, clock: Callable[[], float] = time.time,
-                 on_commit: Callable[[], None] | None = None) -> None:
+                 on_commit: Callable[[], None] | None = None, wall: Callable[[], float] | None = None) -> None:
         self.engine, self.store, self.notifiers = engine, engine.store, notifiers
         self.backoff = Backoff(initial_s=cfg.backoff_initial, max_s=cfg.backoff_max,
                                max_attempts=cfg.max_attempts, jitter=cfg.jitter)
         self.deadletter, self.clock = deadletter, clock
+        #: what retries are scheduled on (the same as ``clock`` unless the engine runs on event time)
+        self.wall = wall or clock
         #: called after each committed outcome (the service wakes other workers / the history shipper)
         self.on_commit = on_commit or (lambda: None)
         self._wake = {name: asyncio.Event() for name in notifiers}
@@ -91,7 +99,7 @@ class DeliveryManager:
         wake = self._wake[name]
         while not stop.is_set():
             wake.clear()
-            rows = self.store.outbox_due(name, self.clock())
+            rows = self.store.outbox_due(name, self.wall())
             for row in rows:
                 if stop.is_set():
                     return
@@ -99,7 +107,7 @@ class DeliveryManager:
             if rows:
                 continue
             nxt = self.store.outbox_next_time(name)
-            timeout = 1.0 if nxt is None else min(1.0, max(0.0, nxt - self.clock()))
+            timeout = 1.0 if nxt is None else min(1.0, max(0.0, nxt - self.wall()))
             waiter = asyncio.ensure_future(wake.wait())
             stopper = asyncio.ensure_future(stop.wait())
             try:
@@ -117,7 +125,8 @@ class DeliveryManager:
             return "duplicate"
         attempt = row.attempts + 1
         with self.store.transaction():
-            self.store.outbox_attempted(row.id, attempt, row.next_attempt, row.last_error)
+            # a row queued on event time ahead of the wall stays due if this attempt is cut short
+            self.store.outbox_attempted(row.id, attempt, min(row.next_attempt, self.wall()), row.last_error)
         try:
             await asyncio.wait_for(notifier.send(note), timeout=SEND_TIMEOUT_S)
         except PermanentDeliveryError as exc:
@@ -147,7 +156,7 @@ class DeliveryManager:
         log.info("notification %s to %s: attempt %d failed (%s); retrying in %.2f s",
                  note.id, note.receiver, attempt, reason, delay)
         with self.store.transaction():
-            self.store.outbox_attempted(note.id, attempt, now + delay, reason)
+            self.store.outbox_attempted(note.id, attempt, self.wall() + delay, reason)
             self.engine.record_delivery(note, attempt, "retrying", reason, now)
         self._committed()
         return "retrying"

@@ -11,6 +11,15 @@ stopped when it is revoked (alerts/runtime/ownership.py).
 * :meth:`PartitionState.run` runs the timer loop (``timings.tick``), the
   delivery workers and the history shipper until its stop event is set.
 
+The engine runs on :attr:`PartitionState.clock`: the wall clock, or with
+``timings.clock: event`` the partition's
+:class:`~alerts.runtime.event_clock.EventClock` (the latest event time seen
+plus the wall time since). On event time each event is applied at its own
+time, after the timers due before it (a batch of a fast replay spans hours
+of the data's time); a restarted partition resumes from the latest event
+time in its state file. Delivery retries stay on the wall clock (a
+receiver's outage is real time).
+
 Everything touching the store runs synchronously between awaits, so the
 single SQLite connection is never used concurrently.
 """
@@ -26,6 +35,7 @@ from typing import Any, Awaitable, Callable
 from alerts.runtime.actions import ACTION_HEADER, SOURCE_HEADER, apply_action, header
 from alerts.config import AlertingConfig
 from alerts.runtime.delivery import DeliveryManager
+from alerts.runtime.event_clock import EventClock
 from alerts.pipeline.dispatch_engine import Engine
 from alerts.runtime.history import HistoryShipper
 from alerts.notification import Notifier
@@ -48,8 +58,15 @@ class PartitionState:
     def __init__(self, path: str | Path, settings: Settings, alerting: AlertingConfig, notifiers: dict[str, Notifier],
                  registry: SensorRegistry | None, publish_deadletter: Callable[[dict[str, Any]], Awaitable[None]],
                  clock: Callable[[], float]) -> None:
-        self.alerting, self.clock = alerting, clock
+        self.alerting, self.wall = alerting, clock
         self.store = Store(path)
+        #: the partition's event time (``timings.clock: event``), else None
+        self.event_clock: EventClock | None = None
+        #: what the engine runs on: the wall clock or the event clock
+        self.clock: Callable[[], float] = clock
+        if alerting.timings.clock == "event":
+            self.event_clock = self.clock = EventClock(clock)
+            self.event_clock.observe(self.store.latest_event_time())
         self.engine = Engine(alerting, self.store, registry)
         self.history: HistoryShipper | None = None
         if settings.influx.enabled:
@@ -60,8 +77,8 @@ class PartitionState:
             self.store.history_enabled = False  # the timelines in the store remain
         #: clock time of the last completed timer tick (a barrier: everything due by then was decided)
         self.ticked_at, self._ticked_mono = 0.0, float("-inf")
-        self.delivery = DeliveryManager(self.engine, notifiers, alerting.delivery, publish_deadletter, clock,
-                                        on_commit=self.committed)
+        self.delivery = DeliveryManager(self.engine, notifiers, alerting.delivery, publish_deadletter, self.clock,
+                                        on_commit=self.committed, wall=clock)
 
     def committed(self) -> None:
         """After a store commit: wake the delivery workers and the history shipper."""
@@ -79,22 +96,25 @@ class PartitionState:
         fault is dead-lettered.
         """
         now = self.clock()
+        started = self.event_clock.reading() if self.event_clock is not None else None
         dead: list[dict[str, Any]] = []
         try:
             with self.store.transaction():
                 for rec in records:
-                    self._apply_record(rec, now, dead)
+                    now = self._apply_record(rec, now, dead)
                 self.engine.tick(now)  # flush what became due at once, not a tick later
             self._ticked(now)
             return dead
         except Exception:
             log.exception("batch of %d alert events failed; re-applying one by one", len(records))
             self.engine.reload()
-        dead = []
+            if self.event_clock is not None:
+                self.event_clock.rewind(started)  # the batch's events are applied again, each at its time
+        dead, now = [], self.clock()
         for rec in records:
             try:
                 with self.store.transaction():
-                    self._apply_record(rec, now, dead)
+                    now = self._apply_record(rec, now, dead)
             except Exception as exc:
                 self.engine.reload()
                 letter = self._event_letter(rec, f"internal error applying the event: {type(exc).__name__}: {exc}", now)
@@ -117,18 +137,31 @@ class PartitionState:
         return {"kind": "alert_event", "reason": reason, "at": now, "topic": topic, "partition": partition,
                 "offset": offset, "payload": raw[:16384].decode("utf-8", "replace")}
 
-    def _apply_record(self, rec: Any, now: float, dead: list[dict[str, Any]]) -> None:
+    def _apply_record(self, rec: Any, now: float, dead: list[dict[str, Any]]) -> float:
+        """Apply one record at ``now``; returns the time it was applied at (on event time: the event's)."""
         if header(rec, ACTION_HEADER) is not None:
             problem = apply_action(self.engine, rec.value or b"", now)
             if problem is not None:
                 self._dead_letter(rec, problem, now, dead)
-            return
+            return now
         try:
             ev = decode_alert_event(rec.value)
         except ValueError as exc:
             self._dead_letter(rec, str(exc), now, dead)
-            return
+            return now
+        if self.event_clock is not None:
+            now = self._advance(ev.updated_at, now)
         self.engine.apply_event(ev, now)
+        return now
+
+    def _advance(self, event_time: float, now: float) -> float:
+        """Event time: move the clock to ``event_time``; what fell due before it happens first."""
+        assert self.event_clock is not None
+        self.event_clock.observe(event_time)
+        later = self.event_clock.now()  # earlier than now only for the first event (now was the wall's)
+        if later > now:
+            self.engine.tick(later)
+        return later
 
     def _dead_letter(self, rec: Any, reason: str, now: float, dead: list[dict[str, Any]]) -> None:
         letter = self._event_letter(rec, reason, now)
@@ -145,13 +178,14 @@ class PartitionState:
         interval, next_prune = self.alerting.timings.tick, 0.0
         while not stop.is_set():
             idle = time.monotonic() - self._ticked_mono
-            now = self.clock()
-            if idle >= interval or now >= next_prune:
+            now, wall = self.clock(), self.wall()
+            if idle >= interval or wall >= next_prune:
                 with self.store.transaction():
                     self.engine.tick(now)
-                    if now >= next_prune:
-                        self.store.prune(now - RETENTION_S)
-                        next_prune = now + 3600
+                    if wall >= next_prune:  # hourly on the wall clock, whatever the engine's time
+                        # forget only what is old by both clocks (the store stamps some rows with the wall's)
+                        self.store.prune(min(now, wall) - RETENTION_S)
+                        next_prune = wall + 3600
                 self._ticked(now)
                 self.committed()
                 idle = 0.0

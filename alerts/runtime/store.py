@@ -140,6 +140,10 @@ class Store:
             (d["alert_id"], f"{d['sensor_id']}|{d['rule']}", int(d["state"] == "firing"), time.time(), _dump(d)),
         )
 
+    def latest_event_time(self) -> float | None:
+        """The latest ``updated_at`` of the alerts kept (the event time a restarted partition resumes from)."""
+        return self.db.execute("SELECT MAX(json_extract(body, '$.updated_at')) FROM alerts").fetchone()[0]
+
     def active_alerts(self) -> list[dict[str, Any]]:
         return [json.loads(b) for (b,) in self.db.execute("SELECT body FROM alerts WHERE active = 1")]
 
@@ -190,9 +194,11 @@ class Store:
         return cur.rowcount == 1
 
     def outbox_due(self, receiver: str, now: float, limit: int = 50) -> list[OutboxRow]:
+        """Rows to send: never attempted (due at once, whatever clock queued them) or retries due by ``now``."""
         rows = self.db.execute(
             "SELECT id, receiver, attempts, next_attempt, last_error, body FROM outbox "
-            "WHERE receiver = ? AND next_attempt <= ? ORDER BY created, id LIMIT ?", (receiver, now, limit))
+            "WHERE receiver = ? AND (attempts = 0 OR next_attempt <= ?) ORDER BY created, id LIMIT ?",
+            (receiver, now, limit))
         return [OutboxRow(*r) for r in rows]
 
     def outbox_next_time(self, receiver: str) -> float | None:
