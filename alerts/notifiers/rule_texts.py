@@ -74,6 +74,7 @@ class RuleText:
 
 
 def _texts(zh: tuple, en: tuple, value_as: str = "", threshold_as: str = "", profile: str = "hazard") -> dict:
+    """``{language: RuleText}`` from ``(event, headline, checks)`` per language and what both share."""
     return {"zh-CN": RuleText(*zh, value_as, threshold_as, profile), "en-US": RuleText(*en, value_as, threshold_as,
                                                                                        profile)}
 
