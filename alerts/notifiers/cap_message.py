@@ -43,7 +43,7 @@ from typing import Callable
 
 from alerts.model import AlertSnapshot
 from alerts.notification import Notification
-from alerts.notifiers.rule_texts import check_type_of, colour_name, kind_name, quote, rule_text
+from alerts.notifiers.rule_texts import check_type_of, event_name, fill, quote, rule_text
 from cityeye.contracts import SEVERITY_RANK
 
 __all__ = ["CAP_NS", "CAP_XSD", "CapOptions", "build_cap", "cap_time", "SEVERITY_MAP", "CATEGORY_MAP",
@@ -130,19 +130,8 @@ def _categories(alert: AlertSnapshot) -> tuple[str, ...]:
     return DEVICE_CATEGORY if rule_text(alert, "en-US").device_fault else CATEGORY_MAP.get(alert.kind, ("Other",))
 
 
-def _fill(pattern: str, lang: str, alert: AlertSnapshot) -> str:
-    kind = kind_name(alert.kind, lang)
-    return pattern.format(kind=kind, Kind=kind[:1].upper() + kind[1:], colour=colour_name(alert.severity, lang),
-                          where=f"{alert.district} {alert.sensor_name or alert.sensor_id}", rule=alert.rule,
-                          threshold=quote(alert.threshold, rule_text(alert, lang).threshold_as, alert, lang))
-
-
-def _event(lang: str, alert: AlertSnapshot) -> str:
-    return _fill(rule_text(alert, lang).event, lang, alert)
-
-
 def _headline(lang: str, alert: AlertSnapshot, resolved: bool) -> str:
-    text = _fill(rule_text(alert, lang).headline, lang, alert)
+    text = fill(rule_text(alert, lang).headline, lang, alert)
     if not resolved:
         return text
     return f"{_TEXT[lang]['resolved']}{text}" if lang == "zh-CN" else f"{_TEXT[lang]['resolved']} {text}"
@@ -150,7 +139,7 @@ def _headline(lang: str, alert: AlertSnapshot, resolved: bool) -> str:
 
 def _description(lang: str, alert: AlertSnapshot) -> str:
     t, rt = _TEXT[lang], rule_text(alert, lang)
-    checks = _fill(rt.checks, lang, alert)
+    checks = fill(rt.checks, lang, alert)
     parts = [f"{t['rule']} {alert.rule}: {checks}" if alert.rule not in checks else checks]
     if alert.message:
         parts.append(alert.message)
@@ -188,7 +177,7 @@ def _info(root: ET.Element, lang: str, alerts: list[AlertSnapshot], lead: AlertS
                 categories.append(c)
     for c in categories:
         _sub(info, "category", c)
-    _sub(info, "event", _event(lang, lead))
+    _sub(info, "event", event_name(lead, lang))
     if resolved:
         _sub(info, "responseType", "AllClear")
     elif all(rule_text(a, lang).device_fault for a in alerts):

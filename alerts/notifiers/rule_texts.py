@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 from alerts.model import AlertSnapshot
 
-__all__ = ["LANGUAGES", "RuleText", "rule_text", "check_type_of", "kind_name", "colour_name", "quote",
-           "SHIPPED_CHECK_NAMES"]
+__all__ = ["LANGUAGES", "RuleText", "rule_text", "check_type_of", "kind_name", "colour_name", "quote", "fill",
+           "event_name", "SHIPPED_CHECK_NAMES"]
 
 LANGUAGES = ("zh-CN", "en-US")
 
@@ -177,3 +177,16 @@ def quote(number: float | None, how: str, alert: AlertSnapshot, lang: str) -> st
     if how == "level" and alert.datum:
         text += f"（{alert.datum}）" if lang == "zh-CN" else f" ({alert.datum})"
     return text
+
+
+def fill(pattern: str, lang: str, alert: AlertSnapshot) -> str:
+    """A :class:`RuleText` pattern filled in for ``alert``."""
+    kind = kind_name(alert.kind, lang)
+    return pattern.format(kind=kind, Kind=kind[:1].upper() + kind[1:], colour=colour_name(alert.severity, lang),
+                          where=f"{alert.district} {alert.sensor_name or alert.sensor_id}", rule=alert.rule,
+                          threshold=quote(alert.threshold, rule_text(alert, lang).threshold_as, alert, lang))
+
+
+def event_name(alert: AlertSnapshot, lang: str) -> str:
+    """What the alert's rule is, as a CAP ``event`` (``Sensor fault: no data``, ``Water level warning``)."""
+    return fill(rule_text(alert, lang).event, lang, alert)
