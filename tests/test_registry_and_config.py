@@ -125,6 +125,8 @@ def test_a_gauge_declares_its_datum_and_unit_which_defaults_to_the_contract_unit
     undeclared = parse_registry(GOOD, "reg.yaml")
     assert (undeclared.get("wl-1").datum, undeclared.get("wl-1").unit) == ("", "m"), "levels are in the contract unit"
     assert undeclared.get("wx-1").unit == "", "weather fields each have their own unit"
+    demo = load_registry(DEMO_REGISTRY).by_kind("water_level")
+    assert {(g.datum, g.unit) for g in demo} == {("Wusong datum", "m")}, "the demo city's gauges state their datum"
 
 
 @pytest.mark.parametrize("text, expected", [
