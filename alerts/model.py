@@ -21,8 +21,8 @@ from typing import Any
 
 from cityeye.contracts import SEVERITY_RANK, AlertEvent
 
-__all__ = ["STATUSES", "TimelineEntry", "Alert", "AlertSnapshot", "NOTIFIED_FIELDS", "alert_key", "MAX_TIMELINE",
-           "history_record"]
+__all__ = ["STATUSES", "TimelineEntry", "Alert", "AlertSnapshot", "NOTIFIED_FIELDS", "LABELLED_FIELDS", "alert_key",
+           "MAX_TIMELINE", "history_record"]
 
 STATUSES = ("active", "acknowledged", "silenced", "inhibited", "flapping", "resolved")
 #: timeline entries kept on the alert (the full history is in InfluxDB)
@@ -76,6 +76,11 @@ class Alert:
     acknowledged_by: str | None = None
     assignee: str | None = None
     ended_at: float | None = None
+    # -- what the rule is and the sensor's vertical datum and unit, as the event's labels give them
+    #: the rule's check type in the rule library (``warning_levels``, ``stale``...): the ``check_type`` label
+    check_type: str = ""
+    datum: str = ""
+    unit: str = ""
     # -- the dispatcher's own bookkeeping (not in notifications)
     labels: dict[str, str] = field(default_factory=dict)
     acknowledged_at: float | None = None
@@ -150,11 +155,13 @@ class Alert:
         """A new firing alert from the first event of its episode (the fields both have, by name).
 
         The sensor's name is the event's ``sensor_name`` label, which the
-        stream worker sets from its registry (streams/sensor_engine.py).
+        stream worker sets from its registry (streams/sensor_engine.py), as
+        are the :data:`LABELLED_FIELDS` (the rule's check type, the datum
+        and unit).
         """
         told = {f.name: getattr(ev, f.name) for f in fields(ev) if f.name in cls.__dataclass_fields__}
-        return cls(**{**told, "state": "firing", "labels": dict(ev.labels),
-                      "sensor_name": str(ev.labels.get("sensor_name", ""))})
+        facts = {name: str(ev.labels.get(name, "")) for name in ("sensor_name", *LABELLED_FIELDS)}
+        return cls(**{**told, "state": "firing", "labels": dict(ev.labels), **facts})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -177,10 +184,14 @@ class Alert:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+#: notified fields taken from the event's labels of the same name, added after the notification shape was
+#: fixed: a notification's JSON has them only when set (stored rows and bodies without them read back unchanged)
+LABELLED_FIELDS = ("check_type", "datum", "unit")
+
 #: the fields of an :class:`Alert` a notification shows, in the order of its JSON
 NOTIFIED_FIELDS = ("alert_id", "sensor_id", "kind", "district", "rule", "severity", "state", "started_at",
                    "updated_at", "value", "threshold", "message", "sensor_name", "lat", "lon", "acknowledged_by",
-                   "assignee", "ended_at")
+                   "assignee", "ended_at", *LABELLED_FIELDS)
 
 
 def _view(name: str, names: tuple[str, ...], doc: str) -> type:

@@ -20,7 +20,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from alerts.model import AlertSnapshot
+from alerts.model import LABELLED_FIELDS, AlertSnapshot
 
 __all__ = ["AlertSnapshot", "Notification", "Notifier", "Backoff", "notification_id"]
 
@@ -68,7 +68,10 @@ class Notification:
         return max((a.severity for a in firing), key=SEVERITY_RANK.__getitem__, default="blue")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data (stored in the outbox, the body of JSON channels); empty labelled fields are left out."""
+        d = asdict(self)
+        d["alerts"] = [{k: v for k, v in a.items() if v or k not in LABELLED_FIELDS} for a in d["alerts"]]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Notification":

@@ -10,10 +10,20 @@ A YAML file::
         lat: 31.2437
         lon: 121.4860
         interval_s: 60              # expected reporting interval
+        datum: Wusong datum         # vertical reference of its readings and levels
+        unit: m                     # unit of its readings and levels (water_level: m only)
         levels:                     # per-sensor levels, unit in the name
           warning_m: 4.50           # 警戒水位
           guaranteed_m: 5.20        # 保证水位
           historical_max_m: 5.86
+
+``datum`` is free text (``"mAOD"``, ``"gauge zero"``) shown wherever a level
+is quoted. ``unit`` is the one unit of the kind's readings and levels, the
+unit in its contract field names (:func:`contract_unit`; ``m`` for
+``water_level``), filled in when left out. Another unit is an error: the
+gateway carries the contract unit, so a gauge reporting centimetres or feet
+is converted in its device mapping, not declared here. A kind whose fields
+have several units (weather, traffic) takes no ``unit``.
 
 Errors name the file, the line and the field (``registry.yaml:14:
 sensors[2].lat: Input should be less than or equal to 90``).
@@ -33,20 +43,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from cityeye.config import Settings, load_settings
+from cityeye.contracts import kind_fields
 from cityeye.kinds import kind_names
 from cityeye.errors import RegistryError
 from cityeye.yaml_source import line_of, load_yaml, read_config_text
 
-__all__ = ["Sensor", "SensorRegistry", "load_registry", "parse_registry", "registry_for", "set_default_registry",
+__all__ = ["Sensor", "contract_unit", "SensorRegistry", "load_registry", "parse_registry", "registry_for", "set_default_registry",
            "default_registry", "load_settings_and_registry"]
 
 #: the registry used when ``settings.registry`` is empty (declared by the program, see set_default_registry)
 _default_registry: Path | None = None
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def contract_unit(kind: str) -> str | None:
+    """The one unit of ``kind``'s readings (the unit in its contract field names), or None if they have several.
+
+    >>> contract_unit("water_level"), contract_unit("weather")
+    ('m', None)
+    """
+    units = {spec.unit or name.rsplit("_", 1)[-1] for name, spec in kind_fields(kind).items()}
+    return units.pop() if len(units) == 1 else None
 
 
 class Sensor(BaseModel):
@@ -60,6 +82,10 @@ class Sensor(BaseModel):
     lon: float = Field(ge=-180, le=180)
     interval_s: float = Field(60.0, gt=0)
     levels: dict[str, float] = Field(default_factory=dict)
+    #: vertical reference of the readings and levels ("Wusong datum", "mAOD", "gauge zero")
+    datum: str = Field("", max_length=100)
+    #: unit of the readings and levels: the kind's contract unit (filled in when left out)
+    unit: str = Field("", validate_default=True)
 
     @field_validator("id", "district")
     @classmethod
@@ -74,6 +100,33 @@ class Sensor(BaseModel):
         if v not in kind_names():
             raise ValueError(f"unknown kind {v!r}; expected one of {', '.join(kind_names())}")
         return v
+
+    @field_validator("datum")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        if _CONTROL.search(v):
+            raise ValueError("must be one line of text (no control characters)")
+        return v.strip()
+
+    @field_validator("unit")
+    @classmethod
+    def _contract_unit(cls, v: str, info: ValidationInfo) -> str:
+        kind = info.data.get("kind")
+        if kind is None:  # the kind itself is wrong; that error is reported
+            return v
+        unit = contract_unit(kind)
+        if unit is None:
+            if v:
+                fields = ", ".join(kind_fields(kind)) or "no contract fields"
+                raise ValueError(f"{kind} readings have several fields, each with its unit in its name ({fields}); "
+                                 "unit does not apply, leave it out")
+            return v
+        if v and v != unit:
+            field = next(iter(kind_fields(kind)))
+            raise ValueError(f"{kind} readings and levels are in {unit!r} (the contract field {field}), not {v!r}: "
+                             f"the gateway carries {unit!r}, so a device reporting {v!r} is converted in its device "
+                             "mapping, and levels are stated in the contract unit")
+        return unit
 
     def agrees_with(self, kind: str, district: str | None = None) -> bool:
         """Whether a reading's ``kind`` (and ``district``, when given) are the registered ones.

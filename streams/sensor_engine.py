@@ -42,6 +42,7 @@ from cityeye.kinds import kind_names
 from cityeye.errors import ValidationError
 from cityeye.sensor_registry import Sensor, SensorRegistry
 from detectors.base import Check, Finding
+from detectors.rule_library import CHECK_TYPES
 
 __all__ = ["ChecksFactory", "Episode", "SensorState", "SensorEngine", "default_checks_factory"]
 
@@ -52,6 +53,9 @@ ChecksFactory = Callable[[Sensor], list[Check]]
 
 #: Version of the snapshot layout; a snapshot of another version is ignored.
 SNAPSHOT_VERSION = 1
+
+#: check class -> its type in the rule library: the ``check_type`` label of its events
+_TYPE_OF_CHECK = {cls: name for name, cls in CHECK_TYPES.items()}
 
 
 def default_checks_factory(sensor: Sensor) -> list[Check]:
@@ -270,9 +274,12 @@ class SensorEngine:
         labels = {"field": ep.field} if ep.field else {}
         if self.rules_version:
             labels["rules_version"] = self.rules_version
-        if st.sensor.name:
-            # the one source of an alert's sensor name: the dispatcher takes it from here, it does not look it up
-            labels["sensor_name"] = st.sensor.name
+        check_type = next((_TYPE_OF_CHECK.get(type(c)) for c in st.checks if c.name == ep.rule), None)
+        if check_type:
+            labels["check_type"] = check_type  # what the rule is (notifications name it; matchers can use it)
+        # the one source of an alert's sensor facts: the dispatcher takes them from here, it does not look them up
+        facts = {"sensor_name": st.sensor.name, "datum": st.sensor.datum, "unit": st.sensor.unit}
+        labels.update({label: value for label, value in facts.items() if value})
         return AlertEvent(
             alert_id=ep.alert_id, sensor_id=st.sensor.id, kind=st.sensor.kind, district=st.sensor.district,
             rule=ep.rule, severity=ep.severity, state=state, started_at=ep.started_at, updated_at=t,

@@ -161,3 +161,115 @@ def test_hostile_text_still_validates(tmp_path, schema):
     xml = notifier.render(sample_notification(alerts=[sample_alert(1, message=nasty, sensor_name=nasty)]))
     schema.validate(xml.decode())
     assert "<script>" in texts(parse(xml), "cap:info/cap:description")[0]
+
+
+# -- what the rule is: texts per check type, device faults, the datum ------------------------------------------
+
+
+def infos_of(tmp_path, alert, languages=("zh-CN", "en-US")) -> dict[str, ET.Element]:
+    xml = cap_notifier(tmp_path, languages=list(languages)).render(sample_notification(alerts=[alert]))
+    xmlschema.XMLSchema(str(CAP_XSD)).validate(xml.decode())
+    return {texts(i, "cap:language")[0]: i for i in parse(xml).findall("cap:info", NS)}
+
+
+@pytest.mark.parametrize("alert, zh, en, cap", [
+    (dict(rule="water_level.warning", check_type="warning_levels", severity="yellow"),
+     "黄色水位预警", "Yellow water level warning at huangpu 外滩水位站", ("Env Infra", "Expected", "Moderate", "Observed")),
+    (dict(rule="water_level.rate_of_rise", check_type="rate_of_change"),
+     "橙色水位快速上涨预警", "Orange rapid water level rise warning at", ("Env Infra", "Immediate", "Severe", "Observed")),
+    (dict(rule="water_level.forecast", check_type="level_forecast", severity="blue", unit="m"),
+     "蓝色水位预报：预计将达到4 m", "Blue water level forecast at huangpu 外滩水位站: predicted to reach 4 m",
+     ("Env Infra", "Expected", "Minor", "Likely")),
+    (dict(rule="water_level.stale", check_type="stale", severity="yellow"),
+     "传感器故障：水位数据中断", "Sensor fault at huangpu 外滩水位站: no data from the water level sensor",
+     ("Infra", "Unknown", "Minor", "Observed")),
+    (dict(rule="water_level.flatline", check_type="flatline", severity="blue"),
+     "传感器故障：水位读数停滞", "Sensor fault at huangpu 外滩水位站: water level reading stuck",
+     ("Infra", "Unknown", "Minor", "Likely")),
+    (dict(kind="weather", rule="weather.rainstorm", check_type="rainfall_accumulation", severity="red"),
+     "红色暴雨预警", "Red rainstorm warning at", ("Met", "Immediate", "Extreme", "Observed")),
+    (dict(kind="weather", rule="weather.high_temperature", check_type="sustained_condition"),
+     "橙色高温预警", "Orange high temperature warning at", ("Met", "Immediate", "Severe", "Observed")),
+    (dict(kind="weather", rule="weather.wind", check_type="wind_beaufort", severity="blue"),
+     "蓝色大风预警", "Blue gale warning at", ("Met", "Expected", "Minor", "Observed")),
+    (dict(kind="traffic", rule="traffic.speed_anomaly", check_type="anomaly", severity="yellow"),
+     "黄色交通异常", "Yellow traffic anomaly at", ("Transport", "Expected", "Moderate", "Possible")),
+    # a rule of a type or kind without texts of its own: the kind's generic text naming the rule
+    (dict(kind="air_quality", rule="air_quality.pm25_band", check_type="aqi_band", severity="red"),
+     "红色空气质量预警", "Red air quality warning at", ("Other", "Immediate", "Extreme", "Observed")),
+])
+def test_headline_event_and_profile_name_the_rule(tmp_path, alert, zh, en, cap):
+    infos = infos_of(tmp_path, sample_alert(1, **alert))
+    assert zh in texts(infos["zh-CN"], "cap:headline")[0]
+    assert texts(infos["en-US"], "cap:headline")[0].startswith(en)
+    for info in infos.values():
+        got = (" ".join(texts(info, "cap:category")), *(texts(info, f"cap:{tag}")[0]
+                                                        for tag in ("urgency", "severity", "certainty")))
+        assert got == cap
+        assert alert["rule"] in texts(info, "cap:description")[0], "the description names the rule"
+        assert texts(info, "cap:eventCode/cap:value") == [alert["rule"]]
+    device = alert["check_type"] in ("stale", "flatline")
+    assert (texts(infos["en-US"], "cap:responseType") == ["None"]) == device, "no public action for a device fault"
+    assert ("warning" in texts(infos["en-US"], "cap:headline")[0].lower()) == (not device and "anomaly" not in alert["rule"]
+                                                                               and "forecast" not in alert["rule"])
+
+
+def test_a_stale_sensor_is_a_sensor_fault_even_from_an_event_without_a_check_type(tmp_path):
+    """Events of an older worker carry no check_type: the shipped check names are recognised."""
+    infos = infos_of(tmp_path, sample_alert(1, rule="water_level.stale", severity="yellow", value=1500.0,
+                                            threshold=300.0, message="no data for 25 min"))
+    en = infos["en-US"]
+    assert texts(en, "cap:headline") == ["Sensor fault at huangpu 外滩水位站: no data from the water level sensor"]
+    assert texts(en, "cap:event") == ["Sensor fault: no data"] and texts(en, "cap:category") == ["Infra"]
+    assert "not a water level warning" in texts(en, "cap:description")[0]
+    assert "observed 25 min; threshold 5 min" in texts(en, "cap:description")[0]
+    assert "Yellow" not in texts(en, "cap:headline")[0]
+    assert texts(infos["zh-CN"], "cap:headline") == ["huangpu 外滩水位站传感器故障：水位数据中断"]
+    assert "观测值 25分钟" in texts(infos["zh-CN"], "cap:description")[0]
+
+
+def test_levels_are_quoted_with_the_gauge_unit_and_datum(tmp_path):
+    gauge = dict(rule="water_level.warning", check_type="warning_levels", severity="yellow", value=4.62,
+                 threshold=4.5, unit="m", datum="Wusong datum", message="level 4.62 m ≥ warning level 4.50 m")
+    infos = infos_of(tmp_path, sample_alert(1, **gauge))
+    assert "observed 4.62 m (Wusong datum); threshold 4.5 m (Wusong datum)" in texts(infos["en-US"], "cap:description")[0]
+    assert "观测值 4.62 m（Wusong datum）" in texts(infos["zh-CN"], "cap:description")[0]
+    forecast = infos_of(tmp_path, sample_alert(1, **{**gauge, "rule": "water_level.forecast",
+                                                     "check_type": "level_forecast"}), ["en-US"])["en-US"]
+    assert texts(forecast, "cap:headline")[0].endswith("predicted to reach 4.5 m (Wusong datum)")
+    rate = infos_of(tmp_path, sample_alert(1, **{**gauge, "rule": "water_level.rate_of_rise", "value": 0.35,
+                                                 "threshold": 0.3, "check_type": "rate_of_change"}), ["en-US"])
+    assert "observed 0.35 m/h; threshold 0.30 m/h" in texts(rate["en-US"], "cap:description")[0], "a rate has no datum"
+
+
+def test_the_worker_carries_rule_type_datum_and_unit_from_the_registry_to_the_cap_message(tmp_path):
+    from alerts.model import Alert
+    from cityeye.contracts import Reading
+    from cityeye.sensor_registry import parse_registry
+    from streams.sensor_engine import SensorEngine
+
+    registry = parse_registry(
+        "sensors:\n  - {id: g1, kind: water_level, district: huangpu, name: Gauge one, lat: 31.2, lon: 121.5,\n"
+        "     datum: Wusong datum, levels: {warning_m: 4.5, guaranteed_m: 5.2}}\n", "reg.yaml")
+    engine = SensorEngine(registry)
+    events = []
+    for i, level in enumerate([4.0] + [4.62] * 4):  # the warning level holds 2 min
+        events += engine.process(Reading(sensor_id="g1", kind="water_level", district="huangpu", ts=60.0 * i,
+                                         values={"level_m": level}, received_at=60.0 * i,
+                                         mqtt_topic="cityeye/huangpu/water_level/g1"), position=i)
+    (warning,) = [e for e in events if e.rule == "water_level.warning"]
+    (stale,) = engine.tick(10_000.0)
+    assert {k: warning.labels[k] for k in ("check_type", "datum", "unit")} == {
+        "check_type": "warning_levels", "datum": "Wusong datum", "unit": "m"}
+    assert stale.labels["check_type"] == "stale"
+
+    alerts = [Alert.from_event(e).snapshot() for e in (warning, stale)]
+    assert (alerts[0].check_type, alerts[0].datum, alerts[0].unit) == ("warning_levels", "Wusong datum", "m")
+    body = sample_notification(alerts=alerts).to_dict()
+    assert body["alerts"][0]["datum"] == "Wusong datum" and body["alerts"][1]["check_type"] == "stale"
+    assert "datum" not in sample_notification().to_dict()["alerts"][0], "left out when empty: stored rows unchanged"
+
+    xml = cap_notifier(tmp_path, languages=["en-US"]).render(sample_notification(alerts=alerts))
+    level_info, stale_info = parse(xml).findall("cap:info", NS)
+    assert "observed 4.62 m (Wusong datum)" in texts(level_info, "cap:description")[0]
+    assert texts(stale_info, "cap:headline") == ["Sensor fault at huangpu Gauge one: no data from the water level sensor"]

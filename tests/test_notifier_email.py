@@ -135,3 +135,18 @@ async def test_hostile_text_cannot_inject_headers(smtp):
     assert msg["Bcc"] is None and sorted(handler.envelopes[0].rcpt_tos) == ["chief@ops.example.cn", "duty@ops.example.cn"]
     assert "\x00" not in msg["Subject"] and "Bcc: evil@x.cn" in msg["Subject"]
     assert "a\x00b \ufffd" in msg.get_body(("plain",)).get_content()
+
+
+def test_each_alert_line_names_its_rule_and_quotes_levels_with_unit_and_datum():
+    from alerts.notifiers.email import EmailConfig, build_email
+
+    config = EmailConfig(name="mail", sender="cityeye@ops.example.cn", recipients=["duty@ops.example.cn"])
+    level = sample_alert(1, rule="water_level.warning", check_type="warning_levels", value=4.62, threshold=4.5,
+                         unit="m", datum="Wusong datum")
+    stale = sample_alert(2, rule="water_level.stale", severity="yellow", value=1500.0, threshold=300.0, unit="m")
+    msg = build_email(sample_notification(alerts=[level, stale]), config)
+    plain = msg.get_body(("plain",)).get_content()
+    assert "water_level.warning (Water level warning): " in plain
+    assert "(value 4.62 m (Wusong datum), threshold 4.5 m (Wusong datum)," in plain
+    assert "water_level.stale (Sensor fault: no data): " in plain and "(value 25 min, threshold 5 min," in plain
+    assert "<td>water_level.stale (Sensor fault: no data)</td>" in msg.get_body(("html",)).get_content()

@@ -113,3 +113,34 @@ def test_invalid_settings_name_file_and_field(tmp_path, text, expected):
     with pytest.raises(ConfigError, match=expected) as info:
         load_settings(path)
     assert str(path) in str(info.value)
+
+
+def _with_gauge_line(line: str) -> str:
+    return GOOD.replace("    name: Gauge one\n", f"    name: Gauge one\n    {line}\n", 1)
+
+
+def test_a_gauge_declares_its_datum_and_unit_which_defaults_to_the_contract_unit():
+    registry = parse_registry(_with_gauge_line("datum: Wusong datum\n    unit: m"), "reg.yaml")
+    assert (registry.get("wl-1").datum, registry.get("wl-1").unit) == ("Wusong datum", "m")
+    undeclared = parse_registry(GOOD, "reg.yaml")
+    assert (undeclared.get("wl-1").datum, undeclared.get("wl-1").unit) == ("", "m"), "levels are in the contract unit"
+    assert undeclared.get("wx-1").unit == "", "weather fields each have their own unit"
+    demo = load_registry(DEMO_REGISTRY).by_kind("water_level")
+    assert {(g.datum, g.unit) for g in demo} == {("Wusong datum", "m")}, "the demo city's gauges state their datum"
+
+
+@pytest.mark.parametrize("text, expected", [
+    (_with_gauge_line("unit: cm"), r"reg\.yaml:6: sensors\[0\]\.unit: water_level readings and levels are in 'm' "
+                                   r".*level_m.*not 'cm'.*converted in its device mapping"),
+    (_with_gauge_line("unit: ft"), r"reg\.yaml:6: sensors\[0\]\.unit: .*not 'ft'"),
+    (GOOD + "    unit: mm\n", r"reg\.yaml:14: sensors\[1\]\.unit: weather readings have several fields.*rain_mm"
+                             r".*leave it out"),
+])
+def test_a_unit_other_than_the_contract_unit_is_an_error(text, expected):
+    with pytest.raises(RegistryError, match=expected):
+        parse_registry(text, "reg.yaml")
+
+
+def test_a_datum_is_one_line_of_text():
+    with pytest.raises(RegistryError, match=r"reg\.yaml:6: sensors\[0\]\.datum: must be one line"):
+        parse_registry(_with_gauge_line('datum: "Wusong\\ndatum"'), "reg.yaml")

@@ -11,14 +11,21 @@
   a resolved group that was never announced is sent as an ``Alert`` with
   urgency ``Past`` and response ``AllClear``;
 * one ``info`` per alert (or one per group) per language (``zh-CN``,
-  ``en-US``): category from the kind (weather ``Met``; water level ``Env``
-  and ``Infra``; traffic ``Transport``), urgency ``Immediate`` for orange/
-  red and ``Expected`` for blue/yellow (``Past`` once resolved), severity
-  blue→Minor, yellow→Moderate, orange→Severe, red→Extreme, certainty
-  ``Observed`` (``Likely`` for forecast rules), headline, description,
-  parameters, and an ``area`` per sensor with a ``polygon`` when one is
-  configured for the sensor or district and a ``circle``
-  ``"lat,lon radius_km"`` from the sensor location.
+  ``en-US``): ``event``, ``headline`` and ``description`` name what the rule
+  is (:mod:`alerts.notifiers.rule_texts`: warning level, rate of rise,
+  forecast, rainstorm, high temperature, gale, anomaly, or a sensor fault:
+  stale, flatline), levels quoted with the sensor's unit and datum
+  (``4.62 m (Wusong datum)``); category from the kind (weather ``Met``;
+  water level ``Env`` and ``Infra``; traffic ``Transport``), urgency
+  ``Immediate`` for orange/red and ``Expected`` for blue/yellow (``Past``
+  once resolved), severity blue→Minor, yellow→Moderate, orange→Severe,
+  red→Extreme, certainty ``Observed`` (``Likely`` for forecast rules and a
+  stuck reading, ``Possible`` for an anomaly score), parameters, and an
+  ``area`` per sensor with a ``polygon`` when one is configured for the
+  sensor or district and a ``circle`` ``"lat,lon radius_km"`` from the
+  sensor location;
+* a device fault (stale, flatline) is no warning of the hazard: category
+  ``Infra``, urgency ``Unknown``, severity ``Minor``, response ``None``.
 
 Characters XML cannot carry become U+FFFD. The result validates against ``cap-v1.2.xsd`` beside this module
 (:data:`CAP_XSD`), the OASIS schema.
@@ -36,29 +43,24 @@ from typing import Callable
 
 from alerts.model import AlertSnapshot
 from alerts.notification import Notification
+from alerts.notifiers.rule_texts import check_type_of, event_name, fill, quote, rule_text
 from cityeye.contracts import SEVERITY_RANK
 
-__all__ = ["CAP_NS", "CAP_XSD", "CapOptions", "build_cap", "cap_time", "SEVERITY_MAP", "CATEGORY_MAP"]
+__all__ = ["CAP_NS", "CAP_XSD", "CapOptions", "build_cap", "cap_time", "SEVERITY_MAP", "CATEGORY_MAP",
+           "DEVICE_CATEGORY"]
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 CAP_XSD = Path(__file__).with_name("cap-v1.2.xsd")
 
 SEVERITY_MAP = {"blue": "Minor", "yellow": "Moderate", "orange": "Severe", "red": "Extreme"}
 CATEGORY_MAP = {"weather": ("Met",), "water_level": ("Env", "Infra"), "traffic": ("Transport",)}
+#: CAP category of a device-health rule (stale, flatline): the monitoring network is infrastructure
+DEVICE_CATEGORY = ("Infra",)
 
 _TEXT = {
-    "zh-CN": {
-        "kind": {"water_level": "水位", "traffic": "交通", "weather": "气象"},
-        "colour": {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"},
-        "warning": "预警", "resolved": "解除", "value": "观测值", "threshold": "阈值",
-        "summary": "{n}条预警",
-    },
-    "en-US": {
-        "kind": {"water_level": "Water level", "traffic": "Traffic", "weather": "Weather"},
-        "colour": {"blue": "Blue", "yellow": "Yellow", "orange": "Orange", "red": "Red"},
-        "warning": "warning", "resolved": "Cancelled:", "value": "observed", "threshold": "threshold",
-        "summary": "{n} alerts",
-    },
+    "zh-CN": {"resolved": "解除", "value": "观测值", "threshold": "阈值", "rule": "规则", "summary": "{n}条预警"},
+    "en-US": {"resolved": "Cancelled:", "value": "observed", "threshold": "threshold", "rule": "rule",
+              "summary": "{n} alerts"},
 }
 
 
@@ -102,33 +104,50 @@ def _msg_type(n: Notification) -> str:
 def _urgency(alert: AlertSnapshot, resolved: bool) -> str:
     if resolved or alert.state == "resolved":
         return "Past"
+    if rule_text(alert, "en-US").device_fault:
+        return "Unknown"
     return "Immediate" if alert.severity in ("orange", "red") else "Expected"
 
 
-def _fmt(v: float | None) -> str:
-    return "" if v is None else f"{v:g}"
+def _severity(alert: AlertSnapshot) -> str:
+    return "Minor" if rule_text(alert, "en-US").device_fault else SEVERITY_MAP.get(alert.severity, "Unknown")
+
+
+#: CAP certainty by the rule's profile (a hazard or device fault: Observed)
+_CERTAINTY = {"forecast": "Likely", "anomaly": "Possible"}
+
+
+def _certainty(alert: AlertSnapshot) -> str:
+    if check_type_of(alert) == "flatline":
+        return "Likely"  # a still river reads flat too
+    profile = rule_text(alert, "en-US").profile
+    if profile == "hazard" and "forecast" in alert.rule.lower():
+        return "Likely"  # a forecast rule of a type without texts
+    return _CERTAINTY.get(profile, "Observed")
+
+
+def _categories(alert: AlertSnapshot) -> tuple[str, ...]:
+    return DEVICE_CATEGORY if rule_text(alert, "en-US").device_fault else CATEGORY_MAP.get(alert.kind, ("Other",))
 
 
 def _headline(lang: str, alert: AlertSnapshot, resolved: bool) -> str:
-    t = _TEXT[lang]
-    kind = t["kind"].get(alert.kind, alert.kind)
-    colour = t["colour"].get(alert.severity, alert.severity)
-    where = f"{alert.district} {alert.sensor_name or alert.sensor_id}"
-    if lang == "zh-CN":
-        text = f"{where}{colour}{kind}{t['warning']}"
-        return f"{t['resolved']}{text}" if resolved else text
-    text = f"{colour} {kind.lower()} {t['warning']} at {where}"
-    return f"{t['resolved']} {text}" if resolved else text
+    text = fill(rule_text(alert, lang).headline, lang, alert)
+    if not resolved:
+        return text
+    return f"{_TEXT[lang]['resolved']}{text}" if lang == "zh-CN" else f"{_TEXT[lang]['resolved']} {text}"
 
 
 def _description(lang: str, alert: AlertSnapshot) -> str:
-    t = _TEXT[lang]
-    parts = [alert.message] if alert.message else []
+    t, rt = _TEXT[lang], rule_text(alert, lang)
+    checks = fill(rt.checks, lang, alert)
+    parts = [f"{t['rule']} {alert.rule}: {checks}" if alert.rule not in checks else checks]
+    if alert.message:
+        parts.append(alert.message)
     if alert.value is not None:
-        parts.append(f"{t['value']} {_fmt(alert.value)}")
+        parts.append(f"{t['value']} {quote(alert.value, rt.value_as, alert, lang)}")
     if alert.threshold is not None:
-        parts.append(f"{t['threshold']} {_fmt(alert.threshold)}")
-    return "; ".join(parts) or alert.rule
+        parts.append(f"{t['threshold']} {quote(alert.threshold, rt.threshold_as, alert, lang)}")
+    return "; ".join(parts)
 
 
 def _area(info: ET.Element, alert: AlertSnapshot, opts: CapOptions) -> None:
@@ -153,19 +172,19 @@ def _info(root: ET.Element, lang: str, alerts: list[AlertSnapshot], lead: AlertS
     _sub(info, "language", lang)
     categories: list[str] = []
     for a in alerts:
-        for c in CATEGORY_MAP.get(a.kind, ("Other",)):
+        for c in _categories(a):
             if c not in categories:
                 categories.append(c)
     for c in categories:
         _sub(info, "category", c)
-    t = _TEXT[lang]
-    kind = t["kind"].get(lead.kind, lead.kind)
-    _sub(info, "event", f"{kind}{t['warning']}（{lead.rule}）" if lang == "zh-CN" else f"{kind} {t['warning']} ({lead.rule})")
+    _sub(info, "event", event_name(lead, lang))
     if resolved:
         _sub(info, "responseType", "AllClear")
+    elif all(rule_text(a, lang).device_fault for a in alerts):
+        _sub(info, "responseType", "None")
     _sub(info, "urgency", _urgency(lead, resolved))
-    _sub(info, "severity", SEVERITY_MAP.get(lead.severity, "Unknown"))
-    _sub(info, "certainty", "Likely" if "forecast" in lead.rule.lower() else "Observed")
+    _sub(info, "severity", _severity(lead))
+    _sub(info, "certainty", _certainty(lead))
     code = _sub(info, "eventCode")
     _sub(code, "valueName", "CityEye:rule")
     _sub(code, "value", lead.rule)

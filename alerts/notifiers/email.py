@@ -3,7 +3,10 @@
 The message has ``Message-ID: <notification.id@cityeye>`` (the same for
 every retry, so mail systems and people can spot duplicates), a subject
 such as ``[CityEye] 橙色 FIRING: 2 alerts huangpu``, a plain-text body and
-an HTML alternative (every value HTML-escaped). smtplib runs in a thread.
+an HTML alternative (every value HTML-escaped). Each alert's line names
+what its rule is (``water_level.stale (Sensor fault: no data)``) and quotes
+value and threshold as the CAP message does, levels with the gauge's unit
+and datum (:mod:`.rule_texts`). smtplib runs in a thread.
 
 Config keys: ``name``, ``type: email``, ``host``, ``port`` (default 25),
 ``username``, ``password``, ``starttls`` (default false), ``ssl`` (implicit
@@ -32,6 +35,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from alerts.notification import Notification, Notifier
 from alerts.notifiers.common import ChannelConfig, scrubbed
+from alerts.notifiers.rule_texts import event_name, quote, rule_text
 from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
 
 __all__ = ["EmailConfig", "EmailNotifier", "build_email"]
@@ -106,12 +110,13 @@ def build_email(notification: Notification, config: EmailConfig) -> EmailMessage
     lines = [f"{n.summary or 'CityEye alert notification'}", f"status: {n.status} ({n.reason}), version {n.version}", ""]
     rows = []
     for a in n.alerts:
-        value = "" if a.value is None else f"{a.value:g}"
-        threshold = "" if a.threshold is None else f"{a.threshold:g}"
-        lines.append(f"- [{a.severity}/{a.state}] {a.district} {a.sensor_name or a.sensor_id} {a.rule}: "
+        text = rule_text(a, "en-US")  # what the rule is, and its numbers with unit and datum (as in CAP)
+        value, threshold = quote(a.value, text.value_as, a, "en-US"), quote(a.threshold, text.threshold_as, a, "en-US")
+        rule = f"{a.rule} ({event_name(a, 'en-US')})"
+        lines.append(f"- [{a.severity}/{a.state}] {a.district} {a.sensor_name or a.sensor_id} {rule}: "
                      f"{a.message} (value {value}, threshold {threshold}, since {_when(a.started_at)})")
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
-            a.severity, a.state, a.district, a.sensor_name or a.sensor_id, a.rule, a.message, value, threshold,
+            a.severity, a.state, a.district, a.sensor_name or a.sensor_id, rule, a.message, value, threshold,
             _when(a.started_at))) + "</tr>")
     lines += ["", f"notification id: {n.id}"]
     msg.set_content("\n".join(lines))
