@@ -16,7 +16,7 @@ false alerts, being better in one. The **recommended** setting is the front's
 setting that misses fewest events, then stays within ``--budget`` false
 alerts per sensor-month, then has the longest median lead (or, if none is
 within budget, the fewest false alerts). Writes ``tune.html`` (table and
-Pareto plot), ``tune.json`` and ``recommended.yaml`` (the YAML to paste into
+Pareto plot), ``pareto.png``, ``tune.json`` and ``recommended.yaml`` (the YAML to paste into
 a rules file) to ``--out``.
 """
 
@@ -150,6 +150,7 @@ def _svg(rows: list[dict[str, Any]], front: list[dict[str, Any]], best: dict[str
 
 def run(args: argparse.Namespace) -> int:
     from evaluation.backtest.command import load_dataset
+    from evaluation.backtest.png import write_pareto_png
     from evaluation.backtest.report import _table
 
     try:
@@ -168,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
         kind, check, param = key.split(".")
         paste["kinds"].setdefault(kind, {}).setdefault(check, {})[param] = value
     (out / "recommended.yaml").write_text(yaml.safe_dump(paste, sort_keys=False), encoding="utf-8")
+    write_pareto_png(out / "pareto.png", rows, front, best)
     (out / "tune.json").write_text(json.dumps({"rows": rows, "pareto": front, "recommended": best}, indent=2,
                                               default=str), encoding="utf-8")
     table = [{**{k.split(".", 1)[1]: v for k, v in r["setting"].items()},

@@ -164,6 +164,10 @@ def test_the_command_writes_json_and_an_html_report_that_chromium_renders(tmp_pa
     assert dom.count("<svg") == 6 and 'aria-label="wl-huangpu-01 level_m"' in dom
     assert "water_level.warning orange" in dom and "flood above warning level" in dom
     assert "http://" not in dom.split("</head>")[1].replace('xmlns="http://www.w3.org/2000/svg"', "")
+    pngs = sorted((out / "plots").glob("*.png"))
+    assert [p.stem for p in pngs] == sorted(result_sensors := [s["sensor_id"] for s in result["sensors"]])
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000 for p in pngs)
+    assert len(result_sensors) == 6
 
 
 def test_bad_input_exits_2_with_the_reason(tmp_path, capsys):

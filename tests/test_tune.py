@@ -55,3 +55,5 @@ def test_the_command_sweeps_a_simulation_and_writes_a_pasteable_recommendation(t
     assert parse_rulebook(pasted, "recommended.yaml").version  # a valid rules file as it is
     assert set(yaml.safe_load(pasted)["kinds"]["water_level"]) == {"rate_of_rise", "forecast"}
     assert "<svg" in (out / "tune.html").read_text()
+    png = (out / "pareto.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000

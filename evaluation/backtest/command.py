@@ -153,6 +153,7 @@ def run_backtest(ds: Any, rules_path: str | None, alerting: Any, workers: int = 
 def run(args: argparse.Namespace) -> int:
     from alerts.config import load_alerting_config
     from detectors.rule_library import parse_duration
+    from evaluation.backtest.png import write_sensor_pngs
     from evaluation.backtest.report import write_html, write_json
     from evaluation.backtest.score import compare_episodes
 
@@ -174,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "result.json", result)
     write_html(out / "report.html", ds, result, episodes, by_sensor)
+    write_sensor_pngs(out / "plots", ds, episodes, by_sensor)
     s = result["summary"]
     print(f"{s['readings']} readings of {s['sensors']} sensors in {result['timing']['total_s']:.1f} s: "
           f"{s['episodes']} alert episodes, {s['detected']}/{s['events']} events warned of "
@@ -189,5 +191,5 @@ def run(args: argparse.Namespace) -> int:
         for name, lines in notes.items():
             for note in lines:
                 print(f"  note {sid} {name}: {note}")
-    print(f"report: {out / 'report.html'}  json: {out / 'result.json'}")
+    print(f"report: {out / 'report.html'}  json: {out / 'result.json'}  plots: {out / 'plots'}/<sensor>.png")
     return 0
