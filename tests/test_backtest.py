@@ -16,7 +16,7 @@ from cityeye.contracts import parse_ts
 from cityeye.sensor_registry import load_registry, parse_registry
 from detectors.rulebook import parse_rulebook
 from evaluation.backtest.command import run_backtest
-from evaluation.backtest.data import DataError, Event, from_csv, from_simulation
+from evaluation.backtest.data import DataError, Event, from_csv, from_parquet, from_simulation
 from evaluation.backtest.replay import Episode
 from evaluation.backtest.score import compare_episodes
 from launch.cli import main as cli_main
@@ -255,3 +255,27 @@ def test_the_settings_rules_are_the_default(tmp_path, capsys):
     result = json.loads((tmp_path / "o" / "result.json").read_text())
     assert result["rules"] == str(rules)
     assert result["rules_version"] == parse_rulebook(rules.read_text()).version
+
+
+def test_parquet_files_in_both_layouts_with_typed_and_naive_timestamps(tmp_path):
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    registry = parse_registry(GAUGE, "gauges.yaml")
+    naive = [dt.datetime(2019, 2, 1) + dt.timedelta(minutes=15 * i) for i in range(4)]
+    pq.write_table(pa.table({"dateTime": naive, "value": [0.5, None, 0.7, 0.8]}), tmp_path / "river-1.parquet")
+    with pytest.raises(DataError, match=r"river-1.parquet:2: '2019-02-01T00:00:00' has no UTC offset"):
+        from_parquet([tmp_path / "river-1.parquet"], registry)
+    ds = from_parquet([tmp_path / "river-1.parquet"], registry, tz="UTC")
+    assert [(r.ts - START, r.values) for r in ds.readings["river-1"]] == [
+        (0.0, {"level_m": 0.5}), (1800.0, {"level_m": 0.7}), (2700.0, {"level_m": 0.8})]
+    aware = [t.replace(tzinfo=dt.timezone.utc) for t in naive]
+    pq.write_table(pa.table({"sensor_id": ["river-1"] * 4, "ts": aware, "level_m": [1.0, 1.1, 1.2, 1.3]}),
+                   tmp_path / "long.parquet")
+    ds = from_parquet([tmp_path / "long.parquet"], registry)
+    assert [r.values["level_m"] for r in ds.readings["river-1"]] == [1.0, 1.1, 1.2, 1.3]
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DataError, match="bad.parquet: cannot read as Parquet"):
+        from_parquet([tmp_path / "bad.parquet"], registry)

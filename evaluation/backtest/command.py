@@ -3,6 +3,7 @@
 Command line::
 
     cityeye backtest --csv data/*.csv --registry gauges.yaml [--tz Europe/London] [--labels labels.csv]
+    cityeye backtest --parquet readings.parquet --registry gauges.yaml
     cityeye backtest --kafka water_level --from 2026-07-01T00:00:00Z --to 2026-08-01T00:00:00Z --config cityeye.yaml
     cityeye backtest --influx-query "SELECT level_m FROM gauges WHERE time >= '2025-01-01' GROUP BY sensor_id"
     cityeye backtest --simulate flood --days 7 [--seed 1] [--interval 15m]
@@ -32,7 +33,8 @@ __all__ = ["add_arguments", "run", "run_backtest", "load_dataset"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_argument_group("data (one source)")
     src.add_argument("--csv", nargs="+", metavar="FILE", help="CSV files (one per sensor, or long format)")
-    src.add_argument("--sensor", help="sensor id of a single-sensor CSV (default: the file name)")
+    src.add_argument("--parquet", nargs="+", metavar="FILE", help="Parquet files (the same layouts as CSV)")
+    src.add_argument("--sensor", help="sensor id of a single-sensor file (default: the file name)")
     src.add_argument("--simulate", metavar="SCENARIO", help="a simulator scenario (normal, flood, all)")
     src.add_argument("--days", type=float, default=7.0, help="simulated days (default 7)")
     src.add_argument("--seed", type=int, default=1)
@@ -65,14 +67,15 @@ def load_dataset(args: argparse.Namespace) -> Any:
     from cityeye.contracts import parse_ts
     from cityeye.sensor_registry import SensorRegistry, load_registry, registry_for
     from detectors.rule_library import parse_duration
-    from evaluation.backtest.data import DataError, from_csv, from_simulation, labels_from_csv
+    from evaluation.backtest.data import DataError, from_csv, from_parquet, from_simulation, labels_from_csv
 
     settings = load_settings(args.config)
     registry = load_registry(args.registry) if args.registry else registry_for(settings)
     if args.rules is None:  # the rules in force unless --rules names others
         args.rules = settings.rules or None
-    if sum(map(bool, (args.csv, args.simulate, args.kafka, args.influx_query))) != 1:
-        raise DataError("give one data source: --csv FILE..., --simulate SCENARIO, --kafka KIND or --influx-query Q")
+    if sum(map(bool, (args.csv, args.parquet, args.simulate, args.kafka, args.influx_query))) != 1:
+        raise DataError("give one data source: --csv FILE..., --parquet FILE..., --simulate SCENARIO, --kafka KIND "
+                        "or --influx-query Q")
     if args.kafka:
         import asyncio
 
@@ -92,6 +95,8 @@ def load_dataset(args: argparse.Namespace) -> Any:
             registry = SensorRegistry({s.id: s.model_copy(update={"interval_s": seconds}) for s in registry},
                                       source=f"{registry.source} (interval {seconds:g} s)")
         ds = from_simulation(registry, args.simulate, args.seed, parse_ts(args.start), args.days * 24.0)
+    elif args.parquet:
+        ds = from_parquet(args.parquet, registry, tz=args.tz, sensor=args.sensor)
     else:
         ds = from_csv(args.csv, registry, tz=args.tz, sensor=args.sensor)
     if args.labels:

@@ -12,6 +12,8 @@ labelled events (ground truth, optional). Sources:
   without an offset (``2025-08-16T00:00:00``) needs an explicit ``tz``:
   nothing is guessed. Empty or non-numeric cells are skipped (exports mark
   gaps that way), as are rows before a reading of the same sensor.
+* :func:`from_parquet` -- the same layouts in Parquet files (typed timestamps
+  too; pyarrow, the ``parquet`` extra).
 * :func:`from_simulation` -- a simulator scenario, with its labels.
 * :func:`labels_from_csv` -- ``sensor_id,label,start,end`` (what
   ``cityeye simulate --labels`` writes).
@@ -25,7 +27,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cityeye.contracts import Reading, kind_fields
@@ -33,7 +35,7 @@ from cityeye.kinds import declared
 from cityeye.errors import ConfigError
 from cityeye.sensor_registry import SensorRegistry
 
-__all__ = ["Dataset", "Event", "DataError", "from_csv", "from_simulation", "labels_from_csv", "parse_time",
+__all__ = ["Dataset", "Event", "DataError", "from_csv", "from_parquet", "from_simulation", "labels_from_csv", "parse_time",
            "main_field"]
 
 TIME_COLUMNS = ("ts", "timestamp", "time", "datetime", "datetime_utc", "date_time")
@@ -85,25 +87,28 @@ class Dataset:
         return (min(starts), max(ends)) if starts else (0.0, 0.0)
 
 
-def parse_time(text: str, tz: ZoneInfo | None, where: str) -> float:
-    """Epoch seconds of a timestamp cell; a time without offset needs ``tz``."""
-    s = text.strip()
-    try:
-        number = float(s)
-    except ValueError:
-        number = None
-    if number is not None and math.isfinite(number):
-        return number / 1000.0 if number > 1e11 else number
-    try:
-        dt = datetime.fromisoformat(s.replace("Z", "+00:00").replace(" ", "T", 1))
-    except ValueError:
-        raise DataError(f"{where}: {s[:40]!r} is not a timestamp (ISO 8601 or epoch seconds)") from None
-    if dt.tzinfo is None:
+def parse_time(cell: Any, tz: ZoneInfo | None, where: str) -> float:
+    """Epoch seconds of a timestamp cell (text, a number, or a datetime); a time without offset needs ``tz``."""
+    if isinstance(cell, (int, float)) and not isinstance(cell, bool):
+        cell = repr(cell)
+    if not isinstance(cell, datetime):
+        s = (cell or "").strip()
+        try:
+            number = float(s)
+        except ValueError:
+            number = None
+        if number is not None and math.isfinite(number):
+            return number / 1000.0 if number > 1e11 else number
+        try:
+            cell = datetime.fromisoformat(s.replace("Z", "+00:00").replace(" ", "T", 1))
+        except ValueError:
+            raise DataError(f"{where}: {s[:40]!r} is not a timestamp (ISO 8601 or epoch seconds)") from None
+    if cell.tzinfo is None:
         if tz is None:
-            raise DataError(f"{where}: {s[:40]!r} has no UTC offset; say which time zone the data is in "
-                            "(--tz Europe/London, --tz Asia/Shanghai, --tz UTC)")
-        dt = dt.replace(tzinfo=tz)
-    return dt.timestamp()
+            raise DataError(f"{where}: {cell.isoformat()[:40]!r} has no UTC offset; say which time zone the data is "
+                            "in (--tz Europe/London, --tz Asia/Shanghai, --tz UTC)")
+        cell = cell.replace(tzinfo=tz)
+    return cell.timestamp()
 
 
 def _zone(tz: str | None) -> ZoneInfo | None:
@@ -122,12 +127,32 @@ def _time_column(header: list[str], where: str) -> str:
     raise DataError(f"{where}: no timestamp column (one of {', '.join(TIME_COLUMNS)}) in {header}")
 
 
-def _number(cell: str | None) -> float | None:
+def _number(cell: Any) -> float | None:
+    if isinstance(cell, bool):
+        return None
     try:
         v = float(cell) if cell not in (None, "") else None
-    except ValueError:
+    except (TypeError, ValueError):
         return None
     return v if v is not None and math.isfinite(v) else None
+
+
+def _add_rows(ds: Dataset, rows: Iterable[dict[str, Any]], header: list[str], where: str, zone: ZoneInfo | None,
+              sensor: str | None, default_sensor: str) -> None:
+    """Readings from table rows (CSV or Parquet): long format with ``sensor_id``, or one sensor's table."""
+    time_col = _time_column(header, where)
+    long_format = "sensor_id" in header
+    for n, row in enumerate(rows, start=2):
+        at = f"{where}:{n}"
+        sid = str(row["sensor_id"]) if long_format else (sensor or default_sensor)
+        meta = ds.registry.get(sid)
+        if meta is None:
+            raise DataError(f"{at}: sensor {sid!r} is not in the registry {ds.registry.source}")
+        values = _values(row, header, meta.kind, time_col)
+        if not values:
+            continue
+        t = parse_time(row[time_col], zone, at)
+        ds.add(Reading(sid, meta.kind, meta.district, t, values, t, ""))
 
 
 def from_csv(paths: Iterable[str | Path], registry: SensorRegistry, tz: str | None = None,
@@ -139,24 +164,29 @@ def from_csv(paths: Iterable[str | Path], registry: SensorRegistry, tz: str | No
         try:
             with path.open(newline="", encoding="utf-8-sig") as fh:
                 rows = csv.DictReader(fh)
-                header = list(rows.fieldnames or [])
-                time_col = _time_column(header, str(path))
-                long_format = "sensor_id" in header
-                for n, row in enumerate(rows, start=2):
-                    where = f"{path}:{n}"
-                    sid = row["sensor_id"] if long_format else (sensor or path.stem)
-                    meta = registry.get(sid)
-                    if meta is None:
-                        raise DataError(f"{where}: sensor {sid!r} is not in the registry {registry.source}")
-                    values = _values(row, header, meta.kind, time_col)
-                    if not values:
-                        continue
-                    t = parse_time(row[time_col] or "", zone, where)
-                    ds.add(Reading(sid, meta.kind, meta.district, t, values, t, ""))
+                _add_rows(ds, rows, list(rows.fieldnames or []), str(path), zone, sensor, path.stem)
         except OSError as exc:
             raise DataError(f"{path}: cannot read: {exc.strerror}") from None
         except UnicodeDecodeError:
             raise DataError(f"{path}: not UTF-8 text") from None
+    return ds.sort()
+
+
+def from_parquet(paths: Iterable[str | Path], registry: SensorRegistry, tz: str | None = None,
+                 sensor: str | None = None, dataset: Dataset | None = None) -> Dataset:
+    """Readings from Parquet files, laid out as the CSV files are (pyarrow: ``pip install cityeye[parquet]``)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError("reading Parquet needs pyarrow: pip install 'cityeye[parquet]'") from None
+    zone = _zone(tz)
+    ds = dataset or Dataset(registry, source="parquet")
+    for path in map(Path, paths):
+        try:
+            table = pq.read_table(path)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise DataError(f"{path}: cannot read as Parquet: {exc}") from None
+        _add_rows(ds, table.to_pylist(), list(table.column_names), str(path), zone, sensor, path.stem)
     return ds.sort()
 
 
