@@ -43,6 +43,7 @@ from cityeye.errors import ValidationError
 from cityeye.sensor_registry import Sensor, SensorRegistry
 from detectors.base import Check, Finding
 from detectors.rule_library import CHECK_TYPES
+from streams.interval import IntervalLearner
 
 __all__ = ["ChecksFactory", "Episode", "SensorState", "SensorEngine", "default_checks_factory"]
 
@@ -91,6 +92,8 @@ class SensorState:
     #: readings (or ticks with events) since the last snapshot
     dirty: int = 0
     last_ts: float | None = None
+    #: learns the reporting interval when the registry does not state it (streams/interval.py)
+    learner: IntervalLearner | None = None
 
 
 def _finite(v: Any) -> float | None:
@@ -170,7 +173,8 @@ class SensorEngine:
         names = [c.name for c in checks]
         if len(set(names)) != len(names) or not all(names):
             raise ValueError(f"checks of sensor {sensor.id!r} need distinct non-empty names, got {names}")
-        return SensorState(sensor=sensor, checks=checks, episodes={})
+        learner = None if "interval_s" in sensor.model_fields_set else IntervalLearner()
+        return SensorState(sensor=sensor, checks=checks, episodes={}, learner=learner)
 
     def _state_for(self, reading: Reading) -> SensorState:
         st = self._states.get(reading.sensor_id)
@@ -213,6 +217,15 @@ class SensorEngine:
             st.position = position
         st.last_ts = t if st.last_ts is None else max(st.last_ts, t)
         st.dirty += 1
+        if st.learner is not None:
+            learnt = st.learner.observe(t)
+            if learnt is not None:
+                st.learner = None
+                if learnt > 0 and IntervalLearner.differs(learnt, st.sensor.interval_s):
+                    log.info("sensor %s reports every %g s (no interval_s in the registry): checks rebuilt for it",
+                             st.sensor.id, learnt)
+                    st.sensor = st.sensor.model_copy(update={"interval_s": learnt})
+                    events += self._rebuild_one(st, t)
         return events
 
     def tick(self, t: float, sensor_ids: Iterable[str] | None = None) -> list[AlertEvent]:
@@ -300,21 +313,28 @@ class SensorEngine:
         events: list[AlertEvent] = []
         changed: set[str] = set()
         for sid, st in self._states.items():
-            old = {c.name: c for c in st.checks}
-            fresh = self._new_state(st.sensor).checks
-            checks = [old[c.name] if c.name in old and _spec(old[c.name]) is not None
-                      and _spec(old[c.name]) == _spec(c) else c for c in fresh]
-            if [id(c) for c in checks] == [id(c) for c in st.checks]:
-                continue
-            st.checks = checks
-            changed.add(sid)
-            st.dirty += 1
-            names = {c.name for c in checks}
-            at = t if t is not None else (st.last_ts or 0.0)
-            for name in [n for n in st.episodes if n not in names]:
-                ep = st.episodes.pop(name)
-                events.append(self._event(st, ep, "resolved", at, ep.value, f"resolved: rule {name} removed"))
+            before = [id(c) for c in st.checks]
+            events += self._rebuild_one(st, t)
+            if [id(c) for c in st.checks] != before:
+                changed.add(sid)
         return events, changed
+
+    def _rebuild_one(self, st: SensorState, t: float | None) -> list[AlertEvent]:
+        old = {c.name: c for c in st.checks}
+        fresh = self._new_state(st.sensor).checks
+        checks = [old[c.name] if c.name in old and _spec(old[c.name]) is not None
+                  and _spec(old[c.name]) == _spec(c) else c for c in fresh]
+        if [id(c) for c in checks] == [id(c) for c in st.checks]:
+            return []
+        st.checks = checks
+        st.dirty += 1
+        names = {c.name for c in checks}
+        at = t if t is not None else (st.last_ts or 0.0)
+        events = []
+        for name in [n for n in st.episodes if n not in names]:
+            ep = st.episodes.pop(name)
+            events.append(self._event(st, ep, "resolved", at, ep.value, f"resolved: rule {name} removed"))
+        return events
 
     # -- snapshots ------------------------------------------------------------------
 
@@ -338,6 +358,7 @@ class SensorEngine:
             "district": st.sensor.district,
             "position": st.position,
             "last_ts": st.last_ts,
+            "interval_s": st.sensor.interval_s if "interval_s" in st.sensor.model_fields_set else None,
             "checks": {c.name: c.snapshot() for c in st.checks},
             "specs": {c.name: spec for c in st.checks if (spec := _spec(c)) is not None},
             "episodes": {name: asdict(ep) for name, ep in st.episodes.items()},
@@ -354,7 +375,11 @@ class SensorEngine:
             if snapshot.get("v") != SNAPSHOT_VERSION:
                 raise ValueError(f"snapshot version {snapshot.get('v')!r}")
             sid = str(snapshot["sensor_id"])
-            st = self._new_state(self._sensor_for(sid, str(snapshot["kind"]), str(snapshot["district"])))
+            sensor = self._sensor_for(sid, str(snapshot["kind"]), str(snapshot["district"]))
+            learnt = snapshot.get("interval_s")
+            if "interval_s" not in sensor.model_fields_set and isinstance(learnt, (int, float)) and learnt > 0:
+                sensor = sensor.model_copy(update={"interval_s": float(learnt)})  # learnt before the snapshot
+            st = self._new_state(sensor)
             saved = snapshot.get("checks") or {}
             specs = snapshot.get("specs") or {}
             for check in st.checks:  # a check whose rule changed since the snapshot starts fresh

@@ -8,7 +8,7 @@ import pytest
 
 from cityeye.contracts import AlertEvent, Reading, alert_id_for
 from cityeye.errors import ValidationError
-from cityeye.sensor_registry import load_registry
+from cityeye.sensor_registry import Sensor, SensorRegistry, load_registry
 from simulators import DEMO_REGISTRY
 from detectors.base import Check, Finding
 from streams.clocks import SensorClocks, StreamClock
@@ -270,3 +270,37 @@ def test_a_partition_wide_clock_would_call_the_older_gauge_stale():
     stale = [(e.sensor_id, e.state) for e in events if e.rule.endswith("stale")]
     assert {sid for sid, _ in stale} == {"wl-huangpu-01"}  # raised and resolved over and over while it reports
     assert stale.count(("wl-huangpu-01", "firing")) == 10
+
+
+def test_a_gauge_without_a_registry_interval_gets_its_interval_learnt_and_its_rules_sized_by_it():
+    registry = SensorRegistry({"g": Sensor(id="g", kind="water_level", district="d", lat=0.0, lon=0.0,
+                                           levels={"warning_m": 4.5})})  # no interval_s: 60 s until learnt
+    engine = SensorEngine(registry)
+    t0 = 1_800_000_000.0
+
+    def reading(i: int, level: float) -> Reading:
+        return Reading("g", "water_level", "d", t0 + 900.0 * i, {"level_m": level}, t0 + 900.0 * i, "")
+
+    for i in range(9):
+        engine.process(reading(i, 3.0))
+    st = engine.state("g")
+    assert st.sensor.interval_s == 900.0
+    checks = {c.name: c for c in st.checks}
+    assert checks["water_level.stale"].expected_interval_s == 900.0
+    assert checks["water_level.warning"].min_duration_s == 0.0  # a 2-minute hold is one reading at 15 minutes
+    # so the warning level fires on the first reading above it, not one reading (15 min) late
+    assert [(e.rule, e.severity) for e in engine.process(reading(9, 4.6)) if e.rule == "water_level.warning"] == [
+        ("water_level.warning", "yellow")]
+    # the learnt interval survives a restart through the snapshot
+    fresh = SensorEngine(registry)
+    assert fresh.restore(json.loads(json.dumps(engine.snapshot("g"))))
+    assert fresh.state("g").sensor.interval_s == 900.0 and fresh.state("g").learner is None
+
+
+def test_a_registry_interval_is_not_second_guessed():
+    engine = SensorEngine(load_registry(DEMO_REGISTRY))
+    s = load_registry(DEMO_REGISTRY).get("wl-huangpu-01")
+    for i in range(12):
+        engine.process(Reading(s.id, s.kind, s.district, 1_800_000_000.0 + 900.0 * i, {"level_m": 3.0},
+                               1_800_000_000.0, ""))
+    assert engine.state(s.id).sensor.interval_s == s.interval_s and engine.state(s.id).learner is None
