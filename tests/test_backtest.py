@@ -154,6 +154,8 @@ def test_the_command_writes_json_and_an_html_report_that_chromium_renders(tmp_pa
     result = json.loads((out / "result.json").read_text())
     assert result["summary"]["events"] == result["summary"]["detected"] + result["summary"]["missed"] > 0
     assert result["compare"]["diff"]["shifted"] or result["compare"]["diff"]["added"]
+    # the earlier rules (rate of rise at 0.6 m/h) warn later: the lead time change is positive somewhere
+    assert result["compare"]["lead_change_min"] and max(result["compare"]["lead_change_min"].values()) > 0
     chromium = shutil.which("chromium")
     assert chromium, "chromium is installed by scripts/bootstrap test"
     dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -27,7 +27,7 @@ from typing import Any
 
 from cityeye.errors import CityEyeError
 
-__all__ = ["add_arguments", "run", "run_backtest", "load_dataset"]
+__all__ = ["add_arguments", "run", "run_backtest", "load_dataset", "lead_change"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -155,6 +155,14 @@ def run_backtest(ds: Any, rules_path: str | None, alerting: Any, workers: int = 
     return result, episodes, by_sensor
 
 
+def lead_change(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, float]:
+    """Per sensor with events warned of in both runs: the change of its median lead time, in minutes."""
+    old = {s["sensor_id"]: s["median_lead_min"] for s in before}
+    return {s["sensor_id"]: round(s["median_lead_min"] - old[s["sensor_id"]], 1) for s in after
+            if s["median_lead_min"] is not None and old.get(s["sensor_id"]) is not None
+            and s["median_lead_min"] != old[s["sensor_id"]]}
+
+
 def run(args: argparse.Namespace) -> int:
     from alerts.config import load_alerting_config
     from detectors.rule_library import parse_duration
@@ -172,7 +180,8 @@ def run(args: argparse.Namespace) -> int:
             baseline = None if args.compare == "built-in" else args.compare
             other, other_eps, _ = run_backtest(ds, baseline, alerting, args.workers, progress, ack)
             result["compare"] = {"rules": args.compare, "rules_version": other["rules_version"],
-                                 "summary": other["summary"], "diff": compare_episodes(other_eps, episodes)}
+                                 "summary": other["summary"], "diff": compare_episodes(other_eps, episodes),
+                                 "lead_change_min": lead_change(other["sensors"], result["sensors"])}
     except CityEyeError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -191,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
         c = result["compare"]["summary"]
         print(f"vs {args.compare}: {len(d['added'])} added, {len(d['removed'])} removed, {len(d['shifted'])} "
               f"shifted; there: {c['detected']}/{c['events']} warned of, median lead {c['median_lead_min']} min, "
-              f"{c['false_per_sensor_month']} false per sensor-month")
+              f"{c['false_per_sensor_month']} false per sensor-month; lead time change per sensor (min): "
+              f"{result['compare']['lead_change_min'] or 'none'}")
     for sid, notes in result["notes"].items():
         for name, lines in notes.items():
             for note in lines:

@@ -140,6 +140,9 @@ def write_html(path: Path, ds: Dataset, result: dict[str, Any], episodes: Sequen
         out.append(_table([cmp_["summary"]], list(cmp_["summary"])))
         out.append(f"<p>{len(cmp_['diff']['added'])} alerts added, {len(cmp_['diff']['removed'])} removed, "
                    f"{len(cmp_['diff']['shifted'])} shifted or changed severity.</p>")
+        if cmp_.get("lead_change_min"):
+            out.append(_table([{"sensor_id": s, "median lead change (min)": v}
+                               for s, v in cmp_["lead_change_min"].items()], ["sensor_id", "median lead change (min)"]))
         if cmp_["diff"]["shifted"]:
             out.append(_table(cmp_["diff"]["shifted"], ["sensor_id", "rule", "shift_min", "severity_before",
                                                          "severity_after"]))
