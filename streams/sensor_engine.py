@@ -33,7 +33,6 @@ at or before that position are skipped when replayed after a restore.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable
 
@@ -41,7 +40,7 @@ from cityeye.contracts import AlertEvent, Reading, alert_id_for
 from cityeye.kinds import kind_names
 from cityeye.errors import ValidationError
 from cityeye.sensor_registry import Sensor, SensorRegistry
-from detectors.base import Check, Finding
+from detectors.base import Check, Finding, finite_value
 from detectors.rule_library import CHECK_TYPES
 from streams.interval import IntervalLearner
 
@@ -97,13 +96,7 @@ class SensorState:
 
 
 def _finite(v: Any) -> float | None:
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+    return finite_value({"v": v}, "v")
 
 
 def _spec(check: Check) -> str | None:

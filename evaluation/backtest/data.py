@@ -34,6 +34,7 @@ from cityeye.contracts import Reading, kind_fields
 from cityeye.kinds import declared
 from cityeye.errors import ConfigError
 from cityeye.sensor_registry import SensorRegistry
+from detectors.base import finite_value
 
 __all__ = ["Dataset", "Event", "DataError", "from_csv", "from_parquet", "from_simulation", "labels_from_csv", "parse_time",
            "main_field"]
@@ -128,13 +129,8 @@ def _time_column(header: list[str], where: str) -> str:
 
 
 def _number(cell: Any) -> float | None:
-    if isinstance(cell, bool):
-        return None
-    try:
-        v = float(cell) if cell not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
-    return v if v is not None and math.isfinite(v) else None
+    """A cell as a finite float, or None (empty, text, NaN, a bool): the checks' own reading of a value."""
+    return finite_value({"v": cell}, "v")
 
 
 def _add_rows(ds: Dataset, rows: Iterable[dict[str, Any]], header: list[str], where: str, zone: ZoneInfo | None,
