@@ -15,6 +15,10 @@ resolutions); the symbols' parts of the keys are kept per tuple of symbols.
 A reading costs one ``map`` over its keys and, usually, one set look-up per
 resolution (its longest context: a context is always learnt together with
 its shorter ones), instead of Python loops over resolutions and orders.
+
+The keys seen are kept in a :class:`~detectors._bounded_keys.BoundedKeySet`
+(slots of the keys, two generations): the memory is capped whatever the
+signal, and contexts not met again for a generation are forgotten.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from math import floor
 from operator import add, itemgetter
+from typing import Any
+
+from detectors._bounded_keys import BoundedKeySet
 
 __all__ = ["ContextKeys"]
 
@@ -33,11 +40,12 @@ class ContextKeys:
     Orders longer than the history so far have no key (they are new).
     """
 
-    def __init__(self, resolutions: tuple[tuple[int, int], ...]) -> None:
+    def __init__(self, resolutions: tuple[tuple[int, int], ...], slots: int = 16381,
+                 generation_share: int = 16) -> None:
         self.resolutions = resolutions
         self._levels = tuple(levels for levels, _ in resolutions)
         self._flat = tuple(0 for _ in resolutions)  # symbols when the range is a single value
-        self.seen: set[int] = set()  # tagged keys
+        self.seen = BoundedKeySet(slots, generation_share)  # tagged keys' slots
         self.restore([[] for _ in resolutions], [[] for _ in resolutions])
 
     def look_up(self, offset: float, width: float) -> tuple[tuple[list[int], list[int], bool], int]:
@@ -57,15 +65,15 @@ class ContextKeys:
         seen = self.seen
         # a context is learnt with all its shorter ones: if every resolution's
         # longest context was seen, all were (the usual case; no set built)
-        if seen.issuperset(self._longest(keys)):
+        if seen.known_all(self._longest(keys)):
             return (keys, heads, False), len(keys)
-        return (keys, heads, True), len(seen.intersection(keys))
+        return (keys, heads, True), seen.count_known(keys)
 
     def learn(self, contexts: tuple[list[int], list[int], bool]) -> None:
         """Remember the contexts of a reading (from :meth:`look_up`)."""
         keys, heads, fresh = contexts
         if fresh:
-            self.seen.update(keys)
+            self.seen.add(keys)
         self._tails = self._shift(keys + heads)
         if self._growing:
             self._set_layout(tuple(min(order, m + 1) for (_, order), m in zip(self.resolutions, self._lengths)))
@@ -116,18 +124,19 @@ class ContextKeys:
             start += m
         return out
 
-    def seen_lists(self) -> list[list[int]]:
-        """Per resolution, the sorted keys seen (untagged)."""
-        n = len(self.resolutions)
-        out: list[list[int]] = [[] for _ in self.resolutions]
-        for key in self.seen:
-            out[key % n].append(key // n)
-        return [sorted(keys) for keys in out]
+    def seen_state(self) -> dict[str, Any]:
+        """The keys seen (:meth:`BoundedKeySet.snapshot`)."""
+        return self.seen.snapshot()
 
-    def restore(self, history: list[list[int]], seen: list[list[int]]) -> None:
-        """State from :meth:`history` and :meth:`seen_lists`."""
+    def restore(self, history: list[list[int]], seen: dict[str, Any] | list[list[int]]) -> None:
+        """State from :meth:`history` and :meth:`seen_state`; ``seen`` may also be the
+        per-resolution lists of untagged keys of snapshots written before the keys
+        were bounded (they are learnt afresh)."""
         n = len(self.resolutions)
-        self.seen = {key * n + r for r, keys in enumerate(seen) for key in keys}
+        if isinstance(seen, dict):
+            self.seen.restore(seen)
+        else:
+            self.seen.restore([key * n + r for r, keys in enumerate(seen) for key in keys])
         tails: list[int] = []
         for r, ((levels, order), hist) in enumerate(zip(self.resolutions, history)):
             tail = 0

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import math
 from math import sqrt, tanh
+
+import numpy as np
 from typing import Any
 
+from detectors._bounded_keys import BoundedKeySet
 from detectors._contexts import ContextKeys
+from detectors._packed import pack, unpack
 from detectors.base import AnomalyDetector, finite_value
 
 __all__ = ["ContextNoveltyDetector"]
@@ -132,8 +136,14 @@ class ContextNoveltyDetector(AnomalyDetector):
         season_alpha: float = 0.01,
         season_learn: int = 3,
         season_weight: float = 0.0,
+        context_slots: int = 32749,
+        context_generation_share: int = 8,
+        season_slots: int = 4093,
     ) -> None:
         self.field = field
+        self.context_slots = int(context_slots)
+        self.context_generation_share = int(context_generation_share)
+        self.season_slots = int(season_slots)
         self.season_warmup = int(season_warmup) if season_warmup else None
         self.season_resolutions = tuple((int(l), int(k)) for l, k in season_resolutions)
         self.season_offset = season_offset
@@ -142,7 +152,8 @@ class ContextNoveltyDetector(AnomalyDetector):
         self._s_buf: list[float] | None = [] if self.season_warmup else None  # warm-up values
         self._period = 0  # 0: not (yet) seasonal
         self._s_hist: list[list[int]] = [[] for _ in self.season_resolutions]
-        self._s_seen: list[set[int]] = [set() for _ in self.season_resolutions]
+        self._s_seen = [BoundedKeySet(self.season_slots, self.context_generation_share)
+                        for _ in self.season_resolutions]
         self.season_learn = season_learn
         self.season_weight = season_weight
         self._s_count = 0  # readings learnt since the period is known
@@ -168,7 +179,7 @@ class ContextNoveltyDetector(AnomalyDetector):
         self._cache: tuple | None = None  # _evaluate() of the last score_one
         self._min = math.inf
         self._max = -math.inf
-        self._contexts = ContextKeys(self.resolutions)
+        self._contexts = ContextKeys(self.resolutions, self.context_slots, self.context_generation_share)
         self._mean: float | None = None
         self._var = 0.0
         # None, or another detector whose running mean / variance / range
@@ -232,7 +243,6 @@ class ContextNoveltyDetector(AnomalyDetector):
         n = len(buf)
         if n < 8:
             return
-        import numpy as np
 
         x = np.asarray(buf, dtype=float)
         x = x - x.mean()
@@ -346,7 +356,7 @@ class ContextNoveltyDetector(AnomalyDetector):
         if snov is not None:
             self._s_base += self.season_alpha * (snov - self._s_base)
         for (q, ks), (_, order), hist, seen in zip(skeys, self.season_resolutions, self._s_hist, self._s_seen):
-            seen.update(ks)
+            seen.add(ks)
             hist.append(q)
             if len(hist) > 2 * P + 2:
                 del hist[0]
@@ -387,18 +397,18 @@ class ContextNoveltyDetector(AnomalyDetector):
             "min": None if self._min == math.inf else self._min,
             "max": None if self._max == -math.inf else self._max,
             "hist": self._contexts.history(),
-            "seen": self._contexts.seen_lists(),
+            "seen": self._contexts.seen_state(),
             "mean": self._mean,
             "var": self._var,
             "quiet": self._quiet,
             "score": self._score,
             "base": self._base,
-            "chunks": [list(c) for c in self._chunks],
+            "chunks": pack(np.asarray(self._chunks, dtype=np.float64).reshape(-1, 2)),
             "open": None if self._open is None else list(self._open),
-            "s_buf": None if self._s_buf is None else list(self._s_buf),
+            "s_buf": None if self._s_buf is None else pack(np.asarray(self._s_buf, dtype=np.float64)),
             "period": self._period,
-            "s_hist": [list(h) for h in self._s_hist],
-            "s_seen": [sorted(x) for x in self._s_seen],
+            "s_hist": [pack(np.asarray(h, dtype=np.int8)) for h in self._s_hist],
+            "s_seen": [x.snapshot() for x in self._s_seen],
             "s_base": self._s_base,
             "s_count": self._s_count,
         }
@@ -413,15 +423,17 @@ class ContextNoveltyDetector(AnomalyDetector):
         self._quiet = int(state["quiet"])
         self._score = float(state["score"])
         self._base = float(state.get("base", 1.0))
-        self._chunks = [[float(a), float(b)] for a, b in state.get("chunks", [])]
+        chunks = state.get("chunks", [])
+        self._chunks = [[float(a), float(b)] for a, b in (unpack(chunks) if isinstance(chunks, dict) else chunks)]
         op = state.get("open")
         self._open = None if op is None else [float(op[0]), float(op[1]), int(op[2])]
         if "period" in state:
             sb = state.get("s_buf")
-            self._s_buf = None if sb is None else [float(a) for a in sb]
+            self._s_buf = None if sb is None else [float(a) for a in (unpack(sb) if isinstance(sb, dict) else sb)]
             self._period = int(state["period"])
-            self._s_hist = [list(h) for h in state["s_hist"]]
-            self._s_seen = [set(x) for x in state["s_seen"]]
+            self._s_hist = [[int(q) for q in (unpack(h) if isinstance(h, dict) else h)] for h in state["s_hist"]]
+            for seen, keys in zip(self._s_seen, state["s_seen"]):
+                seen.restore(keys)  # a snapshot, or the key lists of older snapshots
             self._s_base = float(state["s_base"])
             self._s_count = int(state.get("s_count", 0))
         self._closed = (

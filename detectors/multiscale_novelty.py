@@ -17,6 +17,7 @@ from math import isfinite
 from typing import Any
 
 from detectors._flat_run import FlatRunRecord
+from detectors._shape import ShapeNovelty
 from detectors.base import AnomalyDetector, finite_value
 from detectors.context_novelty import ContextNoveltyDetector
 
@@ -178,6 +179,15 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         coarse_magnitude_weight: float = 0.1,
         coarse_magnitude_scale: float = 6.0,
         coarse_magnitude_in_readings: bool = True,
+        shape_window: int | None = 32,
+        shape_recent: int = 512,
+        shape_reservoir: int = 64,
+        shape_stride: int = 8,
+        shape_scale: float = 0.2,
+        shape_offset: float = -0.1,
+        context_slots: int | tuple | list = (32749, 8191),
+        context_generation_share: int = 8,
+        season_slots: int = 4093,
     ) -> None:
         self.field = field
         self.steps = tuple(int(s) for s in steps)
@@ -210,6 +220,23 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self.flat_min_run = flat_min_run
         self.flat_margin = flat_margin
         self._flat = FlatRunRecord(flat_min_run, flat_margin)
+        slots = tuple(context_slots) if isinstance(context_slots, (tuple, list)) else (context_slots,) * 2
+        if len(slots) != 2:
+            raise ValueError("context_slots: one number, or (raw views', coarse views')")
+        self.context_slots = (int(slots[0]), int(slots[1]))
+        self.context_generation_share = context_generation_share
+        self.season_slots = season_slots
+        self.shape_window = shape_window
+        self.shape_recent = shape_recent
+        self.shape_reservoir = shape_reservoir
+        self.shape_stride = shape_stride
+        self.shape_scale = shape_scale
+        self.shape_offset = shape_offset
+        self._shape = (
+            ShapeNovelty(window=shape_window, recent=shape_recent, reservoir=shape_reservoir,
+                         stride=shape_stride, scale=shape_scale)
+            if shape_window else None
+        )
         self._decay = math.exp(-1.0 / alarm_memory) if alarm_memory > 0 else 0.0
         self._views = [
             ContextNoveltyDetector(
@@ -235,8 +262,11 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
                 alpha=min(1.0, magnitude_alpha * s),
                 magnitude_weight=magnitude_weight if s == 1 else coarse_magnitude_weight,
                 magnitude_scale=magnitude_scale if s == 1 else coarse_magnitude_scale,
+                context_slots=slots,
+                context_generation_share=context_generation_share,
+                season_slots=season_slots,
             )
-            for s in self.steps
+            for s, slots in ((s, self.context_slots[0 if s == 1 else 1]) for s in self.steps)
         ]
         # the first view of block length 1 (the raw view) takes every reading
         # as it comes, outside the block loops; it learns after the others, so
@@ -271,6 +301,11 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         # highest vote of the flat-run record and of the views whose block v
         # completes (no learning)
         best = self._flat.vote(v)
+        shape = self._shape
+        if shape is not None:
+            r = shape.score(v) + self.shape_offset
+            if r > best:
+                best = r
         raw = self._raw_view
         if raw is not None:
             # the mean of a block of one reading, (0.0 + v) / 1, is v + 0.0 (-0.0 -> 0.0)
@@ -296,6 +331,12 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             return
         flat = self._flat
         best = flat_vote = flat.step(v)  # vote, then learn
+        shape = self._shape
+        if shape is not None:
+            shape.learn(v)  # its score stays what score_one gave v
+            r = shape._score + self.shape_offset
+            if r > best:
+                best = r
         sums, counts = self._sums, self._counts
         for k, step, offset, view in self._blocks:
             count = counts[k] + 1
@@ -345,6 +386,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             "score": self._score,
             "alarms": self._alarms,
             "flat": self._flat.snapshot(),
+            "shape": None if self._shape is None else self._shape.snapshot(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -356,6 +398,11 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self._score = float(state["score"])
         self._alarms = float(state.get("alarms", 0.0))
         self._flat.restore(state.get("flat"))  # absent in snapshots from before the flat-run vote
+        if self._shape is not None:
+            if state.get("shape"):
+                self._shape.restore(state["shape"])
+            else:  # a snapshot from before the shape vote: it starts afresh
+                self._shape = self._shape.clone()
 
 
 def _reading(x: Any, field: str) -> float | None:

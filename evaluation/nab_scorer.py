@@ -50,6 +50,8 @@ __all__ = [
     "sweep_file",
     "ProfileResult",
     "score_corpus",
+    "sweep_corpus",
+    "score_sweeps",
 ]
 
 #: NAB's application profiles (cost matrices).
@@ -253,23 +255,52 @@ def score_corpus(
     >>> r["standard"].normalized, r["standard"].threshold
     (0.0, 1.1)
     """
+    return score_sweeps(sweep_corpus(results, windows, probation_percent), profiles)
+
+
+def sweep_corpus(
+    results: Mapping[str, tuple[Sequence[str | datetime], Sequence[float]]],
+    windows: Mapping[str, Iterable[tuple[str | datetime, str | datetime]]],
+    probation_percent: float = PROBATION_PERCENT,
+) -> list[FileSweep]:
+    """Every file's :class:`FileSweep` (window ids unique over the corpus), sorted by name."""
     sweeps: list[FileSweep] = []
     wid = 0
-    n_windows = 0
     for name in sorted(results):
         ts, sc = results[name]
         f = sweep_file(name, ts, sc, windows.get(name, []), wid, probation_percent)
         wid += f.n_windows
-        n_windows += len(list(windows.get(name, [])))
         sweeps.append(f)
+    return sweeps
+
+
+def score_sweeps(
+    sweeps: Sequence[FileSweep],
+    profiles: Iterable[str] = tuple(PROFILES),
+    thresholds: Mapping[str, float] | None = None,
+) -> dict[str, ProfileResult]:
+    """Score files already swept (:func:`sweep_corpus`; any subset of a corpus).
+
+    The threshold of a profile is swept over the files' scores, or, when
+    ``thresholds`` gives it, fixed (cross-validation: a threshold chosen on
+    other files).
+    """
+    n_windows = sum(f.n_windows for f in sweeps)
     out: dict[str, ProfileResult] = {}
     for prof in profiles:
         cost = PROFILES[prof]
-        thresholds, raws, null = _sweep_thresholds(sweeps, cost)
-        k = int(np.argmax(raws))  # first max = highest threshold on ties
-        threshold, raw = float(thresholds[k]), float(raws[k])
+        # the null detector misses every window not wholly in a probationary period
+        null = -cost["fnWeight"] * sum(len(np.unique(f.window[f.window >= 0])) for f in sweeps)
+        if thresholds is not None and prof in thresholds:
+            threshold = float(thresholds[prof])
+            per_file = {f.name: _score_at(f, threshold, cost) for f in sweeps}
+            raw = sum(r["score"] for r in per_file.values())
+        else:
+            levels, raws, null = _sweep_thresholds(sweeps, cost)
+            k = int(np.argmax(raws))  # first max = highest threshold on ties
+            threshold, raw = float(levels[k]), float(raws[k])
+            per_file = {f.name: _score_at(f, threshold, cost) for f in sweeps}
         perfect = cost["tpWeight"] * n_windows
-        per_file = {f.name: _score_at(f, threshold, cost) for f in sweeps}
         norm = 100.0 * (raw - null) / (perfect - null) if perfect != null else 0.0
         out[prof] = ProfileResult(prof, threshold, raw, null, perfect, norm, per_file)
     return out

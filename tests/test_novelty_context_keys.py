@@ -2,8 +2,10 @@
 against a plain re-statement of the definition, and snapshot / restore of the
 default ``multiscale_novelty`` once its seasonal contexts are in use.
 
-Snapshots stored by running workers keep the per-resolution ``hist`` /
-``seen`` integers of the definition: these tests pin them.
+Snapshots stored by running workers keep the per-resolution ``hist``
+integers of the definition and the seen keys' slots (``key * R + r`` modulo
+the number of slots; with more slots than keys, no two keys share one):
+these tests pin them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import random
 
 import pytest
 
+from detectors._bounded_keys import BoundedKeySet
 from detectors._contexts import ContextKeys
 from detectors._flat_run import FlatRunRecord
 from detectors.context_novelty import ContextNoveltyDetector
@@ -45,15 +48,34 @@ class ReferenceContexts:
         return out
 
     def novelty(self, keys):
+        """Share of new contexts; a context is known when its slot is (contexts of
+        one reading that share a slot count once), and all are when every
+        resolution's longest one is (they are learnt together)."""
         n = sum(order for _, order in self.resolutions)
-        known = sum(len(seen & set(ks)) for (_, ks), seen in zip(keys, self.seen))
-        return (n - known) / n
+        r_n = len(self.resolutions)
+        seen = slots_of(self)
+        self.fresh = not all((ks[-1] * r_n + r) % BIG in seen for r, (_, ks) in enumerate(keys) if ks)
+        if not self.fresh:
+            return 0.0 if all(ks for _, ks in keys) else (n - sum(len(ks) for _, ks in keys)) / n
+        slots = {(k * r_n + r) % BIG for r, (_, ks) in enumerate(keys) for k in ks}
+        return (n - len(slots & seen)) / n
 
     def learn(self, keys):
         for (q, ks), (_, order), hist, seen in zip(keys, self.resolutions, self.hist, self.seen):
-            seen.update(ks)
+            if self.fresh:  # nothing is learnt when every longest context was known
+                seen.update(ks)
             hist.append(q)
             del hist[:-order]
+
+
+#: far more slots than keys (and no generation ends): the definition holds exactly
+BIG = 1_000_003
+
+
+def slots_of(ref) -> set[int]:
+    """The reference's keys as the tagged slots a BoundedKeySet of BIG slots holds."""
+    n = len(ref.resolutions)
+    return {(key * n + r) % BIG for r, keys in enumerate(ref.seen) for key in keys}
 
 
 def walk(n, seed):
@@ -79,7 +101,8 @@ def walk(n, seed):
     ],
 )
 def test_keys_novelty_and_snapshot_match_the_definition(resolutions, range_window):
-    det = ContextNoveltyDetector(resolutions=resolutions, range_window=range_window, range_chunks=5, rest_period=0)
+    det = ContextNoveltyDetector(resolutions=resolutions, range_window=range_window, range_chunks=5, rest_period=0,
+                                 context_slots=BIG)
     ref = ReferenceContexts(resolutions)
     for t, v in enumerate(walk(1500, seed=len(resolutions))):
         keys = ref.keys(v, det._min, det._max)
@@ -91,21 +114,23 @@ def test_keys_novelty_and_snapshot_match_the_definition(resolutions, range_windo
         if t in (0, 1, 3, 7, 40, 1499):
             state = det.snapshot()
             assert state["hist"] == ref.hist
-            assert state["seen"] == [sorted(s) for s in ref.seen]
+            restored = BoundedKeySet(BIG, 8)
+            restored.restore(json.loads(json.dumps(state["seen"])))
+            assert restored.union == slots_of(ref)
 
 
 @pytest.mark.parametrize("learnt", [0, 1, 3, 8, 300])
 def test_context_keys_restore_round_trip(learnt):
     resolutions = ((4, 8), (8, 5), (16, 3), (32, 2))
-    det = ContextNoveltyDetector(resolutions=resolutions, rest_period=0)
+    det = ContextNoveltyDetector(resolutions=resolutions, rest_period=0, context_slots=BIG)
     vals = walk(learnt + 200, seed=learnt)
     for v in vals[:learnt]:
         det.learn_one({"value": v})
     state = json.loads(json.dumps(det.snapshot()))
-    keys = ContextKeys(resolutions)
+    keys = ContextKeys(resolutions, BIG, 8)
     keys.restore(state["hist"], state["seen"])
-    assert keys.history() == state["hist"] and keys.seen_lists() == state["seen"]
-    other = ContextNoveltyDetector(resolutions=resolutions, rest_period=0)
+    assert keys.history() == state["hist"] and keys.seen_state() == state["seen"]
+    other = ContextNoveltyDetector(resolutions=resolutions, rest_period=0, context_slots=BIG)
     other.restore(state)
     for v in vals[learnt:]:
         x = {"value": v}

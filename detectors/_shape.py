@@ -1,0 +1,249 @@
+"""Shape (subsequence) novelty: how far the last ``w`` readings are from every earlier window.
+
+A daily or weekly pattern with the wrong shape at normal values (a missing
+peak, a stretched cycle, a phase jump) is not a new value, nor a new short
+context, but its window of ``w`` readings looks like no earlier window.
+:class:`ShapeNovelty` is a bounded nearest-neighbour ("discord") score:
+
+* the *distance* of a window to another is the Euclidean distance of the
+  two windows after z-normalisation (each minus its mean, over its standard
+  deviation; the deviation is at least ``floor_share`` times the recent
+  readings' one, so a flat stretch's noise is not blown up into a shape);
+* the windows compared with are every window of the last ``recent``
+  readings that does not overlap the current one, plus a *reservoir* of
+  ``reservoir`` older windows (a uniform, seeded sample of every window that
+  left the recent buffer; kept z-normalised as ``int8``);
+* the shape score is computed every ``stride`` readings (vectorised: one
+  sliding correlation over the recent buffer and one matrix-vector product
+  with the reservoir) and held in between;
+* the score compares the distance with the sensor's own *record*, the
+  largest distance computed so far (from half the warm-up on; times
+  ``record_decay`` per computation, 1 = never forgotten): a window farther
+  from everything than any window before scores
+  ``tanh((distance / record - 1) / scale)``, any other 0. A noisy sensor's
+  record is high, so its noise does not score; a regular sensor's first
+  odd cycle does. (A z-score of the distance against its running mean and
+  deviation was tried first: its early, unsettled deviations made
+  ordinary windows score as high as planted anomalies.)
+
+Strictly causal: the window ending at the reading scored is compared with
+windows learnt before it; the reading is learnt after.
+
+State: the last ``recent + w - 1`` readings (``float32``), the reservoir
+(``reservoir x w`` bytes), a few scalars: capped by construction.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from detectors._packed import pack, unpack
+
+__all__ = ["ShapeNovelty"]
+
+_Q = 127.0 / 6.0  # int8 steps per z unit (|z| <= sqrt(w - 1) < 6 for w <= 37)
+_SLACK = 64  # readings dropped from the buffer at a time
+_LCG_A, _LCG_C, _LCG_M = 6364136223846793005, 1442695040888963407, 2**64
+
+
+class ShapeNovelty:
+    """Bounded nearest-neighbour distance of the latest window (a "discord" score).
+
+    Parameters
+    ----------
+    window
+        Readings per window ``w``.
+    recent
+        Windows of the recent buffer (every one, in order).
+    reservoir
+        Older windows kept as a seeded uniform sample.
+    stride
+        The score is computed every ``stride`` readings and held in between.
+    floor_share
+        A window's standard deviation is at least this share of the recent
+        readings' one.
+    scale
+        Share by which the record is beaten at which the score is ``tanh(1)``.
+    warmup
+        Computations before the score may be non-zero (the record is
+        taken from half of it on).
+    record_decay
+        The record is multiplied by this at every computation (before
+        comparing); 1 keeps it for ever.
+    seed
+        Seed of the reservoir's sampling.
+
+    Examples
+    --------
+    A noisy sine of period 48; from reading 3024 one cycle has its peak cut
+    off at the mean (every value within the usual range):
+
+    >>> import math, random
+    >>> rng = random.Random(1)
+    >>> shape = ShapeNovelty(window=32, recent=256, reservoir=32, stride=4)
+    >>> scores = []
+    >>> for t in range(3200):
+    ...     v = math.sin(2 * math.pi * t / 48) + rng.gauss(0, 0.05)
+    ...     if 3024 <= t < 3048:
+    ...         v = min(v, 0.0)
+    ...     scores.append(shape.score(v))
+    ...     shape.learn(v)
+    >>> max(scores[3024:3080]) > max(scores[1000:3024])
+    True
+    """
+
+    def __init__(
+        self,
+        window: int = 32,
+        recent: int = 512,
+        reservoir: int = 64,
+        stride: int = 4,
+        floor_share: float = 0.05,
+        scale: float = 0.2,
+        warmup: int = 50,
+        record_decay: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        self.record_decay = float(record_decay)
+        self._record = 0.0
+        if window < 2 or recent < 2 * window or stride < 1 or reservoir < 0:
+            raise ValueError("shape novelty: window >= 2, recent >= 2 window, stride >= 1, reservoir >= 0")
+        self.window, self.recent, self.stride = int(window), int(recent), int(stride)
+        self.reservoir, self.floor_share = int(reservoir), float(floor_share)
+        self.scale, self.warmup, self.seed = float(scale), int(warmup), int(seed)
+        self._size = self.recent + self.window - 1  # readings kept: the recent windows' span
+        # readings, float32; when the buffer is full, the oldest _SLACK readings
+        # leave it and the windows starting in them are offered to the reservoir
+        self._buf = np.zeros(self._size + _SLACK, dtype=np.float32)
+        self._end = 0  # readings in _buf
+        self._res = np.zeros((0, self.window), dtype=np.int8)
+        self._res_z = np.zeros((0, self.window), dtype=np.float32)
+        self._res_sq = np.zeros(0, dtype=np.float32)
+        self._offered = 0  # windows offered to the reservoir so far
+        self._rng = self.seed % _LCG_M
+        self._n = 0
+        self._computed = 0
+        self._score = 0.0
+        self._cache: tuple[int, float] | None = None
+
+    def clone(self) -> "ShapeNovelty":
+        """A fresh instance with the same parameters."""
+        return type(self)(self.window, self.recent, self.reservoir, self.stride, self.floor_share,
+                          self.scale, self.warmup, self.record_decay, self.seed)
+
+    # -- scoring ----------------------------------------------------------------
+
+    def score(self, v: float) -> float:
+        """Score of the window ending with reading ``v`` (not learnt)."""
+        if (self._n + 1) % self.stride or self._end < self._size:
+            return self._score
+        d = self._distance(v)
+        self._cache = (self._n, d)
+        return self._score_of(d)
+
+    def learn(self, v: float) -> None:
+        """Learn reading ``v`` (after :meth:`score`)."""
+        cache, self._cache = self._cache, None
+        if not (self._n + 1) % self.stride and self._end >= self._size:
+            d = cache[1] if cache is not None and cache[0] == self._n else self._distance(v)
+            self._score = self._score_of(d)
+            self._computed += 1
+            if self._computed >= self.warmup // 2:
+                self._record = max(d, self._record * self.record_decay)
+        self._n += 1
+        if self._end == len(self._buf):
+            self._shift()
+        self._buf[self._end] = v
+        self._end += 1
+
+    def _score_of(self, d: float) -> float:
+        if self._computed < self.warmup:
+            return 0.0
+        z = d / (self._record + 1e-12) - 1.0
+        return math.tanh(z / self.scale) if z > 0.0 else 0.0
+
+    def _distance(self, v: float) -> float:
+        """Smallest z-normalised distance (over ``sqrt(w)``) of the window ending with ``v``."""
+        w, end = self.window, self._end
+        x = np.empty(end + 1)
+        x[:-1] = self._buf[:end]
+        x[-1] = np.float32(v)
+        c = np.cumsum(x)
+        c2 = np.cumsum(x * x)
+        n = len(x)
+        total_var = max(c2[-1] / n - (c[-1] / n) ** 2, 0.0)
+        ff = self.floor_share * self.floor_share * total_var + 1e-24
+        s = np.empty(n - w + 1)
+        s2 = np.empty(n - w + 1)
+        s[0], s2[0] = c[w - 1], c2[w - 1]
+        s[1:], s2[1:] = c[w:] - c[:-w], c2[w:] - c2[:-w]
+        mu = s / w
+        var = np.maximum(s2 / w - mu * mu, 0.0)
+        inv = 1.0 / np.sqrt(var + ff)
+        q = (x[-w:] - mu[-1]) * inv[-1]
+        qq = w * var[-1] * inv[-1] * inv[-1]
+        # windows that end at least w readings before v (no overlap with the query)
+        m = n - 2 * w + 1
+        dots = np.correlate(x[: n - w], q, "valid") * inv[:m]  # sum(q) == 0: the window means drop out
+        best = float((w * var[:m] * inv[:m] * inv[:m] - 2.0 * dots).min())
+        if len(self._res_z):
+            best = min(best, float((self._res_sq - 2.0 * (self._res_z @ q.astype(np.float32))).min()))
+        return math.sqrt(max(best + qq, 0.0) / w)
+
+    # -- learning ----------------------------------------------------------------
+
+    def _shift(self) -> None:
+        """Drop the oldest readings; the windows starting in them are offered to the reservoir."""
+        keep = self._size
+        drop = self._end - keep
+        if self.reservoir:
+            starts = [(i, slot) for i, slot in ((i, self._draw()) for i in range(drop)) if slot < self.reservoir]
+            if starts:
+                x = self._buf[: self._end].astype(np.float64)
+                ff = self.floor_share * self.floor_share * float(x.var()) + 1e-24
+                wins = np.stack([x[i:i + self.window] for i, _ in starts])
+                wins = (wins - wins.mean(axis=1, keepdims=True)) / np.sqrt(wins.var(axis=1, keepdims=True) + ff)
+                q = np.clip(np.rint(wins * _Q), -127, 127).astype(np.int8)
+                for (i, slot), row in zip(starts, q):
+                    if slot < len(self._res):
+                        self._res[slot] = row
+                    else:
+                        self._res = np.vstack((self._res, row[None, :]))
+                self._refresh_reservoir()
+        self._buf[:keep] = self._buf[drop:self._end]
+        self._end = keep
+
+    def _draw(self) -> int:
+        """Algorithm R: the reservoir slot of the next window offered (``>= reservoir``: not kept)."""
+        self._offered += 1
+        if self._offered <= self.reservoir:
+            return self._offered - 1
+        self._rng = (self._rng * _LCG_A + _LCG_C) % _LCG_M
+        return (self._rng >> 11) % self._offered
+
+    def _refresh_reservoir(self) -> None:
+        self._res_z = self._res.astype(np.float32) / np.float32(_Q)
+        self._res_sq = np.einsum("ij,ij->i", self._res_z, self._res_z)
+
+    # -- state ----------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "hist": pack(self._buf[: self._end]), "reservoir": pack(self._res),
+            "offered": self._offered, "rng": self._rng, "n": self._n, "computed": self._computed,
+            "record": self._record, "score": self._score,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        x = unpack(state["hist"]).astype(np.float32)[-len(self._buf):]
+        self._buf[: len(x)] = x
+        self._end = len(x)
+        self._res = unpack(state["reservoir"]).astype(np.int8).reshape(-1, self.window)[: self.reservoir]
+        self._refresh_reservoir()
+        self._offered, self._rng, self._n = int(state["offered"]), int(state["rng"]), int(state["n"])
+        self._computed = int(state["computed"])
+        self._record, self._score = float(state["record"]), float(state["score"])
+        self._cache = None

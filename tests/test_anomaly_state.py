@@ -1,0 +1,140 @@
+"""Anomaly models' state: capped by construction, compact, and old snapshots still restore."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detectors._bounded_keys import BoundedKeySet
+from detectors._packed import SnapshotFormatError, pack, unpack
+from detectors._shape import ShapeNovelty
+from detectors.catalog import make_detector
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "anomaly_snapshots_v1.json"
+STATE_LIMIT = 16 * 1024  # bytes of JSON per sensor (issue #11)
+
+
+def signal(kind: str, n: int, seed: int = 0):
+    """Readings of a regular, a noisy and a high-variety signal."""
+    rng = random.Random(seed)
+    for t in range(n):
+        if kind == "seasonal":
+            yield 50 + 20 * math.sin(2 * math.pi * t / 288) + rng.gauss(0, 2)
+        elif kind == "noise":
+            yield rng.gauss(0, 1)
+        else:  # values over six orders of magnitude, either sign: every context is new
+            yield rng.choice((-1, 1)) * rng.random() * 10 ** rng.randint(0, 6)
+
+
+def longest_list(state) -> int:
+    """Length of the longest list anywhere in a JSON-like state."""
+    if isinstance(state, dict):
+        return max([longest_list(v) for v in state.values()] or [0])
+    if isinstance(state, list):
+        return max([len(state)] + [longest_list(v) for v in state])
+    return 0
+
+
+def run(det, values) -> None:
+    for v in values:
+        x = {"value": v}
+        det.score_one(x)
+        det.learn_one(x)
+
+
+@pytest.mark.parametrize("name", ["multiscale_novelty", "context_novelty"])
+@pytest.mark.parametrize("kind", ["seasonal", "noise", "variety"])
+def test_context_models_state_is_capped_after_100k_readings(name, kind):
+    det = make_detector(name)
+    run(det, signal(kind, 100_000))
+    text = json.dumps(det.snapshot())
+    assert len(text) <= STATE_LIMIT, f"{name} on {kind}: {len(text)} bytes"
+    # compact: arrays are packed, no long lists of numbers in the JSON
+    assert longest_list(json.loads(text)) <= 64
+    # and it restores to the same state, and the same scores
+    twin = make_detector(name)
+    twin.restore(json.loads(text))
+    assert json.dumps(twin.snapshot()) == text
+    rest = list(signal(kind, 600, seed=1))
+    a, b = [], []
+    for v in rest:
+        x = {"value": v}
+        a.append(det.score_one(x)); det.learn_one(x)
+        b.append(twin.score_one(x)); twin.learn_one(x)
+    assert a == b
+
+
+@pytest.mark.parametrize("name", ["multiscale_novelty", "context_novelty"])
+def test_old_format_snapshot_is_migrated(name):
+    """A snapshot written before the bounded state (main c68cbdd) restores: its contexts are
+    learnt into the bounded sets, so the familiar signal stays familiar."""
+    old = json.loads(FIXTURE.read_text())["snapshots"][name]
+    assert isinstance(old["views"][0]["seen"] if name == "multiscale_novelty" else old["seen"], list)
+    det = make_detector(name)
+    det.restore(old)
+    # the same snapshot with its contexts wiped
+    wiped_state = json.loads(json.dumps(old))
+    for view in wiped_state["views"] if name == "multiscale_novelty" else [wiped_state]:
+        view["seen"] = [[] for _ in view["seen"]]
+    wiped = make_detector(name)
+    wiped.restore(wiped_state)
+    rng = random.Random(12)
+    migrated, forgot = [], []
+    for t in range(3000, 3400):  # the fixture's signal goes on
+        x = {"value": 50 + 20 * math.sin(2 * math.pi * t / 96) + rng.gauss(0, 1)}
+        migrated.append(det.score_one(x)); det.learn_one(x)
+        forgot.append(wiped.score_one(x)); wiped.learn_one(x)
+    # without its contexts the detector alarms at once on the signal it knew; migrated, it does not
+    assert forgot[0] >= 0.75 > max(migrated)
+    text = json.dumps(det.snapshot())
+    assert len(text) < len(json.dumps(old)) / 2 and len(text) <= STATE_LIMIT
+
+
+def test_bounded_key_set_is_capped_whatever_it_is_fed():
+    ks = BoundedKeySet(slots=1021, generation_share=8)
+    rng = random.Random(0)
+    for _ in range(5000):
+        ks.add([rng.getrandbits(60) for _ in range(18)])
+        assert len(ks.union) <= 2 * (1021 // 8) + 18 and ks.current <= ks.union
+    twin = BoundedKeySet(slots=1021, generation_share=8)
+    twin.restore(json.loads(json.dumps(ks.snapshot())))
+    assert twin.union == ks.union and twin.current == ks.current
+
+
+def test_packed_arrays_round_trip_and_reject_garbage():
+    a = np.linspace(-3, 3, 17, dtype=np.float32).reshape(1, 17)
+    b = unpack(json.loads(json.dumps(pack(a))))
+    assert b.dtype == np.float32 and b.shape == (1, 17) and (a == b).all()
+    with pytest.raises(SnapshotFormatError):
+        unpack({"dtype": "float32", "shape": [2], "b64": "not base64!"})
+    with pytest.raises(SnapshotFormatError):
+        unpack({"dtype": "object", "shape": [1], "b64": ""})
+
+
+def test_shape_novelty_is_causal_and_restores_mid_stream():
+    rng = random.Random(5)
+    vals = [math.sin(2 * math.pi * t / 40) + rng.gauss(0, 0.1) for t in range(3000)]
+    vals[2500:2520] = [0.0] * 20  # a cycle without its peak
+    full = ShapeNovelty(window=32, recent=256, reservoir=32, stride=4)
+    scores = []
+    for v in vals:
+        scores.append(full.score(v)); full.learn(v)
+    # cut at 2000: the same scores (nothing after a reading changes its score)
+    cut = ShapeNovelty(window=32, recent=256, reservoir=32, stride=4)
+    part = []
+    for v in vals[:2000]:
+        part.append(cut.score(v)); cut.learn(v)
+    assert part == scores[:2000]
+    # snapshot at 2000, restore into a fresh one: the same scores afterwards
+    twin = ShapeNovelty(window=32, recent=256, reservoir=32, stride=4)
+    twin.restore(json.loads(json.dumps(cut.snapshot())))
+    rest = []
+    for v in vals[2000:]:
+        rest.append(twin.score(v)); twin.learn(v)
+    assert rest == scores[2000:]
+    assert max(scores[2500:2560]) > max(scores[1000:2500])
