@@ -13,10 +13,13 @@ import math
 from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
+from detectors._calibration import ScoreQuantile
 from detectors.base import Check, Finding
 from detectors.levels import JSONStateMixin, decode_state, encode_state, finite_value, fmt_value, label_of
 
 __all__ = ["ScoreThreshold"]
+
+_WEEK_S = 7 * 86400.0
 
 
 def _clip01(s: Any) -> float:
@@ -49,6 +52,23 @@ class ScoreThreshold(JSONStateMixin, Check):
         ``None``, readings with no finite value at all are skipped.
     min_count
         Warm-up: readings learnt before any finding can be reported.
+    alerts_per_week
+        ``None`` (default): ``threshold`` is the threshold. Else an
+        alert-rate budget: the threshold in force is the higher of
+        ``threshold`` (a fixed floor) and the score that at most
+        ``alerts_per_week`` of a week's readings reach on this sensor's own
+        past scores (a bounded histogram, see
+        :class:`~detectors._calibration.ScoreQuantile`; scores of the
+        warm-up are not counted). A noisy sensor then needs a higher score
+        than a quiet one, and every sensor alerts about as rarely on its
+        usual data.
+    interval_s
+        The sensor's reporting interval (readings per week =
+        ``604800 / interval_s``); only used with ``alerts_per_week``.
+    uncalibrated_threshold
+        With ``alerts_per_week``: the threshold in force (if higher) until a
+        week of the sensor's scores has been counted, while its quantile
+        rests on too few readings to bound a weekly rate.
 
     Examples
     --------
@@ -80,6 +100,9 @@ class ScoreThreshold(JSONStateMixin, Check):
         name: str | None = None,
         field: str | None = None,
         min_count: int = 50,
+        alerts_per_week: float | None = None,
+        interval_s: float = 60.0,
+        uncalibrated_threshold: float = 0.9,
     ) -> None:
         self.detector = detector
         self.threshold = threshold
@@ -87,12 +110,31 @@ class ScoreThreshold(JSONStateMixin, Check):
         self.name = name or (f"{field}.anomaly" if field else "anomaly")
         self.field = field
         self.min_count = min_count
+        self.alerts_per_week = alerts_per_week
+        self.interval_s = interval_s
+        self.uncalibrated_threshold = uncalibrated_threshold
+        if alerts_per_week is not None and not alerts_per_week > 0:
+            raise ValueError("alerts_per_week must be > 0 (or None)")
+        if not interval_s > 0:
+            raise ValueError("interval_s must be > 0")
+        # per-sensor score histogram, about 8 weeks of readings
+        self._quantile = ScoreQuantile(horizon=8 * _WEEK_S / interval_s) if alerts_per_week else None
         if severity not in SEVERITY_RANK:
             raise ValueError(f"severity {severity!r} not in {SEVERITIES}")
         if not 0.0 <= threshold <= 1.0:
             raise ValueError("threshold must be in [0, 1]")
         self._current: Finding | None = None
         self._count = 0
+
+    def threshold_in_force(self) -> float:
+        """``threshold``, or with an alert-rate budget the higher of it and the sensor's
+        score quantile at ``1 - alerts_per_week / readings per week``."""
+        if self._quantile is None:
+            return self.threshold
+        share = self.alerts_per_week * self.interval_s / _WEEK_S
+        floor = self.threshold if self._quantile.total * share >= 1.0 else max(self.threshold,
+                                                                              self.uncalibrated_threshold)
+        return max(floor, self._quantile.upper(share))
 
     # -- plumbing -------------------------------------------------------------
 
@@ -104,6 +146,9 @@ class ScoreThreshold(JSONStateMixin, Check):
             name=self.name,
             field=self.field,
             min_count=self.min_count,
+            alerts_per_week=self.alerts_per_week,
+            interval_s=self.interval_s,
+            uncalibrated_threshold=self.uncalibrated_threshold,
         )
 
     def snapshot(self) -> dict[str, Any]:
@@ -111,6 +156,7 @@ class ScoreThreshold(JSONStateMixin, Check):
             "_current": encode_state(self._current),
             "_count": self._count,
             "_detector": self.detector.snapshot(),
+            "_quantile": None if self._quantile is None else self._quantile.snapshot(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -118,6 +164,8 @@ class ScoreThreshold(JSONStateMixin, Check):
         self._count = int(state.get("_count", 0))
         if "_detector" in state:
             self.detector.restore(state["_detector"])
+        if self._quantile is not None:
+            self._quantile.restore(state.get("_quantile"))  # absent before the budget: starts afresh
 
     def _clean(self, x: Any) -> dict[str, float] | None:
         if not isinstance(x, dict):
@@ -147,7 +195,13 @@ class ScoreThreshold(JSONStateMixin, Check):
         score = _clip01(self.detector.score_one(clean))
         self.detector.learn_one(clean)
         self._count += 1
-        if self._count <= self.min_count or score < self.threshold:
+        if self._count <= self.min_count:
+            self._current = None
+            return None
+        threshold = self.threshold_in_force()
+        if self._quantile is not None:
+            self._quantile.add(score)  # after the decision: score, then learn
+        if score < threshold:
             self._current = None
             return None
         value = clean.get(self.field) if self.field else None
@@ -157,8 +211,8 @@ class ScoreThreshold(JSONStateMixin, Check):
             severity=self.severity,
             score=score,
             value=value,
-            threshold=self.threshold,
-            message=f"{what} anomalous: score {score:.2f} ≥ {self.threshold:.2f}",
+            threshold=threshold,
+            message=f"{what} anomalous: score {score:.2f} ≥ {threshold:.2f}",
             field=self.field,
             extra={"count": self._count},
         )
