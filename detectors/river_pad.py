@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import math
 import pickle
+import zlib
 from typing import Any
 
 from river import anomaly, time_series
@@ -133,9 +134,13 @@ class RiverSeasonalPAD(AnomalyDetector):
         self._pad.iter += 1
 
     def snapshot(self) -> dict[str, Any]:
-        """State as JSON-able data (the River objects are pickled, base64)."""
-        blob = pickle.dumps((self._pad, self._n, self._score))
-        return {"pickle": base64.b64encode(blob).decode("ascii")}
+        """State as JSON-able data (the River objects pickled, zlib-compressed, base64)."""
+        blob = zlib.compress(pickle.dumps((self._pad, self._n, self._score)), 9)
+        return {"pickle_z": base64.b64encode(blob).decode("ascii")}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self._pad, self._n, self._score = pickle.loads(base64.b64decode(state["pickle"]))
+        if "pickle_z" in state:
+            blob = zlib.decompress(base64.b64decode(state["pickle_z"]))
+        else:  # snapshots written before the compression
+            blob = base64.b64decode(state["pickle"])
+        self._pad, self._n, self._score = pickle.loads(blob)
