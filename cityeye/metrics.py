@@ -1,0 +1,120 @@
+"""Prometheus metrics of a CityEye process: the exposition server and the kernel's own metrics.
+
+Each process (gateway, worker, sinks, dispatcher) serves its metrics at
+``http://<metrics.host>:<metrics.port>/metrics`` once the command calls
+:func:`start_metrics` (``metrics.port: 0``, the default, serves nothing).
+The metric objects live in one module per room (``ingest/metrics.py``,
+``streams/metrics.py``, ``alerts/runtime/metrics.py``,
+``alerts/sinks/metrics.py``) on prometheus-client's default registry, and
+this module holds what every room shares: the consumer lag of a Kafka
+consumer group, named after kafka_exporter's ``kafka_consumergroup_lag``,
+and the latency buckets. Every metric is listed in docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Iterable
+
+from prometheus_client import Gauge, Info, start_http_server
+
+from cityeye.config import MetricsSettings
+
+__all__ = [
+    "CONSUMERGROUP_LAG",
+    "CONSUMERGROUP_CURRENT_OFFSET",
+    "LATENCY_BUCKETS",
+    "PROCESS_INFO",
+    "serve_metrics",
+    "start_metrics",
+    "ConsumerLag",
+    "report_lag",
+]
+
+log = logging.getLogger(__name__)
+
+#: seconds; from a few milliseconds (one stage) to minutes (a backlog)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+CONSUMERGROUP_LAG = Gauge(
+    "cityeye_consumergroup_lag",
+    "Records in a partition not yet consumed by this process's member of the group (high watermark - position)",
+    ["group", "topic", "partition"])
+CONSUMERGROUP_CURRENT_OFFSET = Gauge(
+    "cityeye_consumergroup_current_offset",
+    "The group's consume position in a partition owned by this process (next offset to read)",
+    ["group", "topic", "partition"])
+PROCESS_INFO = Info("cityeye_process", "Which CityEye process serves these metrics")
+
+
+def serve_metrics(host: str, port: int) -> int:
+    """Serve the default registry at ``http://host:port/metrics`` in a daemon thread; returns the bound port.
+
+    ``port`` 0 binds any free port (the embedded stack and the tests).
+    Raises :class:`OSError` when the port is taken.
+    """
+    server, _thread = start_http_server(port, addr=host)
+    return int(server.server_port)
+
+
+def start_metrics(settings: MetricsSettings, process: str) -> int | None:
+    """Start this process's metrics server as configured; ``None`` when ``metrics.port`` is 0."""
+    PROCESS_INFO.info({"process": process})
+    if settings.port == 0:
+        return None
+    port = serve_metrics(settings.host, settings.port)
+    log.info("%s metrics on http://%s:%d/metrics", process, settings.host, port)
+    return port
+
+
+class ConsumerLag:
+    """Keeps ``cityeye_consumergroup_lag`` / ``_current_offset`` of one group's partitions in this process.
+
+    :meth:`update` takes ``(topic, partition, high watermark, position)`` of
+    every partition owned now; partitions no longer owned lose their series
+    (their new owner reports them), so a sum over processes is the group's lag.
+    """
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self._owned: set[tuple[str, str]] = set()
+
+    def update(self, positions: Iterable[tuple[str, int, int | None, int | None]]) -> None:
+        owned: set[tuple[str, str]] = set()
+        for topic, partition, highwater, position in positions:
+            if highwater is None or position is None:
+                continue
+            key = (topic, str(partition))
+            owned.add(key)
+            CONSUMERGROUP_LAG.labels(self.group, *key).set(max(0, highwater - position))
+            CONSUMERGROUP_CURRENT_OFFSET.labels(self.group, *key).set(position)
+        for key in self._owned - owned:
+            for gauge in (CONSUMERGROUP_LAG, CONSUMERGROUP_CURRENT_OFFSET):
+                try:
+                    gauge.remove(self.group, *key)
+                except KeyError:
+                    pass
+        self._owned = owned
+
+
+async def report_lag(consumer: Any, lag: ConsumerLag, topics: set[str] | None = None, timeout_s: float = 1.0) -> None:
+    """Set ``lag``'s gauges from a consumer's owned partitions (of ``topics``, default all).
+
+    ``consumer`` is an aiokafka consumer or a Faust app's consumer (the same
+    ``assignment()``, ``highwater(tp)`` and awaitable ``position(tp)``).
+    """
+    positions = []
+    for tp in consumer.assignment():
+        if topics is not None and tp.topic not in topics:
+            continue
+        highwater = consumer.highwater(tp)
+        if highwater is None:  # nothing fetched from it yet
+            continue
+        try:
+            position = await asyncio.wait_for(consumer.position(tp), timeout_s)
+        except Exception as exc:  # revoked or being reset meanwhile: reported next time
+            log.debug("no position for %s[%d]: %r", tp.topic, tp.partition, exc)
+            continue
+        positions.append((tp.topic, tp.partition, highwater, position))
+    lag.update(positions)
