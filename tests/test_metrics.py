@@ -1,0 +1,174 @@
+"""What the metrics count, read back over HTTP from a real exposition server.
+
+Every test serves the process's registry on a free port (``start_metrics``,
+as the commands do), does real work on real servers (Mosquitto, Tansu, an
+HTTP receiver) and compares the scraped values before and after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+
+import pytest
+from aiokafka.structs import TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from alerts.notifiers import build_notifier
+from alerts.pipeline.dispatch_engine import Engine
+from alerts.runtime.delivery import DeliveryManager
+from alerts.runtime.store import Store
+from cityeye.config import MetricsSettings
+from cityeye.consume import consume
+from cityeye.contracts import TOPIC_ALERTS, format_ts, mqtt_topic
+from cityeye.kafka import make_consumer, make_producer
+from cityeye.metrics import start_metrics
+from cityeye.sensor_registry import load_registry
+from ingest.gateway import Gateway
+from launch.servers import free_port
+from simulators.publisher import MqttPublisher
+from tests.alerting_helpers import Receiver, config, event
+
+WL_TOPIC = mqtt_topic("huangpu", "water_level", "wl-huangpu-01")
+
+
+@pytest.fixture(scope="module")
+def metrics_url() -> str:
+    """This test process's metrics, served once on a free port."""
+    port = start_metrics(MetricsSettings(port=free_port()), "tests")
+    return f"http://127.0.0.1:{port}/metrics"
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset], float]:
+    """Every sample of the exposition at ``url``: ``(name, labels) -> value``."""
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def sample(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def ascrape(url: str) -> dict:
+    return await asyncio.to_thread(scrape, url)
+
+
+def test_metrics_port_zero_serves_nothing_and_a_port_serves_the_registry(metrics_url):
+    assert start_metrics(MetricsSettings(), "off") is None
+    samples = scrape(metrics_url)
+    assert sample(samples, "cityeye_process_info", process="off") == 1.0  # the info is set, never served twice
+    assert ("process_cpu_seconds_total", frozenset()) in samples
+
+
+async def test_gateway_counts_readings_by_kind_dead_letters_by_reason_and_its_latency(settings, metrics_url):
+    gateway = Gateway(settings, load_registry(settings.registry))
+    await gateway.start()
+    before = await ascrape(metrics_url)
+    now = time.time()
+    items = [(WL_TOPIC, json.dumps({"ts": format_ts(now - 10 + i), "values": {"level_m": 3.0}}).encode())
+             for i in range(3)]
+    items += [(WL_TOPIC, b'{"ts": '),
+              (mqtt_topic("huangpu", "water_level", "wl-ghost"),
+               json.dumps({"ts": format_ts(now), "values": {"level_m": 1.0}}).encode())]
+
+    def send() -> None:
+        with MqttPublisher(settings.mqtt) as pub:
+            for topic, payload in items:
+                pub.publish(topic, payload)
+            pub.flush()
+
+    try:
+        await asyncio.to_thread(send)
+        deadline = time.monotonic() + 30
+        while gateway.stats()["messages"] < len(items):
+            assert time.monotonic() < deadline, gateway.stats()
+            await asyncio.sleep(0.05)
+    finally:
+        await gateway.stop()
+    after = await ascrape(metrics_url)
+
+    def delta(name: str, **labels: str) -> float:
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert delta("cityeye_ingest_readings_accepted_total", kind="water_level") == 3
+    assert delta("cityeye_ingest_readings_deadlettered_total", reason="invalid_json") == 1
+    assert delta("cityeye_ingest_readings_deadlettered_total", reason="unknown_sensor") == 1
+    assert delta("cityeye_ingest_messages_total") == 5
+    assert delta("cityeye_ingest_latency_seconds_count") == 5
+    assert 0 <= delta("cityeye_ingest_latency_seconds_sum") < 5 * 30
+    assert sample(after, "cityeye_ingest_unacked_messages") == 0
+
+
+async def test_consume_reports_lag_and_position_per_partition(kafka, metrics_url, monkeypatch):
+    monkeypatch.setattr("cityeye.consume.LAG_INTERVAL_S", 0.0)  # after every batch, not once a second
+    producer = make_producer(kafka.settings, "lag-test")
+    await producer.start()
+    try:
+        for i in range(30):
+            await producer.send_and_wait(TOPIC_ALERTS, b"{}", key=b"k", partition=0)
+    finally:
+        await producer.stop()
+    group = f"{kafka.settings.consumer_group_prefix}-lag-test"
+    labels = {"group": group, "topic": TOPIC_ALERTS, "partition": "0"}
+    seen: list[int] = []
+
+    async def run(stop_after: int) -> None:
+        consumer = make_consumer(kafka.settings, TOPIC_ALERTS, group="lag-test")
+        await consumer.start()
+        stop = asyncio.Event()
+
+        def handle(batches):
+            seen.extend(r.offset for r in batches.get(TopicPartition(TOPIC_ALERTS, 0), []))
+            if len(seen) >= stop_after:
+                stop.set()
+            return {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
+
+        try:
+            await asyncio.wait_for(consume(consumer, handle, stop, max_records=10), 30)
+        finally:
+            await consumer.stop()
+
+    await run(stop_after=10)  # one batch of 10: the lag is reported after it
+    samples = await ascrape(metrics_url)
+    assert sample(samples, "cityeye_consumergroup_lag", **labels) == 20
+    assert sample(samples, "cityeye_consumergroup_current_offset", **labels) == 10
+    await run(stop_after=30)  # the rest, from the committed offset
+    samples = await ascrape(metrics_url)
+    assert sample(samples, "cityeye_consumergroup_current_offset", **labels) == 30
+    assert sample(samples, "cityeye_consumergroup_lag", **labels) == 0
+    assert seen == list(range(30))
+
+
+async def test_notification_attempts_failures_and_latencies_per_receiver(tmp_path, metrics_url):
+    async with Receiver(script=[503]) as receiver:
+        receiver_cfg = {"name": "desk-metrics", "type": "webhook", "url": receiver.url("desk")}
+        cfg = config([receiver_cfg], delivery={"max_attempts": 3})
+        engine = Engine(cfg, Store(tmp_path / "s.sqlite"))
+        with engine.store.transaction():
+            engine.apply_event(event("wl-01", severity="red"), 0.0)
+            engine.tick(0.0)
+        notifier = build_notifier(receiver_cfg)
+        manager = DeliveryManager(engine, {"desk-metrics": notifier}, cfg.delivery, clock=time.time)
+        before = await ascrape(metrics_url)
+        try:
+            [row] = engine.store.outbox_due("desk-metrics", float("inf"))
+            assert await manager.deliver_one(row, notifier) == "retrying"
+            [row] = engine.store.outbox_due("desk-metrics", float("inf"))
+            assert await manager.deliver_one(row, notifier) == "delivered"
+        finally:
+            await notifier.close()
+        after = await ascrape(metrics_url)
+    labels = {"receiver": "desk-metrics", "integration": "webhook"}
+
+    def delta(name: str, **more: str) -> float:
+        return sample(after, name, **labels, **more) - sample(before, name, **labels, **more)
+
+    assert delta("cityeye_notifications_total") == 2
+    assert delta("cityeye_notifications_failed_total", reason="retryable") == 1
+    assert delta("cityeye_notification_latency_seconds_count") == 2
+    assert delta("cityeye_notification_delivery_latency_seconds_count") == 1
+    assert delta("cityeye_notifications_deadlettered_total") == 0
