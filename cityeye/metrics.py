@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from prometheus_client import Gauge, Info, start_http_server
 
@@ -98,11 +98,14 @@ class ConsumerLag:
         self._owned = owned
 
 
-async def report_lag(consumer: Any, lag: ConsumerLag, topics: set[str] | None = None, timeout_s: float = 1.0) -> None:
+async def report_lag(consumer: Any, lag: ConsumerLag, topics: set[str] | None = None, timeout_s: float = 1.0,
+                     position: Callable[[Any], int | None] | None = None) -> None:
     """Set ``lag``'s gauges from a consumer's owned partitions (of ``topics``, default all).
 
-    ``consumer`` is an aiokafka consumer or a Faust app's consumer (the same
-    ``assignment()``, ``highwater(tp)`` and awaitable ``position(tp)``).
+    ``consumer`` has ``assignment()`` and ``highwater(tp)`` (an aiokafka
+    consumer, a Faust app's consumer); the position of a partition is
+    ``position(tp)`` when given (``None``: unknown yet), else the
+    consumer's awaitable ``position(tp)``, waited for at most ``timeout_s``.
     """
     positions = []
     for tp in consumer.assignment():
@@ -111,10 +114,13 @@ async def report_lag(consumer: Any, lag: ConsumerLag, topics: set[str] | None = 
         highwater = consumer.highwater(tp)
         if highwater is None:  # nothing fetched from it yet
             continue
-        try:
-            position = await asyncio.wait_for(consumer.position(tp), timeout_s)
-        except Exception as exc:  # revoked or being reset meanwhile: reported next time
-            log.debug("no position for %s[%d]: %r", tp.topic, tp.partition, exc)
-            continue
-        positions.append((tp.topic, tp.partition, highwater, position))
+        if position is not None:
+            at = position(tp)
+        else:
+            try:
+                at = await asyncio.wait_for(consumer.position(tp), timeout_s)
+            except Exception as exc:  # revoked or being reset meanwhile: reported next time
+                log.debug("no position for %s[%d]: %r", tp.topic, tp.partition, exc)
+                continue
+        positions.append((tp.topic, tp.partition, highwater, at))
     lag.update(positions)

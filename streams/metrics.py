@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 import time
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 from prometheus_client import Counter, Histogram
 
@@ -12,7 +12,7 @@ from cityeye.contracts import AlertEvent, Reading
 from cityeye.metrics import LATENCY_BUCKETS
 
 __all__ = ["READINGS", "DEAD_LETTERED", "WORKER_LATENCY", "READING_AGE", "ALERT_EVENTS", "SNAPSHOT_WRITES",
-           "BATCH_SECONDS", "observe_readings", "count_alert_events"]
+           "BATCH_SECONDS", "observe_readings", "count_alert_events", "monitor_position"]
 
 READINGS = Counter("cityeye_worker_readings_total", "Readings the detectors processed", ["kind"])
 DEAD_LETTERED = Counter("cityeye_worker_deadlettered_total",
@@ -42,6 +42,18 @@ def observe_readings(readings: Iterable[Reading], started: float, now: float | N
         READINGS.labels(kind).inc(n)
     if kinds:
         BATCH_SECONDS.observe(max(0.0, now - started))
+
+
+def monitor_position(app: Any) -> Callable[[Any], int | None]:
+    """A partition's consume position from the Faust app's monitor: the last offset read + 1,
+    else the last committed offset, else ``None`` (unknown yet)."""
+    monitor = app.monitor
+
+    def position(tp: Any) -> int | None:
+        read = monitor.tp_read_offsets.get(tp)
+        return read + 1 if read is not None else monitor.tp_committed_offsets.get(tp)
+
+    return position
 
 
 def count_alert_events(events: Iterable[AlertEvent]) -> None:
