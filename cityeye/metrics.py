@@ -17,7 +17,13 @@ import asyncio
 import logging
 from typing import Any, Callable, Iterable
 
-from prometheus_client import Gauge, Info, start_http_server
+import threading
+
+import numpy as np
+from prometheus_client import REGISTRY, CollectorRegistry, Gauge, Info, start_http_server
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from cityeye.config import MetricsSettings
 
@@ -30,6 +36,7 @@ __all__ = [
     "start_metrics",
     "ConsumerLag",
     "report_lag",
+    "BatchHistogram",
 ]
 
 log = logging.getLogger(__name__)
@@ -46,6 +53,57 @@ CONSUMERGROUP_CURRENT_OFFSET = Gauge(
     "The group's consume position in a partition owned by this process (next offset to read)",
     ["group", "topic", "partition"])
 PROCESS_INFO = Info("cityeye_process", "Which CityEye process serves these metrics")
+
+
+class BatchHistogram(Collector):
+    """A label-less Prometheus histogram observed a batch at a time.
+
+    prometheus-client's ``Histogram.observe`` costs about a microsecond per
+    value (a lock and a walk over the buckets); a stage that handles
+    tens of thousands of readings a second observes each batch's values at
+    once here instead (one ``numpy.searchsorted``), and exposes the same
+    ``_bucket{le}``, ``_sum`` and ``_count`` series. Registered on
+    ``registry`` (the default one) at construction.
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: Iterable[float] = LATENCY_BUCKETS,
+                 registry: CollectorRegistry = REGISTRY) -> None:
+        self.name, self.documentation = name, documentation
+        self.bounds = np.array(sorted(buckets), dtype=float)
+        self._counts = np.zeros(len(self.bounds) + 1, dtype=np.int64)  # the last one: above every bound
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_since(self, now: float, times: Iterable[float]) -> None:
+        """Observe ``now - t`` for every ``t`` of ``times`` (0 for a time ahead of ``now``)."""
+        arr = now - np.fromiter(times, dtype=float)
+        self.observe_many(np.maximum(arr, 0.0, out=arr))
+
+    def observe_many(self, values: Iterable[float] | np.ndarray) -> None:
+        """Observe every value of ``values`` (seconds, or the histogram's unit)."""
+        arr = values if isinstance(values, np.ndarray) else np.fromiter(values, dtype=float)
+        if not arr.size:
+            return
+        counts = np.bincount(np.searchsorted(self.bounds, arr, side="left"), minlength=len(self._counts))
+        total = float(arr.sum())
+        with self._lock:
+            self._counts += counts
+            self._sum += total
+
+    def observe(self, value: float) -> None:
+        self.observe_many((value,))
+
+    def collect(self) -> Iterable[HistogramMetricFamily]:
+        with self._lock:
+            cumulative, total = np.cumsum(self._counts), self._sum
+        les = [*(floatToGoString(b) for b in self.bounds), "+Inf"]
+        family = HistogramMetricFamily(self.name, self.documentation)
+        family.add_metric([], list(zip(les, (float(c) for c in cumulative))), total)
+        yield family
+
+    def describe(self) -> Iterable[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.documentation)
 
 
 def serve_metrics(host: str, port: int) -> int:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import collections
 from typing import Sequence
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
 
 from cityeye.contracts import DeadLetter, Reading
-from cityeye.metrics import LATENCY_BUCKETS
+from cityeye.metrics import BatchHistogram
 from ingest.bridge import Inbound
 from ingest.validation import reason_code
 
@@ -22,9 +22,8 @@ DEAD_LETTERED = Counter("cityeye_ingest_readings_deadlettered_total",
                         "Readings or messages refused and stored on readings.deadletter, by reason code", ["reason"])
 KAFKA_RETRIES = Counter("cityeye_ingest_kafka_retries_total", "Kafka sends the gateway had to retry")
 UNACKED = Gauge("cityeye_ingest_unacked_messages", "MQTT messages received but not yet acknowledged")
-GATEWAY_LATENCY = Histogram("cityeye_ingest_latency_seconds",
-                            "MQTT receipt of a message to Kafka's acknowledgement of its records (stage gateway)",
-                            buckets=LATENCY_BUCKETS)
+GATEWAY_LATENCY = BatchHistogram("cityeye_ingest_latency_seconds",
+                                 "MQTT receipt of a message to Kafka's acknowledgement of its records (stage gateway)")
 
 
 def observe_batch(messages: Sequence[Inbound], outcomes: Sequence[Reading | DeadLetter], now: float,
@@ -32,8 +31,7 @@ def observe_batch(messages: Sequence[Inbound], outcomes: Sequence[Reading | Dead
     """Count one batch the gateway has stored on Kafka and acknowledged (once per batch, not per reading)."""
     MESSAGES.inc(len(messages))
     UNACKED.set(unacked)
-    for msg in messages:
-        GATEWAY_LATENCY.observe(max(0.0, now - msg.received_at))
+    GATEWAY_LATENCY.observe_since(now, [msg.received_at for msg in messages])
     kinds = collections.Counter(o.kind for o in outcomes if isinstance(o, Reading))
     for kind, n in kinds.items():
         ACCEPTED.labels(kind).inc(n)

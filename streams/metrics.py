@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable
 from prometheus_client import Counter, Histogram
 
 from cityeye.contracts import AlertEvent, Reading
-from cityeye.metrics import LATENCY_BUCKETS
+from cityeye.metrics import LATENCY_BUCKETS, BatchHistogram
 
 __all__ = ["READINGS", "DEAD_LETTERED", "WORKER_LATENCY", "READING_AGE", "ALERT_EVENTS", "SNAPSHOT_WRITES",
            "BATCH_SECONDS", "observe_readings", "count_alert_events", "monitor_position"]
@@ -17,12 +17,11 @@ __all__ = ["READINGS", "DEAD_LETTERED", "WORKER_LATENCY", "READING_AGE", "ALERT_
 READINGS = Counter("cityeye_worker_readings_total", "Readings the detectors processed", ["kind"])
 DEAD_LETTERED = Counter("cityeye_worker_deadlettered_total",
                         "Messages the worker sent to readings.deadletter (invalid or processing failed)", ["reason"])
-WORKER_LATENCY = Histogram("cityeye_worker_latency_seconds",
-                           "Gateway receipt of a reading to the end of its detector batch (stage worker)",
-                           buckets=LATENCY_BUCKETS)
-READING_AGE = Histogram("cityeye_reading_age_seconds",
-                        "A reading's measurement time (ts) to the end of its detector batch",
-                        buckets=(1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 86400))
+WORKER_LATENCY = BatchHistogram("cityeye_worker_latency_seconds",
+                                "Gateway receipt of a reading to the end of its detector batch (stage worker)")
+READING_AGE = BatchHistogram("cityeye_reading_age_seconds",
+                             "A reading's measurement time (ts) to the end of its detector batch",
+                             buckets=(1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 86400))
 BATCH_SECONDS = Histogram("cityeye_worker_batch_seconds", "Time the detectors took for one batch of readings",
                           buckets=LATENCY_BUCKETS)
 ALERT_EVENTS = Counter("cityeye_alert_events_total",
@@ -33,11 +32,10 @@ SNAPSHOT_WRITES = Counter("cityeye_snapshot_writes_total", "Sensor detector-stat
 def observe_readings(readings: Iterable[Reading], started: float, now: float | None = None) -> None:
     """Count one processed batch; ``started``/``now`` are wall-clock seconds (``time.time()``)."""
     now = time.time() if now is None else now
-    kinds: collections.Counter = collections.Counter()
-    for reading in readings:
-        kinds[reading.kind] += 1
-        WORKER_LATENCY.observe(max(0.0, now - reading.received_at))
-        READING_AGE.observe(max(0.0, now - reading.ts))
+    readings = list(readings)
+    kinds = collections.Counter(reading.kind for reading in readings)
+    WORKER_LATENCY.observe_since(now, [reading.received_at for reading in readings])
+    READING_AGE.observe_since(now, [reading.ts for reading in readings])
     for kind, n in kinds.items():
         READINGS.labels(kind).inc(n)
     if kinds:

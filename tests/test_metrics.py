@@ -14,6 +14,7 @@ import urllib.request
 
 import pytest
 from aiokafka.structs import TopicPartition
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.notifiers import build_notifier
@@ -24,7 +25,7 @@ from cityeye.config import MetricsSettings
 from cityeye.consume import consume
 from cityeye.contracts import TOPIC_ALERTS, format_ts, mqtt_topic
 from cityeye.kafka import make_consumer, make_producer
-from cityeye.metrics import start_metrics
+from cityeye.metrics import LATENCY_BUCKETS, BatchHistogram, start_metrics
 from cityeye.sensor_registry import load_registry
 from ingest.gateway import Gateway
 from launch.servers import free_port
@@ -172,3 +173,23 @@ async def test_notification_attempts_failures_and_latencies_per_receiver(tmp_pat
     assert delta("cityeye_notification_latency_seconds_count") == 2
     assert delta("cityeye_notification_delivery_latency_seconds_count") == 1
     assert delta("cityeye_notifications_deadlettered_total") == 0
+
+
+def test_batch_histogram_exposes_what_prometheus_clients_histogram_does():
+    values = [0.0, 0.005, 0.0051, 0.05, 0.3, 1.0, 2.5, 299.0, 300.0, 301.0, 7200.0, 0.01, 0.01]
+    registry = CollectorRegistry()
+    batched = BatchHistogram("cityeye_test_batch_seconds", "test", registry=registry)
+    batched.observe_many(values[:5])
+    batched.observe_since(1000.0, [1000.0 - v for v in values[5:]] + [1001.0])  # a time ahead counts as 0
+    reference = CollectorRegistry()
+    plain = Histogram("cityeye_test_batch_seconds", "test", buckets=LATENCY_BUCKETS, registry=reference)
+    for v in [*values, 0.0]:
+        plain.observe(v)
+
+    def samples(text: str) -> dict:
+        return {(s.name, tuple(sorted(s.labels.items()))): round(s.value, 9)
+                for f in text_string_to_metric_families(text) if f.name == "cityeye_test_batch_seconds"
+                for s in f.samples if not s.name.endswith("_created")}
+
+    got, want = samples(generate_latest(registry).decode()), samples(generate_latest(reference).decode())
+    assert got == want and len(want) == len(LATENCY_BUCKETS) + 3
