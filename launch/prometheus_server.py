@@ -12,7 +12,6 @@ server's own temp dir::
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import urllib.error
 import urllib.parse
@@ -22,8 +21,7 @@ from typing import Any
 
 import yaml
 
-from cityeye.errors import ServerStartError
-from launch.servers import ManagedServer
+from launch.servers import HttpServer
 
 __all__ = ["PrometheusServer", "prometheus_config"]
 
@@ -40,10 +38,11 @@ def prometheus_config(targets: dict[str, list[str]], scrape_interval_s: float = 
     }
 
 
-class PrometheusServer(ManagedServer):
+class PrometheusServer(HttpServer):
     """``prometheus --config.file=...`` with its TSDB in a temp dir; :meth:`query` asks its HTTP API."""
 
     name = "prometheus"
+    package = "prometheus"
 
     def __init__(self, targets: dict[str, list[str]], *, scrape_interval_s: float = 1.0,
                  rule_files: list[str | Path] = (), port: int | None = None,
@@ -53,35 +52,14 @@ class PrometheusServer(ManagedServer):
         self.scrape_interval_s = scrape_interval_s
         self.rule_files = [str(Path(f).resolve()) for f in rule_files]
 
-    @staticmethod
-    def available() -> bool:
-        return shutil.which("prometheus") is not None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def command(self) -> list[str]:
-        exe = shutil.which("prometheus")
-        if exe is None:
-            raise ServerStartError("prometheus is not installed (apt-get install -y prometheus)")
         conf = self.workdir / "prometheus.yml"
         conf.write_text(yaml.safe_dump(prometheus_config(self.targets, self.scrape_interval_s, self.rule_files)))
-        return [exe, f"--config.file={conf}", f"--storage.tsdb.path={self.workdir / 'data'}",
+        return [self.executable(), f"--config.file={conf}", f"--storage.tsdb.path={self.workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"]
 
     def ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise ServerStartError(f"prometheus exited with code {self.proc.returncode}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise ServerStartError("prometheus /-/ready did not answer within 30 s")
+        self.wait_for_http(f"{self.url}/-/ready", 200)
 
     def api(self, path: str, **params: str) -> Any:
         """``GET /api/v1/<path>?params``'s ``data``; raises :class:`RuntimeError` on an error answer."""
