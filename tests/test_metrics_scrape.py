@@ -69,8 +69,9 @@ def test_prometheus_scrapes_gateway_worker_sinks_and_dispatcher(stack, tmp_path)
         assert {r["metric"]["severity"] for r in events} <= {"blue", "yellow", "orange", "red"}
         assert prom.wait_for('sum(cityeye_snapshot_writes_total) > 0')
 
-        # latency histograms of both stages, in seconds
-        for metric in ("cityeye_ingest_latency_seconds", "cityeye_worker_latency_seconds"):
+        # latency histograms of every stage, in seconds
+        for metric in ("cityeye_ingest_latency_seconds", "cityeye_worker_latency_seconds",
+                       "cityeye_dispatcher_latency_seconds"):
             p50 = prom.wait_for(f"histogram_quantile(0.5, sum by (le) (rate({metric}_bucket[1m]))) >= 0")
             assert 0 <= value(p50) < 60, (metric, p50)
 
