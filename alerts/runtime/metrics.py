@@ -45,8 +45,9 @@ def observe_applied(records: Sequence[Any], now: float | None = None) -> None:
     now = time.time() if now is None else now
     EVENTS_APPLIED.inc(len(records))
     for rec in records:
-        if rec.timestamp:  # milliseconds, CreateTime
-            DISPATCH_LATENCY.observe(max(0.0, now - rec.timestamp / 1000))
+        stamp = getattr(rec, "timestamp", None)  # milliseconds (CreateTime); records built in tests may have none
+        if stamp:
+            DISPATCH_LATENCY.observe(max(0.0, now - stamp / 1000))
 
 
 def integration_of(notifier: Notifier | None) -> str:
