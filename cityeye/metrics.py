@@ -8,16 +8,16 @@ The metric objects live in one module per room (``ingest/metrics.py``,
 ``alerts/sinks/metrics.py``) on prometheus-client's default registry, and
 this module holds what every room shares: the consumer lag of a Kafka
 consumer group, named after kafka_exporter's ``kafka_consumergroup_lag``,
-and the latency buckets. Every metric is listed in docs/metrics.md.
+the latency buckets and :class:`BatchHistogram` (a histogram observed a
+batch of readings at a time). Every metric is listed in docs/metrics.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable, Iterable
-
 import threading
+from typing import Any, Callable, Iterable
 
 import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge, Info, start_http_server

@@ -43,7 +43,6 @@ from cityeye.contracts import AlertEvent, to_json
 from cityeye.errors import ValidationError
 from cityeye.metrics import ConsumerLag, report_lag
 from streams import metrics
-from streams.metrics import monitor_position
 from streams.clocks import SensorClocks
 from streams.sensor_engine import SensorEngine
 from streams.models import dead_letter, decode_reading
@@ -320,7 +319,8 @@ def attach_agents(app: faust.App, runtime: DetectorRuntime, *, batch_size: int, 
     @app.timer(interval=LAG_INTERVAL_S, name="cityeye-consumer-lag")
     async def consumer_lag() -> None:
         # the position from Faust's monitor, never a call into the consumer thread that may wait on a reset
-        await report_lag(app.consumer, lag, set(runtime.topics.readings_names), position=monitor_position(app))
+        await report_lag(app.consumer, lag, set(runtime.topics.readings_names),
+                         position=metrics.monitor_position(app))
 
     runtime.snapshots.table.on_recover(runtime.on_recovered)
 
