@@ -7,8 +7,10 @@ HTTP receiver) and compares the scraped values before and after.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import socket
 import time
 import urllib.request
 
@@ -27,6 +29,7 @@ from cityeye.contracts import TOPIC_ALERTS, format_ts, mqtt_topic
 from cityeye.kafka import make_consumer, make_producer
 from cityeye.metrics import LATENCY_BUCKETS, BatchHistogram, start_metrics
 from cityeye.sensor_registry import load_registry
+from ingest import command as gateway_command
 from ingest.gateway import Gateway
 from launch.servers import free_port
 from simulators.publisher import MqttPublisher
@@ -193,3 +196,15 @@ def test_batch_histogram_exposes_what_prometheus_clients_histogram_does():
 
     got, want = samples(generate_latest(registry).decode()), samples(generate_latest(reference).decode())
     assert got == want and len(want) == len(LATENCY_BUCKETS) + 3
+
+
+def test_a_taken_metrics_port_stops_the_command_with_exit_code_1(tmp_path, caplog):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = tmp_path / "cityeye.yaml"
+        config.write_text(f"metrics:\n  port: {taken.getsockname()[1]}\n")
+        parser = argparse.ArgumentParser()
+        gateway_command.add_arguments(parser)
+        assert gateway_command.run(parser.parse_args(["--config", str(config), "--no-create-topics"])) == 1
+    assert "gateway could not start" in caplog.text and "Address already in use" in caplog.text
