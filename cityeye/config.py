@@ -20,7 +20,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from cityeye.contracts import MQTT_TOPIC_FILTERS
@@ -91,6 +91,16 @@ class MqttSettings(BaseModel):
     qos: Literal[0, 1, 2] = 1
     #: payloads larger than this are dead-lettered unread
     max_payload_bytes: int = Field(65536, ge=256)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_topic_filter(cls, data: Any) -> Any:
+        """``topic_filter: <filter>`` (one filter, before 2026-12) still works: it is ``topic_filters: [<filter>]``."""
+        if isinstance(data, dict) and "topic_filter" in data:
+            data = dict(data)
+            legacy = data.pop("topic_filter")
+            data.setdefault("topic_filters", [legacy])
+        return data
 
     @field_validator("topic_filters")
     @classmethod

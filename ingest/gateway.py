@@ -260,15 +260,19 @@ class Gateway:
         try:
             self._health.message(sensor_id, msg.received_at)
             if not self._limiter.allow(sensor_id, msg.received_at):
-                self._health.rate_limited(sensor_id)
-                kept = msg.payload if len(msg.payload) <= self.limits.max_payload_bytes else msg.payload[:_TRUNCATED_PAYLOAD]
-                reason = (f"rate_limited: more than {self.settings.ingest.rate_limit.messages_per_s:g} messages/s "
-                          f"(burst {self.settings.ingest.rate_limit.burst}) from this device")
-                return [_Record(DeadLetter.of(kept, msg.topic, reason, msg.received_at, sensor_id))]
+                return [_Record(self._rate_limited(msg, sensor_id))]
             outcomes = validate_message(msg.payload, msg.topic, self.registry, msg.received_at, self.limits)
             return [_Record(outcome) for outcome in outcomes]
         except Exception as exc:
             return [_Record(self._internal_error(msg, sensor_id, exc))]
+
+    def _rate_limited(self, msg: Inbound, sensor_id: str | None) -> DeadLetter:
+        """The dead letter of a message over its device's rate (the payload kept whole unless oversized)."""
+        self._health.rate_limited(sensor_id)
+        limit = self.settings.ingest.rate_limit
+        kept = msg.payload if len(msg.payload) <= self.limits.max_payload_bytes else msg.payload[:_TRUNCATED_PAYLOAD]
+        return DeadLetter.of(kept, msg.topic, f"rate_limited: more than {limit.messages_per_s:g} messages/s "
+                             f"(burst {limit.burst}) from this device", msg.received_at, sensor_id)
 
     def _internal_error(self, msg: Inbound, sensor_id: str | None, exc: Exception) -> DeadLetter:
         name = type(exc).__name__
@@ -276,8 +280,11 @@ class Gateway:
             self._internal_errors_logged.add(name)
             log.error("handling a message on %r failed; dead-lettered as internal_error (further %s "
                       "failures are counted, not logged)", msg.topic[:200], name, exc_info=exc)
-        detail = ascii(str(exc))[1:-1][:200]  # ASCII: encodable whatever the exception quotes
-        return DeadLetter.of(msg.payload[: self.limits.max_payload_bytes], ascii(msg.topic)[1:-1][:1000],
+        try:
+            detail = ascii(str(exc))[1:-1][:200]  # ASCII: encodable whatever the exception quotes
+        except Exception:  # an exception whose str() fails too
+            detail = "(no message)"
+        return DeadLetter.of(msg.payload[: self.limits.max_payload_bytes], msg.topic,
                              f"internal_error: {name}: {detail}", msg.received_at, sensor_id)
 
     async def _acker(self) -> None:

@@ -18,8 +18,9 @@ import uuid
 import pytest
 
 import ingest.gateway
-from cityeye.config import IngestSettings, MqttSettings
+from cityeye.config import IngestSettings, MqttSettings, load_settings
 from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, Reading, readings_topic
+from cityeye.errors import ConfigError
 from cityeye.sensor_registry import load_registry
 from ingest.gateway import Gateway
 from ingest.readback import read_until as consume
@@ -146,3 +147,11 @@ async def test_fields_the_kind_does_not_declare_are_refused_or_dropped_by_config
     await gateway.stop()
     assert [Reading.from_json(m.value).values for m in got[WL]] == [{"level_m": 1.0}]
     assert letters_of(got)[1].reason.startswith("unknown_field: no field of water_level left")
+
+
+def test_the_gateway_subscribes_to_the_whole_namespace_by_default_and_filters_are_checked():
+    assert load_settings(None).mqtt.topic_filters == ["cityeye/#", "/cityeye/#"]
+    assert load_settings(None, mqtt__topic_filter="site/+/+/+").mqtt.topic_filters == ["site/+/+/+"]  # the old key
+    for bad in (["cityeye/#/x"], ["cityeye/a+"], [""], []):
+        with pytest.raises(ConfigError, match="mqtt.topic_filters"):
+            load_settings(None, mqtt__topic_filters=bad)
