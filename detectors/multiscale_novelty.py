@@ -47,9 +47,14 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
     sensor's record (a stuck or switched-off sensor; see
     :class:`~detectors._flat_run.FlatRunRecord`).
 
+    One more vote is the *shape* of the last readings: how far their window
+    is from every earlier one (a missing peak, a stretched cycle at normal
+    values; see :class:`~detectors._shape.ShapeNovelty`).
+
     Each reading is scored, then learnt; the score at a reading only uses the
-    readings up to it. Memory grows with the variety of the signal (the
-    views' context sets), like ``context_novelty``.
+    readings up to it. The state is capped by construction whatever the
+    signal: the context sets are slots in two generations, the shape vote a
+    fixed buffer and reservoir.
 
     Parameters
     ----------
@@ -117,6 +122,20 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         reaches ``flat_min_run`` readings and exceeds ``1 + flat_margin``
         times the longest run completed so far (once per run);
         ``flat_min_run=None`` turns it off.
+    shape_window, shape_recent, shape_reservoir, shape_stride, shape_scale, shape_offset
+        The shape vote (:class:`~detectors._shape.ShapeNovelty`): the
+        z-normalised distance of the last ``shape_window`` readings to the
+        nearest earlier window among the last ``shape_recent`` and a seeded
+        reservoir of ``shape_reservoir`` older ones, computed every
+        ``shape_stride`` readings, scored against the sensor's record
+        distance (``shape_scale``), plus ``shape_offset``.
+        ``shape_window=None`` turns it off.
+    context_slots, context_generation_share, season_slots
+        The views' context sets are capped by construction
+        (:class:`~detectors._bounded_keys.BoundedKeySet`): ``context_slots``
+        slots for the raw views and for the coarse views (one number: both),
+        a generation ending at ``1 / context_generation_share`` of them;
+        ``season_slots`` per seasonal grid.
     season_warmup, season_views, season_resolutions, season_offset, season_min_acf, season_learn, season_weight
         Seasonal contexts (see
         :class:`~detectors.context_novelty.ContextNoveltyDetector`) in the

@@ -9,7 +9,9 @@ from evaluation.command import resolve_data_dir
 from evaluation.shape_suite import KINDS, ShapeCase, average_precision, build_cases, run_suite, score_case
 
 #: Floor on the default detector's hit rate on the suite (seed 0, 10 cases per kind). Measured
-#: 35 % (14 / 40) when set; the previous default (below) scores 5 % (2 / 40).
+#: 35 % (14 / 40) when set. The previous default (main c68cbdd, no shape vote and unbounded
+#: context sets) scores 37.5 % (15 / 40) on the same cases, so this floor does not show the
+#: shape vote's worth (docs/anomaly.md); context_novelty scores 15 % (6 / 40), below it.
 HIT_FLOOR = 0.30
 
 
@@ -38,15 +40,9 @@ def test_default_detector_finds_shape_anomalies(cases):
     assert rate >= HIT_FLOOR, f"hit rate {rate:.0%}"
 
 
-#: The previous default (main c68cbdd): no shape vote, context sets without bound
-#: (more slots than keys, no generation ever ends).
-PREVIOUS_DEFAULT = {"shape_window": None, "context_slots": 2**31 - 1, "season_slots": 2**31 - 1,
-                    "context_generation_share": 1}
-
-
-def test_the_previous_default_scores_below_the_floor(cases):
-    """The suite can fail: the detector before issue #11 is under the floor."""
-    results = run_suite(cases, "multiscale_novelty", PREVIOUS_DEFAULT, jobs=2)
+def test_a_detector_without_shape_memory_scores_below_the_floor(cases):
+    """The suite can fail: context_novelty (6 / 40 when the floor was set) is under it."""
+    results = run_suite(cases, "context_novelty", jobs=2)
     assert sum(r.hit for r in results) / len(results) < HIT_FLOOR
 
 
