@@ -407,8 +407,9 @@ class ContextNoveltyDetector(AnomalyDetector):
             "open": None if self._open is None else list(self._open),
             "s_buf": None if self._s_buf is None else pack(np.asarray(self._s_buf, dtype=np.float64)),
             "period": self._period,
-            "s_hist": [pack(np.asarray(h, dtype=np.int8)) for h in self._s_hist],
-            "s_seen": [x.snapshot() for x in self._s_seen],
+            # (a view without seasonal contexts writes none)
+            "s_hist": [pack(np.asarray(h, dtype=np.int8)) for h in self._s_hist] if self.season_warmup else [],
+            "s_seen": [x.snapshot() for x in self._s_seen] if self.season_warmup else [],
             "s_base": self._s_base,
             "s_count": self._s_count,
         }
@@ -431,7 +432,12 @@ class ContextNoveltyDetector(AnomalyDetector):
             sb = state.get("s_buf")
             self._s_buf = None if sb is None else [float(a) for a in (unpack(sb) if isinstance(sb, dict) else sb)]
             self._period = int(state["period"])
-            self._s_hist = [[int(q) for q in (unpack(h) if isinstance(h, dict) else h)] for h in state["s_hist"]]
+            if state["s_hist"]:
+                self._s_hist = [[int(q) for q in (unpack(h) if isinstance(h, dict) else h)] for h in state["s_hist"]]
+            else:
+                self._s_hist = [[] for _ in self.season_resolutions]
+            for seen in self._s_seen:
+                seen.restore([])
             for seen, keys in zip(self._s_seen, state["s_seen"]):
                 seen.restore(keys)  # a snapshot, or the key lists of older snapshots
             self._s_base = float(state["s_base"])
