@@ -22,12 +22,12 @@ Errors name the file, the line and the field, as the registry's do.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cases.errors import OrgError
-from cases.geometry import check_geometry, contains
+from cases.geometry import check_geometry, contains, polygons
 from cityeye.yaml_source import line_of, load_yaml, read_config_text
 
 __all__ = ["LEVELS", "ROLES", "Unit", "Department", "Person", "Org", "parse_org", "load_org"]
@@ -195,12 +195,37 @@ class Org:
                 return unit
         return self.city
 
+    def cap_polygons(self, sensors: Iterable[Any] = ()) -> dict[str, str]:
+        """CAP ``<polygon>`` rings (``"lat,lon lat,lon ..."``) keyed as the CAP notifier looks them up.
+
+        Every unit with a boundary by its code and, for districts, by the registry's district name;
+        each of ``sensors`` (registry entries: ``id``, ``lon``, ``lat``, ``district``) by its id, from
+        the boundary of the unit it is placed in (its grid), when that unit has one.
+        """
+        out: dict[str, str] = {}
+        for unit in self.units.values():
+            if unit.boundary:
+                out[unit.code] = _cap_ring(unit.boundary)
+                if unit.district:
+                    out[unit.district] = out[unit.code]
+        for sensor in sensors:
+            unit = self.place(sensor.id, sensor.lon, sensor.lat, sensor.district)
+            if unit.boundary:
+                out[sensor.id] = out[unit.code]
+        return out
+
     def to_api(self) -> dict[str, Any]:
         return {
             "levels": list(LEVELS),
             "units": [u.model_dump() for u in self.units.values()],
             "departments": [d.model_dump() for d in self.departments.values()],
         }
+
+
+def _cap_ring(geometry: dict[str, Any]) -> str:
+    """The outer ring of the geometry's first polygon in CAP's ``lat,lon`` order."""
+    ring = polygons(geometry)[0][0]
+    return " ".join(f"{pos[1]:.6f},{pos[0]:.6f}" for pos in ring)
 
 
 def _field_error(exc: ValidationError, root: Any, source: str) -> OrgError:

@@ -53,7 +53,8 @@ CASES = Table(
     Column("escalation_level", Integer, nullable=False, default=0),
     Column("stage", String(20)),
     Column("stage_started_at", Float),
-    Column("deadline_at", Float),
+    Column("deadline_at", Float),                         # the stage's deadline (fixed for the stage)
+    Column("escalate_at", Float),                         # the next escalation (the deadline, then again)
     Column("remind_at", Float),
     Column("reminded", Boolean, nullable=False, default=False),
     Column("created_by", String(64), nullable=False),
@@ -64,7 +65,7 @@ CASES = Table(
     Column("reopens", Integer, nullable=False, default=0),
     Column("version", Integer, nullable=False, default=1),
     Index("ix_cases_open_group", "group_key", "state"),
-    Index("ix_cases_deadline", "deadline_at"),
+    Index("ix_cases_escalate", "escalate_at"),
     Index("ix_cases_remind", "remind_at"),
 )
 
@@ -200,8 +201,8 @@ class CaseStore:
 
     def due_cases(self, conn: Connection, now: float, limit: int = 100) -> list[dict[str, Any]]:
         """Open cases whose deadline or reminder is due, locked (``SKIP LOCKED`` on PostgreSQL)."""
-        due = ((CASES.c.deadline_at <= now) | ((CASES.c.remind_at <= now) & (CASES.c.reminded.is_(False))))
-        query = select(CASES).where(due, CASES.c.state != "closed").order_by(CASES.c.deadline_at).limit(limit)
+        due = ((CASES.c.escalate_at <= now) | ((CASES.c.remind_at <= now) & (CASES.c.reminded.is_(False))))
+        query = select(CASES).where(due, CASES.c.state != "closed").order_by(CASES.c.escalate_at).limit(limit)
         if self.postgres:
             query = query.with_for_update(skip_locked=True)
         return [dict(r) for r in conn.execute(query).mappings()]

@@ -37,7 +37,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "alerts.web": {"alerts.runtime", "alerts.pipeline", "alerts.core", "cityeye"},
     "alerts.process": {"alerts.web", "alerts.runtime", "alerts.pipeline", "alerts.notifiers", "alerts.sinks",
                        "alerts.core", "cityeye"},
-    "cases": {"alerts.notifiers", "alerts.core", "cityeye"},
+    "cases": {"alerts.sinks", "alerts.notifiers", "alerts.core", "cityeye"},
     "launch": {"cityeye", "ingest", "streams", "simulators", "alerts.process", "alerts.sinks", "evaluation",
                "detectors", "cases"},
 }

@@ -35,7 +35,7 @@ def upgrade() -> None:
         sa.Column("duty_unit", s(40), nullable=False),
         sa.Column("escalation_level", sa.Integer, nullable=False, server_default="0"),
         sa.Column("stage", s(20)), sa.Column("stage_started_at", sa.Float),
-        sa.Column("deadline_at", sa.Float), sa.Column("remind_at", sa.Float),
+        sa.Column("deadline_at", sa.Float), sa.Column("escalate_at", sa.Float), sa.Column("remind_at", sa.Float),
         sa.Column("reminded", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("created_by", s(64), nullable=False), sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("updated_at", sa.Float, nullable=False), sa.Column("closed_at", sa.Float),
@@ -44,7 +44,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer, nullable=False, server_default="1"),
     )
     op.create_index("ix_cases_open_group", "cases", ["group_key", "state"])
-    op.create_index("ix_cases_deadline", "cases", ["deadline_at"])
+    op.create_index("ix_cases_escalate", "cases", ["escalate_at"])
     op.create_index("ix_cases_remind", "cases", ["remind_at"])
     op.create_table(
         "case_events",
