@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -163,6 +164,7 @@ def migrate(engine: Engine, revision: str = "head") -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    logging.getLogger("alembic").setLevel(logging.WARNING)   # its INFO lines say nothing an operator needs
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
@@ -238,13 +240,7 @@ class CaseStore:
     def timeline(self, case_id: int) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(EVENTS).where(EVENTS.c.case_id == case_id).order_by(EVENTS.c.id)).mappings()
-            out = []
-            for r in rows:
-                d = dict(r)
-                d["evidence"] = json.loads(d["evidence"] or "[]")
-                d["detail"] = json.loads(d["detail"] or "{}")
-                out.append(d)
-            return out
+            return [_event(r) for r in rows]
 
     def alerts_of(self, case_id: int) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -258,6 +254,16 @@ class CaseStore:
                 query = query.where(CASES.c.state.in_(states))
             return [dict(r) for r in conn.execute(query.order_by(CASES.c.id)).mappings()]
 
-    def all_events(self) -> list[dict[str, Any]]:
+    def all_events(self, after_id: int = 0) -> list[dict[str, Any]]:
+        """Every timeline row (of every case) with an id above ``after_id``, in order."""
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(select(EVENTS).order_by(EVENTS.c.id)).mappings()]
+            query = select(EVENTS).where(EVENTS.c.id > after_id).order_by(EVENTS.c.id)
+            return [_event(r) for r in conn.execute(query).mappings()]
+
+
+def _event(row: Any) -> dict[str, Any]:
+    """A timeline row with its JSON columns decoded."""
+    d = dict(row)
+    d["evidence"] = json.loads(d["evidence"] or "[]")
+    d["detail"] = json.loads(d["detail"] or "{}")
+    return d

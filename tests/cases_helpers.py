@@ -135,7 +135,7 @@ async def harness(database_url, tmp_path):
     await h.close()
 
 
-def alert_event(sensor_id: str = "wl-huangpu-01", kind: str = "water_level", rule: str = "warning",
+def alert_event(sensor_id: str = "wl-huangpu-01", kind: str = "water_level", rule: str = "water_level.warning",
                 severity: str = "orange", state: str = "firing", at: float = T0, alert_id: str | None = None,
                 value: float = 5.3, district: str = "huangpu") -> AlertEvent:
     return AlertEvent(alert_id=alert_id or f"{sensor_id}|{rule}|{int(at)}", sensor_id=sensor_id, kind=kind,

@@ -35,7 +35,7 @@ async def test_alerts_file_group_and_link(demo):
     assert (case["state"], case["department"], case["dispatch_unit"], case["unit"], case["urgency"]) == (
         "dispatched", "water", "310101", "310101002-01", "urgent")
     assert (case["duty_unit"], case["source"], case["rule"]) == ("310101002-01", "alert", "flooding")
-    rise = alert_event(rule="rate_of_rise", severity="yellow", at=T0 + 60)
+    rise = alert_event(rule="water_level.rate_of_rise", severity="yellow", at=T0 + 60)
     assert s.apply_alert(_raw(rise)) == "linked"                   # same grid and kind: the same case
     assert s.apply_alert(_raw(first)) == "duplicate"               # at-least-once input, applied once
     assert s.apply_alert(_raw(alert_event(state="resolved", alert_id=first.alert_id, at=T0 + 600))) == "linked"
@@ -46,7 +46,7 @@ async def test_alerts_file_group_and_link(demo):
     assert [c["unit"] for c in cases] == ["310101002-01", "310112001-01"]
     status, detail = await demo.call("hp-disp", "GET", f"/C-{cases[0]['id']:06d}")
     assert [(a["rule"], a["state"]) for a in detail["alerts"]] == [
-        ("warning", "firing"), ("rate_of_rise", "firing"), ("warning", "resolved")]
+        ("water_level.warning", "firing"), ("water_level.rate_of_rise", "firing"), ("water_level.warning", "resolved")]
     assert [e["action"] for e in detail["timeline"]] == ["file", "alert_firing", "dispatch", "alert_firing",
                                                          "alert_resolved"]
     status, board = await demo.call("hp-disp", "GET", "")
@@ -98,7 +98,7 @@ async def test_overdue_case_escalates_up_the_levels_and_desks_get_cap(demo):
 async def test_evaluation_csv_and_influx(demo, influx_settings):
     s = demo.service
     s.apply_alert(_raw(alert_event(severity="orange")))
-    s.apply_alert(_raw(alert_event("tr-jingan-01", kind="traffic", rule="speed_anomaly", severity="yellow",
+    s.apply_alert(_raw(alert_event("tr-jingan-01", kind="traffic", rule="traffic.speed_anomaly", severity="yellow",
                                    district="jingan")))
     demo.now = T0 + 10
     await demo.ok("water-hp", "C-000001", "accept")
