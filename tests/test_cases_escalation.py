@@ -3,6 +3,7 @@ duty desks get CAP notices with the grid's polygon, and the evaluation figures r
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 
@@ -10,10 +11,11 @@ import pytest
 
 from cases.sla import SlaConfig
 from cityeye.config import InfluxSettings, Settings
-from cityeye.contracts import to_json
+from cityeye.contracts import TOPIC_ALERTS, to_json
 from alerts.sinks.influx import InfluxSink
 from tests.cases_helpers import (CasesHarness, T0, alert_event, cases_config, database_url,  # noqa: F401
                                  pg_server)
+from tests.kafka_helpers import produce
 from tests.sink_helpers import query
 
 
@@ -117,3 +119,41 @@ async def test_evaluation_csv_and_influx(demo, influx_settings):
                    "SELECT cases, on_time_accept FROM case_evaluation WHERE \"by\" = 'department'")
     assert sorted((p["cases"], p["on_time_accept"] or 0.0) for p in points) == [(1, 0.0), (1, 1.0)]
     assert sum(p["on_time_accept"] is None for p in points) == 1      # traffic's case: no stage judged yet
+
+
+async def test_the_service_files_cases_from_kafka_with_its_own_group(kafka, tmp_path):
+    """Alert events on the real ``alerts.events`` topic (Tansu): read with the cases consumer group, each once."""
+    settings = Settings(kafka=kafka.settings, influx=InfluxSettings(enabled=False))
+    events = [alert_event(severity="red"), alert_event("tr-pudong-01", kind="traffic", rule="traffic.speed_anomaly",
+                                                        severity="yellow", district="pudong")]
+    await produce(kafka.settings, TOPIC_ALERTS, [(e.alert_id.encode(), to_json(e)) for e in events]
+                  + [(b"junk", b"{not an alert")])
+    h = await CasesHarness(cases_config(f"sqlite:///{tmp_path / 'cases.db'}", tmp_path / "cap", tick_s=3600.0),
+                           settings).start(consume_alerts=True)
+    try:
+        for _ in range(300):
+            status, board = await h.call("city-head", "GET", "")
+            if len(board) == 2:
+                break
+            await asyncio.sleep(0.2)
+        assert sorted((c["department"], c["dispatch_unit"], c["state"]) for c in board) == [
+            ("traffic", "310115", "dispatched"), ("water", "310101", "dispatched")]
+    finally:
+        await h.close()
+    # a restart reads on from the committed offsets; a re-sent event is applied once
+    resolved = alert_event(severity="red", state="resolved", alert_id=events[0].alert_id, at=T0 + 900)
+    await produce(kafka.settings, TOPIC_ALERTS, [(events[0].alert_id.encode(), to_json(events[0])),
+                                                 (resolved.alert_id.encode(), to_json(resolved))])
+    h = await CasesHarness(cases_config(f"sqlite:///{tmp_path / 'cases.db'}", tmp_path / "cap", tick_s=3600.0),
+                           settings).start(consume_alerts=True)
+    try:
+        water = next(c for c in h.service.store.list_cases() if c["department"] == "water")
+        for _ in range(300):
+            linked = h.service.store.alerts_of(water["id"])
+            if len(linked) >= 2:
+                break
+            await asyncio.sleep(0.2)
+        assert [a["state"] for a in linked] == ["firing", "resolved"]
+        assert len(h.service.store.list_cases()) == 2
+    finally:
+        await h.close()
