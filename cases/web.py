@@ -23,9 +23,12 @@ from cases.openapi import OPENAPI
 from cases.org import Person
 from cases.policy import plan_manual
 
-__all__ = ["make_app", "CasesApi", "CONSOLE_DIR"]
+__all__ = ["make_app", "CasesApi", "CONSOLE_DIR", "CONSOLE_CSP"]
 
 CONSOLE_DIR = Path(__file__).resolve().parent / "web"
+#: the console loads nothing from elsewhere (offline duty rooms) and runs no inline script
+CONSOLE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -36,9 +39,13 @@ def _json(data: Any, status: int = 200) -> web.Response:
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        return await handler(request)
+        response = await handler(request)
     except CaseError as exc:
         return _json({"error": str(exc)}, exc.status)
+    if request.path.startswith("/cases/"):
+        response.headers["Content-Security-Policy"] = CONSOLE_CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
