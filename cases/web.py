@@ -25,7 +25,7 @@ from cases.policy import plan_manual
 
 __all__ = ["make_app", "CasesApi", "CONSOLE_DIR", "CONSOLE_CSP"]
 
-CONSOLE_DIR = Path(__file__).resolve().parent / "web"
+CONSOLE_DIR = Path(__file__).resolve().parent / "console"
 #: the console loads nothing from elsewhere (offline duty rooms) and runs no inline script
 CONSOLE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
