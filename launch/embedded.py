@@ -92,7 +92,7 @@ class EmbeddedStack:
     """The servers and service processes of ``cityeye run``."""
 
     def __init__(self, workdir: Path, with_influx: bool = True, api_port: int = 8080,
-                 extra_config: dict | None = None, cases_port: int | None = 8090) -> None:
+                 extra_config: dict | None = None, cases_port: int | None = None) -> None:
         self.workdir = workdir
         self.extra_config = extra_config or {}
         self.with_influx = with_influx
