@@ -124,7 +124,19 @@ async def test_a_case_through_every_stage_by_three_roles(page: Page, service):
     await expect(page.locator("#file")).to_be_hidden()                  # handlers do not file
     await sign_out(page)
 
-    # the supervisor checks on site and verifies
+    # the supervisor checks on site: not good enough, back to handling (a re-open) ...
+    await sign_in(page, "hp-super")
+    await page.locator('#board button[data-case="C-000001"]').click()
+    await page.get_by_label("原因 Reason").fill("仍有积水 still standing water at the kerb")
+    await do(page, "核查不通过 Reject", "已到场 On site")
+    await expect(page.locator("#facts")).to_contain_text("0 / 1")
+    await sign_out(page)
+    await sign_in(page, "water-hp")
+    await page.locator('#board button[data-case="C-000001"]').click()
+    await page.get_by_label("处置报告 / 备注 Report / note").fill("路缘积水已清 kerb cleared")
+    await do(page, "处置反馈 Report", "已处置 Handled")
+    await sign_out(page)
+    # ... and then verifies
     await sign_in(page, "hp-super")
     await page.locator('#board button[data-case="C-000001"]').click()
     await do(page, "核查通过 Verify", "已核查 Verified")
@@ -143,7 +155,9 @@ async def test_a_case_through_every_stage_by_three_roles(page: Page, service):
     status, case = await service.call("hp-disp", "GET", "/C-000001")
     assert [(e["action"], e["actor"]) for e in case["timeline"]] == [
         ("file", "hp-super"), ("dispatch", "hp-disp"), ("accept", "water-hp"), ("arrive", "water-hp"),
-        ("report", "water-hp"), ("verify", "hp-super"), ("close", "hp-disp")]
+        ("report", "water-hp"), ("reject", "hp-super"), ("report", "water-hp"), ("verify", "hp-super"),
+        ("close", "hp-disp")]
+    assert case["reopens"] == 1
     assert case["source"] == "citizen" and case["dispatch_unit"] == "310101"
 
 
