@@ -37,7 +37,8 @@ from cityeye.kafka import make_producer
 from cityeye.kinds import use_kinds_file
 from cityeye.sensor_registry import SensorRegistry
 from ingest.bridge import Inbound, MqttBridge
-from ingest.validation import Limits, reason_code, validate_message
+from ingest.formats import DeviceFormats
+from ingest.validation import Limits, reason_code
 
 __all__ = ["Gateway", "GatewayStats"]
 
@@ -112,6 +113,8 @@ class Gateway:
         use_kinds_file(settings.kinds)  # their fields are validated against their declared ranges
         self.registry = registry
         self.limits = Limits.from_settings(settings)
+        #: SenML and the vendor mappings: a decoder chosen by topic before the one validation path
+        self.formats = DeviceFormats.from_files(registry, settings.ingest.mappings, senml=settings.ingest.senml)
         self._clock = clock
         self._stats = GatewayStats()
         self._producer: AIOKafkaProducer | None = None
@@ -128,7 +131,8 @@ class Gateway:
         self._batches = asyncio.Queue()
         self._window = asyncio.Semaphore(ing.produce_window)
         self._bridge = MqttBridge(self.settings.mqtt, asyncio.get_running_loop(),
-                                  max_unacked=ing.max_unacked, clock=self._clock)
+                                  max_unacked=ing.max_unacked, clock=self._clock,
+                                  extra_filters=self.formats.mqtt_filters_beyond(self.settings.mqtt.topic_filter))
         await self._bridge.start()
         self._tasks = [asyncio.create_task(self._intake(), name="gateway-intake"),
                        asyncio.create_task(self._acker(), name="gateway-acker")]
@@ -221,7 +225,7 @@ class Gateway:
                 messages.append(queue.get_nowait())
             records = []
             for msg in messages:
-                outcomes = validate_message(msg.payload, msg.topic, self.registry, msg.received_at, self.limits)
+                outcomes = self.formats.validate(msg.payload, msg.topic, msg.received_at, self.limits)
                 for outcome in outcomes:
                     record = _Record(outcome)
                     try:
