@@ -43,12 +43,23 @@ class UnitError(ValidationError):
 
 @dataclass(frozen=True)
 class Affine:
-    """``value * scale + offset``: a unit conversion worked out once."""
+    """``value * scale + offset``: a unit conversion worked out once.
+
+    A scale that is the inverse of a whole number (cm -> m: 1/100) divides
+    by it instead, so ``460 cm`` is ``4.6 m``, not ``4.6000000000000005``.
+    """
 
     scale: float = 1.0
     offset: float = 0.0
 
+    def __post_init__(self) -> None:
+        inverse = 1.0 / self.scale if self.scale else 0.0
+        whole = round(inverse)
+        object.__setattr__(self, "_divisor", float(whole) if whole > 1 and abs(inverse - whole) < 1e-9 * whole else None)
+
     def __call__(self, value: float) -> float:
+        if self._divisor is not None:
+            return value / self._divisor + self.offset
         return value * self.scale + self.offset
 
 
