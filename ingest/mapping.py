@@ -45,7 +45,10 @@ from cityeye.yaml_source import line_of, load_yaml, read_config_text
 from ingest.decoded import DecodedItem, FormatRefused, source_bytes
 from ingest.units import Affine, UnitError, converter
 
-__all__ = ["MAPPING_REASONS", "Mapping", "MappingError", "load_mapping", "parse_mapping"]
+__all__ = ["MAPPING_REASONS", "SHIPPED_MAPPINGS", "Mapping", "MappingError", "load_mapping", "parse_mapping"]
+
+#: the example mappings shipped with CityEye (``ingest/mappings/``; ``cityeye run`` loads them)
+SHIPPED_MAPPINGS: list[Path] = sorted((Path(__file__).resolve().parent / "mappings").glob("*.yaml"))
 
 #: dead-letter reason codes of vendor mappings
 MAPPING_REASONS: dict[str, str] = {

@@ -45,8 +45,9 @@ class UnitError(ValidationError):
 class Affine:
     """``value * scale + offset``: a unit conversion worked out once.
 
-    A scale that is the inverse of a whole number (cm -> m: 1/100) divides
-    by it instead, so ``460 cm`` is ``4.6 m``, not ``4.6000000000000005``.
+    A scale that is the inverse of a short decimal (cm -> m: 1/100, km/h ->
+    m/s: 1/3.6) divides by it instead, so ``460 cm`` is ``4.6 m`` and
+    ``18 km/h`` ``5.0 m/s``, not ``4.6000000000000005`` and ``5.000000000000001``.
     """
 
     scale: float = 1.0
@@ -54,13 +55,15 @@ class Affine:
 
     def __post_init__(self) -> None:
         inverse = 1.0 / self.scale if self.scale else 0.0
-        whole = round(inverse)
-        object.__setattr__(self, "_divisor", float(whole) if whole > 1 and abs(inverse - whole) < 1e-9 * whole else None)
+        short = round(inverse, 6)
+        divisor = short if abs(inverse) > 1 and abs(inverse - short) < 1e-9 * abs(inverse) else None
+        object.__setattr__(self, "_divisor", divisor)
 
     def __call__(self, value: float) -> float:
-        if self._divisor is not None:
-            return value / self._divisor + self.offset
-        return value * self.scale + self.offset
+        converted = value / self._divisor if self._divisor is not None else value * self.scale
+        if self.offset:  # pint's zero points carry float noise (77 degF: 25.000000000000036 degC)
+            return float(f"{converted + self.offset:.12g}")
+        return converted
 
 
 @functools.cache

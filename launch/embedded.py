@@ -33,6 +33,7 @@ from cityeye.consume import Batches, consume
 from cityeye.contracts import TOPIC_ALERTS, AlertEvent
 from cityeye.kafka import ensure_topics, make_consumer
 from launch.servers import InfluxServer, ManagedServer, TansuServer, mqtt_server
+from ingest.mapping import SHIPPED_MAPPINGS
 from simulators import DEMO_REGISTRY
 
 __all__ = ["add_arguments", "run", "EmbeddedStack", "format_alert"]
@@ -105,6 +106,8 @@ class EmbeddedStack:
             "mqtt": {"host": "127.0.0.1", "port": mqtt.port},
             "registry": str(DEMO_REGISTRY),
             "state_dir": str(self.workdir / "state"),
+            # SenML is on by default; the shipped vendor mappings (docs/device-formats.md) too
+            "ingest": {"mappings": [str(p) for p in SHIPPED_MAPPINGS]},
         }
         if self.with_influx and InfluxServer.available():
             influx = InfluxServer(workdir=self.workdir / "influxd").start()

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 from cityeye.config import IngestSettings
 from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, Reading, format_ts, readings_topic
 from cityeye.sensor_registry import load_registry
 from ingest.gateway import Gateway
+from ingest.mapping import SHIPPED_MAPPINGS
 from ingest.readback import read_until
 from tests.test_gateway import publish
 
-MAPPINGS = sorted(str(p) for p in (Path(__file__).resolve().parent.parent / "ingest" / "mappings").glob("*.yaml"))
+MAPPINGS = [str(p) for p in SHIPPED_MAPPINGS]
 
 
 async def test_senml_and_vendor_payloads_arrive_as_readings_and_broken_ones_as_dead_letters(settings):

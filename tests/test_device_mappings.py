@@ -15,12 +15,12 @@ from cityeye.contracts import DeadLetter, Reading
 from cityeye.errors import ConfigError
 from cityeye.sensor_registry import load_registry
 from ingest.formats import DeviceFormats, filter_covers
-from ingest.mapping import MappingError, load_mapping, parse_mapping
+from ingest.mapping import SHIPPED_MAPPINGS, MappingError, load_mapping, parse_mapping
 from ingest.mapping_examples import run_examples
 from simulators import DEMO_REGISTRY
 
 REPO = Path(__file__).resolve().parent.parent
-SHIPPED = sorted((REPO / "ingest" / "mappings").glob("*.yaml"))
+SHIPPED = SHIPPED_MAPPINGS
 REGISTRY = load_registry(DEMO_REGISTRY)
 GAUGE = (REPO / "ingest" / "mappings" / "acme-gauge.yaml").read_text()
 
