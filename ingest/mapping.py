@@ -57,6 +57,7 @@ MAPPING_REASONS: dict[str, str] = {
 
 _SEGMENT_NAME = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_SENSOR_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class MappingError(ConfigError):
@@ -199,16 +200,23 @@ class Mapping:
         source = self.decl.sensor_id
         if source.topic is not None:
             return levels[source.topic]
-        found = self._sensor_expr.search(doc if source.scope == "message" else element)
-        if isinstance(found, bool) or not isinstance(found, (str, int)) or found == "":
-            raise self._failed(f"sensor_id {source.path}", f"found {_shown(found)}, not an id")
+        found = self._search(self._sensor_expr, f"sensor_id {source.path}", doc if source.scope == "message" else element)
+        if isinstance(found, bool) or not isinstance(found, (str, int)) or not _SENSOR_ID.match(str(found)):
+            raise self._failed(f"sensor_id {source.path}", f"found {_shown(found)}, not a sensor id "
+                                                           "(1-64 letters, digits, '_', '.', '-')")
         return str(found)
+
+    def _search(self, expr: Any, path: str, data: Any) -> Any:
+        try:
+            return expr.search(data)
+        except JMESPathError as exc:  # a function given the wrong type by this payload
+            raise self._failed(path, str(exc).splitlines()[0][:200]) from None
 
     def _ts(self, element: Any, doc: Any, now: float) -> float | str:
         ts = self.decl.ts
         if ts.format == "received":
             return now * 1000.0
-        found = self._ts_expr.search(doc if ts.scope == "message" else element)
+        found = self._search(self._ts_expr, f"ts {ts.path}", doc if ts.scope == "message" else element)
         if ts.format == "iso8601":
             if not isinstance(found, str):
                 raise self._failed(f"ts {ts.path}", f"found {_shown(found)}, not an ISO 8601 string")
@@ -221,7 +229,7 @@ class Mapping:
     def _values(self, element: Any) -> dict[str, float]:
         values: dict[str, float] = {}
         for field in self.fields:
-            found = field.expr.search(element)
+            found = self._search(field.expr, f"fields.{field.name} {field.path}", element)
             if found is None and not field.required:
                 continue
             number = _number(found)
@@ -241,7 +249,7 @@ class Mapping:
         if self._readings_expr is None:
             elements, label = [doc], "payload"
         else:
-            elements = self._readings_expr.search(doc)
+            elements = self._search(self._readings_expr, f"readings {self.decl.readings}", doc)
             if not isinstance(elements, list) or not elements:
                 raise self._failed(f"readings {self.decl.readings}", f"found {_shown(elements)}, not a list of readings")
             label = "readings[{}]"

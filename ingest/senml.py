@@ -84,8 +84,15 @@ def _check_types(index: int, record: dict) -> None:
             continue
         if isinstance(value, bool) and wanted is not bool or not isinstance(value, wanted):
             raise _invalid(index, f"{key} has the wrong type ({type(value).__name__})")
-        if isinstance(value, float) and not math.isfinite(value):
+        if wanted == (int, float) and not _finite(value):
             raise _invalid(index, f"{key} is not finite")
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer beyond a double
+        return False
 
 
 def _resolve(pack: Any) -> list[tuple[int, dict[str, Any]]]:
@@ -98,8 +105,9 @@ def _resolve(pack: Any) -> list[tuple[int, dict[str, Any]]]:
         if not isinstance(record, dict):
             raise _invalid(index, "not a JSON object")
         _check_types(index, record)
+        record = {k: float(v) if _LABELS.get(k) == (int, float) else v for k, v in record.items()}
         base.update({k: record[k] for k in ("bn", "bt", "bu", "bv", "bver") if k in record})
-        if base["bver"] > SENML_VERSION:
+        if base["bver"] > SENML_VERSION:  # (an int, checked above: no overflow here)
             raise _invalid(index, f"bver {base['bver']} is newer than the supported version {SENML_VERSION}")
         name = base["bn"] + record.get("n", "")
         if not _NAME.match(name):
