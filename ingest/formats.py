@@ -38,6 +38,7 @@ class DeviceFormats:
         self.registry = registry
         self.mappings = list(mappings)
         self.senml = senml
+        self._units: dict[str, dict[str, str]] = {}
         if senml or any(m.fields for m in self.mappings):
             warm_up()
 
@@ -55,7 +56,10 @@ class DeviceFormats:
         sensor = self.registry.get(sensor_id)
         if sensor is None:
             return None
-        return sensor.kind, {name: spec.unit for name, spec in kind_fields(sensor.kind).items()}
+        units = self._units.get(sensor.kind)
+        if units is None:  # the kinds are declared once, before the gateway starts
+            units = self._units[sensor.kind] = {name: spec.unit for name, spec in kind_fields(sensor.kind).items()}
+        return sensor.kind, units
 
     def decoder_for(self, topic: str, now: float) -> Decoder | None:
         """The decoder of a message on ``topic`` received at ``now``; None: a contract topic."""
