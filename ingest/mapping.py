@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from cityeye.contracts import kind_fields
 from cityeye.errors import ConfigError
 from cityeye.kinds import kind_names
-from cityeye.yaml_source import line_of, load_yaml, read_config_text
+from cityeye.yaml_source import first_problem, line_of, load_yaml, read_config_text
 from ingest.decoded import DecodedItem, FormatRefused, source_bytes
 from ingest.units import Affine, UnitError, converter
 
@@ -295,9 +295,7 @@ def parse_mapping(text: str, source: str = "<string>") -> Mapping:
     try:
         decl = _MappingDecl(**data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
+        loc, msg = first_problem(exc)
         raise MappingError(f"{source}:{line_of(root, loc) or 1}: {'.'.join(map(str, loc)) or 'file'}: {msg}") from None
     return Mapping(decl, source, root)
 

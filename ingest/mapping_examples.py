@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cityeye.contracts import DeadLetter, Reading, parse_ts
 from cityeye.sensor_registry import SensorRegistry
+from cityeye.yaml_source import first_problem
 from ingest.formats import DeviceFormats
 from ingest.mapping import Mapping, MappingError
 from ingest.validation import Limits
@@ -72,7 +73,7 @@ def _example(mapping: Mapping, index: int, raw: dict[str, Any]) -> _Example:
         for expected in example.readings:
             parse_ts(expected.ts)
     except (ValidationError, ValueError) as exc:
-        detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+        detail = first_problem(exc)[1] if isinstance(exc, ValidationError) else str(exc)
         raise MappingError(f"{mapping.source}: examples[{index}]: {detail}") from None
     if (example.payload is None) == (example.payload_text is None):
         raise MappingError(f"{mapping.source}: examples[{index}]: give exactly one of payload and payload_text")
@@ -82,27 +83,25 @@ def _example(mapping: Mapping, index: int, raw: dict[str, Any]) -> _Example:
     return example
 
 
-def _reading_problems(got: list[Reading], expected: list[_ExpectedReading]) -> list[str]:
-    problems = []
-    if len(got) != len(expected):
-        problems.append(f"{len(got)} readings, expected {len(expected)}")
-    for i, (reading, want) in enumerate(zip(got, expected)):
-        shown = {"sensor_id": reading.sensor_id, "ts": reading.ts, "values": reading.values}
-        if (reading.sensor_id != want.sensor_id or abs(reading.ts - parse_ts(want.ts)) > 0.0005
-                or set(reading.values) != set(want.values)
-                or any(not math.isclose(reading.values[k], v, rel_tol=1e-6, abs_tol=1e-9) for k, v in want.values.items())):
-            problems.append(f"reading {i}: got {shown}, expected {want.model_dump()} (ts {parse_ts(want.ts)})")
-    return problems
+def _problems(what: str, got: list, expected: list, mismatch) -> list[str]:
+    """What differs between ``got`` and ``expected``: the counts, then ``mismatch(i, got, expected)`` per pair."""
+    problems = [] if len(got) == len(expected) else [f"{len(got)} {what}, expected {len(expected)}"]
+    return problems + [m for i, pair in enumerate(zip(got, expected)) if (m := mismatch(i, *pair))]
 
 
-def _letter_problems(got: list[DeadLetter], expected: list[str]) -> list[str]:
-    problems = []
-    if len(got) != len(expected):
-        problems.append(f"{len(got)} dead letters {[d.reason for d in got]}, expected {len(expected)}")
-    for i, (letter, prefix) in enumerate(zip(got, expected)):
-        if not letter.reason.startswith(prefix):
-            problems.append(f"dead letter {i}: reason {letter.reason!r} does not start with {prefix!r}")
-    return problems
+def _reading_mismatch(i: int, reading: Reading, want: _ExpectedReading) -> str | None:
+    if (reading.sensor_id == want.sensor_id and abs(reading.ts - parse_ts(want.ts)) <= 0.0005
+            and set(reading.values) == set(want.values)
+            and all(math.isclose(reading.values[k], v, rel_tol=1e-6, abs_tol=1e-9) for k, v in want.values.items())):
+        return None
+    shown = {"sensor_id": reading.sensor_id, "ts": reading.ts, "values": reading.values}
+    return f"reading {i}: got {shown}, expected {want.model_dump()} (ts {parse_ts(want.ts)})"
+
+
+def _letter_mismatch(i: int, letter: DeadLetter, prefix: str) -> str | None:
+    if letter.reason.startswith(prefix):
+        return None
+    return f"dead letter {i}: reason {letter.reason!r} does not start with {prefix!r}"
 
 
 def run_examples(mapping: Mapping, registry: SensorRegistry, limits: Limits = Limits()) -> list[ExampleResult]:
@@ -115,6 +114,8 @@ def run_examples(mapping: Mapping, registry: SensorRegistry, limits: Limits = Li
         outcomes = formats.validate(text.encode(), example.topic, parse_ts(example.received), limits)
         readings = [o for o in outcomes if isinstance(o, Reading)]
         letters = [o for o in outcomes if isinstance(o, DeadLetter)]
-        problems = _reading_problems(readings, example.readings) + _letter_problems(letters, example.dead_letters)
+        problems = (_problems("readings", readings, example.readings, _reading_mismatch)
+                    + _problems(f"dead letters {[d.reason for d in letters]}", letters, example.dead_letters,
+                                _letter_mismatch))
         results.append(ExampleResult(mapping.name, example.name, problems))
     return results
