@@ -133,7 +133,7 @@ def _topic_pattern(topic: str, fail) -> tuple[re.Pattern, str, set[str]]:
     regex, filt, names = [], [], set()
     levels = topic.split("/")
     for i, level in enumerate(levels):
-        named = _SEGMENT_NAME.match(level)
+        named = _SEGMENT_NAME.fullmatch(level)
         if named:
             regex.append(f"(?P<{named.group(1)}>[^/]+)")
             filt.append("+")
@@ -173,7 +173,7 @@ class Mapping:
         self.fields: list[_CompiledField] = []
         for name, spec in decl.fields.items():
             where = ("fields", name)
-            if not _FIELD_NAME.match(name):
+            if not _FIELD_NAME.fullmatch(name):
                 raise fail(where, "a field name is an identifier of up to 64 characters")
             convert = Affine()
             if spec.unit is not None:
@@ -201,7 +201,7 @@ class Mapping:
         if source.topic is not None:
             return levels[source.topic]
         found = self._search(self._sensor_expr, f"sensor_id {source.path}", doc if source.scope == "message" else element)
-        if isinstance(found, bool) or not isinstance(found, (str, int)) or not _SENSOR_ID.match(str(found)):
+        if isinstance(found, bool) or not isinstance(found, (str, int)) or not _SENSOR_ID.fullmatch(str(found)):
             raise self._failed(f"sensor_id {source.path}", f"found {_shown(found)}, not a sensor id "
                                                            "(1-64 letters, digits, '_', '.', '-')")
         return str(found)

@@ -110,7 +110,7 @@ def _resolve(pack: Any) -> list[tuple[int, dict[str, Any]]]:
         if base["bver"] > SENML_VERSION:  # (an int, checked above: no overflow here)
             raise _invalid(index, f"bver {base['bver']} is newer than the supported version {SENML_VERSION}")
         name = base["bn"] + record.get("n", "")
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise _invalid(index, f"name {name[:70]!r} is empty or has characters RFC 8428 does not allow")
         given = [k for k in _VALUES if k in record]
         if len(given) > 1:
@@ -149,7 +149,7 @@ def _value(record: dict[str, Any], fields: dict[str, str]) -> tuple[str, float]:
     short = record["field"]
     target, unit = _contract_field(short, fields), record["u"]
     if target is None:
-        if not _FIELD.match(short):
+        if not _FIELD.fullmatch(short):
             raise FormatRefused("senml_name", f"field {short[:70]!r} is not an identifier")
         if unit is not None:
             raise FormatRefused("senml_unit", f"{short} has unit {unit!r} but is no field of the "

@@ -73,6 +73,7 @@ def test_names_with_a_slash_or_without_the_sensor_are_the_topics_sensor():
     ([{"n": "level_m", "v": 1, "vs": "1"}], "senml_invalid: record 0: more than one value (v, vs)"),
     ([{"n": "level m", "v": 1}], "senml_invalid: record 0: name 'level m' is empty or has characters"),
     ([{"v": 1}], "senml_invalid: record 0: name '' is empty"),
+    ([{"n": "level_m\n", "v": 1}], "senml_invalid: record 0: name 'level_m\\n' is empty or has characters"),
     ([{"n": "level_m", "v": "4.2"}], "senml_invalid: record 0: v has the wrong type (str)"),
     ([{"n": "level_m", "v": True}], "senml_invalid: record 0: v has the wrong type (bool)"),
     ([{"n": "level_m", "v": 1, "t": "now"}], "senml_invalid: record 0: t has the wrong type (str)"),
