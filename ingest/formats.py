@@ -66,7 +66,7 @@ class DeviceFormats:
         for mapping in self.mappings:
             levels = mapping.match(topic)
             if levels is not None:
-                return (lambda doc, m=mapping: m.decode(doc, topic, now)), levels.get(mapping.decl.sensor_id.topic or "")
+                return (lambda doc, m=mapping: m.decode(doc, topic, now)), mapping.topic_sensor(levels)
         if self.senml:
             parts = senml_topic_parts(topic)
             if parts is not None:

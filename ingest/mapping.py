@@ -5,7 +5,7 @@
     mapping: acme-gauge                  # named in every dead letter it makes
     topic: acme/{district}/gauges/{device}/up   # {name}: one topic level, named
     kind: water_level                    # the kind of the sensors it maps
-    sensor_id: {topic: device}           # or {path: <JMESPath>[, scope: message]}
+    sensor_id: {topic: device}           # or {path: <JMESPath>[, scope: message]}; ids: {vendor id: sensor id}
     readings: obs[]                      # optional JMESPath: one reading per element
     ts: {path: t, format: epoch_s}       # epoch_s | epoch_ms | iso8601 | received
     fields:
@@ -72,6 +72,8 @@ class _SensorSource(_Strict):
     topic: str | None = None
     path: str | None = None
     scope: Literal["reading", "message"] = "reading"
+    #: the vendor's device id (a DevEUI, a serial number) -> the registry's sensor id
+    ids: dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _one(self) -> "_SensorSource":
@@ -166,6 +168,10 @@ class Mapping:
         self._regex, self.mqtt_filter, segments = _topic_pattern(decl.topic, fail)
         if decl.sensor_id.topic is not None and decl.sensor_id.topic not in segments:
             raise fail(("sensor_id", "topic"), f"{{{decl.sensor_id.topic}}} is not a level of the topic {decl.topic!r}")
+        for vendor_id, sensor_id in (decl.sensor_id.ids or {}).items():
+            if not _SENSOR_ID.fullmatch(sensor_id):
+                raise fail(("sensor_id", "ids", vendor_id), f"{sensor_id!r} is not a sensor id (1-64 letters, digits, "
+                                                            "'_', '.', '-')")
         self._sensor_expr = _compile(decl.sensor_id.path, ("sensor_id", "path"), fail) if decl.sensor_id.path else None
         self._readings_expr = _compile(decl.readings, ("readings",), fail) if decl.readings else None
         self._ts_expr = _compile(decl.ts.path, ("ts", "path"), fail) if decl.ts.path else None
@@ -188,6 +194,14 @@ class Mapping:
             self.fields.append(_CompiledField(name, spec.path, _compile(spec.path, (*where, "path"), fail),
                                               total, spec.required))
 
+    def topic_sensor(self, levels: dict[str, str]) -> str | None:
+        """The sensor id a topic's levels name (for a dead letter of the whole message), if the topic names one."""
+        source = self.decl.sensor_id
+        if source.topic is None:
+            return None
+        found = levels.get(source.topic)
+        return source.ids.get(found) if source.ids is not None else found
+
     def match(self, topic: str) -> dict[str, str] | None:
         """The named levels of ``topic`` if this mapping is for it, else None."""
         found = self._regex.match(topic)
@@ -199,8 +213,17 @@ class Mapping:
     def _sensor(self, element: Any, doc: Any, levels: dict[str, str]) -> str:
         source = self.decl.sensor_id
         if source.topic is not None:
-            return levels[source.topic]
-        found = self._search(self._sensor_expr, f"sensor_id {source.path}", doc if source.scope == "message" else element)
+            found: Any = levels[source.topic]
+        else:
+            found = self._search(self._sensor_expr, f"sensor_id {source.path}",
+                                 doc if source.scope == "message" else element)
+        if source.ids is not None:
+            if not isinstance(found, (str, int)) or str(found) not in source.ids:
+                raise self._failed(f"sensor_id {source.path or '{' + source.topic + '}'}",
+                                   f"device {_shown(found)} has no entry in ids")
+            return source.ids[str(found)]
+        if source.topic is not None:
+            return found
         if isinstance(found, bool) or not isinstance(found, (str, int)) or not _SENSOR_ID.fullmatch(str(found)):
             raise self._failed(f"sensor_id {source.path}", f"found {_shown(found)}, not a sensor id "
                                                            "(1-64 letters, digits, '_', '.', '-')")

@@ -17,6 +17,7 @@ from cityeye.sensor_registry import load_registry
 from ingest.formats import DeviceFormats, filter_covers
 from ingest.mapping import SHIPPED_MAPPINGS, MappingError, load_mapping, parse_mapping
 from ingest.mapping_examples import run_examples
+from ingest.validation import reason_code
 from simulators import DEMO_REGISTRY
 
 REPO = Path(__file__).resolve().parent.parent
@@ -105,6 +106,22 @@ def test_mappings_come_before_senml_and_the_contract_topics_and_add_only_uncover
     [letter] = formats.validate(payload, "acme/gauge/wl-huangpu-01/down", 1782907205.0)
     assert isinstance(letter, DeadLetter) and letter.reason.startswith("bad_topic: ")
     assert filter_covers("cityeye/#", "cityeye/+/senml/+") and not filter_covers("cityeye/+/+", "cityeye/+/+/+")
+
+
+def test_vendor_device_ids_are_looked_up_in_the_mappings_ids():
+    text = with_line(GAUGE, "sensor_id: {topic: device}",
+                     "sensor_id: {topic: device, ids: {70B3D57ED0041234: wl-huangpu-01}}")
+    formats = DeviceFormats(REGISTRY, [parse_mapping(text, "gauge.yaml")])
+    payload = json.dumps({"t": 1782907200, "lvl_cm": 462}).encode()
+    [reading] = formats.validate(payload, "acme/gauge/70B3D57ED0041234/up", 1782907205.0)
+    assert (reading.sensor_id, reading.values) == ("wl-huangpu-01", {"level_m": 4.62})
+    [letter] = formats.validate(payload, "acme/gauge/70B3D57ED0049999/up", 1782907205.0)
+    assert letter.reason == ("mapping_failed: payload: acme-gauge: sensor_id {device}: "
+                             "device str '70B3D57ED0049999' has no entry in ids")
+    [whole] = formats.validate(b'{"t": ', "acme/gauge/70B3D57ED0041234/up", 1782907205.0)
+    assert (whole.sensor_id, reason_code(whole.reason)) == ("wl-huangpu-01", "invalid_json")
+    with pytest.raises(MappingError, match="gauge.yaml:7: sensor_id.ids.70B3D57ED0041234: 'wl huangpu' is not a sensor"):
+        parse_mapping(with_line(text, "wl-huangpu-01}}", "wl huangpu}}"), "gauge.yaml")
 
 
 def test_a_mapped_sensor_of_another_kind_is_a_registry_mismatch():
