@@ -47,10 +47,23 @@ class DeviceFormats:
         """Load the mapping files (a :class:`ingest.mapping.MappingError` names the file and line)."""
         return cls(registry, [load_mapping(p) for p in paths], senml=senml)
 
-    def mqtt_filters_beyond(self, subscribed: str) -> list[str]:
-        """The MQTT filters these formats need that ``subscribed`` does not cover (no overlapping subscriptions)."""
+    def mqtt_filters_beyond(self, subscribed: Sequence[str]) -> list[str]:
+        """The MQTT filters these formats need that the ``subscribed`` ones do not cover (no overlapping subscriptions)."""
         filters = [m.mqtt_filter for m in self.mappings] + ([SENML_TOPIC] if self.senml else [])
-        return [f for f in dict.fromkeys(filters) if not filter_covers(subscribed, f)]
+        return [f for f in dict.fromkeys(filters) if not any(filter_covers(wide, f) for wide in subscribed)]
+
+    def topic_sensor(self, topic: str) -> str | None:
+        """The sensor a topic names (unchecked), for per-device rate limits and health; None if it names none.
+
+        ``cityeye/<district>/<kind or senml>/<sensor_id>``, or a mapping's topic
+        with its ``sensor_id`` level (through its ``ids``).
+        """
+        for mapping in self.mappings:
+            levels = mapping.match(topic)
+            if levels is not None:
+                return mapping.topic_sensor(levels)
+        parts = topic.split("/")
+        return parts[3] if len(parts) == 4 and parts[0] == "cityeye" and parts[3] else None
 
     def _kind_units(self, sensor_id: str) -> tuple[str, dict[str, str]] | None:
         sensor = self.registry.get(sensor_id)

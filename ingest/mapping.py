@@ -9,8 +9,8 @@
     readings: obs[]                      # optional JMESPath: one reading per element
     ts: {path: t, format: epoch_s}       # epoch_s | epoch_ms | iso8601 | received
     fields:
-      level_m: {path: lvl, unit: cm}     # pint unit, converted to the field's contract unit
-      battery_v: {path: bat_mv, scale: 0.001, required: false}
+      level_m: {path: lvl, unit: cm}     # pint unit, converted to the field's contract unit; scale, offset
+      humidity_pct: {path: rh, required: false}   # left out when the payload has none
     examples: [...]                      # golden payload -> readings (ingest/mapping_examples.py)
 
 Paths are JMESPath expressions evaluated on the reading's element (the

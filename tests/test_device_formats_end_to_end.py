@@ -50,7 +50,7 @@ async def test_senml_and_vendor_payloads_arrive_as_readings_and_broken_ones_as_d
                       key=lambda r: (r[0], r[1]))
 
     assert readings(wl) == [("wl-huangpu-01", now, {"level_m": 4.62}), ("wl-huangpu-01", now + 60, {"level_m": 4.705}),
-                            ("wl-minhang-01", now, {"level_m": 3.18, "battery_v": 3.6})]
+                            ("wl-minhang-01", now, {"level_m": 3.18})]
     weather = readings(wx)
     assert [(s, ts) for s, ts, _ in weather] == [("wx-pudong-01", now), ("wx-pudong-01", now + 60)]
     assert weather[0][2]["rain_mm"] == 2.54 and round(weather[1][2]["temp_c"], 6) == 26.0

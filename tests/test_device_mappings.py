@@ -66,7 +66,8 @@ def with_line(text: str, old: str, new: str) -> str:
      "gauge.yaml:10: fields.level_m.unit: 'degC' cannot be converted to 'm' (different quantities)"),
     ("{path: lvl_cm, unit: cm}", "{path: lvl_cm, unit: furlongs_per_blink}",
      "gauge.yaml:10: fields.level_m.unit: unknown unit 'furlongs_per_blink'"),
-    ("scale: 0.001,", "unit: mV,", "gauge.yaml:11: fields.battery_v.unit: battery_v is no contract field of water_level"),
+    ("{path: lvl_cm, unit: cm}", "{path: lvl_cm, unit: cm}\n  battery_v: {path: bat_mv, unit: mV}",
+     "gauge.yaml:11: fields.battery_v.unit: battery_v is no contract field of water_level"),
     ("sensor_id: {topic: device}", "sensor_id: {topic: gauge}",
      "gauge.yaml:7: sensor_id.topic: {gauge} is not a level of the topic"),
     ("sensor_id: {topic: device}", "sensor_id: {topic: device, path: id}",
@@ -98,8 +99,14 @@ def test_mapping_files_in_the_settings_must_exist():
 
 def test_mappings_come_before_senml_and_the_contract_topics_and_add_only_uncovered_filters():
     formats = DeviceFormats.from_files(REGISTRY, [str(p) for p in SHIPPED])
-    assert formats.mqtt_filters_beyond("cityeye/+/+/+") == ["acme/gauge/+/up", "loopcount/+/+", "meteo/+/obs"]
-    assert formats.mqtt_filters_beyond("#") == []
+    assert formats.mqtt_filters_beyond(["cityeye/#", "/cityeye/#"]) == ["acme/gauge/+/up", "loopcount/+/+",
+                                                                        "meteo/+/obs"]
+    assert formats.mqtt_filters_beyond(["cityeye/+/+/+"]) == ["acme/gauge/+/up", "loopcount/+/+", "meteo/+/obs"]
+    assert formats.mqtt_filters_beyond(["#"]) == []
+    assert DeviceFormats(REGISTRY).mqtt_filters_beyond(["x/#"]) == ["cityeye/+/senml/+"]
+    assert formats.topic_sensor("acme/gauge/wl-huangpu-01/up") == "wl-huangpu-01"
+    assert formats.topic_sensor("cityeye/huangpu/senml/wl-huangpu-01") == "wl-huangpu-01"
+    assert formats.topic_sensor("meteo/ws9/obs") is None
     payload = json.dumps({"t": 1782907200, "lvl_cm": 462}).encode()
     [reading] = formats.validate(payload, "acme/gauge/wl-huangpu-01/up", 1782907205.0)
     assert isinstance(reading, Reading) and reading.values == {"level_m": 4.62}

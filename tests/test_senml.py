@@ -9,7 +9,7 @@ import pytest
 from cityeye.contracts import DeadLetter, Reading
 from cityeye.sensor_registry import load_registry
 from ingest.formats import FORMAT_REASONS, DeviceFormats
-from ingest.validation import REASONS, reason_code
+from ingest.validation import REASONS, Limits, reason_code
 from simulators import DEMO_REGISTRY
 
 NOW = 1782907200.0
@@ -49,13 +49,20 @@ def test_base_value_is_added_and_relative_times_count_from_the_gateway_clock():
 def test_records_of_one_time_make_one_reading_with_converted_units():
     pack = [{"bn": "urn:dev:ops:wx-pudong-01:", "bt": NOW, "n": "temp", "u": "Cel", "v": 24.5},
             {"n": "rain", "u": "mm", "v": 1.2}, {"n": "wind", "u": "km/h", "v": 36},
-            {"n": "humidity", "u": "%RH", "v": 80}, {"n": "battery_v", "v": 3.6},
-            {"n": "temp", "u": "K", "v": 298.15, "t": 60}]
+            {"n": "humidity", "u": "%RH", "v": 80}, {"n": "temp", "u": "K", "v": 298.15, "t": 60}]
     (ts0, first), (ts1, second) = readings(pack, WX)
     assert (ts0, ts1) == (NOW, NOW + 60)
-    assert first == {"temp_c": 24.5, "rain_mm": 1.2, "wind_ms": pytest.approx(10.0), "humidity_pct": 80.0,
-                     "battery_v": 3.6}
-    assert second == {"temp_c": pytest.approx(25.0)}
+    assert first == {"temp_c": 24.5, "rain_mm": 1.2, "wind_ms": 10.0, "humidity_pct": 80.0}
+    assert second == {"temp_c": 25.0}
+
+
+def test_a_name_the_kind_does_not_declare_follows_ingest_unknown_fields():
+    pack = [{"n": "level", "v": 4.0}, {"n": "battery_v", "v": 3.6}]
+    assert reasons(pack) == ["unknown_field: records 0,1: battery_v is not a field of water_level (declared: level_m)"]
+    keep = FORMATS.validate(json.dumps(pack).encode(), WL, NOW, Limits(unknown_fields="keep"))
+    assert [(o.ts, o.values) for o in keep] == [(NOW, {"level_m": 4.0, "battery_v": 3.6})]
+    drop = FORMATS.validate(json.dumps(pack).encode(), WL, NOW, Limits(unknown_fields="drop"))
+    assert [(o.ts, o.values) for o in drop] == [(NOW, {"level_m": 4.0})]
 
 
 def test_names_with_a_slash_or_without_the_sensor_are_the_topics_sensor():
