@@ -59,9 +59,28 @@ async def sign_out(page: Page) -> None:
     await expect(page.get_by_label("用户名")).to_be_visible()
 
 
+async def open_as(page: Page, username: str, code: str = "C-000001") -> None:
+    """Sign in as ``username`` and open the case from the board."""
+    await sign_in(page, username)
+    await page.locator(f'#board button[data-case="{code}"]').click()
+    await expect(page.locator("#detail-h")).to_contain_text(code)
+
+
 async def do(page: Page, action_label: str, expected_state: str) -> None:
     await page.locator("#actions").get_by_role("button", name=action_label).click()
     await expect(page.locator("#status")).to_contain_text(expected_state)
+
+
+async def turn(page: Page, username: str, action_label: str, expected_state: str, fields: dict[str, str] | None = None,
+               department: str = "") -> None:
+    """One person's turn: sign in, open the case, fill the labelled fields, do the action, sign out."""
+    await open_as(page, username)
+    if department:
+        await page.get_by_label("派遣部门 Department").select_option(department)
+    for label, value in (fields or {}).items():
+        await page.get_by_label(label).fill(value)
+    await do(page, action_label, expected_state)
+    await sign_out(page)
 
 
 async def axe_violations(page: Page) -> list[dict]:
@@ -101,12 +120,7 @@ async def test_a_case_through_every_stage_by_three_roles(page: Page, service):
     await sign_out(page)
 
     # the district dispatcher sends it to the water authority
-    await sign_in(page, "hp-disp")
-    await page.locator('#board button[data-case="C-000001"]').click()
-    await page.get_by_label("派遣部门 Department").select_option("water")
-    await do(page, "派遣 Dispatch", "已派遣 Dispatched")
-    await expect(page.locator("#facts")).to_contain_text("水务局")
-    await sign_out(page)
+    await turn(page, "hp-disp", "派遣 Dispatch", "已派遣 Dispatched", department="water")
 
     # the water authority's handler (keyboard only): accept, arrive, report with a photo
     await sign_in(page, "water-hp")
@@ -121,31 +135,23 @@ async def test_a_case_through_every_stage_by_three_roles(page: Page, service):
     await page.get_by_label("照片链接").fill("https://photos.city.example/c1/after.jpg")
     await do(page, "处置反馈 Report", "已处置 Handled")
     await expect(page.locator("#timeline")).to_contain_text("https://photos.city.example/c1/after.jpg")
+    await expect(page.locator("#facts")).to_contain_text("水务局")
     await expect(page.locator("#file")).to_be_hidden()                  # handlers do not file
     await sign_out(page)
 
     # the supervisor checks on site: not good enough, back to handling (a re-open) ...
-    await sign_in(page, "hp-super")
-    await page.locator('#board button[data-case="C-000001"]').click()
-    await page.get_by_label("原因 Reason").fill("仍有积水 still standing water at the kerb")
-    await do(page, "核查不通过 Reject", "已到场 On site")
-    await expect(page.locator("#facts")).to_contain_text("0 / 1")
-    await sign_out(page)
-    await sign_in(page, "water-hp")
-    await page.locator('#board button[data-case="C-000001"]').click()
-    await page.get_by_label("处置报告 / 备注 Report / note").fill("路缘积水已清 kerb cleared")
-    await do(page, "处置反馈 Report", "已处置 Handled")
-    await sign_out(page)
+    await turn(page, "hp-super", "核查不通过 Reject", "已到场 On site",
+               {"原因 Reason": "仍有积水 still standing water at the kerb"})
+    await turn(page, "water-hp", "处置反馈 Report", "已处置 Handled",
+               {"处置报告 / 备注 Report / note": "路缘积水已清 kerb cleared"})
     # ... and then verifies
-    await sign_in(page, "hp-super")
-    await page.locator('#board button[data-case="C-000001"]').click()
+    await open_as(page, "hp-super")
     await do(page, "核查通过 Verify", "已核查 Verified")
     assert await axe_violations(page) == []
     await sign_out(page)
 
     # the dispatcher closes it; large type stays readable
-    await sign_in(page, "hp-disp")
-    await page.locator('#board button[data-case="C-000001"]').click()
+    await open_as(page, "hp-disp")
     await do(page, "结案 Close", "已结案 Closed")
     await page.get_by_role("button", name="大字模式 Large type").click()
     await expect(page.get_by_role("button", name="大字模式 Large type")).to_have_attribute("aria-pressed", "true")
