@@ -29,11 +29,13 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("streams.command", "run the Faust detector worker"),
     "sinks": ("alerts.sinks.command", "run the alert sinks (InfluxDB writer, webhook forwarder)"),
     "dispatcher": ("alerts.command", "run the alert lifecycle, dispatch and HTTP API"),
+    "cases": ("cases.command", "run the cases (工单) service: filing, dispatch, SLA, evaluation, API; admin"),
     "simulate": ("simulators.command", "publish simulated sensor readings over MQTT"),
     "eval": ("evaluation.command", "evaluate detectors (e.g. on the Numenta Anomaly Benchmark)"),
     "backtest": ("evaluation.backtest.command", "dry-run the rules on recorded or simulated data (report, diff)"),
     "tune": ("evaluation.tune", "sweep rule parameters on labelled data: Pareto table, plot, recommended YAML"),
     "rules": ("evaluation.rules_command", "check rules files, show a sensor's effective rules, run rule tests"),
+    "devices": ("ingest.devices_command", "device owners' tools: test a vendor payload mapping's examples"),
 }
 
 
