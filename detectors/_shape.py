@@ -119,6 +119,10 @@ class ShapeNovelty:
         # leave it and the windows starting in them are offered to the reservoir
         self._buf = np.zeros(self._size + _SLACK, dtype=np.float32)
         self._end = 0  # readings in _buf
+        # work arrays of _distance: readings, their squares, prefix sums of both
+        span = len(self._buf) + 1
+        self._work = (np.empty(span), np.empty(span), np.zeros(span + 1), np.zeros(span + 1))
+        self._summed = 0  # readings of _buf whose prefix sums are in _work
         self._res = np.zeros((0, self.window), dtype=np.int8)
         self._res_z = np.zeros((0, self.window), dtype=np.float32)
         self._res_sq = np.zeros(0, dtype=np.float32)
@@ -166,31 +170,60 @@ class ShapeNovelty:
         return math.tanh(z / self.scale) if z > 0.0 else 0.0
 
     def _distance(self, v: float) -> float:
-        """Smallest z-normalised distance (over ``sqrt(w)``) of the window ending with ``v``."""
+        """Smallest z-normalised distance (over ``sqrt(w)``) of the window ending with ``v``.
+
+        Prefix sums of the buffer (and of its squares) give every window's
+        mean and variance; they are kept between computations and only
+        extended by the readings buffered since (cumulative sums are
+        sequential, so the floats equal a sum from the buffer's start, and a
+        restored or shifted buffer starts them afresh). One sliding
+        correlation gives the dot products with the query window, one
+        matrix-vector product the reservoir's. Arrays are preallocated: at
+        these sizes numpy's per-call overhead costs more than the arithmetic.
+        """
         w, end = self.window, self._end
-        x = np.empty(end + 1)
-        x[:-1] = self._buf[:end]
-        x[-1] = np.float32(v)
-        c = np.cumsum(x)
-        c2 = np.cumsum(x * x)
-        n = len(x)
-        total_var = max(c2[-1] / n - (c[-1] / n) ** 2, 0.0)
+        n = end + 1
+        x, x2, c, c2 = self._work
+        k = self._summed
+        if k < end:  # prefix sums of the readings buffered since the last computation
+            x[k:end] = self._buf[k:end]
+            np.multiply(x[k:end], x[k:end], out=x2[k:end])
+            # accumulating from c[k] gives the same floats as a cumsum from the buffer's start
+            np.cumsum(np.concatenate((c[k:k + 1], x[k:end])), out=c[k:end + 1])
+            np.cumsum(np.concatenate((c2[k:k + 1], x2[k:end])), out=c2[k:end + 1])
+            self._summed = end
+        x[end] = np.float32(v)
+        x2[end] = x[end] * x[end]
+        c[n] = c[end] + x[end]  # c[0] == 0: window sums are differences
+        c2[n] = c2[end] + x2[end]
+        x = x[:n]
+        mean_all = c[n] / n
+        total_var = max(c2[n] / n - mean_all * mean_all, 0.0)
         ff = self.floor_share * self.floor_share * total_var + 1e-24
-        s = np.empty(n - w + 1)
-        s2 = np.empty(n - w + 1)
-        s[0], s2[0] = c[w - 1], c2[w - 1]
-        s[1:], s2[1:] = c[w:] - c[:-w], c2[w:] - c2[:-w]
-        mu = s / w
-        var = np.maximum(s2 / w - mu * mu, 0.0)
-        inv = 1.0 / np.sqrt(var + ff)
-        q = (x[-w:] - mu[-1]) * inv[-1]
+        mu = c[w:n + 1] - c[: n + 1 - w]
+        mu /= w
+        var = c2[w:n + 1] - c2[: n + 1 - w]
+        var /= w
+        var -= mu * mu
+        np.maximum(var, 0.0, out=var)
+        inv = var + ff
+        np.sqrt(inv, out=inv)
+        np.divide(1.0, inv, out=inv)
+        q = x[n - w:] - mu[-1]
+        q *= inv[-1]
         qq = w * var[-1] * inv[-1] * inv[-1]
-        # windows that end at least w readings before v (no overlap with the query)
+        # windows that end at least w readings before v (no overlap with the query);
+        # sum(q) == 0, so the window means drop out of the dot products:
+        # |a - q|^2 = w var_a inv_a^2 - 2 inv_a (x_a . q) + qq
         m = n - 2 * w + 1
-        dots = np.correlate(x[: n - w], q, "valid") * inv[:m]  # sum(q) == 0: the window means drop out
-        best = float((w * var[:m] * inv[:m] * inv[:m] - 2.0 * dots).min())
+        inv_m = inv[:m]
+        t = var[:m] * inv_m
+        t *= w
+        t -= np.correlate(x[: n - w], q + q, "valid")
+        t *= inv_m
+        best = float(t.min())
         if len(self._res_z):
-            best = min(best, float((self._res_sq - 2.0 * (self._res_z @ q.astype(np.float32))).min()))
+            best = min(best, float((self._res_sq - self._res_z @ (q + q).astype(np.float32)).min()))
         return math.sqrt(max(best + qq, 0.0) / w)
 
     # -- learning ----------------------------------------------------------------
@@ -215,6 +248,7 @@ class ShapeNovelty:
                 self._refresh_reservoir()
         self._buf[:keep] = self._buf[drop:self._end]
         self._end = keep
+        self._summed = 0
 
     def _draw(self) -> int:
         """Algorithm R: the reservoir slot of the next window offered (``>= reservoir``: not kept)."""
@@ -241,6 +275,7 @@ class ShapeNovelty:
         x = unpack(state["hist"]).astype(np.float32)[-len(self._buf):]
         self._buf[: len(x)] = x
         self._end = len(x)
+        self._summed = 0
         self._res = unpack(state["reservoir"]).astype(np.int8).reshape(-1, self.window)[: self.reservoir]
         self._refresh_reservoir()
         self._offered, self._rng, self._n = int(state["offered"]), int(state["rng"]), int(state["n"])
