@@ -72,6 +72,10 @@ class BoundedKeySet:
         """Whether every key of ``keys`` is known."""
         return self.union.issuperset(map(self._mod, keys))
 
+    def current_has_all(self, keys: Iterable[int]) -> bool:
+        """Whether every key of ``keys`` was learnt in the current generation."""
+        return self.current.issuperset(map(self._mod, keys))
+
     def count_known(self, keys: Iterable[int]) -> int:
         """How many distinct known slots ``keys`` fall in."""
         return len(self.union.intersection(map(self._mod, keys)))

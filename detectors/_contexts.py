@@ -64,9 +64,15 @@ class ContextKeys:
         keys = list(map(add, lead, self._tails))
         seen = self.seen
         # a context is learnt with all its shorter ones: if every resolution's
-        # longest context was seen, all were (the usual case; no set built)
-        if seen.known_all(self._longest(keys)):
+        # longest context was seen, all were (the usual case; no set built).
+        # Known from the previous generation only: known, and learnt again
+        # into the current one (else a context met every day would still be
+        # forgotten when its generation ends, and look new once more)
+        longest = self._longest(keys)
+        if seen.current_has_all(longest):
             return (keys, heads, False), len(keys)
+        if seen.known_all(longest):
+            return (keys, heads, True), len(keys)
         return (keys, heads, True), seen.count_known(keys)
 
     def learn(self, contexts: tuple[list[int], list[int], bool]) -> None:

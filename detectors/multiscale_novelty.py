@@ -135,7 +135,11 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         (:class:`~detectors._bounded_keys.BoundedKeySet`): ``context_slots``
         slots for the raw views and for the coarse views (one number: both),
         a generation ending at ``1 / context_generation_share`` of them;
-        ``season_slots`` per seasonal grid.
+        ``season_slots`` per seasonal grid. By default the raw view has twice
+        a coarse view's slots, about the same 49 000 slots in all as before
+        (32 749 / 8 191): every view forms the same contexts per step, and a
+        coarse view's variety of contexts does not shrink with its block
+        length (on NAB, forgetting them cost more than the raw view's).
     season_warmup, season_views, season_resolutions, season_offset, season_min_acf, season_learn, season_weight
         Seasonal contexts (see
         :class:`~detectors.context_novelty.ContextNoveltyDetector`) in the
@@ -201,10 +205,10 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         shape_window: int | None = 32,
         shape_recent: int = 512,
         shape_reservoir: int = 64,
-        shape_stride: int = 8,
+        shape_stride: int = 16,
         shape_scale: float = 0.2,
         shape_offset: float = -0.1,
-        context_slots: int | tuple | list = (32749, 8191),
+        context_slots: int | tuple | list = (24571, 12289),
         context_generation_share: int = 8,
         season_slots: int = 4093,
     ) -> None:
