@@ -36,6 +36,7 @@ State: the last ``recent + w - 1`` readings (``float32``), the reservoir
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -233,7 +234,8 @@ class ShapeNovelty:
         keep = self._size
         drop = self._end - keep
         if self.reservoir:
-            starts = [(i, slot) for i, slot in ((i, self._draw()) for i in range(drop)) if slot < self.reservoir]
+            slots = self._draws(drop)
+            starts = [(int(i), int(slots[i])) for i in np.flatnonzero(slots < self.reservoir)]
             if starts:
                 x = self._buf[: self._end].astype(np.float64)
                 ff = self.floor_share * self.floor_share * float(x.var()) + 1e-24
@@ -250,13 +252,23 @@ class ShapeNovelty:
         self._end = keep
         self._summed = 0
 
-    def _draw(self) -> int:
-        """Algorithm R: the reservoir slot of the next window offered (``>= reservoir``: not kept)."""
-        self._offered += 1
-        if self._offered <= self.reservoir:
-            return self._offered - 1
-        self._rng = (self._rng * _LCG_A + _LCG_C) % _LCG_M
-        return (self._rng >> 11) % self._offered
+    def _draws(self, count: int) -> np.ndarray:
+        """Algorithm R for the next ``count`` windows offered: their reservoir slots
+        (``>= reservoir``: not kept). Window ``k`` (from 1) takes slot ``k - 1`` while
+        the reservoir fills, then a draw of the seeded LCG modulo ``k``; the LCG's
+        steps are taken at once (``x_j = A^j x_0 + C (A^(j-1) + ... + 1)``, in uint64
+        arithmetic, which wraps modulo 2^64 as the LCG does)."""
+        k = np.arange(self._offered + 1, self._offered + count + 1, dtype=np.uint64)
+        slots = k - np.uint64(1)
+        drawn = k > self.reservoir  # a suffix: k grows
+        steps = int(drawn.sum())
+        if steps:
+            mul, add = _lcg_jumps(steps)
+            x = mul * np.uint64(self._rng) + add
+            slots[drawn] = (x >> np.uint64(11)) % k[drawn]
+            self._rng = int(x[-1])
+        self._offered += count
+        return slots
 
     def _refresh_reservoir(self) -> None:
         self._res_z = self._res.astype(np.float32) / np.float32(_Q)
@@ -282,3 +294,14 @@ class ShapeNovelty:
         self._computed = int(state["computed"])
         self._record, self._score = float(state["record"]), float(state["score"])
         self._cache = None
+
+
+@lru_cache(maxsize=4)
+def _lcg_jumps(steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(A^j, C (A^(j-1) + ... + 1))`` modulo 2^64 for ``j = 1..steps`` (uint64)."""
+    mul, add, a, c = [], [], 1, 0
+    for _ in range(steps):
+        a, c = (a * _LCG_A) % _LCG_M, (c * _LCG_A + _LCG_C) % _LCG_M
+        mul.append(a)
+        add.append(c)
+    return np.array(mul, dtype=np.uint64), np.array(add, dtype=np.uint64)
