@@ -20,7 +20,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from cityeye.errors import ConfigError
@@ -28,6 +28,7 @@ from cityeye.kinds import use_kinds_file
 
 __all__ = [
     "KafkaSettings",
+    "MqttTls",
     "MqttSettings",
     "InfluxSettings",
     "WebhookSettings",
@@ -78,11 +79,59 @@ class KafkaSettings(BaseModel):
         }
 
 
+class MqttTls(BaseModel):
+    """TLS to the MQTT broker (paho's ``tls_set``); a client certificate is optional.
+
+    ``true``/``false`` in a file stand for ``{enabled: true|false}``.
+    """
+
+    enabled: bool = False
+    #: CA certificate(s) the broker's certificate is checked against; empty: the system's CAs
+    ca_file: str = ""
+    #: client certificate and key (PEM), for brokers that require or map certificates
+    cert_file: str = ""
+    key_file: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_bool(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _files(self) -> "MqttTls":
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file and key_file go together")
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise ValueError(f"{name} {path!r} does not exist")
+        return self
+
+    def tls_set_kwargs(self) -> dict[str, Any] | None:
+        """Keyword arguments for paho's ``Client.tls_set``, or None when TLS is off."""
+        if not self.enabled:
+            return None
+        return {"ca_certs": self.ca_file or None, "certfile": self.cert_file or None,
+                "keyfile": self.key_file or None}
+
+
 class MqttSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = None
+    tls: MqttTls = MqttTls()
+    #: simulators: the credentials file (``cityeye devices export-acl``); each device publishes with its account
+    device_credentials: str = ""
+
+    def configure_client(self, client: Any, username: str | None = None, password: SecretStr | None = None) -> None:
+        """Give a paho client these credentials (or ``username``/``password``) and TLS settings."""
+        username, password = (username, password) if username else (self.username, self.password)
+        if username:
+            client.username_pw_set(username, password.get_secret_value() if password else None)
+        tls = self.tls.tls_set_kwargs()
+        if tls is not None:
+            client.tls_set(**tls)
     client_id: str = "cityeye-gateway"
     topic_filter: str = "cityeye/+/+/+"
     qos: Literal[0, 1, 2] = 1

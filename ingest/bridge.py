@@ -72,9 +72,7 @@ class MqttBridge:
             protocol=mqtt.MQTTv311,
             manual_ack=True,
         )
-        if settings.username:
-            password = settings.password.get_secret_value() if settings.password else None
-            self.client.username_pw_set(settings.username, password)
+        settings.configure_client(self.client)
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
