@@ -249,8 +249,10 @@ class ApiConfig(BaseModel):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(9094, ge=0, le=65535)
-    #: bearer token for write actions; without one, write actions are refused
+    #: bearer token for write actions (it also reads); without one, write actions are refused
     token: SecretStr | None = None
+    #: read-only bearer tokens (GET under /api/v1/); without any token at all, reads are refused too
+    read_tokens: list[SecretStr] = Field(default_factory=list)
 
 
 class ShardingConfig(BaseModel):

@@ -14,11 +14,13 @@ from tests.alerting_helpers import config, event
 
 TOKEN = "s3cret-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+READ_TOKEN = "read-only-token-for-tests"
+READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 
 
 @pytest.fixture
 async def api(tmp_path):
-    engine = Engine(config(api={"token": TOKEN}), Store(tmp_path / "s.sqlite"))
+    engine = Engine(config(api={"token": TOKEN, "read_tokens": [READ_TOKEN]}), Store(tmp_path / "s.sqlite"))
     clock = [100.0]
     with engine.store.transaction():
         engine.apply_event(event("wl-01", severity="red", district="pudong"), 100.0)
@@ -27,7 +29,7 @@ async def api(tmp_path):
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    async with aiohttp.ClientSession(f"http://127.0.0.1:{runner.addresses[0][1]}") as http:
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{runner.addresses[0][1]}", headers=READ) as http:
         yield http, engine, clock
     await runner.cleanup()
 
@@ -51,12 +53,42 @@ async def test_list_and_filter(api):
 async def test_write_actions_need_the_bearer_token(api):
     http, engine, _ = api
     aid = alert_id(engine, "wl-01")
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+    for headers, status in (({"Authorization": ""}, 401), ({"Authorization": "Bearer wrong"}, 401),
+                            ({"Authorization": TOKEN}, 401), (READ, 403)):
         async with http.post(f"/api/v1/alerts/{aid}/ack", json={"by": "x"}, headers=headers) as r:
-            assert r.status == 401
+            assert r.status == status
             body = await r.json()
-            assert TOKEN not in str(body) and body["error"]["status"] == 401
+            assert TOKEN not in str(body) and READ_TOKEN not in str(body) and body["error"]["status"] == status
     assert engine.active["wl-01|level_warning"].acknowledged_by is None
+
+
+async def test_reads_need_a_read_token_or_the_write_token(api):
+    http, engine, _ = api
+    aid = alert_id(engine, "wl-01")
+    paths = ["/api/v1/alerts", f"/api/v1/alerts/{aid}", "/api/v1/silences", "/api/v1/status"]
+    for path in paths:
+        for headers, status in (({"Authorization": ""}, 401), ({"Authorization": "Bearer wrong"}, 401),
+                                (READ, 200), (AUTH, 200)):
+            async with http.get(path, headers=headers) as r:
+                assert r.status == status, (path, headers)
+                body = await r.json()
+                assert status == 200 or ("sensor_id" not in str(body) and body["error"]["status"] == 401)
+    async with http.get("/api/v1/openapi.json", headers={"Authorization": ""}) as r:
+        assert r.status == 200 and (await r.json())["security"] == [{"bearer": []}]
+
+
+async def test_without_any_token_configured_reads_are_refused(tmp_path):
+    engine = Engine(config(), Store(tmp_path / "s.sqlite"))
+    runner = web.AppRunner(create_app(engine, engine.cfg.api))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{runner.addresses[0][1]}") as http:
+            async with http.get("/api/v1/alerts", headers=READ) as r:
+                assert r.status == 401 and "reading is disabled" in (await r.json())["error"]["message"]
+    finally:
+        await runner.cleanup()
 
 
 async def test_ack_assign_comment_resolve_and_timeline(api):

@@ -190,7 +190,7 @@ async def test_one_worker_owns_every_partition_api_sees_all_silences_broadcast(k
     task = asyncio.create_task(d.run(stop))
     try:
         await wait_until(lambda: len(d.partitions.numbers()) == PARTITIONS or task.done(), what="all partitions owned")
-        async with aiohttp.ClientSession(f"http://127.0.0.1:{d.api_port}") as http:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{d.api_port}", headers=AUTH) as http:
             async with http.post("/api/v1/silences", headers=AUTH, json={
                     "matchers": ["district=minhang"], "duration": "1h", "created_by": "officer-wang",
                     "comment": "works on the minhang gauges"}) as r:
@@ -451,7 +451,7 @@ async def test_two_workers_split_partitions_ack_anywhere_kill_9_one_other_finish
     b = Worker(tmp_path, "b", settings_file, alerting)
     districts = districts_covering_all_partitions(2)
     try:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=AUTH) as http:
             deadline = asyncio.get_running_loop().time() + 30
             while (await owned(http, [a]))[0] != list(range(PARTITIONS)):
                 assert asyncio.get_running_loop().time() < deadline, "worker a never owned the partitions"

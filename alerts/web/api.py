@@ -18,16 +18,17 @@ GET      /api/v1/openapi.json                  OpenAPI 3 description
 GET      /  and  /console/                     the duty officers' web console (alerts/web/console/)
 =======  ====================================  ==========================================
 
-Write actions need ``Authorization: Bearer <api.token>`` (compared in
-constant time; without a configured token they are refused). Errors are
-``{"error": {"status", "message"}}`` with 400 (bad JSON), 401 (token),
+Every ``/api/v1/`` call but the OpenAPI document needs ``Authorization:
+Bearer <token>`` (alerts/web/auth.py): reads a read token (``api.read_tokens``)
+or the write token (``api.token``), write actions the write token. Errors are
+``{"error": {"status", "message"}}`` with 400 (bad JSON), 401 (token), 403 (a
+read token on a write),
 404 (unknown id), 409 (action does not fit the state) or 422 (invalid
 fields, naming them).
 """
 
 from __future__ import annotations
 
-import hmac
 import inspect
 import json
 import time
@@ -38,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from alerts.config import ApiConfig, Matchers, parse_duration
 from alerts.runtime.cluster_view import ClusterView
+from alerts.web.auth import TokenAuth, token_middleware
 from alerts.web.console import add_console_routes
 from alerts.pipeline.dispatch_engine import ActionConflict, AlertNotFound, Engine
 from alerts.model import Alert
@@ -108,7 +110,6 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
     partition's state, actions applied by their owners); an :class:`Engine` serves
     the same API directly (tests, tools).
     """
-    token = api.token.get_secret_value().encode() if api.token else None
     store = engine.store
 
     @web.middleware
@@ -123,20 +124,6 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
             return _error(404, str(exc))
         except ActionConflict as exc:
             return _error(409, str(exc))
-
-    def authorise(request: web.Request) -> web.Response | None:
-        if token is None:
-            return _error(401, "write actions are disabled: no api.token is configured")
-        header = request.headers.get("Authorization", "")
-        given = header[7:].strip().encode() if header.lower().startswith("bearer ") else b""
-        if not given or not hmac.compare_digest(given, token):
-            return _error(401, "missing or wrong bearer token")
-        return None
-
-    async def authorised_body(request: web.Request, model: type[BaseModel]) -> BaseModel | web.Response:
-        """The request's validated body, or the response refusing it (no or a wrong token, a bad body)."""
-        denied = authorise(request)
-        return denied if denied is not None else await body_of(request, model)
 
     async def body_of(request: web.Request, model: type[BaseModel]) -> BaseModel | web.Response:
         try:
@@ -189,7 +176,7 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
 
     def action(model: type[BaseModel], apply: Callable[[str, Any, float], Alert]):
         async def handler(request: web.Request) -> web.Response:
-            body = await authorised_body(request, model)
+            body = await body_of(request, model)
             if isinstance(body, web.Response):
                 return body
             alert = await write(lambda: apply(request.match_info["id"], body, clock()))
@@ -202,7 +189,7 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
         return web.json_response({"silences": sorted(out, key=lambda s: -s["created_at"])})
 
     async def create_silence(request: web.Request) -> web.Response:
-        body = await authorised_body(request, SilenceBody)
+        body = await body_of(request, SilenceBody)
         if isinstance(body, web.Response):
             return body
         now = clock()
@@ -219,9 +206,6 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
         return web.json_response({**silence.to_dict(), "state": silence.state(now)}, status=201)
 
     async def expire_silence(request: web.Request) -> web.Response:
-        denied = authorise(request)
-        if denied is not None:
-            return denied
         now = clock()
         silence = await write(lambda: engine.expire_silence(request.match_info["id"], now))
         return web.json_response({**silence.to_dict(), "state": silence.state(now)})
@@ -232,7 +216,8 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(OPENAPI)
 
-    app = web.Application(middlewares=[errors], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[errors, token_middleware(TokenAuth(api), _error)],
+                          client_max_size=MAX_BODY_BYTES)
     app.router.add_get("/api/v1/alerts", list_alerts)
     app.router.add_get("/api/v1/alerts/{id}", get_alert)
     app.router.add_post("/api/v1/alerts/{id}/ack",

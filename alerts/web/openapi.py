@@ -15,7 +15,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-_ERRORS = {code: {"$ref": f"#/components/responses/E{code}"} for code in ("400", "401", "404", "409", "422")}
+_ERRORS = {code: {"$ref": f"#/components/responses/E{code}"} for code in ("400", "401", "403", "404", "409", "422")}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _SECURED = [{"bearer": []}]
 
@@ -37,6 +37,8 @@ OPENAPI: dict[str, Any] = {
     "info": {"title": "CityEye alert dispatcher API", "version": "1.0.0",
              "description": "Alerts (list, inspect, acknowledge, assign, comment, resolve) and silences."},
     "servers": [{"url": "/"}],
+    # every call needs a bearer token: reads a read token or the write token, writes the write token
+    "security": _SECURED,
     "paths": {
         "/api/v1/alerts": {"get": {
             "summary": "List alerts (active first, then recently resolved)",
@@ -73,12 +75,13 @@ OPENAPI: dict[str, Any] = {
         }},
         "/api/v1/status": {"get": {"summary": "Counts of alerts, groups, silences, outbox",
                                    "responses": {"200": _json({"type": "object"}, "status")}}},
-        "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json({"type": "object"}, "spec")}}},
+        "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": _json({"type": "object"}, "spec")}}},
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "responses": {code: _json(_ref("Error"), text) for code, text in (
-            ("E400", "request body is not JSON"), ("E401", "missing or wrong bearer token"), ("E404", "unknown id"),
+            ("E400", "request body is not JSON"), ("E401", "missing or wrong bearer token"),
+            ("E403", "a read-only token on a write action"), ("E404", "unknown id"),
             ("E409", "the action does not fit the current state"), ("E422", "invalid fields (named in the message)"))},
         "schemas": {
             "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
