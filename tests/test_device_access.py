@@ -20,15 +20,17 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from cityeye.config import MqttSettings, MqttTls
+from cityeye.config import MqttSettings, MqttTls, Settings
 from cityeye.device_credentials import GATEWAY_ACCOUNT, MqttCredentials, load_or_create, read_credentials
 from cityeye.errors import ConfigError
 from cityeye.sensor_registry import load_registry
 from ingest.bridge import MqttBridge
 from ingest.device_access import acl_file, broker_auth_conf, export_broker_files
 from launch.cli import main as cli_main
+from launch.embedded import EmbeddedStack
 from launch.servers import MosquittoServer, MosquittoTls
 from simulators import DEMO_REGISTRY
+from simulators.simulation import run_simulation
 from tests.tls_helpers import CertAuthority
 
 REGISTRY = load_registry(DEMO_REGISTRY)
@@ -272,3 +274,49 @@ def test_export_acl_command_writes_hashed_files_and_never_prints_a_password(tmp_
     assert stat.S_IMODE((out / "mosquitto.passwd").stat().st_mode) == 0o600
     assert cli_main(["devices", "password", OWN.id, "--credentials", str(creds_path)]) == 0
     assert capsys.readouterr().out.strip() == creds.devices[OWN.id].get_secret_value()
+
+
+def test_embedded_stack_broker_has_device_accounts_and_private_files(tmp_path):
+    stack = EmbeddedStack(tmp_path / "run", with_influx=False)
+    try:
+        settings = stack.start_servers()
+        stack.write_alerting_config()
+        for path in (stack.config_path, stack.credentials_path, tmp_path / "run" / "alerting.yaml"):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert settings.mqtt.username == GATEWAY_ACCOUNT and settings.mqtt.password is not None
+        creds = read_credentials(settings.mqtt.device_credentials)
+        assert set(creds.devices) == {s.id for s in REGISTRY}
+
+        def connack(username, password):
+            c = paho.Client(CallbackAPIVersion.VERSION2, client_id="probe", protocol=paho.MQTTv311)
+            got = threading.Event()
+            result = []
+            c.on_connect = lambda *a: (result.append(a[3]), got.set())
+            if username:
+                c.username_pw_set(username, password)
+            c.connect("127.0.0.1", settings.mqtt.port)
+            c.loop_start()
+            got.wait(10)
+            c.disconnect()
+            c.loop_stop()
+            return result[0]
+
+        assert connack(None, None).is_failure
+        assert not connack(OWN.id, creds.devices[OWN.id].get_secret_value()).is_failure
+    finally:
+        stack.stop()
+
+
+async def test_simulator_publishes_each_device_with_its_own_account(broker, gateway, tmp_path):
+    creds_path = tmp_path / "mqtt-credentials.yaml"
+    settings = Settings(mqtt=MqttSettings(port=broker.server.port, device_credentials=str(creds_path)),
+                        registry=str(DEMO_REGISTRY))
+    result = await run_simulation(settings, REGISTRY, speed=0, scenario="flood", seed=3, duration_h=0.5)
+    got = gateway.received(2.0)
+    while len(got) < result.messages_published:
+        more = gateway.received(2.0)
+        if not more:
+            break
+        got += more
+    assert result.messages_published > len(REGISTRY) and len(got) == result.messages_published
+    assert {t.rsplit("/", 1)[-1] for t, _ in got} == {s.id for s in REGISTRY}
