@@ -242,6 +242,11 @@ class DeliveryConfig(BaseModel):
     backoff_max: Duration = 60.0
     #: full jitter on backoff delays (off makes delays exact, for tests)
     jitter: bool = True
+    #: after max_attempts a notification stays queued (durably, in the partition's state file) and is
+    #: redelivered with backoff from backoff_max up to redelivery_max until the receiver takes it;
+    #: false: it is dead-lettered and only an operator's replay sends it again
+    redeliver: bool = True
+    redelivery_max: Duration = 300.0
 
 
 class ApiConfig(BaseModel):

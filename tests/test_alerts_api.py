@@ -6,10 +6,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from alerts.notification import Notification, Notifier
+from alerts.runtime.delivery import DeliveryManager
 from alerts.web.api import create_app
 from alerts.pipeline.dispatch_engine import Engine
 from alerts.runtime.store import Store
-from cityeye.errors import ConfigError
+from cityeye.errors import ConfigError, PermanentDeliveryError
 from tests.alerting_helpers import config, event
 
 TOKEN = "s3cret-token-for-tests"
@@ -189,3 +191,48 @@ def test_api_settings_from_the_environment_override_the_file(monkeypatch, tmp_pa
     monkeypatch.setenv("CITYEYE_API_PORT", "not-a-port")
     with pytest.raises(ConfigError, match="api.port"):
         load_alerting_config(path)
+
+
+class _Refusing(Notifier):
+    """A receiver that refuses for good (HTTP 404), then, once fixed, takes everything."""
+
+    def __init__(self) -> None:
+        self.name, self.fixed, self.sent = "desk", False, []
+
+    async def send(self, notification: Notification) -> None:
+        if not self.fixed:
+            raise PermanentDeliveryError("HTTP 404", status=404)
+        self.sent.append(notification.id)
+
+
+async def test_operator_lists_and_replays_dead_notifications(api):
+    http, engine, clock = api
+    with engine.store.transaction():
+        engine.tick(100.0)
+    notifier = _Refusing()
+    manager = DeliveryManager(engine, {"desk": notifier}, engine.cfg.delivery, clock=lambda: clock[0])
+    rows = engine.store.outbox_due("desk", float("inf"))
+    assert rows and all([await manager.deliver_one(r, notifier) == "dead" for r in rows])
+    async with http.get("/api/v1/notifications/dead") as r:
+        listed = await r.json()
+    assert r.status == 200 and listed["total"] == len(rows)
+    dead = listed["notifications"][0]
+    assert dead["state"] == "dead" and dead["reason"].startswith("permanent failure: HTTP 404")
+    assert dead["notification"]["receiver"] == "desk"
+    path = f"/api/v1/notifications/dead/{dead['id']}/replay"
+    async with http.post(path, json={"by": "officer-li"}) as r:
+        assert r.status == 403  # the session's read token
+    async with http.post(path, json={"by": "officer-li"}, headers=AUTH) as r:
+        replayed = await r.json()
+        assert r.status == 200 and (replayed["state"], replayed["replayed_by"]) == ("replayed", "officer-li")
+    [row] = engine.store.outbox_due("desk", 0.0)  # due at once
+    notifier.fixed = True
+    assert await manager.deliver_one(row, notifier) == "delivered" and notifier.sent == [dead["id"]]
+    async with http.get("/api/v1/notifications/dead", params={"state": "delivered"}) as r:
+        assert [d["id"] for d in (await r.json())["notifications"]] == [dead["id"]]
+    async with http.post(path, json={"by": "officer-li"}, headers=AUTH) as r:
+        assert r.status == 409
+    async with http.post("/api/v1/notifications/dead/nope/replay", json={"by": "x"}, headers=AUTH) as r:
+        assert r.status == 404
+    async with http.get("/api/v1/notifications/dead", params={"state": "lost"}) as r:
+        assert r.status == 422

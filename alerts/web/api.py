@@ -13,6 +13,9 @@ GET      /api/v1/silences                      all silences with their state
 POST     /api/v1/silences                      ``{"matchers", "starts_at"?, "ends_at" | "duration",
                                                "created_by", "comment"}``
 DELETE   /api/v1/silences/{id}                 expire a silence
+GET      /api/v1/notifications/dead            notifications whose retries ran out: state
+                                               (redelivering|dead|replayed|delivered), limit
+POST     /api/v1/notifications/dead/{id}/replay  ``{"by"}``: queue it again, due at once
 GET      /api/v1/status                        counts (health check)
 GET      /api/v1/openapi.json                  OpenAPI 3 description
 GET      /  and  /console/                     the duty officers' web console (alerts/web/console/)
@@ -39,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from alerts.config import ApiConfig, Matchers, parse_duration
 from alerts.runtime.cluster_view import ClusterView
+from alerts.runtime.redelivery import DEAD_STATES, replay
 from alerts.web.auth import TokenAuth, token_middleware
 from alerts.web.console import add_console_routes
 from alerts.pipeline.dispatch_engine import ActionConflict, AlertNotFound, Engine
@@ -65,6 +69,10 @@ class AckBody(_Body):
 class AssignBody(_Body):
     by: str = _Actor
     assignee: str = _Actor
+
+
+class ReplayBody(_Body):
+    by: str = _Actor
 
 
 class CommentBody(_Body):
@@ -210,6 +218,28 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
         silence = await write(lambda: engine.expire_silence(request.match_info["id"], now))
         return web.json_response({**silence.to_dict(), "state": silence.state(now)})
 
+    async def dead_notifications(request: web.Request) -> web.Response:
+        state = request.query.get("state") or None
+        if state is not None and state not in DEAD_STATES:
+            return _error(422, f"state: one of {', '.join(DEAD_STATES)}")
+        try:
+            limit = max(1, min(5000, int(request.query.get("limit", "500"))))
+        except ValueError:
+            return _error(422, "limit: must be an integer")
+        rows = store.dead_notifications(state, limit)
+        return web.json_response({"notifications": rows, "total": len(rows)})
+
+    async def replay_notification(request: web.Request) -> web.Response:
+        body = await body_of(request, ReplayBody)
+        if isinstance(body, web.Response):
+            return body
+        nid = request.match_info["id"]
+        if isinstance(engine, ClusterView):  # the owner of its partition applies it
+            result = await write(lambda: engine.replay_notification(nid, body.by, clock()))
+        else:
+            result = await write(lambda: replay(engine, nid, body.by, clock()))
+        return web.json_response(result)
+
     async def status(request: web.Request) -> web.Response:
         return web.json_response(engine.stats())
 
@@ -231,6 +261,8 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
     app.router.add_get("/api/v1/silences", list_silences)
     app.router.add_post("/api/v1/silences", create_silence)
     app.router.add_delete("/api/v1/silences/{id}", expire_silence)
+    app.router.add_get("/api/v1/notifications/dead", dead_notifications)
+    app.router.add_post("/api/v1/notifications/dead/{id}/replay", replay_notification)
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/openapi.json", openapi)
     add_console_routes(app)

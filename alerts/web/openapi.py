@@ -73,6 +73,22 @@ OPENAPI: dict[str, Any] = {
             "summary": "Expire a silence now", "security": _SECURED, "parameters": [_ID],
             "responses": {"200": _json(_ref("Silence"), "the expired silence"), **_ERRORS},
         }},
+        "/api/v1/notifications/dead": {"get": {
+            "summary": "Notifications whose retries ran out (redelivering, dead, replayed, delivered)",
+            "parameters": [{"name": "state", "in": "query", "schema": {"type": "string", "enum": [
+                "redelivering", "dead", "replayed", "delivered"]}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 5000}}],
+            "responses": {"200": _json({"type": "object", "properties": {
+                "notifications": {"type": "array", "items": _ref("DeadNotification")},
+                "total": {"type": "integer"}}}, "dead notifications"), "422": _ERRORS["422"]},
+        }},
+        "/api/v1/notifications/dead/{id}/replay": {"post": {
+            "summary": "Queue a dead notification again, due at once (same id and Idempotency-Key)",
+            "parameters": [_ID],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["by"], "properties": {"by": _STR}}}}},
+            "responses": {"200": _json(_ref("DeadNotification"), "the dead notification, now replayed"), **_ERRORS},
+        }},
         "/api/v1/status": {"get": {"summary": "Counts of alerts, groups, silences, outbox",
                                    "responses": {"200": _json({"type": "object"}, "status")}}},
         "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": _json({"type": "object"}, "spec")}}},
@@ -84,6 +100,10 @@ OPENAPI: dict[str, Any] = {
             ("E403", "a read-only token on a write action"), ("E404", "unknown id"),
             ("E409", "the action does not fit the current state"), ("E422", "invalid fields (named in the message)"))},
         "schemas": {
+            "DeadNotification": {"type": "object", "properties": {
+                "id": _STR, "receiver": _STR, "at": _NUM, "attempts": {"type": "integer"}, "reason": _STR,
+                "state": {"type": "string", "enum": ["redelivering", "dead", "replayed", "delivered"]},
+                "replayed_by": _STR, "notification": {"type": "object"}}},
             "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
                 "status": {"type": "integer"}, "message": _STR}}}},
             "Alert": {"type": "object", "properties": {
