@@ -21,8 +21,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cityeye.config import MqttSettings, MqttTls, Settings
-from cityeye.device_credentials import GATEWAY_ACCOUNT, MqttCredentials, load_or_create, read_credentials
-from cityeye.errors import ConfigError
+from alerts.notifiers import build_notifier
+from cityeye.device_credentials import GATEWAY_ACCOUNT, NOTIFIER_ACCOUNT, MqttCredentials, load_or_create, read_credentials
+from cityeye.errors import ConfigError, DeliveryError
 from cityeye.sensor_registry import load_registry
 from ingest.bridge import MqttBridge
 from ingest.device_access import acl_file, broker_auth_conf, export_broker_files
@@ -31,6 +32,7 @@ from launch.embedded import EmbeddedStack
 from launch.servers import MosquittoServer, MosquittoTls
 from simulators import DEMO_REGISTRY
 from simulators.simulation import run_simulation
+from tests.notify_helpers import sample_notification
 from tests.tls_helpers import CertAuthority
 
 REGISTRY = load_registry(DEMO_REGISTRY)
@@ -320,3 +322,22 @@ async def test_simulator_publishes_each_device_with_its_own_account(broker, gate
         got += more
     assert result.messages_published > len(REGISTRY) and len(got) == result.messages_published
     assert {t.rsplit("/", 1)[-1] for t, _ in got} == {s.id for s in REGISTRY}
+
+
+async def test_mqtt_notifier_publishes_with_its_own_account_over_tls(broker, gateway):
+    notifier = build_notifier({
+        "name": "ops-mqtt", "type": "mqtt", "host": "127.0.0.1", "port": broker.server.tls_port,
+        "username": NOTIFIER_ACCOUNT, "password": broker.creds.password(NOTIFIER_ACCOUNT).get_secret_value(),
+        "tls": {"enabled": True, "ca_file": str(broker.ca.cert)}, "timeout_s": 5})
+    try:
+        await notifier.send(sample_notification())
+    finally:
+        await notifier.close()
+    got = await asyncio.to_thread(gateway.received, 2.0)
+    assert got and all(topic.startswith("cityeye/out/") for topic, _ in got)
+    untrusted = build_notifier({
+        "name": "no-ca", "type": "mqtt", "host": "127.0.0.1", "port": broker.server.tls_port,
+        "username": NOTIFIER_ACCOUNT, "password": "x" * 20, "tls": True, "timeout_s": 2})
+    with pytest.raises(DeliveryError):  # the test CA is not among the system's CAs
+        await untrusted.send(sample_notification())
+    await untrusted.close()
