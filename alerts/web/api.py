@@ -105,6 +105,14 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": {"status": status, "message": message}}, status=status)
 
 
+def _limit(request: web.Request) -> int | web.Response:
+    """The ``limit`` query parameter (1 to 5000, default 500), or the 422 refusing it."""
+    try:
+        return max(1, min(5000, int(request.query.get("limit", "500"))))
+    except ValueError:
+        return _error(422, "limit: must be an integer")
+
+
 def _fields(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg'].removeprefix('Value error, ')}"
                      for e in exc.errors())
@@ -165,10 +173,9 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
 
     async def list_alerts(request: web.Request) -> web.Response:
         q = dict(request.query)
-        try:
-            limit = max(1, min(5000, int(q.get("limit", "500"))))
-        except ValueError:
-            return _error(422, "limit: must be an integer")
+        limit = _limit(request)
+        if isinstance(limit, web.Response):
+            return limit
         alerts = list(engine.active.values())
         if q.get("state") in (None, "", "resolved"):
             alerts += [Alert.from_dict(d) for d in store.resolved_alerts(limit)]
@@ -222,10 +229,9 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
         state = request.query.get("state") or None
         if state is not None and state not in DEAD_STATES:
             return _error(422, f"state: one of {', '.join(DEAD_STATES)}")
-        try:
-            limit = max(1, min(5000, int(request.query.get("limit", "500"))))
-        except ValueError:
-            return _error(422, "limit: must be an integer")
+        limit = _limit(request)
+        if isinstance(limit, web.Response):
+            return limit
         rows = store.dead_notifications(state, limit)
         return web.json_response({"notifications": rows, "total": len(rows)})
 
