@@ -48,7 +48,7 @@ class Inbound:
 
 
 class MqttBridge:
-    """Subscribes on ``settings.topic_filter`` and feeds :attr:`queue` on ``loop``."""
+    """Subscribes to ``settings.topic_filters`` and feeds :attr:`queue` on ``loop``."""
 
     def __init__(self, settings: MqttSettings, loop: asyncio.AbstractEventLoop, *,
                  max_unacked: int = 5000, clock=None, keepalive: int = 30) -> None:
@@ -86,16 +86,19 @@ class MqttBridge:
             return
         with self._lock:
             self._generation += 1
-        client.subscribe(self.settings.topic_filter, qos=self.settings.qos)
+        client.subscribe([(f, self.settings.qos) for f in self.settings.topic_filters])
         log.info("MQTT connected to %s:%d (session present: %s)",
                  self.settings.host, self.settings.port, flags.session_present)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        if any(rc.is_failure for rc in reason_codes):
-            log.error("MQTT broker refused the subscription to %s: %s", self.settings.topic_filter,
-                      ", ".join(str(rc) for rc in reason_codes))
-            return
-        log.info("MQTT subscribed to %s", self.settings.topic_filter)
+        filters = self.settings.topic_filters
+        refused = [f"{f} ({rc})" for f, rc in zip(filters, reason_codes) if rc.is_failure]
+        if refused:
+            log.error("MQTT broker refused the subscription to %s (check the gateway account's ACL)",
+                      ", ".join(refused))
+            if len(refused) == len(filters):
+                return
+        log.info("MQTT subscribed to %s", ", ".join(f for f, rc in zip(filters, reason_codes) if not rc.is_failure))
         self._to_loop(self.connected.set)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:

@@ -7,7 +7,7 @@ SenML or vendor-mapping topic such as ``cityeye/senml/{sensor_id}``) are
 added with ``topic_templates``. A device may subscribe to nothing: a
 ``#`` subscription of a device receives no message. The services have
 their own accounts: the gateway (``cityeye-gateway``) is the only account
-that reads ``cityeye/#``; the dispatcher's MQTT notifier
+that reads ``cityeye/#`` (and ``/cityeye/#``, where malformed topics land); the dispatcher's MQTT notifier
 (``cityeye-notifier``) publishes under ``cityeye/out/#``.
 
 :func:`password_file` writes Mosquitto 2's hashed format
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from cityeye.contracts import MQTT_TOPIC_FILTERS
 from cityeye.device_credentials import GATEWAY_ACCOUNT, NOTIFIER_ACCOUNT, MqttCredentials, write_private
 from cityeye.errors import ConfigError
 from cityeye.sensor_registry import Sensor, SensorRegistry
@@ -52,7 +53,9 @@ class ServiceAccount:
 
 
 SERVICE_ACLS: tuple[ServiceAccount, ...] = (
-    ServiceAccount(GATEWAY_ACCOUNT, read=("cityeye/#",)),
+    # what the gateway subscribes to by default (cityeye.contracts.MQTT_TOPIC_FILTERS): it dead-letters
+    # malformed topics instead of never hearing them
+    ServiceAccount(GATEWAY_ACCOUNT, read=MQTT_TOPIC_FILTERS),
     ServiceAccount(NOTIFIER_ACCOUNT, write=("cityeye/out/#",)),
 )
 

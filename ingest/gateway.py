@@ -16,6 +16,15 @@ broker (which keeps queueing for the persistent session) instead of
 growing memory. Acks go to the broker only after Kafka (acks=all) has the
 reading or its dead letter: a stop or crash before that means redelivery,
 so delivery is at-least-once and nothing accepted is lost.
+
+No message can stop the gateway: whatever fails while one message is
+handled (validation, encoding) becomes that message's dead letter
+(``internal_error: <exception class>: ...``) and the message is acknowledged
+like any other. Before validation a per-device token bucket
+(``ingest.rate_limit``, :mod:`ingest.rate_limit`) dead-letters a flooding
+device's excess messages (``rate_limited``); per-device counters
+(:mod:`ingest.device_health`) go to Kafka ``devices.health`` every
+``ingest.health_interval_s``.
 """
 
 from __future__ import annotations
@@ -33,10 +42,13 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from cityeye.config import Settings
 from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, Reading, readings_topic
+from cityeye.device_health import TOPIC_DEVICES_HEALTH
 from cityeye.kafka import make_producer
 from cityeye.kinds import use_kinds_file
 from cityeye.sensor_registry import SensorRegistry
 from ingest.bridge import Inbound, MqttBridge
+from ingest.device_health import DeviceHealthTracker
+from ingest.rate_limit import DeviceRateLimiter
 from ingest.validation import Limits, reason_code, validate_message
 
 __all__ = ["Gateway", "GatewayStats"]
@@ -77,16 +89,18 @@ def _encode(outcome: Reading | DeadLetter) -> bytes:
     so their ``__dict__`` serialises to exactly the same bytes, several
     times faster: this runs once per reading.
     """
-    return json.dumps(outcome.__dict__, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return json.dumps(outcome.__dict__, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+        "utf-8", errors="backslashreplace")
 
 
 class _Record:
-    """One Kafka record for one validation outcome, and its pending send."""
+    """One Kafka record for one validation outcome (encoded once), and its pending send."""
 
-    __slots__ = ("outcome", "future")
+    __slots__ = ("outcome", "value", "future")
 
     def __init__(self, outcome: Reading | DeadLetter) -> None:
         self.outcome = outcome
+        self.value = _encode(outcome)
         self.future: asyncio.Future | None = None
 
     @property
@@ -119,6 +133,9 @@ class Gateway:
         self._batches: asyncio.Queue[_Batch] | None = None
         self._window: asyncio.Semaphore | None = None
         self._tasks: list[asyncio.Task] = []
+        self._limiter = DeviceRateLimiter(settings.ingest.rate_limit, {s.id for s in registry})
+        self._health = DeviceHealthTracker(registry, settings.mqtt.client_id, clock())
+        self._internal_errors_logged: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -134,6 +151,9 @@ class Gateway:
                        asyncio.create_task(self._acker(), name="gateway-acker")]
         if ing.stats_interval_s > 0:
             self._tasks.append(asyncio.create_task(self._log_stats(ing.stats_interval_s), name="gateway-stats"))
+        if ing.health_interval_s > 0:
+            self._tasks.append(asyncio.create_task(self._publish_health(ing.health_interval_s),
+                                                   name="gateway-health"))
         log.info("gateway started: %d sensors in %s, MQTT %s:%d -> Kafka %s", len(self.registry),
                  self.registry.source, self.settings.mqtt.host, self.settings.mqtt.port, self.settings.kafka.bootstrap)
 
@@ -221,15 +241,51 @@ class Gateway:
                 messages.append(queue.get_nowait())
             records = []
             for msg in messages:
-                outcomes = validate_message(msg.payload, msg.topic, self.registry, msg.received_at, self.limits)
-                for outcome in outcomes:
-                    record = _Record(outcome)
+                for record in self._records_of(msg):
                     try:
-                        record.future = await self._producer.send(record.topic, _encode(outcome), key=record.key)
-                    except KafkaError as exc:  # the acker resends it
+                        record.future = await self._producer.send(record.topic, record.value, key=record.key)
+                    except Exception as exc:  # KafkaError and anything else: the acker resends it
                         log.debug("send failed (%s); will retry", type(exc).__name__)
                     records.append(record)
             await self._batches.put(_Batch(messages, records))
+
+    def _records_of(self, msg: Inbound) -> list[_Record]:
+        """The Kafka records of one message; never raises.
+
+        Whatever fails here (a bug meeting an input nobody thought of) gives the
+        message one ``internal_error`` dead letter instead: the message is then
+        acknowledged like any other and the gateway goes on.
+        """
+        sensor_id = _topic_sensor(msg.topic)
+        try:
+            self._health.message(sensor_id, msg.received_at)
+            if not self._limiter.allow(sensor_id, msg.received_at):
+                return [_Record(self._rate_limited(msg, sensor_id))]
+            outcomes = validate_message(msg.payload, msg.topic, self.registry, msg.received_at, self.limits)
+            return [_Record(outcome) for outcome in outcomes]
+        except Exception as exc:
+            return [_Record(self._internal_error(msg, sensor_id, exc))]
+
+    def _rate_limited(self, msg: Inbound, sensor_id: str | None) -> DeadLetter:
+        """The dead letter of a message over its device's rate (the payload kept whole unless oversized)."""
+        self._health.rate_limited(sensor_id)
+        limit = self.settings.ingest.rate_limit
+        kept = msg.payload if len(msg.payload) <= self.limits.max_payload_bytes else msg.payload[:_TRUNCATED_PAYLOAD]
+        return DeadLetter.of(kept, msg.topic, f"rate_limited: more than {limit.messages_per_s:g} messages/s "
+                             f"(burst {limit.burst}) from this device", msg.received_at, sensor_id)
+
+    def _internal_error(self, msg: Inbound, sensor_id: str | None, exc: Exception) -> DeadLetter:
+        name = type(exc).__name__
+        if name not in self._internal_errors_logged:  # once per exception class: counted, not logged each
+            self._internal_errors_logged.add(name)
+            log.error("handling a message on %r failed; dead-lettered as internal_error (further %s "
+                      "failures are counted, not logged)", msg.topic[:200], name, exc_info=exc)
+        try:
+            detail = ascii(str(exc))[1:-1][:200]  # ASCII: encodable whatever the exception quotes
+        except Exception:  # an exception whose str() fails too
+            detail = "(no message)"
+        return DeadLetter.of(msg.payload[: self.limits.max_payload_bytes], msg.topic,
+                             f"internal_error: {name}: {detail}", msg.received_at, sensor_id)
 
     async def _acker(self) -> None:
         while True:
@@ -252,12 +308,13 @@ class Gateway:
         while True:
             try:
                 if record.future is None:
-                    record.future = await self._producer.send(record.topic, _encode(record.outcome), key=record.key)
+                    record.future = await self._producer.send(record.topic, record.value, key=record.key)
                 await record.future
                 return
             except MessageSizeTooLargeError:
                 record.future = None
                 record.outcome = _shrunk(record.outcome)
+                record.value = _encode(record.outcome)
                 continue
             except Exception as exc:  # KafkaError and anything else the client raises
                 record.future = None
@@ -268,6 +325,7 @@ class Gateway:
                 delay = min(delay * 2, 10.0)
 
     def _count(self, outcome: Reading | DeadLetter) -> None:
+        self._health.outcome(outcome)
         if isinstance(outcome, Reading):
             self._stats.accepted += 1
             self._stats.accepted_by_kind[outcome.kind] += 1
@@ -278,6 +336,24 @@ class Gateway:
         while True:
             await asyncio.sleep(interval)
             log.info("gateway counters: %s", self.stats())
+
+    async def _publish_health(self, interval: float) -> None:
+        """Every ``interval`` s each registered device's health record, keyed by sensor id (best effort:
+        a record Kafka does not take is superseded by the next interval's)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                sends = [await self._producer.send(TOPIC_DEVICES_HEALTH, rec.to_json(), key=rec.sensor_id.encode())
+                         for rec in self._health.snapshot(self._clock())]
+                await asyncio.gather(*sends)
+            except KafkaError as exc:
+                log.warning("device health not published (%s); next try in %.0f s", type(exc).__name__, interval)
+
+
+def _topic_sensor(topic: str) -> str | None:
+    """The sensor id of a ``cityeye/<district>/<kind>/<sensor_id>`` topic (unchecked), else None."""
+    parts = topic.split("/")
+    return parts[3] if len(parts) == 4 and parts[0] == "cityeye" and parts[3] else None
 
 
 def _shrunk(outcome: Reading | DeadLetter) -> DeadLetter:

@@ -170,7 +170,7 @@ async def test_the_gateway_session_cannot_be_taken_over(broker, tmp_path):
     """The gateway's real bridge holds its persistent session while others try its client id."""
     settings = MqttSettings(port=broker.server.port, username=GATEWAY_ACCOUNT,
                             password=broker.creds.password(GATEWAY_ACCOUNT), client_id="cityeye-gateway",
-                            topic_filter="cityeye/#")
+                            topic_filters=["cityeye/#"])
     bridge = MqttBridge(settings, asyncio.get_running_loop())
     await bridge.start()
     assert bridge.connected.is_set()
@@ -198,7 +198,7 @@ async def test_the_gateway_session_cannot_be_taken_over(broker, tmp_path):
 
 async def test_gateway_bridge_over_tls(broker):
     settings = MqttSettings(port=broker.server.tls_port, username=GATEWAY_ACCOUNT,
-                            password=broker.creds.password(GATEWAY_ACCOUNT), topic_filter="cityeye/#",
+                            password=broker.creds.password(GATEWAY_ACCOUNT), topic_filters=["cityeye/#"],
                             tls=MqttTls(enabled=True, ca_file=str(broker.ca.cert)))
     bridge = MqttBridge(settings, asyncio.get_running_loop())
     await bridge.start()
@@ -258,7 +258,7 @@ def test_acl_lists_each_device_topic_and_extra_templates():
     block = text.split(f"user {OWN.id}\n", 1)[1].split("\n\n", 1)[0]
     assert block.splitlines() == [f"topic write {topic_of(OWN)}", f"topic write cityeye/senml/{OWN.id}"]
     assert "topic read cityeye/#" in text.split("user cityeye-gateway\n", 1)[1].split("\n\n", 1)[0]
-    assert text.count("topic read") == 1
+    assert text.count("topic read") == 2  # the gateway's cityeye/# and /cityeye/#
     with pytest.raises(ConfigError, match="without wildcards"):
         acl_file(REGISTRY, ["cityeye/+/{sensor_id}"])
 

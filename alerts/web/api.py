@@ -16,6 +16,9 @@ DELETE   /api/v1/silences/{id}                 expire a silence
 GET      /api/v1/notifications/dead            notifications whose retries ran out: state
                                                (redelivering|dead|replayed|delivered), limit
 POST     /api/v1/notifications/dead/{id}/replay  ``{"by"}``: queue it again, due at once
+GET      /api/v1/devices                       device health (alerts/web/devices.py); filters:
+                                               district, kind, status
+GET      /api/v1/devices/{id}                  one device's health
 GET      /api/v1/status                        counts (health check)
 GET      /api/v1/openapi.json                  OpenAPI 3 description
 GET      /  and  /console/                     the duty officers' web console (alerts/web/console/)
@@ -42,9 +45,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from alerts.config import ApiConfig, Matchers, parse_duration
 from alerts.runtime.cluster_view import ClusterView
+from alerts.runtime.device_health import DeviceHealthView
 from alerts.runtime.redelivery import DEAD_STATES, replay
 from alerts.web.auth import TokenAuth, token_middleware
 from alerts.web.console import add_console_routes
+from alerts.web.devices import add_device_routes
 from alerts.pipeline.dispatch_engine import ActionConflict, AlertNotFound, Engine
 from alerts.model import Alert
 from alerts.web.openapi import OPENAPI
@@ -119,8 +124,10 @@ def _fields(exc: ValidationError) -> str:
 
 
 def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable[[], None] = lambda: None,
-               clock: Callable[[], float] = time.time) -> web.Application:
+               clock: Callable[[], float] = time.time, devices: DeviceHealthView | None = None) -> web.Application:
     """The aiohttp application over ``engine`` (all handlers run on the engine's loop).
+
+    ``devices``: the device-health view behind ``/api/v1/devices`` (empty when not given).
 
     The dispatcher passes its :class:`~alerts.runtime.cluster_view.ClusterView` (every
     partition's state, actions applied by their owners); an :class:`Engine` serves
@@ -270,6 +277,7 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
     app.router.add_get("/api/v1/notifications/dead", dead_notifications)
     app.router.add_post("/api/v1/notifications/dead/{id}/replay", replay_notification)
     app.router.add_get("/api/v1/status", status)
+    add_device_routes(app, devices if devices is not None else DeviceHealthView(), clock)
     app.router.add_get("/api/v1/openapi.json", openapi)
     add_console_routes(app)
     return app
