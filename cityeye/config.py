@@ -34,6 +34,7 @@ __all__ = [
     "InfluxSettings",
     "WebhookSettings",
     "IngestSettings",
+    "MetricsSettings",
     "Settings",
     "load_settings",
 ]
@@ -252,6 +253,15 @@ class IngestSettings(BaseModel):
         return ZoneInfo(self.timezone) if self.timezone else None
 
 
+class MetricsSettings(BaseModel):
+    """Where a process serves its Prometheus metrics (``/metrics``; docs/metrics.md)."""
+
+    #: the exposition port of this process; 0: no metrics server (each process needs its own port)
+    port: int = Field(0, ge=0, le=65535)
+    #: the address the metrics server binds (``0.0.0.0`` in containers)
+    host: str = "127.0.0.1"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CITYEYE_", env_nested_delimiter="__", extra="forbid")
 
@@ -260,6 +270,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     webhook: WebhookSettings = WebhookSettings()
     ingest: IngestSettings = IngestSettings()
+    metrics: MetricsSettings = MetricsSettings()
     #: sensor registry YAML; empty = the default the program declares (cityeye.sensor_registry.set_default_registry)
     registry: str = ""
     #: kinds file declaring sensor kinds beyond the bundled ones (docs/kinds.md); empty = the bundled kinds

@@ -46,6 +46,7 @@ from cityeye.device_health import TOPIC_DEVICES_HEALTH
 from cityeye.kafka import make_producer
 from cityeye.kinds import use_kinds_file
 from cityeye.sensor_registry import SensorRegistry
+from ingest import metrics
 from ingest.bridge import Inbound, MqttBridge
 from ingest.device_health import DeviceHealthTracker
 from ingest.rate_limit import DeviceRateLimiter
@@ -298,6 +299,8 @@ class Gateway:
                 self._count(record.outcome)
             for msg in batch.messages:
                 self._bridge.ack(msg)
+            metrics.observe_batch(batch.messages, [r.outcome for r in batch.records], self._clock(),
+                                  self._bridge.unacked)
             self._stats.messages += len(batch.messages)
             self._stats.batches += 1
             self._window.release()
@@ -319,6 +322,7 @@ class Gateway:
             except Exception as exc:  # KafkaError and anything else the client raises
                 record.future = None
                 self._stats.kafka_retries += 1
+                metrics.KAFKA_RETRIES.inc()
                 log.warning("Kafka did not take a record for %s (%s); retrying in %.1f s",
                             record.topic, type(exc).__name__, delay)
                 await asyncio.sleep(delay)

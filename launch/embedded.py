@@ -35,7 +35,7 @@ from cityeye.kafka import ensure_topics, make_consumer
 from cityeye.device_credentials import GATEWAY_ACCOUNT, load_or_create, write_private
 from cityeye.sensor_registry import load_registry
 from ingest.device_access import broker_auth_conf, export_broker_files
-from launch.servers import InfluxServer, ManagedServer, MosquittoServer, TansuServer, mqtt_server
+from launch.servers import InfluxServer, ManagedServer, MosquittoServer, TansuServer, free_port, mqtt_server
 from simulators import DEMO_REGISTRY
 
 __all__ = ["add_arguments", "run", "EmbeddedStack", "format_alert"]
@@ -95,6 +95,8 @@ class EmbeddedStack:
         self.config_path = workdir / "cityeye.yaml"
         self.credentials_path = workdir / "mqtt-credentials.yaml"
         self.api_token = ""
+        #: each service part's Prometheus metrics port (a free port per process, chosen at start)
+        self.metrics_ports: dict[str, int] = {}
 
     def start_servers(self) -> Settings:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -148,11 +150,11 @@ class EmbeddedStack:
         return {"username": GATEWAY_ACCOUNT, "password": creds.password(GATEWAY_ACCOUNT).get_secret_value(),
                 "device_credentials": str(self.credentials_path)}
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         logf = open(self.workdir / f"{name}.log", "ab")
         cmd = [sys.executable, "-m", "launch.cli", name, "--config", str(self.config_path), *args]
         self.procs[name] = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True, cwd=REPO)
+                                            start_new_session=True, cwd=REPO, env={**os.environ, **(env or {})})
         logf.close()
 
     def write_alerting_config(self) -> Path:
@@ -172,8 +174,11 @@ class EmbeddedStack:
         for name, extra in PARTS:
             if name == "dispatcher":
                 extra = [*extra, "--api-port", str(self.api_port), "--alerting", str(alerting)]
-            self._spawn(name, extra)
+            self.metrics_ports[name] = free_port()
+            self._spawn(name, extra, {"CITYEYE_METRICS__PORT": str(self.metrics_ports[name])})
         print(f"services: {', '.join(self.procs)} (logs in {self.workdir}/)")
+        print("metrics : " + ", ".join(f"{name} http://127.0.0.1:{port}/metrics"
+                                       for name, port in self.metrics_ports.items()))
         print(f"notices : CAP 1.2 messages written to {self.workdir / 'cap'}/<receiver>/")
 
     def start_simulators(self, speed: float, scenario: str, seed: int, duration_h: float) -> None:

@@ -123,9 +123,10 @@ def test_no_default_secrets_every_secret_is_required():
 
 def test_only_the_ports_users_need_are_published():
     published = {name: service.get("ports", []) for name, service in SERVICES.items() if service.get("ports")}
-    assert set(published) == {"mosquitto", "dispatcher"}
-    assert published["mosquitto"] == ["1883:1883"]
-    assert published["dispatcher"] == ["127.0.0.1:8080:8080"]  # plain HTTP: loopback only, TLS at a proxy
+    assert published.pop("mosquitto") == ["1883:1883"]  # the devices
+    # plain HTTP (and Prometheus without any login): the host's loopback only, TLS at a reverse proxy
+    assert published == {"dispatcher": ["127.0.0.1:8080:8080"], "grafana": ["127.0.0.1:3000:3000"],
+                         "prometheus": ["127.0.0.1:9090:9090"]}
 
 
 def test_mosquitto_needs_accounts_and_the_gateway_has_one(tmp_path):

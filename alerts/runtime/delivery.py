@@ -47,6 +47,7 @@ from typing import Awaitable, Callable
 from alerts.config import DeliveryConfig
 from alerts.pipeline.dispatch_engine import Engine
 from alerts.notification import Backoff, Notification, Notifier
+from alerts.runtime import metrics
 from alerts.runtime.store import OutboxRow
 from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
 
@@ -137,20 +138,28 @@ class DeliveryManager:
         with self.store.transaction():
             # a row queued on event time ahead of the wall stays due if this attempt is cut short
             self.store.outbox_attempted(row.id, attempt, min(row.next_attempt, self.wall()), row.last_error)
+        labels = (note.receiver, metrics.integration_of(notifier))
+        metrics.NOTIFICATIONS.labels(*labels).inc()
         try:
-            await asyncio.wait_for(notifier.send(note), timeout=SEND_TIMEOUT_S)
+            with metrics.NOTIFICATION_LATENCY.labels(*labels).time():
+                await asyncio.wait_for(notifier.send(note), timeout=SEND_TIMEOUT_S)
         except PermanentDeliveryError as exc:
+            metrics.NOTIFICATIONS_FAILED.labels(*labels, "permanent").inc()
             return await self._dead(note, attempt, f"permanent failure: {exc}")
         except RetryableDeliveryError as exc:
+            metrics.NOTIFICATIONS_FAILED.labels(*labels, "retryable").inc()
             return await self._retry(note, attempt, str(exc), exc.retry_after)
         except asyncio.TimeoutError:
+            metrics.NOTIFICATIONS_FAILED.labels(*labels, "timeout").inc()
             return await self._retry(note, attempt, f"no answer within {SEND_TIMEOUT_S:g} s", None)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a notifier bug must not kill delivery: retry, then dead-letter
+            metrics.NOTIFICATIONS_FAILED.labels(*labels, "error").inc()
             log.exception("notifier %s raised unexpectedly", note.receiver)
             return await self._retry(note, attempt, f"{type(exc).__name__}: {exc}", None)
         now = self.clock()
+        metrics.DELIVERY_LATENCY.labels(*labels).observe(max(0.0, now - note.created_at))
         with self.store.transaction():
             if self.store.dead_notification(note.id) is not None:
                 self.store.dead_notification_state(note.id, "delivered")
@@ -194,6 +203,8 @@ class DeliveryManager:
                 self.engine.receiver_failing(note.receiver, reason, now)
         self._committed()
         if first:
+            metrics.NOTIFICATIONS_DEAD_LETTERED.labels(note.receiver, metrics.integration_of(
+                self.notifiers.get(note.receiver))).inc()
             log.warning("notification %s to %s dead-lettered, redelivered until the receiver takes it: %s",
                         note.id, note.receiver, text)
             await self._publish(record)
@@ -204,6 +215,8 @@ class DeliveryManager:
     async def _dead(self, note: Notification, attempt: int, reason: str) -> str:
         now = self.clock()
         log.warning("notification %s to %s dead-lettered: %s", note.id, note.receiver, reason)
+        metrics.NOTIFICATIONS_DEAD_LETTERED.labels(note.receiver, metrics.integration_of(
+            self.notifiers.get(note.receiver))).inc()
         record = self._letter(note, attempt, reason, now, redelivery=False)
         with self.store.transaction():
             self.store.add_deadletter("notification", reason, record, now)
