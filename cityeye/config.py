@@ -236,6 +236,18 @@ class IngestSettings(BaseModel):
     rate_limit: RateLimitSettings = RateLimitSettings()
     #: seconds between device-health records on Kafka ``devices.health`` (0: none)
     health_interval_s: float = Field(10.0, ge=0)
+    #: decode SenML (RFC 8428) packs published on cityeye/<district>/senml/<sensor_id> (docs/device-formats.md)
+    senml: bool = True
+    #: vendor payload mapping files (docs/device-formats.md), tried in this order before SenML
+    mappings: list[str] = []
+
+    @field_validator("mappings")
+    @classmethod
+    def _mapping_files_exist(cls, v: list[str]) -> list[str]:
+        missing = [p for p in v if not Path(p).is_file()]
+        if missing:
+            raise ValueError(f"mapping file {missing[0]!r} does not exist")
+        return v
 
     @field_validator("timezone")
     @classmethod

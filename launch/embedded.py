@@ -34,7 +34,8 @@ from cityeye.contracts import TOPIC_ALERTS, AlertEvent
 from cityeye.kafka import ensure_topics, make_consumer
 from cityeye.device_credentials import GATEWAY_ACCOUNT, load_or_create, write_private
 from cityeye.sensor_registry import load_registry
-from ingest.device_access import broker_auth_conf, export_broker_files
+from ingest.device_access import DEFAULT_TOPIC_TEMPLATE, SENML_TOPIC_TEMPLATE, broker_auth_conf, export_broker_files
+from ingest.mapping import SHIPPED_MAPPINGS, load_mapping
 from launch.servers import InfluxServer, ManagedServer, MosquittoServer, TansuServer, free_port, mqtt_server
 from simulators import DEMO_REGISTRY
 
@@ -115,6 +116,8 @@ class EmbeddedStack:
             "mqtt": {"host": "127.0.0.1", "port": mqtt.port, **mqtt_config},
             "registry": str(DEMO_REGISTRY),
             "state_dir": str(self.workdir / "state"),
+            # SenML is on by default; the shipped vendor mappings (docs/device-formats.md) too
+            "ingest": {"mappings": [str(p) for p in SHIPPED_MAPPINGS]},
         }
         if self.with_influx and InfluxServer.available():
             influx = InfluxServer(workdir=self.workdir / "influxd").start()
@@ -145,7 +148,10 @@ class EmbeddedStack:
             return {}
         registry = load_registry(DEMO_REGISTRY)
         creds, _ = load_or_create(self.credentials_path, [sensor.id for sensor in registry])
-        files = export_broker_files(registry, creds, self.workdir / "mqtt-auth")
+        # each device's own topic, its SenML topic and the shipped mappings' topics of its kind (docs/devices.md)
+        files = export_broker_files(registry, creds, self.workdir / "mqtt-auth",
+                                    [DEFAULT_TOPIC_TEMPLATE, SENML_TOPIC_TEMPLATE],
+                                    [load_mapping(path) for path in SHIPPED_MAPPINGS])
         mqtt.extra_conf = broker_auth_conf(files.password_path, files.acl_path)
         return {"username": GATEWAY_ACCOUNT, "password": creds.password(GATEWAY_ACCOUNT).get_secret_value(),
                 "device_credentials": str(self.credentials_path)}

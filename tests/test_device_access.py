@@ -26,7 +26,9 @@ from cityeye.device_credentials import GATEWAY_ACCOUNT, NOTIFIER_ACCOUNT, MqttCr
 from cityeye.errors import ConfigError, DeliveryError
 from cityeye.sensor_registry import load_registry
 from ingest.bridge import MqttBridge
-from ingest.device_access import acl_file, broker_auth_conf, export_broker_files
+from ingest.device_access import (DEFAULT_TOPIC_TEMPLATE, SENML_TOPIC_TEMPLATE, acl_file, broker_auth_conf,
+                                  export_broker_files)
+from ingest.mapping import SHIPPED_MAPPINGS, load_mapping
 from launch.cli import main as cli_main
 from launch.embedded import EmbeddedStack
 from launch.servers import MosquittoServer, MosquittoTls
@@ -52,7 +54,8 @@ class Broker:
 
     def __init__(self, tmp: Path, require_certificate: bool = False) -> None:
         self.creds, _ = load_or_create(tmp / "mqtt-credentials.yaml", [s.id for s in REGISTRY])
-        files = export_broker_files(REGISTRY, self.creds, tmp / "broker")
+        files = export_broker_files(REGISTRY, self.creds, tmp / "broker", [DEFAULT_TOPIC_TEMPLATE, SENML_TOPIC_TEMPLATE],
+                                    [load_mapping(path) for path in SHIPPED_MAPPINGS])
         self.ca = CertAuthority.create(tmp / "ca")
         cert, key = self.ca.issue("broker", "127.0.0.1", server=True)
         self.server = MosquittoServer(workdir=tmp / "mosquitto",
@@ -142,6 +145,20 @@ def test_a_device_publishes_its_own_topic_only(broker, gateway):
     device.publish(topic_of(OWN), reading(1.0))             # its own: delivered, and after the refused ones
     got = gateway.received(2.0)
     assert got == [(topic_of(OWN), reading(1.0))]
+    device.close()
+
+
+def test_a_device_publishes_its_senml_and_mapping_topics_only(broker, gateway):
+    for mapping_filter in ("acme/gauge/+/up", "loopcount/+/+"):  # the gateway's account reads the mappings' topics
+        gateway.subscribe(mapping_filter)
+    device = broker.client(OWN.id)
+    for spoof in (f"cityeye/{OTHER.district}/senml/{OTHER.id}", f"acme/gauge/{OTHER.id}/up",
+                  "loopcount/jingan/lc4-17"):  # another gauge's SenML and mapping topics, another kind's mapping
+        device.publish(spoof, b"[]")
+    own = [f"cityeye/{OWN.district}/senml/{OWN.id}", f"acme/gauge/{OWN.id}/up"]
+    for topic in own:
+        device.publish(topic, b"[]")
+    assert [t for t, _ in gateway.received(2.0)] == own
     device.close()
 
 
