@@ -126,7 +126,7 @@ def test_only_the_ports_users_need_are_published():
     assert published.pop("mosquitto") == ["1883:1883"]  # the devices
     # plain HTTP (and Prometheus without any login): the host's loopback only, TLS at a reverse proxy
     assert published == {"dispatcher": ["127.0.0.1:8080:8080"], "grafana": ["127.0.0.1:3000:3000"],
-                         "prometheus": ["127.0.0.1:9090:9090"]}
+                         "prometheus": ["127.0.0.1:9090:9090"], "cases": ["127.0.0.1:8090:8090"]}
 
 
 def test_mosquitto_needs_accounts_and_the_gateway_has_one(tmp_path):
@@ -143,3 +143,20 @@ def test_mosquitto_needs_accounts_and_the_gateway_has_one(tmp_path):
     assert main(["devices", "export-acl", "--credentials", str(tmp_path / "mqtt-credentials.yaml"),
                  "--out", str(tmp_path)]) == 0
     assert {f"./deploy/secrets/{p.name}" for p in tmp_path.iterdir()} == GENERATED
+
+
+def test_cases_service_runs_on_the_compose_postgres(tmp_path):
+    """The cases service's database is the compose PostgreSQL, its password a required variable; its file is valid."""
+    from cases.config import parse_cases_config
+
+    assert SERVICES["postgres"]["image"].startswith("postgres:15")
+    assert ":?" in SERVICES["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    cases = SERVICES["cases"]
+    url = cases["environment"]["CITYEYE_CASES_DATABASE_URL"]
+    assert url.startswith("postgresql+psycopg://cases:${CITYEYE_CASES_DB_PASSWORD:?") and "@postgres:5432/cases" in url
+    assert cases["depends_on"]["postgres"]["condition"] == "service_healthy"
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in cases["volumes"] if v.startswith("./")}
+    config = parse_cases_config((REPO / mounts["/etc/cityeye/cases.yaml"]).read_text(), "deploy/cases.yaml")
+    assert config.org == "/etc/cityeye/org.yaml" and (REPO / mounts[config.org]).is_file()
+    assert config.listen.port == int(cases["ports"][0].split(":")[1])
+    assert {r.name for r in config.receivers} >= {"desk-city", "desk-district", "desk-street", "desk-grid"}
