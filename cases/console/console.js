@@ -95,7 +95,8 @@ async function start() {
   fillSelects();
   await refresh();
   say(`已登录 Signed in as ${me.username}`);
-  $("#board-h").focus && $("#board-h").setAttribute("tabindex", "-1");
+  $("#board-h").setAttribute("tabindex", "-1");
+  $("#board-h").focus();
 }
 
 function fillSelects() {
@@ -208,69 +209,9 @@ async function fileCase(event) {
   } catch (err) { fail(`立案失败 Filing failed: ${err.message}`); }
 }
 
-// -- the map: the org's GeoJSON as SVG, no tiles
-function rings(geometry) {
-  return geometry.type === "Polygon" ? [geometry.coordinates[0]] : geometry.coordinates.map((p) => p[0]);
-}
-
+// -- the map (map.js): the org's GeoJSON as SVG, no tiles, and the same as a text list
 function drawMap(cases) {
-  const shapes = org.units.filter((u) => u.boundary && (u.level === "district" || u.level === "grid"));
-  const points = shapes.flatMap((u) => rings(u.boundary).flat());
-  if (!points.length) { $("#map").replaceChildren(el("p", { text: "无地图数据 No boundaries" })); return; }
-  const xs = points.map((p) => p[0]); const ys = points.map((p) => p[1]);
-  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
-  const W = 800; const H = Math.max(200, Math.round(W * (y1 - y0) / (x1 - x0)));
-  const px = (lon) => ((lon - x0) / (x1 - x0)) * (W - 20) + 10;
-  const py = (lat) => H - 10 - ((lat - y0) / (y1 - y0)) * (H - 20);
-  const NS = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(NS, "svg");
-  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-labelledby", "map-title map-desc");
-  const title = document.createElementNS(NS, "title"); title.id = "map-title";
-  title.textContent = "网格与在办工单地图 Map of grids and active cases";
-  const desc = document.createElementNS(NS, "desc"); desc.id = "map-desc";
-  desc.textContent = `${cases.length} 件在办工单 active cases: ` + cases.map((c) => `${c.code} ${c.unit_name} ${URGENCY[c.urgency]}`).join("; ");
-  svg.append(title, desc);
-  for (const unit of shapes) {
-    for (const ring of rings(unit.boundary)) {
-      const path = document.createElementNS(NS, "polygon");
-      path.setAttribute("points", ring.map((p) => `${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`).join(" "));
-      path.setAttribute("class", `unit-${unit.level}`);
-      path.setAttribute("data-unit", unit.code);
-      const tip = document.createElementNS(NS, "title"); tip.textContent = `${unit.name} ${unit.name_en}`;
-      path.append(tip);
-      svg.append(path);
-    }
-    if (unit.level === "district") {
-      const ring = rings(unit.boundary)[0];
-      const label = document.createElementNS(NS, "text");
-      label.setAttribute("x", px(ring[0][0]) + 4); label.setAttribute("y", py(ring[2][1]) + 16);
-      label.setAttribute("class", "district-label"); label.textContent = unit.name;
-      svg.append(label);
-    }
-  }
-  const byCode = Object.fromEntries(org.units.map((u) => [u.code, u]));
-  for (const c of cases) {
-    const unit = byCode[c.unit];
-    let lon = c.lon; let lat = c.lat;
-    if ((lon == null || lat == null) && unit && unit.boundary) {
-      const ring = rings(unit.boundary)[0];
-      lon = ring.reduce((s, p) => s + p[0], 0) / ring.length; lat = ring.reduce((s, p) => s + p[1], 0) / ring.length;
-    }
-    if (lon == null || lat == null) continue;
-    const mark = document.createElementNS(NS, "g");
-    mark.setAttribute("class", `case-mark urgency-${c.urgency}`);
-    mark.setAttribute("data-case", c.code);
-    const dot = document.createElementNS(NS, "circle");
-    dot.setAttribute("cx", px(lon)); dot.setAttribute("cy", py(lat)); dot.setAttribute("r", 7);
-    const text = document.createElementNS(NS, "text");
-    text.setAttribute("x", px(lon) + 10); text.setAttribute("y", py(lat) + 4);
-    text.textContent = `${c.code} ${URGENCY[c.urgency].split(" ")[0]}`;
-    mark.append(dot, text);
-    svg.append(mark);
-  }
-  $("#map").replaceChildren(svg);
+  CasesMap.draw($("#map"), $("#map-list"), org, cases, URGENCY, STATES, (code) => openCase(code, true));
 }
 
 // -- large type
