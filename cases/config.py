@@ -21,13 +21,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from alerts.config import Duration, ReceiverConfig
 from cases.errors import OrgError
+from cases.org import parse_yaml_model
 from cases.policy import PolicyConfig
 from cases.sla import SlaConfig
-from cityeye.yaml_source import line_of, load_yaml, read_config_text
+from cityeye.yaml_source import read_config_text
 
 __all__ = ["ListenConfig", "CasesConfig", "parse_cases_config", "load_cases_config", "DATABASE_URL_ENV"]
 
@@ -59,16 +60,7 @@ class CasesConfig(BaseModel):
 
 def parse_cases_config(text: str, source: str = "<cases config>", base: Path | None = None) -> CasesConfig:
     """Validate the file's text; relative ``org`` paths are taken from ``base``."""
-    data, root = load_yaml(text, source, OrgError)
-    if not isinstance(data, dict):
-        raise OrgError(f"{source}:1: the cases config is a mapping")
-    try:
-        config = CasesConfig(**data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        where = ".".join(str(p) for p in loc) or "file"
-        raise OrgError(f"{source}:{line_of(root, loc)}: {where}: {err['msg'].removeprefix('Value error, ')}") from None
+    config, _ = parse_yaml_model(text, source, CasesConfig, "the cases config is a mapping")
     if base is not None and not Path(config.org).is_absolute() and not Path(config.org).exists():
         config.org = str(base / config.org)
     env_url = os.environ.get(DATABASE_URL_ENV)

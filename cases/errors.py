@@ -15,47 +15,54 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import ValidationError
+
 from cityeye.errors import CityEyeError, ConfigError
+from cityeye.yaml_source import line_of
 
 __all__ = ["OrgError", "CaseError", "TransitionError", "ForbiddenError", "UnknownCaseError", "AuthError",
-           "BadRequestError"]
+           "BadRequestError", "org_error"]
 
 
 class OrgError(ConfigError):
     """Invalid organisation or cases configuration."""
 
 
+def org_error(exc: ValidationError, root: Any, source: str) -> OrgError:
+    """The first problem of a refused configuration file, naming the file, the line and the field."""
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    where = ".".join(str(p) for p in loc) or "file"
+    return OrgError(f"{source}:{line_of(root, loc)}: {where}: {err['msg'].removeprefix('Value error, ')}")
+
+
 class CaseError(CityEyeError):
-    """A case request that cannot be done; ``status`` is its HTTP status."""
+    """A case request that cannot be done; ``status`` is its HTTP status (a class keyword)."""
 
     status = 400
 
+    def __init_subclass__(cls, status: int = 400, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls.status = status
 
-class TransitionError(CaseError):
+
+class TransitionError(CaseError, status=409):
     """The action is not allowed in the case's state."""
 
-    status = 409
 
-
-class ForbiddenError(CaseError):
+class ForbiddenError(CaseError, status=403):
     """The user may not do this."""
 
-    status = 403
 
-
-class UnknownCaseError(CaseError):
+class UnknownCaseError(CaseError, status=404):
     """No such case (or the user may not see it)."""
 
-    status = 404
 
-
-class AuthError(CaseError):
+class AuthError(CaseError, status=401):
     """Not signed in, or the credentials are wrong."""
 
-    status = 401
 
-
-class BadRequestError(CaseError):
+class BadRequestError(CaseError, status=400):
     """The request lacks what the action needs."""
-
-    status = 400

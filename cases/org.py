@@ -22,19 +22,22 @@ Errors name the file, the line and the field, as the registry's do.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cases.errors import OrgError
+from cases.errors import OrgError, org_error
 from cases.geometry import check_geometry, contains, polygons
 from cityeye.yaml_source import line_of, load_yaml, read_config_text
 
-__all__ = ["LEVELS", "ROLES", "Unit", "Department", "Person", "Org", "parse_org", "load_org"]
+__all__ = ["Level", "LEVELS", "ROLES", "Unit", "Department", "Person", "Org", "parse_org", "load_org",
+           "parse_yaml_model"]
 
 #: the five levels, top down (三级平台、五级应用)
-LEVELS = ("city", "district", "street", "grid", "community")
-ROLES = ("duty_officer", "dispatcher", "handler", "supervisor", "head_of_shift")
+Level = Literal["city", "district", "street", "grid", "community"]
+Role = Literal["duty_officer", "dispatcher", "handler", "supervisor", "head_of_shift"]
+LEVELS: tuple[str, ...] = get_args(Level)
+ROLES: tuple[str, ...] = get_args(Role)
 LEVEL_NAMES_ZH = {"city": "市级", "district": "区级", "street": "街镇", "grid": "网格", "community": "社区"}
 
 
@@ -46,20 +49,13 @@ class Unit(BaseModel):
     code: str = Field(min_length=1, max_length=40)
     name: str = Field(min_length=1)
     name_en: str = ""
-    level: str
+    level: Level
     parent: str | None = None
     #: the registry's district name this unit is (districts only), e.g. ``huangpu``
     district: str = ""
     boundary: dict[str, Any] | None = None
     #: receivers (names in the cases configuration) of this level's duty desk
     duty_receivers: list[str] = Field(default_factory=list)
-
-    @field_validator("level")
-    @classmethod
-    def _level(cls, v: str) -> str:
-        if v not in LEVELS:
-            raise ValueError(f"must be one of {', '.join(LEVELS)}")
-        return v
 
     @field_validator("boundary")
     @classmethod
@@ -78,18 +74,10 @@ class Department(BaseModel):
     code: str = Field(min_length=1, max_length=40)
     name: str = Field(min_length=1)
     name_en: str = ""
-    levels: list[str] = Field(min_length=1)
+    levels: list[Level] = Field(min_length=1)
     kinds: list[str] = Field(default_factory=list)
     rules: list[str] = Field(default_factory=list)
     categories: list[str] = Field(default_factory=list)
-
-    @field_validator("levels")
-    @classmethod
-    def _levels(cls, v: list[str]) -> list[str]:
-        bad = [x for x in v if x not in LEVELS]
-        if bad:
-            raise ValueError(f"unknown level(s) {', '.join(bad)}; expected {', '.join(LEVELS)}")
-        return v
 
 
 class Person(BaseModel):
@@ -99,16 +87,9 @@ class Person(BaseModel):
 
     username: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     name: str = Field(min_length=1)
-    role: str
+    role: Role
     unit: str
     department: str | None = None
-
-    @field_validator("role")
-    @classmethod
-    def _role(cls, v: str) -> str:
-        if v not in ROLES:
-            raise ValueError(f"must be one of {', '.join(ROLES)}")
-        return v
 
 
 class _OrgFile(BaseModel):
@@ -228,23 +209,25 @@ def _cap_ring(geometry: dict[str, Any]) -> str:
     return " ".join(f"{pos[1]:.6f},{pos[0]:.6f}" for pos in ring)
 
 
-def _field_error(exc: ValidationError, root: Any, source: str) -> OrgError:
-    err = exc.errors()[0]
-    loc = tuple(err["loc"])
-    where = ".".join(str(p) for p in loc) or "file"
-    msg = err["msg"].removeprefix("Value error, ")
-    return OrgError(f"{source}:{line_of(root, loc)}: {where}: {msg}")
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_yaml_model(text: str, source: str, model: type[M], what: str) -> tuple[M, Any]:
+    """``(model instance, YAML node tree)`` of a configuration file's text; :class:`OrgError` names the
+    file, the line and the field at fault (``what`` says what the top level must be)."""
+    data, root = load_yaml(text, source, OrgError)
+    if not isinstance(data, dict):
+        raise OrgError(f"{source}:1: {what}")
+    try:
+        return model(**data), root
+    except ValidationError as exc:
+        raise org_error(exc, root, source) from None
 
 
 def parse_org(text: str, source: str = "<org>") -> Org:
     """Validate an org file's text; :class:`OrgError` names the file, line and field."""
-    data, root = load_yaml(text, source, OrgError)
-    if not isinstance(data, dict):
-        raise OrgError(f"{source}:1: an org file is a mapping with units, departments, people, placements")
-    try:
-        parsed = _OrgFile(**data)
-    except ValidationError as exc:
-        raise _field_error(exc, root, source) from None
+    parsed, root = parse_yaml_model(text, source, _OrgFile,
+                                    "an org file is a mapping with units, departments, people, placements")
 
     def fail(path: tuple[Any, ...], msg: str) -> OrgError:
         return OrgError(f"{source}:{line_of(root, path)}: {'.'.join(str(p) for p in path)}: {msg}")

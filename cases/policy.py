@@ -20,18 +20,20 @@ match the event files a case::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.config import Duration
-from cases.org import LEVELS, Org
-from cases.sla import CLOCKS, TIERS
+from cases.org import Level, Org
+from cases.sla import Clock, Tier
 from cityeye.contracts import SEVERITY_RANK, AlertEvent
 
 __all__ = ["FilingRule", "PolicyConfig", "FilingPlan", "decide", "plan_manual", "group_key"]
 
 _DEFAULT_URGENCY = {"red": "urgent", "orange": "urgent", "yellow": "high", "blue": "normal"}
+#: the alert severities (cityeye.contracts.SEVERITIES) as a type
+Severity = Literal["blue", "yellow", "orange", "red"]
 
 
 class FilingRule(BaseModel):
@@ -42,44 +44,15 @@ class FilingRule(BaseModel):
     name: str = Field(min_length=1)
     kinds: list[str] = Field(default_factory=list)
     rules: list[str] = Field(default_factory=list)
-    min_severity: str = "yellow"
+    min_severity: Severity = "yellow"
     category: str = "E-00"
-    urgency: dict[str, str] = Field(default_factory=lambda: dict(_DEFAULT_URGENCY))
-    clock: str = "natural"
+    urgency: dict[Severity, Tier] = Field(default_factory=lambda: dict(_DEFAULT_URGENCY))
+    clock: Clock = "natural"
     auto_dispatch: bool = True
     #: the department (else the one owning the rule / kind in the org)
     department: str | None = None
     #: dispatch no lower than this level (e.g. ``district`` for city-wide hazards)
-    min_level: str = "community"
-
-    @field_validator("min_severity")
-    @classmethod
-    def _sev(cls, v: str) -> str:
-        if v not in SEVERITY_RANK:
-            raise ValueError(f"must be one of {', '.join(SEVERITY_RANK)}")
-        return v
-
-    @field_validator("urgency")
-    @classmethod
-    def _urgency(cls, v: dict[str, str]) -> dict[str, str]:
-        bad = {k: t for k, t in v.items() if k not in SEVERITY_RANK or t not in TIERS}
-        if bad:
-            raise ValueError(f"urgency maps severities ({', '.join(SEVERITY_RANK)}) to tiers ({', '.join(TIERS)})")
-        return v
-
-    @field_validator("clock")
-    @classmethod
-    def _clock(cls, v: str) -> str:
-        if v not in CLOCKS:
-            raise ValueError(f"must be one of {', '.join(CLOCKS)}")
-        return v
-
-    @field_validator("min_level")
-    @classmethod
-    def _level(cls, v: str) -> str:
-        if v not in LEVELS:
-            raise ValueError(f"must be one of {', '.join(LEVELS)}")
-        return v
+    min_level: Level = "community"
 
     def matches(self, event: AlertEvent) -> bool:
         return ((not self.kinds or event.kind in self.kinds) and (not self.rules or event.rule in self.rules)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -22,11 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from alerts.config import Duration
 
-__all__ = ["STAGES", "TIERS", "CLOCKS", "SlaConfig", "HolidayCalendar", "deadline", "Calculator"]
+__all__ = ["STAGES", "Tier", "Clock", "TIERS", "CLOCKS", "SlaConfig", "HolidayCalendar", "deadline", "Calculator"]
 
 STAGES = ("dispatch", "accept", "arrive", "handle", "verify")
-TIERS = ("urgent", "high", "normal")
-CLOCKS = ("natural", "working")
+Tier = Literal["urgent", "high", "normal"]
+Clock = Literal["natural", "working"]
+TIERS: tuple[str, ...] = get_args(Tier)
+CLOCKS: tuple[str, ...] = get_args(Clock)
 HOLIDAYS_FILE = Path(__file__).resolve().parent / "holidays_cn.yaml"
 _DEFAULT_TIERS = {
     "normal": {"dispatch": 3600, "accept": 3600, "arrive": 7200, "handle": 8 * 3600, "verify": 4 * 3600},

@@ -60,3 +60,12 @@ def test_bad_sla_config_is_refused():
         SlaConfig(tiers={t: {"accept": 60} for t in ("urgent", "high", "normal")})
     with pytest.raises(ValueError, match="must end after it starts"):
         SlaConfig(working_hours=[("12:00", "09:00")])
+
+
+def test_the_filing_policy_knows_the_contract_s_severities():
+    from typing import get_args
+
+    from cases.policy import Severity
+    from cityeye.contracts import SEVERITIES
+
+    assert get_args(Severity) == SEVERITIES

@@ -90,7 +90,7 @@ def test_a_transition_killed_midway_leaves_the_case_consistent(database_url):
 @pytest.mark.parametrize("change, message", [
     (("parent: '310000'\n  district: huangpu", "parent: '999'\n  district: huangpu"),
      r"demo_org.yaml:\d+: units.1.parent: unknown parent unit '999'"),
-    (("level: district", "level: province"), r"units.1.level: must be one of city, district"),
+    (("level: district", "level: province"), r"units.1.level: Input should be .city., .district."),
     (("[121.465, 31.19]\n      - [121.495", "[121.465, 31.19]\n      - [221.495"),
      r"units.1.boundary: position \[221.495, 31.19\] is not \[lon, lat\]"),
     (("unit: '310101', department: water", "unit: '310101', department: fire"),
