@@ -62,6 +62,8 @@ async def sign_in(page: Page, username: str) -> None:
 async def sign_out(page: Page) -> None:
     await page.get_by_role("button", name="退出 Sign out").click()
     await expect(page.get_by_label("用户名")).to_be_visible()
+    await expect(page.locator("#detail")).to_be_hidden()               # the next person starts afresh
+    assert await page.locator("#board tbody tr, #facts dd, #map svg").count() == 0
 
 
 async def open_case(page: Page, code: str) -> None:
@@ -175,6 +177,7 @@ async def test_a_case_through_every_stage_by_three_roles(page: Page, service):
     await page.keyboard.press("Enter")
     await expect(page.locator("#detail-h")).to_be_focused()
     await expect(page.locator("#facts")).to_contain_text("水务局")
+    await expect(page.locator("#board-scope")).to_have_text("水务局：本部门的工单 your department's cases")
     await page.locator("#actions").get_by_role("button", name="受理 Accept").focus()
     await page.keyboard.press("Enter")
     await expect(page.locator("#status")).to_contain_text("已受理 Accepted")
@@ -236,6 +239,7 @@ async def test_the_board_puts_overdue_first_and_the_map_opens_cases(page: Page, 
                                                 "unit": "310115007-01", "urgency": "urgent"})
     service.now += 20 * 60      # the urgent case had 10 minutes to be dispatched; the normal one has an hour
     await sign_in(page, "city-disp")
+    await expect(page.locator("#board-scope")).to_contain_text("市级 City：本级及下级的工单 cases here and below")
     rows = page.locator("#board tbody tr")
     await expect(rows).to_have_count(2)
     await expect(rows.nth(0)).to_contain_text("C-000002")

@@ -19,6 +19,9 @@ const ACTIONS = {
 };
 const URGENCY = { urgent: "紧急 Urgent", high: "较急 High", normal: "一般 Normal" };
 const SEVERITY = { red: "红色 Red", orange: "橙色 Orange", yellow: "黄色 Yellow", blue: "蓝色 Blue" };
+const LEVELS = {
+  city: "市级 City", district: "区级 District", street: "街镇级 Street/town", grid: "网格 Grid", community: "社区 Community",
+};
 const ROLES = {
   duty_officer: "值班员 Duty officer", dispatcher: "派遣员 Dispatcher", handler: "处置人员 Handler",
   supervisor: "监督员 Supervisor", head_of_shift: "值班长 Head of shift",
@@ -77,6 +80,11 @@ function signedOut() {
   token = ""; me = null; current = null;
   sessionStorage.removeItem("cases-token");
   $("#app").hidden = true; $("#signin").hidden = false; $("#signout").hidden = true; $("#who").textContent = "";
+  // nothing of the last person's cases stays in the page for the next one at the same desk
+  $("#detail").hidden = true;
+  for (const sel of ["#detail-h", "#facts", "#actions", "#timeline", "#alerts tbody", "#board tbody", "#map", "#map-list"]) {
+    $(sel).replaceChildren();
+  }
 }
 
 async function signOut() {
@@ -91,6 +99,9 @@ async function start() {
   org = await call("GET", "/org");
   $("#who").textContent = `${me.name} · ${ROLES[me.role]} · ${me.unit_name}${me.department_name ? " · " + me.department_name : ""}`;
   $("#signin").hidden = true; $("#app").hidden = false; $("#signout").hidden = false;
+  $("#board-scope").textContent = me.role === "handler"
+    ? `${me.department_name}：本部门的工单 your department's cases`
+    : `${me.unit_name} · ${LEVELS[me.level] || me.level}：本级及下级的工单 cases here and below`;
   $("#file").hidden = me.role === "handler";
   fillSelects();
   await refresh();
