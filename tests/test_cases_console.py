@@ -12,7 +12,8 @@ from playwright.async_api import Page, expect
 
 from cases.web import CONSOLE_CSP
 from cases.workflow import actions_for
-from tests.cases_helpers import CasesHarness, PASSWORD, cases_config
+from cityeye.contracts import to_json
+from tests.cases_helpers import CasesHarness, PASSWORD, T0, alert_event, cases_config
 from tests.test_console import browser  # noqa: F401 - the Chromium fixture
 
 from cases.sla import SlaConfig
@@ -258,6 +259,25 @@ async def test_the_board_puts_overdue_first_and_the_map_opens_cases(page: Page, 
     await expect(page.locator("#facts")).to_contain_text("已超时 Overdue")
     await page.locator('#map g[data-case="C-000001"]').click()          # a mark opens its case too
     await expect(page.locator("#detail-h")).to_contain_text("C-000001")
+    assert await axe_violations(page) == []
+
+
+async def test_a_case_filed_by_alerts_shows_their_readings(page: Page, service):
+    assert service.service.apply_alert(to_json(alert_event(severity="orange"))) == "filed"
+    rise = alert_event(rule="water_level.rate_of_rise", severity="yellow", at=T0 + 60, value=5.45)
+    assert service.service.apply_alert(to_json(rise)) == "linked"
+    await sign_in(page, "water-hp")                                     # dispatched to the water authority at once
+    await open_case(page, "C-000001")
+    rows = page.locator("#alerts tbody tr")
+    await expect(rows).to_have_count(2)
+    for row, severity, value in ((rows.nth(0), "橙色 Orange", "5.3"), (rows.nth(1), "黄色 Yellow", "5.45")):
+        await expect(row).to_contain_text("wl-huangpu-01")
+        await expect(row.locator("td").nth(2)).to_have_text(severity)   # the colour's word beside the colour
+        await expect(row.locator("td").nth(3)).to_have_text(value)
+        await expect(row.locator("td").nth(4)).to_have_text("5.2")
+    await expect(page.locator("#timeline")).to_contain_text("告警 Alert firing")
+    await expect(page.locator('#map-list li[data-unit="310101002-01"]')).to_contain_text("C-000001 紧急 Urgent")
+    assert await offered(page) == actions_for("dispatched", "handler")
     assert await axe_violations(page) == []
 
 
