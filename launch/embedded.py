@@ -40,7 +40,8 @@ from cityeye.contracts import TOPIC_ALERTS, AlertEvent
 from cityeye.kafka import ensure_topics, make_consumer
 from cases.org import load_org
 from launch.embedded_cases import CaseFeed, cap_polygons_for_alerting, prepare_cases, print_evaluation
-from launch.servers import InfluxServer, ManagedServer, TansuServer, mqtt_server
+from launch.servers import InfluxServer, ManagedServer, TansuServer, free_port, mqtt_server
+from ingest.mapping import SHIPPED_MAPPINGS
 from simulators import DEMO_REGISTRY
 
 __all__ = ["add_arguments", "run", "EmbeddedStack", "format_alert"]
@@ -92,7 +93,7 @@ class EmbeddedStack:
     """The servers and service processes of ``cityeye run``."""
 
     def __init__(self, workdir: Path, with_influx: bool = True, api_port: int = 8080,
-                 extra_config: dict | None = None, cases_port: int | None = 8090) -> None:
+                 extra_config: dict | None = None, cases_port: int | None = None) -> None:
         self.workdir = workdir
         self.extra_config = extra_config or {}
         self.with_influx = with_influx
@@ -105,6 +106,8 @@ class EmbeddedStack:
         #: the cases service's port (None: not started) and database URL
         self.cases_port = cases_port
         self.cases_url = ""
+        #: each service part's Prometheus metrics port (a free port per process, chosen at start)
+        self.metrics_ports: dict[str, int] = {}
 
     def start_servers(self) -> Settings:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -119,6 +122,8 @@ class EmbeddedStack:
             "mqtt": {"host": "127.0.0.1", "port": mqtt.port},
             "registry": str(DEMO_REGISTRY),
             "state_dir": str(self.workdir / "state"),
+            # SenML is on by default; the shipped vendor mappings (docs/device-formats.md) too
+            "ingest": {"mappings": [str(p) for p in SHIPPED_MAPPINGS]},
         }
         if self.with_influx and InfluxServer.available():
             influx = InfluxServer(workdir=self.workdir / "influxd").start()
@@ -140,11 +145,11 @@ class EmbeddedStack:
         asyncio.run(ensure_topics(self.settings.kafka))
         return self.settings
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         logf = open(self.workdir / f"{name}.log", "ab")
         cmd = [sys.executable, "-m", "launch.cli", name, "--config", str(self.config_path), *args]
         self.procs[name] = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True, cwd=REPO)
+                                            start_new_session=True, cwd=REPO, env={**os.environ, **(env or {})})
         logf.close()
 
     def write_alerting_config(self) -> Path:
@@ -168,11 +173,14 @@ class EmbeddedStack:
         for name, extra in PARTS:
             if name == "dispatcher":
                 extra = [*extra, "--api-port", str(self.api_port), "--alerting", str(alerting)]
-            self._spawn(name, extra)
+            self.metrics_ports[name] = free_port()
+            self._spawn(name, extra, {"CITYEYE_METRICS__PORT": str(self.metrics_ports[name])})
         if self.cases_port is not None:
             cases_config, self.cases_url = prepare_cases(self.workdir, self.cases_port)
             self._spawn("cases", ["--cases-config", str(cases_config)])
         print(f"services: {', '.join(self.procs)} (logs in {self.workdir}/)")
+        print("metrics : " + ", ".join(f"{name} http://127.0.0.1:{port}/metrics"
+                                       for name, port in self.metrics_ports.items()))
         print(f"notices : CAP 1.2 messages written to {self.workdir / 'cap'}/<receiver>/")
 
     def start_simulators(self, speed: float, scenario: str, seed: int, duration_h: float) -> None:
