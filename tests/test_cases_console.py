@@ -279,6 +279,13 @@ async def test_a_case_filed_by_alerts_shows_their_readings(page: Page, service):
     await expect(page.locator('#map-list li[data-unit="310101002-01"]')).to_contain_text("C-000001 紧急 Urgent")
     assert await offered(page) == actions_for("dispatched", "handler")
     assert await axe_violations(page) == []
+    # the console's 10 s poll re-draws the case; the keyboard's place stays on the same button
+    accept = page.locator('#actions button[data-action="accept"]')
+    await accept.focus()
+    await accept.evaluate("b => { b.dataset.before = 'poll' }")
+    async with page.expect_response(lambda r: r.url.endswith("/api/v1/cases/C-000001"), timeout=15_000):
+        pass
+    await expect(page.locator('#actions button[data-action="accept"]:not([data-before])')).to_be_focused()
 
 
 async def test_an_illegal_action_shows_the_server_s_message(page: Page, service):

@@ -123,6 +123,18 @@ function fillSelects() {
   }
 }
 
+// Re-drawing (the 10 s poll) must not drop the keyboard's place: the button that had focus (a case number
+// or an action) has it again afterwards when it is still there.
+function keepingFocus(render) {
+  const active = document.activeElement;
+  const area = active && active.closest ? active.closest("#board, #actions, #map-list") : null;
+  const key = !area ? null : active.dataset.action ? `[data-action="${active.dataset.action}"]`
+    : active.dataset.case ? `[data-case="${active.dataset.case}"]` : null;
+  render();
+  const again = key && document.querySelector(`#${area.id} ${key}`);
+  if (again && again !== active) again.focus();
+}
+
 // -- the board
 async function refresh() {
   const query = new URLSearchParams();
@@ -130,8 +142,10 @@ async function refresh() {
   if ($("#state-filter").value) query.set("state", $("#state-filter").value);
   const cases = await call("GET", `?${query}`);
   const rows = cases.filter((c) => $("#state-filter").value || c.state !== "closed").map(row);
-  $("#board tbody").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "7", text: "暂无工单 No cases" }))]));
-  drawMap(cases.filter((c) => c.state !== "closed"));
+  keepingFocus(() => {
+    $("#board tbody").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "7", text: "暂无工单 No cases" }))]));
+    drawMap(cases.filter((c) => c.state !== "closed"));
+  });
   if (current) await openCase(current, false);
 }
 
@@ -160,11 +174,11 @@ async function openCase(code, focus) {
     ["退单 / 返工 Returns / re-opens", `${c.returns} / ${c.reopens}`],
   ];
   $("#facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
-  $("#actions").replaceChildren(...c.actions.map((action) => {
+  keepingFocus(() => $("#actions").replaceChildren(...c.actions.map((action) => {
     const button = el("button", { type: "button", "data-action": action, text: ACTIONS[action] || action });
     button.addEventListener("click", () => act(c.code, action));
     return button;
-  }));
+  })));
   if (!c.actions.length) $("#actions").append(el("p", { text: "您在此状态下无可用操作 No actions for you in this state" }));
   $("#timeline").replaceChildren(...c.timeline.map(step));
   $("#alerts tbody").replaceChildren(...(c.alerts.length ? c.alerts.map((a) => el("tr", {},
