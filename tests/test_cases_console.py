@@ -273,6 +273,7 @@ async def test_a_case_filed_by_alerts_shows_their_readings(page: Page, service):
     for row, severity, value in ((rows.nth(0), "橙色 Orange", "5.3"), (rows.nth(1), "黄色 Yellow", "5.45")):
         await expect(row).to_contain_text("wl-huangpu-01")
         await expect(row.locator("td").nth(2)).to_have_text(severity)   # the colour's word beside the colour
+        await expect(row.locator('td [lang="en"]').first).to_have_text(severity.split(" ")[1])
         await expect(row.locator("td").nth(3)).to_have_text(value)
         await expect(row.locator("td").nth(4)).to_have_text("5.2")
     await expect(page.locator("#timeline")).to_contain_text("告警 Alert firing")

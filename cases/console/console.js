@@ -59,8 +59,14 @@ async function call(method, path, body) {
   return data;
 }
 
+// "中文 English" as the Chinese, then the English marked lang="en" (screen readers switch voice)
+function bilingual(text) {
+  const cut = text.search(/ [A-Za-z]/);
+  return cut < 0 ? [text] : [text.slice(0, cut + 1), el("span", { lang: "en", text: text.slice(cut + 1) })];
+}
+
 function badge(kind, key, labels) {
-  return el("span", { class: `badge ${kind}-${key}`, text: labels[key] || key });
+  return el("span", { class: `badge ${kind}-${key}` }, ...bilingual(labels[key] || key));
 }
 
 // -- signing in and out
@@ -175,7 +181,7 @@ async function openCase(code, focus) {
   ];
   $("#facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
   keepingFocus(() => $("#actions").replaceChildren(...c.actions.map((action) => {
-    const button = el("button", { type: "button", "data-action": action, text: ACTIONS[action] || action });
+    const button = el("button", { type: "button", "data-action": action }, ...bilingual(ACTIONS[action] || action));
     button.addEventListener("click", () => act(c.code, action));
     return button;
   })));
