@@ -1,8 +1,8 @@
 """A least-squares line over a sliding time window, O(1) amortised per point.
 
 :class:`WindowedLineFit` keeps the points of the last ``window_s`` seconds in
-two flat ``array('d')`` columns (16 bytes a point, no Python object per
-point) and the running sums ``n, Σt, Σy, Σt², Σty, Σy²`` of the live points,
+two flat columns (:class:`~detectors._columns.TimedColumns`: 16 bytes a
+point, no Python object per point) and the running sums ``n, Σt, Σy, Σt², Σty, Σy²`` of the live points,
 with times taken relative to an anchor near the oldest point. A new point
 adds to the sums, an expired one subtracts from them. Once the anchor is
 two windows old the sums are recomputed from the live points with the
@@ -16,14 +16,11 @@ one it was taken from. The rate-of-rise rule and the forecast share it.
 from __future__ import annotations
 
 import math
-from array import array
 from typing import Any
 
+from detectors._columns import TimedColumns
+
 __all__ = ["WindowedLineFit", "LineEstimate"]
-
-#: fewest dead points at the front before they are cut off (and the sums recomputed)
-_MIN_CUT = 16
-
 
 class LineEstimate:
     """A fitted line: ``slope`` per second, its value at ``t`` and the spreads behind them.
@@ -86,13 +83,11 @@ class WindowedLineFit:
     (0.5, 10.5)
     """
 
-    __slots__ = ("window_s", "_t", "_y", "_head", "_n", "_t0", "_st", "_sy", "_stt", "_sty", "_syy")
+    __slots__ = ("window_s", "_pts", "_n", "_t0", "_st", "_sy", "_stt", "_sty", "_syy")
 
     def __init__(self, window_s: float) -> None:
         self.window_s = float(window_s)
-        self._t = array("d")
-        self._y = array("d")
-        self._head = 0  # index of the oldest live point
+        self._pts = TimedColumns()  # its head: the oldest live point
         self._n = 0  # live points
         self._recompute(0.0)
 
@@ -101,18 +96,20 @@ class WindowedLineFit:
 
     @property
     def newest_t(self) -> float | None:
-        return self._t[-1] if self._n else None
+        return self._pts.t[-1] if self._n else None
 
     @property
     def span_s(self) -> float:
         """Time from the oldest live point to the newest (0 with fewer than two)."""
-        return self._t[-1] - self._t[self._head] if self._n > 1 else 0.0
+        pts = self._pts
+        return pts.t[-1] - pts.t[pts.head] if self._n > 1 else 0.0
 
     def _recompute(self, t0: float) -> None:
         self._t0 = t0
         st = sy = stt = sty = syy = 0.0
-        for i in range(self._head, len(self._t)):
-            tc, y = self._t[i] - t0, self._y[i]
+        pts = self._pts
+        for i in range(pts.head, len(pts.t)):
+            tc, y = pts.t[i] - t0, pts.v[i]
             st += tc
             sy += y
             stt += tc * tc
@@ -123,12 +120,10 @@ class WindowedLineFit:
     def add(self, t: float, y: float) -> None:
         """Add the point ``(t, y)`` and drop the points that left the window."""
         if not self._n:
-            del self._t[:], self._y[:]
-            self._head = 0
+            self._pts.clear()
             self._recompute(t)
         tc = t - self._t0
-        self._t.append(t)
-        self._y.append(y)
+        self._pts.append(t, y)
         self._n += 1
         self._st += tc
         self._sy += y
@@ -137,11 +132,12 @@ class WindowedLineFit:
         self._syy += y * y
         self._drop_expired(t)
         if t - self._t0 > 2.0 * self.window_s:  # rebase: drop the drift, keep the times small
-            self._recompute(self._t[self._head])
+            self._recompute(self._pts.t[self._pts.head])
 
     def _drop_expired(self, t: float) -> None:
         oldest = t - self.window_s
-        head, ts, ys, t0 = self._head, self._t, self._y, self._t0
+        pts = self._pts
+        head, ts, ys, t0 = pts.head, pts.t, pts.v, self._t0
         while ts[head] < oldest:
             tc, yo = ts[head] - t0, ys[head]
             self._st -= tc
@@ -150,11 +146,9 @@ class WindowedLineFit:
             self._sty -= tc * yo
             self._syy -= yo * yo
             head += 1
+        pts.head = head
         self._n = len(ts) - head
-        if head >= _MIN_CUT and head >= len(ts) - head:  # memory only: the sums do not change
-            del ts[:head], ys[:head]
-            head = 0
-        self._head = head
+        pts.cut()  # memory only: the sums do not change
 
     def slope(self) -> float | None:
         """The least-squares slope (per second); ``None`` with fewer than two distinct times."""
@@ -185,31 +179,28 @@ class WindowedLineFit:
 
     def snapshot(self) -> dict[str, Any]:
         """The live points, the anchor and the running sums as JSON-able data."""
-        return {"t": self._t[self._head:].tolist(), "y": self._y[self._head:].tolist(), "t0": self._t0,
+        return {"points": self._pts.snapshot(), "anchor": self._t0,
                 "sums": [self._st, self._sy, self._stt, self._sty, self._syy]}
 
     def restore(self, state: dict[str, Any] | list | None) -> None:
-        """Put back the points of :meth:`snapshot` (the sums are recomputed).
+        """Put back the points of :meth:`snapshot` (and its sums: the same floats follow).
 
         A list of ``[t, y]`` pairs (the checks' layout before the running
-        fit) is read too.
+        fit) is read too; its sums are recomputed.
         """
         if isinstance(state, list):
-            state = {"t": [p[0] for p in state], "y": [p[1] for p in state]}
+            state = {"points": {"t": [p[0] for p in state], "v": [p[1] for p in state]}}
         state = state or {}
-        self._t = array("d", (float(t) for t in state.get("t", [])))
-        self._y = array("d", (float(v) for v in state.get("y", [])))
-        if len(self._t) != len(self._y):
-            raise ValueError("line fit state: as many times as values are needed")
-        self._head = 0
-        self._n = len(self._t)
+        self._pts = TimedColumns.restored(state.get("points"))
+        self._n = len(self._pts)
         sums = state.get("sums")
-        if sums is not None and len(sums) == 5 and "t0" in state:
-            self._t0 = float(state["t0"])
+        if sums is not None and len(sums) == 5 and "anchor" in state:
+            self._t0 = float(state["anchor"])
             self._st, self._sy, self._stt, self._sty, self._syy = (float(v) for v in sums)
         else:
-            self._recompute(self._t[0] if self._t else 0.0)
+            self._recompute(self._pts.t[0] if self._n else 0.0)
 
     def points(self) -> list[tuple[float, float]]:
         """The live points, oldest first."""
-        return list(zip(self._t[self._head:], self._y[self._head:]))
+        pts = self._pts
+        return list(zip(pts.t[pts.head:], pts.v[pts.head:]))

@@ -46,8 +46,8 @@ def test_the_fit_holds_only_its_window_in_flat_arrays():
     for i in range(100_000):
         fit.add(60.0 * i, float(i % 7))
     assert len(fit) == 61
-    assert len(fit._t) <= 2 * 61 + 16  # expired points are cut off, not kept
-    assert fit._t.itemsize == 8 and fit._t.typecode == "d"
+    assert len(fit._pts.t) <= 1.25 * 61 + 16  # expired points are cut off, not kept
+    assert fit._pts.t.typecode == fit._pts.v.typecode == "d"
 
 
 @pytest.mark.parametrize("make", [lambda: LevelForecast(level=4.5, window_s=1800.0),
