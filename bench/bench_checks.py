@@ -9,10 +9,11 @@ previous fit (a Theil-Sen refit over the window at every reading, kept here
 as the baseline). Then the JSON snapshot bytes per sensor after the run.
 
 ``--sensors N`` adds the memory of N simulated sensors in one engine (one
-worker): one sensor per kind is run through ``--readings`` readings, and its
-snapshot is restored under N sensor ids (kinds in turn), so every sensor
-holds full windows; printed are the process's RSS growth per sensor (over
-the registry's own) and the snapshot bytes per sensor. Figures only:
+worker), N / 3 of each kind: one sensor per kind is run through
+``--readings`` readings, and its snapshot is restored under N / 3 sensor ids
+of that kind, so every sensor holds full windows; printed per kind are the
+process's RSS growth per sensor (over the registry's own) and the snapshot
+bytes per sensor. Figures only:
 nothing here asserts timings.
 
     .venv/bin/python bench/bench_checks.py [--readings 3000] [--sensors 100000]
@@ -25,6 +26,7 @@ import gc
 import json
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -140,31 +142,28 @@ def cost_table(sensors_per_kind: int, readings_per_sensor: int) -> dict[str, dic
     return out
 
 
-def memory_of(n_sensors: int, readings_per_sensor: int) -> dict[str, float]:
-    """RSS growth and snapshot bytes per sensor for ``n_sensors`` sensors with full windows in one engine."""
-    registry = make_registry(n_sensors)
+def memory_of(kind: str, n_sensors: int, readings_per_sensor: int) -> dict[str, float]:
+    """RSS growth and snapshot bytes per sensor for ``n_sensors`` sensors of ``kind`` with full windows in one engine."""
+    registry = SensorRegistry({s.id: s for s in make_registry(n_sensors * len(KINDS)) if s.kind == kind}, source="<bench>")
     warm = make_registry(len(KINDS))
-    templates = {}
     engine = SensorEngine(warm)
     for r in make_readings(warm, readings_per_sensor * len(KINDS)):
         engine.process(r)
-    for sid in engine.sensor_ids():
-        templates[engine.state(sid).sensor.kind] = engine.snapshot(sid)
+    template = next(engine.snapshot(sid) for sid in engine.sensor_ids() if engine.state(sid).sensor.kind == kind)
     gc.collect()
     big = SensorEngine(registry)
     before = _rss_bytes()
-    total_json = 0
+    tracemalloc.start()
     for s in registry:
-        snap = dict(templates[s.kind], sensor_id=s.id, district=s.district)
-        if not big.restore(snap):
+        if not big.restore(dict(template, sensor_id=s.id, district=s.district)):
             raise RuntimeError(f"restore of {s.id} failed")
     gc.collect()
+    traced = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
     grown = _rss_bytes() - before
-    for sid in big.sensor_ids()[:: max(1, n_sensors // 1000)]:
-        total_json += len(json.dumps(big.snapshot(sid)))
-    sampled = len(big.sensor_ids()[:: max(1, n_sensors // 1000)])
-    return {"sensors": n_sensors, "rss_per_sensor": grown / n_sensors, "rss_total_mib": grown / 2**20,
-            "json_per_sensor": total_json / sampled}
+    sample = big.sensor_ids()[:: max(1, n_sensors // 200)]
+    json_bytes = sum(len(json.dumps(big.snapshot(sid))) for sid in sample) / len(sample)
+    return {"rss_per_sensor": grown / n_sensors, "heap_per_sensor": traced / n_sensors, "json_per_sensor": json_bytes}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sensors-per-kind", type=int, default=10, help="sensors per kind in the cost table")
     ap.add_argument("--readings", type=int, default=3000, help="readings per sensor (1 a minute; 3000 ≈ 2 days)")
     ap.add_argument("--sensors", type=int, default=0, help="also measure memory of this many sensors (e.g. 100000)")
+    ap.add_argument("--big-sample", type=int, default=2000,
+                    help="a kind over 16 KiB a sensor is measured on this many sensors and scaled (RAM is shared)")
     args = ap.parse_args(argv)
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])
@@ -184,10 +185,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{kind:14s}{row['checks_us']:14.1f}{row['engine_us']:14.1f}{row['bare_us']:11.2f}"
               f"{refit:>28s}{row['state_bytes']:13d}")
     if args.sensors:
-        m = memory_of(args.sensors, args.readings)
-        print(f"{m['sensors']} sensors in one engine (kinds in turn, full windows): RSS +{m['rss_total_mib']:.0f} MiB "
-              f"= {m['rss_per_sensor'] / 1024:.1f} KiB per sensor; snapshot {m['json_per_sensor'] / 1024:.1f} KiB "
-              "per sensor (JSON)")
+        per_kind = max(1, args.sensors // len(KINDS))
+        print(f"memory: {args.sensors} sensors in one engine, {per_kind} of each kind, every one with full windows "
+              f"(heap: Python allocations traced while restoring; kinds over 16 KiB measured on at most "
+              f"{args.big_sample} sensors and scaled, marked *)")
+        print(f"{'kind':14s}{'heap KiB/sensor':>17s}{'RSS KiB/sensor':>16s}{'JSON KiB/sensor':>17s}{'heap MiB':>10s}")
+        total = 0.0
+        for kind in KINDS:
+            n, mark = per_kind, ""
+            probe = memory_of(kind, 50, args.readings)
+            if probe["heap_per_sensor"] > 16 * 1024 and per_kind > args.big_sample:
+                n, mark = args.big_sample, "*"
+            m = memory_of(kind, n, args.readings)
+            total += m["heap_per_sensor"] * per_kind
+            print(f"{kind + mark:14s}{m['heap_per_sensor'] / 1024:17.1f}{m['rss_per_sensor'] / 1024:16.1f}"
+                  f"{m['json_per_sensor'] / 1024:17.1f}{m['heap_per_sensor'] * per_kind / 2**20:10.0f}")
+        print(f"{'all':14s}{total / (per_kind * len(KINDS)) / 1024:17.1f}{'':33s}{total / 2**20:10.0f}")
     return 0
 
 

@@ -5,7 +5,8 @@
 which the pairs have expired. Expired pairs are cut off once there are as
 many as live ones (O(1) amortised), so a window never holds more than about
 twice its live pairs. Its snapshot writes the times as offsets from the
-first one when that round-trips exactly (shorter JSON), else as they are.
+first one when that round-trips exactly (shorter JSON; whole seconds as
+integers), else as they are.
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ class TimedColumns:
         if ts:
             t0 = ts[0]
             dt = [t - t0 for t in ts]
-            if all(t0 + d == t for d, t in zip(dt, ts)):
-                return {"t0": t0, "dt": dt, "v": vs}
+            if all(t0 + d == t for d, t in zip(dt, ts)):  # whole seconds without ".0": shorter JSON
+                return {"t0": t0, "dt": [int(d) if d.is_integer() else d for d in dt], "v": vs}
         return {"t": ts.tolist(), "v": vs}
 
     @classmethod

@@ -8,7 +8,11 @@ whose criterion is met. Each reading's rain is counted in a window
 Cost is O(1) amortised per reading: the readings with rain (a dry reading adds
 nothing to any window) in two flat columns (:class:`~detectors._columns.TimedColumns`,
 16 bytes a reading) cut to the longest window, and per window a running sum
-and the index of its oldest entry (advanced, never rescanned).
+and the index of its oldest entry (advanced, never rescanned). Readings in
+one cell of a time grid of ``resolution`` (1/180 of the shortest window: 60 s
+for the CMA signals) share one entry stamped with the later time, so a sensor reporting
+every few seconds keeps at most 180 entries per shortest window too; such a
+bucket's rain leaves a window up to ``resolution`` late (never early).
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class RainfallAccumulation(JSONStateMixin, Rule):
         self._windows = sorted({w for _, _, w in sig})
         self._longest = self._windows[-1]
         self._current: Finding | None = None
+        self._resolution = self._windows[0] / 180.0
         self._rain = TimedColumns()  # readings with rain, its head: the longest window's oldest
         self._sums: list[float] = [0.0] * len(self._windows)  # per window
         self._starts: list[int] = [0] * len(self._windows)  # index in _rain of each window's oldest entry
@@ -117,9 +122,14 @@ class RainfallAccumulation(JSONStateMixin, Rule):
             return self._current
         self._last_t = t
         rain, sums, starts = self._rain, self._sums, self._starts
-        if mm > 0:
-            rain.append(t, mm)
         ts, mms = rain.t, rain.v
+        if mm > 0:
+            res = self._resolution
+            if len(rain) and t // res == ts[-1] // res:  # one bucket of the time grid: the later time, the sum
+                ts[-1] = t
+                mms[-1] += mm
+            else:
+                rain.append(t, mm)
         end = len(ts)
         for i, w in enumerate(self._windows):
             j = starts[i]

@@ -17,12 +17,26 @@ from detectors._columns import TimedColumns
 from detectors.base import Finding, Rule, severity_score
 from detectors.levels import JSONStateMixin, encode_state, finite_value, fmt_duration, fmt_value, label_of
 
+#: most readings in the sliding-maximum queue; beyond, neighbours merge (see SustainedCondition)
+_MAX_QUEUE = 128
+
 __all__ = ["SustainedCondition", "CMA_HIGH_TEMPERATURE_DAILY", "CMA_HIGH_TEMPERATURE_WITHIN"]
 
 #: ``[severity, level, consecutive days]``
 CMA_HIGH_TEMPERATURE_DAILY: list[list] = [["yellow", 35.0, 3]]
 #: ``[severity, level, window_s]``
 CMA_HIGH_TEMPERATURE_WITHIN: list[list] = [["orange", 37.0, 86400.0], ["red", 40.0, 86400.0]]
+
+
+def _merge_pairs(q: TimedColumns) -> None:
+    """Halve a decreasing queue: each pair of neighbours becomes (the later time, the higher value)."""
+    ts, vs = q.t[q.head:], q.v[q.head:]
+    keep_last = len(ts) % 2  # the newest reading stays as it is when the count is odd
+    q.clear()
+    for k in range(0, len(ts) - keep_last, 2):
+        q.append(ts[k + 1], vs[k])
+    if keep_last:
+        q.append(ts[-1], vs[-1])
 
 
 class SustainedCondition(JSONStateMixin, Rule):
@@ -38,6 +52,10 @@ class SustainedCondition(JSONStateMixin, Rule):
     ``(t - window, t]`` meets the level (a monotonic queue of the readings
     at or above the lowest such level keeps it O(1) amortised and small: a
     reading below every level can never be the maximum that meets one). The
+    queue holds at most 128 readings: past that (a day-long fall above the
+    level, sampled often) each pair of neighbours merges into the higher
+    value at the later time, so a maximum may be held a little longer (at
+    most the time between merged readings), never dropped early. The
     highest severity met wins.
 
     Parameters
@@ -143,6 +161,8 @@ class SustainedCondition(JSONStateMixin, Rule):
                 q.t.pop()
                 q.v.pop()
             q.append(t, v)
+            if len(q) > _MAX_QUEUE:
+                _merge_pairs(q)
         head, qt = q.head, q.t
         while head < len(qt) and qt[head] <= t - self._longest:
             head += 1
