@@ -263,13 +263,18 @@ def main(argv: list[str] | None = None) -> int:
         config = yaml.safe_load(stack.config_path.read_text())
         sim_config.write_text(yaml.safe_dump({**config, "registry": str(sim_registry)}, sort_keys=False))
         time.sleep(5.0)  # the worker joins its group (Tansu holds a join for half the session timeout)
-        hours = args.minutes * 60.0 * args.speed / 3600.0 + 1.0
+        hours = args.minutes * 60.0 * args.speed / 3600.0 + 2.0
         logf = open(workdir / "simulate.log", "ab")
         sim = subprocess.Popen([sys.executable, "-m", "launch.cli", "simulate", "--config", str(sim_config),
                                 "--speed", str(args.speed), "--scenario", "all", "--seed", "7",
                                 "--duration-h", str(hours)], stdout=logf, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=Path(__file__).parent.parent)
         logf.close()
+        deadline = time.monotonic() + 300.0  # the simulator computes its readings first, then publishes
+        while "simulating " not in (workdir / "simulate.log").read_text(errors="replace"):
+            if sim.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the simulator did not start publishing; see {workdir / 'simulate.log'}")
+            time.sleep(0.5)
         result = asyncio.run(soak(stack, sim, args))
         report(result, args.minutes)
         dead = stack.dead_parts()
