@@ -20,9 +20,10 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from cityeye.contracts import MQTT_TOPIC_FILTERS
 from cityeye.errors import ConfigError
 from cityeye.kinds import use_kinds_file
 
@@ -32,6 +33,7 @@ __all__ = [
     "InfluxSettings",
     "WebhookSettings",
     "IngestSettings",
+    "MetricsSettings",
     "Settings",
     "load_settings",
 ]
@@ -84,10 +86,31 @@ class MqttSettings(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
     client_id: str = "cityeye-gateway"
-    topic_filter: str = "cityeye/+/+/+"
+    #: what the gateway subscribes to: everything devices may publish under the namespace, so a
+    #: message on a malformed topic is dead-lettered (``bad_topic``), never silently unheard
+    topic_filters: list[str] = Field(default_factory=lambda: list(MQTT_TOPIC_FILTERS), min_length=1)
     qos: Literal[0, 1, 2] = 1
     #: payloads larger than this are dead-lettered unread
     max_payload_bytes: int = Field(65536, ge=256)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_topic_filter(cls, data: Any) -> Any:
+        """``topic_filter: <filter>`` (one filter, before 2026-12) still works: it is ``topic_filters: [<filter>]``."""
+        if isinstance(data, dict) and "topic_filter" in data:
+            data = dict(data)
+            legacy = data.pop("topic_filter")
+            data.setdefault("topic_filters", [legacy])
+        return data
+
+    @field_validator("topic_filters")
+    @classmethod
+    def _valid_filters(cls, v: list[str]) -> list[str]:
+        for f in v:
+            levels = f.split("/")
+            if not f or "#" in levels[:-1] or any(("#" in lv or "+" in lv) and len(lv) > 1 for lv in levels):
+                raise ValueError(f"{f!r} is not an MQTT topic filter")
+        return v
 
 
 class InfluxSettings(BaseModel):
@@ -118,6 +141,23 @@ class WebhookSettings(BaseModel):
     backoff_max_s: float = Field(60.0, gt=0)
 
 
+class RateLimitSettings(BaseModel):
+    """Per-device token bucket of the gateway: ``messages_per_s`` sustained, ``burst`` at once.
+
+    ``messages_per_s`` 0 (the default) turns it off, as brokers do (EMQX's
+    ``messages_rate`` is unlimited unless set): a backlog redelivered after a
+    gateway restart or a replay arrives as a burst by design. Set it on a live
+    gateway well above the fastest device's rate (a gauge every 5 s: 1/s, burst 20).
+    """
+
+    messages_per_s: float = Field(0.0, ge=0)
+    burst: int = Field(20, ge=1)
+
+    @property
+    def enabled(self) -> bool:
+        return self.messages_per_s > 0
+
+
 class IngestSettings(BaseModel):
     """The ingest gateway's validation limits and flow control."""
 
@@ -140,6 +180,25 @@ class IngestSettings(BaseModel):
     produce_window: int = Field(8, ge=1)
     #: seconds between counter log lines (0: never)
     stats_interval_s: float = Field(60.0, ge=0)
+    #: a field its kind does not declare: ``reject`` (dead letter ``unknown_field``), ``drop``
+    #: (left out of the reading) or ``keep`` (passed on, checked only for being a finite number)
+    unknown_fields: Literal["reject", "drop", "keep"] = "reject"
+    #: per-device token bucket; excess messages are dead-lettered (``rate_limited``)
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    #: seconds between device-health records on Kafka ``devices.health`` (0: none)
+    health_interval_s: float = Field(10.0, ge=0)
+    #: decode SenML (RFC 8428) packs published on cityeye/<district>/senml/<sensor_id> (docs/device-formats.md)
+    senml: bool = True
+    #: vendor payload mapping files (docs/device-formats.md), tried in this order before SenML
+    mappings: list[str] = []
+
+    @field_validator("mappings")
+    @classmethod
+    def _mapping_files_exist(cls, v: list[str]) -> list[str]:
+        missing = [p for p in v if not Path(p).is_file()]
+        if missing:
+            raise ValueError(f"mapping file {missing[0]!r} does not exist")
+        return v
 
     @field_validator("timezone")
     @classmethod
@@ -157,6 +216,15 @@ class IngestSettings(BaseModel):
         return ZoneInfo(self.timezone) if self.timezone else None
 
 
+class MetricsSettings(BaseModel):
+    """Where a process serves its Prometheus metrics (``/metrics``; docs/metrics.md)."""
+
+    #: the exposition port of this process; 0: no metrics server (each process needs its own port)
+    port: int = Field(0, ge=0, le=65535)
+    #: the address the metrics server binds (``0.0.0.0`` in containers)
+    host: str = "127.0.0.1"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CITYEYE_", env_nested_delimiter="__", extra="forbid")
 
@@ -165,6 +233,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     webhook: WebhookSettings = WebhookSettings()
     ingest: IngestSettings = IngestSettings()
+    metrics: MetricsSettings = MetricsSettings()
     #: sensor registry YAML; empty = the default the program declares (cityeye.sensor_registry.set_default_registry)
     registry: str = ""
     #: kinds file declaring sensor kinds beyond the bundled ones (docs/kinds.md); empty = the bundled kinds

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -48,13 +49,14 @@ class Inbound:
 
 
 class MqttBridge:
-    """Subscribes on ``settings.topic_filter`` and feeds :attr:`queue` on ``loop``."""
+    """Subscribes to ``settings.topic_filters`` (and ``extra_filters``) and feeds :attr:`queue` on ``loop``."""
 
     def __init__(self, settings: MqttSettings, loop: asyncio.AbstractEventLoop, *,
-                 max_unacked: int = 5000, clock=None, keepalive: int = 30) -> None:
+                 max_unacked: int = 5000, clock=None, keepalive: int = 30, extra_filters: Sequence[str] = ()) -> None:
         import time
 
         self.settings = settings
+        self.filters = [*settings.topic_filters, *extra_filters]
         self.loop = loop
         self.queue: asyncio.Queue[Inbound] = asyncio.Queue()
         self.connected = asyncio.Event()
@@ -88,16 +90,19 @@ class MqttBridge:
             return
         with self._lock:
             self._generation += 1
-        client.subscribe(self.settings.topic_filter, qos=self.settings.qos)
+        client.subscribe([(f, self.settings.qos) for f in self.filters])
         log.info("MQTT connected to %s:%d (session present: %s)",
                  self.settings.host, self.settings.port, flags.session_present)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        if any(rc.is_failure for rc in reason_codes):
-            log.error("MQTT broker refused the subscription to %s: %s", self.settings.topic_filter,
-                      ", ".join(str(rc) for rc in reason_codes))
-            return
-        log.info("MQTT subscribed to %s", self.settings.topic_filter)
+        filters = self.filters
+        refused = [f"{f} ({rc})" for f, rc in zip(filters, reason_codes) if rc.is_failure]
+        if refused:
+            log.error("MQTT broker refused the subscription to %s (check the gateway account's ACL)",
+                      ", ".join(refused))
+            if len(refused) == len(filters):
+                return
+        log.info("MQTT subscribed to %s", ", ".join(f for f, rc in zip(filters, reason_codes) if not rc.is_failure))
         self._to_loop(self.connected.set)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:

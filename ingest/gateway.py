@@ -16,6 +16,15 @@ broker (which keeps queueing for the persistent session) instead of
 growing memory. Acks go to the broker only after Kafka (acks=all) has the
 reading or its dead letter: a stop or crash before that means redelivery,
 so delivery is at-least-once and nothing accepted is lost.
+
+No message can stop the gateway: whatever fails while one message is
+handled (validation, encoding) becomes that message's dead letter
+(``internal_error: <exception class>: ...``) and the message is acknowledged
+like any other. Before validation a per-device token bucket
+(``ingest.rate_limit``, :mod:`ingest.rate_limit`) dead-letters a flooding
+device's excess messages (``rate_limited``); per-device counters
+(:mod:`ingest.device_health`) go to Kafka ``devices.health`` every
+``ingest.health_interval_s``.
 """
 
 from __future__ import annotations
@@ -33,11 +42,16 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from cityeye.config import Settings
 from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, Reading, readings_topic
+from cityeye.device_health import TOPIC_DEVICES_HEALTH
 from cityeye.kafka import make_producer
 from cityeye.kinds import use_kinds_file
 from cityeye.sensor_registry import SensorRegistry
+from ingest import metrics
 from ingest.bridge import Inbound, MqttBridge
-from ingest.validation import Limits, reason_code, validate_message
+from ingest.device_health import DeviceHealthTracker
+from ingest.formats import DeviceFormats
+from ingest.rate_limit import DeviceRateLimiter
+from ingest.validation import Limits, reason_code
 
 __all__ = ["Gateway", "GatewayStats"]
 
@@ -77,16 +91,18 @@ def _encode(outcome: Reading | DeadLetter) -> bytes:
     so their ``__dict__`` serialises to exactly the same bytes, several
     times faster: this runs once per reading.
     """
-    return json.dumps(outcome.__dict__, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return json.dumps(outcome.__dict__, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+        "utf-8", errors="backslashreplace")
 
 
 class _Record:
-    """One Kafka record for one validation outcome, and its pending send."""
+    """One Kafka record for one validation outcome (encoded once), and its pending send."""
 
-    __slots__ = ("outcome", "future")
+    __slots__ = ("outcome", "value", "future")
 
     def __init__(self, outcome: Reading | DeadLetter) -> None:
         self.outcome = outcome
+        self.value = _encode(outcome)
         self.future: asyncio.Future | None = None
 
     @property
@@ -112,6 +128,8 @@ class Gateway:
         use_kinds_file(settings.kinds)  # their fields are validated against their declared ranges
         self.registry = registry
         self.limits = Limits.from_settings(settings)
+        #: SenML and the vendor mappings: a decoder chosen by topic before the one validation path
+        self.formats = DeviceFormats.from_files(registry, settings.ingest.mappings, senml=settings.ingest.senml)
         self._clock = clock
         self._stats = GatewayStats()
         self._producer: AIOKafkaProducer | None = None
@@ -119,6 +137,9 @@ class Gateway:
         self._batches: asyncio.Queue[_Batch] | None = None
         self._window: asyncio.Semaphore | None = None
         self._tasks: list[asyncio.Task] = []
+        self._limiter = DeviceRateLimiter(settings.ingest.rate_limit, {s.id for s in registry})
+        self._health = DeviceHealthTracker(registry, settings.mqtt.client_id, clock())
+        self._internal_errors_logged: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -128,12 +149,16 @@ class Gateway:
         self._batches = asyncio.Queue()
         self._window = asyncio.Semaphore(ing.produce_window)
         self._bridge = MqttBridge(self.settings.mqtt, asyncio.get_running_loop(),
-                                  max_unacked=ing.max_unacked, clock=self._clock)
+                                  max_unacked=ing.max_unacked, clock=self._clock,
+                                  extra_filters=self.formats.mqtt_filters_beyond(self.settings.mqtt.topic_filters))
         await self._bridge.start()
         self._tasks = [asyncio.create_task(self._intake(), name="gateway-intake"),
                        asyncio.create_task(self._acker(), name="gateway-acker")]
         if ing.stats_interval_s > 0:
             self._tasks.append(asyncio.create_task(self._log_stats(ing.stats_interval_s), name="gateway-stats"))
+        if ing.health_interval_s > 0:
+            self._tasks.append(asyncio.create_task(self._publish_health(ing.health_interval_s),
+                                                   name="gateway-health"))
         log.info("gateway started: %d sensors in %s, MQTT %s:%d -> Kafka %s", len(self.registry),
                  self.registry.source, self.settings.mqtt.host, self.settings.mqtt.port, self.settings.kafka.bootstrap)
 
@@ -221,15 +246,51 @@ class Gateway:
                 messages.append(queue.get_nowait())
             records = []
             for msg in messages:
-                outcomes = validate_message(msg.payload, msg.topic, self.registry, msg.received_at, self.limits)
-                for outcome in outcomes:
-                    record = _Record(outcome)
+                for record in self._records_of(msg):
                     try:
-                        record.future = await self._producer.send(record.topic, _encode(outcome), key=record.key)
-                    except KafkaError as exc:  # the acker resends it
+                        record.future = await self._producer.send(record.topic, record.value, key=record.key)
+                    except Exception as exc:  # KafkaError and anything else: the acker resends it
                         log.debug("send failed (%s); will retry", type(exc).__name__)
                     records.append(record)
             await self._batches.put(_Batch(messages, records))
+
+    def _records_of(self, msg: Inbound) -> list[_Record]:
+        """The Kafka records of one message; never raises.
+
+        Whatever fails here (a bug meeting an input nobody thought of) gives the
+        message one ``internal_error`` dead letter instead: the message is then
+        acknowledged like any other and the gateway goes on.
+        """
+        sensor_id = self.formats.topic_sensor(msg.topic)
+        try:
+            self._health.message(sensor_id, msg.received_at)
+            if not self._limiter.allow(sensor_id, msg.received_at):
+                return [_Record(self._rate_limited(msg, sensor_id))]
+            outcomes = self.formats.validate(msg.payload, msg.topic, msg.received_at, self.limits)
+            return [_Record(outcome) for outcome in outcomes]
+        except Exception as exc:
+            return [_Record(self._internal_error(msg, sensor_id, exc))]
+
+    def _rate_limited(self, msg: Inbound, sensor_id: str | None) -> DeadLetter:
+        """The dead letter of a message over its device's rate (the payload kept whole unless oversized)."""
+        self._health.rate_limited(sensor_id)
+        limit = self.settings.ingest.rate_limit
+        kept = msg.payload if len(msg.payload) <= self.limits.max_payload_bytes else msg.payload[:_TRUNCATED_PAYLOAD]
+        return DeadLetter.of(kept, msg.topic, f"rate_limited: more than {limit.messages_per_s:g} messages/s "
+                             f"(burst {limit.burst}) from this device", msg.received_at, sensor_id)
+
+    def _internal_error(self, msg: Inbound, sensor_id: str | None, exc: Exception) -> DeadLetter:
+        name = type(exc).__name__
+        if name not in self._internal_errors_logged:  # once per exception class: counted, not logged each
+            self._internal_errors_logged.add(name)
+            log.error("handling a message on %r failed; dead-lettered as internal_error (further %s "
+                      "failures are counted, not logged)", msg.topic[:200], name, exc_info=exc)
+        try:
+            detail = ascii(str(exc))[1:-1][:200]  # ASCII: encodable whatever the exception quotes
+        except Exception:  # an exception whose str() fails too
+            detail = "(no message)"
+        return DeadLetter.of(msg.payload[: self.limits.max_payload_bytes], msg.topic,
+                             f"internal_error: {name}: {detail}", msg.received_at, sensor_id)
 
     async def _acker(self) -> None:
         while True:
@@ -242,6 +303,8 @@ class Gateway:
                 self._count(record.outcome)
             for msg in batch.messages:
                 self._bridge.ack(msg)
+            metrics.observe_batch(batch.messages, [r.outcome for r in batch.records], self._clock(),
+                                  self._bridge.unacked)
             self._stats.messages += len(batch.messages)
             self._stats.batches += 1
             self._window.release()
@@ -252,22 +315,25 @@ class Gateway:
         while True:
             try:
                 if record.future is None:
-                    record.future = await self._producer.send(record.topic, _encode(record.outcome), key=record.key)
+                    record.future = await self._producer.send(record.topic, record.value, key=record.key)
                 await record.future
                 return
             except MessageSizeTooLargeError:
                 record.future = None
                 record.outcome = _shrunk(record.outcome)
+                record.value = _encode(record.outcome)
                 continue
             except Exception as exc:  # KafkaError and anything else the client raises
                 record.future = None
                 self._stats.kafka_retries += 1
+                metrics.KAFKA_RETRIES.inc()
                 log.warning("Kafka did not take a record for %s (%s); retrying in %.1f s",
                             record.topic, type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
     def _count(self, outcome: Reading | DeadLetter) -> None:
+        self._health.outcome(outcome)
         if isinstance(outcome, Reading):
             self._stats.accepted += 1
             self._stats.accepted_by_kind[outcome.kind] += 1
@@ -278,6 +344,18 @@ class Gateway:
         while True:
             await asyncio.sleep(interval)
             log.info("gateway counters: %s", self.stats())
+
+    async def _publish_health(self, interval: float) -> None:
+        """Every ``interval`` s each registered device's health record, keyed by sensor id (best effort:
+        a record Kafka does not take is superseded by the next interval's)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                sends = [await self._producer.send(TOPIC_DEVICES_HEALTH, rec.to_json(), key=rec.sensor_id.encode())
+                         for rec in self._health.snapshot(self._clock())]
+                await asyncio.gather(*sends)
+            except KafkaError as exc:
+                log.warning("device health not published (%s); next try in %.0f s", type(exc).__name__, interval)
 
 
 def _shrunk(outcome: Reading | DeadLetter) -> DeadLetter:

@@ -41,6 +41,8 @@ from faust.types import TP, EventT
 from cityeye.config import KafkaSettings
 from cityeye.contracts import AlertEvent, to_json
 from cityeye.errors import ValidationError
+from cityeye.metrics import ConsumerLag, report_lag
+from streams import metrics
 from streams.clocks import SensorClocks
 from streams.sensor_engine import SensorEngine
 from streams.models import dead_letter, decode_reading
@@ -48,9 +50,12 @@ from streams.replay import committed_offsets, read_ranges
 from streams.tables import SnapshotTable
 from streams.topics import StreamTopics
 
-__all__ = ["DetectorRuntime", "attach_agents"]
+__all__ = ["DetectorRuntime", "attach_agents", "LAG_INTERVAL_S"]
 
 log = logging.getLogger(__name__)
+
+#: seconds between two reports of the worker's consumer lag (cityeye_consumergroup_lag)
+LAG_INTERVAL_S = 5.0
 
 
 class DetectorRuntime:
@@ -89,6 +94,7 @@ class DetectorRuntime:
     async def _process_events(self, events: Iterable[EventT]) -> None:
         out: list[AlertEvent] = []
         touched: set[str] = set()
+        done, started = [], time.time()
         for event in events:
             msg = event.message
             tp = msg.tp
@@ -104,6 +110,7 @@ class DetectorRuntime:
                 await self._dead_letter(msg.value, f"processing failed: {type(exc).__name__}: {exc}", tp.topic, msg.key)
                 continue
             self.readings += 1
+            done.append(reading)
             sid = reading.sensor_id
             if self.tp_of.get(sid) != tp:
                 self._place(sid, tp)
@@ -115,6 +122,7 @@ class DetectorRuntime:
                 touched.add(sid)
         await self._send_alerts(out)
         await self._snapshot(touched)
+        metrics.observe_readings(done, started)
 
     async def tick(self) -> None:
         """Clock re-evaluation of every sensor, per partition in that partition's stream time."""
@@ -260,6 +268,7 @@ class DetectorRuntime:
             tp = self.tp_of.get(sid)
             if tp is not None and sid in self.engine:
                 await self.snapshots.write(tp, sid, self.engine.snapshot(sid))
+                metrics.SNAPSHOT_WRITES.inc()
 
     async def _send_alerts(self, events: list[AlertEvent]) -> None:
         """Send events and wait until the broker has them.
@@ -276,6 +285,7 @@ class DetectorRuntime:
         if pending:
             await asyncio.gather(*pending)
         self.events_sent += len(events)
+        metrics.count_alert_events(events)
 
     async def _dead_letter(self, raw: bytes | None, reason: str, topic: str, key: Any) -> None:
         sid = key.decode("utf-8", "replace")[:64] if isinstance(key, bytes) else None
@@ -283,6 +293,7 @@ class DetectorRuntime:
         await self.topics.deadletter.send(key=key if isinstance(key, bytes) else None,
                                           value=dead_letter(raw, reason, topic))
         self.dead_letters += 1
+        metrics.DEAD_LETTERED.labels("processing_failed" if reason.startswith("processing failed") else "invalid").inc()
 
 
 def attach_agents(app: faust.App, runtime: DetectorRuntime, *, batch_size: int, batch_within_s: float,
@@ -302,6 +313,14 @@ def attach_agents(app: faust.App, runtime: DetectorRuntime, *, batch_size: int, 
     @app.timer(interval=tick_interval_s, name="cityeye-detector-clock")
     async def detector_clock() -> None:
         await runtime.tick()
+
+    lag = ConsumerLag(app.conf.id)
+
+    @app.timer(interval=LAG_INTERVAL_S, name="cityeye-consumer-lag")
+    async def consumer_lag() -> None:
+        # the position from Faust's monitor, never a call into the consumer thread that may wait on a reset
+        await report_lag(app.consumer, lag, set(runtime.topics.readings_names),
+                         position=metrics.monitor_position(app))
 
     runtime.snapshots.table.on_recover(runtime.on_recovered)
 
