@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_streams import KINDS, make_readings, make_registry  # noqa: E402
 from cityeye.sensor_registry import SensorRegistry  # noqa: E402
+from detectors._line_fit import LineEstimate  # noqa: E402
 from detectors.base import finite_value  # noqa: E402
 from detectors.forecast import LevelForecast  # noqa: E402
 from streams.sensor_engine import SensorEngine  # noqa: E402
@@ -49,7 +50,13 @@ _FIELD = {"water_level": "level_m", "weather": "rain_mm", "traffic": "speed_kmh"
 class TheilSenRefitForecast(LevelForecast):
     """The forecast with its previous fit: Theil-Sen (median of pairwise slopes) refitted at every reading."""
 
-    def forecast(self, t: float) -> dict[str, float] | None:
+    def update(self, x: dict[str, float], t: float):
+        v = finite_value(x, self.field)
+        if v is not None and not (self._recent and t <= self._recent[-2]):
+            self._estimate(t)  # the previous forecast refitted at every reading, whatever the trend
+        return super().update(x, t)
+
+    def _estimate(self, t: float) -> LineEstimate | None:
         pts = self._fit.points()
         n = len(pts)
         min_span = self.window_s / 2 if self.min_span_s is None else self.min_span_s
@@ -66,8 +73,7 @@ class TheilSenRefitForecast(LevelForecast):
         sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
         tm = float(tc.mean())
         sxx = float(((tc - tm) ** 2).sum())
-        return {"value": value, "slope": slope, "value_sd": sigma * np.sqrt(1.0 / n + tm * tm / sxx),
-                "slope_sd": sigma / np.sqrt(sxx)}
+        return LineEstimate(n, pts[-1][0] - pts[0][0], slope, value, sigma, sxx, tm)
 
 
 def _refit_factory(sensor):
