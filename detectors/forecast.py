@@ -167,7 +167,7 @@ class LevelForecast(JSONStateMixin, Rule):
             return None
         b = sign * est.slope  # towards the level, per second
         gap = sign * (self.level - est.value)  # distance still to go
-        eta = max(0.0, gap / b)
+        eta = max(0.0, gap / b) if b > 0 else math.inf
         if eta > self.horizon_s or b < self.significance * est.slope_sd:
             self._current = None
             return None
