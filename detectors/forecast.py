@@ -32,7 +32,7 @@ import math
 from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
-from detectors._line_fit import WindowedLineFit
+from detectors._line_fit import LineEstimate, WindowedLineFit
 from detectors.base import Finding, Rule
 from detectors.levels import JSONStateMixin, encode_state, finite_value, fmt_value, label_of, unit_of
 
@@ -125,7 +125,7 @@ class LevelForecast(JSONStateMixin, Rule):
         self._fit.restore(fit)
         self._recent = [float(v) for v in state.get("_recent") or []][-4:]
 
-    def _estimate(self, t: float):
+    def _estimate(self, t: float) -> LineEstimate | None:
         """The fit's line at ``t``, or ``None`` when too few readings or too short a span."""
         fit = self._fit
         min_span = self.window_s / 2 if self.min_span_s is None else self.min_span_s
