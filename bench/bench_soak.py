@@ -15,9 +15,9 @@ Every ``--sample-s`` seconds it reads each process's RSS and CPU time from
 /proc; it prints a table per minute (RSS MiB and CPU % of one core per
 process, probe latency p50/p99) and a verdict per process: the least-squares
 slope of RSS over the run (after the first minute) and *flat* or *rising*
-(rising: the fitted growth over the run is more than 10 % of its RSS and more
-than 20 MiB), and the same for the probe's median latency (rising: more than
-50 % and 50 ms). Figures only: nothing here asserts.
+(rising: the fitted growth over the run is more than 10 % of its first RSS
+and more than 20 MiB), and the same for the probe's median latency per minute
+(rising: more than 50 % of the first minute's and 50 ms). Figures only: nothing here asserts.
 
     .venv/bin/python bench/bench_soak.py [--minutes 10] [--rate 840]
 """
@@ -95,12 +95,18 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
 
 
 def verdict(points: list[tuple[float, float]], rel: float, floor: float) -> tuple[float, str]:
-    """Slope per minute and ``"flat"`` or ``"rising"`` (fitted growth over the run > rel × mean and > floor)."""
+    """Slope per minute and ``"flat"`` or ``"rising"`` (fitted growth over the run > rel × the first value and > floor).
+
+    >>> verdict([(0.0, 100.0), (60.0, 101.0), (120.0, 102.0)], 0.10, 20.0)
+    (1.0, 'flat')
+    >>> verdict([(0.0, 20.0), (60.0, 40.0), (120.0, 60.0)], 0.5, 5.0)
+    (20.0, 'rising')
+    """
     s = slope_per_minute(points)
     span_min = (points[-1][0] - points[0][0]) / 60.0 if points else 0.0
     growth = s * span_min
-    mean = statistics.fmean(p[1] for p in points) if points else 0.0
-    return s, "rising" if growth > rel * mean and growth > floor else "flat"
+    first = points[0][1] if points else 0.0
+    return s, "rising" if growth > rel * first and growth > floor else "flat"
 
 
 class Probe:
@@ -209,7 +215,7 @@ async def soak(stack: EmbeddedStack, sim: subprocess.Popen, args: argparse.Names
 
 
 def report(result: dict, minutes: float) -> None:
-    print("\nverdict (after the first minute; RSS slope MiB/min, rising = growth over the run > 10 % and > 20 MiB)")
+    print("\nverdict (after the first minute; RSS slope MiB/min, rising = growth over the run > 10 % of the first and > 20 MiB)")
     for name, pts in result["samples"].items():
         later = [(t, rss / 2**20) for t, rss, _ in pts if t >= 60.0]
         if len(later) < 2:
