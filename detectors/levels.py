@@ -232,9 +232,6 @@ class WarningLevels(JSONStateMixin, Rule):
     def snapshot(self) -> dict[str, Any]:
         return {k: v for k, v in super().snapshot().items() if k in ("_current", "_met_since")}
 
-    def _beyond(self, v: float, level: float) -> bool:
-        return self._sign * (v - level) >= 0
-
     def update(self, x: dict[str, float], t: float) -> Finding | None:
         v = finite_value(x, self.field)
         if v is None:
