@@ -1,11 +1,18 @@
 """paho-mqtt (network thread) <-> asyncio bridge with manual, in-order acks.
 
 :class:`MqttBridge` runs a paho 2.x client (``CallbackAPIVersion.VERSION2``,
-``manual_ack=True``, persistent session: MQTT 3.1.1 ``clean_session=False``
-with a fixed client id, so the broker queues QoS 1 messages while the
-gateway is down). Each received message is handed to the asyncio loop with
-``loop.call_soon_threadsafe``; :meth:`MqttBridge.ack` sends the PUBACK only
-when the caller says the message is safe (in Kafka).
+``manual_ack=True``, persistent session: MQTT 3.1.1 ``clean_session=False``,
+or MQTT 5 ``clean_start=False`` with a session expiry, with a fixed client
+id, so the broker queues QoS 1 messages while the gateway is down). Received
+messages go into an inbox (a deque) that the asyncio side drains in batches
+(:meth:`MqttBridge.take`): the paho thread wakes the loop with one
+``call_soon_threadsafe`` per burst, not per message. :meth:`MqttBridge.ack`
+sends the PUBACK only when the caller says the message is safe (in Kafka).
+
+Scale-out: with ``share_group`` set the bridge subscribes to
+``$share/<group>/<filter>`` (MQTT 5 shared subscription; Mosquitto also
+accepts it from 3.1.1 clients) and the broker spreads the messages over the
+group's gateways, each with its own client id and session.
 
 Backpressure: at most ``max_unacked`` messages are held unacknowledged.
 When that many are outstanding the paho thread waits in ``on_message``
@@ -21,12 +28,14 @@ skipped (the broker redelivers those messages on the new connection).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
-from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from cityeye.config import MqttSettings
 
@@ -35,20 +44,25 @@ __all__ = ["Inbound", "MqttBridge"]
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
 class Inbound:
     """One MQTT message as received: ``mid``/``qos``/``generation`` identify its ack."""
 
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    generation: int
-    received_at: float
+    __slots__ = ("topic", "payload", "mid", "qos", "generation", "received_at")
+
+    def __init__(self, topic: str, payload: bytes, mid: int, qos: int, generation: int, received_at: float) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.mid = mid
+        self.qos = qos
+        self.generation = generation
+        self.received_at = received_at
+
+    def __repr__(self) -> str:
+        return f"Inbound({self.topic!r}, mid={self.mid}, qos={self.qos}, generation={self.generation})"
 
 
 class MqttBridge:
-    """Subscribes on ``settings.topic_filter`` and feeds :attr:`queue` on ``loop``."""
+    """Subscribes to ``settings.subscription``; :meth:`take` hands the messages to ``loop``."""
 
     def __init__(self, settings: MqttSettings, loop: asyncio.AbstractEventLoop, *,
                  max_unacked: int = 5000, clock=None, keepalive: int = 30) -> None:
@@ -56,7 +70,10 @@ class MqttBridge:
 
         self.settings = settings
         self.loop = loop
-        self.queue: asyncio.Queue[Inbound] = asyncio.Queue()
+        #: received, not yet taken (appended by the paho thread, drained by :meth:`take`)
+        self._inbox: collections.deque[Inbound] = collections.deque()
+        self._arrived = asyncio.Event()
+        self._wake_pending = False
         self.connected = asyncio.Event()
         self._clock = clock or time.time
         self._keepalive = keepalive
@@ -65,11 +82,12 @@ class MqttBridge:
         self._generation = 0
         self._unacked = 0
         self._lock = threading.Lock()
+        self._v5 = settings.protocol == "5"
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
+            clean_session=None if self._v5 else False,
+            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
             manual_ack=True,
         )
         if settings.username:
@@ -88,16 +106,16 @@ class MqttBridge:
             return
         with self._lock:
             self._generation += 1
-        client.subscribe(self.settings.topic_filter, qos=self.settings.qos)
+        client.subscribe(self.settings.subscription, qos=self.settings.qos)
         log.info("MQTT connected to %s:%d (session present: %s)",
                  self.settings.host, self.settings.port, flags.session_present)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if any(rc.is_failure for rc in reason_codes):
-            log.error("MQTT broker refused the subscription to %s: %s", self.settings.topic_filter,
+            log.error("MQTT broker refused the subscription to %s: %s", self.settings.subscription,
                       ", ".join(str(rc) for rc in reason_codes))
             return
-        log.info("MQTT subscribed to %s", self.settings.topic_filter)
+        log.info("MQTT subscribed to %s", self.settings.subscription)
         self._to_loop(self.connected.set)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -124,17 +142,30 @@ class MqttBridge:
         item = Inbound(topic, bytes(message.payload), message.mid, message.qos, self._generation, self._clock())
         with self._lock:
             self._unacked += 1
-        if not self._to_loop(self.queue.put_nowait, item):
-            with self._lock:  # the loop is closed: nothing will ack it, the broker redelivers
-                self._unacked -= 1
-            self._slots.release()
+        self._inbox.append(item)
+        if not self._wake_pending:  # one wake-up per burst: the loop drains everything there is
+            self._wake_pending = True
+            if not self._to_loop(self._wake):
+                with self._lock:  # the loop is closed: nothing will ack it, the broker redelivers
+                    self._unacked -= 1
+                self._slots.release()
+
+    def _wake(self) -> None:  # on the loop
+        self._wake_pending = False
+        self._arrived.set()
 
     # -- asyncio side ----------------------------------------------------------
     async def start(self, timeout: float = 10.0) -> None:
         """Connect (retrying in the background) and wait until the broker confirmed the subscription."""
         self._closing.clear()
+        kwargs = {}
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.settings.session_expiry_s
+            props.ReceiveMaximum = self.settings.receive_maximum
+            kwargs = {"clean_start": False, "properties": props}
         try:
-            self.client.connect_async(self.settings.host, self.settings.port, keepalive=self._keepalive)
+            self.client.connect_async(self.settings.host, self.settings.port, keepalive=self._keepalive, **kwargs)
         except OSError as exc:
             raise ConnectionError(f"cannot reach MQTT broker {self.settings.host}:{self.settings.port}: {exc}") from None
         self.client.loop_start()
@@ -143,6 +174,21 @@ class MqttBridge:
         except asyncio.TimeoutError:
             log.warning("MQTT broker %s:%d not reachable within %.0f s; still trying",
                         self.settings.host, self.settings.port, timeout)
+
+    async def take(self, most: int) -> list[Inbound]:
+        """The messages received so far, oldest first, at most ``most``; waits for one if there is none."""
+        inbox = self._inbox
+        while not inbox:
+            self._arrived.clear()
+            if inbox:
+                break
+            await self._arrived.wait()
+        n = min(most, len(inbox))
+        return [inbox.popleft() for _ in range(n)]
+
+    def pending(self) -> int:
+        """Messages received and not yet taken."""
+        return len(self._inbox)
 
     @property
     def unacked(self) -> int:

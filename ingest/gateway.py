@@ -2,10 +2,13 @@
 
 Flow (one asyncio loop plus paho's network thread)::
 
-    paho thread --call_soon_threadsafe--> bridge.queue
+    paho thread --inbox, one wake-up per burst--> bridge.take()
         intake task: take up to ``produce_batch`` messages, validate each,
-                     producer.send() every outcome (readings.<kind> keyed by
-                     sensor id, or readings.deadletter), hand the batch on
+                     aggregate the readings per Kafka partition
+                     (ingest/aggregation.py: one record per partition of
+                     readings.<kind>; dead letters single records on
+                     readings.deadletter), producer.send() every record,
+                     hand the batch on
         acker task:  await the batch's Kafka acks (retrying failures with
                      backoff, forever: a Kafka outage stalls, never drops),
                      then PUBACK its MQTT messages in arrival order
@@ -23,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
-import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -32,10 +34,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from cityeye.config import Settings
-from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, Reading, readings_topic
+from cityeye.contracts import DeadLetter, Reading, readings_topic
 from cityeye.kafka import make_producer
 from cityeye.kinds import use_kinds_file
 from cityeye.sensor_registry import SensorRegistry
+from ingest.aggregation import OutRecord, build_records
 from ingest.bridge import Inbound, MqttBridge
 from ingest.validation import Limits, reason_code, validate_message
 
@@ -71,37 +74,14 @@ class GatewayStats:
 
 
 def _encode(outcome: Reading | DeadLetter) -> bytes:
-    """``contracts.to_json(outcome)``, without ``dataclasses.asdict``'s deep copy.
-
-    Both contract classes are flat (str/float fields and a dict of floats),
-    so their ``__dict__`` serialises to exactly the same bytes, several
-    times faster: this runs once per reading.
-    """
-    return json.dumps(outcome.__dict__, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-
-
-class _Record:
-    """One Kafka record for one validation outcome, and its pending send."""
-
-    __slots__ = ("outcome", "future")
-
-    def __init__(self, outcome: Reading | DeadLetter) -> None:
-        self.outcome = outcome
-        self.future: asyncio.Future | None = None
-
-    @property
-    def topic(self) -> str:
-        return readings_topic(self.outcome.kind) if isinstance(self.outcome, Reading) else TOPIC_DEADLETTER
-
-    @property
-    def key(self) -> bytes | None:
-        return self.outcome.sensor_id.encode() if self.outcome.sensor_id else None
+    """An outcome's JSON as its single record carries it."""
+    return OutRecord.single(outcome).value
 
 
 @dataclass
 class _Batch:
     messages: list[Inbound]
-    records: list[_Record]
+    records: list[OutRecord]
 
 
 class Gateway:
@@ -119,6 +99,8 @@ class Gateway:
         self._batches: asyncio.Queue[_Batch] | None = None
         self._window: asyncio.Semaphore | None = None
         self._tasks: list[asyncio.Task] = []
+        #: partition count per readings topic, from the producer's metadata
+        self._partitions: dict[str, int] = {}
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -210,26 +192,41 @@ class Gateway:
 
     # -- pipeline ----------------------------------------------------------------
     async def _intake(self) -> None:
-        queue, size = self._bridge.queue, self.settings.ingest.produce_batch
+        ing = self.settings.ingest
         while True:
             # take a window slot first: while every slot waits for Kafka, messages pile
-            # up in the queue and the next batch grows (few large produce requests under
+            # up in the inbox and the next batch grows (few large produce requests under
             # load, no added latency when idle)
             await self._window.acquire()
-            messages = [await queue.get()]
-            while len(messages) < size and not queue.empty():
-                messages.append(queue.get_nowait())
-            records = []
+            messages = await self._bridge.take(ing.produce_batch)
+            outcomes = []
             for msg in messages:
-                outcomes = validate_message(msg.payload, msg.topic, self.registry, msg.received_at, self.limits)
-                for outcome in outcomes:
-                    record = _Record(outcome)
-                    try:
-                        record.future = await self._producer.send(record.topic, _encode(outcome), key=record.key)
-                    except KafkaError as exc:  # the acker resends it
-                        log.debug("send failed (%s); will retry", type(exc).__name__)
-                    records.append(record)
+                outcomes += validate_message(msg.payload, msg.topic, self.registry, msg.received_at, self.limits)
+            await self._learn_partitions(outcomes)
+            records = build_records(outcomes, self._partitions.__getitem__,
+                                    max_readings=ing.aggregate_max_readings, max_bytes=ing.aggregate_max_bytes)
+            for record in records:
+                try:
+                    record.future = await self._send(record)
+                except KafkaError as exc:  # the acker resends it
+                    log.debug("send failed (%s); will retry", type(exc).__name__)
             await self._batches.put(_Batch(messages, records))
+
+    async def _learn_partitions(self, outcomes: list[Reading | DeadLetter]) -> None:
+        """Know the partition count of every readings topic in ``outcomes`` (metadata, once per topic)."""
+        for outcome in outcomes:
+            if isinstance(outcome, Reading):
+                topic = readings_topic(outcome.kind)
+                while topic not in self._partitions:
+                    try:
+                        self._partitions[topic] = len(await self._producer.partitions_for(topic))
+                    except KafkaError as exc:
+                        log.warning("no metadata for %s yet (%s); retrying", topic, type(exc).__name__)
+                        await asyncio.sleep(0.5)
+
+    def _send(self, record: OutRecord):
+        return self._producer.send(record.topic, record.value, key=record.key, partition=record.partition,
+                                   headers=record.headers)
 
     async def _acker(self) -> None:
         while True:
@@ -239,25 +236,37 @@ class Gateway:
             for record in batch.records:
                 await self._deliver(record)
             for record in batch.records:
-                self._count(record.outcome)
+                for outcome in record.outcomes:
+                    self._count(outcome)
             for msg in batch.messages:
                 self._bridge.ack(msg)
             self._stats.messages += len(batch.messages)
             self._stats.batches += 1
             self._window.release()
 
-    async def _deliver(self, record: _Record) -> None:
-        """Wait until Kafka has ``record``, resending with backoff as long as it takes."""
+    async def _deliver(self, record: OutRecord) -> None:
+        """Wait until Kafka has ``record``, resending with backoff as long as it takes.
+
+        An aggregate Kafka refuses as too large is split in two (in order);
+        a single reading or dead letter becomes a shortened dead letter.
+        """
         delay = 0.2
         while True:
             try:
                 if record.future is None:
-                    record.future = await self._producer.send(record.topic, _encode(record.outcome), key=record.key)
+                    record.future = await self._send(record)
                 await record.future
                 return
             except MessageSizeTooLargeError:
                 record.future = None
-                record.outcome = _shrunk(record.outcome)
+                if record.encoded is not None and len(record.encoded) > 1:
+                    for half in record.halves():
+                        await self._deliver(half)
+                    return
+                shrunk = OutRecord.single(_shrunk(record.outcomes[0]))
+                record.topic, record.partition, record.key = shrunk.topic, shrunk.partition, shrunk.key
+                record.value, record.headers, record.outcomes = shrunk.value, shrunk.headers, shrunk.outcomes
+                record.encoded = None
                 continue
             except Exception as exc:  # KafkaError and anything else the client raises
                 record.future = None
