@@ -110,9 +110,11 @@ def reading_from_dict(d: Any, key: bytes | None = None) -> Reading:
     if not isinstance(d, dict):
         raise ValueError(f"a reading is a JSON object, not {type(d).__name__}")
     try:
-        reading = Reading(str(d["sensor_id"]), str(d["kind"]), str(d["district"]), float(d["ts"]),
-                          {str(k): float(v) for k, v in d["values"].items()}, float(d["received_at"]),
-                          str(d.get("mqtt_topic", "")))
+        sid, kind, district, values = d["sensor_id"], d["kind"], d["district"], d["values"]
+        reading = Reading(sid if type(sid) is str else str(sid), kind if type(kind) is str else str(kind),
+                          district if type(district) is str else str(district), float(d["ts"]),
+                          {k if type(k) is str else str(k): float(v) for k, v in values.items()},
+                          float(d["received_at"]), str(d.get("mqtt_topic", "")))
     except KeyError as exc:
         raise ValueError(f"reading lacks field {exc.args[0]!r}") from None
     except (TypeError, ValueError, AttributeError) as exc:
@@ -121,10 +123,9 @@ def reading_from_dict(d: Any, key: bytes | None = None) -> Reading:
         raise ValueError("reading has an empty sensor_id")
     if not math.isfinite(reading.ts):
         raise ValueError("reading ts is not finite")
-    for v in reading.values.values():
-        if not math.isfinite(v):
-            bad = sorted(k for k, x in reading.values.items() if not math.isfinite(x))
-            raise ValueError(f"reading values not finite: {', '.join(bad)}")
+    if not all(map(math.isfinite, reading.values.values())):
+        bad = sorted(k for k, x in reading.values.items() if not math.isfinite(x))
+        raise ValueError(f"reading values not finite: {', '.join(bad)}")
     if key is not None and key != reading.sensor_id.encode():
         raise ValueError(f"message key {key[:64]!r} is not the reading's sensor id {reading.sensor_id!r}")
     return reading

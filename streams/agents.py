@@ -96,7 +96,7 @@ class DetectorRuntime:
         engine, clocks, tp_of, every = self.engine, self.clocks, self.tp_of, self.snapshot_every
         for event in events:
             msg = event.message
-            tp, offset = msg.tp, msg.offset
+            tp, offset, seen_at = msg.tp, msg.offset, time.monotonic()
             for item in readings_of(msg.value, msg.key, msg.headers):
                 if type(item) is RejectedReading:
                     await self._dead_letter(item.raw, item.reason, tp.topic, msg.key or _key_of(item))
@@ -116,7 +116,7 @@ class DetectorRuntime:
                 self.readings += 1
                 if tp_of.get(sid) != tp:
                     self._place(sid, tp)
-                clocks.observe(tp, sid, item.ts)
+                clocks.observe(tp, sid, item.ts, seen_at)
                 if emitted:
                     out.extend(emitted)
                     touched.add(sid)
