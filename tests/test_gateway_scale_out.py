@@ -134,3 +134,28 @@ async def test_kill_9_of_one_shared_gateway_loses_no_accepted_reading(settings, 
     duplicates = sum(seen.values()) - len(seen)
     print(f"shared subscription, kill -9 of A: B accepted {b.stats()['accepted']} of {len(items)} "
           f"({b_while_a_down} while A was down); duplicates in Kafka: {duplicates}")
+
+
+async def test_mqtt5_receive_maximum_sets_the_in_flight_window(settings, kafka):
+    """With MQTT 5 the gateway's Receive Maximum, not Mosquitto's max_inflight_messages (100 in the
+    test broker), bounds what the broker sends ahead of the acks: more in flight per Kafka round trip."""
+    mqtt = settings.mqtt.model_copy(update={"protocol": "5", "receive_maximum": 300})
+    gateway = Gateway(settings.model_copy(update={"mqtt": mqtt}), load_registry(settings.registry))
+    await gateway.start()
+    items = payloads(600, time.time() - 5000)
+    kafka.proc.send_signal(signal.SIGSTOP)  # nothing can be acked while Kafka does not answer
+    try:
+        await asyncio.to_thread(publish_all, settings.mqtt, items)
+        deadline = time.monotonic() + 20
+        while gateway.stats()["unacked"] < 300:
+            assert time.monotonic() < deadline, gateway.stats()
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        assert gateway.stats()["unacked"] == 300 and gateway.stats()["messages"] == 0
+    finally:
+        kafka.proc.send_signal(signal.SIGCONT)
+    wl = readings_topic("water_level")
+    want = {key for _, _, key in items}
+    got = await read_until(settings.kafka, [wl], lambda o: {(r.sensor_id, r.ts) for r in readings_in(o[wl])} >= want)
+    await gateway.stop()
+    assert {(r.sensor_id, r.ts) for r in readings_in(got[wl])} == want
