@@ -20,6 +20,7 @@ version this code does not know is rejected as a whole, with the reason.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -78,6 +79,7 @@ def encode_aggregate(encoded: Sequence[bytes]) -> bytes:
     return b"[" + b",".join(encoded) + b"]"
 
 
+@functools.lru_cache(maxsize=1 << 18)  # murmur2 is pure Python in aiokafka; a city has a bounded set of sensors
 def partition_for(sensor_id: str, partitions: int) -> int:
     """The partition of ``sensor_id``'s readings: Kafka's default partitioner on the sensor key.
 

@@ -91,16 +91,16 @@ def build_records(outcomes: Sequence[Reading | DeadLetter], partitions: Callable
         return [OutRecord.single(o) for o in outcomes]
     out: list[OutRecord] = []
     open_: dict[tuple[str, int], _Open] = {}
-    counts: dict[str, int] = {}
+    topics: dict[str, tuple[str, int]] = {}  # kind -> (topic, partitions)
     for outcome in outcomes:
         if not isinstance(outcome, Reading):
             out.append(OutRecord.single(outcome))
             continue
-        topic = readings_topic(outcome.kind)
-        n = counts.get(topic)
-        if n is None:
-            n = counts[topic] = partitions(topic)
-        tp = (topic, partition_for(outcome.sensor_id, n))
+        topic_n = topics.get(outcome.kind)
+        if topic_n is None:
+            topic = readings_topic(outcome.kind)
+            topic_n = topics[outcome.kind] = (topic, partitions(topic))
+        tp = (topic_n[0], partition_for(outcome.sensor_id, topic_n[1]))
         body = encode_reading(outcome)
         agg = open_.get(tp)
         if agg is None:

@@ -197,13 +197,20 @@ class MqttBridge:
 
     def ack(self, item: Inbound) -> None:
         """Acknowledge ``item`` to the broker (QoS 1/2) and free its slot."""
+        self.ack_all([item])
+
+    def ack_all(self, items: list[Inbound]) -> None:
+        """Acknowledge ``items`` in order (one PUBACK each) and free their slots."""
         try:
             with self._lock:
-                self._unacked -= 1
-                if item.generation == self._generation and item.qos > 0:
-                    self.client.ack(item.mid, item.qos)
+                self._unacked -= len(items)
+                generation, ack = self._generation, self.client.ack
+                for item in items:
+                    if item.generation == generation and item.qos > 0:
+                        ack(item.mid, item.qos)
         finally:
-            self._slots.release()
+            if items:
+                self._slots.release(len(items))
 
     async def stop(self) -> None:
         """Disconnect; messages not yet acknowledged stay queued at the broker."""

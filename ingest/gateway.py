@@ -214,15 +214,14 @@ class Gateway:
 
     async def _learn_partitions(self, outcomes: list[Reading | DeadLetter]) -> None:
         """Know the partition count of every readings topic in ``outcomes`` (metadata, once per topic)."""
-        for outcome in outcomes:
-            if isinstance(outcome, Reading):
-                topic = readings_topic(outcome.kind)
-                while topic not in self._partitions:
-                    try:
-                        self._partitions[topic] = len(await self._producer.partitions_for(topic))
-                    except KafkaError as exc:
-                        log.warning("no metadata for %s yet (%s); retrying", topic, type(exc).__name__)
-                        await asyncio.sleep(0.5)
+        for kind in {o.kind for o in outcomes if isinstance(o, Reading)}:
+            topic = readings_topic(kind)
+            while topic not in self._partitions:
+                try:
+                    self._partitions[topic] = len(await self._producer.partitions_for(topic))
+                except KafkaError as exc:
+                    log.warning("no metadata for %s yet (%s); retrying", topic, type(exc).__name__)
+                    await asyncio.sleep(0.5)
 
     def _send(self, record: OutRecord):
         return self._producer.send(record.topic, record.value, key=record.key, partition=record.partition,
@@ -238,8 +237,7 @@ class Gateway:
             for record in batch.records:
                 for outcome in record.outcomes:
                     self._count(outcome)
-            for msg in batch.messages:
-                self._bridge.ack(msg)
+            self._bridge.ack_all(batch.messages)
             self._stats.messages += len(batch.messages)
             self._stats.batches += 1
             self._window.release()
