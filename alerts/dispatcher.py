@@ -41,6 +41,7 @@ from aiohttp import web
 from alerts.config import AlertingConfig
 from alerts.notification import Notifier
 from alerts.runtime.actions import ACTION_HEADER
+from alerts.runtime.device_health import DeviceHealthView
 from alerts.runtime.ownership import OwnedPartitions
 from alerts.runtime.partition import RETENTION_S, PartitionState
 from alerts.runtime.sharding import UNSHARDED, UNSHARDED_PARTITION, Router, hop_fetch_wait_ms
@@ -51,6 +52,7 @@ from cityeye.config import Settings
 from cityeye.consume import Batches, Offsets, consume
 from cityeye.contracts import (TOPIC_ALERTS, TOPIC_ALERTS_GROUPED, TOPIC_NOTIFICATIONS_DEADLETTER, TOPIC_PARTITIONS,
                                to_json)
+from cityeye.device_health import TOPIC_DEVICES_HEALTH
 from cityeye.kafka import ensure_topics, make_consumer, make_producer
 from cityeye.sensor_registry import registry_for
 
@@ -94,6 +96,8 @@ class Dispatcher:
         self.cluster = ClusterView(self.state_dir, lambda: self.partition_count, self._publish_action,
                                    self.partitions.numbers, alerting.sharding.action_timeout, clock)
         self._producer: Any = None
+        #: the gateway's device-health records, for GET /api/v1/devices
+        self.devices = DeviceHealthView()
         #: set once routing, consuming and (if enabled) the API are up
         self.ready = asyncio.Event()
 
@@ -149,7 +153,7 @@ class Dispatcher:
     async def _start_api(self) -> web.AppRunner | None:
         if not self.alerting.api.enabled:
             return None
-        app = create_app(self.cluster, self.alerting.api, clock=self.clock)
+        app = create_app(self.cluster, self.alerting.api, clock=self.clock, devices=self.devices)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.alerting.api.host, self.api_port)
@@ -162,7 +166,7 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; then finish the current step and close everything."""
         kafka = self.settings.kafka
-        topics = [TOPIC_ALERTS, TOPIC_ALERTS_GROUPED, TOPIC_NOTIFICATIONS_DEADLETTER]
+        topics = [TOPIC_ALERTS, TOPIC_ALERTS_GROUPED, TOPIC_NOTIFICATIONS_DEADLETTER, TOPIC_DEVICES_HEALTH]
         await ensure_topics(kafka, {t: TOPIC_PARTITIONS[t] for t in topics})
         self._producer = make_producer(kafka, "dispatcher", linger_ms=0)  # the router awaits each batch
         await self._producer.start()
@@ -173,6 +177,8 @@ class Dispatcher:
             runner = await self._start_api()
             tasks = [asyncio.create_task(self.router.run(stop, self._producer), name="router"),
                      asyncio.create_task(self._consume(stop), name="consume")]
+            if runner is not None:
+                tasks.append(asyncio.create_task(self.devices.run(kafka, stop), name="device-health"))
             self.ready.set()
             log.info("dispatcher running: %s", json.dumps({"sharding": self.alerting.sharding.shard_key,
                                                             "partitions": self.partition_count}))

@@ -9,7 +9,7 @@ rate from 10 % of the backlog (or later, once every process is at work) to
   level, traffic, weather with the default detectors) in Tansu; one worker
   group of 1 process, then a fresh group of 2 processes, each drains it all;
 * gateways: Mosquitto queues a backlog of QoS 1 readings for the persistent
-  sessions of a shared-subscription group (``$share/<group>/cityeye/+/+/+``,
+  sessions of a shared-subscription group (``$share/<group>/<filter>``,
   MQTT 5), of 1 gateway, then of 2 gateways (Mosquitto spreads the messages
   round-robin over the group's sessions, also offline ones); the gateways are
   then started and drain their sessions into Kafka.

@@ -20,9 +20,10 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from cityeye.contracts import MQTT_TOPIC_FILTERS
 from cityeye.errors import ConfigError
 from cityeye.kinds import use_kinds_file
 
@@ -84,26 +85,49 @@ class MqttSettings(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
     client_id: str = "cityeye-gateway"
-    topic_filter: str = "cityeye/+/+/+"
+    #: what the gateway subscribes to: everything devices may publish under the namespace, so a
+    #: message on a malformed topic is dead-lettered (``bad_topic``), never silently unheard
+    topic_filters: list[str] = Field(default_factory=lambda: list(MQTT_TOPIC_FILTERS), min_length=1)
     qos: Literal[0, 1, 2] = 1
     #: MQTT protocol of the gateway's session; ``"5"`` keeps the session for ``session_expiry_s``
     protocol: Literal["3.1.1", "5"] = "3.1.1"
     #: shared-subscription group: several gateways (each its own ``client_id``) subscribe to
-    #: ``$share/<group>/<topic_filter>`` and the broker hands each message to one of them;
-    #: empty: a plain subscription
+    #: ``$share/<group>/<filter>`` for each of ``topic_filters`` and the broker hands each
+    #: message to one of them; empty: plain subscriptions
     share_group: str = Field("", pattern=r"^[^/+#]*$")
     #: MQTT 5 only: how long the broker keeps the session (and queues QoS 1 messages) after a disconnect
     session_expiry_s: int = Field(7 * 86400, ge=0, le=0xFFFFFFFF)
     #: messages the broker may have in flight to the gateway at once (sent as MQTT 5 Receive Maximum;
     #: Mosquitto's own ``max_inflight_messages`` bounds it for 3.1.1 clients)
     receive_maximum: int = Field(1000, ge=1, le=65535)
-
-    @property
-    def subscription(self) -> str:
-        """The filter subscribed to: ``topic_filter``, or its shared form when ``share_group`` is set."""
-        return f"$share/{self.share_group}/{self.topic_filter}" if self.share_group else self.topic_filter
     #: payloads larger than this are dead-lettered unread
     max_payload_bytes: int = Field(65536, ge=256)
+
+    @property
+    def subscriptions(self) -> list[str]:
+        """The filters subscribed to: ``topic_filters``, in their shared form when ``share_group`` is set."""
+        if not self.share_group:
+            return list(self.topic_filters)
+        return [f"$share/{self.share_group}/{f}" for f in self.topic_filters]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_topic_filter(cls, data: Any) -> Any:
+        """``topic_filter: <filter>`` (one filter, before 2026-12) still works: it is ``topic_filters: [<filter>]``."""
+        if isinstance(data, dict) and "topic_filter" in data:
+            data = dict(data)
+            legacy = data.pop("topic_filter")
+            data.setdefault("topic_filters", [legacy])
+        return data
+
+    @field_validator("topic_filters")
+    @classmethod
+    def _valid_filters(cls, v: list[str]) -> list[str]:
+        for f in v:
+            levels = f.split("/")
+            if not f or "#" in levels[:-1] or any(("#" in lv or "+" in lv) and len(lv) > 1 for lv in levels):
+                raise ValueError(f"{f!r} is not an MQTT topic filter")
+        return v
 
 
 class InfluxSettings(BaseModel):
@@ -134,6 +158,23 @@ class WebhookSettings(BaseModel):
     backoff_max_s: float = Field(60.0, gt=0)
 
 
+class RateLimitSettings(BaseModel):
+    """Per-device token bucket of the gateway: ``messages_per_s`` sustained, ``burst`` at once.
+
+    ``messages_per_s`` 0 (the default) turns it off, as brokers do (EMQX's
+    ``messages_rate`` is unlimited unless set): a backlog redelivered after a
+    gateway restart or a replay arrives as a burst by design. Set it on a live
+    gateway well above the fastest device's rate (a gauge every 5 s: 1/s, burst 20).
+    """
+
+    messages_per_s: float = Field(0.0, ge=0)
+    burst: int = Field(20, ge=1)
+
+    @property
+    def enabled(self) -> bool:
+        return self.messages_per_s > 0
+
+
 class IngestSettings(BaseModel):
     """The ingest gateway's validation limits and flow control."""
 
@@ -161,6 +202,13 @@ class IngestSettings(BaseModel):
     produce_window: int = Field(8, ge=1)
     #: seconds between counter log lines (0: never)
     stats_interval_s: float = Field(60.0, ge=0)
+    #: a field its kind does not declare: ``reject`` (dead letter ``unknown_field``), ``drop``
+    #: (left out of the reading) or ``keep`` (passed on, checked only for being a finite number)
+    unknown_fields: Literal["reject", "drop", "keep"] = "reject"
+    #: per-device token bucket; excess messages are dead-lettered (``rate_limited``)
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    #: seconds between device-health records on Kafka ``devices.health`` (0: none)
+    health_interval_s: float = Field(10.0, ge=0)
 
     @field_validator("timezone")
     @classmethod

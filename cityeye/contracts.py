@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import Any
 
+from cityeye.device_health import TOPIC_DEVICES_HEALTH
 from cityeye.kinds import FieldSpec, declared, kind_names
 
 __all__ = [
@@ -34,7 +35,7 @@ __all__ = [
     "FIELDS",
     "SEVERITIES",
     "SEVERITY_RANK",
-    "MQTT_TOPIC_FILTER",
+    "MQTT_TOPIC_FILTERS",
     "TOPIC_READINGS",
     "TOPIC_DEADLETTER",
     "TOPIC_ALERTS",
@@ -68,7 +69,9 @@ KINDS: tuple[str, ...] = kind_names()
 SEVERITIES: tuple[str, ...] = ("blue", "yellow", "orange", "red")
 SEVERITY_RANK: dict[str, int] = {s: i + 1 for i, s in enumerate(SEVERITIES)}
 
-MQTT_TOPIC_FILTER = "cityeye/+/+/+"
+#: what the gateway subscribes to by default: everything under the namespace (also with the
+#: common mistake of a leading ``/``), so a malformed topic is dead-lettered, never unheard
+MQTT_TOPIC_FILTERS: tuple[str, ...] = ("cityeye/#", "/cityeye/#")
 
 TOPIC_READINGS = "readings.{kind}"
 TOPIC_DEADLETTER = "readings.deadletter"
@@ -90,6 +93,7 @@ TOPIC_PARTITIONS: dict[str, int] = {
     TOPIC_NOTIFICATIONS_DEADLETTER: 1,
     TOPIC_ALERTS_DEADLETTER: 1,
     TOPIC_ALERTS_GROUPED: 4,
+    TOPIC_DEVICES_HEALTH: 1,
 }
 
 
@@ -167,7 +171,9 @@ def parse_ts(value: Any, naive_tz: tzinfo | None = None) -> float:
 def to_json(obj: Any) -> bytes:
     """Compact UTF-8 JSON of a contract dataclass (or a plain dict)."""
     data = asdict(obj) if hasattr(obj, "__dataclass_fields__") else obj
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    # a lone surrogate (JSON "\\ud800" decoded by Python) is written back as its JSON escape
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+        "utf-8", errors="backslashreplace")
 
 
 @dataclass

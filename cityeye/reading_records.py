@@ -21,6 +21,7 @@ version this code does not know is rejected as a whole, with the reason.
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -71,7 +72,11 @@ def encode_reading(reading: Reading) -> bytes:
     Same bytes as ``contracts.to_json(reading)`` up to float formatting
     (orjson's shortest round-trip form), without ``dataclasses.asdict``'s deep copy.
     """
-    return orjson.dumps(reading.__dict__)
+    try:
+        return orjson.dumps(reading.__dict__)
+    except orjson.JSONEncodeError:  # a lone surrogate in a text field: written as its JSON escape
+        return json.dumps(reading.__dict__, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode("utf-8", errors="backslashreplace")
 
 
 def encode_aggregate(encoded: Sequence[bytes]) -> bytes:

@@ -28,7 +28,8 @@ __all__ = ["OutRecord", "build_records", "encode_dead_letter"]
 
 def encode_dead_letter(dead: DeadLetter) -> bytes:
     """A dead letter's JSON (``contracts.to_json`` without ``asdict``'s deep copy; the class is flat)."""
-    return json.dumps(dead.__dict__, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return json.dumps(dead.__dict__, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+        "utf-8", errors="backslashreplace")  # a lone surrogate (from a payload or topic) as its JSON escape
 
 
 class OutRecord:

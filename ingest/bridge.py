@@ -62,7 +62,7 @@ class Inbound:
 
 
 class MqttBridge:
-    """Subscribes to ``settings.subscription``; :meth:`take` hands the messages to ``loop``."""
+    """Subscribes to ``settings.subscriptions``; :meth:`take` hands the messages to ``loop``."""
 
     def __init__(self, settings: MqttSettings, loop: asyncio.AbstractEventLoop, *,
                  max_unacked: int = 5000, clock=None, keepalive: int = 30) -> None:
@@ -106,16 +106,19 @@ class MqttBridge:
             return
         with self._lock:
             self._generation += 1
-        client.subscribe(self.settings.subscription, qos=self.settings.qos)
+        client.subscribe([(f, self.settings.qos) for f in self.settings.subscriptions])
         log.info("MQTT connected to %s:%d (session present: %s)",
                  self.settings.host, self.settings.port, flags.session_present)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        if any(rc.is_failure for rc in reason_codes):
-            log.error("MQTT broker refused the subscription to %s: %s", self.settings.subscription,
-                      ", ".join(str(rc) for rc in reason_codes))
-            return
-        log.info("MQTT subscribed to %s", self.settings.subscription)
+        filters = self.settings.subscriptions
+        refused = [f"{f} ({rc})" for f, rc in zip(filters, reason_codes) if rc.is_failure]
+        if refused:
+            log.error("MQTT broker refused the subscription to %s (check the gateway account's ACL)",
+                      ", ".join(refused))
+            if len(refused) == len(filters):
+                return
+        log.info("MQTT subscribed to %s", ", ".join(f for f, rc in zip(filters, reason_codes) if not rc.is_failure))
         self._to_loop(self.connected.set)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:

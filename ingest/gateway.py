@@ -19,6 +19,15 @@ broker (which keeps queueing for the persistent session) instead of
 growing memory. Acks go to the broker only after Kafka (acks=all) has the
 reading or its dead letter: a stop or crash before that means redelivery,
 so delivery is at-least-once and nothing accepted is lost.
+
+No message can stop the gateway: whatever fails while one message is
+handled (rate limiting, validation) becomes that message's dead letter
+(``internal_error: <exception class>: ...``) and the message is acknowledged
+like any other. Before validation a per-device token bucket
+(``ingest.rate_limit``, :mod:`ingest.rate_limit`) dead-letters a flooding
+device's excess messages (``rate_limited``); per-device counters
+(:mod:`ingest.device_health`) go to Kafka ``devices.health`` every
+``ingest.health_interval_s``.
 """
 
 from __future__ import annotations
@@ -35,11 +44,14 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from cityeye.config import Settings
 from cityeye.contracts import DeadLetter, Reading, readings_topic
+from cityeye.device_health import TOPIC_DEVICES_HEALTH
 from cityeye.kafka import make_producer
 from cityeye.kinds import use_kinds_file
 from cityeye.sensor_registry import SensorRegistry
 from ingest.aggregation import OutRecord, build_records
 from ingest.bridge import Inbound, MqttBridge
+from ingest.device_health import DeviceHealthTracker
+from ingest.rate_limit import DeviceRateLimiter
 from ingest.validation import Limits, reason_code, validate_message
 
 __all__ = ["Gateway", "GatewayStats"]
@@ -101,6 +113,9 @@ class Gateway:
         self._tasks: list[asyncio.Task] = []
         #: partition count per readings topic, from the producer's metadata
         self._partitions: dict[str, int] = {}
+        self._limiter = DeviceRateLimiter(settings.ingest.rate_limit, {s.id for s in registry})
+        self._health = DeviceHealthTracker(registry, settings.mqtt.client_id, clock())
+        self._internal_errors_logged: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -116,6 +131,9 @@ class Gateway:
                        asyncio.create_task(self._acker(), name="gateway-acker")]
         if ing.stats_interval_s > 0:
             self._tasks.append(asyncio.create_task(self._log_stats(ing.stats_interval_s), name="gateway-stats"))
+        if ing.health_interval_s > 0:
+            self._tasks.append(asyncio.create_task(self._publish_health(ing.health_interval_s),
+                                                   name="gateway-health"))
         log.info("gateway started: %d sensors in %s, MQTT %s:%d -> Kafka %s", len(self.registry),
                  self.registry.source, self.settings.mqtt.host, self.settings.mqtt.port, self.settings.kafka.bootstrap)
 
@@ -201,14 +219,14 @@ class Gateway:
             messages = await self._bridge.take(ing.produce_batch)
             outcomes = []
             for msg in messages:
-                outcomes += validate_message(msg.payload, msg.topic, self.registry, msg.received_at, self.limits)
+                outcomes += self._outcomes_of(msg)
             await self._learn_partitions(outcomes)
             records = build_records(outcomes, self._partitions.__getitem__,
                                     max_readings=ing.aggregate_max_readings, max_bytes=ing.aggregate_max_bytes)
             for record in records:
                 try:
                     record.future = await self._send(record)
-                except KafkaError as exc:  # the acker resends it
+                except Exception as exc:  # KafkaError and anything else: the acker resends it
                     log.debug("send failed (%s); will retry", type(exc).__name__)
             await self._batches.put(_Batch(messages, records))
 
@@ -226,6 +244,43 @@ class Gateway:
     def _send(self, record: OutRecord):
         return self._producer.send(record.topic, record.value, key=record.key, partition=record.partition,
                                    headers=record.headers)
+
+    def _outcomes_of(self, msg: Inbound) -> list[Reading | DeadLetter]:
+        """The validation outcomes of one message; never raises.
+
+        Whatever fails here (a bug meeting an input nobody thought of) gives the
+        message one ``internal_error`` dead letter instead: the message is then
+        acknowledged like any other and the gateway goes on.
+        """
+        sensor_id = _topic_sensor(msg.topic)
+        try:
+            self._health.message(sensor_id, msg.received_at)
+            if not self._limiter.allow(sensor_id, msg.received_at):
+                return [self._rate_limited(msg, sensor_id)]
+            return validate_message(msg.payload, msg.topic, self.registry, msg.received_at, self.limits)
+        except Exception as exc:
+            return [self._internal_error(msg, sensor_id, exc)]
+
+    def _rate_limited(self, msg: Inbound, sensor_id: str | None) -> DeadLetter:
+        """The dead letter of a message over its device's rate (the payload kept whole unless oversized)."""
+        self._health.rate_limited(sensor_id)
+        limit = self.settings.ingest.rate_limit
+        kept = msg.payload if len(msg.payload) <= self.limits.max_payload_bytes else msg.payload[:_TRUNCATED_PAYLOAD]
+        return DeadLetter.of(kept, msg.topic, f"rate_limited: more than {limit.messages_per_s:g} messages/s "
+                             f"(burst {limit.burst}) from this device", msg.received_at, sensor_id)
+
+    def _internal_error(self, msg: Inbound, sensor_id: str | None, exc: Exception) -> DeadLetter:
+        name = type(exc).__name__
+        if name not in self._internal_errors_logged:  # once per exception class: counted, not logged each
+            self._internal_errors_logged.add(name)
+            log.error("handling a message on %r failed; dead-lettered as internal_error (further %s "
+                      "failures are counted, not logged)", msg.topic[:200], name, exc_info=exc)
+        try:
+            detail = ascii(str(exc))[1:-1][:200]  # ASCII: encodable whatever the exception quotes
+        except Exception:  # an exception whose str() fails too
+            detail = "(no message)"
+        return DeadLetter.of(msg.payload[: self.limits.max_payload_bytes], msg.topic,
+                             f"internal_error: {name}: {detail}", msg.received_at, sensor_id)
 
     async def _acker(self) -> None:
         while True:
@@ -275,6 +330,7 @@ class Gateway:
                 delay = min(delay * 2, 10.0)
 
     def _count(self, outcome: Reading | DeadLetter) -> None:
+        self._health.outcome(outcome)
         if isinstance(outcome, Reading):
             self._stats.accepted += 1
             self._stats.accepted_by_kind[outcome.kind] += 1
@@ -285,6 +341,24 @@ class Gateway:
         while True:
             await asyncio.sleep(interval)
             log.info("gateway counters: %s", self.stats())
+
+    async def _publish_health(self, interval: float) -> None:
+        """Every ``interval`` s each registered device's health record, keyed by sensor id (best effort:
+        a record Kafka does not take is superseded by the next interval's)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                sends = [await self._producer.send(TOPIC_DEVICES_HEALTH, rec.to_json(), key=rec.sensor_id.encode())
+                         for rec in self._health.snapshot(self._clock())]
+                await asyncio.gather(*sends)
+            except KafkaError as exc:
+                log.warning("device health not published (%s); next try in %.0f s", type(exc).__name__, interval)
+
+
+def _topic_sensor(topic: str) -> str | None:
+    """The sensor id of a ``cityeye/<district>/<kind>/<sensor_id>`` topic (unchecked), else None."""
+    parts = topic.split("/")
+    return parts[3] if len(parts) == 4 and parts[0] == "cityeye" and parts[3] else None
 
 
 def _shrunk(outcome: Reading | DeadLetter) -> DeadLetter:

@@ -15,8 +15,12 @@ registry (known sensor, district and kind as registered), then per reading:
 ``ts`` (parsable; without a UTC offset only if ``ingest.timezone`` says how
 to read it; not absurdly far in the future or past, unless
 ``ingest.max_age_s`` is 0: any age, for replays) and ``values`` (a
-non-empty object of finite numbers, known fields within their physical
-ranges, unknown fields kept).
+non-empty object of finite numbers within their physical ranges; a field
+the kind does not declare is refused, dropped or kept as
+``ingest.unknown_fields`` says: ``reject``, the default, ``drop`` or ``keep``).
+
+The gateway adds two codes of its own (:data:`GATEWAY_REASONS`):
+``rate_limited`` and ``internal_error``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Any
+from typing import Any, Literal
 
 from cityeye.contracts import DeadLetter, NaiveTimestampError, Reading, kind_fields, parse_ts
 from cityeye.kinds import kind_names
@@ -34,10 +38,13 @@ from cityeye.sensor_registry import SensorRegistry
 
 __all__ = [
     "REASONS",
+    "GATEWAY_REASONS",
+    "UnknownFields",
     "Limits",
     "Outcome",
     "validate_message",
     "reason_code",
+    "item_json",
 ]
 
 #: Dead-letter reason codes and what each means.
@@ -56,8 +63,18 @@ REASONS: dict[str, str] = {
     "ts_too_old": "ts older than ingest.max_age_s",
     "bad_values": "values missing, not an object, empty, or with too many / bad field names",
     "not_a_number": "a value is not a finite JSON number (strings, booleans, null, NaN, Infinity)",
-    "out_of_range": "a known field outside its physical range (cityeye/kinds.yaml, the kinds file)",
+    "unknown_field": "a field the kind does not declare (ingest.unknown_fields: reject), or none left after drop",
+    "out_of_range": "a field outside its physical range (cityeye/kinds.yaml, the kinds file)",
 }
+
+#: Codes the gateway itself gives, besides the validation outcomes of :data:`REASONS`.
+GATEWAY_REASONS: dict[str, str] = {
+    "rate_limited": "the device sent more than ingest.rate_limit allows (token bucket per sensor)",
+    "internal_error": "handling the message failed unexpectedly (the exception class is in the detail)",
+}
+
+#: What happens to a field its kind does not declare (``ingest.unknown_fields``).
+UnknownFields = Literal["reject", "drop", "keep"]
 
 _TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -77,13 +94,15 @@ class Limits:
     max_fields: int = 64
     #: the zone a timestamp without a UTC offset is read in (``None``: refused)
     naive_tz: tzinfo | None = None
+    #: fields the kind does not declare: dead-lettered, dropped from the reading, or kept unchecked
+    unknown_fields: UnknownFields = "reject"
 
     @classmethod
     def from_settings(cls, settings: Any) -> "Limits":
         """Limits from a :class:`cityeye.config.Settings`."""
         ing = settings.ingest
         return cls(settings.mqtt.max_payload_bytes, ing.max_future_s, ing.max_age_s,
-                   ing.max_batch_items, ing.max_fields, ing.naive_tz)
+                   ing.max_batch_items, ing.max_fields, ing.naive_tz, ing.unknown_fields)
 
 
 Outcome = Reading | DeadLetter
@@ -182,10 +201,29 @@ def _check_values(item: dict, kind: str, limits: Limits) -> dict[str, float]:
         if not math.isfinite(number):
             raise _Refused("not_a_number", f"{name} is not finite")
         spec = specs.get(name)
-        if spec is not None and not spec.low <= number <= spec.high:
+        if spec is None:
+            if limits.unknown_fields == "reject":
+                raise _Refused("unknown_field", f"{name} is not a field of {kind} "
+                                                f"(declared: {', '.join(specs) or 'none'})")
+            if limits.unknown_fields == "drop":
+                continue
+        elif not spec.low <= number <= spec.high:
             raise _Refused("out_of_range", f"{name}={number:g} outside [{spec.low:g}, {spec.high:g}] ({spec.description})")
         values[name] = number
+    if not values:
+        raise _Refused("unknown_field", f"no field of {kind} left after dropping undeclared ones "
+                                        f"(declared: {', '.join(specs) or 'none'})")
     return values
+
+
+def item_json(item: Any) -> bytes:
+    """A batch item's JSON as UTF-8 bytes, whatever strings it holds.
+
+    JSON can carry a lone surrogate (``"\\ud800"``) that Python decodes into
+    a string UTF-8 cannot encode; ``backslashreplace`` writes it back as the
+    same JSON escape, so the bytes are valid UTF-8 and parse to the same item.
+    """
+    return json.dumps(item, ensure_ascii=False).encode("utf-8", errors="backslashreplace")
 
 
 def _json_type(value: Any) -> str:
@@ -227,7 +265,7 @@ def validate_message(payload: bytes, topic: str, registry: SensorRegistry, now: 
             values = _check_values(item, kind, limits)
         except _Refused as exc:
             reason = f"{exc.code}: {where}{str(exc).split(': ', 1)[1]}"
-            raw = json.dumps(item, ensure_ascii=False).encode() if batch else payload
+            raw = item_json(item) if batch else payload
             outcomes.append(DeadLetter.of(raw, topic, reason, now, sensor_id))
             continue
         outcomes.append(Reading(sensor_id=sensor_id, kind=kind, district=district, ts=ts,

@@ -67,9 +67,9 @@ class MqttPublisher:
                                   f"the connection within {timeout:.0f} s")
         return self
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         # never hold our lock around paho calls: paho calls _on_publish holding its own locks
-        info = self.client.publish(topic, payload, qos=qos)
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             raise ConnectionError(f"MQTT publish to {topic} failed: {mqtt.error_string(info.rc)}")
         with self._acked:

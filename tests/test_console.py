@@ -20,10 +20,12 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from alerts.runtime.device_health import DeviceHealthView
 from alerts.web.api import create_app
 from alerts.web.console import CONSOLE_CSP, console_files
 from alerts.pipeline.dispatch_engine import Engine
 from alerts.runtime.store import Store
+from cityeye.device_health import DeviceHealth
 from tests.alerting_helpers import config, event
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -48,6 +50,7 @@ class Dispatcher:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.devices = DeviceHealthView()
         self.port = 0
         self.runner: web.AppRunner | None = None
         self.http: aiohttp.ClientSession | None = None
@@ -58,7 +61,7 @@ class Dispatcher:
 
     async def start(self) -> None:
         """Serve (again, on the same port after :meth:`stop`)."""
-        self.runner = web.AppRunner(create_app(self.engine, self.engine.cfg.api), access_log=None)
+        self.runner = web.AppRunner(create_app(self.engine, self.engine.cfg.api, devices=self.devices), access_log=None)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
         self.port = self.runner.addresses[0][1]
@@ -379,3 +382,34 @@ async def test_an_unreachable_dispatcher_is_shown_and_the_console_recovers(page,
     await page.clock.run_for(6000)
     await expect(page.locator("#message")).to_be_hidden()
     await expect(page.locator("#refresh-state")).to_contain_text("更新于 Updated")
+
+
+async def test_the_devices_view_lists_device_health_problems_first_as_text(page, dispatcher):
+    now = time.time()
+    base = dict(kind="water_level", district="pudong", last_reading_at=now - 5, messages=120, readings=118,
+                dead_letters=2, rate_limited=0, message_rate_per_s=0.1, dead_letter_rate_per_s=0.0,
+                last_reason=None, last_reason_at=None, updated_at=now, gateway="gw")
+    for record in (
+        DeviceHealth(sensor_id="wl-pd-001", last_seen=now - 5, **base),
+        DeviceHealth(sensor_id="wl-pd-002", last_seen=None, **base),
+        DeviceHealth(sensor_id="wl-pd-003", last_seen=now - 1, **{
+            **base, "dead_letter_rate_per_s": 0.5, "last_reading_at": now - 900,
+            "last_reason": "out_of_range: level_m=612 outside [-50, 500] <b>x</b>", "last_reason_at": now - 1}),
+    ):
+        dispatcher.devices.devices[record.sensor_id] = record
+    await open_console(page, dispatcher)
+    await page.get_by_role("button", name="设备 Devices").click()
+    rows = page.locator("#devices-body tr")
+    await expect(rows).to_have_count(3)
+    # problems first: rejecting and silent before ok; each status as text, not only a colour
+    assert [await r.get_attribute("data-sensor-id") for r in await rows.all()] == ["wl-pd-003", "wl-pd-002",
+                                                                                    "wl-pd-001"]
+    await expect(rows.nth(0)).to_contain_text("拒收中 Rejecting")
+    await expect(rows.nth(0).locator("td.reason")).to_contain_text("level_m=612 outside [-50, 500] <b>x</b>")
+    await expect(rows.nth(1)).to_contain_text("无数据 Silent")
+    await expect(rows.nth(2)).to_contain_text("正常 OK")
+    await expect(rows.nth(2)).to_contain_text("120 / 118 / 2 / 0")
+    await expect(page.get_by_role("rowheader", name="wl-pd-001")).to_have_count(1)
+    await page.get_by_label("状态 Status", exact=True).select_option("silent")
+    await expect(rows).to_have_count(1)
+    await expect(rows.nth(0)).to_have_attribute("data-sensor-id", "wl-pd-002")

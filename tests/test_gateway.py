@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from cityeye.config import IngestSettings
+from cityeye.config import IngestSettings, RateLimitSettings
 from cityeye.contracts import (TOPIC_DEADLETTER, DeadLetter, Reading, all_topics, format_ts, mqtt_topic,
                                parse_ts, readings_topic)
 from cityeye.reading_records import AGGREGATE_VERSION, is_aggregate, partition_for, readings_in
@@ -25,6 +25,7 @@ from simulators.publisher import MqttPublisher
 REPO = Path(__file__).resolve().parent.parent
 WL_TOPIC = mqtt_topic("huangpu", "water_level", "wl-huangpu-01")
 WX_TOPIC = mqtt_topic("pudong", "weather", "wx-pudong-01")
+TR_TOPIC = mqtt_topic("jingan", "traffic", "tr-jingan-01")
 
 
 def ms(ts: float) -> float:
@@ -36,11 +37,11 @@ def reading(ts: float, **values) -> bytes:
     return json.dumps({"ts": format_ts(ts), "values": values}).encode()
 
 
-async def publish(settings, items) -> None:
+async def publish(settings, items, retain: bool = False) -> None:
     def send():
         with MqttPublisher(settings.mqtt) as pub:
             for topic, payload in items:
-                pub.publish(topic, payload)
+                pub.publish(topic, payload, retain=retain)
             pub.flush()
     await asyncio.to_thread(send)
 
@@ -80,7 +81,8 @@ async def test_bad_payloads_are_dead_lettered_with_reasons_while_good_readings_f
 
     wl, wx = readings_topic("water_level"), readings_topic("weather")
     got = await consume(settings.kafka, [wl, wx, TOPIC_DEADLETTER],
-                        lambda o: len(readings_in(o[wl])) >= 5 and len(readings_in(o[wx])) >= 2 and len(o[TOPIC_DEADLETTER]) >= 13)
+                        lambda o: len(readings_in(o[wl])) >= 5 and len(readings_in(o[wx])) >= 1
+                        and len(o[TOPIC_DEADLETTER]) >= 14)
     readings = readings_in(got[wl])
     assert [(r.sensor_id, r.ts, r.values) for r in readings] == [
         ("wl-huangpu-01", ms(now - 100 + i), {"level_m": 3.0 + i / 100}) for i in range(5)]
@@ -89,25 +91,28 @@ async def test_bad_payloads_are_dead_lettered_with_reasons_while_good_readings_f
     assert all(is_aggregate(m.headers) == AGGREGATE_VERSION for m in got[wl])
     assert {r.district for r in readings} == {"huangpu"} and readings[0].mqtt_topic == WL_TOPIC
     weather = sorted(readings_in(got[wx]), key=lambda r: r.ts)
-    assert [r.values for r in weather] == [{"rain_mm": 1.5, "temp_c": 25.0}, {"rain_mm": 0.0, "pressure_hpa": 1002.5}]
+    assert [r.values for r in weather] == [{"rain_mm": 1.5, "temp_c": 25.0}]  # pressure_hpa: not a weather field
 
     letters = [DeadLetter.from_json(m.value) for m in got[TOPIC_DEADLETTER]]
-    assert len(letters) == 13
+    assert len(letters) == 14
     by_topic_payload = {(d.mqtt_topic, base64.b64decode(d.payload_b64)[:1024]): d for d in letters}
     for name, (topic, payload) in bad.items():
         letter = by_topic_payload[(topic, payload[:1024])]
         assert letter.reason.startswith(name.split(":")[0] + ": "), (name, letter.reason)
-    batch_letter = next(d for d in letters if "batch item" in d.reason)
+    assert any(d.reason.startswith("unknown_field: batch item 2: pressure_hpa is not a field of weather")
+               for d in letters)
+    batch_letter = next(d for d in letters if "batch item 1" in d.reason)
     assert batch_letter.reason == "not_a_number: batch item 1: rain_mm is a JSON boolean, not a number"
     assert json.loads(batch_letter.payload) == {"ts": format_ts(now - 4), "values": {"rain_mm": True}}
     assert batch_letter.sensor_id == "wx-pudong-01"
 
     await wait_for(lambda: gateway.stats()["messages"] == len(items))
     stats = gateway.stats()
-    assert stats["accepted"] == 7 and stats["accepted_by_kind"] == {"water_level": 5, "weather": 2}
+    assert stats["accepted"] == 6 and stats["accepted_by_kind"] == {"water_level": 5, "weather": 1}
     assert stats["dead_lettered"] == {"invalid_json": 2, "too_large": 1, "not_utf8": 1, "unknown_sensor": 1,
                                       "registry_mismatch": 1, "not_a_number": 2, "bad_values": 1,
-                                      "out_of_range": 1, "ts_in_future": 1, "ts_too_old": 1, "bad_topic": 1}
+                                      "out_of_range": 1, "ts_in_future": 1, "ts_too_old": 1, "bad_topic": 1,
+                                      "unknown_field": 1}
     await gateway.stop()
 
 
@@ -161,21 +166,41 @@ async def test_a_replay_gateway_takes_years_old_naive_local_times(settings):
     await gateway.stop()
 
 
-async def test_a_flood_of_garbage_from_one_sensor_does_not_starve_another(settings):
+async def test_a_flood_of_garbage_or_of_good_readings_from_one_sensor_does_not_starve_another(settings):
+    """3,000 garbage messages from one gauge and 1,000 good but too fast readings from a traffic
+    detector (ingest.rate_limit: 20/s, burst 250): the weather station's 200 readings all arrive."""
+    limited = settings.model_copy(update={"ingest": IngestSettings(rate_limit=RateLimitSettings(messages_per_s=20,
+                                                                                                burst=250))})
     registry = load_registry(settings.registry)
-    gateway = Gateway(settings, registry)
+    gateway = Gateway(limited, registry)
     await gateway.start()
     now = time.time()
     flood = [(WL_TOPIC, b"\x00garbage" * (i % 50 + 1)) for i in range(3000)]
+    fast = [(TR_TOPIC, reading(now - 2000 + i, speed_kmh=50.0)) for i in range(1000)]
     good = [(WX_TOPIC, reading(now - 300 + i, rain_mm=0.5)) for i in range(200)]
-    mixed = [item for pair in zip(flood[:200], good) for item in pair] + flood[200:]
+    mixed = [item for trio in zip(flood[:200], fast[:200], good) for item in trio] + [
+        item for pair in zip(flood[200:1000], fast[200:]) for item in pair] + flood[1000:]
     await publish(settings, mixed)
-    wx = readings_topic("weather")
-    got = await consume(settings.kafka, [wx, TOPIC_DEADLETTER],
-                        lambda o: len(readings_in(o[wx])) >= 200 and len(o[TOPIC_DEADLETTER]) >= 3000)
+    wx, tr = readings_topic("weather"), readings_topic("traffic")
+    got = await consume(settings.kafka, [wx, tr, TOPIC_DEADLETTER],
+                        lambda o: len(readings_in(o[wx])) >= 200
+                        and len(readings_in(o[tr])) + len(o[TOPIC_DEADLETTER]) >= 4000)
+    await wait_for(lambda: gateway.stats()["messages"] == 4200)
     assert sorted(r.ts for r in readings_in(got[wx])) == [ms(now - 300 + i) for i in range(200)]
-    assert Counter(DeadLetter.from_json(m.value).reason.split(":")[0] for m in got[TOPIC_DEADLETTER]) == {
-        "invalid_json": 3000}
+    letters = [DeadLetter.from_json(m.value) for m in got[TOPIC_DEADLETTER]]
+    by_sensor = {sid: Counter(d.reason.split(":")[0] for d in letters if d.sensor_id == sid)
+                 for sid in ("wl-huangpu-01", "tr-jingan-01", "wx-pudong-01")}
+    assert sum(by_sensor["wl-huangpu-01"].values()) == 3000
+    assert set(by_sensor["wl-huangpu-01"]) == {"invalid_json", "rate_limited"}
+    assert by_sensor["wl-huangpu-01"]["invalid_json"] >= 250
+    assert set(by_sensor["tr-jingan-01"]) == {"rate_limited"} and not by_sensor["wx-pudong-01"]
+    traffic = readings_in(got[tr])
+    assert len(traffic) >= 250 and len(traffic) + by_sensor["tr-jingan-01"]["rate_limited"] == 1000
+    lag = [(m.timestamp / 1000 - r.received_at) for m in got[wx] for r in readings_in([m])]
+    print(f"flood: weather readings in Kafka {max(lag) * 1000:.0f} ms at most after the gateway received them; "
+          f"traffic {len(traffic)} of 1000 passed the rate limit; {by_sensor}")
+    assert gateway.stats()["dead_lettered"]["rate_limited"] == (by_sensor["wl-huangpu-01"]["rate_limited"]
+                                                                + by_sensor["tr-jingan-01"]["rate_limited"])
     await gateway.stop()
 
 

@@ -1,11 +1,11 @@
 """Several gateways on one MQTT 5 shared subscription, with a real Mosquitto and a real Tansu.
 
 Each gateway has its own client id and persistent session; ``mqtt.share_group``
-makes them subscribe to ``$share/<group>/cityeye/+/+/+`` and Mosquitto hands
+makes them subscribe to ``$share/<group>/<filter>`` for each of its ``topic_filters`` and Mosquitto hands
 each message to one of them. A gateway killed with SIGKILL loses nothing it
 accepted: what it held unacknowledged stays in its session and comes back
 when it reconnects (what Mosquitto 2.0 does, measured below and in
-docs/scale-out.md).
+docs/contracts.md, "Several gateways").
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def publish_all(mqtt: MqttSettings, items, pace_s: float = 0.0) -> None:
 async def test_two_gateways_share_the_device_stream(settings):
     registry = load_registry(settings.registry)
     first, second = Gateway(shared(settings, "gw-a"), registry), Gateway(shared(settings, "gw-b"), registry)
-    assert first.settings.mqtt.subscription == "$share/cityeye-gateways/cityeye/+/+/+"
+    assert first.settings.mqtt.subscriptions == [f"$share/cityeye-gateways/{f}" for f in settings.mqtt.topic_filters]
     await first.start()
     await second.start()
     items = payloads(2000, time.time() - 5000)

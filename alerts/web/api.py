@@ -13,6 +13,9 @@ GET      /api/v1/silences                      all silences with their state
 POST     /api/v1/silences                      ``{"matchers", "starts_at"?, "ends_at" | "duration",
                                                "created_by", "comment"}``
 DELETE   /api/v1/silences/{id}                 expire a silence
+GET      /api/v1/devices                       device health (alerts/web/devices.py); filters:
+                                               district, kind, status
+GET      /api/v1/devices/{id}                  one device's health
 GET      /api/v1/status                        counts (health check)
 GET      /api/v1/openapi.json                  OpenAPI 3 description
 GET      /  and  /console/                     the duty officers' web console (alerts/web/console/)
@@ -38,7 +41,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from alerts.config import ApiConfig, Matchers, parse_duration
 from alerts.runtime.cluster_view import ClusterView
+from alerts.runtime.device_health import DeviceHealthView
 from alerts.web.console import add_console_routes
+from alerts.web.devices import add_device_routes
 from alerts.pipeline.dispatch_engine import ActionConflict, AlertNotFound, Engine
 from alerts.model import Alert
 from alerts.web.openapi import OPENAPI
@@ -101,8 +106,10 @@ def _fields(exc: ValidationError) -> str:
 
 
 def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable[[], None] = lambda: None,
-               clock: Callable[[], float] = time.time) -> web.Application:
+               clock: Callable[[], float] = time.time, devices: DeviceHealthView | None = None) -> web.Application:
     """The aiohttp application over ``engine`` (all handlers run on the engine's loop).
+
+    ``devices``: the device-health view behind ``/api/v1/devices`` (empty when not given).
 
     The dispatcher passes its :class:`~alerts.runtime.cluster_view.ClusterView` (every
     partition's state, actions applied by their owners); an :class:`Engine` serves
@@ -247,6 +254,7 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
     app.router.add_post("/api/v1/silences", create_silence)
     app.router.add_delete("/api/v1/silences/{id}", expire_silence)
     app.router.add_get("/api/v1/status", status)
+    add_device_routes(app, devices if devices is not None else DeviceHealthView(), clock)
     app.router.add_get("/api/v1/openapi.json", openapi)
     add_console_routes(app)
     return app

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from alerts.web.devices import DEVICE_STATUSES
+
 __all__ = ["OPENAPI"]
 
 
@@ -31,11 +33,14 @@ def _alert_action(summary: str, body: str) -> dict[str, Any]:
 _STR = {"type": "string"}
 _NUM = {"type": "number"}
 _NULLNUM = {"type": "number", "nullable": True}
+_INT = {"type": "integer"}
+_DEVICE_STATUSES = list(DEVICE_STATUSES)
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {"title": "CityEye alert dispatcher API", "version": "1.0.0",
-             "description": "Alerts (list, inspect, acknowledge, assign, comment, resolve) and silences."},
+             "description": "Alerts (list, inspect, acknowledge, assign, comment, resolve), silences "
+                             "and device health."},
     "servers": [{"url": "/"}],
     "paths": {
         "/api/v1/alerts": {"get": {
@@ -70,6 +75,19 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/silences/{id}": {"delete": {
             "summary": "Expire a silence now", "security": _SECURED, "parameters": [_ID],
             "responses": {"200": _json(_ref("Silence"), "the expired silence"), **_ERRORS},
+        }},
+        "/api/v1/devices": {"get": {
+            "summary": "Device health as the ingest gateway reports it (problems first)",
+            "parameters": [{"name": "district", "in": "query", "schema": _STR},
+                           {"name": "kind", "in": "query", "schema": _STR},
+                           {"name": "status", "in": "query", "schema": {"type": "string", "enum": _DEVICE_STATUSES}}],
+            "responses": {"200": _json({"type": "object", "properties": {
+                "devices": {"type": "array", "items": _ref("Device")}, "total": {"type": "integer"}}}, "devices"),
+                "422": _ERRORS["422"]},
+        }},
+        "/api/v1/devices/{id}": {"get": {
+            "summary": "One device's health", "parameters": [_ID],
+            "responses": {"200": _json(_ref("Device"), "the device"), "404": _ERRORS["404"]},
         }},
         "/api/v1/status": {"get": {"summary": "Counts of alerts, groups, silences, outbox",
                                    "responses": {"200": _json({"type": "object"}, "status")}}},
@@ -115,6 +133,16 @@ OPENAPI: dict[str, Any] = {
                 "ends_at": {"description": "epoch seconds or RFC 3339"},
                 "duration": {"description": "seconds or e.g. '2h' (instead of ends_at)"},
                 "created_by": _STR, "comment": _STR}},
+            "Device": {"type": "object", "description": "times: epoch seconds of the gateway clock (null: never); "
+                       "counters since the gateway started; rates per second over its last reporting interval",
+                       "properties": {
+                "sensor_id": _STR, "kind": _STR, "district": _STR, "last_seen": _NULLNUM, "last_reading_at": _NULLNUM,
+                "messages": _INT, "readings": _INT, "dead_letters": _INT, "rate_limited": _INT,
+                "message_rate_per_s": _NUM, "dead_letter_rate_per_s": _NUM,
+                "last_reason": {"type": "string", "nullable": True, "description": "<code>: <detail> (docs/contracts.md)"},
+                "last_reason_at": _NULLNUM, "updated_at": _NUM, "gateway": _STR,
+                "status": {"type": "string", "enum": _DEVICE_STATUSES},
+                "age_s": {"type": "number", "description": "seconds since the gateway published this record"}}},
             "Silence": {"type": "object", "properties": {
                 "id": _STR, "matchers": {"type": "array", "items": _ref("Matcher")}, "starts_at": _NUM, "ends_at": _NUM,
                 "created_by": _STR, "comment": _STR, "created_at": _NUM, "expired_at": _NULLNUM,

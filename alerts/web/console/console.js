@@ -1,10 +1,11 @@
 // CityEye duty officers' console: the entry module (plain ES2020 modules, no build step).
-// Officer name and token, the two views (alerts, silences) and the 5 s auto-refresh.
+// Officer name and token, the three views (alerts, silences, devices) and the 5 s auto-refresh.
 // Modules: api.js (API client, credentials), format.js (labels, DOM builders),
-// messages.js (the message box), alerts.js and silences.js (the views).
+// messages.js (the message box), alerts.js, silences.js and devices.js (the views).
 
 import { apiToken, forgetToken, officerName, saveCredentials } from "./api.js";
 import { refreshAlerts, wireAlerts } from "./alerts.js";
+import { refreshDevices, wireDevices } from "./devices.js";
 import { $, formatTime } from "./format.js";
 import { clearRefreshError, showError, showOk, showRefreshError } from "./messages.js";
 import { prefillSilence, refreshSilences, wireSilences } from "./silences.js";
@@ -38,6 +39,7 @@ function onForgetToken() {
 
 async function refresh() {
   if (currentView === "alerts-view") await refreshAlerts();
+  else if (currentView === "devices-view") await refreshDevices();
   else await refreshSilences();
   $("refresh-state").textContent = `更新于 Updated ${formatTime(Date.now() / 1000)}`;
 }
@@ -73,6 +75,7 @@ for (const tab of document.querySelectorAll(".tabs button[data-view]")) {
 }
 wireAlerts({ onSilence: (alert) => { showView("silences-view"); prefillSilence(alert); } });
 wireSilences();
+wireDevices(showError);
 renderCredentials();
 tick();
 setInterval(tick, REFRESH_MS);

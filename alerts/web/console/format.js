@@ -50,6 +50,13 @@ export const SILENCE_STATES = {
   expired: ["已失效", "Expired"],
 };
 
+export const DEVICE_STATUSES = {
+  rejecting: ["拒收中", "Rejecting"],
+  rate_limited: ["限流中", "Rate-limited"],
+  silent: ["无数据", "Silent"],
+  ok: ["正常", "OK"],
+};
+
 export const $ = (id) => document.getElementById(id);
 
 /** An element with a class and children (strings become text nodes). */
