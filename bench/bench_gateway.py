@@ -106,7 +106,7 @@ async def main() -> None:
     parser.add_argument("--count", type=int, default=50000, help="readings to push through (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="20 k readings")
     parser.add_argument("--aggregate", type=int, default=500, help="ingest.aggregate_max_readings (1: single records)")
-    parser.add_argument("--protocol", choices=["3.1.1", "5"], default="5", help="the gateway's MQTT protocol")
+    parser.add_argument("--protocol", choices=["3.1.1", "5"], default="3.1.1", help="the gateway's MQTT protocol")
     args = parser.parse_args()
     if args.quick:
         args.count = min(args.count, 20_000)
