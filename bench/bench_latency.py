@@ -126,7 +126,7 @@ def _configs(tmp: Path, tansu: TansuServer, broker: MosquittoServer, hook_port: 
         "api": {"host": "127.0.0.1", "port": free_port(), "token": uuid.uuid4().hex}})
     return _write(tmp / "cityeye.yaml", {
         "kafka": {"bootstrap": tansu.bootstrap, "profile": "tansu", "consumer_group_prefix": f"lat{uuid.uuid4().hex[:6]}"},
-        "mqtt": {"port": broker.port, "client_id": "bench-lat-gateway", "protocol": "5"},
+        "mqtt": {"port": broker.port, "client_id": "bench-lat-gateway"},
         "influx": {"enabled": False}, "registry": str(registry), "rules": str(rules),
         "state_dir": str(tmp / "state")})
 
