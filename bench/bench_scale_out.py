@@ -5,9 +5,10 @@ script as children that print their progress every 0.1 s; the figure is the
 rate from 10 % of the backlog (or later, once every process is at work) to
 90 % (start-up, a late group join and the last stragglers left out):
 
-* workers: a backlog of aggregated readings (bench_streams' sensors: water
-  level, traffic, weather with the default detectors) in Tansu; one worker
-  group of 1 process, then a fresh group of 2 processes, each drains it all;
+* workers: a group of 1 worker process, then (on a fresh Tansu) a group of 2,
+  is started and, once every process is at work, a backlog of aggregated
+  readings (bench_streams' sensors: water level, traffic, weather, default
+  detectors) is written for it to drain;
 * gateways: Mosquitto queues a backlog of QoS 1 readings for the persistent
   sessions of a shared-subscription group (``$share/<group>/<filter>``,
   MQTT 5), of 1 gateway, then of 2 gateways (Mosquitto spreads the messages
@@ -32,7 +33,6 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import yaml
@@ -62,6 +62,7 @@ async def _child_worker(config: str) -> None:
     settings = load_settings(config)
     worker = StreamsWorker(settings, registry=load_registry(settings.registry))
     await worker.start()
+    await worker.wait_ready(120)
     await _report(lambda: worker.streams.runtime.readings)
     await worker.stop()
 
@@ -86,12 +87,17 @@ async def _report(count) -> None:
 
 # -- parent ----------------------------------------------------------------------------------------
 
-async def _run_children(role: str, configs: list[Path], total: int, timeout: float = 900.0) -> float:
-    """Start one child per config, wait until their counts add up to ``total``; readings/s from 10 % to 90 %."""
+async def _run_children(role: str, configs: list[Path], total: int, feed=None, timeout: float = 900.0) -> float:
+    """Start one child per config, wait until their counts add up to ``total``; readings/s from 10 % to 90 %.
+
+    ``feed`` (a coroutine function), if given, is awaited once every child reports (is ready) and the
+    group had 3 s to settle: it writes the backlog.
+    """
     procs = [await asyncio.create_subprocess_exec(
         sys.executable, __file__, f"--child-{role}", str(c), stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL) for c in configs]
     counts = [0] * len(procs)
+    reported = [False] * len(procs)
     marks: dict[float | str, float] = {}
     deadline = time.monotonic() + timeout
 
@@ -105,6 +111,7 @@ async def _run_children(role: str, configs: list[Path], total: int, timeout: flo
                 counts[i] = int(n)
             except ValueError:  # something else the child printed
                 continue
+            reported[i] = True
             done = sum(counts)
             # the window opens at 10 % once every process is at work (a late group join is not scale-out)
             if 0.1 not in marks and done >= 0.1 * total and all(counts):
@@ -116,6 +123,13 @@ async def _run_children(role: str, configs: list[Path], total: int, timeout: flo
 
     followers = [asyncio.create_task(follow(i, p)) for i, p in enumerate(procs)]
     try:
+        if feed is not None:
+            while not all(reported):
+                if time.monotonic() > deadline or any(f.done() for f in followers):
+                    raise TimeoutError(f"{role}s did not all start")
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(3.0)  # the group's rebalance after the last join
+            await feed()
         while 0.9 not in marks:
             if time.monotonic() > deadline or all(f.done() for f in followers):
                 raise TimeoutError(f"{role}s processed {sum(counts)} of {total}")
@@ -131,6 +145,9 @@ async def _run_children(role: str, configs: list[Path], total: int, timeout: flo
         for f in followers:
             f.cancel()
     print(f"  {len(procs)} {role}(s): per process {counts}")
+    if marks[0.9] <= marks[0.1]:
+        raise RuntimeError(f"{role}s: no measuring window (a process started work only at the end); "
+                           "use a larger backlog")
     return (marks["end"] - marks["start"]) / (marks[0.9] - marks[0.1])
 
 
@@ -143,24 +160,27 @@ async def bench_workers(tmp: Path, sensors: int, total: int) -> tuple[float, flo
     registry = make_registry(sensors)
     reg_file = _write_config(tmp / "registry.yaml", {"sensors": [s.model_dump(mode="json") for s in registry]})
     readings = make_readings(registry, total)
-    with TansuServer(workdir=tmp / "tansu") as tansu:
-        kafka = KafkaSettings(bootstrap=tansu.bootstrap, profile="tansu")
-        await ensure_topics(kafka)
-        producer = make_producer(kafka, "bench", linger_ms=20, max_batch_size=1024 * 1024)
-        await producer.start()
-        for i in range(0, total, 500):
-            for rec in build_records(readings[i:i + 500], all_topics().__getitem__, max_readings=500,
-                                     max_bytes=256 * 1024):
-                await producer.send(rec.topic, rec.value, key=rec.key, partition=rec.partition, headers=rec.headers)
-        await producer.flush()
-        await producer.stop()
-        rates = []
-        for n in (1, 2):
-            group = f"scale{n}-{uuid.uuid4().hex[:6]}"
-            conf = {"kafka": {"bootstrap": tansu.bootstrap, "profile": "tansu", "consumer_group_prefix": group},
+    rates = []
+    for n in (1, 2):  # a fresh broker each: both groups read a backlog written once they are at work
+        with TansuServer(workdir=tmp / f"tansu-{n}") as tansu:
+            kafka = KafkaSettings(bootstrap=tansu.bootstrap, profile="tansu")
+            await ensure_topics(kafka)
+
+            async def feed() -> None:
+                producer = make_producer(kafka, "bench", linger_ms=20, max_batch_size=1024 * 1024)
+                await producer.start()
+                for i in range(0, total, 500):
+                    for rec in build_records(readings[i:i + 500], all_topics().__getitem__, max_readings=500,
+                                             max_bytes=256 * 1024):
+                        await producer.send(rec.topic, rec.value, key=rec.key, partition=rec.partition,
+                                            headers=rec.headers)
+                await producer.flush()
+                await producer.stop()
+
+            conf = {"kafka": {"bootstrap": tansu.bootstrap, "profile": "tansu"},
                     "influx": {"enabled": False}, "registry": str(reg_file), "state_dir": str(tmp / "state")}
             configs = [_write_config(tmp / f"worker-{n}-{i}.yaml", conf) for i in range(n)]
-            rates.append(await _run_children("worker", configs, total))
+            rates.append(await _run_children("worker", configs, total, feed))
     return rates[0], rates[1]
 
 
