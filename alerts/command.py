@@ -40,6 +40,7 @@ from alerts.config import AlertingConfig, load_alerting_config
 from alerts.dispatcher import Dispatcher
 from cityeye.command import run_service
 from cityeye.config import Settings, load_settings
+from cityeye.metrics import start_metrics
 
 __all__ = ["add_arguments", "run", "serve"]
 
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def main(config: tuple[Settings, AlertingConfig], stop: asyncio.Event) -> None:
         settings, alerting = config
+        start_metrics(settings.metrics, "dispatcher")
         await serve(settings, stop, alerting, api_port=args.api_port,
                     started=lambda d: log.info("dispatcher ready (API port %s)", d.api_port))
 

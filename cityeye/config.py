@@ -33,6 +33,7 @@ __all__ = [
     "InfluxSettings",
     "WebhookSettings",
     "IngestSettings",
+    "MetricsSettings",
     "Settings",
     "load_settings",
 ]
@@ -103,12 +104,14 @@ class MqttSettings(BaseModel):
     #: payloads larger than this are dead-lettered unread
     max_payload_bytes: int = Field(65536, ge=256)
 
+    def shared(self, topic_filter: str) -> str:
+        """``topic_filter`` as subscribed: its shared form ``$share/<group>/<filter>`` when ``share_group`` is set."""
+        return f"$share/{self.share_group}/{topic_filter}" if self.share_group else topic_filter
+
     @property
     def subscriptions(self) -> list[str]:
         """The filters subscribed to: ``topic_filters``, in their shared form when ``share_group`` is set."""
-        if not self.share_group:
-            return list(self.topic_filters)
-        return [f"$share/{self.share_group}/{f}" for f in self.topic_filters]
+        return [self.shared(f) for f in self.topic_filters]
 
     @model_validator(mode="before")
     @classmethod
@@ -209,6 +212,18 @@ class IngestSettings(BaseModel):
     rate_limit: RateLimitSettings = RateLimitSettings()
     #: seconds between device-health records on Kafka ``devices.health`` (0: none)
     health_interval_s: float = Field(10.0, ge=0)
+    #: decode SenML (RFC 8428) packs published on cityeye/<district>/senml/<sensor_id> (docs/device-formats.md)
+    senml: bool = True
+    #: vendor payload mapping files (docs/device-formats.md), tried in this order before SenML
+    mappings: list[str] = []
+
+    @field_validator("mappings")
+    @classmethod
+    def _mapping_files_exist(cls, v: list[str]) -> list[str]:
+        missing = [p for p in v if not Path(p).is_file()]
+        if missing:
+            raise ValueError(f"mapping file {missing[0]!r} does not exist")
+        return v
 
     @field_validator("timezone")
     @classmethod
@@ -226,6 +241,15 @@ class IngestSettings(BaseModel):
         return ZoneInfo(self.timezone) if self.timezone else None
 
 
+class MetricsSettings(BaseModel):
+    """Where a process serves its Prometheus metrics (``/metrics``; docs/metrics.md)."""
+
+    #: the exposition port of this process; 0: no metrics server (each process needs its own port)
+    port: int = Field(0, ge=0, le=65535)
+    #: the address the metrics server binds (``0.0.0.0`` in containers)
+    host: str = "127.0.0.1"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CITYEYE_", env_nested_delimiter="__", extra="forbid")
 
@@ -234,6 +258,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     webhook: WebhookSettings = WebhookSettings()
     ingest: IngestSettings = IngestSettings()
+    metrics: MetricsSettings = MetricsSettings()
     #: sensor registry YAML; empty = the default the program declares (cityeye.sensor_registry.set_default_registry)
     registry: str = ""
     #: kinds file declaring sensor kinds beyond the bundled ones (docs/kinds.md); empty = the bundled kinds

@@ -23,7 +23,9 @@ done, and stop when asked. :func:`consume` is that loop, once::
   that is done, e.g. a reader whose condition holds, sets ``stop``). It
   does not start or stop the consumer: the caller owns it;
 * ``timeout_ms`` is a number or a function called before each fetch (a
-  sink waits no longer than until its buffer is due).
+  sink waits no longer than until its buffer is due);
+* a consumer in a group reports its lag per owned partition
+  (``cityeye_consumergroup_lag``, cityeye/metrics.py) at most once a second.
 """
 
 from __future__ import annotations
@@ -31,10 +33,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from typing import Any, Awaitable, Callable, Sequence, Union
 
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from cityeye.metrics import ConsumerLag, report_lag
 
 __all__ = ["Batches", "Offsets", "BatchHandler", "FetchTimeout", "consume", "next_offsets"]
 
@@ -61,14 +66,24 @@ async def consume(consumer: Any, handle: BatchHandler, stop: asyncio.Event, *, t
     returning the fetch timeout.
     """
     fetch_timeout = timeout_ms if callable(timeout_ms) else (lambda: timeout_ms)
+    group = getattr(consumer, "_group_id", None)
+    lag, lag_due = (ConsumerLag(group) if group else None), 0.0
     while not stop.is_set():
         batches = await consumer.getmany(*partitions, timeout_ms=fetch_timeout(), max_records=max_records)
         result = handle(batches)
         if inspect.isawaitable(result):
             result = await result
+        if lag is not None and time.monotonic() >= lag_due:
+            lag_due = time.monotonic() + LAG_INTERVAL_S
+            await report_lag(consumer, lag, timeout_s=0.05)
         if not result:
             continue
         try:
             await consumer.commit(result)
         except KafkaError as exc:
             log.warning("%s: offset commit failed (the records will be read again, applied once): %s", name, exc)
+
+
+#: seconds between two lag reports of one consume loop
+LAG_INTERVAL_S = 1.0
+

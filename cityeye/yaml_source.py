@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["line_of", "load_yaml", "read_config_text"]
+__all__ = ["first_problem", "line_of", "load_yaml", "read_config_text"]
 
 
 def line_of(node: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
@@ -63,3 +63,13 @@ def read_config_text(path: str | Path, error: type[Exception], what: str) -> str
         raise error(f"{p}: cannot read {what}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise error(f"{p}: {what} is not UTF-8 text") from None
+
+
+def first_problem(exc: Any) -> tuple[tuple[Any, ...], str]:
+    """``(location, message)`` of a :class:`pydantic.ValidationError`'s first error, ready for a file:line message.
+
+    The location is the field path (for :func:`line_of`); the message drops
+    pydantic's ``"Value error, "`` prefix of a validator's own words.
+    """
+    err = exc.errors()[0]
+    return tuple(err["loc"]), err["msg"].removeprefix("Value error, ")

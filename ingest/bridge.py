@@ -31,6 +31,7 @@ import asyncio
 import collections
 import logging
 import threading
+from collections.abc import Sequence
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -62,13 +63,15 @@ class Inbound:
 
 
 class MqttBridge:
-    """Subscribes to ``settings.subscriptions``; :meth:`take` hands the messages to ``loop``."""
+    """Subscribes to ``settings.topic_filters`` and ``extra_filters`` (in their shared form with
+    ``settings.share_group``); :meth:`take` hands the messages to ``loop``."""
 
     def __init__(self, settings: MqttSettings, loop: asyncio.AbstractEventLoop, *,
-                 max_unacked: int = 5000, clock=None, keepalive: int = 30) -> None:
+                 max_unacked: int = 5000, clock=None, keepalive: int = 30, extra_filters: Sequence[str] = ()) -> None:
         import time
 
         self.settings = settings
+        self.filters = [settings.shared(f) for f in (*settings.topic_filters, *extra_filters)]
         self.loop = loop
         #: received, not yet taken (appended by the paho thread, drained by :meth:`take`)
         self._inbox: collections.deque[Inbound] = collections.deque()
@@ -106,12 +109,12 @@ class MqttBridge:
             return
         with self._lock:
             self._generation += 1
-        client.subscribe([(f, self.settings.qos) for f in self.settings.subscriptions])
+        client.subscribe([(f, self.settings.qos) for f in self.filters])
         log.info("MQTT connected to %s:%d (session present: %s)",
                  self.settings.host, self.settings.port, flags.session_present)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        filters = self.settings.subscriptions
+        filters = self.filters
         refused = [f"{f} ({rc})" for f, rc in zip(filters, reason_codes) if rc.is_failure]
         if refused:
             log.error("MQTT broker refused the subscription to %s (check the gateway account's ACL)",

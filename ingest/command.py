@@ -13,6 +13,7 @@ import asyncio
 from cityeye.command import run_service
 from cityeye.config import Settings
 from cityeye.kafka import ensure_topics
+from cityeye.metrics import start_metrics
 from cityeye.sensor_registry import SensorRegistry, load_settings_and_registry
 
 __all__ = ["add_arguments", "run"]
@@ -29,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
         from ingest.gateway import Gateway
 
         settings, registry = config
+        start_metrics(settings.metrics, "gateway")
         if not args.no_create_topics:
             await ensure_topics(settings.kafka)
         await Gateway(settings, registry).run_forever(stop)

@@ -48,11 +48,13 @@ from cityeye.device_health import TOPIC_DEVICES_HEALTH
 from cityeye.kafka import make_producer
 from cityeye.kinds import use_kinds_file
 from cityeye.sensor_registry import SensorRegistry
+from ingest import metrics
 from ingest.aggregation import OutRecord, build_records
 from ingest.bridge import Inbound, MqttBridge
 from ingest.device_health import DeviceHealthTracker
+from ingest.formats import DeviceFormats
 from ingest.rate_limit import DeviceRateLimiter
-from ingest.validation import Limits, reason_code, validate_message
+from ingest.validation import Limits, reason_code
 
 __all__ = ["Gateway", "GatewayStats"]
 
@@ -104,6 +106,8 @@ class Gateway:
         use_kinds_file(settings.kinds)  # their fields are validated against their declared ranges
         self.registry = registry
         self.limits = Limits.from_settings(settings)
+        #: SenML and the vendor mappings: a decoder chosen by topic before the one validation path
+        self.formats = DeviceFormats.from_files(registry, settings.ingest.mappings, senml=settings.ingest.senml)
         self._clock = clock
         self._stats = GatewayStats()
         self._producer: AIOKafkaProducer | None = None
@@ -125,7 +129,8 @@ class Gateway:
         self._batches = asyncio.Queue()
         self._window = asyncio.Semaphore(ing.produce_window)
         self._bridge = MqttBridge(self.settings.mqtt, asyncio.get_running_loop(),
-                                  max_unacked=ing.max_unacked, clock=self._clock)
+                                  max_unacked=ing.max_unacked, clock=self._clock,
+                                  extra_filters=self.formats.mqtt_filters_beyond(self.settings.mqtt.topic_filters))
         await self._bridge.start()
         self._tasks = [asyncio.create_task(self._intake(), name="gateway-intake"),
                        asyncio.create_task(self._acker(), name="gateway-acker")]
@@ -252,12 +257,12 @@ class Gateway:
         message one ``internal_error`` dead letter instead: the message is then
         acknowledged like any other and the gateway goes on.
         """
-        sensor_id = _topic_sensor(msg.topic)
+        sensor_id = self.formats.topic_sensor(msg.topic)
         try:
             self._health.message(sensor_id, msg.received_at)
             if not self._limiter.allow(sensor_id, msg.received_at):
                 return [self._rate_limited(msg, sensor_id)]
-            return validate_message(msg.payload, msg.topic, self.registry, msg.received_at, self.limits)
+            return self.formats.validate(msg.payload, msg.topic, msg.received_at, self.limits)
         except Exception as exc:
             return [self._internal_error(msg, sensor_id, exc)]
 
@@ -293,6 +298,8 @@ class Gateway:
                 for outcome in record.outcomes:
                     self._count(outcome)
             self._bridge.ack_all(batch.messages)
+            metrics.observe_batch(batch.messages, [o for r in batch.records for o in r.outcomes], self._clock(),
+                                  self._bridge.unacked)
             self._stats.messages += len(batch.messages)
             self._stats.batches += 1
             self._window.release()
@@ -324,6 +331,7 @@ class Gateway:
             except Exception as exc:  # KafkaError and anything else the client raises
                 record.future = None
                 self._stats.kafka_retries += 1
+                metrics.KAFKA_RETRIES.inc()
                 log.warning("Kafka did not take a record for %s (%s); retrying in %.1f s",
                             record.topic, type(exc).__name__, delay)
                 await asyncio.sleep(delay)
@@ -353,12 +361,6 @@ class Gateway:
                 await asyncio.gather(*sends)
             except KafkaError as exc:
                 log.warning("device health not published (%s); next try in %.0f s", type(exc).__name__, interval)
-
-
-def _topic_sensor(topic: str) -> str | None:
-    """The sensor id of a ``cityeye/<district>/<kind>/<sensor_id>`` topic (unchecked), else None."""
-    parts = topic.split("/")
-    return parts[3] if len(parts) == 4 and parts[0] == "cityeye" and parts[3] else None
 
 
 def _shrunk(outcome: Reading | DeadLetter) -> DeadLetter:

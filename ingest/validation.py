@@ -29,12 +29,14 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import tzinfo
 from typing import Any, Literal
 
 from cityeye.contracts import DeadLetter, NaiveTimestampError, Reading, kind_fields, parse_ts
 from cityeye.kinds import kind_names
 from cityeye.sensor_registry import SensorRegistry
+from ingest.decoded import DecodedItem, FormatRefused
 
 __all__ = [
     "REASONS",
@@ -43,6 +45,7 @@ __all__ = [
     "Limits",
     "Outcome",
     "validate_message",
+    "validate_decoded",
     "reason_code",
     "item_json",
 ]
@@ -140,7 +143,7 @@ def _split_topic(topic: str) -> tuple[str, str, str]:
     return district, kind, sensor_id
 
 
-def _parse_items(payload: bytes, limits: Limits) -> list[Any]:
+def _parse_json(payload: bytes, limits: Limits) -> Any:
     if len(payload) > limits.max_payload_bytes:
         raise _Refused("too_large", f"payload of {len(payload)} bytes exceeds the limit of {limits.max_payload_bytes}")
     try:
@@ -152,6 +155,11 @@ def _parse_items(payload: bytes, limits: Limits) -> list[Any]:
     except (ValueError, RecursionError) as exc:
         detail = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
         raise _Refused("invalid_json", detail[:200]) from None
+    return doc
+
+
+def _parse_items(payload: bytes, limits: Limits) -> list[Any]:
+    doc = _parse_json(payload, limits)
     if isinstance(doc, dict):
         return [doc]
     if isinstance(doc, list):
@@ -269,5 +277,46 @@ def validate_message(payload: bytes, topic: str, registry: SensorRegistry, now: 
             outcomes.append(DeadLetter.of(raw, topic, reason, now, sensor_id))
             continue
         outcomes.append(Reading(sensor_id=sensor_id, kind=kind, district=district, ts=ts,
+                                values=values, received_at=now, mqtt_topic=topic))
+    return outcomes
+
+
+def validate_decoded(payload: bytes, topic: str, decode: Callable[[Any], list[DecodedItem]],
+                     registry: SensorRegistry, now: float, limits: Limits = Limits(),
+                     sensor_hint: str | None = None) -> list[Outcome]:
+    """Validate one message of a device format (SenML, a vendor mapping; ``ingest/formats.py``).
+
+    The payload is checked for size, UTF-8 and JSON as any message, then
+    ``decode(document)`` turns it into canonical reading items, each checked
+    as a plain reading is (registry, ``ts``, ``values``) against its
+    sensor's kind. A payload the decoder refuses as a whole gives one dead
+    letter (``sensor_hint`` as its sensor id); each item refused, by the
+    decoder or here, its own, reason ``<code>: <where>: <detail>``, with the
+    part of the payload it came from.
+    """
+    try:
+        items = decode(_parse_json(payload, limits))
+    except (_Refused, FormatRefused) as exc:
+        kept = payload[:_OVERSIZE_KEEP] if exc.code == "too_large" else payload
+        return [DeadLetter.of(kept, topic, str(exc), now, sensor_hint)]
+    outcomes: list[Outcome] = []
+    for decoded in items:
+        try:
+            if decoded.error is not None:
+                raise decoded.error
+            sensor = registry.get(decoded.sensor_id)
+            if sensor is None:
+                raise _Refused("unknown_sensor", f"sensor {decoded.sensor_id!r} is not in the registry")
+            if not sensor.agrees_with(decoded.kind or sensor.kind, decoded.district):
+                raise _Refused("registry_mismatch", f"{decoded.district or sensor.district}/{decoded.kind or sensor.kind} "
+                                                    f"here, the registry says {sensor.district}/{sensor.kind} "
+                                                    f"for sensor {decoded.sensor_id!r}")
+            ts = _check_ts(decoded.item, now, limits)
+            values = _check_values(decoded.item, sensor.kind, limits)
+        except (_Refused, FormatRefused) as exc:
+            reason = f"{exc.code}: {decoded.where}: {str(exc).split(': ', 1)[1]}"
+            outcomes.append(DeadLetter.of(decoded.source, topic, reason, now, decoded.sensor_id))
+            continue
+        outcomes.append(Reading(sensor_id=sensor.id, kind=sensor.kind, district=sensor.district, ts=ts,
                                 values=values, received_at=now, mqtt_topic=topic))
     return outcomes

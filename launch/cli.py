@@ -34,6 +34,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "backtest": ("evaluation.backtest.command", "dry-run the rules on recorded or simulated data (report, diff)"),
     "tune": ("evaluation.tune", "sweep rule parameters on labelled data: Pareto table, plot, recommended YAML"),
     "rules": ("evaluation.rules_command", "check rules files, show a sensor's effective rules, run rule tests"),
+    "devices": ("ingest.devices_command", "device owners' tools: test a vendor payload mapping's examples"),
 }
 
 

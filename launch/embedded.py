@@ -32,7 +32,8 @@ from cityeye.config import Settings, load_settings
 from cityeye.consume import Batches, consume
 from cityeye.contracts import TOPIC_ALERTS, AlertEvent
 from cityeye.kafka import ensure_topics, make_consumer
-from launch.servers import InfluxServer, ManagedServer, TansuServer, mqtt_server
+from launch.servers import InfluxServer, ManagedServer, TansuServer, free_port, mqtt_server
+from ingest.mapping import SHIPPED_MAPPINGS
 from simulators import DEMO_REGISTRY
 
 __all__ = ["add_arguments", "run", "EmbeddedStack", "format_alert"]
@@ -91,6 +92,8 @@ class EmbeddedStack:
         self.settings: Settings | None = None
         self.config_path = workdir / "cityeye.yaml"
         self.api_token = ""
+        #: each service part's Prometheus metrics port (a free port per process, chosen at start)
+        self.metrics_ports: dict[str, int] = {}
 
     def start_servers(self) -> Settings:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -105,6 +108,8 @@ class EmbeddedStack:
             "mqtt": {"host": "127.0.0.1", "port": mqtt.port},
             "registry": str(DEMO_REGISTRY),
             "state_dir": str(self.workdir / "state"),
+            # SenML is on by default; the shipped vendor mappings (docs/device-formats.md) too
+            "ingest": {"mappings": [str(p) for p in SHIPPED_MAPPINGS]},
         }
         if self.with_influx and InfluxServer.available():
             influx = InfluxServer(workdir=self.workdir / "influxd").start()
@@ -126,11 +131,11 @@ class EmbeddedStack:
         asyncio.run(ensure_topics(self.settings.kafka))
         return self.settings
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         logf = open(self.workdir / f"{name}.log", "ab")
         cmd = [sys.executable, "-m", "launch.cli", name, "--config", str(self.config_path), *args]
         self.procs[name] = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True, cwd=REPO)
+                                            start_new_session=True, cwd=REPO, env={**os.environ, **(env or {})})
         logf.close()
 
     def write_alerting_config(self) -> Path:
@@ -151,8 +156,11 @@ class EmbeddedStack:
         for name, extra in PARTS:
             if name == "dispatcher":
                 extra = [*extra, "--api-port", str(self.api_port), "--alerting", str(alerting)]
-            self._spawn(name, extra)
+            self.metrics_ports[name] = free_port()
+            self._spawn(name, extra, {"CITYEYE_METRICS__PORT": str(self.metrics_ports[name])})
         print(f"services: {', '.join(self.procs)} (logs in {self.workdir}/)")
+        print("metrics : " + ", ".join(f"{name} http://127.0.0.1:{port}/metrics"
+                                       for name, port in self.metrics_ports.items()))
         print(f"notices : CAP 1.2 messages written to {self.workdir / 'cap'}/<receiver>/")
 
     def start_simulators(self, speed: float, scenario: str, seed: int, duration_h: float) -> None:

@@ -1,4 +1,4 @@
-"""Embedded servers on free loopback ports: Kafka (Tansu), MQTT, InfluxDB.
+"""Embedded servers on free loopback ports: Kafka (Tansu), MQTT, InfluxDB (and Prometheus: launch/prometheus_server.py).
 
 Used by ``cityeye run`` (the embedded default stack) and by the test
 fixtures, so both start the very same real servers the same way:
@@ -35,6 +35,7 @@ __all__ = [
     "free_port",
     "wait_for_port",
     "ManagedServer",
+    "HttpServer",
     "TansuServer",
     "MosquittoServer",
     "AmqttServer",
@@ -102,6 +103,20 @@ class ManagedServer:
         time.sleep(grace_s)
         if self.proc is not None and self.proc.poll() is not None:
             raise ServerStartError(f"process exited with code {self.proc.returncode} right after start")
+
+    def wait_for_http(self, url: str, status: int, timeout: float = 30.0) -> None:
+        """Wait until ``GET url`` answers ``status``; raise :class:`ServerStartError` if the process exits first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ServerStartError(f"{self.name} exited with code {self.proc.returncode}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as r:
+                    if r.status == status:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise ServerStartError(f"{self.name}: {url} did not answer {status} within {timeout:.0f} s")
 
     def pick_ports(self) -> None:
         """Choose fresh free ports (after losing a race for the current ones)."""
@@ -236,10 +251,33 @@ def mqtt_server(port: int | None = None, workdir: str | Path | None = None) -> M
     return AmqttServer(port, workdir)
 
 
-class InfluxServer(ManagedServer):
+class HttpServer(ManagedServer):
+    """A server with an HTTP API at :attr:`url`, run from the Debian package ``package``'s ``name`` binary."""
+
+    package = ""
+
+    @classmethod
+    def available(cls) -> bool:
+        return shutil.which(cls.name) is not None
+
+    @classmethod
+    def executable(cls) -> str:
+        """The binary's path; raises :class:`ServerStartError` naming the package when it is missing."""
+        exe = shutil.which(cls.name)
+        if exe is None:
+            raise ServerStartError(f"{cls.name} is not installed (apt-get install -y {cls.package})")
+        return exe
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class InfluxServer(HttpServer):
     """InfluxDB 1.x (``influxd -config FILE``) with its data in a temp dir."""
 
     name = "influxd"
+    package = "influxdb"
 
     def __init__(self, port: int | None = None, workdir: str | Path | None = None) -> None:
         super().__init__(port, workdir)
@@ -248,14 +286,6 @@ class InfluxServer(ManagedServer):
     def pick_ports(self) -> None:
         super().pick_ports()
         self.rpc_port = free_port()
-
-    @staticmethod
-    def available() -> bool:
-        return shutil.which("influxd") is not None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
         d = self.workdir
@@ -269,23 +299,10 @@ class InfluxServer(ManagedServer):
             f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n'
             "[continuous_queries]\n  enabled = false\n"
         )
-        exe = shutil.which("influxd")
-        if exe is None:
-            raise ServerStartError("influxd is not installed (apt-get install -y influxdb)")
-        return [exe, "-config", str(conf)]
+        return [self.executable(), "-config", str(conf)]
 
     def ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise ServerStartError(f"influxd exited with code {self.proc.returncode}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as r:
-                    if r.status == 204:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise ServerStartError("influxd /ping did not answer within 30 s")
+        self.wait_for_http(f"{self.url}/ping", 204)
 
     def create_database(self, name: str) -> None:
         data = f"q=CREATE DATABASE \"{name}\"".encode()

@@ -44,7 +44,9 @@ from faust.types import TP, EventT
 from cityeye.config import KafkaSettings
 from cityeye.contracts import AlertEvent, to_json
 from cityeye.errors import ValidationError
+from cityeye.metrics import ConsumerLag, report_lag
 from cityeye.reading_records import RejectedReading, encode_reading, readings_of
+from streams import metrics
 from streams.clocks import SensorClocks
 from streams.sensor_engine import SensorEngine
 from streams.models import dead_letter
@@ -52,9 +54,12 @@ from streams.replay import committed_offsets, read_ranges
 from streams.tables import SnapshotTable
 from streams.topics import StreamTopics
 
-__all__ = ["DetectorRuntime", "attach_agents"]
+__all__ = ["DetectorRuntime", "attach_agents", "LAG_INTERVAL_S"]
 
 log = logging.getLogger(__name__)
+
+#: seconds between two reports of the worker's consumer lag (cityeye_consumergroup_lag)
+LAG_INTERVAL_S = 5.0
 
 
 class DetectorRuntime:
@@ -93,6 +98,7 @@ class DetectorRuntime:
     async def _process_events(self, events: Iterable[EventT]) -> None:
         out: list[AlertEvent] = []
         touched: set[str] = set()
+        done, started = [], time.time()
         engine, clocks, tp_of, every = self.engine, self.clocks, self.tp_of, self.snapshot_every
         for event in events:
             msg = event.message
@@ -114,6 +120,7 @@ class DetectorRuntime:
                                             tp.topic, sid.encode())
                     continue
                 self.readings += 1
+                done.append(item)
                 if tp_of.get(sid) != tp:
                     self._place(sid, tp)
                 clocks.observe(tp, sid, item.ts, seen_at)
@@ -125,6 +132,7 @@ class DetectorRuntime:
         # a record's readings are all processed before any snapshot: a snapshot never splits a record
         await self._send_alerts(out)
         await self._snapshot(touched)
+        metrics.observe_readings(done, started)
 
     async def tick(self) -> None:
         """Clock re-evaluation of every sensor, per partition in that partition's stream time."""
@@ -273,6 +281,7 @@ class DetectorRuntime:
             tp = self.tp_of.get(sid)
             if tp is not None and sid in self.engine:
                 await self.snapshots.write(tp, sid, self.engine.snapshot(sid))
+                metrics.SNAPSHOT_WRITES.inc()
 
     async def _send_alerts(self, events: list[AlertEvent]) -> None:
         """Send events and wait until the broker has them.
@@ -289,6 +298,7 @@ class DetectorRuntime:
         if pending:
             await asyncio.gather(*pending)
         self.events_sent += len(events)
+        metrics.count_alert_events(events)
 
     async def _dead_letter(self, raw: bytes | None, reason: str, topic: str, key: Any) -> None:
         sid = key.decode("utf-8", "replace")[:64] if isinstance(key, bytes) else None
@@ -296,6 +306,7 @@ class DetectorRuntime:
         await self.topics.deadletter.send(key=key if isinstance(key, bytes) else None,
                                           value=dead_letter(raw, reason, topic))
         self.dead_letters += 1
+        metrics.DEAD_LETTERED.labels("processing_failed" if reason.startswith("processing failed") else "invalid").inc()
 
 
 def _key_of(item: RejectedReading) -> bytes | None:
@@ -319,6 +330,14 @@ def attach_agents(app: faust.App, runtime: DetectorRuntime, *, batch_size: int, 
     @app.timer(interval=tick_interval_s, name="cityeye-detector-clock")
     async def detector_clock() -> None:
         await runtime.tick()
+
+    lag = ConsumerLag(app.conf.id)
+
+    @app.timer(interval=LAG_INTERVAL_S, name="cityeye-consumer-lag")
+    async def consumer_lag() -> None:
+        # the position from Faust's monitor, never a call into the consumer thread that may wait on a reset
+        await report_lag(app.consumer, lag, set(runtime.topics.readings_names),
+                         position=metrics.monitor_position(app))
 
     runtime.snapshots.table.on_recover(runtime.on_recovered)
 

@@ -35,6 +35,7 @@ from cityeye.config import Settings
 from cityeye.errors import CityEyeError, ConfigError
 from cityeye.kafka import ensure_topics
 from cityeye.kinds import use_kinds_file
+from cityeye.metrics import start_metrics
 from cityeye.sensor_registry import SensorRegistry, load_settings_and_registry
 from streams.app import StreamsApp, create_app
 
@@ -159,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def serve(config: tuple[Settings, SensorRegistry], stop: asyncio.Event) -> int | None:
         settings, registry = config
+        start_metrics(settings.metrics, "worker")
         try:
             await ensure_topics(settings.kafka, timeout=args.startup_timeout)
         except KafkaError as exc:

@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-import ingest.gateway
+import ingest.formats
 from cityeye.config import IngestSettings, MqttSettings, load_settings
 from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, readings_topic
 from cityeye.reading_records import readings_in
@@ -75,14 +75,14 @@ async def test_a_lone_surrogate_is_a_dead_letter_also_retained_and_readings_flow
 
 async def test_a_failure_inside_the_gateway_dead_letters_that_message_only(settings, monkeypatch):
     """A bug met by one message (here: validation raising) costs that message, not the gateway."""
-    real = ingest.gateway.validate_message
+    real = ingest.formats.validate_message  # the gateway validates through its device formats
 
     def buggy(payload, topic, *args, **kwargs):
         if payload.startswith(b'{"boom"'):
             raise RuntimeError("boom \udcff in handling")  # even its message is not UTF-8-encodable
         return real(payload, topic, *args, **kwargs)
 
-    monkeypatch.setattr(ingest.gateway, "validate_message", buggy)
+    monkeypatch.setattr(ingest.formats, "validate_message", buggy)
     gateway = Gateway(settings, load_registry(settings.registry))
     await gateway.start()
     now = time.time()

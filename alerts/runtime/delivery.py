@@ -40,6 +40,7 @@ from typing import Awaitable, Callable
 from alerts.config import DeliveryConfig
 from alerts.pipeline.dispatch_engine import Engine
 from alerts.notification import Backoff, Notification, Notifier
+from alerts.runtime import metrics
 from alerts.runtime.store import OutboxRow
 from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
 
@@ -127,20 +128,28 @@ class DeliveryManager:
         with self.store.transaction():
             # a row queued on event time ahead of the wall stays due if this attempt is cut short
             self.store.outbox_attempted(row.id, attempt, min(row.next_attempt, self.wall()), row.last_error)
+        labels = (note.receiver, metrics.integration_of(notifier))
+        metrics.NOTIFICATIONS.labels(*labels).inc()
         try:
-            await asyncio.wait_for(notifier.send(note), timeout=SEND_TIMEOUT_S)
+            with metrics.NOTIFICATION_LATENCY.labels(*labels).time():
+                await asyncio.wait_for(notifier.send(note), timeout=SEND_TIMEOUT_S)
         except PermanentDeliveryError as exc:
+            metrics.NOTIFICATIONS_FAILED.labels(*labels, "permanent").inc()
             return await self._dead(note, attempt, f"permanent failure: {exc}")
         except RetryableDeliveryError as exc:
+            metrics.NOTIFICATIONS_FAILED.labels(*labels, "retryable").inc()
             return await self._retry(note, attempt, str(exc), exc.retry_after)
         except asyncio.TimeoutError:
+            metrics.NOTIFICATIONS_FAILED.labels(*labels, "timeout").inc()
             return await self._retry(note, attempt, f"no answer within {SEND_TIMEOUT_S:g} s", None)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a notifier bug must not kill delivery: retry, then dead-letter
+            metrics.NOTIFICATIONS_FAILED.labels(*labels, "error").inc()
             log.exception("notifier %s raised unexpectedly", note.receiver)
             return await self._retry(note, attempt, f"{type(exc).__name__}: {exc}", None)
         now = self.clock()
+        metrics.DELIVERY_LATENCY.labels(*labels).observe(max(0.0, now - note.created_at))
         with self.store.transaction():
             self.store.mark_delivered(note.id, note.receiver, attempt, now)
             self.engine.record_delivery(note, attempt, "delivered", f"attempt {attempt}", now)
@@ -164,6 +173,8 @@ class DeliveryManager:
     async def _dead(self, note: Notification, attempt: int, reason: str) -> str:
         now = self.clock()
         log.warning("notification %s to %s dead-lettered: %s", note.id, note.receiver, reason)
+        metrics.NOTIFICATIONS_DEAD_LETTERED.labels(note.receiver, metrics.integration_of(
+            self.notifiers.get(note.receiver))).inc()
         record = {"kind": "notification", "reason": reason, "receiver": note.receiver, "attempts": attempt,
                   "at": now, "notification": note.to_dict()}
         with self.store.transaction():

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from alerts.runtime.metrics import observe_applied
 from alerts.runtime.actions import ACTION_HEADER, SOURCE_HEADER, apply_action, header
 from alerts.config import AlertingConfig
 from alerts.runtime.delivery import DeliveryManager
@@ -104,6 +105,7 @@ class PartitionState:
                     now = self._apply_record(rec, now, dead)
                 self.engine.tick(now)  # flush what became due at once, not a tick later
             self._ticked(now)
+            observe_applied(records)
             return dead
         except Exception:
             log.exception("batch of %d alert events failed; re-applying one by one", len(records))

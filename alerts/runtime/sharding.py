@@ -108,12 +108,13 @@ class Router:
         for records in batches.values():
             for rec in records:
                 source = [(SOURCE_HEADER, f"{rec.topic}/{rec.partition}/{rec.offset}".encode())]
+                # the worker's timestamp goes along: the dispatcher's latency counts from it
                 if self.key == UNSHARDED:
-                    ack = await producer.send(TOPIC_ALERTS_GROUPED, rec.value, key=rec.key,
+                    ack = await producer.send(TOPIC_ALERTS_GROUPED, rec.value, key=rec.key, timestamp_ms=rec.timestamp,
                                               partition=UNSHARDED_PARTITION, headers=source)
                 else:
                     key = shard_key(rec.value, self.key)
-                    ack = await producer.send(TOPIC_ALERTS_GROUPED, rec.value,
+                    ack = await producer.send(TOPIC_ALERTS_GROUPED, rec.value, timestamp_ms=rec.timestamp,
                                               key=key if key is not None else rec.key, headers=source)
                 acks.append(ack)
         await asyncio.gather(*acks)

@@ -31,6 +31,7 @@ from alerts.sinks.influx import InfluxSink
 from alerts.sinks.webhook_forwarder import WebhookForwarder
 from cityeye.command import EXIT_OS_ERROR, run_service
 from cityeye.config import Settings, load_settings
+from cityeye.metrics import start_metrics
 from cityeye.contracts import TOPIC_ALERTS, TOPIC_ALERTS_DEADLETTER, all_topics
 from cityeye.errors import CityEyeError, ConfigError
 from cityeye.kafka import ensure_topics, make_producer
@@ -86,6 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     async def serve(settings: Settings, stop: asyncio.Event) -> int | None:
+        start_metrics(settings.metrics, "sinks")
         try:
             await run_sinks(settings, stop)
         except ConfigError:

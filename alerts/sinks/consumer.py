@@ -29,6 +29,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from alerts.notification import Backoff
+from alerts.sinks.metrics import SINK_DEAD_LETTERED, SINK_FLUSH_FAILURES, SINK_WRITTEN
 from alerts.sinks.base import BaseSink, Rejected, SinkWriteError
 from alerts.sinks.deadletter import DeadLetterWriter, SinkDeadLetter
 from cityeye.config import KafkaSettings
@@ -134,6 +135,7 @@ class SinkConsumer:
             try:
                 await self.deadletters.send(letter)
                 self.stats["dead_lettered"] += 1
+                SINK_DEAD_LETTERED.labels(self.sink.name).inc()
                 log.warning("sink %s dead-lettered a record (%s)", self.sink.name, letter.reason[:200])
                 return True
             except SinkWriteError as exc:
@@ -160,6 +162,7 @@ class SinkConsumer:
                 except SinkWriteError as exc:
                     attempt += 1
                     self.stats["flush_failures"] += 1
+                    SINK_FLUSH_FAILURES.labels(self.sink.name).inc()
                     if not retry:
                         raise
                     if self._stop.is_set():
@@ -173,6 +176,7 @@ class SinkConsumer:
                 if not await self._dead_letter(self._rejected_letter(item)):
                     return False
             self.stats["written"] += count - len(rejected)
+            SINK_WRITTEN.labels(self.sink.name).inc(count - len(rejected))
             await self._commit()
             return True
 

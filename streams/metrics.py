@@ -1,0 +1,60 @@
+"""The stream worker's Prometheus metrics (docs/metrics.md)."""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import Any, Callable, Iterable
+
+from prometheus_client import Counter, Histogram
+
+from cityeye.contracts import AlertEvent, Reading
+from cityeye.metrics import LATENCY_BUCKETS, BatchHistogram
+
+__all__ = ["READINGS", "DEAD_LETTERED", "WORKER_LATENCY", "READING_AGE", "ALERT_EVENTS", "SNAPSHOT_WRITES",
+           "BATCH_SECONDS", "observe_readings", "count_alert_events", "monitor_position"]
+
+READINGS = Counter("cityeye_worker_readings_total", "Readings the detectors processed", ["kind"])
+DEAD_LETTERED = Counter("cityeye_worker_deadlettered_total",
+                        "Messages the worker sent to readings.deadletter (invalid or processing failed)", ["reason"])
+WORKER_LATENCY = BatchHistogram("cityeye_worker_latency_seconds",
+                                "Gateway receipt of a reading to the end of its detector batch (stage worker)")
+READING_AGE = BatchHistogram("cityeye_reading_age_seconds",
+                             "A reading's measurement time (ts) to the end of its detector batch",
+                             buckets=(1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 86400))
+BATCH_SECONDS = Histogram("cityeye_worker_batch_seconds", "Time the detectors took for one batch of readings",
+                          buckets=LATENCY_BUCKETS)
+ALERT_EVENTS = Counter("cityeye_alert_events_total",
+                       "Alert events the detectors sent to alerts.events", ["rule", "severity", "state"])
+SNAPSHOT_WRITES = Counter("cityeye_snapshot_writes_total", "Sensor detector-state snapshots written")
+
+
+def observe_readings(readings: Iterable[Reading], started: float, now: float | None = None) -> None:
+    """Count one processed batch; ``started``/``now`` are wall-clock seconds (``time.time()``)."""
+    now = time.time() if now is None else now
+    readings = list(readings)
+    kinds = collections.Counter(reading.kind for reading in readings)
+    WORKER_LATENCY.observe_since(now, [reading.received_at for reading in readings])
+    READING_AGE.observe_since(now, [reading.ts for reading in readings])
+    for kind, n in kinds.items():
+        READINGS.labels(kind).inc(n)
+    if kinds:
+        BATCH_SECONDS.observe(max(0.0, now - started))
+
+
+def monitor_position(app: Any) -> Callable[[Any], int | None]:
+    """A partition's consume position from the Faust app's monitor: the last offset read + 1,
+    else the last committed offset, else ``None`` (unknown yet)."""
+    monitor = app.monitor
+
+    def position(tp: Any) -> int | None:
+        read = monitor.tp_read_offsets.get(tp)
+        return read + 1 if read is not None else monitor.tp_committed_offsets.get(tp)
+
+    return position
+
+
+def count_alert_events(events: Iterable[AlertEvent]) -> None:
+    for ev in events:
+        ALERT_EVENTS.labels(ev.rule, ev.severity, ev.state).inc()
+
