@@ -7,6 +7,12 @@ process exactly as in production (``cityeye gateway``, ``worker``,
 ``sinks``, ``dispatcher``, ``simulate``), with their logs in the work
 directory. It prints alert events as they fire, and stops everything
 cleanly on Ctrl-C (or after ``--for`` seconds).
+
+With them runs the cases service (``cityeye cases``, docs/cases.md) on the
+demo org with short SLA times: it files cases from the simulated storm and
+flood, dispatches them, escalates the overdue ones, and the run prints the
+cases' steps and, at the end, the evaluation figures
+(launch/embedded_cases.py).
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from cityeye.config import Settings, load_settings
 from cityeye.consume import Batches, consume
 from cityeye.contracts import TOPIC_ALERTS, AlertEvent
 from cityeye.kafka import ensure_topics, make_consumer
+from cases.org import load_org
+from launch.embedded_cases import CaseFeed, cap_polygons_for_alerting, prepare_cases, print_evaluation
 from launch.servers import InfluxServer, ManagedServer, TansuServer, free_port, mqtt_server
 from ingest.mapping import SHIPPED_MAPPINGS
 from simulators import DEMO_REGISTRY
@@ -42,6 +50,7 @@ log = logging.getLogger("cityeye.run")
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_ALERTING = REPO / "alerts" / "example-alerting.yaml"
+CASES_ORG = REPO / "cases" / "demo_org.yaml"
 
 #: the parts, in start order: (name, extra CLI arguments)
 PARTS: list[tuple[str, list[str]]] = [
@@ -66,6 +75,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-influx", action="store_true", help="do not start InfluxDB even if installed")
     p.add_argument("--no-simulators", action="store_true", help="start the servers and services only")
     p.add_argument("--api-port", type=int, default=8080, help="dispatcher HTTP API port (default: %(default)s)")
+    p.add_argument("--cases-port", type=int, default=8090, help="cases API and console port (default: %(default)s)")
+    p.add_argument("--no-cases", action="store_true", help="do not start the cases service")
 
 
 def format_alert(event: AlertEvent, colour: bool = False) -> str:
@@ -82,7 +93,7 @@ class EmbeddedStack:
     """The servers and service processes of ``cityeye run``."""
 
     def __init__(self, workdir: Path, with_influx: bool = True, api_port: int = 8080,
-                 extra_config: dict | None = None) -> None:
+                 extra_config: dict | None = None, cases_port: int | None = None) -> None:
         self.workdir = workdir
         self.extra_config = extra_config or {}
         self.with_influx = with_influx
@@ -92,6 +103,9 @@ class EmbeddedStack:
         self.settings: Settings | None = None
         self.config_path = workdir / "cityeye.yaml"
         self.api_token = ""
+        #: the cases service's port (None: not started) and database URL
+        self.cases_port = cases_port
+        self.cases_url = ""
         #: each service part's Prometheus metrics port (a free port per process, chosen at start)
         self.metrics_ports: dict[str, int] = {}
 
@@ -141,9 +155,12 @@ class EmbeddedStack:
     def write_alerting_config(self) -> Path:
         """The example alerting config, its CAP directories under the work dir, a fresh API token."""
         alerting = yaml.safe_load(EXAMPLE_ALERTING.read_text(encoding="utf-8"))
+        polygons = cap_polygons_for_alerting()   # CAP <area>: the sensor's grid / district polygon
         for receiver in alerting.get("receivers", []):
             if receiver.get("directory"):
                 receiver["directory"] = str(self.workdir / "cap" / receiver["name"])
+            if receiver.get("type") == "cap":
+                receiver["polygons"] = {**polygons, **(receiver.get("polygons") or {})}
         self.api_token = secrets.token_urlsafe(18)
         alerting.setdefault("api", {}).update({"host": "127.0.0.1", "port": self.api_port, "token": self.api_token})
         path = self.workdir / "alerting.yaml"
@@ -158,6 +175,9 @@ class EmbeddedStack:
                 extra = [*extra, "--api-port", str(self.api_port), "--alerting", str(alerting)]
             self.metrics_ports[name] = free_port()
             self._spawn(name, extra, {"CITYEYE_METRICS__PORT": str(self.metrics_ports[name])})
+        if self.cases_port is not None:
+            cases_config, self.cases_url = prepare_cases(self.workdir, self.cases_port)
+            self._spawn("cases", ["--cases-config", str(cases_config)])
         print(f"services: {', '.join(self.procs)} (logs in {self.workdir}/)")
         print("metrics : " + ", ".join(f"{name} http://127.0.0.1:{port}/metrics"
                                        for name, port in self.metrics_ports.items()))
@@ -194,6 +214,7 @@ async def print_alerts(settings: Settings, stop: asyncio.Event, stack: EmbeddedS
     """Print alert events as they fire until ``stop`` (also set when a part dies); returns how many."""
     colour = sys.stdout.isatty()
     count = 0
+    feed = CaseFeed(stack.cases_url, load_org(CASES_ORG)) if stack.cases_url else None
 
     def show(batches: Batches) -> None:
         nonlocal count
@@ -206,6 +227,8 @@ async def print_alerts(settings: Settings, stop: asyncio.Event, stack: EmbeddedS
                     continue
                 count += 1
                 print(format_alert(event, colour), flush=True)
+        for line in feed.poll() if feed else ():
+            print(line, flush=True)
         dead = stack.dead_parts()
         if dead:
             print(f"part(s) exited unexpectedly: {', '.join(dead)}; see their logs in {stack.workdir}/")
@@ -221,7 +244,8 @@ async def print_alerts(settings: Settings, stop: asyncio.Event, stack: EmbeddedS
 
 
 def run(args: argparse.Namespace) -> int:
-    stack = EmbeddedStack(Path(args.workdir).resolve(), with_influx=not args.no_influx, api_port=args.api_port)
+    stack = EmbeddedStack(Path(args.workdir).resolve(), with_influx=not args.no_influx, api_port=args.api_port,
+                          cases_port=None if args.no_cases else args.cases_port)
     started = time.monotonic()
     try:
         settings = stack.start_servers()
@@ -242,6 +266,8 @@ def run(args: argparse.Namespace) -> int:
 
         count = asyncio.run(main())
         print(f"stopping: {count} alert event(s) in {time.monotonic() - started:.0f} s")
+        if stack.cases_url:
+            print_evaluation(stack.cases_url, load_org(CASES_ORG))
         return 1 if stack.dead_parts() else 0
     finally:
         stack.stop()

@@ -101,3 +101,20 @@ def test_dispatcher_alerting_config_is_valid_and_exposed(monkeypatch):
     # CAP files land on the dispatcher's persistent volume
     state = next(v.split(":")[1] for v in service["volumes"] if v.startswith("dispatcher-state:"))
     assert all(r.directory.startswith(state) for r in cfg.receivers if getattr(r, "directory", None))
+
+
+def test_cases_service_runs_on_the_compose_postgres(tmp_path):
+    """The cases service's database is the compose PostgreSQL, its password a required variable; its file is valid."""
+    from cases.config import parse_cases_config
+
+    assert SERVICES["postgres"]["image"].startswith("postgres:15")
+    assert ":?" in SERVICES["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    cases = SERVICES["cases"]
+    url = cases["environment"]["CITYEYE_CASES_DATABASE_URL"]
+    assert url.startswith("postgresql+psycopg://cases:${CITYEYE_CASES_DB_PASSWORD:?") and "@postgres:5432/cases" in url
+    assert cases["depends_on"]["postgres"]["condition"] == "service_healthy"
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in cases["volumes"] if v.startswith("./")}
+    config = parse_cases_config((REPO / mounts["/etc/cityeye/cases.yaml"]).read_text(), "deploy/cases.yaml")
+    assert config.org == "/etc/cityeye/org.yaml" and (REPO / mounts[config.org]).is_file()
+    assert config.listen.port == int(cases["ports"][0].split(":")[1])
+    assert {r.name for r in config.receivers} >= {"desk-city", "desk-district", "desk-street", "desk-grid"}

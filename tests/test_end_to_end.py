@@ -1,4 +1,4 @@
-"""The whole path on real servers, started the way ``cityeye run`` starts them.
+"""The whole path on real servers, started the way ``cityeye run`` starts them (with the cases service).
 
 Simulator flood scenario → MQTT (Mosquitto) → gateway → Kafka (Tansu) →
 Faust worker → ``alerts.events`` → InfluxDB writer (queried back from a real
@@ -22,6 +22,8 @@ from alerts.notifiers.cap_message import CAP_NS, CAP_XSD
 from cityeye.sensor_registry import load_registry
 from simulators import DEMO_REGISTRY
 from launch.embedded import EmbeddedStack
+from launch.embedded_cases import cap_polygons_for_alerting
+from cases.store import CaseStore, make_engine
 from launch.servers import free_port
 from tests.alerting_helpers import Receiver, receiver_in_thread
 from tests.sink_helpers import query
@@ -88,6 +90,7 @@ def stack(tmp_path: Path, mqtt_broker, monkeypatch):
     monkeypatch.setattr("launch.embedded.mqtt_server", mqtt_broker)  # the tests' broker, no silent fallback
     with receiver_in_thread() as receiver:
         stack = StackWithDispatchWebhook(tmp_path / "stack", with_influx=True, api_port=free_port(),
+                                         cases_port=free_port(),
                                          extra_config={"webhook": {"url": receiver.url(SINKS_PATH)}},
                                          dispatch_url=receiver.url(DISPATCH_PATH))
         stack.receiver = receiver
@@ -157,10 +160,28 @@ def test_simulated_flood_reaches_influxdb_the_webhook_and_the_dispatcher(stack):
     assert ET.parse(path).getroot().findtext("cap:msgType", namespaces=NS) in {"Alert", "Update"}
     assert info.findtext("cap:eventCode/cap:value", namespaces=NS) == "water_level.warning"
     assert gauge.name in info.findtext("cap:area/cap:areaDesc", namespaces=NS)
-    assert info.findtext("cap:area/cap:circle", namespaces=NS).startswith(f"{gauge.lat:.6f},{gauge.lon:.6f} ")
+    # the <area> is the polygon of the gauge's grid in the demo org (cases/demo_org.yaml), which contains it
+    polygon = info.findtext("cap:area/cap:polygon", namespaces=NS)
+    assert polygon == cap_polygons_for_alerting()[GAUGE]
+    lats, lons = zip(*(map(float, point.split(",")) for point in polygon.split()))
+    assert min(lats) < gauge.lat < max(lats) and min(lons) < gauge.lon < max(lons)
 
     # one alert per episode: every event of this gauge's warning rule shares the alert id
     # of the episode it belongs to, and escalation went yellow before orange
     episode = influx_rows(influx_url, f"SELECT value, severity, state FROM alert_events WHERE alert_id='{row['alert_id']}'")
     severities = [r["severity"] for r in episode if r["state"] == "firing"]
     assert severities.index("orange") > severities.index("yellow")
+
+    # ... and the cases service (its own consumer group) filed a flooding case for the gauge's grid,
+    # dispatched to the water authority at the district, with the orange alert linked
+    store = CaseStore(make_engine(stack.cases_url))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        cases = [c for c in store.list_cases() if c["unit"] == "310101002-01" and c["rule"] == "flooding"]
+        linked = [a for c in cases for a in store.alerts_of(c["id"]) if a["alert_id"] == row["alert_id"]]
+        if cases and linked:
+            break
+        time.sleep(1)
+    assert [(c["department"], c["dispatch_unit"]) for c in cases] == [("water", "310101")], store.list_cases()
+    assert "orange" in {a["severity"] for a in linked}
+    store.engine.dispose()

@@ -1,0 +1,3 @@
+"""pytest collects the doctests of cases/; the Alembic scripts run only under Alembic."""
+
+collect_ignore = ["migrations"]

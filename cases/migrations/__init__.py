@@ -1,0 +1,1 @@
+"""Alembic migrations of the cases schema (run through cases.store.migrate)."""
