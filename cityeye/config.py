@@ -139,8 +139,28 @@ class MqttSettings(BaseModel):
     #: message on a malformed topic is dead-lettered (``bad_topic``), never silently unheard
     topic_filters: list[str] = Field(default_factory=lambda: list(MQTT_TOPIC_FILTERS), min_length=1)
     qos: Literal[0, 1, 2] = 1
+    #: MQTT protocol of the gateway's session; ``"5"`` keeps the session for ``session_expiry_s``
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    #: shared-subscription group: several gateways (each its own ``client_id``) subscribe to
+    #: ``$share/<group>/<filter>`` for each of ``topic_filters`` and the broker hands each
+    #: message to one of them; empty: plain subscriptions
+    share_group: str = Field("", pattern=r"^[^/+#]*$")
+    #: MQTT 5 only: how long the broker keeps the session (and queues QoS 1 messages) after a disconnect
+    session_expiry_s: int = Field(7 * 86400, ge=0, le=0xFFFFFFFF)
+    #: messages the broker may have in flight to the gateway at once (sent as MQTT 5 Receive Maximum;
+    #: Mosquitto's own ``max_inflight_messages`` bounds it for 3.1.1 clients)
+    receive_maximum: int = Field(1000, ge=1, le=65535)
     #: payloads larger than this are dead-lettered unread
     max_payload_bytes: int = Field(65536, ge=256)
+
+    def shared(self, topic_filter: str) -> str:
+        """``topic_filter`` as subscribed: its shared form ``$share/<group>/<filter>`` when ``share_group`` is set."""
+        return f"$share/{self.share_group}/{topic_filter}" if self.share_group else topic_filter
+
+    @property
+    def subscriptions(self) -> list[str]:
+        """The filters subscribed to: ``topic_filters``, in their shared form when ``share_group`` is set."""
+        return [self.shared(f) for f in self.topic_filters]
 
     @model_validator(mode="before")
     @classmethod
@@ -225,6 +245,11 @@ class IngestSettings(BaseModel):
     max_unacked: int = Field(5000, ge=1)
     #: MQTT messages validated and produced together
     produce_batch: int = Field(500, ge=1)
+    #: most readings in one aggregated Kafka record (cityeye/reading_records.py); 1: one record
+    #: per reading, keyed by sensor (the format of gateways before aggregation)
+    aggregate_max_readings: int = Field(500, ge=1, le=100_000)
+    #: an aggregated record is closed before its value grows past this many bytes
+    aggregate_max_bytes: int = Field(256 * 1024, ge=1024)
     #: produced batches awaiting Kafka acks at once (acks to MQTT stay in order)
     produce_window: int = Field(8, ge=1)
     #: seconds between counter log lines (0: never)
