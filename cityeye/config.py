@@ -138,6 +138,10 @@ class MqttSettings(BaseModel):
     #: what the gateway subscribes to: everything devices may publish under the namespace, so a
     #: message on a malformed topic is dead-lettered (``bad_topic``), never silently unheard
     topic_filters: list[str] = Field(default_factory=lambda: list(MQTT_TOPIC_FILTERS), min_length=1)
+    #: the services' own output inside the namespace (the MQTT notifier's ``cityeye/out/...``):
+    #: the gateway acknowledges and counts these, neither a reading nor a dead letter. Only a
+    #: service account may publish there (``cityeye devices export-acl``)
+    service_topics: list[str] = Field(default_factory=lambda: ["cityeye/out/#"])
     qos: Literal[0, 1, 2] = 1
     #: MQTT protocol of the gateway's session; ``"5"`` keeps the session for ``session_expiry_s``
     protocol: Literal["3.1.1", "5"] = "3.1.1"

@@ -52,7 +52,7 @@ from ingest import metrics
 from ingest.aggregation import OutRecord, build_records
 from ingest.bridge import Inbound, MqttBridge
 from ingest.device_health import DeviceHealthTracker
-from ingest.formats import DeviceFormats
+from ingest.formats import DeviceFormats, filter_covers
 from ingest.rate_limit import DeviceRateLimiter
 from ingest.validation import Limits, reason_code
 
@@ -74,6 +74,8 @@ class GatewayStats:
     accepted_by_kind: collections.Counter = field(default_factory=collections.Counter)
     dead_lettered: collections.Counter = field(default_factory=collections.Counter)
     kafka_retries: int = 0
+    #: messages on ``mqtt.service_topics`` (the services' own output), acknowledged unread
+    service_output: int = 0
 
     def as_dict(self) -> dict:
         return {
@@ -84,6 +86,7 @@ class GatewayStats:
             "dead_lettered": dict(self.dead_lettered),
             "dead_lettered_total": sum(self.dead_lettered.values()),
             "kafka_retries": self.kafka_retries,
+            "service_output": self.service_output,
         }
 
 
@@ -257,6 +260,9 @@ class Gateway:
         message one ``internal_error`` dead letter instead: the message is then
         acknowledged like any other and the gateway goes on.
         """
+        if any(filter_covers(f, msg.topic) for f in self.settings.mqtt.service_topics):
+            self._stats.service_output += 1  # a notifier's message: not a device's, acknowledged unread
+            return []
         sensor_id = self.formats.topic_sensor(msg.topic)
         try:
             self._health.message(sensor_id, msg.received_at)

@@ -127,6 +127,23 @@ async def test_every_topic_under_the_namespace_gets_a_reading_or_a_dead_letter(s
     assert gateway.stats()["dead_lettered"] == {"bad_topic": len(ODD_TOPICS)}
 
 
+async def test_the_notifiers_own_output_under_the_namespace_is_neither_a_reading_nor_a_dead_letter(settings):
+    """``cityeye/out/...`` (the MQTT notifier's notifications) is inside ``cityeye/#``: acknowledged, counted."""
+    gateway = Gateway(settings, load_registry(settings.registry))
+    await gateway.start()
+    now = time.time()
+    notice = b'{"status": "firing", "severity": "orange", "district": "huangpu"}'
+    await publish(settings, [("cityeye/out/huangpu/orange", notice), ("cityeye/out/huangpu/orange/extra", notice),
+                             ("cityeye/out", notice), (WL_TOPIC, reading(now - 5, level_m=1.0))])
+    got = await consume(settings.kafka, [WL, TOPIC_DEADLETTER], lambda o: o[WL])
+    await wait_for(lambda: gateway.stats()["messages"] == 4)
+    stats = gateway.stats()
+    await gateway.stop()
+    # "cityeye/out/#" also matches "cityeye/out" itself, as MQTT filters do
+    assert stats["service_output"] == 3 and stats["dead_lettered_total"] == 0 and stats["accepted"] == 1
+    assert not letters_of(got)
+
+
 async def test_fields_the_kind_does_not_declare_are_refused_or_dropped_by_configuration(settings):
     now = time.time()
     traffic_on_a_gauge = reading(now - 10, level_m=1.0, speed_kmh=42.0)
