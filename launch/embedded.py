@@ -201,7 +201,9 @@ class EmbeddedStack:
             self._spawn(name, extra, {"CITYEYE_METRICS__PORT": str(self.metrics_ports[name])})
         if self.cases_port is not None:
             cases_config, self.cases_url = prepare_cases(self.workdir, self.cases_port)
-            self._spawn("cases", ["--cases-config", str(cases_config)])
+            self.metrics_ports["cases"] = free_port()
+            self._spawn("cases", ["--cases-config", str(cases_config)],
+                        {"CITYEYE_METRICS__PORT": str(self.metrics_ports["cases"])})
         print(f"services: {', '.join(self.procs)} (logs in {self.workdir}/)")
         print("metrics : " + ", ".join(f"{name} http://127.0.0.1:{port}/metrics"
                                        for name, port in self.metrics_ports.items()))

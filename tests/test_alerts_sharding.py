@@ -520,8 +520,10 @@ async def test_two_workers_split_partitions_ack_anywhere_kill_9_one_other_finish
             await outbox_empty(http, a)  # a duplicate, if any, would have been sent by now
             assert set(new_per_group(rx, "weather").values()) == {1} and len(new_per_group(rx, "weather")) == 8
             assert set(new_per_group(rx, "water_level").values()) == {1}
+            # the outbox was seen empty above (the barrier); it is not asserted again here, because the
+            # unacknowledged probes queue a reminder every 0.3 s and one may be queued at any moment
             status = await a.status(http)
-            assert status["outbox"] == 0 and status["active_alerts"] == len(flood + urgent + probes + second)
+            assert status["active_alerts"] == len(flood + urgent + probes + second)
             assert await a.kill(signal.SIGTERM) == 0
     finally:
         for w in (a, b):

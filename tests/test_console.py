@@ -278,7 +278,11 @@ async def test_missing_or_wrong_token_or_a_conflict_shows_the_error(page, dispat
     await expect(row(page, dispatcher, "wl-pd-001").locator("td.status-cell")).to_contain_text("未处理 Active")
     await expect(page.get_by_role("button", name="确认 Acknowledge", exact=True)).to_be_enabled()
 
+    await page.evaluate("document.getElementById('refresh-state').textContent = ''")
     await sign_in(page)
+    # saving the token refreshes the page: let that finish before the other officer acts, or the
+    # refresh may already show the alert acknowledged (seen under load)
+    await expect(page.locator("#refresh-state")).to_contain_text("Updated")
     with dispatcher.engine.store.transaction():  # another officer was quicker
         dispatcher.engine.acknowledge(aid, "王芳", time.time())
     await page.get_by_role("button", name="确认 Acknowledge", exact=True).click()

@@ -202,7 +202,7 @@ async def test_the_gateway_session_cannot_be_taken_over(broker, tmp_path):
             device.publish(topic_of(OWN), reading(float(i)))
         got = []
         while len(got) < 20:
-            item = await asyncio.wait_for(bridge.queue.get(), 5)
+            [item] = await asyncio.wait_for(bridge.take(1), 5)
             got.append(item.payload)
             bridge.ack(item)
         assert got == [reading(float(i)) for i in range(20)]
@@ -224,7 +224,7 @@ async def test_gateway_bridge_over_tls(broker):
         device = broker.client(OWN.id, tls=True)
         assert device.accepted
         device.publish(topic_of(OWN), reading(3.0))
-        item = await asyncio.wait_for(bridge.queue.get(), 5)
+        [item] = await asyncio.wait_for(bridge.take(1), 5)
         assert (item.topic, item.payload) == (topic_of(OWN), reading(3.0))
         bridge.ack(item)
         device.close()
