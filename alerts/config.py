@@ -242,6 +242,11 @@ class DeliveryConfig(BaseModel):
     backoff_max: Duration = 60.0
     #: full jitter on backoff delays (off makes delays exact, for tests)
     jitter: bool = True
+    #: after max_attempts a notification stays queued (durably, in the partition's state file) and is
+    #: redelivered with backoff from backoff_max up to redelivery_max until the receiver takes it;
+    #: false: it is dead-lettered and only an operator's replay sends it again
+    redeliver: bool = True
+    redelivery_max: Duration = 300.0
 
 
 class ApiConfig(BaseModel):
@@ -249,8 +254,10 @@ class ApiConfig(BaseModel):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(9094, ge=0, le=65535)
-    #: bearer token for write actions; without one, write actions are refused
+    #: bearer token for write actions (it also reads); without one, write actions are refused
     token: SecretStr | None = None
+    #: read-only bearer tokens (GET under /api/v1/); without any token at all, reads are refused too
+    read_tokens: list[SecretStr] = Field(default_factory=list)
 
 
 class ShardingConfig(BaseModel):

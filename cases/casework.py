@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from alerts.notification import AlertSnapshot, Notification
 from cases.auth import can_see
 from cases.errors import BadRequestError, UnknownCaseError
+from cases.metrics import ACTIONS_DONE
 from cases.org import LEVEL_NAMES_ZH, Org, Person
 from cases.policy import FilingPlan, PolicyConfig, decide
 from cases.sla import Calculator
@@ -144,9 +145,11 @@ class Casework:
         if not filing.title.strip():
             raise BadRequestError("a case needs a title")
         lat, lon = request.get("lat"), request.get("lon")
-        return self.file(filing, person, now, source=source, description=str(request.get("description", "")),
-                         reporter=str(request.get("reporter", ""))[:200],
-                         lat=float(lat) if lat is not None else None, lon=float(lon) if lon is not None else None)
+        case_id = self.file(filing, person, now, source=source, description=str(request.get("description", "")),
+                            reporter=str(request.get("reporter", ""))[:200],
+                            lat=float(lat) if lat is not None else None, lon=float(lon) if lon is not None else None)
+        ACTIONS_DONE.labels("file").inc()
+        return case_id
 
     # -- alerts
     def ingest_alert(self, event: AlertEvent, now: float, position: tuple[float, float] | None = None
@@ -204,6 +207,7 @@ class Casework:
             if case is None or not can_see(self.org, person, case):
                 raise UnknownCaseError(f"no case {case_code(case_id)} for {person.username}")
             case = self._apply(conn, case, action, person, person.role, request, now)
+        ACTIONS_DONE.labels(action).inc()
         return self.view(case, now, person)
 
     def _apply(self, conn: Connection, case: dict[str, Any], action: str, person: Person, role: str,

@@ -32,6 +32,7 @@ from cases.store import CaseStore
 from cityeye.command import EXIT_CONFIG_ERROR, EXIT_OK, run_service
 from cityeye.config import Settings
 from cityeye.errors import CityEyeError
+from cityeye.metrics import start_metrics
 from cityeye.sensor_registry import SensorRegistry, load_settings_and_registry
 
 __all__ = ["add_arguments", "run", "DEMO_CASES"]
@@ -97,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def main(loaded: tuple[Settings, SensorRegistry, CasesConfig], stop: asyncio.Event) -> None:
         settings, registry, config = loaded
+        start_metrics(settings.metrics, "cases")
         service = await asyncio.to_thread(CasesService, config, settings, registry)
         await service.run(stop)
 

@@ -36,6 +36,7 @@ from alerts.sinks.influx import InfluxSink
 from cases.auth import Authenticator
 from cases.casework import Casework
 from cases.config import CasesConfig
+from cases.metrics import ALERT_OUTCOMES, NOTICE_OUTCOMES, TIMER_EVENTS
 from cases.evaluation import GROUPINGS, evaluate, to_points
 from cases.org import Org, load_org
 from cases.sla import Calculator
@@ -93,8 +94,10 @@ class CasesService:
             event = AlertEvent.from_json(raw)
         except (ValueError, TypeError, KeyError) as exc:
             log.warning("cases: unreadable alert event skipped: %s", str(exc)[:200])
+            ALERT_OUTCOMES.labels("unreadable").inc()
             return "unreadable"
         outcome, case_id = self.work.ingest_alert(event, self.clock(), self.position(event.sensor_id))
+        ALERT_OUTCOMES.labels(outcome).inc()
         if outcome in ("filed", "linked"):
             log.info("cases: alert %s (%s %s) %s case %s", event.alert_id, event.severity, event.state, outcome,
                      case_id)
@@ -133,6 +136,7 @@ class CasesService:
 
     async def tick(self) -> None:
         for what, case_id in await asyncio.to_thread(self.work.tick, self.clock()):
+            TIMER_EVENTS.labels(what).inc()
             log.info("cases: case %s %s", case_id, what)
 
     async def deliver_outbox(self) -> int:
@@ -160,13 +164,16 @@ class CasesService:
                 log.error("cases: notice %s to %s dropped: %s", row["id"], row["receiver"], exc)
                 await asyncio.to_thread(mark, row["id"], sent_at=now, attempts=row["attempts"] + 1,
                                         last_error=f"permanent: {exc}"[:500])
+                NOTICE_OUTCOMES.labels(row["receiver"], "dropped").inc()
             except DeliveryError as exc:
                 attempts = row["attempts"] + 1
                 await asyncio.to_thread(mark, row["id"], attempts=attempts, last_error=str(exc)[:500],
                                         next_at=now + self.backoff.delay(attempts, exc.retry_after))
+                NOTICE_OUTCOMES.labels(row["receiver"], "retried").inc()
             else:
                 sent += 1
                 await asyncio.to_thread(mark, row["id"], sent_at=now, attempts=row["attempts"] + 1, last_error="")
+                NOTICE_OUTCOMES.labels(row["receiver"], "sent").inc()
         return sent
 
     def evaluation_rows(self) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from cityeye.kinds import use_kinds_file
 
 __all__ = [
     "KafkaSettings",
+    "MqttTls",
     "MqttSettings",
     "InfluxSettings",
     "WebhookSettings",
@@ -80,18 +81,90 @@ class KafkaSettings(BaseModel):
         }
 
 
+class MqttTls(BaseModel):
+    """TLS to the MQTT broker (paho's ``tls_set``); a client certificate is optional.
+
+    ``true``/``false`` in a file stand for ``{enabled: true|false}``.
+    """
+
+    enabled: bool = False
+    #: CA certificate(s) the broker's certificate is checked against; empty: the system's CAs
+    ca_file: str = ""
+    #: client certificate and key (PEM), for brokers that require or map certificates
+    cert_file: str = ""
+    key_file: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_bool(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _files(self) -> "MqttTls":
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file and key_file go together")
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise ValueError(f"{name} {path!r} does not exist")
+        return self
+
+    def tls_set_kwargs(self) -> dict[str, Any] | None:
+        """Keyword arguments for paho's ``Client.tls_set``, or None when TLS is off."""
+        if not self.enabled:
+            return None
+        return {"ca_certs": self.ca_file or None, "certfile": self.cert_file or None,
+                "keyfile": self.key_file or None}
+
+
 class MqttSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = None
+    tls: MqttTls = MqttTls()
+    #: simulators: the credentials file (``cityeye devices export-acl``); each device publishes with its account
+    device_credentials: str = ""
+
+    def configure_client(self, client: Any, username: str | None = None, password: SecretStr | None = None) -> None:
+        """Give a paho client these credentials (or ``username``/``password``) and TLS settings."""
+        username, password = (username, password) if username else (self.username, self.password)
+        if username:
+            client.username_pw_set(username, password.get_secret_value() if password else None)
+        tls = self.tls.tls_set_kwargs()
+        if tls is not None:
+            client.tls_set(**tls)
     client_id: str = "cityeye-gateway"
     #: what the gateway subscribes to: everything devices may publish under the namespace, so a
     #: message on a malformed topic is dead-lettered (``bad_topic``), never silently unheard
     topic_filters: list[str] = Field(default_factory=lambda: list(MQTT_TOPIC_FILTERS), min_length=1)
+    #: the services' own output inside the namespace (the MQTT notifier's ``cityeye/out/...``):
+    #: the gateway acknowledges and counts these, neither a reading nor a dead letter. Only a
+    #: service account may publish there (``cityeye devices export-acl``)
+    service_topics: list[str] = Field(default_factory=lambda: ["cityeye/out/#"])
     qos: Literal[0, 1, 2] = 1
+    #: MQTT protocol of the gateway's session; ``"5"`` keeps the session for ``session_expiry_s``
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    #: shared-subscription group: several gateways (each its own ``client_id``) subscribe to
+    #: ``$share/<group>/<filter>`` for each of ``topic_filters`` and the broker hands each
+    #: message to one of them; empty: plain subscriptions
+    share_group: str = Field("", pattern=r"^[^/+#]*$")
+    #: MQTT 5 only: how long the broker keeps the session (and queues QoS 1 messages) after a disconnect
+    session_expiry_s: int = Field(7 * 86400, ge=0, le=0xFFFFFFFF)
+    #: messages the broker may have in flight to the gateway at once (sent as MQTT 5 Receive Maximum;
+    #: Mosquitto's own ``max_inflight_messages`` bounds it for 3.1.1 clients)
+    receive_maximum: int = Field(1000, ge=1, le=65535)
     #: payloads larger than this are dead-lettered unread
     max_payload_bytes: int = Field(65536, ge=256)
+
+    def shared(self, topic_filter: str) -> str:
+        """``topic_filter`` as subscribed: its shared form ``$share/<group>/<filter>`` when ``share_group`` is set."""
+        return f"$share/{self.share_group}/{topic_filter}" if self.share_group else topic_filter
+
+    @property
+    def subscriptions(self) -> list[str]:
+        """The filters subscribed to: ``topic_filters``, in their shared form when ``share_group`` is set."""
+        return [self.shared(f) for f in self.topic_filters]
 
     @model_validator(mode="before")
     @classmethod
@@ -176,6 +249,11 @@ class IngestSettings(BaseModel):
     max_unacked: int = Field(5000, ge=1)
     #: MQTT messages validated and produced together
     produce_batch: int = Field(500, ge=1)
+    #: most readings in one aggregated Kafka record (cityeye/reading_records.py); 1: one record
+    #: per reading, keyed by sensor (the format of gateways before aggregation)
+    aggregate_max_readings: int = Field(500, ge=1, le=100_000)
+    #: an aggregated record is closed before its value grows past this many bytes
+    aggregate_max_bytes: int = Field(256 * 1024, ge=1024)
     #: produced batches awaiting Kafka acks at once (acks to MQTT stay in order)
     produce_window: int = Field(8, ge=1)
     #: seconds between counter log lines (0: never)

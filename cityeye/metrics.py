@@ -1,11 +1,11 @@
 """Prometheus metrics of a CityEye process: the exposition server and the kernel's own metrics.
 
-Each process (gateway, worker, sinks, dispatcher) serves its metrics at
+Each process (gateway, worker, sinks, dispatcher, cases) serves its metrics at
 ``http://<metrics.host>:<metrics.port>/metrics`` once the command calls
 :func:`start_metrics` (``metrics.port: 0``, the default, serves nothing).
 The metric objects live in one module per room (``ingest/metrics.py``,
 ``streams/metrics.py``, ``alerts/runtime/metrics.py``,
-``alerts/sinks/metrics.py``) on prometheus-client's default registry, and
+``alerts/sinks/metrics.py``, ``cases/metrics.py``) on prometheus-client's default registry, and
 this module holds what every room shares: the consumer lag of a Kafka
 consumer group, named after kafka_exporter's ``kafka_consumergroup_lag``,
 the latency buckets and :class:`BatchHistogram` (a histogram observed a

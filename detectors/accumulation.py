@@ -5,19 +5,24 @@ reading) over several rolling windows at once and raises the highest signal
 whose criterion is met. Each reading's rain is counted in a window
 ``(t - window, t]`` by its own time stamp.
 
-Cost is O(1) amortised per reading: one bounded deque of ``[t, mm]`` pruned to
-the longest window, and per window a running sum and the index of its oldest
-entry (advanced, never rescanned).
+Cost is O(1) amortised per reading: the readings with rain (a dry reading adds
+nothing to any window) in two flat columns (:class:`~detectors._columns.TimedColumns`,
+16 bytes a reading) cut to the longest window, and per window a running sum
+and the index of its oldest entry (advanced, never rescanned). Readings in
+one cell of a time grid of ``resolution`` (1/180 of the shortest window: 60 s
+for the CMA signals) share one entry stamped with the later time, so a sensor reporting
+every few seconds keeps at most 180 entries per shortest window too; such a
+bucket's rain leaves a window up to ``resolution`` late (never early).
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
+from detectors._columns import TimedColumns
 from detectors.base import Finding, Rule, severity_score
-from detectors.levels import JSONStateMixin, finite_value, fmt_duration
+from detectors.levels import JSONStateMixin, encode_state, finite_value, fmt_duration
 
 __all__ = ["RainfallAccumulation", "CMA_RAINSTORM"]
 
@@ -78,14 +83,34 @@ class RainfallAccumulation(JSONStateMixin, Rule):
         self._windows = sorted({w for _, _, w in sig})
         self._longest = self._windows[-1]
         self._current: Finding | None = None
-        self._buf: deque = deque()  # [t, mm], pruned to the longest window
+        self._resolution = self._windows[0] / 180.0
+        self._rain = TimedColumns()  # readings with rain, its head: the longest window's oldest
         self._sums: list[float] = [0.0] * len(self._windows)  # per window
-        self._starts: list[int] = [0] * len(self._windows)  # index in _buf of each window's oldest entry
+        self._starts: list[int] = [0] * len(self._windows)  # index in _rain of each window's oldest entry
         self._last_t: float | None = None
 
     def snapshot(self) -> dict[str, Any]:
-        keep = ("_current", "_buf", "_sums", "_starts", "_last_t")
-        return {k: v for k, v in super().snapshot().items() if k in keep}
+        rain = self._rain
+        return {"_current": encode_state(self._current), "_rain": rain.snapshot(), "_sums": list(self._sums),
+                "_starts": [j - rain.head for j in self._starts], "_last_t": self._last_t}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        super().restore({k: state[k] for k in ("_current", "_last_t") if k in state})
+        if "_rain" in state:
+            self._rain = TimedColumns.restored(state["_rain"])
+            self._sums = [float(v) for v in state["_sums"]]
+            self._starts = [int(j) for j in state["_starts"]]
+            return
+        self._rain = TimedColumns()  # the layout before the columns: [[t, mm], ...] -> the same totals
+        self._sums, self._starts = [0.0] * len(self._windows), [0] * len(self._windows)
+        last = self._last_t
+        for t, mm in state.get("_buf") or []:
+            if mm > 0 and last is not None and t > last - self._longest:
+                self._rain.append(t, mm)
+        for i, w in enumerate(self._windows):
+            ts = self._rain.t
+            self._starts[i] = next((j for j in range(len(ts)) if ts[j] > last - w), len(ts))
+            self._sums[i] = sum(self._rain.v[self._starts[i]:])
 
     def totals(self) -> dict[float, float]:
         """Current accumulation per window length (seconds -> mm)."""
@@ -96,22 +121,30 @@ class RainfallAccumulation(JSONStateMixin, Rule):
         if mm is None or mm < 0 or (self._last_t is not None and t < self._last_t):
             return self._current
         self._last_t = t
-        buf = self._buf
-        buf.append([t, mm])
+        rain, sums, starts = self._rain, self._sums, self._starts
+        ts, mms = rain.t, rain.v
+        if mm > 0:
+            res = self._resolution
+            if len(rain) and t // res == ts[-1] // res:  # one bucket of the time grid: the later time, the sum
+                ts[-1] = t
+                mms[-1] += mm
+            else:
+                rain.append(t, mm)
+        end = len(ts)
         for i, w in enumerate(self._windows):
-            self._sums[i] += mm
-            j = self._starts[i]
-            while buf[j][0] <= t - w:
-                self._sums[i] -= buf[j][1]
+            j = starts[i]
+            if mm > 0:
+                sums[i] += mm
+            while j < end and ts[j] <= t - w:
+                sums[i] -= mms[j]
                 j += 1
-            self._starts[i] = j
-            if j == len(buf) - 1 and j >= 0:  # only the new reading: drop float residue
-                self._sums[i] = mm
-        drop = self._starts[-1]  # the longest window's start
-        for _ in range(drop):
-            buf.popleft()
+            starts[i] = j
+            if j >= end - 1:  # nothing, or only the new reading, in the window: drop float residue
+                sums[i] = mms[j] if j < end else 0.0
+        rain.head = starts[-1]  # the longest window's start
+        drop = rain.cut()
         if drop:
-            self._starts = [j - drop for j in self._starts]
+            self._starts = [j - drop for j in starts]
 
         totals = self.totals()
         best = None

@@ -3,11 +3,17 @@
 :class:`LevelForecast` is Prometheus's ``predict_linear`` / Delft-FEWS's
 forecast threshold crossing, made robust and honest about its uncertainty:
 
-* the trend is a Theil-Sen line (median of pairwise slopes, intercept the
-  median of the offsets) over the last ``window_s`` seconds, so a spike or
-  two does not tilt it;
-* the residual scale is the MAD of the residuals (× 1.4826), giving standard
-  errors of the slope and of the fitted current value as for least squares;
+* the readings first pass a running median of three (Tukey's despiking
+  filter: a lone spike never reaches the fit; the median of the last three
+  readings is placed at the middle reading's time, so a steady trend goes
+  through unchanged);
+* the trend is a least-squares line over the last ``window_s`` seconds of
+  the filtered series, kept as running sums (:mod:`detectors._line_fit`):
+  O(1) amortised per reading, where a Theil-Sen refit cost O(window) numpy
+  work per reading (the old fit is kept as the baseline in
+  ``bench/bench_checks.py``);
+* the residual scale ``sqrt(SSR / (n - 2))`` gives standard errors of the
+  slope and of the fitted current value;
 * the time to the crossing is ``eta = (level - now) / slope`` with a
   delta-method standard deviation combining both errors.
 
@@ -22,85 +28,15 @@ findings about the same fact would only be noise.
 
 from __future__ import annotations
 
-import functools
 import math
-from collections import deque
-
-import numpy as np
+from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
+from detectors._line_fit import LineEstimate, WindowedLineFit
 from detectors.base import Finding, Rule
-from detectors.levels import JSONStateMixin, finite_value, fmt_value, label_of, unit_of
+from detectors.levels import JSONStateMixin, encode_state, finite_value, fmt_value, label_of, unit_of
 
-__all__ = ["LevelForecast", "theil_sen"]
-
-_MAX_PAIRWISE = 150  # above this many points, use pairs half the sample apart (O(n))
-
-
-@functools.lru_cache(maxsize=256)
-def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (i, j) of ``n`` points whose slopes Theil-Sen takes the median of.
-
-    All pairs i < j up to ``_MAX_PAIRWISE`` points, else pairs half the sample
-    apart (O(n)). Cached (read-only arrays): a sensor's window size repeats.
-    """
-    if n <= _MAX_PAIRWISE:
-        i, j = np.triu_indices(n, k=1)
-    else:
-        i = np.arange(n - n // 2)
-        j = i + n // 2
-    i.flags.writeable = False
-    j.flags.writeable = False
-    return i, j
-
-
-def theil_sen(t: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Theil-Sen slope and intercept (at ``t = 0``) of ``y`` against ``t``.
-
-    >>> theil_sen(np.array([0.0, 1.0, 2.0, 3.0]), np.array([1.0, 3.0, 50.0, 7.0]))
-    (2.0, 1.0)
-    """
-    i, j = _pairs(len(t))
-    dt = t[j] - t[i]
-    ok = dt != 0
-    slope = float(np.median((y[j] - y[i])[ok] / dt[ok]))
-    return slope, float(np.median(y - slope * t))
-
-
-#: below this many points the fit runs in plain Python (numpy's per-call cost dominates; 15-minute gauges)
-_SMALL_FIT = 8
-
-
-def _median(values: list[float]) -> float:
-    s = sorted(values)
-    mid = len(s) // 2
-    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2.0
-
-
-def _sum(values: list[float]) -> float:
-    total = 0.0
-    for v in values:  # left to right, as numpy sums fewer than 8 values
-        total += v
-    return total
-
-
-def _small_fit(tc: list[float], y: list[float]) -> tuple[float, float, float, float, float]:
-    """:func:`theil_sen` and the residual statistics of :meth:`LevelForecast.forecast` for few points.
-
-    The same float operations in the same order as the numpy path, so the
-    results are bit-identical (tests/test_rules.py checks it) at a fraction
-    of the cost for a handful of points.
-    """
-    n = len(tc)
-    slopes = [(y[j] - y[i]) / (tc[j] - tc[i]) for i in range(n) for j in range(i + 1, n) if tc[j] != tc[i]]
-    slope = _median(slopes)
-    value = _median([yi - slope * ti for ti, yi in zip(tc, y)])
-    resid = [yi - (value + slope * ti) for ti, yi in zip(tc, y)]
-    centre = _median(resid)
-    sigma = 1.4826 * _median([abs(r - centre) for r in resid])
-    tm = _sum(tc) / n
-    sxx = _sum([(ti - tm) * (ti - tm) for ti in tc])  # numpy squares as x * x
-    return slope, value, sigma, tm, sxx
+__all__ = ["LevelForecast"]
 
 
 class LevelForecast(JSONStateMixin, Rule):
@@ -177,58 +113,65 @@ class LevelForecast(JSONStateMixin, Rule):
         if not (horizon_s > 0 and window_s > 0) or int(min_points) < 3:
             raise ValueError("horizon_s and window_s must be positive, min_points >= 3")
         self._current: Finding | None = None
-        self._buf: deque = deque()  # [t, v] within the window
+        self._fit = WindowedLineFit(window_s)  # the median-of-3 filtered readings within the window
+        self._recent: list[float] = []  # [t, v, t, v]: the two readings before the newest, for the median
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"_current": encode_state(self._current), "_fit": self._fit.snapshot(), "_recent": list(self._recent)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        fit = state.get("_fit", state.get("_buf"))  # _buf: [[t, v], ...] before the running fit
+        super().restore({"_current": state.get("_current")})
+        self._fit.restore(fit)
+        self._recent = [float(v) for v in state.get("_recent") or []][-4:]
+
+    def _estimate(self, t: float) -> LineEstimate | None:
+        """The fit's line at ``t``, or ``None`` when too few readings or too short a span."""
+        fit = self._fit
+        min_span = self.window_s / 2 if self.min_span_s is None else self.min_span_s
+        if len(fit) < self.min_points or fit.span_s < max(min_span, 1e-9):
+            return None
+        return fit.estimate(t)
 
     def forecast(self, t: float) -> dict[str, float] | None:
         """The fitted trend at ``t``: ``value``, ``slope`` (per s), ``value_sd``, ``slope_sd``."""
-        n = len(self._buf)
-        if n < self.min_points:
+        est = self._estimate(t)
+        if est is None:
             return None
-        min_span = self.window_s / 2 if self.min_span_s is None else self.min_span_s
-        if self._buf[-1][0] - self._buf[0][0] < max(min_span, 1e-9):
-            return None
-        if n < _SMALL_FIT:
-            slope, value, sigma, tm, sxx = _small_fit([p[0] - t for p in self._buf], [p[1] for p in self._buf])
-        else:
-            arr = np.asarray(self._buf, dtype=float)
-            tc, y = arr[:, 0] - t, arr[:, 1]
-            slope, value = theil_sen(tc, y)
-            resid = y - (value + slope * tc)
-            sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
-            tm = float(tc.mean())
-            sxx = float(((tc - tm) ** 2).sum())
-        return {
-            "value": value,
-            "slope": slope,
-            "value_sd": sigma * math.sqrt(1.0 / n + tm * tm / sxx),
-            "slope_sd": sigma / math.sqrt(sxx),
-        }
+        return {"value": est.value, "slope": est.slope, "value_sd": est.value_sd, "slope_sd": est.slope_sd}
+
+    def _learn(self, t: float, v: float) -> None:
+        """Feed the fit the median of the last three readings, at the middle one's time."""
+        recent = self._recent
+        if len(recent) == 4:
+            a, b = recent[1], recent[3]
+            med = max(min(a, b), min(max(a, b), v))
+            self._fit.add(recent[2], med)
+            del recent[:2]
+        recent += (t, v)
 
     def update(self, x: dict[str, float], t: float) -> Finding | None:
         v = finite_value(x, self.field)
-        if v is None or (self._buf and t <= self._buf[-1][0]):
+        if v is None or (self._recent and t <= self._recent[-2]):
             return self._current
-        self._buf.append([t, v])
-        while self._buf[0][0] < t - self.window_s:
-            self._buf.popleft()
+        self._learn(t, v)
         sign = 1.0 if self.direction == "above" else -1.0
         if sign * (v - self.level) >= 0:  # reached: WarningLevels reports it from now on
             self._current = None
             return None
-        fc = self.forecast(t)
-        if fc is None:  # too few readings for a trend: no prediction
+        # cheapest test first: no trend, or a trend away from the level, needs no spread
+        slope = self._fit.slope() if len(self._fit) >= self.min_points else None
+        est = self._estimate(t) if slope is not None and sign * slope > 0 else None
+        if est is None:  # too few readings for a trend, or not towards the level: no prediction
             self._current = None
             return None
-        b = sign * fc["slope"]  # towards the level, per second
-        gap = sign * (self.level - fc["value"])  # distance still to go
-        if b <= 0 or b < self.significance * fc["slope_sd"]:
+        b = sign * est.slope  # towards the level, per second
+        gap = sign * (self.level - est.value)  # distance still to go
+        eta = max(0.0, gap / b) if b > 0 else math.inf
+        if eta > self.horizon_s or b < self.significance * est.slope_sd:
             self._current = None
             return None
-        eta = max(0.0, gap / b)
-        if eta > self.horizon_s:
-            self._current = None
-            return None
-        eta_sd = math.sqrt((fc["value_sd"] / b) ** 2 + (max(gap, 0.0) * fc["slope_sd"] / b**2) ** 2)
+        eta_sd = math.sqrt((est.value_sd / b) ** 2 + (max(gap, 0.0) * est.slope_sd / b**2) ** 2)
         u = unit_of(self.field) or "units"
         verb = "rising" if sign > 0 else "falling"
         lvl = fmt_value(self.level, self.field)
@@ -240,14 +183,14 @@ class LevelForecast(JSONStateMixin, Rule):
             threshold=self.level,
             message=(
                 f"{label_of(self.field)} predicted to reach the {self.level_name} level {lvl} in "
-                f"{eta / 60:.0f} ± {eta_sd / 60:.0f} min ({verb} {abs(fc['slope']) * 3600:.2f} {u}/h)"
+                f"{eta / 60:.0f} ± {eta_sd / 60:.0f} min ({verb} {abs(est.slope) * 3600:.2f} {u}/h)"
             ),
             field=self.field,
             extra={
                 "eta_s": eta,
                 "eta_sd_s": eta_sd,
                 "predicted_at": t + eta,
-                "rate_per_hour": fc["slope"] * 3600.0,
+                "rate_per_hour": est.slope * 3600.0,
             },
         )
         return self._current

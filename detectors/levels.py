@@ -232,28 +232,27 @@ class WarningLevels(JSONStateMixin, Rule):
     def snapshot(self) -> dict[str, Any]:
         return {k: v for k, v in super().snapshot().items() if k in ("_current", "_met_since")}
 
-    def _beyond(self, v: float, level: float) -> bool:
-        return self._sign * (v - level) >= 0
-
     def update(self, x: dict[str, float], t: float) -> Finding | None:
         v = finite_value(x, self.field)
         if v is None:
             return self._current
-        for s in self._order:
-            if self._beyond(v, self._lv[s]):
-                self._met_since.setdefault(s, t)
-            else:
-                self._met_since.pop(s, None)
-        cur_rank = self._current.rank if self._current else 0
+        sign, lv, met, hold = self._sign, self._lv, self._met_since, self.min_duration_s
         new = None
-        for s in self._order:  # raised: level met long enough
-            since = self._met_since.get(s)
-            if since is not None and t - since >= self.min_duration_s:
-                new = s
-        for s in self._order:  # held: reset level of a severity <= current still met
-            if SEVERITY_RANK[s] <= cur_rank and self._beyond(v, self._rs[s]):
-                if new is None or SEVERITY_RANK[s] > SEVERITY_RANK[new]:
+        for s in self._order:  # raised: level met long enough (severities lowest first)
+            if sign * (v - lv[s]) >= 0:
+                since = met.get(s)
+                if since is None:
+                    met[s] = since = t
+                if t - since >= hold:
                     new = s
+            elif s in met:
+                del met[s]
+        if self._current is not None:  # held: reset level of a severity <= current still met
+            cur_rank, rs = self._current.rank, self._rs
+            for s in self._order:
+                if SEVERITY_RANK[s] <= cur_rank and sign * (v - rs[s]) >= 0:
+                    if new is None or SEVERITY_RANK[s] > SEVERITY_RANK[new]:
+                        new = s
         if new is None:
             self._current = None
             return None

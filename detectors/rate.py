@@ -2,18 +2,19 @@
 
 :class:`RateOfChange` fits a least-squares slope to the readings of the last
 ``window_s`` seconds (less sensitive to one noisy reading than the difference
-of two end points) and compares it, in units per hour, with one or several
+of two end points; running sums, O(1) amortised per reading:
+:mod:`detectors._line_fit`) and compares it, in units per hour, with one or several
 rate levels, e.g. a river rising ≥ 0.3 m/h.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
+from detectors._line_fit import WindowedLineFit
 from detectors.base import Finding, Rule, severity_score
-from detectors.levels import JSONStateMixin, finite_value, fmt_duration, label_of, unit_of
+from detectors.levels import JSONStateMixin, encode_state, finite_value, fmt_duration, label_of, unit_of
 
 __all__ = ["RateOfChange"]
 
@@ -92,33 +93,30 @@ class RateOfChange(JSONStateMixin, Rule):
             raise ValueError("window_s must be positive")
         self._lv = lv
         self._current: Finding | None = None
-        self._buf: deque = deque()  # [t, v] within the window
+        self._fit = WindowedLineFit(window_s)  # the readings within the window
 
     def snapshot(self) -> dict[str, Any]:
-        return {k: v for k, v in super().snapshot().items() if k != "_lv"}
+        return {"_current": encode_state(self._current), "_fit": self._fit.snapshot()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        fit = state.get("_fit", state.get("_buf"))  # _buf: [[t, v], ...] before the running fit
+        super().restore({"_current": state.get("_current")})
+        self._fit.restore(fit)
 
     def _slope_per_hour(self) -> float | None:
-        n = len(self._buf)
-        if n < 2:
-            return None
-        t0 = self._buf[0][0]
-        span = self._buf[-1][0] - t0
+        span = self._fit.span_s
         min_span = self.window_s / 2 if self.min_span_s is None else self.min_span_s
         if span <= 0 or span < min_span:
             return None
-        mt = sum(p[0] - t0 for p in self._buf) / n
-        mv = sum(p[1] for p in self._buf) / n
-        sxx = sum((p[0] - t0 - mt) ** 2 for p in self._buf)
-        sxy = sum((p[0] - t0 - mt) * (p[1] - mv) for p in self._buf)
-        return sxy / sxx * 3600.0
+        slope = self._fit.slope()
+        return None if slope is None else slope * 3600.0
 
     def update(self, x: dict[str, float], t: float) -> Finding | None:
         v = finite_value(x, self.field)
-        if v is None or (self._buf and t <= self._buf[-1][0]):
+        newest = self._fit.newest_t
+        if v is None or (newest is not None and t <= newest):
             return self._current  # missing value, or out of order / duplicate time
-        self._buf.append([t, v])
-        while self._buf and self._buf[0][0] < t - self.window_s:
-            self._buf.popleft()
+        self._fit.add(t, v)
         slope = self._slope_per_hour()
         if slope is None:
             return self._current
@@ -134,7 +132,7 @@ class RateOfChange(JSONStateMixin, Rule):
             return None
         level = self._lv[new]
         u = unit_of(self.field) or "units"
-        span = self._buf[-1][0] - self._buf[0][0]
+        span = self._fit.span_s
         self._current = Finding(
             rule=self.name,
             severity=new,

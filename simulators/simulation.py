@@ -26,11 +26,12 @@ from pathlib import Path
 
 from cityeye.config import Settings
 from cityeye.contracts import format_ts
+from cityeye.device_credentials import read_credentials
 from cityeye.errors import ConfigError
 from cityeye.sensor_registry import SensorRegistry
 from simulators import generic, traffic, water_level, weather
 from simulators.common import SCENARIOS, Clock, Label, SimReading, storm_for
-from simulators.publisher import MqttPublisher, publish_paced
+from simulators.publisher import DevicePublishers, MqttPublisher, publish_paced
 
 __all__ = [
     "GENERATORS",
@@ -166,7 +167,12 @@ async def run_simulation(settings: Settings, registry: SensorRegistry, *, speed:
     log.info("simulating %d sensors, scenario %s, seed %d: %d readings in %d messages from %s to %s at %gx",
              len(registry), scenario, seed, len(readings), len(messages), format_ts(clock.start),
              format_ts(clock.end), speed)
-    publisher = MqttPublisher(settings.mqtt, client_id=f"cityeye-sim-{seed}-{uuid.uuid4().hex[:6]}")
+    client_id = f"cityeye-sim-{seed}-{uuid.uuid4().hex[:6]}"
+    if settings.mqtt.device_credentials:
+        creds = read_credentials(settings.mqtt.device_credentials)
+        publisher = DevicePublishers(settings.mqtt, creds, [sensor.id for sensor in registry], client_id)
+    else:
+        publisher = MqttPublisher(settings.mqtt, client_id=client_id)
     await asyncio.to_thread(publisher.connect)
     try:
         count = await publish_paced(publisher, messages, speed=speed, t0=clock.start, stop_event=stop_event)

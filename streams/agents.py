@@ -1,10 +1,13 @@
 """The detector agent, its clock timer and its state lifecycle.
 
 One agent subscribes to every ``readings.<kind>`` topic. Readings arrive
-keyed by sensor id, so each sensor's readings are in one partition and no
-repartitioning is needed: the agent takes events in batches
-(``stream.take_events``), runs :class:`streams.sensor_engine.SensorEngine` on each
-and sends the resulting alert events to ``alerts.events`` keyed by alert id.
+partitioned by sensor id (single records keyed by it, or aggregated records
+of one partition's readings, cityeye/reading_records.py), so each sensor's
+readings are in one partition, in order, and no repartitioning is needed: the
+agent takes records in batches (``stream.take_events``), runs
+:class:`streams.sensor_engine.SensorEngine` on each of their readings and sends
+the resulting alert events to ``alerts.events`` keyed by alert id. A reading's
+position is its record's offset (the readings of one record share it).
 
 State lifecycle (details in docs/streams.md):
 
@@ -42,10 +45,11 @@ from cityeye.config import KafkaSettings
 from cityeye.contracts import AlertEvent, to_json
 from cityeye.errors import ValidationError
 from cityeye.metrics import ConsumerLag, report_lag
+from cityeye.reading_records import RejectedReading, encode_reading, readings_of
 from streams import metrics
 from streams.clocks import SensorClocks
 from streams.sensor_engine import SensorEngine
-from streams.models import dead_letter, decode_reading
+from streams.models import dead_letter
 from streams.replay import committed_offsets, read_ranges
 from streams.tables import SnapshotTable
 from streams.topics import StreamTopics
@@ -95,31 +99,37 @@ class DetectorRuntime:
         out: list[AlertEvent] = []
         touched: set[str] = set()
         done, started = [], time.time()
+        engine, clocks, tp_of, every = self.engine, self.clocks, self.tp_of, self.snapshot_every
         for event in events:
             msg = event.message
-            tp = msg.tp
-            try:
-                reading = decode_reading(msg.value, msg.key)
-                new = reading.sensor_id not in self.engine and not self._restore_one(reading.sensor_id, tp)
-                emitted = self.engine.process(reading, position=msg.offset)
-            except ValidationError as exc:
-                await self._dead_letter(msg.value, str(exc), tp.topic, msg.key)
-                continue
-            except Exception as exc:  # a bug must cost one reading (dead-lettered), not the worker
-                log.exception("processing the message at %s[%d]@%d failed", tp.topic, tp.partition, msg.offset)
-                await self._dead_letter(msg.value, f"processing failed: {type(exc).__name__}: {exc}", tp.topic, msg.key)
-                continue
-            self.readings += 1
-            done.append(reading)
-            sid = reading.sensor_id
-            if self.tp_of.get(sid) != tp:
-                self._place(sid, tp)
-            self.clocks.observe(tp, sid, reading.ts)
-            if emitted:
-                out.extend(emitted)
-                touched.add(sid)
-            elif new or self.engine.due(sid, self.snapshot_every):  # a first snapshot bounds any replay
-                touched.add(sid)
+            tp, offset, seen_at = msg.tp, msg.offset, time.monotonic()
+            for item in readings_of(msg.value, msg.key, msg.headers):
+                if type(item) is RejectedReading:
+                    await self._dead_letter(item.raw, item.reason, tp.topic, msg.key or _key_of(item))
+                    continue
+                sid = item.sensor_id
+                try:
+                    new = sid not in engine and not self._restore_one(sid, tp)
+                    emitted = engine.process(item, position=offset)
+                except ValidationError as exc:
+                    await self._dead_letter(encode_reading(item), str(exc), tp.topic, sid.encode())
+                    continue
+                except Exception as exc:  # a bug must cost one reading (dead-lettered), not the worker
+                    log.exception("processing a reading of %s at %s[%d]@%d failed", sid, tp.topic, tp.partition, offset)
+                    await self._dead_letter(encode_reading(item), f"processing failed: {type(exc).__name__}: {exc}",
+                                            tp.topic, sid.encode())
+                    continue
+                self.readings += 1
+                done.append(item)
+                if tp_of.get(sid) != tp:
+                    self._place(sid, tp)
+                clocks.observe(tp, sid, item.ts, seen_at)
+                if emitted:
+                    out.extend(emitted)
+                    touched.add(sid)
+                elif new or engine.due(sid, every):  # a first snapshot bounds any replay
+                    touched.add(sid)
+        # a record's readings are all processed before any snapshot: a snapshot never splits a record
         await self._send_alerts(out)
         await self._snapshot(touched)
         metrics.observe_readings(done, started)
@@ -227,14 +237,17 @@ class DetectorRuntime:
             return
 
         def feed(rec: ConsumerRecord) -> None:
-            try:
-                reading = decode_reading(rec.value, rec.key)
-                self.engine.process(reading, position=rec.offset)  # events were sent before the crash
-            except ValidationError:
-                return  # dead-lettered when first read
-            self._place(reading.sensor_id, TP(rec.topic, rec.partition))
-            self.clocks.observe(TP(rec.topic, rec.partition), reading.sensor_id, reading.ts)
-            self.replayed += 1
+            tp = TP(rec.topic, rec.partition)
+            for item in readings_of(rec.value, rec.key, rec.headers):
+                if type(item) is RejectedReading:
+                    continue  # dead-lettered when first read
+                try:
+                    self.engine.process(item, position=rec.offset)  # events were sent before the crash
+                except ValidationError:
+                    continue
+                self._place(item.sensor_id, tp)
+                self.clocks.observe(tp, item.sensor_id, item.ts)
+                self.replayed += 1
 
         count = await read_ranges(self.kafka, ranges, feed)
         await self._snapshot(sid for sid in list(self.tp_of) if self.engine.dirty(sid))
@@ -294,6 +307,10 @@ class DetectorRuntime:
                                           value=dead_letter(raw, reason, topic))
         self.dead_letters += 1
         metrics.DEAD_LETTERED.labels("processing_failed" if reason.startswith("processing failed") else "invalid").inc()
+
+
+def _key_of(item: RejectedReading) -> bytes | None:
+    return item.sensor_id.encode() if item.sensor_id else None
 
 
 def attach_agents(app: faust.App, runtime: DetectorRuntime, *, batch_size: int, batch_within_s: float,

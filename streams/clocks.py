@@ -27,15 +27,17 @@ class StreamClock:
         self._latest: float | None = None
         self._seen_at = 0.0
 
-    def observe(self, ts: float) -> None:
+    def observe(self, ts: float, at: float | None = None) -> None:
+        """A reading's time ``ts``, seen at monotonic time ``at`` (default: now)."""
         if self._latest is None or ts >= self._latest:
             self._latest = ts
-            self._seen_at = self._monotonic()
+            self._seen_at = self._monotonic() if at is None else at
 
-    def now(self) -> float | None:
+    def now(self, at: float | None = None) -> float | None:
+        """The stream time at monotonic time ``at`` (default: now)."""
         if self._latest is None:
             return None
-        return self._latest + (self._monotonic() - self._seen_at)
+        return self._latest + ((self._monotonic() if at is None else at) - self._seen_at)
 
 
 class SensorClocks:
@@ -59,14 +61,17 @@ class SensorClocks:
         #: sensor -> (partition, latest reading time, pace clock when it arrived)
         self._seen: dict[str, tuple[Any, float, float]] = {}
 
-    def observe(self, partition: Any, sensor_id: str, ts: float) -> None:
+    def observe(self, partition: Any, sensor_id: str, ts: float, at: float | None = None) -> None:
+        """A reading of ``sensor_id`` at ``ts`` on ``partition``, seen at monotonic time ``at``
+        (default: now; the worker reads the clock once per record for all its readings)."""
         pace = self.partitions.get(partition)
         if pace is None:
             pace = self.partitions[partition] = StreamClock(self._monotonic)
-        pace.observe(ts - self._first.setdefault(sensor_id, ts))
+        at = self._monotonic() if at is None else at
+        pace.observe(ts - self._first.setdefault(sensor_id, ts), at)
         prev = self._seen.get(sensor_id)
         if prev is None or prev[0] != partition or ts >= prev[1]:
-            self._seen[sensor_id] = (partition, ts, pace.now())
+            self._seen[sensor_id] = (partition, ts, pace.now(at))
 
     def now(self, sensor_id: str) -> float | None:
         seen = self._seen.get(sensor_id)

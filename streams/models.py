@@ -5,7 +5,8 @@ this module decodes them with the shared contracts dataclasses
 (:class:`cityeye.contracts.Reading`, :class:`~cityeye.contracts.AlertEvent`)
 instead of typed ``faust.Record`` s. Reasons:
 
-* speed: one ``json.loads`` and a plain dataclass per reading; a
+* speed: one JSON decode per record (:func:`cityeye.reading_records.readings_of`,
+  the one decoder of single and aggregated records) and a plain dataclass per reading; a
   ``faust.Record`` adds model construction, field coercion and the
   ``__faust`` namespace lookup per message: work the hot path does not
   need;
@@ -19,45 +20,14 @@ instead of typed ``faust.Record`` s. Reasons:
 from __future__ import annotations
 
 import json
-import math
 import time
 
-from cityeye.contracts import DeadLetter, Reading, to_json
-from cityeye.errors import ValidationError
+from cityeye.contracts import DeadLetter, to_json
 
-__all__ = ["decode_reading", "dead_letter", "MAX_REASON_PAYLOAD_CHARS"]
+__all__ = ["dead_letter", "MAX_REASON_PAYLOAD_CHARS"]
 
 #: dead letters keep at most this many characters of the text payload (the exact bytes are in payload_b64)
 MAX_REASON_PAYLOAD_CHARS = 4096
-
-
-def decode_reading(raw: bytes | None, key: bytes | None = None) -> Reading:
-    """A :class:`Reading` from a ``readings.<kind>`` message value.
-
-    Raises :class:`~cityeye.errors.ValidationError` with the reason for
-    anything that is not a reading: not JSON, missing fields, non-finite
-    numbers, a key that is not the sensor id.
-    """
-    if raw is None:
-        raise ValidationError("empty message value (tombstone) on a readings topic")
-    try:
-        reading = Reading.from_json(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValidationError(f"not a JSON reading: {exc}") from None
-    except KeyError as exc:
-        raise ValidationError(f"reading lacks field {exc.args[0]!r}") from None
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise ValidationError(f"malformed reading: {exc}") from None
-    if not reading.sensor_id:
-        raise ValidationError("reading has an empty sensor_id")
-    if not math.isfinite(reading.ts):
-        raise ValidationError("reading ts is not finite")
-    bad = [k for k, v in reading.values.items() if not math.isfinite(v)]
-    if bad:
-        raise ValidationError(f"reading values not finite: {', '.join(sorted(bad))}")
-    if key is not None and key != reading.sensor_id.encode():
-        raise ValidationError(f"message key {key[:64]!r} is not the reading's sensor id {reading.sensor_id!r}")
-    return reading
 
 
 def dead_letter(raw: bytes | None, reason: str, source_topic: str, sensor_id: str | None = None) -> bytes:

@@ -88,6 +88,8 @@ class SensorState:
     episodes: dict[str, Episode]
     #: position of the last reading included (``None``: unknown)
     position: int | None = None
+    #: position of the restored snapshot: readings at or before it are in the state already
+    floor: int | None = None
     #: readings (or ticks with events) since the last snapshot
     dirty: int = 0
     last_ts: float | None = None
@@ -186,13 +188,17 @@ class SensorEngine:
         """Run the sensor's checks on ``reading``; return the events it causes.
 
         ``position`` (e.g. the Kafka offset) orders a sensor's readings: a
-        reading at or before the position of the restored state is a replay
-        the state already includes and is skipped. Raises
+        reading at or before the position of the restored state, or before
+        the position of the last reading, is a replay the state already
+        includes and is skipped. Several readings may share a position (the
+        readings of one aggregated record, cityeye/reading_records.py); a
+        snapshot always includes all of them. Raises
         :class:`~cityeye.errors.ValidationError` for a reading whose kind
         contradicts the registry (the caller dead-letters it).
         """
         st = self._state_for(reading)
-        if position is not None and st.position is not None and position <= st.position:
+        if position is not None and ((st.floor is not None and position <= st.floor)
+                                     or (st.position is not None and position < st.position)):
             self.skipped += 1
             return []
         events: list[AlertEvent] = []
@@ -380,7 +386,7 @@ class SensorEngine:
                     check.restore(saved[check.name])
             names = {c.name for c in st.checks}
             st.episodes = {n: Episode(**e) for n, e in (snapshot.get("episodes") or {}).items() if n in names}
-            st.position = snapshot.get("position")
+            st.position = st.floor = snapshot.get("position")
             st.last_ts = snapshot.get("last_ts")
         except Exception as exc:  # a bad snapshot must not stop the worker: start that sensor fresh
             log.error("ignoring unusable snapshot of sensor %r: %s: %s",

@@ -6,19 +6,23 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from alerts.notification import Notification, Notifier
+from alerts.runtime.delivery import DeliveryManager
 from alerts.web.api import create_app
 from alerts.pipeline.dispatch_engine import Engine
 from alerts.runtime.store import Store
-from cityeye.errors import ConfigError
+from cityeye.errors import ConfigError, PermanentDeliveryError
 from tests.alerting_helpers import config, event
 
 TOKEN = "s3cret-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+READ_TOKEN = "read-only-token-for-tests"
+READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 
 
 @pytest.fixture
 async def api(tmp_path):
-    engine = Engine(config(api={"token": TOKEN}), Store(tmp_path / "s.sqlite"))
+    engine = Engine(config(api={"token": TOKEN, "read_tokens": [READ_TOKEN]}), Store(tmp_path / "s.sqlite"))
     clock = [100.0]
     with engine.store.transaction():
         engine.apply_event(event("wl-01", severity="red", district="pudong"), 100.0)
@@ -27,7 +31,7 @@ async def api(tmp_path):
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    async with aiohttp.ClientSession(f"http://127.0.0.1:{runner.addresses[0][1]}") as http:
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{runner.addresses[0][1]}", headers=READ) as http:
         yield http, engine, clock
     await runner.cleanup()
 
@@ -51,12 +55,42 @@ async def test_list_and_filter(api):
 async def test_write_actions_need_the_bearer_token(api):
     http, engine, _ = api
     aid = alert_id(engine, "wl-01")
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+    for headers, status in (({"Authorization": ""}, 401), ({"Authorization": "Bearer wrong"}, 401),
+                            ({"Authorization": TOKEN}, 401), (READ, 403)):
         async with http.post(f"/api/v1/alerts/{aid}/ack", json={"by": "x"}, headers=headers) as r:
-            assert r.status == 401
+            assert r.status == status
             body = await r.json()
-            assert TOKEN not in str(body) and body["error"]["status"] == 401
+            assert TOKEN not in str(body) and READ_TOKEN not in str(body) and body["error"]["status"] == status
     assert engine.active["wl-01|level_warning"].acknowledged_by is None
+
+
+async def test_reads_need_a_read_token_or_the_write_token(api):
+    http, engine, _ = api
+    aid = alert_id(engine, "wl-01")
+    paths = ["/api/v1/alerts", f"/api/v1/alerts/{aid}", "/api/v1/silences", "/api/v1/status"]
+    for path in paths:
+        for headers, status in (({"Authorization": ""}, 401), ({"Authorization": "Bearer wrong"}, 401),
+                                (READ, 200), (AUTH, 200)):
+            async with http.get(path, headers=headers) as r:
+                assert r.status == status, (path, headers)
+                body = await r.json()
+                assert status == 200 or ("sensor_id" not in str(body) and body["error"]["status"] == 401)
+    async with http.get("/api/v1/openapi.json", headers={"Authorization": ""}) as r:
+        assert r.status == 200 and (await r.json())["security"] == [{"bearer": []}]
+
+
+async def test_without_any_token_configured_reads_are_refused(tmp_path):
+    engine = Engine(config(), Store(tmp_path / "s.sqlite"))
+    runner = web.AppRunner(create_app(engine, engine.cfg.api))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{runner.addresses[0][1]}") as http:
+            async with http.get("/api/v1/alerts", headers=READ) as r:
+                assert r.status == 401 and "reading is disabled" in (await r.json())["error"]["message"]
+    finally:
+        await runner.cleanup()
 
 
 async def test_ack_assign_comment_resolve_and_timeline(api):
@@ -157,3 +191,48 @@ def test_api_settings_from_the_environment_override_the_file(monkeypatch, tmp_pa
     monkeypatch.setenv("CITYEYE_API_PORT", "not-a-port")
     with pytest.raises(ConfigError, match="api.port"):
         load_alerting_config(path)
+
+
+class _Refusing(Notifier):
+    """A receiver that refuses for good (HTTP 404), then, once fixed, takes everything."""
+
+    def __init__(self) -> None:
+        self.name, self.fixed, self.sent = "desk", False, []
+
+    async def send(self, notification: Notification) -> None:
+        if not self.fixed:
+            raise PermanentDeliveryError("HTTP 404", status=404)
+        self.sent.append(notification.id)
+
+
+async def test_operator_lists_and_replays_dead_notifications(api):
+    http, engine, clock = api
+    with engine.store.transaction():
+        engine.tick(100.0)
+    notifier = _Refusing()
+    manager = DeliveryManager(engine, {"desk": notifier}, engine.cfg.delivery, clock=lambda: clock[0])
+    rows = engine.store.outbox_due("desk", float("inf"))
+    assert rows and all([await manager.deliver_one(r, notifier) == "dead" for r in rows])
+    async with http.get("/api/v1/notifications/dead") as r:
+        listed = await r.json()
+    assert r.status == 200 and listed["total"] == len(rows)
+    dead = listed["notifications"][0]
+    assert dead["state"] == "dead" and dead["reason"].startswith("permanent failure: HTTP 404")
+    assert dead["notification"]["receiver"] == "desk"
+    path = f"/api/v1/notifications/dead/{dead['id']}/replay"
+    async with http.post(path, json={"by": "officer-li"}) as r:
+        assert r.status == 403  # the session's read token
+    async with http.post(path, json={"by": "officer-li"}, headers=AUTH) as r:
+        replayed = await r.json()
+        assert r.status == 200 and (replayed["state"], replayed["replayed_by"]) == ("replayed", "officer-li")
+    [row] = engine.store.outbox_due("desk", 0.0)  # due at once
+    notifier.fixed = True
+    assert await manager.deliver_one(row, notifier) == "delivered" and notifier.sent == [dead["id"]]
+    async with http.get("/api/v1/notifications/dead", params={"state": "delivered"}) as r:
+        assert [d["id"] for d in (await r.json())["notifications"]] == [dead["id"]]
+    async with http.post(path, json={"by": "officer-li"}, headers=AUTH) as r:
+        assert r.status == 409
+    async with http.post("/api/v1/notifications/dead/nope/replay", json={"by": "x"}, headers=AUTH) as r:
+        assert r.status == 404
+    async with http.get("/api/v1/notifications/dead", params={"state": "lost"}) as r:
+        assert r.status == 422

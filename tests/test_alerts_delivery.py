@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import pytest
+
 from alerts.runtime.delivery import DeliveryManager
 from alerts.pipeline.dispatch_engine import INTERNAL_RULE, Engine
 from alerts.notification import Notification, Notifier
 from alerts.runtime.store import Store
 from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
-from tests.alerting_helpers import config, event
+from alerts.notifiers import build_notifier
+from launch.servers import free_port
+from tests.alerting_helpers import Receiver, config, event
+from tests.kafka_helpers import wait_until
 
 
 class ScriptedNotifier(Notifier):
@@ -22,9 +30,9 @@ class ScriptedNotifier(Notifier):
             raise self.script.pop(0)
 
 
-def setup(tmp_path, script, max_attempts=3):
+def setup(tmp_path, script, max_attempts=3, **delivery):
     clock = [0.0]
-    cfg = config(["desk", "fallback"], delivery={"max_attempts": max_attempts, "backoff_max": 60},
+    cfg = config(["desk", "fallback"], delivery={"max_attempts": max_attempts, "backoff_max": 60, **delivery},
                  route={"routes": [{"match": {"kind": "system"}, "receiver": "fallback"}]})
     engine = Engine(cfg, Store(tmp_path / "s.sqlite"))
     with engine.store.transaction():
@@ -58,7 +66,7 @@ async def test_retry_after_is_honoured_and_same_id_is_resent(tmp_path):
 
 
 async def test_attempt_limit_dead_letters_and_raises_internal_alert(tmp_path):
-    engine, manager, notifier, letters, _ = setup(tmp_path, [RetryableDeliveryError("HTTP 503")] * 5)
+    engine, manager, notifier, letters, _ = setup(tmp_path, [RetryableDeliveryError("HTTP 503")] * 5, redeliver=False)
     for expected in ("retrying", "retrying", "dead"):
         [row] = due(engine)
         assert await manager.deliver_one(row, notifier) == expected
@@ -105,3 +113,75 @@ async def test_success_after_failure_resolves_the_internal_alert(tmp_path):
     [row2] = due(engine)
     assert await manager.deliver_one(row2, notifier) == "delivered"
     assert f"receiver:desk|{INTERNAL_RULE}" not in engine.active
+
+
+async def test_retries_run_out_then_redelivered_without_an_operator(tmp_path):
+    """Dead-lettered once, kept queued, redelivered every 60, 120, ... s (capped at 5 min) until delivered."""
+    engine, manager, notifier, letters, clock = setup(tmp_path, [RetryableDeliveryError("HTTP 503")] * 6)
+    for expected in ("retrying", "retrying", "redelivering"):
+        [row] = due(engine)
+        clock[0] = row.next_attempt
+        assert await manager.deliver_one(row, notifier) == expected
+    assert len(letters) == 1 and letters[0]["redelivery"] is True
+    assert letters[0]["reason"] == "gave up after 3 attempt(s): HTTP 503"
+    assert f"receiver:desk|{INTERNAL_RULE}" in engine.active
+    [dead] = engine.store.dead_notifications()
+    assert (dead["state"], dead["receiver"], dead["attempts"]) == ("redelivering", "desk", 3)
+    waits = []
+    for _ in range(3):  # the receiver is still down
+        [row] = due(engine)
+        waits.append(row.next_attempt - clock[0])
+        assert engine.store.outbox_due("desk", row.next_attempt - 0.1) == []
+        clock[0] = row.next_attempt
+        assert await manager.deliver_one(row, notifier) == "redelivering"
+    [row] = due(engine)
+    waits.append(row.next_attempt - clock[0])
+    assert waits == pytest.approx([60, 120, 240, 300])  # from backoff_max, doubling, capped at redelivery_max
+    assert len(letters) == 1  # one dead letter, not one per redelivery
+    clock[0] = row.next_attempt
+    assert await manager.deliver_one(row, notifier) == "delivered"  # the receiver is back
+    assert set(notifier.sent) == {row.id} and len(notifier.sent) == 7
+    assert engine.store.delivered(row.id) and due(engine) == []
+    assert engine.store.dead_notification(row.id)["state"] == "delivered"
+    assert f"receiver:desk|{INTERNAL_RULE}" not in engine.active or \
+        engine.active[f"receiver:desk|{INTERNAL_RULE}"].resolve_at is not None
+
+
+async def test_redelivery_survives_a_restart(tmp_path):
+    engine, manager, notifier, _, clock = setup(tmp_path, [RetryableDeliveryError("HTTP 503")] * 3)
+    for _ in range(3):
+        [row] = due(engine)
+        clock[0] = row.next_attempt
+        await manager.deliver_one(row, notifier)
+    engine.store.close()
+    reopened = Engine(engine.cfg, Store(tmp_path / "s.sqlite"))
+    [row] = reopened.store.outbox_due("desk", float("inf"))
+    assert row.attempts == 3 and reopened.store.dead_notification(row.id)["state"] == "redelivering"
+
+
+async def test_receiver_down_past_retries_gets_it_when_back(tmp_path):
+    """Real HTTP: the receiver's port is closed through every retry; it comes up and gets the notification."""
+    port = free_port()
+    cfg = config([{"name": "desk", "type": "webhook", "url": f"http://127.0.0.1:{port}/hook", "timeout_s": 1}],
+                 delivery={"max_attempts": 2, "backoff_initial": 0.05, "backoff_max": 0.2, "redelivery_max": 0.4})
+    engine = Engine(cfg, Store(tmp_path / "s.sqlite"))
+    with engine.store.transaction():
+        engine.apply_event(event("wl-01", severity="red"), time.time())
+        engine.tick(time.time())
+    [queued] = due(engine)
+    notifier = build_notifier(cfg.receivers[0].model_dump())
+    manager = DeliveryManager(engine, {"desk": notifier}, cfg.delivery)
+    stop = asyncio.Event()
+    task = asyncio.create_task(manager.run(stop))
+    try:
+        assert await wait_until(lambda: engine.store.dead_notifications("redelivering")), "retries did not run out"
+        await asyncio.sleep(1.0)  # redeliveries keep failing while it is down
+        assert engine.store.dead_notification(queued.id)["attempts"] >= 3
+        async with Receiver(port=port) as rx:
+            assert await wait_until(lambda: engine.store.delivered(queued.id), timeout=10), "not redelivered"
+        assert rx.delivered_keys == [queued.id]
+        assert engine.store.dead_notification(queued.id)["state"] == "delivered"
+    finally:
+        stop.set()
+        await task
+        await notifier.close()

@@ -166,7 +166,7 @@ async def test_district_flood_grouping_escalation_ack_silence_resolve_history(ka
     api_headers = {"Authorization": f"Bearer {TOKEN}"}
     try:
         async with Running(dispatcher_settings(kafka, tmp_path, influx_settings), cfg) as d, \
-                aiohttp.ClientSession(f"http://127.0.0.1:{d.api_port}") as http:
+                aiohttp.ClientSession(f"http://127.0.0.1:{d.api_port}", headers=api_headers) as http:
             silence = {"matchers": ["sensor=wl-pd-09"], "duration": "1h", "created_by": "officer-wang",
                        "comment": "gauge under maintenance"}
             async with http.post("/api/v1/silences", json=silence, headers=api_headers) as r:

@@ -190,7 +190,7 @@ async def test_one_worker_owns_every_partition_api_sees_all_silences_broadcast(k
     task = asyncio.create_task(d.run(stop))
     try:
         await wait_until(lambda: len(d.partitions.numbers()) == PARTITIONS or task.done(), what="all partitions owned")
-        async with aiohttp.ClientSession(f"http://127.0.0.1:{d.api_port}") as http:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{d.api_port}", headers=AUTH) as http:
             async with http.post("/api/v1/silences", headers=AUTH, json={
                     "matchers": ["district=minhang"], "duration": "1h", "created_by": "officer-wang",
                     "comment": "works on the minhang gauges"}) as r:
@@ -451,7 +451,7 @@ async def test_two_workers_split_partitions_ack_anywhere_kill_9_one_other_finish
     b = Worker(tmp_path, "b", settings_file, alerting)
     districts = districts_covering_all_partitions(2)
     try:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=AUTH) as http:
             deadline = asyncio.get_running_loop().time() + 30
             while (await owned(http, [a]))[0] != list(range(PARTITIONS)):
                 assert asyncio.get_running_loop().time() < deadline, "worker a never owned the partitions"
@@ -520,12 +520,48 @@ async def test_two_workers_split_partitions_ack_anywhere_kill_9_one_other_finish
             await outbox_empty(http, a)  # a duplicate, if any, would have been sent by now
             assert set(new_per_group(rx, "weather").values()) == {1} and len(new_per_group(rx, "weather")) == 8
             assert set(new_per_group(rx, "water_level").values()) == {1}
+            # the outbox was seen empty above (the barrier); it is not asserted again here, because the
+            # unacknowledged probes queue a reminder every 0.3 s and one may be queued at any moment
             status = await a.status(http)
-            assert status["outbox"] == 0 and status["active_alerts"] == len(flood + urgent + probes + second)
+            assert status["active_alerts"] == len(flood + urgent + probes + second)
             assert await a.kill(signal.SIGTERM) == 0
     finally:
         for w in (a, b):
             if w.proc is not None and w.proc.returncode is None:
                 w.proc.kill()
                 await w.proc.wait()
+        await rx.stop()
+
+
+async def test_a_dead_notification_is_replayed_through_the_api_by_its_partitions_owner(kafka, tmp_path):
+    rx = await Receiver(script=[404]).start()  # refuses the first delivery for good, then takes them
+    settings = dispatcher_settings(kafka, tmp_path)
+    d = Dispatcher(settings, config(**sharded(rx)), api_port=0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(d.run(stop))
+    try:
+        await wait_until(lambda: len(d.partitions.numbers()) == PARTITIONS or task.done(), what="all partitions owned")
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{d.api_port}", headers=AUTH) as http:
+            await produce(kafka.settings, [event("wl-pd-1", "firing", "yellow", district="pudong")])
+
+            async def dead() -> list:
+                async with http.get("/api/v1/notifications/dead") as r:
+                    return (await r.json())["notifications"]
+
+            await wait_until(lambda: rx.requests, what="the first delivery")
+            deadline = asyncio.get_running_loop().time() + 10
+            while not await dead():
+                assert asyncio.get_running_loop().time() < deadline, "not dead-lettered"
+                await asyncio.sleep(0.1)
+            [letter] = await dead()
+            assert letter["state"] == "dead" and "HTTP 404" in letter["reason"]
+            async with http.post(f"/api/v1/notifications/dead/{letter['id']}/replay", json={"by": "officer-li"}) as r:
+                assert r.status == 200, await r.text()
+                assert (await r.json())["state"] == "replayed"
+            await wait_until(lambda: letter["id"] in rx.delivered_keys, what="the replayed notification")
+            async with http.get("/api/v1/notifications/dead", params={"state": "delivered"}) as r:
+                assert [n["id"] for n in (await r.json())["notifications"]] == [letter["id"]]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
         await rx.stop()

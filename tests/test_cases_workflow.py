@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.cases_helpers import DATABASES, database_url, harness, pg_server  # noqa: F401 - fixtures
 
@@ -17,8 +18,14 @@ async def _citizen_case(h, who: str = "hp-super") -> dict:
     return case
 
 
+def _actions_done(*actions: str) -> dict[str, float]:
+    """``cityeye_case_actions_total`` per action, as this process's metrics server would show it."""
+    return {a: REGISTRY.get_sample_value("cityeye_case_actions_total", {"action": a}) or 0.0 for a in actions}
+
+
 async def test_a_case_through_every_stage(harness):
     h = harness
+    counted = _actions_done("file", "reject", "close")
     case = await _citizen_case(h)
     code = case["code"]
     assert (case["state"], case["unit"], case["district"], case["source"]) == ("filed", "310101002-01", "310101",
@@ -60,6 +67,7 @@ async def test_a_case_through_every_stage(harness):
     assert detail["timeline"][5]["reason"] == "cover rocks: not seated"
     accept = detail["timeline"][2]
     assert accept["stage"] == "accept" and accept["stage_seconds"] == 120 and accept["on_time"] is True
+    assert _actions_done("file", "reject", "close") == {a: n + 1 for a, n in counted.items()}  # the metrics
 
 
 async def test_return_goes_back_to_the_dispatcher_and_suspend_resume(harness):
@@ -83,6 +91,7 @@ async def test_return_goes_back_to_the_dispatcher_and_suspend_resume(harness):
 async def test_illegal_transitions_are_409_and_roles_403(harness):
     h = harness
     code = (await _citizen_case(h))["code"]
+    counted = _actions_done("close", "dispatch", "verify")
     status, answer = await h.act("hp-disp", code, "close")
     assert status == 409
     assert answer["error"] == f"case {code} is 'filed': 'close' needs state verified"
@@ -107,6 +116,7 @@ async def test_illegal_transitions_are_409_and_roles_403(harness):
     # nothing of the refused actions reached the timeline
     status, detail = await h.call("hp-super", "GET", f"/{code}")
     assert [e["action"] for e in detail["timeline"]] == ["file", "dispatch"]
+    assert _actions_done("close", "dispatch", "verify") == {**counted, "dispatch": counted["dispatch"] + 1}
 
 
 async def test_board_per_role_overdue_first_and_handlers_see_their_department(harness):

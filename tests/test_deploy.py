@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from launch.cli import SUBCOMMANDS
+from launch.cli import SUBCOMMANDS, main
 from cityeye.config import load_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,10 +68,15 @@ def test_dependencies_exist_and_kafka_is_healthy_first():
     assert CITYEYE_SERVICES["worker"]["depends_on"]["kafka"]["condition"] == "service_healthy"
 
 
+#: files the operator generates (cityeye devices export-acl), never in the repository
+GENERATED = {"./deploy/secrets/mosquitto.passwd", "./deploy/secrets/mosquitto.acl",
+             "./deploy/secrets/mqtt-credentials.yaml"}
+
+
 def test_mounted_files_and_dockerfile_copies_exist():
     for service in SERVICES.values():
         for volume in service.get("volumes", []):
-            if volume.startswith("./"):
+            if volume.startswith("./") and volume.split(":")[0] not in GENERATED:
                 assert (REPO / volume.split(":")[0]).exists(), volume
     dockerfile = (REPO / "Dockerfile").read_text()
     for src in re.findall(r"^COPY (\S+(?: \S+)*) \S+$", dockerfile, re.M):
@@ -93,7 +98,7 @@ def test_dispatcher_alerting_config_is_valid_and_exposed(monkeypatch):
     monkeypatch.setenv("CITYEYE_API_TOKEN", "compose-test-token")
     cfg = load_alerting_config(alerting_path)
     assert cfg.api.host == "0.0.0.0"
-    assert f"{cfg.api.port}:{cfg.api.port}" in service["ports"]
+    assert f"127.0.0.1:{cfg.api.port}:{cfg.api.port}" in service["ports"]  # behind a TLS proxy
     assert cfg.api.token is not None
     # the token must come from the environment, never from the mounted file
     assert "token" not in (cfg_text := alerting_path.read_text()).split("api:")[1]
@@ -101,6 +106,43 @@ def test_dispatcher_alerting_config_is_valid_and_exposed(monkeypatch):
     # CAP files land on the dispatcher's persistent volume
     state = next(v.split(":")[1] for v in service["volumes"] if v.startswith("dispatcher-state:"))
     assert all(r.directory.startswith(state) for r in cfg.receivers if getattr(r, "directory", None))
+
+
+def test_no_default_secrets_every_secret_is_required():
+    """A password or token is ``${VAR:?message}``: compose refuses to start without it, never a default."""
+    secret_keys = re.compile(r"PASSWORD|TOKEN|SECRET", re.I)
+    seen = 0
+    for name, service in SERVICES.items():
+        for key, value in (service.get("environment") or {}).items():
+            if secret_keys.search(key) and value:
+                seen += 1
+                assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", str(value)), f"{name}.{key} = {value!r}"
+    assert seen >= 5
+    assert "change-me" not in (REPO / "docker-compose.yml").read_text()
+
+
+def test_only_the_ports_users_need_are_published():
+    published = {name: service.get("ports", []) for name, service in SERVICES.items() if service.get("ports")}
+    assert published.pop("mosquitto") == ["1883:1883"]  # the devices
+    # plain HTTP (and Prometheus without any login): the host's loopback only, TLS at a reverse proxy
+    assert published == {"dispatcher": ["127.0.0.1:8080:8080"], "grafana": ["127.0.0.1:3000:3000"],
+                         "prometheus": ["127.0.0.1:9090:9090"], "cases": ["127.0.0.1:8090:8090"]}
+
+
+def test_mosquitto_needs_accounts_and_the_gateway_has_one(tmp_path):
+    conf = (REPO / "deploy" / "mosquitto.conf").read_text()
+    settings = dict(line.split(None, 1) for line in conf.splitlines() if line and not line.startswith("#"))
+    assert settings["allow_anonymous"] == "false" and settings["use_username_as_clientid"] == "true"
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in SERVICES["mosquitto"]["volumes"] if v.startswith("./")}
+    assert mounts[settings["password_file"]] in GENERATED and mounts[settings["acl_file"]] in GENERATED
+    gateway = SERVICES["gateway"]["environment"]
+    assert gateway["CITYEYE_MQTT__USERNAME"] == "cityeye-gateway"
+    assert str(gateway["CITYEYE_MQTT__PASSWORD"]).startswith("${CITYEYE_MQTT_GATEWAY_PASSWORD:?")
+    assert "/deploy/secrets/" in (REPO / ".gitignore").read_text().splitlines()
+    # the files the compose file mounts are what the documented command writes
+    assert main(["devices", "export-acl", "--credentials", str(tmp_path / "mqtt-credentials.yaml"),
+                 "--out", str(tmp_path)]) == 0
+    assert {f"./deploy/secrets/{p.name}" for p in tmp_path.iterdir()} == GENERATED
 
 
 def test_cases_service_runs_on_the_compose_postgres(tmp_path):

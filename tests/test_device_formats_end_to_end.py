@@ -6,7 +6,8 @@ import json
 import time
 
 from cityeye.config import IngestSettings
-from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, Reading, format_ts, readings_topic
+from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, format_ts, readings_topic
+from cityeye.reading_records import readings_in
 from cityeye.sensor_registry import load_registry
 from ingest.gateway import Gateway
 from ingest.mapping import SHIPPED_MAPPINGS
@@ -42,11 +43,12 @@ async def test_senml_and_vendor_payloads_arrive_as_readings_and_broken_ones_as_d
     ])
     wl, wx, tr = readings_topic("water_level"), readings_topic("weather"), readings_topic("traffic")
     got = await read_until(settings.kafka, [wl, wx, tr, TOPIC_DEADLETTER],
-                           lambda o: (len(o[wl]), len(o[wx]), len(o[tr]), len(o[TOPIC_DEADLETTER])) >= (3, 2, 1, 2))
+                           lambda o: (len(readings_in(o[wl])), len(readings_in(o[wx])), len(readings_in(o[tr])),
+                                      len(o[TOPIC_DEADLETTER])) >= (3, 2, 1, 2))
     await gateway.stop()
 
     def readings(topic):
-        return sorted(((r.sensor_id, r.ts, r.values) for r in (Reading.from_json(m.value) for m in got[topic])),
+        return sorted(((r.sensor_id, r.ts, r.values) for r in readings_in(got[topic])),
                       key=lambda r: (r[0], r[1]))
 
     assert readings(wl) == [("wl-huangpu-01", now, {"level_m": 4.62}), ("wl-huangpu-01", now + 60, {"level_m": 4.705}),
@@ -56,7 +58,7 @@ async def test_senml_and_vendor_payloads_arrive_as_readings_and_broken_ones_as_d
     assert weather[0][2]["rain_mm"] == 2.54 and round(weather[1][2]["temp_c"], 6) == 26.0
     assert round(weather[0][2]["wind_ms"], 4) == 4.4704
     assert readings(tr) == [("tr-jingan-01", now, {"flow_vph": 1200.0, "speed_kmh": 48.28032, "occupancy_pct": 20.0})]
-    assert {Reading.from_json(m.value).mqtt_topic for m in got[wl]} == {
+    assert {r.mqtt_topic for r in readings_in(got[wl])} == {
         "cityeye/huangpu/senml/wl-huangpu-01", "acme/gauge/wl-minhang-01/up"}
 
     letters = sorted((DeadLetter.from_json(m.value) for m in got[TOPIC_DEADLETTER]), key=lambda d: d.mqtt_topic)

@@ -28,6 +28,8 @@ from tests.test_alerts_dispatch import Running, dispatcher_settings
 from tests.test_gateway import WL_TOPIC, publish, reading
 
 TR_TOPIC = mqtt_topic("jingan", "traffic", "tr-jingan-01")
+#: reading the API needs a token (a read-only one is enough)
+READ_TOKEN = "device-health-read-token"
 
 
 async def test_device_health_reaches_the_api_through_kafka(settings, kafka, tmp_path):
@@ -41,8 +43,9 @@ async def test_device_health_reaches_the_api_through_kafka(settings, kafka, tmp_
                   + [(WL_TOPIC, reading(now - 10, level_m=999.0))]
                   + [(TR_TOPIC, reading(now - 60 + i, speed_kmh=40.0)) for i in range(30)])
     try:
-        async with Running(dispatcher_settings(kafka, tmp_path), config()) as d, \
-                aiohttp.ClientSession(f"http://127.0.0.1:{d.api_port}") as http:
+        async with Running(dispatcher_settings(kafka, tmp_path), config(api={"read_tokens": [READ_TOKEN]})) as d, \
+                aiohttp.ClientSession(f"http://127.0.0.1:{d.api_port}",
+                                      headers={"Authorization": f"Bearer {READ_TOKEN}"}) as http:
             async def devices(**params) -> dict:
                 async with http.get("/api/v1/devices", params=params) as r:
                     assert r.status == 200

@@ -1,44 +1,83 @@
-"""The forecast's plain-Python fit for few points gives the numpy fit's numbers bit for bit."""
+"""The running line fit of the forecast and the rate of rise: exact, O(1) state, restorable to the bit."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
+import pytest
 
-from detectors.forecast import LevelForecast, _small_fit, theil_sen
-
-
-def numpy_fit(ts: list[float], ys: list[float], now: float) -> tuple[float, ...]:
-    arr = np.asarray(list(zip(ts, ys)), dtype=float)
-    tc, y = arr[:, 0] - now, arr[:, 1]
-    slope, value = theil_sen(tc, y)
-    resid = y - (value + slope * tc)
-    sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
-    tm = float(tc.mean())
-    return slope, value, sigma, tm, float(((tc - tm) ** 2).sum())
+from detectors._line_fit import WindowedLineFit
+from detectors.forecast import LevelForecast
+from detectors.rate import RateOfChange
 
 
-def test_small_fit_is_bit_identical_to_the_numpy_fit():
-    rng = random.Random(7)
-    for _ in range(5000):
-        n = rng.randint(3, 7)
-        ts = sorted(rng.uniform(1e9, 2e9) + rng.uniform(0, 5000) for _ in range(n))
-        ts = sorted(ts[0] + (t - ts[0]) % 5000 for t in ts)
-        if rng.random() < 0.1:
-            ts[1] = ts[0]  # two readings at one time: their pair has no slope
-        ys = [rng.gauss(3.0, 1.0) for _ in range(n)]
-        now = ts[-1] + rng.choice([0.0, 10.0])
-        assert _small_fit([t - now for t in ts], ys) == numpy_fit(ts, ys, now)
+def gappy_series(n: int, seed: int) -> list[tuple[float, float]]:
+    """Readings about a minute apart at epoch-sized times, with gaps of up to 2 h, rising and noisy."""
+    rng = random.Random(seed)
+    t, out = 1.8e9 + rng.uniform(0, 1000), []
+    for i in range(n):
+        t += rng.choice([60.0, 60.0, 60.0, 17.5, 300.0]) if rng.random() > 0.01 else rng.uniform(600, 7200)
+        out.append((t, 3.0 + 0.0001 * i + rng.gauss(0, 0.05)))
+    return out
 
 
-def test_a_15_minute_gauge_gets_the_same_forecasts_on_either_path(monkeypatch):
-    series = [(i * 900.0, 3.0 + 0.1 * i + 0.03 * ((i * 7) % 5)) for i in range(40)]
-    fast = LevelForecast(level=5.5, window_s=4500.0)
-    got = [fast.update({"level_m": v}, t) for t, v in series]
-    monkeypatch.setattr("detectors.forecast._SMALL_FIT", 0)  # every fit through numpy
-    slow = LevelForecast(level=5.5, window_s=4500.0)
-    want = [slow.update({"level_m": v}, t) for t, v in series]
-    assert [f and f.message for f in got] == [f and f.message for f in want]
-    assert [f and f.extra for f in got] == [f and f.extra for f in want]
-    assert any(got)
+def test_the_running_fit_equals_a_fresh_least_squares_fit_at_every_reading():
+    fit, series = WindowedLineFit(window_s=1800.0), gappy_series(5000, 3)
+    for k, (t, y) in enumerate(series):
+        fit.add(t, y)
+        if k % 37:
+            continue
+        pts = np.asarray([(a, b) for a, b in series[max(0, k - 200): k + 1] if a >= t - 1800.0])
+        assert len(fit) == len(pts) and fit.span_s == pts[-1, 0] - pts[0, 0]
+        if len(pts) < 3:
+            continue
+        slope, intercept = np.polyfit(pts[:, 0] - t, pts[:, 1], 1)
+        est = fit.estimate(t)
+        assert est.slope == pytest.approx(slope, rel=1e-6, abs=1e-12)
+        assert est.value == pytest.approx(intercept, abs=1e-9)
+        resid = pts[:, 1] - (intercept + slope * (pts[:, 0] - t))
+        assert est.sigma == pytest.approx(float(np.sqrt((resid**2).sum() / (len(pts) - 2))), rel=1e-6)
+
+
+def test_the_fit_holds_only_its_window_in_flat_arrays():
+    fit = WindowedLineFit(window_s=3600.0)
+    for i in range(100_000):
+        fit.add(60.0 * i, float(i % 7))
+    assert len(fit) == 61
+    assert len(fit._pts.t) <= 1.25 * 61 + 16  # expired points are cut off, not kept
+    assert fit._pts.t.typecode == fit._pts.v.typecode == "d"
+
+
+@pytest.mark.parametrize("make", [lambda: LevelForecast(level=4.5, window_s=1800.0),
+                                  lambda: RateOfChange(rate_per_hour=0.3, window_s=3600.0)])
+def test_a_restored_check_computes_the_same_floats(make):
+    # a saw tooth: 0.5 m/h for 4 h from 3.0 m (the warning level 4.5 m at 3 h), then back, with noise
+    series = [(t, 3.0 + 0.5 * ((t - 1.8e9) / 3600.0 % 4.0) + 0.01 * np.sin(t)) for t, _ in gappy_series(3000, 5)]
+    live, cut = make(), 1777
+    for t, v in series[:cut]:
+        live.update({"level_m": v}, t)
+    twin = make()
+    twin.restore(json.loads(json.dumps(live.snapshot())))
+    got = [twin.update({"level_m": v}, t) for t, v in series[cut:]]
+    want = [live.update({"level_m": v}, t) for t, v in series[cut:]]
+    assert got == want and any(want)
+
+
+def test_a_lone_spike_never_reaches_the_fit():
+    r = LevelForecast(level=4.5, window_s=1800.0)
+    for i in range(31):
+        v = 4.0 + 0.5 * i / 60.0  # 0.5 m/h from 4.0 m: 4.25 m now, 30 min to go
+        f = r.update({"level_m": 9.0 if i == 20 else v}, 60.0 * i)
+    assert max(y for _, y in r._fit.points()) < 4.3  # the median of three took its neighbour's value
+    assert f.extra["eta_s"] == pytest.approx(1800.0, abs=60.0)
+    assert f.extra["rate_per_hour"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_a_snapshot_of_the_old_layout_is_read():
+    r = LevelForecast(level=4.5, window_s=1800.0)
+    r.restore({"_current": None, "_buf": [[60.0 * i, 4.0 + 0.01 * i] for i in range(20)]})
+    assert len(r._fit) == 20
+    f = r.update({"level_m": 4.2}, 60.0 * 20)
+    assert f is not None and "predicted to reach the warning level 4.50 m" in f.message

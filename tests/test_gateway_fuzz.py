@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, note, settings as hsettings, strategies as st
 
 from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, Reading, format_ts, kind_fields, mqtt_topic, readings_topic
+from cityeye.reading_records import readings_in
 from cityeye.sensor_registry import load_registry
 from ingest.gateway import Gateway
 from ingest.readback import read_until as consume
@@ -170,7 +171,7 @@ async def _run(settings, plan: Plan, base: float) -> None:
     expected_letters = len(plan.bad_whole) + len(plan.bad_items)
 
     def mine(out):
-        readings = [r for t in topics[:-1] for r in map(lambda m: Reading.from_json(m.value), out[t])
+        readings = [r for t in topics[:-1] for r in readings_in(out[t])
                     if window[0] <= r.ts <= window[1]]
         letters = [d for d in map(lambda m: DeadLetter.from_json(m.value), out[TOPIC_DEADLETTER])
                    if d.received_at >= started]  # the examples run one after the other

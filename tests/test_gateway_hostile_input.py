@@ -19,7 +19,8 @@ import pytest
 
 import ingest.formats
 from cityeye.config import IngestSettings, MqttSettings, load_settings
-from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, Reading, readings_topic
+from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, readings_topic
+from cityeye.reading_records import readings_in
 from cityeye.errors import ConfigError
 from cityeye.sensor_registry import load_registry
 from ingest.gateway import Gateway
@@ -57,12 +58,12 @@ async def test_a_lone_surrogate_is_a_dead_letter_also_retained_and_readings_flow
     await publish(settings, [(WL_TOPIC, reading(now - 50 + i, level_m=3.0)) for i in range(25)])
     expected = {ms(now - 100 + i) for i in range(25)} | {ms(now - 50 + i) for i in range(25)}
     got = await consume(settings.kafka, [WL, TOPIC_DEADLETTER],
-                        lambda o: {Reading.from_json(m.value).ts for m in o[WL]} >= expected
+                        lambda o: {r.ts for r in readings_in(o[WL])} >= expected
                         and len(o[TOPIC_DEADLETTER]) >= 3)
     await wait_for(lambda: second.stats()["messages"] == 26)
     assert all(not t.done() for t in second._tasks)  # alive
     await second.stop()
-    assert {Reading.from_json(m.value).ts for m in got[WL]} == expected
+    assert {r.ts for r in readings_in(got[WL])} == expected
     letters = letters_of(got)
     assert len(letters) == 3
     for letter in letters:
@@ -88,11 +89,11 @@ async def test_a_failure_inside_the_gateway_dead_letters_that_message_only(setti
     items = [(WL_TOPIC, reading(now - 30, level_m=1.5)), (WL_TOPIC, b'{"boom": 1}'),
              (WL_TOPIC, reading(now - 20, level_m=1.6))]
     await publish(settings, items)
-    got = await consume(settings.kafka, [WL, TOPIC_DEADLETTER], lambda o: len(o[WL]) >= 2 and o[TOPIC_DEADLETTER])
+    got = await consume(settings.kafka, [WL, TOPIC_DEADLETTER], lambda o: len(readings_in(o[WL])) >= 2 and o[TOPIC_DEADLETTER])
     await wait_for(lambda: gateway.stats()["messages"] == 3)
     stats = gateway.stats()
     await gateway.stop()
-    assert [Reading.from_json(m.value).values for m in got[WL]] == [{"level_m": 1.5}, {"level_m": 1.6}]
+    assert [r.values for r in readings_in(got[WL])] == [{"level_m": 1.5}, {"level_m": 1.6}]
     [letter] = letters_of(got)
     assert letter.reason == "internal_error: RuntimeError: boom \\udcff in handling"
     assert base64.b64decode(letter.payload_b64) == b'{"boom": 1}' and letter.sensor_id == "wl-huangpu-01"
@@ -126,6 +127,23 @@ async def test_every_topic_under_the_namespace_gets_a_reading_or_a_dead_letter(s
     assert gateway.stats()["dead_lettered"] == {"bad_topic": len(ODD_TOPICS)}
 
 
+async def test_the_notifiers_own_output_under_the_namespace_is_neither_a_reading_nor_a_dead_letter(settings):
+    """``cityeye/out/...`` (the MQTT notifier's notifications) is inside ``cityeye/#``: acknowledged, counted."""
+    gateway = Gateway(settings, load_registry(settings.registry))
+    await gateway.start()
+    now = time.time()
+    notice = b'{"status": "firing", "severity": "orange", "district": "huangpu"}'
+    await publish(settings, [("cityeye/out/huangpu/orange", notice), ("cityeye/out/huangpu/orange/extra", notice),
+                             ("cityeye/out", notice), (WL_TOPIC, reading(now - 5, level_m=1.0))])
+    got = await consume(settings.kafka, [WL, TOPIC_DEADLETTER], lambda o: o[WL])
+    await wait_for(lambda: gateway.stats()["messages"] == 4)
+    stats = gateway.stats()
+    await gateway.stop()
+    # "cityeye/out/#" also matches "cityeye/out" itself, as MQTT filters do
+    assert stats["service_output"] == 3 and stats["dead_lettered_total"] == 0 and stats["accepted"] == 1
+    assert not letters_of(got)
+
+
 async def test_fields_the_kind_does_not_declare_are_refused_or_dropped_by_configuration(settings):
     now = time.time()
     traffic_on_a_gauge = reading(now - 10, level_m=1.0, speed_kmh=42.0)
@@ -145,7 +163,7 @@ async def test_fields_the_kind_does_not_declare_are_refused_or_dropped_by_config
     await publish(settings, [(WL_TOPIC, traffic_on_a_gauge), (WL_TOPIC, reading(now - 5, speed_kmh=42.0))])
     got = await consume(settings.kafka, [WL, TOPIC_DEADLETTER], lambda o: o[WL] and len(o[TOPIC_DEADLETTER]) >= 2)
     await gateway.stop()
-    assert [Reading.from_json(m.value).values for m in got[WL]] == [{"level_m": 1.0}]
+    assert [r.values for r in readings_in(got[WL])] == [{"level_m": 1.0}]
     assert letters_of(got)[1].reason.startswith("unknown_field: no field of water_level left")
 
 

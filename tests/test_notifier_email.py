@@ -6,7 +6,6 @@ import email
 import email.policy
 import logging
 import ssl
-import subprocess
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -16,6 +15,7 @@ from alerts.notifiers import build_notifier
 from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
 from launch.servers import free_port
 from tests.notify_helpers import sample_alert, sample_notification
+from tests.tls_helpers import self_signed
 
 PASSWORD = "smtp-pass-never-logged"
 
@@ -54,11 +54,7 @@ def smtp():
 
 @pytest.fixture
 def tls_files(tmp_path):
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    return key, cert
+    return self_signed(tmp_path)
 
 
 def email_config(port: int, **kw) -> dict:

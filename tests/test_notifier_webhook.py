@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from email.utils import formatdate
 
 import pytest
 
 from alerts.notifiers import build_notifier
 from alerts.notifiers.http import SIGNATURE_HEADER, parse_retry_after, verify_signature
+from alerts.notifiers.webhook_signature import SignatureError, verify
 from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
 from launch.servers import free_port
 from tests.alerting_helpers import Receiver
@@ -106,3 +108,25 @@ async def test_a_slow_receiver_is_a_retryable_timeout():
         with pytest.raises(RetryableDeliveryError, match="timed out"):
             await notifier.send(sample_notification())
         await notifier.close()
+
+
+async def test_signature_carries_a_timestamp_and_a_replay_is_refused():
+    async with Receiver() as rx:
+        notifier = build_notifier({"name": "ops-hook", "type": "webhook", "url": rx.url(), "secret": SECRET})
+        await notifier.send(sample_notification())
+        await notifier.close()
+    (delivery,) = rx.requests
+    header = delivery.headers[SIGNATURE_HEADER]
+    t = int(header.split(",")[0].removeprefix("t="))
+    assert abs(t - time.time()) < 30 and header.split(",")[1].startswith("v1=")
+    assert verify(delivery.body, SECRET, header, now=t + 299) == t
+    with pytest.raises(SignatureError, match="replay"):   # the captured delivery sent again 6 minutes later
+        verify(delivery.body, SECRET, header, now=t + 360)
+    fresh_t = header.replace(f"t={t}", f"t={t + 360}")     # ... with its timestamp moved forward
+    with pytest.raises(SignatureError, match="does not match"):
+        verify(delivery.body, SECRET, fresh_t, now=t + 360)
+    with pytest.raises(SignatureError, match="does not match"):
+        verify(delivery.body, "another-secret", header, now=t)
+    with pytest.raises(SignatureError):
+        verify(delivery.body, SECRET, "sha256=" + header.split("v1=")[1], now=t)
+    assert verify(delivery.body, SECRET, f"t={t},v1={'0' * 64},{header.split(',')[1]}", now=t) == t  # rotation

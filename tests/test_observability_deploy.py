@@ -34,7 +34,7 @@ COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 #: the modules defining the processes' metrics
 METRIC_MODULES = ["cityeye.metrics", "ingest.metrics", "streams.metrics", "alerts.runtime.metrics",
-                  "alerts.sinks.metrics"]
+                  "alerts.sinks.metrics", "cases.metrics"]
 #: series Prometheus itself provides
 PROMETHEUS_SERIES = {"up", "ALERTS"}
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
@@ -119,7 +119,7 @@ def test_compose_prometheus_config_passes_promtool_and_scrapes_every_service():
     port = env["CITYEYE_METRICS__PORT"]
     assert env["CITYEYE_METRICS__HOST"] == "0.0.0.0"
     long_running = {name for name, s in SERVICES.items() if s.get("build") == "." and "profiles" not in s}
-    assert long_running == {"gateway", "worker", "sinks", "dispatcher"}
+    assert long_running == {"gateway", "worker", "sinks", "dispatcher", "cases"}
     assert {f"{name}:{port}" for name in long_running} <= scraped
     jobs = {job["job_name"] for job in config["scrape_configs"]}
     assert {f"cityeye-{name}" for name in long_running} <= jobs  # the rules' up{job=~"cityeye-.*"}
@@ -134,7 +134,7 @@ def test_grafana_provisioning_points_at_prometheus_and_the_dashboards():
     [source] = sources["datasources"]
     assert source["type"] == "prometheus" and source["access"] == "proxy"
     host, port = source["url"].removeprefix("http://").split(":")
-    assert host in SERVICES and f"{port}:{port}" in SERVICES[host]["ports"]
+    assert host in SERVICES and any(p.endswith(f"{port}:{port}") for p in SERVICES[host]["ports"])
     providers = yaml.safe_load((GRAFANA_DIR / "provisioning" / "dashboards" / "cityeye.yml").read_text())
     assert providers["apiVersion"] == 1
     [provider] = providers["providers"]

@@ -135,8 +135,11 @@ def test_rainstorm_resolves_and_ignores_late_readings():
 def test_rainstorm_buffer_is_bounded():
     r = RainfallAccumulation()
     feed(r, "rain_mm", [0.1] * 5000, dt=60.0)
-    assert len(r._buf) <= 12 * 60 + 1
+    assert len(r._rain) <= 12 * 60
+    assert len(r._rain.t) <= 1.25 * 12 * 60 + 16  # expired readings are cut off
     assert r.totals()[12 * H] == pytest.approx(0.1 * 720, rel=1e-6)
+    feed(r, "rain_mm", [0.0] * 5000, dt=60.0, t0=5000 * 60.0)
+    assert len(r._rain) == 0 and r.totals()[12 * H] == 0.0  # dry readings are not kept
 
 
 # -- SustainedCondition ------------------------------------------------------------

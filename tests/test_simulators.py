@@ -14,6 +14,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from launch.cli import main as cli_main
 from cityeye.contracts import TOPIC_DEADLETTER, Reading, readings_topic
+from cityeye.reading_records import readings_in
 from cityeye.sensor_registry import load_registry
 from ingest.gateway import Gateway
 from ingest.readback import read_until
@@ -172,10 +173,10 @@ async def test_run_simulation_publishes_everything_through_the_gateway(settings,
     assert result.readings == 6 * 120 and result.messages_published < result.readings
     topics = [readings_topic(k) for k in ("water_level", "traffic", "weather")]
     got = await read_until(settings.kafka, [*topics, TOPIC_DEADLETTER],
-                        lambda o: sum(len(o[t]) for t in topics) >= result.readings)
+                        lambda o: sum(len(readings_in(o[t])) for t in topics) >= result.readings)
     await gateway.stop()
     assert got[TOPIC_DEADLETTER] == []
-    delivered = {(r.sensor_id, r.ts) for t in topics for r in map(lambda m: Reading.from_json(m.value), got[t])}
+    delivered = {(r.sensor_id, r.ts) for t in topics for r in readings_in(got[t])}
     expected, _ = simulate(REGISTRY, "all", 9, Clock(result.start, 2.0))
     assert delivered == {(r.sensor_id, r.ts) for r in expected}
 

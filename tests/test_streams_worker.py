@@ -29,11 +29,13 @@ from cityeye.contracts import (
     AlertEvent,
     DeadLetter,
     Reading,
+    all_topics,
     readings_topic,
     to_json,
 )
 from cityeye.kafka import make_consumer, make_producer
 from cityeye.sensor_registry import load_registry
+from ingest.aggregation import build_records
 from simulators import DEMO_REGISTRY
 from launch.servers import free_port
 from streams.app import faust_settings
@@ -71,17 +73,29 @@ def expected_events(readings: list[Reading]) -> list[AlertEvent]:
     return [e for r in readings for e in engine.process(r)]
 
 
-async def produce(settings: Settings, readings: list[Reading], raw: list[tuple[str, bytes, bytes]] = ()) -> None:
+async def produce(settings: Settings, readings: list[Reading], raw: list[tuple[str, bytes, bytes]] = (),
+                  aggregate: int = 1) -> dict[str, int]:
+    """Send ``readings`` as single records keyed by sensor (``aggregate=1``, an old gateway's format)
+    or as the gateway's aggregated records of up to ``aggregate`` readings; returns records sent per kind."""
     producer = make_producer(settings.kafka, "test-feed")
     await producer.start()
+    sent: dict[str, int] = {}
     try:
-        for r in readings:
-            await producer.send(readings_topic(r.kind), to_json(r), key=r.sensor_id.encode())
+        if aggregate == 1:
+            for r in readings:
+                await producer.send(readings_topic(r.kind), to_json(r), key=r.sensor_id.encode())
+                sent[r.kind] = sent.get(r.kind, 0) + 1
+        else:
+            for rec in build_records(readings, all_topics().__getitem__, max_readings=aggregate, max_bytes=1 << 18):
+                await producer.send(rec.topic, rec.value, key=rec.key, partition=rec.partition, headers=rec.headers)
+                kind = rec.topic.removeprefix("readings.")
+                sent[kind] = sent.get(kind, 0) + 1
         for topic, key, value in raw:
             await producer.send(topic, value, key=key)
         await producer.flush()
     finally:
         await producer.stop()
+    return sent
 
 
 async def read_topic(settings: Settings, topic: str, until, timeout: float = 30.0) -> list[bytes]:
@@ -150,7 +164,8 @@ async def test_water_level_and_rainstorm_alerts_and_dead_letters(settings):
     assert by_payload['{"sensor_id": "wl-huangpu-01"}'].sensor_id == WL
 
 
-async def test_restart_restores_state_and_keeps_alert_ids(kafka, settings):
+@pytest.mark.parametrize("aggregate", [1, 4], ids=["single-records", "aggregated-records"])
+async def test_restart_restores_state_and_keeps_alert_ids(kafka, settings, aggregate):
     # snapshots only on transitions and shutdown: the graceful stop must carry the state over
     settings = settings.model_copy(update={"snapshot_every": 10_000})
     first = water_series([4.0] * 3 + [4.6] * 4 + [4.62])  # yellow fires; min-duration timer running
@@ -160,7 +175,7 @@ async def test_restart_restores_state_and_keeps_alert_ids(kafka, settings):
 
     stop = asyncio.Event()
     first_worker = asyncio.create_task(run_worker(settings, stop))  # the embedded runner's way
-    await produce(settings, first)
+    await produce(settings, first, aggregate=aggregate)
     before = await alerts(settings, has(1))
     stop.set()
     await asyncio.wait_for(first_worker, 30)  # returns once stopped: state snapshotted, group left
@@ -168,7 +183,7 @@ async def test_restart_restores_state_and_keeps_alert_ids(kafka, settings):
 
     async with StreamsWorker(settings) as worker:
         assert worker.streams.runtime.engine.state(WL) is not None  # restored on assignment, before any reading
-        await produce(settings, second)
+        await produce(settings, second, aggregate=aggregate)
         got = await alerts(settings, has(len(want)))
     warning = [e for e in got if e.rule == "water_level.warning"]
     assert summary(warning) == summary(want)
@@ -194,7 +209,8 @@ async def wait_committed(settings: Settings, kind: str, count: int, timeout: flo
         await asyncio.sleep(0.2)
 
 
-async def test_kill_9_keeps_episodes_and_replays_what_snapshots_missed(kafka, settings, tmp_path):
+@pytest.mark.parametrize("aggregate", [1, 3], ids=["single-records", "aggregated-records"])
+async def test_kill_9_keeps_episodes_and_replays_what_snapshots_missed(kafka, settings, tmp_path, aggregate):
     """A crashed worker's successor continues ongoing episodes under the same alert ids, and
     re-reads the readings between the last snapshots and the committed offsets."""
     config = tmp_path / "cityeye.yaml"
@@ -215,16 +231,16 @@ async def test_kill_9_keeps_episodes_and_replays_what_snapshots_missed(kafka, se
 
     proc = _worker_proc(config, log)
     try:
-        await produce(settings, first + rain_before[:1])
+        sent = await produce(settings, first + rain_before[:1], aggregate=aggregate)
         await wait_committed(settings, "weather", 1)  # the sensor's first snapshot is taken with its first batch
-        await produce(settings, rain_before[1:])
+        more = await produce(settings, rain_before[1:], aggregate=aggregate)
         before = await alerts(settings, has(1), timeout=60)
         assert [(e.state, e.severity) for e in before] == [("firing", "yellow")], log.read_text()[-3000:]
-        await wait_committed(settings, "weather", len(rain_before))
+        await wait_committed(settings, "weather", sent["weather"] + more["weather"])
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         proc = _worker_proc(config, log)
-        await produce(settings, second + rain_after)
+        await produce(settings, second + rain_after, aggregate=aggregate)
         got = await alerts(settings, lambda evs: any(e.state == "resolved" for e in evs)
                            and any(e.rule == "weather.rainstorm" for e in evs), timeout=60)
     finally:

@@ -5,7 +5,8 @@
 425, 429 (with ``retry_after`` from ``Retry-After``), timeouts and
 connection errors raise :class:`RetryableDeliveryError`; other statuses
 raise :class:`PermanentDeliveryError`. :func:`signature` is the
-``X-CityEye-Signature`` value (``sha256=<hex HMAC-SHA256 of the body>``).
+``X-CityEye-Signature`` value (``t=<unix>,v1=<hex HMAC-SHA256 of "t.body">``,
+:mod:`alerts.notifiers.webhook_signature`), made afresh for every attempt.
 Errors name the status and the URL without its query string or user info,
 never the secret.
 """
@@ -13,8 +14,6 @@ never the secret.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import time
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
@@ -22,25 +21,27 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import SecretStr
 
+from alerts.notifiers.webhook_signature import SIGNATURE_HEADER, SignatureError, sign, verify
 from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
 
 __all__ = ["SIGNATURE_HEADER", "signature", "verify_signature", "parse_retry_after", "safe_url", "post"]
-
-SIGNATURE_HEADER = "X-CityEye-Signature"
 
 #: statuses other than 5xx that are worth retrying
 _RETRYABLE_4XX = {408, 425, 429}
 
 
 def signature(body: bytes, secret: SecretStr | str) -> str:
-    """``sha256=<hex HMAC-SHA256 of body keyed with secret>``."""
-    key = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
-    return "sha256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+    """The ``X-CityEye-Signature`` value for ``body`` now: ``t=<unix>,v1=<hex HMAC-SHA256 of "t.body">``."""
+    return sign(body, secret)
 
 
-def verify_signature(body: bytes, secret: SecretStr | str, header: str) -> bool:
-    """Constant-time check of a received signature header (for receivers and tests)."""
-    return hmac.compare_digest(signature(body, secret), header or "")
+def verify_signature(body: bytes, secret: SecretStr | str, header: str | None) -> bool:
+    """Whether a received signature header is right and recent (see :mod:`.webhook_signature`)."""
+    try:
+        verify(body, secret, header)
+    except SignatureError:
+        return False
+    return True
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -32,6 +32,7 @@ from pydantic import Field, SecretStr, field_validator
 from alerts.model import AlertSnapshot
 from alerts.notification import Notification, Notifier
 from alerts.notifiers.common import ChannelConfig, scrubbed
+from cityeye.config import MqttTls
 from cityeye.contracts import SEVERITY_RANK
 from cityeye.errors import PermanentDeliveryError, RetryableDeliveryError
 
@@ -51,7 +52,8 @@ class MqttConfig(ChannelConfig):
     qos: Literal[1, 2] = 1
     retain: bool = False
     timeout_s: float = Field(10.0, gt=0, le=300)
-    tls: bool = False
+    #: ``true`` (the system's CAs) or ``{enabled, ca_file, cert_file, key_file}``
+    tls: MqttTls = MqttTls()
 
     @field_validator("topic_template")
     @classmethod
@@ -127,8 +129,9 @@ class MqttNotifier(Notifier):
         client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=c.client_id or f"cityeye-notifier-{c.name}")
         if c.username:
             client.username_pw_set(c.username, c.password.get_secret_value() if c.password else None)
-        if c.tls:
-            client.tls_set()
+        tls = c.tls.tls_set_kwargs()
+        if tls is not None:
+            client.tls_set(**tls)
         client.connect_timeout = c.timeout_s
         self._connected.clear()
         self._connack = None

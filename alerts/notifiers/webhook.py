@@ -2,8 +2,10 @@
 
 ``POST url`` with ``Content-Type: application/json``, ``Idempotency-Key:
 <notification.id>`` (the same for every retry and re-send of this group
-state), ``X-CityEye-Signature: sha256=<hex HMAC-SHA256 of the body>`` when a
-``secret`` is configured, and ``Authorization: Bearer`` when a
+state), ``X-CityEye-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`` when a
+``secret`` is configured (signed afresh for every attempt; receivers check it
+with :func:`alerts.notifiers.webhook_signature.verify` and refuse replays older
+than 5 minutes), and ``Authorization: Bearer`` when a
 ``bearer_token`` is. 2xx is delivered; 5xx/429/timeouts are retryable
 (429 and 503 honour ``Retry-After``, seconds or an HTTP date); other 4xx
 are permanent.

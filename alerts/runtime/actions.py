@@ -10,9 +10,10 @@ alert's events*, in the same transaction as the rest of its batch.
 Record body (JSON)::
 
     {"id": "<uuid hex>", "op": "ack" | "assign" | "resolve" | "comment"
-                               | "silence_add" | "silence_expire",
+                               | "silence_add" | "silence_expire" | "notification_replay",
      "alert_id", "by", "comment", "assignee", "text",   # alert actions
-     "silence" (a Silence dict), "silence_id", "at"}     # silence actions
+     "silence" (a Silence dict), "silence_id", "at",     # silence actions
+     "notification_id", "by"}                            # replay of a dead notification
 
 The owner records the outcome under the action id in its state file
 (``Store.save_action_outcome``: status 200 with the alert or silence, 404,
@@ -30,8 +31,9 @@ from typing import Any
 from alerts.pipeline.dispatch_engine import ActionConflict, AlertNotFound, Engine
 from alerts.model import Alert
 from alerts.pipeline.silence import Silence
+from alerts.runtime.redelivery import replay
 
-__all__ = ["ACTION_HEADER", "SOURCE_HEADER", "ALERT_OPS", "header", "encode_action", "apply_action",
+__all__ = ["ACTION_HEADER", "SOURCE_HEADER", "ALERT_OPS", "REPLAY_OP", "header", "encode_action", "apply_action",
            "outcome_result"]
 
 #: header marking an API action on alerts.grouped (events carry none)
@@ -40,6 +42,7 @@ ACTION_HEADER = "cityeye-action"
 SOURCE_HEADER = "cityeye-source"
 ALERT_OPS = ("ack", "assign", "resolve", "comment")
 _SILENCE_OPS = ("silence_add", "silence_expire")
+REPLAY_OP = "notification_replay"
 
 
 def header(rec: Any, name: str) -> bytes | None:
@@ -52,7 +55,7 @@ def header(rec: Any, name: str) -> bytes | None:
 
 def encode_action(op: str, **fields: Any) -> tuple[str, bytes]:
     """A new action's id and record value."""
-    if op not in ALERT_OPS + _SILENCE_OPS:
+    if op not in (*ALERT_OPS, *_SILENCE_OPS, REPLAY_OP):
         raise ValueError(f"unknown action {op!r}")
     action_id = uuid.uuid4().hex
     return action_id, json.dumps({"id": action_id, "op": op, **fields}, ensure_ascii=False).encode()
@@ -92,6 +95,8 @@ def _apply(engine: Engine, d: dict[str, Any], now: float) -> dict[str, Any]:
             raise ValueError("action field 'at' must be a number (epoch seconds)")
         # expired when the officer asked (as the API answers), never later than the owner's clock
         return engine.expire_silence(_text(d, "silence_id"), min(now, float(at))).to_dict()
+    if op == REPLAY_OP:
+        return replay(engine, _text(d, "notification_id"), _text(d, "by"), now)
     raise ValueError(f"unknown action {str(op)[:40]!r}")
 
 
@@ -124,9 +129,13 @@ def apply_action(engine: Engine, raw: bytes, now: float) -> str | None:
     return problem
 
 
-def outcome_result(status: int, body: dict[str, Any], silence: bool = False) -> Alert | Silence:
-    """The API's view of an outcome: the alert (or silence), or the error the engine raised."""
+def outcome_result(status: int, body: dict[str, Any], silence: bool = False,
+                   raw: bool = False) -> Alert | Silence | dict[str, Any]:
+    """The API's view of an outcome: the alert (or silence, or with ``raw`` the body itself), or the error
+    the engine raised."""
     if status == 200:
+        if raw:
+            return body
         return Silence.from_dict(body) if silence else Alert.from_dict(body)
     message = str(body.get("message", "action refused"))
     if status == 404:

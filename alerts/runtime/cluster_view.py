@@ -29,7 +29,7 @@ from typing import Any, Awaitable, Callable, Iterator
 
 from aiohttp import web
 
-from alerts.runtime.actions import encode_action, outcome_result
+from alerts.runtime.actions import REPLAY_OP, encode_action, outcome_result
 from alerts.pipeline.dispatch_engine import ActionConflict, AlertNotFound
 from alerts.model import Alert
 from alerts.pipeline.silence import Silence
@@ -191,6 +191,21 @@ class ClusterView:
     async def resolve(self, alert_id: str, actor: str, now: float, comment: str = "") -> Alert:
         return await self._alert_action("resolve", alert_id, by=actor, comment=comment)
 
+    def dead_notifications(self, state: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for p, store in self._each():
+            rows += self._read(lambda s: s.dead_notifications(state, limit), p, store) or []
+        return sorted(rows, key=lambda d: (-d["at"], d["id"]))[:limit]
+
+    async def replay_notification(self, notification_id: str, by: str, now: float) -> dict[str, Any]:
+        """Have the owner of the partition holding dead notification ``notification_id`` queue it again."""
+        for p, store in self._each():
+            if self._read(lambda s: s.dead_notification(notification_id), p, store) is not None:
+                action_id, value = encode_action(REPLAY_OP, notification_id=notification_id, by=by)
+                await self.publish(p, value)
+                return _result(*await self._outcome(p, action_id), raw=True)
+        raise AlertNotFound(f"no dead notification with id {notification_id[:64]!r}")
+
     async def add_silence(self, silence: Silence, now: float) -> Silence:
         silence.created_at = silence.created_at or now
         return await self._broadcast("silence_add", silence=silence.to_dict())
@@ -204,8 +219,8 @@ class ClusterView:
         return await self._broadcast("silence_expire", silence_id=silence_id, at=now)
 
 
-def _result(status: int, body: dict[str, Any], silence: bool = False) -> Any:
+def _result(status: int, body: dict[str, Any], silence: bool = False, raw: bool = False) -> Any:
     try:
-        return outcome_result(status, body, silence)
+        return outcome_result(status, body, silence, raw)
     except ValueError as exc:  # the owner found the action malformed
         raise web.HTTPUnprocessableEntity(reason=str(exc)[:500]) from None

@@ -10,8 +10,15 @@ caused it). One worker per receiver sends its due rows in order:
 * :class:`~cityeye.errors.RetryableDeliveryError` (or a timeout, or an
   unexpected exception in the notifier) → the attempt is counted and the
   row waits :meth:`alerts.notification.Backoff.delay` (``retry_after``
-  wins) before the next try; after ``max_attempts`` it is dead-lettered;
-* :class:`~cityeye.errors.PermanentDeliveryError` → dead-lettered at once.
+  wins) before the next try; after ``max_attempts`` it is dead-lettered
+  *and stays in the outbox* (``delivery.redeliver``, the default): it is
+  redelivered with a backoff growing from ``backoff_max`` to
+  ``redelivery_max`` (5 min) until the receiver takes it, without an
+  operator; its state is kept in ``dead_notifications`` (``redelivering``,
+  then ``delivered``);
+* :class:`~cityeye.errors.PermanentDeliveryError` → dead-lettered at once
+  (``dead``); an operator replays it through the API once the receiver is
+  fixed (``POST /api/v1/notifications/dead/{id}/replay``, alerts/runtime/redelivery.py).
 
 The times recorded (timelines, the notification log, dead letters) come
 from ``clock``, the partition's clock (the wall's, or the events' own time
@@ -62,6 +69,9 @@ class DeliveryManager:
         self.engine, self.store, self.notifiers = engine, engine.store, notifiers
         self.backoff = Backoff(initial_s=cfg.backoff_initial, max_s=cfg.backoff_max,
                                max_attempts=cfg.max_attempts, jitter=cfg.jitter)
+        #: the backoff of redeliveries once max_attempts ran out (None: dead-letter them instead)
+        self.redelivery = Backoff(initial_s=cfg.backoff_max, max_s=max(cfg.backoff_max, cfg.redelivery_max),
+                                  max_attempts=2**31, jitter=cfg.jitter) if cfg.redeliver else None
         self.deadletter, self.clock = deadletter, clock
         #: what retries are scheduled on (the same as ``clock`` unless the engine runs on event time)
         self.wall = wall or clock
@@ -151,6 +161,8 @@ class DeliveryManager:
         now = self.clock()
         metrics.DELIVERY_LATENCY.labels(*labels).observe(max(0.0, now - note.created_at))
         with self.store.transaction():
+            if self.store.dead_notification(note.id) is not None:
+                self.store.dead_notification_state(note.id, "delivered")
             self.store.mark_delivered(note.id, note.receiver, attempt, now)
             self.engine.record_delivery(note, attempt, "delivered", f"attempt {attempt}", now)
             self.engine.receiver_recovered(note.receiver, now)
@@ -159,7 +171,9 @@ class DeliveryManager:
 
     async def _retry(self, note: Notification, attempt: int, reason: str, retry_after: float | None) -> str:
         if attempt >= self.backoff.max_attempts:
-            return await self._dead(note, attempt, f"gave up after {attempt} attempt(s): {reason}")
+            if self.redelivery is None:
+                return await self._dead(note, attempt, f"gave up after {attempt} attempt(s): {reason}")
+            return await self._redeliver_later(note, attempt, reason, retry_after)
         now = self.clock()
         delay = self.backoff.delay(attempt, retry_after)
         log.info("notification %s to %s: attempt %d failed (%s); retrying in %.2f s",
@@ -170,25 +184,62 @@ class DeliveryManager:
         self._committed()
         return "retrying"
 
+    async def _redeliver_later(self, note: Notification, attempt: int, reason: str,
+                               retry_after: float | None) -> str:
+        """Retries ran out: dead-letter it once (the store, Kafka, the internal alert), keep it queued for
+        redelivery on the slower backoff."""
+        assert self.redelivery is not None
+        now = self.clock()
+        first = attempt == self.backoff.max_attempts  # this round of attempts just ran out
+        delay = self.redelivery.delay(attempt - self.backoff.max_attempts + 1, retry_after)
+        text = f"gave up after {attempt} attempt(s): {reason}" if first else f"redelivery failed: {reason}"
+        record = self._letter(note, attempt, text, now, redelivery=True)
+        with self.store.transaction():
+            self.store.outbox_attempted(note.id, attempt, self.wall() + delay, reason)
+            self.store.dead_notification_put(note.id, note.receiver, "redelivering", attempt, text, note.to_dict(), now)
+            if first:
+                self.store.add_deadletter("notification", text, record, now)
+                self.engine.record_delivery(note, attempt, "redelivering", text, now)
+                self.engine.receiver_failing(note.receiver, reason, now)
+        self._committed()
+        if first:
+            metrics.NOTIFICATIONS_DEAD_LETTERED.labels(note.receiver, metrics.integration_of(
+                self.notifiers.get(note.receiver))).inc()
+            log.warning("notification %s to %s dead-lettered, redelivered until the receiver takes it: %s",
+                        note.id, note.receiver, text)
+            await self._publish(record)
+        else:
+            log.info("notification %s to %s: %s; next redelivery in %.0f s", note.id, note.receiver, text, delay)
+        return "redelivering"
+
     async def _dead(self, note: Notification, attempt: int, reason: str) -> str:
         now = self.clock()
         log.warning("notification %s to %s dead-lettered: %s", note.id, note.receiver, reason)
         metrics.NOTIFICATIONS_DEAD_LETTERED.labels(note.receiver, metrics.integration_of(
             self.notifiers.get(note.receiver))).inc()
-        record = {"kind": "notification", "reason": reason, "receiver": note.receiver, "attempts": attempt,
-                  "at": now, "notification": note.to_dict()}
+        record = self._letter(note, attempt, reason, now, redelivery=False)
         with self.store.transaction():
             self.store.add_deadletter("notification", reason, record, now)
+            self.store.dead_notification_put(note.id, note.receiver, "dead", attempt, reason, note.to_dict(), now)
             self.store.outbox_remove(note.id)
             self.engine.record_delivery(note, attempt, "dead", reason, now)
             self.engine.receiver_failing(note.receiver, reason, now)
         self._committed()
+        await self._publish(record)
+        return "dead"
+
+    @staticmethod
+    def _letter(note: Notification, attempt: int, reason: str, now: float, redelivery: bool) -> dict:
+        return {"kind": "notification", "reason": reason, "receiver": note.receiver, "attempts": attempt,
+                "at": now, "redelivery": redelivery, "notification": note.to_dict()}
+
+    async def _publish(self, record: dict) -> None:
         if self.deadletter is not None:
             try:
                 await self.deadletter(record)
             except Exception as exc:  # the store keeps the record; Kafka is a copy
-                log.warning("dead letter of %s not published to Kafka (kept in the store): %s", note.id, exc)
-        return "dead"
+                log.warning("dead letter of %s not published to Kafka (kept in the store): %s",
+                            record["notification"]["id"], exc)
 
     def _committed(self) -> None:
         woken, self.engine.woken = self.engine.woken, set()

@@ -55,6 +55,9 @@ CREATE TABLE IF NOT EXISTS notification_log (
 CREATE TABLE IF NOT EXISTS deadletters (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, kind TEXT NOT NULL, reason TEXT NOT NULL,
     body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_notifications (
+    id TEXT PRIMARY KEY, receiver TEXT NOT NULL, at REAL NOT NULL, state TEXT NOT NULL,
+    attempts INTEGER NOT NULL, reason TEXT NOT NULL, replayed_by TEXT NOT NULL DEFAULT '', body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS history_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS actions (
     id TEXT PRIMARY KEY, at REAL NOT NULL, status INTEGER NOT NULL, body TEXT NOT NULL);
@@ -254,6 +257,38 @@ class Store:
         if kind:
             q, args = q + " WHERE kind = ?", (kind,)
         return [{"at": at, "kind": k, "reason": r, "body": json.loads(b)} for at, k, r, b in self.db.execute(q, args)]
+
+    # -- notifications whose retries ran out: redelivered, or replayed by an operator --------
+    def dead_notification_put(self, nid: str, receiver: str, state: str, attempts: int, reason: str,
+                              body: dict[str, Any], now: float) -> None:
+        """Record (or update) a notification whose retries ran out: ``redelivering`` or ``dead``."""
+        self.db.execute(
+            "INSERT INTO dead_notifications(id, receiver, at, state, attempts, reason, body) VALUES (?,?,?,?,?,?,?) "
+            "ON CONFLICT(id) DO UPDATE SET at = excluded.at, state = excluded.state, attempts = excluded.attempts, "
+            "reason = excluded.reason", (nid, receiver, now, state, attempts, reason[:1000], _dump(body)))
+
+    def dead_notification_state(self, nid: str, state: str, replayed_by: str = "") -> None:
+        self.db.execute("UPDATE dead_notifications SET state = ?, replayed_by = CASE WHEN ? = '' THEN replayed_by "
+                        "ELSE ? END WHERE id = ?", (state, replayed_by, replayed_by, nid))
+
+    def dead_notifications(self, state: str | None = None, limit: int = 500,
+                           nid: str | None = None) -> list[dict[str, Any]]:
+        """Newest first; each ``{id, receiver, at, state, attempts, reason, replayed_by, notification}``."""
+        where = [(c, v) for c, v in (("state", state), ("id", nid)) if v]
+        q = "SELECT id, receiver, at, state, attempts, reason, replayed_by, body FROM dead_notifications"
+        if where:
+            q += " WHERE " + " AND ".join(f"{c} = ?" for c, _ in where)
+        rows = self.db.execute(q + " ORDER BY at DESC, id LIMIT ?", (*(v for _, v in where), limit))
+        keys = ("id", "receiver", "at", "state", "attempts", "reason", "replayed_by")
+        return [{**dict(zip(keys, r[:7])), "notification": json.loads(r[7])} for r in rows]
+
+    def dead_notification(self, nid: str) -> dict[str, Any] | None:
+        found = self.dead_notifications(nid=nid, limit=1)
+        return found[0] if found else None
+
+    def outbox_requeue(self, nid: str) -> bool:
+        """Make a queued notification due at once with fresh attempts; False if it is not in the outbox."""
+        return self.db.execute("UPDATE outbox SET attempts = 0, last_error = '' WHERE id = ?", (nid,)).rowcount == 1
 
     def history_add(self, records: list[dict[str, Any]]) -> None:
         if not self.history_enabled or not records:

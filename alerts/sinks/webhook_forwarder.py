@@ -4,7 +4,8 @@ Each :class:`~cityeye.contracts.AlertEvent` is POSTed to
 ``settings.webhook.url`` as its JSON with ``Idempotency-Key: <event_id>``
 (the same on every retry and redelivery, so the receiver can drop
 duplicates) and, when ``settings.webhook.secret`` is set,
-``X-CityEye-Signature: sha256=<hex HMAC-SHA256 of the body>``.
+``X-CityEye-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">``, signed afresh
+for every attempt (:mod:`alerts.notifiers.webhook_signature`).
 
 5xx, 429 (honouring ``Retry-After``), timeouts and refused connections are
 retried with :class:`~alerts.notification.Backoff` (``backoff_initial_s``,
@@ -86,10 +87,10 @@ class WebhookForwarder(BaseSink[AlertEvent]):
         return rejected
 
     async def _deliver(self, event: AlertEvent) -> Rejected[AlertEvent] | None:
-        body, headers = event_request(event, self.settings.secret)
         attempt = 0
         while True:
             attempt += 1
+            body, headers = event_request(event, self.settings.secret)  # signed afresh: its timestamp is now
             try:
                 await post(self._session, self.settings.url, body, headers, self.settings.timeout_s)
                 return None

@@ -13,6 +13,9 @@ GET      /api/v1/silences                      all silences with their state
 POST     /api/v1/silences                      ``{"matchers", "starts_at"?, "ends_at" | "duration",
                                                "created_by", "comment"}``
 DELETE   /api/v1/silences/{id}                 expire a silence
+GET      /api/v1/notifications/dead            notifications whose retries ran out: state
+                                               (redelivering|dead|replayed|delivered), limit
+POST     /api/v1/notifications/dead/{id}/replay  ``{"by"}``: queue it again, due at once
 GET      /api/v1/devices                       device health (alerts/web/devices.py); filters:
                                                district, kind, status
 GET      /api/v1/devices/{id}                  one device's health
@@ -21,16 +24,17 @@ GET      /api/v1/openapi.json                  OpenAPI 3 description
 GET      /  and  /console/                     the duty officers' web console (alerts/web/console/)
 =======  ====================================  ==========================================
 
-Write actions need ``Authorization: Bearer <api.token>`` (compared in
-constant time; without a configured token they are refused). Errors are
-``{"error": {"status", "message"}}`` with 400 (bad JSON), 401 (token),
+Every ``/api/v1/`` call but the OpenAPI document needs ``Authorization:
+Bearer <token>`` (alerts/web/auth.py): reads a read token (``api.read_tokens``)
+or the write token (``api.token``), write actions the write token. Errors are
+``{"error": {"status", "message"}}`` with 400 (bad JSON), 401 (token), 403 (a
+read token on a write),
 404 (unknown id), 409 (action does not fit the state) or 422 (invalid
 fields, naming them).
 """
 
 from __future__ import annotations
 
-import hmac
 import inspect
 import json
 import time
@@ -42,6 +46,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from alerts.config import ApiConfig, Matchers, parse_duration
 from alerts.runtime.cluster_view import ClusterView
 from alerts.runtime.device_health import DeviceHealthView
+from alerts.runtime.redelivery import DEAD_STATES, replay
+from alerts.web.auth import TokenAuth, token_middleware
 from alerts.web.console import add_console_routes
 from alerts.web.devices import add_device_routes
 from alerts.pipeline.dispatch_engine import ActionConflict, AlertNotFound, Engine
@@ -68,6 +74,10 @@ class AckBody(_Body):
 class AssignBody(_Body):
     by: str = _Actor
     assignee: str = _Actor
+
+
+class ReplayBody(_Body):
+    by: str = _Actor
 
 
 class CommentBody(_Body):
@@ -100,6 +110,14 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": {"status": status, "message": message}}, status=status)
 
 
+def _limit(request: web.Request) -> int | web.Response:
+    """The ``limit`` query parameter (1 to 5000, default 500), or the 422 refusing it."""
+    try:
+        return max(1, min(5000, int(request.query.get("limit", "500"))))
+    except ValueError:
+        return _error(422, "limit: must be an integer")
+
+
 def _fields(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg'].removeprefix('Value error, ')}"
                      for e in exc.errors())
@@ -115,7 +133,6 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
     partition's state, actions applied by their owners); an :class:`Engine` serves
     the same API directly (tests, tools).
     """
-    token = api.token.get_secret_value().encode() if api.token else None
     store = engine.store
 
     @web.middleware
@@ -130,20 +147,6 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
             return _error(404, str(exc))
         except ActionConflict as exc:
             return _error(409, str(exc))
-
-    def authorise(request: web.Request) -> web.Response | None:
-        if token is None:
-            return _error(401, "write actions are disabled: no api.token is configured")
-        header = request.headers.get("Authorization", "")
-        given = header[7:].strip().encode() if header.lower().startswith("bearer ") else b""
-        if not given or not hmac.compare_digest(given, token):
-            return _error(401, "missing or wrong bearer token")
-        return None
-
-    async def authorised_body(request: web.Request, model: type[BaseModel]) -> BaseModel | web.Response:
-        """The request's validated body, or the response refusing it (no or a wrong token, a bad body)."""
-        denied = authorise(request)
-        return denied if denied is not None else await body_of(request, model)
 
     async def body_of(request: web.Request, model: type[BaseModel]) -> BaseModel | web.Response:
         try:
@@ -177,10 +180,9 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
 
     async def list_alerts(request: web.Request) -> web.Response:
         q = dict(request.query)
-        try:
-            limit = max(1, min(5000, int(q.get("limit", "500"))))
-        except ValueError:
-            return _error(422, "limit: must be an integer")
+        limit = _limit(request)
+        if isinstance(limit, web.Response):
+            return limit
         alerts = list(engine.active.values())
         if q.get("state") in (None, "", "resolved"):
             alerts += [Alert.from_dict(d) for d in store.resolved_alerts(limit)]
@@ -196,7 +198,7 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
 
     def action(model: type[BaseModel], apply: Callable[[str, Any, float], Alert]):
         async def handler(request: web.Request) -> web.Response:
-            body = await authorised_body(request, model)
+            body = await body_of(request, model)
             if isinstance(body, web.Response):
                 return body
             alert = await write(lambda: apply(request.match_info["id"], body, clock()))
@@ -209,7 +211,7 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
         return web.json_response({"silences": sorted(out, key=lambda s: -s["created_at"])})
 
     async def create_silence(request: web.Request) -> web.Response:
-        body = await authorised_body(request, SilenceBody)
+        body = await body_of(request, SilenceBody)
         if isinstance(body, web.Response):
             return body
         now = clock()
@@ -226,12 +228,30 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
         return web.json_response({**silence.to_dict(), "state": silence.state(now)}, status=201)
 
     async def expire_silence(request: web.Request) -> web.Response:
-        denied = authorise(request)
-        if denied is not None:
-            return denied
         now = clock()
         silence = await write(lambda: engine.expire_silence(request.match_info["id"], now))
         return web.json_response({**silence.to_dict(), "state": silence.state(now)})
+
+    async def dead_notifications(request: web.Request) -> web.Response:
+        state = request.query.get("state") or None
+        if state is not None and state not in DEAD_STATES:
+            return _error(422, f"state: one of {', '.join(DEAD_STATES)}")
+        limit = _limit(request)
+        if isinstance(limit, web.Response):
+            return limit
+        rows = store.dead_notifications(state, limit)
+        return web.json_response({"notifications": rows, "total": len(rows)})
+
+    async def replay_notification(request: web.Request) -> web.Response:
+        body = await body_of(request, ReplayBody)
+        if isinstance(body, web.Response):
+            return body
+        nid = request.match_info["id"]
+        if isinstance(engine, ClusterView):  # the owner of its partition applies it
+            result = await write(lambda: engine.replay_notification(nid, body.by, clock()))
+        else:
+            result = await write(lambda: replay(engine, nid, body.by, clock()))
+        return web.json_response(result)
 
     async def status(request: web.Request) -> web.Response:
         return web.json_response(engine.stats())
@@ -239,7 +259,8 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(OPENAPI)
 
-    app = web.Application(middlewares=[errors], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[errors, token_middleware(TokenAuth(api), _error)],
+                          client_max_size=MAX_BODY_BYTES)
     app.router.add_get("/api/v1/alerts", list_alerts)
     app.router.add_get("/api/v1/alerts/{id}", get_alert)
     app.router.add_post("/api/v1/alerts/{id}/ack",
@@ -253,6 +274,8 @@ def create_app(engine: Engine | ClusterView, api: ApiConfig, on_commit: Callable
     app.router.add_get("/api/v1/silences", list_silences)
     app.router.add_post("/api/v1/silences", create_silence)
     app.router.add_delete("/api/v1/silences/{id}", expire_silence)
+    app.router.add_get("/api/v1/notifications/dead", dead_notifications)
+    app.router.add_post("/api/v1/notifications/dead/{id}/replay", replay_notification)
     app.router.add_get("/api/v1/status", status)
     add_device_routes(app, devices if devices is not None else DeviceHealthView(), clock)
     app.router.add_get("/api/v1/openapi.json", openapi)

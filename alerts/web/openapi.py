@@ -17,7 +17,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-_ERRORS = {code: {"$ref": f"#/components/responses/E{code}"} for code in ("400", "401", "404", "409", "422")}
+_ERRORS = {code: {"$ref": f"#/components/responses/E{code}"} for code in ("400", "401", "403", "404", "409", "422")}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _SECURED = [{"bearer": []}]
 
@@ -42,6 +42,8 @@ OPENAPI: dict[str, Any] = {
              "description": "Alerts (list, inspect, acknowledge, assign, comment, resolve), silences "
                              "and device health."},
     "servers": [{"url": "/"}],
+    # every call needs a bearer token: reads a read token or the write token, writes the write token
+    "security": _SECURED,
     "paths": {
         "/api/v1/alerts": {"get": {
             "summary": "List alerts (active first, then recently resolved)",
@@ -76,6 +78,22 @@ OPENAPI: dict[str, Any] = {
             "summary": "Expire a silence now", "security": _SECURED, "parameters": [_ID],
             "responses": {"200": _json(_ref("Silence"), "the expired silence"), **_ERRORS},
         }},
+        "/api/v1/notifications/dead": {"get": {
+            "summary": "Notifications whose retries ran out (redelivering, dead, replayed, delivered)",
+            "parameters": [{"name": "state", "in": "query", "schema": {"type": "string", "enum": [
+                "redelivering", "dead", "replayed", "delivered"]}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 5000}}],
+            "responses": {"200": _json({"type": "object", "properties": {
+                "notifications": {"type": "array", "items": _ref("DeadNotification")},
+                "total": {"type": "integer"}}}, "dead notifications"), "422": _ERRORS["422"]},
+        }},
+        "/api/v1/notifications/dead/{id}/replay": {"post": {
+            "summary": "Queue a dead notification again, due at once (same id and Idempotency-Key)",
+            "parameters": [_ID],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["by"], "properties": {"by": _STR}}}}},
+            "responses": {"200": _json(_ref("DeadNotification"), "the dead notification, now replayed"), **_ERRORS},
+        }},
         "/api/v1/devices": {"get": {
             "summary": "Device health as the ingest gateway reports it (problems first)",
             "parameters": [{"name": "district", "in": "query", "schema": _STR},
@@ -91,14 +109,19 @@ OPENAPI: dict[str, Any] = {
         }},
         "/api/v1/status": {"get": {"summary": "Counts of alerts, groups, silences, outbox",
                                    "responses": {"200": _json({"type": "object"}, "status")}}},
-        "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json({"type": "object"}, "spec")}}},
+        "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": _json({"type": "object"}, "spec")}}},
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "responses": {code: _json(_ref("Error"), text) for code, text in (
-            ("E400", "request body is not JSON"), ("E401", "missing or wrong bearer token"), ("E404", "unknown id"),
+            ("E400", "request body is not JSON"), ("E401", "missing or wrong bearer token"),
+            ("E403", "a read-only token on a write action"), ("E404", "unknown id"),
             ("E409", "the action does not fit the current state"), ("E422", "invalid fields (named in the message)"))},
         "schemas": {
+            "DeadNotification": {"type": "object", "properties": {
+                "id": _STR, "receiver": _STR, "at": _NUM, "attempts": {"type": "integer"}, "reason": _STR,
+                "state": {"type": "string", "enum": ["redelivering", "dead", "replayed", "delivered"]},
+                "replayed_by": _STR, "notification": {"type": "object"}}},
             "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
                 "status": {"type": "integer"}, "message": _STR}}}},
             "Alert": {"type": "object", "properties": {

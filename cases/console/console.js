@@ -19,6 +19,9 @@ const ACTIONS = {
 };
 const URGENCY = { urgent: "紧急 Urgent", high: "较急 High", normal: "一般 Normal" };
 const SEVERITY = { red: "红色 Red", orange: "橙色 Orange", yellow: "黄色 Yellow", blue: "蓝色 Blue" };
+const LEVELS = {
+  city: "市级 City", district: "区级 District", street: "街镇级 Street/town", grid: "网格 Grid", community: "社区 Community",
+};
 const ROLES = {
   duty_officer: "值班员 Duty officer", dispatcher: "派遣员 Dispatcher", handler: "处置人员 Handler",
   supervisor: "监督员 Supervisor", head_of_shift: "值班长 Head of shift",
@@ -56,8 +59,14 @@ async function call(method, path, body) {
   return data;
 }
 
+// "中文 English" as the Chinese, then the English marked lang="en" (screen readers switch voice)
+function bilingual(text) {
+  const cut = text.search(/ [A-Za-z]/);
+  return cut < 0 ? [text] : [text.slice(0, cut + 1), el("span", { lang: "en", text: text.slice(cut + 1) })];
+}
+
 function badge(kind, key, labels) {
-  return el("span", { class: `badge ${kind}-${key}`, text: labels[key] || key });
+  return el("span", { class: `badge ${kind}-${key}` }, ...bilingual(labels[key] || key));
 }
 
 // -- signing in and out
@@ -77,6 +86,11 @@ function signedOut() {
   token = ""; me = null; current = null;
   sessionStorage.removeItem("cases-token");
   $("#app").hidden = true; $("#signin").hidden = false; $("#signout").hidden = true; $("#who").textContent = "";
+  // nothing of the last person's cases stays in the page for the next one at the same desk
+  $("#detail").hidden = true;
+  for (const sel of ["#detail-h", "#facts", "#actions", "#timeline", "#alerts tbody", "#board tbody", "#map", "#map-list"]) {
+    $(sel).replaceChildren();
+  }
 }
 
 async function signOut() {
@@ -91,11 +105,15 @@ async function start() {
   org = await call("GET", "/org");
   $("#who").textContent = `${me.name} · ${ROLES[me.role]} · ${me.unit_name}${me.department_name ? " · " + me.department_name : ""}`;
   $("#signin").hidden = true; $("#app").hidden = false; $("#signout").hidden = false;
+  $("#board-scope").textContent = me.role === "handler"
+    ? `${me.department_name}：本部门的工单 your department's cases`
+    : `${me.unit_name} · ${LEVELS[me.level] || me.level}：本级及下级的工单 cases here and below`;
   $("#file").hidden = me.role === "handler";
   fillSelects();
   await refresh();
   say(`已登录 Signed in as ${me.username}`);
-  $("#board-h").focus && $("#board-h").setAttribute("tabindex", "-1");
+  $("#board-h").setAttribute("tabindex", "-1");
+  $("#board-h").focus();
 }
 
 function fillSelects() {
@@ -111,6 +129,18 @@ function fillSelects() {
   }
 }
 
+// Re-drawing (the 10 s poll) must not drop the keyboard's place: the button that had focus (a case number
+// or an action) has it again afterwards when it is still there.
+function keepingFocus(render) {
+  const active = document.activeElement;
+  const area = active && active.closest ? active.closest("#board, #actions, #map-list") : null;
+  const key = !area ? null : active.dataset.action ? `[data-action="${active.dataset.action}"]`
+    : active.dataset.case ? `[data-case="${active.dataset.case}"]` : null;
+  render();
+  const again = key && document.querySelector(`#${area.id} ${key}`);
+  if (again && again !== active) again.focus();
+}
+
 // -- the board
 async function refresh() {
   const query = new URLSearchParams();
@@ -118,8 +148,10 @@ async function refresh() {
   if ($("#state-filter").value) query.set("state", $("#state-filter").value);
   const cases = await call("GET", `?${query}`);
   const rows = cases.filter((c) => $("#state-filter").value || c.state !== "closed").map(row);
-  $("#board tbody").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "7", text: "暂无工单 No cases" }))]));
-  drawMap(cases.filter((c) => c.state !== "closed"));
+  keepingFocus(() => {
+    $("#board tbody").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "7", text: "暂无工单 No cases" }))]));
+    drawMap(cases.filter((c) => c.state !== "closed"));
+  });
   if (current) await openCase(current, false);
 }
 
@@ -148,11 +180,11 @@ async function openCase(code, focus) {
     ["退单 / 返工 Returns / re-opens", `${c.returns} / ${c.reopens}`],
   ];
   $("#facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
-  $("#actions").replaceChildren(...c.actions.map((action) => {
-    const button = el("button", { type: "button", "data-action": action, text: ACTIONS[action] || action });
+  keepingFocus(() => $("#actions").replaceChildren(...c.actions.map((action) => {
+    const button = el("button", { type: "button", "data-action": action }, ...bilingual(ACTIONS[action] || action));
     button.addEventListener("click", () => act(c.code, action));
     return button;
-  }));
+  })));
   if (!c.actions.length) $("#actions").append(el("p", { text: "您在此状态下无可用操作 No actions for you in this state" }));
   $("#timeline").replaceChildren(...c.timeline.map(step));
   $("#alerts tbody").replaceChildren(...(c.alerts.length ? c.alerts.map((a) => el("tr", {},
@@ -208,69 +240,9 @@ async function fileCase(event) {
   } catch (err) { fail(`立案失败 Filing failed: ${err.message}`); }
 }
 
-// -- the map: the org's GeoJSON as SVG, no tiles
-function rings(geometry) {
-  return geometry.type === "Polygon" ? [geometry.coordinates[0]] : geometry.coordinates.map((p) => p[0]);
-}
-
+// -- the map (map.js): the org's GeoJSON as SVG, no tiles, and the same as a text list
 function drawMap(cases) {
-  const shapes = org.units.filter((u) => u.boundary && (u.level === "district" || u.level === "grid"));
-  const points = shapes.flatMap((u) => rings(u.boundary).flat());
-  if (!points.length) { $("#map").replaceChildren(el("p", { text: "无地图数据 No boundaries" })); return; }
-  const xs = points.map((p) => p[0]); const ys = points.map((p) => p[1]);
-  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
-  const W = 800; const H = Math.max(200, Math.round(W * (y1 - y0) / (x1 - x0)));
-  const px = (lon) => ((lon - x0) / (x1 - x0)) * (W - 20) + 10;
-  const py = (lat) => H - 10 - ((lat - y0) / (y1 - y0)) * (H - 20);
-  const NS = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(NS, "svg");
-  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-labelledby", "map-title map-desc");
-  const title = document.createElementNS(NS, "title"); title.id = "map-title";
-  title.textContent = "网格与在办工单地图 Map of grids and active cases";
-  const desc = document.createElementNS(NS, "desc"); desc.id = "map-desc";
-  desc.textContent = `${cases.length} 件在办工单 active cases: ` + cases.map((c) => `${c.code} ${c.unit_name} ${URGENCY[c.urgency]}`).join("; ");
-  svg.append(title, desc);
-  for (const unit of shapes) {
-    for (const ring of rings(unit.boundary)) {
-      const path = document.createElementNS(NS, "polygon");
-      path.setAttribute("points", ring.map((p) => `${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`).join(" "));
-      path.setAttribute("class", `unit-${unit.level}`);
-      path.setAttribute("data-unit", unit.code);
-      const tip = document.createElementNS(NS, "title"); tip.textContent = `${unit.name} ${unit.name_en}`;
-      path.append(tip);
-      svg.append(path);
-    }
-    if (unit.level === "district") {
-      const ring = rings(unit.boundary)[0];
-      const label = document.createElementNS(NS, "text");
-      label.setAttribute("x", px(ring[0][0]) + 4); label.setAttribute("y", py(ring[2][1]) + 16);
-      label.setAttribute("class", "district-label"); label.textContent = unit.name;
-      svg.append(label);
-    }
-  }
-  const byCode = Object.fromEntries(org.units.map((u) => [u.code, u]));
-  for (const c of cases) {
-    const unit = byCode[c.unit];
-    let lon = c.lon; let lat = c.lat;
-    if ((lon == null || lat == null) && unit && unit.boundary) {
-      const ring = rings(unit.boundary)[0];
-      lon = ring.reduce((s, p) => s + p[0], 0) / ring.length; lat = ring.reduce((s, p) => s + p[1], 0) / ring.length;
-    }
-    if (lon == null || lat == null) continue;
-    const mark = document.createElementNS(NS, "g");
-    mark.setAttribute("class", `case-mark urgency-${c.urgency}`);
-    mark.setAttribute("data-case", c.code);
-    const dot = document.createElementNS(NS, "circle");
-    dot.setAttribute("cx", px(lon)); dot.setAttribute("cy", py(lat)); dot.setAttribute("r", 7);
-    const text = document.createElementNS(NS, "text");
-    text.setAttribute("x", px(lon) + 10); text.setAttribute("y", py(lat) + 4);
-    text.textContent = `${c.code} ${URGENCY[c.urgency].split(" ")[0]}`;
-    mark.append(dot, text);
-    svg.append(mark);
-  }
-  $("#map").replaceChildren(svg);
+  CasesMap.draw($("#map"), $("#map-list"), org, cases, URGENCY, STATES, (code) => openCase(code, true));
 }
 
 // -- large type

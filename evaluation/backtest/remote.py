@@ -28,6 +28,7 @@ from aiokafka.structs import TopicPartition
 from cityeye.config import InfluxSettings, KafkaSettings
 from cityeye.contracts import Reading, readings_topic
 from cityeye.kafka import make_consumer
+from cityeye.reading_records import readings_of
 from cityeye.sensor_registry import SensorRegistry
 from evaluation.backtest.data import DataError, Dataset
 
@@ -68,13 +69,11 @@ async def from_kafka(kafka: KafkaSettings, registry: SensorRegistry, kinds: list
                 for rec in records:
                     if rec.offset >= todo.get(tp, 0):
                         break
-                    try:
-                        reading = Reading.from_json(rec.value)
-                    except (ValueError, KeyError, TypeError):
-                        skipped += 1
-                        continue
-                    if start <= reading.ts < end and registry.get(reading.sensor_id) is not None:
-                        ds.add(reading)
+                    for item in readings_of(rec.value, rec.key, rec.headers):  # single or aggregated records
+                        if type(item) is not Reading:
+                            skipped += 1
+                        elif start <= item.ts < end and registry.get(item.sensor_id) is not None:
+                            ds.add(item)
                 if records and records[-1].offset >= todo.get(tp, 0) - 1:
                     todo.pop(tp, None)
     finally:

@@ -1,7 +1,8 @@
 // The dispatcher's JSON API (/api/v1/) and the officer's credentials.
 // The officer's name lives in localStorage; the API token in sessionStorage only
-// (this tab, until it closes). The token is sent in the Authorization header of
-// write requests and nowhere else: never in a URL, the page or the console log.
+// (this tab, until it closes). Every API call needs a token (a read-only token
+// shows the alerts, the write token also acts on them); it is sent in the
+// Authorization header and nowhere else: never in a URL, the page or the console log.
 
 const STORAGE = { officer: "cityeye.console.officer", token: "cityeye.console.token" };
 
@@ -36,7 +37,7 @@ export class ApiError extends Error {
 export async function api(method, path, body) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (method !== "GET" && apiToken()) headers.Authorization = `Bearer ${apiToken()}`;
+  if (apiToken()) headers.Authorization = `Bearer ${apiToken()}`;
   let response;
   try {
     response = await fetch(path, {
@@ -69,6 +70,7 @@ export function describeError(err) {
   switch (err.status) {
     case 0: return `无法连接调度服务 Cannot reach the dispatcher${detail}`;
     case 401: return `需要令牌 Token needed: 请在上方输入正确的接口令牌并保存 enter the API token above and save${detail}`;
+    case 403: return `此令牌只读 This token may only read: 需要写入令牌 the write token is needed${detail}`;
     case 404: return `未找到 Not found${detail}`;
     case 409: return `当前状态不允许此操作 Not possible in the alert's current state${detail}`;
     case 413: return `内容过长 Request too large${detail}`;

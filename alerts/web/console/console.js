@@ -1,5 +1,6 @@
 // CityEye duty officers' console: the entry module (plain ES2020 modules, no build step).
-// Officer name and token, the three views (alerts, silences, devices) and the 5 s auto-refresh.
+// Officer name and token (every API call needs one), the three views (alerts, silences, devices)
+// and the 5 s auto-refresh.
 // Modules: api.js (API client, credentials), format.js (labels, DOM builders),
 // messages.js (the message box), alerts.js, silences.js and devices.js (the views).
 
@@ -19,7 +20,7 @@ function renderCredentials() {
   $("officer-name").value = officerName();
   $("token-state").textContent = apiToken()
     ? "令牌已设置（仅本标签页） Token set (this tab only)"
-    : "未设置令牌：只读 No token set: read-only";
+    : "未设置令牌：请输入令牌以查看告警 No token set: enter a token to see the alerts";
   $("forget-token").disabled = !apiToken();
 }
 
@@ -29,6 +30,7 @@ function onSaveCredentials(event) {
   $("api-token").value = "";
   renderCredentials();
   showOk("已保存 Saved");
+  tick(); // a new token may show what the old one (or none) could not
 }
 
 function onForgetToken() {

@@ -1,0 +1,117 @@
+"""Single and aggregated records of ``readings.<kind>``: the one decoder and the gateway's aggregation."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+from aiokafka.partitioner import DefaultPartitioner
+
+from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, Reading, readings_topic, to_json
+from cityeye.reading_records import (AGGREGATE_HEADER, AGGREGATE_HEADERS, RejectedReading, encode_aggregate,
+                                     encode_reading, partition_for, readings_of)
+from ingest.aggregation import build_records
+from streams.sensor_engine import SensorEngine
+
+
+def reading(sid: str, ts: float, level: float = 3.0, kind: str = "water_level") -> Reading:
+    values = {"level_m": level} if kind == "water_level" else {"rain_mm": level}
+    return Reading(sid, kind, "huangpu", ts, values, ts + 0.5, f"cityeye/huangpu/{kind}/{sid}")
+
+
+def test_a_single_record_from_an_old_gateway_is_read():
+    r = reading("wl-1", 1.5e9)
+    assert readings_of(to_json(r), b"wl-1") == [r]  # the contracts' own encoding, keyed by sensor
+    assert readings_of(encode_reading(r), b"wl-1", []) == [r]
+    assert json.loads(encode_reading(r)) == json.loads(to_json(r))
+
+
+def test_an_aggregate_yields_its_readings_in_order():
+    rs = [reading("wl-1", 1e9 + i, 3.0 + i / 10) for i in range(5)] + [reading("wx-1", 1e9, 2.0, "weather")]
+    value = encode_aggregate([encode_reading(r) for r in rs])
+    assert readings_of(value, None, AGGREGATE_HEADERS) == rs
+    assert readings_of(value, None, {AGGREGATE_HEADER: b"1"}) == rs  # headers as a mapping (some clients)
+
+
+def test_bad_input_is_rejected_with_its_reason_never_raised():
+    good = reading("wl-1", 1e9)
+    bad_element = {"sensor_id": "wl-2", "kind": "water_level", "values": {}}
+    value = b"[" + encode_reading(good) + b"," + orjson.dumps(bad_element) + b"," + encode_reading(good) + b"]"
+    items = readings_of(value, None, AGGREGATE_HEADERS)
+    assert items[0] == good and items[2] == good
+    assert isinstance(items[1], RejectedReading) and items[1].sensor_id == "wl-2"
+    assert "lacks field 'district'" in items[1].reason and "aggregated record" in items[1].reason
+    assert json.loads(items[1].raw) == bad_element
+
+    [rej] = readings_of(b"{not json", b"wx-bad")
+    assert "not a JSON reading" in rej.reason and rej.raw == b"{not json"
+    [rej] = readings_of(encode_reading(good), b"wl-9")
+    assert "is not the reading's sensor id" in rej.reason
+    [rej] = readings_of(value, None, [(AGGREGATE_HEADER, b"2")])
+    assert "version b'2' is not supported" in rej.reason and rej.raw == value
+    [rej] = readings_of(b'{"a": 1}', None, AGGREGATE_HEADERS)
+    assert "is a JSON array" in rej.reason
+    [rej] = readings_of(None)
+    assert "tombstone" in rej.reason
+    nan = dict(good.__dict__, values={"level_m": 1e400})  # orjson reads 1e400 as inf
+    [rej] = readings_of(json.dumps(nan).encode().replace(b"Infinity", b"1e400"), b"wl-1")
+    assert "not finite" in rej.reason or "not a JSON" in rej.reason
+
+
+def test_the_partition_is_the_default_partitioner_of_the_sensor_key():
+    partitioner = DefaultPartitioner()
+    for i in range(200):
+        sid = f"sensor-{i}"
+        for n in (1, 4, 8, 12):
+            assert partition_for(sid, n) == partitioner(sid.encode(), list(range(n)), list(range(n)))
+
+
+def test_build_records_aggregates_per_partition_keeps_order_and_bounds():
+    sensors = [f"wl-{i}" for i in range(16)]
+    outcomes = [reading(s, 1e9 + 60 * k, 3 + k / 100) for k in range(30) for s in sensors]
+    dead = DeadLetter.of(b"junk", "cityeye/x/water_level/wl-0", "invalid_json: x", 1e9, "wl-0")
+    outcomes.insert(7, dead)
+    records = build_records(outcomes, lambda topic: 4, max_readings=50, max_bytes=1_000_000)
+    letters = [r for r in records if r.topic == TOPIC_DEADLETTER]
+    assert len(letters) == 1 and letters[0].key == b"wl-0" and letters[0].headers is None
+    aggs = [r for r in records if r.topic == readings_topic("water_level")]
+    assert all(r.key is None and r.headers == AGGREGATE_HEADERS and 0 < len(r.outcomes) <= 50 for r in aggs)
+    per_sensor: dict[str, list[float]] = {}
+    for rec in aggs:
+        for item in readings_of(rec.value, rec.key, rec.headers):
+            assert rec.partition == partition_for(item.sensor_id, 4)
+            per_sensor.setdefault(item.sensor_id, []).append(item.ts)
+    assert per_sensor == {s: [1e9 + 60 * k for k in range(30)] for s in sensors}  # all there, each in order
+    assert sum(len(r.outcomes) for r in aggs) == 480
+
+    small = build_records(outcomes[:100], lambda topic: 1, max_readings=500, max_bytes=2048)
+    assert all(len(r.value) <= 2048 for r in small) and len(small) > 2
+    small = [r for r in small if r.topic != TOPIC_DEADLETTER]
+    assert [item for r in small for item in readings_of(r.value, r.key, r.headers)] == outcomes[:7] + outcomes[8:100]
+    halves = small[-1].halves()
+    assert [i for h in halves for i in readings_of(h.value, None, h.headers)] == small[-1].outcomes
+
+
+def test_without_aggregation_every_reading_is_a_keyed_single_record():
+    rs = [reading("wl-1", 1e9), reading("wl-2", 1e9)]
+    records = build_records(rs, lambda topic: 4, max_readings=1, max_bytes=1 << 20)
+    assert [(r.key, r.partition, r.headers) for r in records] == [(b"wl-1", None, None), (b"wl-2", None, None)]
+    assert [readings_of(r.value, r.key, r.headers) for r in records] == [[rs[0]], [rs[1]]]
+
+
+def test_readings_sharing_a_position_are_all_processed_and_a_restore_skips_the_whole_record():
+    engine = SensorEngine()
+    rs = [reading("wl-1", 1e9 + 60 * i, 3.0) for i in range(6)]
+    for r in rs[:3]:
+        engine.process(r, position=10)  # one aggregated record at offset 10
+    assert engine.skipped == 0 and engine.state("wl-1").last_ts == rs[2].ts
+    snap = engine.snapshot("wl-1")
+    restored = SensorEngine()
+    assert restored.restore(snap)
+    for r in rs[:3]:
+        restored.process(r, position=10)  # redelivered after the snapshot: all in the state already
+    assert restored.skipped == 3
+    restored.process(rs[3], position=11)
+    restored.process(rs[4], position=11)
+    restored.process(rs[5], position=9)  # older than the last reading: a replay
+    assert restored.skipped == 4 and restored.state("wl-1").last_ts == rs[4].ts
