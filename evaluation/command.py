@@ -82,6 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shapes.add_argument("--params", default="{}", help="JSON dict of detector hyperparameters")
     shapes.add_argument("--data", default=None, help="NAB directory (as for 'eval nab')")
     shapes.add_argument("--seed", type=int, default=0, help="seed of the planted anomalies")
+    shapes.add_argument("--synthetic", action="store_true",
+                        help="plant them in seeded city-like periodic series made in code (the tests' suite), not NAB")
     shapes.add_argument("--per-kind", type=int, default=10, help="cases per anomaly kind")
     shapes.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPU count)")
 
@@ -97,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
     command = getattr(args, "eval_command", None)
     if command not in ("nab", "shapes"):
         print("usage: cityeye eval nab [--detector NAME] [--data DIR] [--out DIR] [--profile P] [--cv]\n"
-              "       cityeye eval shapes [--detector NAME] [--data DIR] [--seed N]", file=sys.stderr)
+              "       cityeye eval shapes [--detector NAME] [--data DIR | --synthetic] [--seed N]", file=sys.stderr)
         return 2
+    if command == "shapes" and args.synthetic:
+        return _run_shapes(args, None)
     try:
         nab_dir = resolve_data_dir(args.data)
     except FileNotFoundError as exc:
@@ -179,15 +183,20 @@ def _run_cv(args: argparse.Namespace, data_dir: Path, windows: dict, profiles: l
     return 0
 
 
-def _run_shapes(args: argparse.Namespace, nab_dir: Path) -> int:
+def _run_shapes(args: argparse.Namespace, nab_dir: Path | None) -> int:
+    """The shape suite in NAB's stretches, or (``nab_dir`` None) in the synthetic bases of the tests."""
     from detectors.catalog import DEFAULT_DETECTOR
-    from evaluation.shape_suite import KINDS, build_cases, run_suite
+    from evaluation.shape_suite import KINDS, build_cases, cases_from_bases, run_suite, synthetic_bases
 
     params = json.loads(args.params or "{}")
-    cases = build_cases(nab_dir, seed=args.seed, per_kind=args.per_kind)
+    if nab_dir is None:
+        cases, where = cases_from_bases(synthetic_bases(), seed=args.seed, per_kind=args.per_kind), \
+            "seeded synthetic periodic series"
+    else:
+        cases, where = build_cases(nab_dir, seed=args.seed, per_kind=args.per_kind), \
+            "NAB's label-free periodic stretches"
     jobs = max(1, args.jobs or os.cpu_count() or 1)
-    print(f"shape suite: {len(cases)} cases ({args.per_kind} per kind, seed {args.seed}) planted in NAB's "
-          "label-free periodic stretches; hit = highest score after the warm-up within the anomaly "
+    print(f"shape suite: {len(cases)} cases ({args.per_kind} per kind, seed {args.seed}) planted in {where}; hit = highest score after the warm-up within the anomaly "
           "+- max(100, its length)")
     header = f"{'detector':28s}{'hit rate':>10s}{'AUC-PR':>8s}" + "".join(f"{k:>14s}" for k in KINDS)
     print(header)

@@ -47,8 +47,8 @@ import numpy as np
 from evaluation.nab_runner import list_files, read_file
 from evaluation.nab_scorer import probation_length
 
-__all__ = ["KINDS", "ShapeCase", "ShapeResult", "build_cases", "run_case", "score_case", "run_suite",
-           "average_precision"]
+__all__ = ["KINDS", "ShapeCase", "ShapeResult", "build_cases", "nab_bases", "synthetic_bases", "cases_from_bases",
+           "run_case", "score_case", "run_suite", "average_precision"]
 
 KINDS = ("stretched", "missing_peak", "phase_jump", "waveform")
 
@@ -141,10 +141,14 @@ def _plant(x: np.ndarray, kind: str, a: int, m: int, period: int, rng: random.Ra
 def build_cases(nab_dir: str | Path, seed: int = 0, per_kind: int = 10, max_len: int = 4000,
                 min_len: int = 1500) -> list[ShapeCase]:
     """``per_kind`` cases of every kind, from NAB files' longest label-free stretches (seeded)."""
+    return cases_from_bases(nab_bases(nab_dir, max_len, min_len), seed, per_kind)
+
+
+def nab_bases(nab_dir: str | Path, max_len: int = 4000, min_len: int = 1500) -> list[tuple[str, np.ndarray]]:
+    """``(file, stretch)``: each NAB file's longest label-free stretch, when it is long enough and has a period."""
     nab_dir = Path(nab_dir)
     data_dir = nab_dir / "data"
     windows = _raw_windows(nab_dir)
-    rng = random.Random(seed)
     bases: list[tuple[str, np.ndarray]] = []
     for rel in list_files(data_dir):
         ts, vals = read_file(data_dir / rel)
@@ -154,6 +158,35 @@ def build_cases(nab_dir: str | Path, seed: int = 0, per_kind: int = 10, max_len:
         x = x[:max_len]
         if len(x) >= min_len and np.isfinite(x).all() and x.std() > 0 and _period(x) >= 8:
             bases.append((rel, x))
+    return bases
+
+
+def synthetic_bases(seed: int = 0, count: int = 12, length: int = 3000) -> list[tuple[str, np.ndarray]]:
+    """``count`` seeded periodic series with no anomaly, for machines without the NAB data (the tests).
+
+    Each is a city-like daily cycle: a period of 24-288 readings, a waveform of
+    a few random harmonics (one or two peaks, like rush hours or a tide),
+    a weekly swing of its amplitude, a slow drift and noise of 3-10 % of the
+    amplitude.
+    """
+    rng = np.random.default_rng(seed)
+    bases = []
+    for i in range(count):
+        period = int(rng.choice([24, 48, 96, 144, 288]))
+        t = np.arange(length)
+        phase = 2 * np.pi * t / period
+        wave = sum(rng.uniform(0.2, 1.0) / k * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
+                   for k in range(1, int(rng.integers(2, 5)) + 1))
+        weekly = 1.0 + rng.uniform(0.0, 0.3) * np.sin(2 * np.pi * t / (7 * period))
+        drift = np.cumsum(rng.normal(0, 0.002, length))
+        x = 10.0 + wave * weekly + drift + rng.normal(0, rng.uniform(0.03, 0.10) * np.ptp(wave), length)
+        bases.append((f"synthetic-{seed}-{i}-p{period}", x))
+    return bases
+
+
+def cases_from_bases(bases: Sequence[tuple[str, np.ndarray]], seed: int = 0, per_kind: int = 10) -> list[ShapeCase]:
+    """``per_kind`` cases of every kind, each planted in a base drawn at random (seeded)."""
+    rng = random.Random(seed)
     cases = []
     for kind in KINDS:
         for i in range(per_kind):
