@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import tempfile
 import threading
 import time
@@ -78,16 +79,18 @@ def raw_rate(port: int, count: int) -> float:
     return count / (seen[1] - t0)
 
 
-async def gateway_rate(settings: Settings, count: int) -> tuple[float, dict]:
+async def gateway_rate(settings: Settings, count: int) -> tuple[float, float, dict]:
+    """Readings/s of the gateway draining ``count`` queued messages, the CPU seconds this process
+    spent per reading meanwhile (every thread: paho's and the loop's), and its counters."""
     gateway = Gateway(settings, load_registry(REGISTRY))
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     await gateway.start()
     while gateway.stats()["messages"] < count:
         await asyncio.sleep(0.005)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     stats = gateway.stats()
     await gateway.stop()
-    return count / elapsed, stats
+    return count / elapsed, cpu / count, stats
 
 
 def payloads(count: int) -> list[tuple[str, bytes]]:
@@ -136,7 +139,7 @@ async def main() -> None:
             publish_rate = args.count / (time.perf_counter() - t0)
 
             raw = await asyncio.to_thread(raw_rate, broker.port, args.count)
-            rate, stats = await gateway_rate(settings, args.count)
+            rate, cpu_per_reading, stats = await gateway_rate(settings, args.count)
             topic = readings_topic("water_level")
             got = await read_until(settings.kafka, [topic], lambda o: len(readings_in(o[topic])) >= args.count,
                                    timeout=120)
@@ -144,11 +147,15 @@ async def main() -> None:
             tansu.cleanup()
             broker.cleanup()
 
+    load = os.getloadavg()
+    print(f"load average                 : {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} cores)")
     print(f"readings                     : {args.count} (~{len(payloads(1)[0][1])} B JSON each)")
     print(f"publisher (paho QoS 1)       : {publish_rate:10.0f} msg/s")
     print(f"raw paho subscriber (QoS 1)  : {raw:10.0f} msg/s  (drain of a queued persistent session)")
     print(f"gateway MQTT -> Kafka        : {rate:10.0f} readings/s  ({rate / raw:.0%} of raw paho; "
           f"MQTT {args.protocol}, aggregate <= {args.aggregate}; target >= 30,000: {'met' if rate >= 30_000 else 'NOT met'})")
+    print(f"gateway CPU per reading      : {cpu_per_reading * 1e6:10.1f} us  (this process, all threads; "
+          f"{cpu_per_reading * rate:.0%} of one core while draining)")
     readings = readings_in(got[topic])
     distinct = {(r.sensor_id, r.ts) for r in readings}
     print(f"in Kafka afterwards          : {len(got[topic])} records, {len(readings)} readings, {len(distinct)} distinct "

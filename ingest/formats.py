@@ -11,6 +11,7 @@ validation path (``ingest.validation.validate_decoded``). Reason codes:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -95,6 +96,7 @@ class DeviceFormats:
         return validate_decoded(payload, topic, decode, self.registry, now, limits, sensor_hint)
 
 
+@functools.lru_cache(maxsize=4096)  # the gateway asks it per message, for a bounded set of topics
 def filter_covers(wide: str, narrow: str) -> bool:
     """Whether every topic the MQTT filter ``narrow`` matches is matched by ``wide``.
 

@@ -25,6 +25,7 @@ The gateway adds two codes of its own (:data:`GATEWAY_REASONS`):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -130,17 +131,35 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+#: ``json.loads(text, parse_constant=_reject_constant)`` without building a decoder per message
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _split_topic(topic: str) -> tuple[str, str, str]:
+    parts = _topic_parts(topic, kind_names())
+    if isinstance(parts, _Refused):
+        raise _Refused(parts.code, str(parts).split(": ", 1)[1])
+    return parts
+
+
+@functools.lru_cache(maxsize=4096)  # a city's devices publish on a bounded set of topics
+def _topic_parts(topic: str, kinds: tuple[str, ...]) -> tuple[str, str, str] | _Refused:
+    """``(district, kind, sensor_id)`` of a contract topic, or why it is not one (``kinds``: the declared kinds)."""
     parts = topic.split("/")
     if len(parts) != 4 or parts[0] != "cityeye":
-        raise _Refused("bad_topic", f"topic {topic[:100]!r} is not cityeye/<district>/<kind>/<sensor_id>")
+        return _Refused("bad_topic", f"topic {topic[:100]!r} is not cityeye/<district>/<kind>/<sensor_id>")
     _, district, kind, sensor_id = parts
-    if kind not in kind_names():
-        raise _Refused("bad_topic", f"unknown kind {kind[:40]!r} in topic; expected one of {', '.join(kind_names())}")
+    if kind not in kinds:
+        return _Refused("bad_topic", f"unknown kind {kind[:40]!r} in topic; expected one of {', '.join(kinds)}")
     for what, token in (("district", district), ("sensor id", sensor_id)):
         if not _TOKEN.match(token):
-            raise _Refused("bad_topic", f"{what} {token[:70]!r} in topic is not a 1-64 character token")
+            return _Refused("bad_topic", f"{what} {token[:70]!r} in topic is not a 1-64 character token")
     return district, kind, sensor_id
+
+
+@functools.lru_cache(maxsize=4096)  # the kinds declare a bounded set of field names
+def _is_field_name(name: str) -> bool:
+    return _FIELD_NAME.match(name) is not None
 
 
 def _parse_json(payload: bytes, limits: Limits) -> Any:
@@ -151,7 +170,9 @@ def _parse_json(payload: bytes, limits: Limits) -> Any:
     except UnicodeDecodeError as exc:
         raise _Refused("not_utf8", f"invalid UTF-8 at byte {exc.start}") from None
     try:
-        doc = json.loads(text, parse_constant=_reject_constant)
+        if text.startswith("\ufeff"):  # what json.loads refuses before decoding
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        doc = _JSON.decode(text)
     except (ValueError, RecursionError) as exc:
         detail = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
         raise _Refused("invalid_json", detail[:200]) from None
@@ -198,7 +219,7 @@ def _check_values(item: dict, kind: str, limits: Limits) -> dict[str, float]:
     specs = kind_fields(kind)
     values: dict[str, float] = {}
     for name, value in raw.items():
-        if not _FIELD_NAME.match(name):
+        if not _is_field_name(name):
             raise _Refused("bad_values", f"field name {name[:70]!r} is not an identifier of up to 64 characters")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _Refused("not_a_number", f"{name} is a JSON {_json_type(value)}, not a number")

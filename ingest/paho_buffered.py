@@ -1,0 +1,80 @@
+"""A paho-mqtt client that reads the broker's bytes in large chunks.
+
+paho 2.x reads a packet with several small ``recv`` calls (the fixed
+header byte, each remaining-length byte, the rest) and at most one packet
+per ``select`` wake-up of its network thread. A gateway draining a queue of
+small QoS 1 messages then spends most of its network thread in system
+calls. :class:`BufferedClient` gives paho the broker connection wrapped in
+:class:`ChunkedSocket`, which reads up to :data:`CHUNK` bytes per ``recv``
+and hands paho the small pieces it asks for from memory; the socket's
+``pending()`` (paho already asks it for TLS sockets) tells paho's loop that
+bytes are waiting, so it does not wait in ``select``, and
+:meth:`BufferedClient.loop_read` parses every complete packet the chunk
+holds in one go.
+
+Only reads change: what paho sends, its state machine, TLS and reconnection
+are paho's own. With a paho without ``_create_socket`` (another major
+version) the client is plain paho.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+__all__ = ["CHUNK", "ChunkedSocket", "BufferedClient"]
+
+#: bytes asked of the socket per ``recv`` (about a thousand small PUBLISH packets)
+CHUNK = 64 * 1024
+#: packets parsed per ``loop_read`` at most, so PUBACKs and pings are written in between
+_MAX_PACKETS_PER_READ = 1000
+
+
+class ChunkedSocket:
+    """``sock`` (plain or TLS) read :data:`CHUNK` bytes at a time; everything else is ``sock``'s own."""
+
+    __slots__ = ("_sock", "_data", "_pos")
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._data = b""
+        self._pos = 0
+
+    def recv(self, bufsize: int) -> bytes:
+        """At most ``bufsize`` bytes: from the chunk read last, else from a new chunk."""
+        if self._pos >= len(self._data):
+            self._data = self._sock.recv(max(bufsize, CHUNK))  # BlockingIOError / EOF (b"") go to paho
+            self._pos = 0
+        start = self._pos
+        self._pos = start + bufsize
+        if start == 0 and bufsize >= len(self._data):
+            return self._data
+        return self._data[start:start + bufsize]
+
+    def pending(self) -> int:
+        """Bytes readable without waiting: those held here and those a TLS socket has decrypted."""
+        held = len(self._data) - self._pos
+        inner = getattr(self._sock, "pending", None)
+        return max(held, 0) + (inner() if inner is not None else 0)
+
+    def __getattr__(self, name: str) -> Any:  # fileno, send, setblocking, close, ...
+        return getattr(self._sock, name)
+
+
+class BufferedClient(mqtt.Client):
+    """:class:`paho.mqtt.client.Client` reading through a :class:`ChunkedSocket` (see the module docstring)."""
+
+    def _create_socket(self) -> Any:
+        return ChunkedSocket(super()._create_socket())
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        """Parse the packets already read (up to a bound), not only one per wake-up."""
+        rc = super().loop_read(max_packets)
+        for _ in range(_MAX_PACKETS_PER_READ):
+            sock = self._sock
+            if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS or not isinstance(sock, ChunkedSocket) \
+                    or sock.pending() <= 0:
+                break
+            rc = super().loop_read(1)
+        return rc
