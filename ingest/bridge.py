@@ -91,11 +91,13 @@ class MqttBridge:
         self.connected = asyncio.Event()
         self._clock = clock or time.time
         self._keepalive = keepalive
-        self._slots = threading.BoundedSemaphore(max_unacked)
+        self._max_unacked = max_unacked
         self._closing = threading.Event()
         self._generation = 0
         self._unacked = 0
         self._lock = threading.Lock()
+        #: the paho thread waits on this while ``max_unacked`` messages are held
+        self._room = threading.Condition(self._lock)
         self._v5 = settings.protocol == "5"
         self.client = BufferedClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -147,23 +149,23 @@ class MqttBridge:
             return False
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
-        while not self._slots.acquire(timeout=0.5):
-            if self._closing.is_set():
-                return  # never acked: the broker redelivers it to the next session
+        with self._room:  # one lock per message (a semaphore would take a condition's lock too)
+            while self._unacked >= self._max_unacked:
+                if self._closing.is_set():
+                    return  # never acked: the broker redelivers it to the next session
+                self._room.wait(0.5)
+            self._unacked += 1
         try:
             topic = message.topic
         except UnicodeDecodeError:
             topic = message._topic.decode("utf-8", errors="replace")
-        item = Inbound(topic, bytes(message.payload), message.mid, message.qos, self._generation, self._clock())
-        with self._lock:
-            self._unacked += 1
-        self._inbox.append(item)
+        self._inbox.append(Inbound(topic, bytes(message.payload), message.mid, message.qos, self._generation,
+                                   self._clock()))
         if not self._wake_pending:  # one wake-up per burst: the loop drains everything there is
             self._wake_pending = True
             if not self._to_loop(self._wake):
                 with self._lock:  # the loop is closed: nothing will ack it, the broker redelivers
                     self._unacked -= 1
-                self._slots.release()
 
     def _wake(self) -> None:  # on the loop
         self._wake_pending = False
@@ -221,19 +223,18 @@ class MqttBridge:
         (one wake-up of the network thread and one ``send`` instead of one
         each); QoS 2 messages get their PUBCOMP through ``client.ack``.
         """
-        try:
-            with self._lock:
-                self._unacked -= len(items)
-                generation = self._generation
-                mids = [item.mid for item in items if item.generation == generation and item.qos == 1]
-                if mids:
-                    self._queue_pubacks(mids)
-                for item in items:
-                    if item.qos == 2 and item.generation == generation:
-                        self.client.ack(item.mid, item.qos)
-        finally:
-            if items:
-                self._slots.release(len(items))
+        if not items:
+            return
+        with self._room:
+            self._unacked -= len(items)
+            self._room.notify()  # the paho thread, if it waits for room
+            generation = self._generation
+            mids = [item.mid for item in items if item.generation == generation and item.qos == 1]
+            if mids:
+                self._queue_pubacks(mids)
+            for item in items:
+                if item.qos == 2 and item.generation == generation:
+                    self.client.ack(item.mid, item.qos)
 
     def _queue_pubacks(self, mids: list[int]) -> None:
         queue = getattr(self.client, "_packet_queue", None)  # paho 2.x; else one ack() each

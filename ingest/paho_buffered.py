@@ -10,7 +10,8 @@ and hands paho the small pieces it asks for from memory; the socket's
 ``pending()`` (paho already asks it for TLS sockets) tells paho's loop that
 bytes are waiting, so it does not wait in ``select``, and
 :meth:`BufferedClient.loop_read` parses every complete packet the chunk
-holds in one go.
+holds in one go. A client without per-topic callbacks (``message_callback_add``)
+calls ``on_message`` without matching each topic against an empty tree.
 
 Only reads change: what paho sends, its state machine, TLS and reconnection
 are paho's own. With a paho without ``_create_socket`` (another major
@@ -67,6 +68,25 @@ class BufferedClient(mqtt.Client):
 
     def _create_socket(self) -> Any:
         return ChunkedSocket(super()._create_socket())
+
+    def message_callback_add(self, sub: str, callback: Any) -> None:
+        self._filtered_callbacks = True
+        super().message_callback_add(sub, callback)
+
+    def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
+        if getattr(self, "_filtered_callbacks", False):
+            super()._handle_on_message(message)
+            return
+        # no per-topic callbacks: ``on_message`` without matching the topic against an empty tree
+        on_message = self.on_message
+        if on_message is not None:
+            with self._in_callback_mutex:
+                try:
+                    on_message(self, self._userdata, message)
+                except Exception as err:  # as paho's own: logged, raised unless suppressed
+                    self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                    if not self.suppress_exceptions:
+                        raise
 
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
         """Parse the packets already read (up to a bound), not only one per wake-up."""
