@@ -1,0 +1,164 @@
+"""The gateway's MQTT acknowledgements: in order, one write per batch, never before Kafka has the reading.
+
+The pipeline runs here with a stand-in producer whose acknowledgements the
+test gives out of order, and a stand-in bridge that records the acks; the
+bridge's batched PUBACKs and the chunked socket under paho are checked on
+their own (the end-to-end behaviour on a real Mosquitto and Tansu is in
+test_gateway.py and test_gateway_scale_out.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from cityeye.config import IngestSettings, MqttSettings, Settings
+from cityeye.contracts import format_ts, mqtt_topic
+from cityeye.reading_records import readings_of
+from cityeye.sensor_registry import load_registry
+from ingest.bridge import Inbound, MqttBridge, puback_frames
+from ingest.gateway import Gateway
+from ingest.paho_buffered import CHUNK, BufferedClient, ChunkedSocket
+
+REGISTRY = Path(__file__).resolve().parent.parent / "simulators" / "demo_registry.yaml"
+TOPIC = mqtt_topic("huangpu", "water_level", "wl-huangpu-01")
+
+
+class _Producer:
+    """Records every send; the test resolves each record's acknowledgement when it likes."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, asyncio.Future]] = []
+
+    async def send(self, topic, value, key=None, partition=None, headers=None):
+        future = asyncio.get_running_loop().create_future()
+        self.sent.append((value, future))
+        return future
+
+    async def partitions_for(self, topic):
+        return set(range(8))
+
+
+class _Bridge:
+    """Hands out the batches it is given; records what is acknowledged, in order."""
+
+    def __init__(self, batches: list[list[Inbound]]) -> None:
+        self.batches = batches
+        self.acked: list[int] = []
+        self.unacked = 0
+
+    async def take(self, most: int) -> list[Inbound]:
+        if not self.batches:
+            await asyncio.Event().wait()
+        return self.batches.pop(0)
+
+    def ack_all(self, items: list[Inbound]) -> None:
+        self.acked += [item.mid for item in items]
+
+
+def _message(mid: int) -> Inbound:
+    body = json.dumps({"ts": format_ts(time.time() - 60 + mid), "values": {"level_m": 2.0 + mid / 1000}})
+    return Inbound(TOPIC, body.encode(), mid, 1, 1, time.time())
+
+
+async def _until(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+async def test_acks_wait_for_kafka_and_keep_arrival_order_with_batches_in_flight():
+    settings = Settings(registry=str(REGISTRY), ingest=IngestSettings(produce_window=4))
+    gateway = Gateway(settings, load_registry(REGISTRY))
+    producer, bridge = _Producer(), _Bridge([[_message(1), _message(2)], [_message(3)], [_message(4), _message(5)]])
+    gateway._producer, gateway._bridge = producer, bridge
+    gateway._batches, gateway._window = asyncio.Queue(), asyncio.Semaphore(settings.ingest.produce_window)
+    tasks = [asyncio.create_task(gateway._intake()), asyncio.create_task(gateway._acker())]
+    try:
+        await _until(lambda: len(producer.sent) == 3)  # all three batches produced before any Kafka ack
+        assert bridge.acked == []
+        for _, future in producer.sent[1:]:  # Kafka acknowledges the later batches first
+            future.set_result(None)
+        await asyncio.sleep(0.05)
+        assert bridge.acked == [], "a message was acknowledged before Kafka had the batch before it"
+        producer.sent[0][1].set_result(None)
+        await _until(lambda: len(bridge.acked) == 5)
+        assert bridge.acked == [1, 2, 3, 4, 5]
+        assert gateway.stats()["accepted"] == 5
+        stored = [r.values["level_m"] for value, _ in producer.sent for r in readings_of(value, None, [("cityeye-agg", b"1")])]
+        assert stored == [2.001, 2.002, 2.003, 2.004, 2.005]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _PahoRecorder:
+    """What the bridge hands paho: queued packets and single acks."""
+
+    def __init__(self) -> None:
+        self.packets: list[bytes] = []
+        self.acks: list[tuple[int, int]] = []
+
+    def _packet_queue(self, command, packet, mid, qos, info=None):
+        self.packets.append(bytes(packet))
+
+    def ack(self, mid: int, qos: int):
+        self.acks.append((mid, qos))
+
+
+async def test_a_batch_of_acks_is_one_write_of_its_pubacks_in_order():
+    bridge = MqttBridge(MqttSettings(), asyncio.get_running_loop(), max_unacked=10)
+    recorder = bridge.client = _PahoRecorder()
+    bridge._generation, bridge._unacked = 2, 6
+    items = [Inbound("t", b"", 7, 1, 2, 0.0), Inbound("t", b"", 3, 1, 1, 0.0),  # older connection: skipped
+             Inbound("t", b"", 65535, 1, 2, 0.0), Inbound("t", b"", 9, 0, 2, 0.0),  # QoS 0: nothing to ack
+             Inbound("t", b"", 11, 2, 2, 0.0), Inbound("t", b"", 1, 1, 2, 0.0)]
+    bridge.ack_all(items)
+    assert recorder.packets == [puback_frames([7, 65535, 1])]
+    assert recorder.packets[0] == bytes([0x40, 2, 0, 7, 0x40, 2, 0xFF, 0xFF, 0x40, 2, 0, 1])
+    assert recorder.acks == [(11, 2)]  # QoS 2 completes through paho (PUBCOMP)
+    assert bridge.unacked == 0
+
+
+def test_the_chunked_socket_hands_out_small_pieces_of_large_reads():
+    left, right = socket.socketpair()
+    try:
+        packets = [struct.pack("!BB", 0x30, 5) + b"a/b" + struct.pack("!H", i) for i in range(10000)]
+        data = b"".join(packets)
+        right.sendall(data[:CHUNK + 100])
+        sock = ChunkedSocket(left)
+        assert sock.recv(1) == b"\x30" and sock.pending() == CHUNK - 1  # one recv took a whole chunk
+        got = [b"\x30"]
+        while sock.pending():
+            got.append(sock.recv(7))
+        assert b"".join(got) == data[:CHUNK]
+        assert sock.recv(1000) == data[CHUNK:CHUNK + 100] and sock.pending() == 0
+        left.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nothing held and nothing on the wire: paho's "try later"
+            sock.recv(1)
+        assert sock.fileno() == left.fileno()
+        right.close()
+        assert sock.recv(1) == b""  # the broker closed the connection
+    finally:
+        left.close()
+
+
+def test_the_buffered_client_reads_through_a_chunked_socket():
+    client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2)
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        client._host, client._port = "127.0.0.1", listener.getsockname()[1]
+        sock = client._create_socket()
+        assert isinstance(sock, ChunkedSocket)
+        sock.close()
+    finally:
+        listener.close()
