@@ -162,3 +162,28 @@ def test_the_buffered_client_reads_through_a_chunked_socket():
         sock.close()
     finally:
         listener.close()
+
+
+def _publish_packet(topic: bytes, mid: int, payload: bytes, properties: bytes | None) -> bytes:
+    """A PUBLISH's variable header and payload (``properties`` None: MQTT 3.1.1, else MQTT 5's, length first)."""
+    props = b"" if properties is None else bytes([len(properties)]) + properties
+    return struct.pack("!H", len(topic)) + topic + struct.pack("!H", mid) + props + payload
+
+
+@pytest.mark.parametrize("protocol, properties", [(mqtt.MQTTv311, None), (mqtt.MQTTv5, b""),
+                                                  (mqtt.MQTTv5, b"\x01\x01")])  # payload format indicator
+@pytest.mark.parametrize("header", [0x32, 0x3B])  # QoS 1; QoS 1 with dup and retain
+def test_the_buffered_client_decodes_a_publish_as_paho_does(protocol, properties, header):
+    packet = _publish_packet(TOPIC.encode(), 4097, b'{"ts": 1, "values": {}}', properties)
+    got = []
+    for cls in (mqtt.Client, BufferedClient):
+        client = cls(mqtt.CallbackAPIVersion.VERSION2, protocol=protocol, manual_ack=True)
+        client.on_message = lambda c, u, m: got.append(m)
+        client._in_packet = {"command": header, "packet": packet}
+        assert client._handle_publish() == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+    paho_message, ours = got
+    for attr in ("topic", "payload", "mid", "qos", "dup", "retain"):
+        assert getattr(ours, attr) == getattr(paho_message, attr), attr
+    if protocol == mqtt.MQTTv5:
+        assert ours.properties.json() == paho_message.properties.json()
+        assert hasattr(ours.properties, "PayloadFormatIndicator") == bool(properties)
