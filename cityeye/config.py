@@ -256,6 +256,11 @@ class IngestSettings(BaseModel):
     aggregate_max_bytes: int = Field(256 * 1024, ge=1024)
     #: produced batches awaiting Kafka acks at once (acks to MQTT stay in order)
     produce_window: int = Field(8, ge=1)
+    #: the gateway producer's ``linger_ms``: 0, the intake batches already and every ms of Kafka
+    #: latency holds MQTT messages unacknowledged (the broker's in-flight window)
+    producer_linger_ms: int = Field(0, ge=0)
+    #: the gateway producer's ``max_batch_size`` (bytes of one partition's records per produce request)
+    producer_max_batch_bytes: int = Field(16384, ge=1024)
     #: seconds between counter log lines (0: never)
     stats_interval_s: float = Field(60.0, ge=0)
     #: a field its kind does not declare: ``reject`` (dead letter ``unknown_field``), ``drop``

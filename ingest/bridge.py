@@ -6,8 +6,10 @@ or MQTT 5 ``clean_start=False`` with a session expiry, with a fixed client
 id, so the broker queues QoS 1 messages while the gateway is down). Received
 messages go into an inbox (a deque) that the asyncio side drains in batches
 (:meth:`MqttBridge.take`): the paho thread wakes the loop with one
-``call_soon_threadsafe`` per burst, not per message. :meth:`MqttBridge.ack`
-sends the PUBACK only when the caller says the message is safe (in Kafka).
+``call_soon_threadsafe`` per burst, not per message. :meth:`MqttBridge.ack_all`
+sends the PUBACKs only when the caller says the messages are safe (in Kafka),
+a batch's QoS 1 PUBACKs as one write. The paho client is
+:class:`ingest.paho_buffered.BufferedClient` (reads in large chunks).
 
 Scale-out: with ``share_group`` set the bridge subscribes to
 ``$share/<group>/<filter>`` (MQTT 5 shared subscription; Mosquitto also

@@ -12,6 +12,7 @@ Flow (one asyncio loop plus paho's network thread)::
         acker task:  await the batch's Kafka acks (retrying failures with
                      backoff, forever: a Kafka outage stalls, never drops),
                      then PUBACK its MQTT messages in arrival order
+                     (one write for the batch, ingest/bridge.py)
 
 At most ``produce_window`` batches wait for Kafka at once and at most
 ``max_unacked`` MQTT messages are held, so an outage pushes back on the
@@ -148,9 +149,9 @@ class Gateway:
     async def _start_producer(self) -> AIOKafkaProducer:
         delay = 0.5
         while True:
-            # no linger: the intake batches already, and every ms of Kafka latency
-            # holds one of the broker's few in-flight QoS 1 slots for this client
-            producer = make_producer(self.settings.kafka, "gateway", linger_ms=0)
+            ing = self.settings.ingest
+            producer = make_producer(self.settings.kafka, "gateway", linger_ms=ing.producer_linger_ms,
+                                     max_batch_size=ing.producer_max_batch_bytes)
             try:
                 await producer.start()
                 return producer
