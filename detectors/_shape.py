@@ -47,6 +47,7 @@ __all__ = ["ShapeNovelty"]
 
 _Q = 127.0 / 6.0  # int8 steps per z unit (|z| <= sqrt(w - 1) < 6 for w <= 37)
 _SLACK = 64  # readings dropped from the buffer at a time
+_PY_SUMS = 64  # prefix sums of at most this many new readings are extended in plain Python
 _LCG_A, _LCG_C, _LCG_M = 6364136223846793005, 1442695040888963407, 2**64
 
 
@@ -120,9 +121,9 @@ class ShapeNovelty:
         # leave it and the windows starting in them are offered to the reservoir
         self._buf = np.zeros(self._size + _SLACK, dtype=np.float32)
         self._end = 0  # readings in _buf
-        # work arrays of _distance: readings, their squares, prefix sums of both
+        # work arrays of _distance: readings (float64), prefix sums of them and of their squares
         span = len(self._buf) + 1
-        self._work = (np.empty(span), np.empty(span), np.zeros(span + 1), np.zeros(span + 1))
+        self._work = (np.empty(span), np.zeros((2, span + 1)))
         self._summed = 0  # readings of _buf whose prefix sums are in _work
         self._res = np.zeros((0, self.window), dtype=np.int8)
         self._res_z = np.zeros((0, self.window), dtype=np.float32)
@@ -173,46 +174,60 @@ class ShapeNovelty:
     def _distance(self, v: float) -> float:
         """Smallest z-normalised distance (over ``sqrt(w)``) of the window ending with ``v``.
 
-        Prefix sums of the buffer (and of its squares) give every window's
-        mean and variance; they are kept between computations and only
-        extended by the readings buffered since (cumulative sums are
-        sequential, so the floats equal a sum from the buffer's start, and a
-        restored or shifted buffer starts them afresh). One sliding
-        correlation gives the dot products with the query window, one
-        matrix-vector product the reservoir's. Arrays are preallocated: at
-        these sizes numpy's per-call overhead costs more than the arithmetic.
+        Prefix sums of the buffer and of its squares (the two rows of one
+        array) give every window's mean and variance; they are kept between
+        computations and only extended by the readings buffered since
+        (cumulative sums are sequential, so the floats equal a sum from the
+        buffer's start, and a restored or shifted buffer starts them afresh;
+        the few readings of one stride are summed in plain Python, with the
+        same floats). One sliding correlation gives the dot products with the
+        query window, one matrix-vector product the reservoir's. At these
+        sizes numpy's per-call overhead costs more than the arithmetic, so
+        the number of calls is kept small.
         """
         w, end = self.window, self._end
         n = end + 1
-        x, x2, c, c2 = self._work
+        x, c = self._work
         k = self._summed
         if k < end:  # prefix sums of the readings buffered since the last computation
             x[k:end] = self._buf[k:end]
-            np.multiply(x[k:end], x[k:end], out=x2[k:end])
-            # accumulating from c[k] gives the same floats as a cumsum from the buffer's start
-            np.cumsum(np.concatenate((c[k:k + 1], x[k:end])), out=c[k:end + 1])
-            np.cumsum(np.concatenate((c2[k:k + 1], x2[k:end])), out=c2[k:end + 1])
+            if end - k <= _PY_SUMS:
+                s, s2 = float(c[0, k]), float(c[1, k])
+                sums, sums2 = [], []
+                for r in x[k:end].tolist():
+                    s += r
+                    s2 += r * r
+                    sums.append(s)
+                    sums2.append(s2)
+                c[0, k + 1:end + 1] = sums
+                c[1, k + 1:end + 1] = sums2
+            else:
+                # accumulating from c[:, k] gives the same floats as a cumsum from the buffer's start
+                new = np.empty((2, end - k + 1))
+                new[:, 0] = c[:, k]
+                new[0, 1:] = x[k:end]
+                np.multiply(new[0, 1:], new[0, 1:], out=new[1, 1:])
+                np.cumsum(new, axis=1, out=c[:, k:end + 1])
             self._summed = end
-        x[end] = np.float32(v)
-        x2[end] = x[end] * x[end]
-        c[n] = c[end] + x[end]  # c[0] == 0: window sums are differences
-        c2[n] = c2[end] + x2[end]
-        x = x[:n]
-        mean_all = c[n] / n
-        total_var = max(c2[n] / n - mean_all * mean_all, 0.0)
+        r = float(np.float32(v))
+        x[end] = r
+        s, s2 = float(c[0, end]) + r, float(c[1, end]) + r * r
+        c[0, n], c[1, n] = s, s2  # c[:, 0] == 0: window sums are differences
+        mean_all = s / n
+        total_var = max(s2 / n - mean_all * mean_all, 0.0)
         ff = self.floor_share * self.floor_share * total_var + 1e-24
-        mu = c[w:n + 1] - c[: n + 1 - w]
-        mu /= w
-        var = c2[w:n + 1] - c2[: n + 1 - w]
-        var /= w
+        stats = c[:, w:n + 1] - c[:, : n + 1 - w]
+        stats /= w
+        mu, var = stats
         var -= mu * mu
         np.maximum(var, 0.0, out=var)
         inv = var + ff
         np.sqrt(inv, out=inv)
         np.divide(1.0, inv, out=inv)
-        q = x[n - w:] - mu[-1]
-        q *= inv[-1]
-        qq = w * var[-1] * inv[-1] * inv[-1]
+        mu_q, var_q, inv_q = float(mu[-1]), float(var[-1]), float(inv[-1])
+        q = x[n - w:n] - mu_q
+        q *= inv_q + inv_q  # twice the query: the dot products below need 2 (x_a . q)
+        qq = w * var_q * inv_q * inv_q
         # windows that end at least w readings before v (no overlap with the query);
         # sum(q) == 0, so the window means drop out of the dot products:
         # |a - q|^2 = w var_a inv_a^2 - 2 inv_a (x_a . q) + qq
@@ -220,11 +235,11 @@ class ShapeNovelty:
         inv_m = inv[:m]
         t = var[:m] * inv_m
         t *= w
-        t -= np.correlate(x[: n - w], q + q, "valid")
+        t -= np.correlate(x[: n - w], q, "valid")
         t *= inv_m
         best = float(t.min())
         if len(self._res_z):
-            best = min(best, float((self._res_sq - self._res_z @ (q + q).astype(np.float32)).min()))
+            best = min(best, float((self._res_sq - self._res_z @ q.astype(np.float32)).min()))
         return math.sqrt(max(best + qq, 0.0) / w)
 
     # -- learning ----------------------------------------------------------------
