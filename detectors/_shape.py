@@ -253,15 +253,20 @@ class ShapeNovelty:
             starts = [(int(i), int(slots[i])) for i in np.flatnonzero(slots < self.reservoir)]
             if starts:
                 x = self._buf[: self._end].astype(np.float64)
-                ff = self.floor_share * self.floor_share * float(x.var()) + 1e-24
-                wins = np.stack([x[i:i + self.window] for i, _ in starts])
-                wins = (wins - wins.mean(axis=1, keepdims=True)) / np.sqrt(wins.var(axis=1, keepdims=True) + ff)
+                ff = self.floor_share * self.floor_share * _variance(x) + 1e-24
+                w = self.window
+                wins = x[np.array([i for i, _ in starts])[:, None] + np.arange(w)]  # the windows, a copy
+                # (wins - mean) / sqrt(var + ff), var as np.var computes it (same floats)
+                wins -= wins.sum(axis=1, keepdims=True) / w
+                var = np.square(wins).sum(axis=1, keepdims=True) / w
+                wins /= np.sqrt(var + ff)
                 q = np.clip(np.rint(wins * _Q), -127, 127).astype(np.int8)
-                for (i, slot), row in zip(starts, q):
+                grow = [row for (_, slot), row in zip(starts, q) if slot >= len(self._res)]
+                for (_, slot), row in zip(starts, q):
                     if slot < len(self._res):
                         self._res[slot] = row
-                    else:
-                        self._res = np.vstack((self._res, row[None, :]))
+                if grow:  # while the reservoir fills, windows are appended in order
+                    self._res = np.vstack((self._res, *grow))
                 self._refresh_reservoir()
         self._buf[:keep] = self._buf[drop:self._end]
         self._end = keep
@@ -274,6 +279,12 @@ class ShapeNovelty:
         steps are taken at once (``x_j = A^j x_0 + C (A^(j-1) + ... + 1)``, in uint64
         arithmetic, which wraps modulo 2^64 as the LCG does)."""
         k = np.arange(self._offered + 1, self._offered + count + 1, dtype=np.uint64)
+        if self._offered >= self.reservoir:  # the reservoir is full: every window is drawn
+            mul, add = _lcg_jumps(count)
+            x = mul * np.uint64(self._rng) + add
+            self._rng = int(x[-1])
+            self._offered += count
+            return (x >> np.uint64(11)) % k
         slots = k - np.uint64(1)
         drawn = k > self.reservoir  # a suffix: k grows
         steps = int(drawn.sum())
@@ -309,6 +320,13 @@ class ShapeNovelty:
         self._computed = int(state["computed"])
         self._record, self._score = float(state["record"]), float(state["score"])
         self._cache = None
+
+
+def _variance(x: np.ndarray) -> float:
+    """``x.var()`` of a 1-d float64 array, the same floats with fewer calls."""
+    d = x - x.sum() / len(x)
+    d *= d
+    return float(d.sum() / len(x))
 
 
 @lru_cache(maxsize=4)
