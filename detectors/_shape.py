@@ -121,6 +121,8 @@ class ShapeNovelty:
         # leave it and the windows starting in them are offered to the reservoir
         self._buf = np.zeros(self._size + _SLACK, dtype=np.float32)
         self._end = 0  # readings in _buf
+        self._pending: list[float] = []  # readings learnt since, not yet written to _buf (see _flush)
+        self._due = False  # whether the next reading's score is computed (else held)
         # work arrays of _distance: readings (float64), prefix sums of them and of their squares
         span = len(self._buf) + 1
         self._work = (np.empty(span), np.zeros((2, span + 1)))
@@ -144,7 +146,7 @@ class ShapeNovelty:
 
     def score(self, v: float) -> float:
         """Score of the window ending with reading ``v`` (not learnt)."""
-        if (self._n + 1) % self.stride or self._end < self._size:
+        if not self._due:
             return self._score
         d = self._distance(v)
         self._cache = (self._n, d)
@@ -153,17 +155,31 @@ class ShapeNovelty:
     def learn(self, v: float) -> None:
         """Learn reading ``v`` (after :meth:`score`)."""
         cache, self._cache = self._cache, None
-        if not (self._n + 1) % self.stride and self._end >= self._size:
+        if self._due:
             d = cache[1] if cache is not None and cache[0] == self._n else self._distance(v)
             self._score = self._score_of(d)
             self._computed += 1
             if self._computed >= self.warmup // 2:
                 self._record = max(d, self._record * self.record_decay)
         self._n += 1
-        if self._end == len(self._buf):
+        pending = self._pending
+        held = self._end + len(pending)  # readings kept, v not yet
+        if held == len(self._buf):
+            self._flush()
             self._shift()
-        self._buf[self._end] = v
-        self._end += 1
+            held = self._end
+        pending.append(v)
+        self._due = not (self._n + 1) % self.stride and held + 1 >= self._size
+
+    def _flush(self) -> None:
+        """Write the pending readings to the buffer (one numpy call for a stride's
+        readings instead of one per reading; the same float32 values)."""
+        pending = self._pending
+        if pending:
+            end = self._end + len(pending)
+            self._buf[self._end:end] = pending
+            self._end = end
+            pending.clear()
 
     def _score_of(self, d: float) -> float:
         if self._computed < self.warmup:
@@ -185,6 +201,7 @@ class ShapeNovelty:
         sizes numpy's per-call overhead costs more than the arithmetic, so
         the number of calls is kept small.
         """
+        self._flush()
         w, end = self.window, self._end
         n = end + 1
         x, c = self._work
@@ -304,7 +321,8 @@ class ShapeNovelty:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "hist": pack(self._buf[: self._end]), "reservoir": pack(self._res),
+            "hist": pack(np.concatenate((self._buf[: self._end], np.asarray(self._pending, dtype=np.float32)))),
+            "reservoir": pack(self._res),
             "offered": self._offered, "rng": self._rng, "n": self._n, "computed": self._computed,
             "record": self._record, "score": self._score,
         }
@@ -320,6 +338,8 @@ class ShapeNovelty:
         self._computed = int(state["computed"])
         self._record, self._score = float(state["record"]), float(state["score"])
         self._cache = None
+        self._pending = []
+        self._due = not (self._n + 1) % self.stride and self._end >= self._size
 
 
 def _variance(x: np.ndarray) -> float:

@@ -326,7 +326,8 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         best = self._flat.vote(v)
         shape = self._shape
         if shape is not None:
-            r = shape.score(v) + self.shape_offset
+            # shape.score(v), without the call when its score is held
+            r = (shape.score(v) if shape._due else shape._score) + self.shape_offset
             if r > best:
                 best = r
         raw = self._raw_view
