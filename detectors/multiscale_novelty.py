@@ -323,7 +323,8 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             return 0.0
         # highest vote of the flat-run record and of the views whose block v
         # completes (no learning)
-        best = self._flat.vote(v)
+        flat = self._flat
+        best = flat.vote(v) if v == flat._last else 0.0  # (a new value never votes: no call)
         shape = self._shape
         if shape is not None:
             # shape.score(v), without the call when its score is held
