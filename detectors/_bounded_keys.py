@@ -60,7 +60,7 @@ class BoundedKeySet:
         self.slots = int(slots)
         self.generation_share = int(generation_share)
         self._cap = max(1, self.slots // self.generation_share)
-        self.slot_of = self._mod = self.slots.__rmod__  # key -> key % slots, a C call in map()
+        self._mod = self.slots.__rmod__  # key -> key % slots, a C call in map()
         self.union: set[int] = set()  # slots of the current and previous generations
         self.current: set[int] = set()
 

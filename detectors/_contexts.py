@@ -70,7 +70,7 @@ class ContextKeys:
         # into the current one (else a context met every day would still be
         # forgotten when its generation ends, and look new once more)
         longest = self._longest(keys)
-        if seen.current.issuperset(map(seen.slot_of, longest)):  # seen.current_has_all, inlined
+        if seen.current_has_all(longest):
             return (keys, heads, False), len(keys)
         if seen.known_all(longest):
             return (keys, heads, True), len(keys)

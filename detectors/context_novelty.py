@@ -262,13 +262,7 @@ class ContextNoveltyDetector(AnomalyDetector):
         lo, hi, n = self._min, self._max, self._n_contexts
         contexts, known = self._contexts.look_up(v - lo, hi - lo) if hi > lo else self._contexts.look_up(0.0, 0.0)
         novelty = (n - known) / n
-        if self.base_alpha > 0:  # _above_base(novelty, self._base), inlined
-            base = self._base
-            share = (novelty - base) / (1.0 - base) if base < 1.0 else 0.0
-            if not share > 0.0:
-                share = 0.0
-        else:
-            share = novelty
+        share = _above_base(novelty, self._base) if self.base_alpha > 0 else novelty
         # magnitude tie-breaker: distance to the running mean, in running deviations
         ref = self._magnitude_ref or self
         mean = ref._mean
@@ -330,11 +324,7 @@ class ContextNoveltyDetector(AnomalyDetector):
             self._mean = mean + alpha * d
             self._var = (1.0 - alpha) * (self._var + alpha * d * d)
         if self._chunk_len:
-            o = self._open
-            if o is not None and o[0] <= v <= o[1] and o[2] + 1 < self._chunk_len:
-                o[2] += 1  # _window_range's usual case, inlined: same range
-            else:
-                self._window_range(v)
+            self._window_range(v)
         else:
             if v < self._min:
                 self._min = v

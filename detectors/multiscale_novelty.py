@@ -336,8 +336,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             return 0.0
         # highest vote of the flat-run record and of the views whose block v
         # completes (no learning)
-        flat = self._flat
-        best = flat.vote(v) if v == flat._last else 0.0  # (a new value never votes: no call)
+        best = self._flat.vote(v)
         shape = self._shape
         if shape is not None:
             # shape.score(v), without the call when its score is held
