@@ -278,12 +278,14 @@ class ShapeNovelty:
                 var = np.square(wins).sum(axis=1, keepdims=True) / w
                 wins /= np.sqrt(var + ff)
                 q = np.clip(np.rint(wins * _Q), -127, 127).astype(np.int8)
-                grow = [row for (_, slot), row in zip(starts, q) if slot >= len(self._res)]
+                # while the reservoir fills, slots are taken in order, and a window
+                # drawn after the last one filled has a slot below it: the size after
+                # these windows is the highest slot + 1
+                size = max(slot for _, slot in starts) + 1
+                if size > len(self._res):
+                    self._res = np.concatenate((self._res, np.zeros((size - len(self._res), w), np.int8)))
                 for (_, slot), row in zip(starts, q):
-                    if slot < len(self._res):
-                        self._res[slot] = row
-                if grow:  # while the reservoir fills, windows are appended in order
-                    self._res = np.vstack((self._res, *grow))
+                    self._res[slot] = row  # in order: a later window replaces an earlier one
                 self._refresh_reservoir()
         self._buf[:keep] = self._buf[drop:self._end]
         self._end = keep

@@ -132,8 +132,12 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         ``shape_window=None`` turns it off.
     shape_periodic_offset
         ``None`` or the shape vote's offset once a seasonal view has found
-        the signal's period (a strongly periodic signal, whose windows repeat,
-        is where a window unlike every earlier one means most).
+        the signal's period (autocorrelation peak above ``season_min_acf``): a
+        strongly periodic signal, whose windows repeat, is where a window
+        unlike every earlier one means most, and there a record-breaking
+        shape may reach the other views' top score (on the synthetic shape
+        suite 72.5 % against 62.5 % with ``None``; NAB 71.0 / 62.1 against
+        71.1 / 62.3).
     shape_record_decay
         The shape vote's record distance is multiplied by this at every
         computation (1: kept for ever; see :class:`~detectors._shape.ShapeNovelty`).
@@ -215,7 +219,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         shape_stride: int = 16,
         shape_scale: float = 0.2,
         shape_offset: float = -0.1,
-        shape_periodic_offset: float | None = None,
+        shape_periodic_offset: float | None = 0.1,
         shape_record_decay: float = 1.0,
         context_slots: int | tuple | list = (24571, 12289),
         context_generation_share: int = 8,
