@@ -44,6 +44,7 @@ class ContextKeys:
                  generation_share: int = 16) -> None:
         self.resolutions = resolutions
         self._levels = tuple(levels for levels, _ in resolutions)
+        self._symbols = _quantiser(self._levels)
         self._flat = tuple(0 for _ in resolutions)  # symbols when the range is a single value
         self.seen = BoundedKeySet(slots, generation_share)  # tagged keys' slots
         self.restore([[] for _ in resolutions], [[] for _ in resolutions])
@@ -54,7 +55,7 @@ class ContextKeys:
         were seen. The contexts, for :meth:`learn`: the keys, the reading's
         own tagged symbols (its tails of order 1) and whether a key is new."""
         if width > 0:
-            symbols = tuple([floor(offset * levels / width) for levels in self._levels])
+            symbols = self._symbols(offset, width)
         else:
             symbols = self._flat
         parts = self._parts.get(symbols)
@@ -151,6 +152,15 @@ class ContextKeys:
                 tails.append(tail * n + r)
         self._tails = tuple(tails)
         self._set_layout(tuple(min(order, len(hist)) for (_, order), hist in zip(self.resolutions, history)))
+
+
+def _quantiser(levels: tuple[int, ...]) -> Callable[[float, float], tuple[int, ...]]:
+    """``(offset, width) -> (floor(offset * L / width) for each L of levels)``; written
+    out for the default's four resolutions (no comprehension per reading)."""
+    if len(levels) == 4:
+        a, b, c, d = levels
+        return lambda o, w: (floor(o * a / w), floor(o * b / w), floor(o * c / w), floor(o * d / w))
+    return lambda o, w: tuple([floor(o * L / w) for L in levels])
 
 
 def _gather(indexes: list[int]) -> Callable[[list[int]], tuple[int, ...] | list[int]]:

@@ -47,6 +47,7 @@ __all__ = ["ShapeNovelty"]
 
 _Q = 127.0 / 6.0  # int8 steps per z unit (|z| <= sqrt(w - 1) < 6 for w <= 37)
 _SLACK = 64  # readings dropped from the buffer at a time
+_PY_SUMS = 64  # prefix sums of at most this many new readings are extended in plain Python
 _LCG_A, _LCG_C, _LCG_M = 6364136223846793005, 1442695040888963407, 2**64
 
 
@@ -120,9 +121,11 @@ class ShapeNovelty:
         # leave it and the windows starting in them are offered to the reservoir
         self._buf = np.zeros(self._size + _SLACK, dtype=np.float32)
         self._end = 0  # readings in _buf
-        # work arrays of _distance: readings, their squares, prefix sums of both
+        self._pending: list[float] = []  # readings learnt since, not yet written to _buf (see _flush)
+        self._due = False  # whether the next reading's score is computed (else held)
+        # work arrays of _distance: readings (float64), prefix sums of them and of their squares
         span = len(self._buf) + 1
-        self._work = (np.empty(span), np.empty(span), np.zeros(span + 1), np.zeros(span + 1))
+        self._work = (np.empty(span), np.zeros((2, span + 1)))
         self._summed = 0  # readings of _buf whose prefix sums are in _work
         self._res = np.zeros((0, self.window), dtype=np.int8)
         self._res_z = np.zeros((0, self.window), dtype=np.float32)
@@ -143,7 +146,7 @@ class ShapeNovelty:
 
     def score(self, v: float) -> float:
         """Score of the window ending with reading ``v`` (not learnt)."""
-        if (self._n + 1) % self.stride or self._end < self._size:
+        if not self._due:
             return self._score
         d = self._distance(v)
         self._cache = (self._n, d)
@@ -152,17 +155,31 @@ class ShapeNovelty:
     def learn(self, v: float) -> None:
         """Learn reading ``v`` (after :meth:`score`)."""
         cache, self._cache = self._cache, None
-        if not (self._n + 1) % self.stride and self._end >= self._size:
+        if self._due:
             d = cache[1] if cache is not None and cache[0] == self._n else self._distance(v)
             self._score = self._score_of(d)
             self._computed += 1
             if self._computed >= self.warmup // 2:
                 self._record = max(d, self._record * self.record_decay)
         self._n += 1
-        if self._end == len(self._buf):
+        pending = self._pending
+        held = self._end + len(pending)  # readings kept, v not yet
+        if held == len(self._buf):
+            self._flush()
             self._shift()
-        self._buf[self._end] = v
-        self._end += 1
+            held = self._end
+        pending.append(v)
+        self._due = not (self._n + 1) % self.stride and held + 1 >= self._size
+
+    def _flush(self) -> None:
+        """Write the pending readings to the buffer (one numpy call for a stride's
+        readings instead of one per reading; the same float32 values)."""
+        pending = self._pending
+        if pending:
+            end = self._end + len(pending)
+            self._buf[self._end:end] = pending
+            self._end = end
+            pending.clear()
 
     def _score_of(self, d: float) -> float:
         if self._computed < self.warmup:
@@ -173,46 +190,61 @@ class ShapeNovelty:
     def _distance(self, v: float) -> float:
         """Smallest z-normalised distance (over ``sqrt(w)``) of the window ending with ``v``.
 
-        Prefix sums of the buffer (and of its squares) give every window's
-        mean and variance; they are kept between computations and only
-        extended by the readings buffered since (cumulative sums are
-        sequential, so the floats equal a sum from the buffer's start, and a
-        restored or shifted buffer starts them afresh). One sliding
-        correlation gives the dot products with the query window, one
-        matrix-vector product the reservoir's. Arrays are preallocated: at
-        these sizes numpy's per-call overhead costs more than the arithmetic.
+        Prefix sums of the buffer and of its squares (the two rows of one
+        array) give every window's mean and variance; they are kept between
+        computations and only extended by the readings buffered since
+        (cumulative sums are sequential, so the floats equal a sum from the
+        buffer's start, and a restored or shifted buffer starts them afresh;
+        the few readings of one stride are summed in plain Python, with the
+        same floats). One sliding correlation gives the dot products with the
+        query window, one matrix-vector product the reservoir's. At these
+        sizes numpy's per-call overhead costs more than the arithmetic, so
+        the number of calls is kept small.
         """
+        self._flush()
         w, end = self.window, self._end
         n = end + 1
-        x, x2, c, c2 = self._work
+        x, c = self._work
         k = self._summed
         if k < end:  # prefix sums of the readings buffered since the last computation
             x[k:end] = self._buf[k:end]
-            np.multiply(x[k:end], x[k:end], out=x2[k:end])
-            # accumulating from c[k] gives the same floats as a cumsum from the buffer's start
-            np.cumsum(np.concatenate((c[k:k + 1], x[k:end])), out=c[k:end + 1])
-            np.cumsum(np.concatenate((c2[k:k + 1], x2[k:end])), out=c2[k:end + 1])
+            if end - k <= _PY_SUMS:
+                s, s2 = float(c[0, k]), float(c[1, k])
+                sums, sums2 = [], []
+                for r in x[k:end].tolist():
+                    s += r
+                    s2 += r * r
+                    sums.append(s)
+                    sums2.append(s2)
+                c[0, k + 1:end + 1] = sums
+                c[1, k + 1:end + 1] = sums2
+            else:
+                # accumulating from c[:, k] gives the same floats as a cumsum from the buffer's start
+                new = np.empty((2, end - k + 1))
+                new[:, 0] = c[:, k]
+                new[0, 1:] = x[k:end]
+                np.multiply(new[0, 1:], new[0, 1:], out=new[1, 1:])
+                np.cumsum(new, axis=1, out=c[:, k:end + 1])
             self._summed = end
-        x[end] = np.float32(v)
-        x2[end] = x[end] * x[end]
-        c[n] = c[end] + x[end]  # c[0] == 0: window sums are differences
-        c2[n] = c2[end] + x2[end]
-        x = x[:n]
-        mean_all = c[n] / n
-        total_var = max(c2[n] / n - mean_all * mean_all, 0.0)
+        r = float(np.float32(v))
+        x[end] = r
+        s, s2 = float(c[0, end]) + r, float(c[1, end]) + r * r
+        c[0, n], c[1, n] = s, s2  # c[:, 0] == 0: window sums are differences
+        mean_all = s / n
+        total_var = max(s2 / n - mean_all * mean_all, 0.0)
         ff = self.floor_share * self.floor_share * total_var + 1e-24
-        mu = c[w:n + 1] - c[: n + 1 - w]
-        mu /= w
-        var = c2[w:n + 1] - c2[: n + 1 - w]
-        var /= w
+        stats = c[:, w:n + 1] - c[:, : n + 1 - w]
+        stats /= w
+        mu, var = stats
         var -= mu * mu
         np.maximum(var, 0.0, out=var)
         inv = var + ff
         np.sqrt(inv, out=inv)
         np.divide(1.0, inv, out=inv)
-        q = x[n - w:] - mu[-1]
-        q *= inv[-1]
-        qq = w * var[-1] * inv[-1] * inv[-1]
+        mu_q, var_q, inv_q = float(mu[-1]), float(var[-1]), float(inv[-1])
+        q = x[n - w:n] - mu_q
+        q *= inv_q + inv_q  # twice the query: the dot products below need 2 (x_a . q)
+        qq = w * var_q * inv_q * inv_q
         # windows that end at least w readings before v (no overlap with the query);
         # sum(q) == 0, so the window means drop out of the dot products:
         # |a - q|^2 = w var_a inv_a^2 - 2 inv_a (x_a . q) + qq
@@ -220,11 +252,11 @@ class ShapeNovelty:
         inv_m = inv[:m]
         t = var[:m] * inv_m
         t *= w
-        t -= np.correlate(x[: n - w], q + q, "valid")
+        t -= np.correlate(x[: n - w], q, "valid")
         t *= inv_m
         best = float(t.min())
         if len(self._res_z):
-            best = min(best, float((self._res_sq - self._res_z @ (q + q).astype(np.float32)).min()))
+            best = min(best, float((self._res_sq - self._res_z @ q.astype(np.float32)).min()))
         return math.sqrt(max(best + qq, 0.0) / w)
 
     # -- learning ----------------------------------------------------------------
@@ -238,15 +270,22 @@ class ShapeNovelty:
             starts = [(int(i), int(slots[i])) for i in np.flatnonzero(slots < self.reservoir)]
             if starts:
                 x = self._buf[: self._end].astype(np.float64)
-                ff = self.floor_share * self.floor_share * float(x.var()) + 1e-24
-                wins = np.stack([x[i:i + self.window] for i, _ in starts])
-                wins = (wins - wins.mean(axis=1, keepdims=True)) / np.sqrt(wins.var(axis=1, keepdims=True) + ff)
+                ff = self.floor_share * self.floor_share * _variance(x) + 1e-24
+                w = self.window
+                wins = x[np.array([i for i, _ in starts])[:, None] + np.arange(w)]  # the windows, a copy
+                # (wins - mean) / sqrt(var + ff), var as np.var computes it (same floats)
+                wins -= wins.sum(axis=1, keepdims=True) / w
+                var = np.square(wins).sum(axis=1, keepdims=True) / w
+                wins /= np.sqrt(var + ff)
                 q = np.clip(np.rint(wins * _Q), -127, 127).astype(np.int8)
-                for (i, slot), row in zip(starts, q):
-                    if slot < len(self._res):
-                        self._res[slot] = row
-                    else:
-                        self._res = np.vstack((self._res, row[None, :]))
+                # while the reservoir fills, slots are taken in order, and a window
+                # drawn after the last one filled has a slot below it: the size after
+                # these windows is the highest slot + 1
+                size = max(slot for _, slot in starts) + 1
+                if size > len(self._res):
+                    self._res = np.concatenate((self._res, np.zeros((size - len(self._res), w), np.int8)))
+                for (_, slot), row in zip(starts, q):
+                    self._res[slot] = row  # in order: a later window replaces an earlier one
                 self._refresh_reservoir()
         self._buf[:keep] = self._buf[drop:self._end]
         self._end = keep
@@ -259,6 +298,12 @@ class ShapeNovelty:
         steps are taken at once (``x_j = A^j x_0 + C (A^(j-1) + ... + 1)``, in uint64
         arithmetic, which wraps modulo 2^64 as the LCG does)."""
         k = np.arange(self._offered + 1, self._offered + count + 1, dtype=np.uint64)
+        if self._offered >= self.reservoir:  # the reservoir is full: every window is drawn
+            mul, add = _lcg_jumps(count)
+            x = mul * np.uint64(self._rng) + add
+            self._rng = int(x[-1])
+            self._offered += count
+            return (x >> np.uint64(11)) % k
         slots = k - np.uint64(1)
         drawn = k > self.reservoir  # a suffix: k grows
         steps = int(drawn.sum())
@@ -278,7 +323,8 @@ class ShapeNovelty:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "hist": pack(self._buf[: self._end]), "reservoir": pack(self._res),
+            "hist": pack(np.concatenate((self._buf[: self._end], np.asarray(self._pending, dtype=np.float32)))),
+            "reservoir": pack(self._res),
             "offered": self._offered, "rng": self._rng, "n": self._n, "computed": self._computed,
             "record": self._record, "score": self._score,
         }
@@ -294,6 +340,15 @@ class ShapeNovelty:
         self._computed = int(state["computed"])
         self._record, self._score = float(state["record"]), float(state["score"])
         self._cache = None
+        self._pending = []
+        self._due = not (self._n + 1) % self.stride and self._end >= self._size
+
+
+def _variance(x: np.ndarray) -> float:
+    """``x.var()`` of a 1-d float64 array, the same floats with fewer calls."""
+    d = x - x.sum() / len(x)
+    d *= d
+    return float(d.sum() / len(x))
 
 
 @lru_cache(maxsize=4)

@@ -130,6 +130,17 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         ``shape_stride`` readings, scored against the sensor's record
         distance (``shape_scale``), plus ``shape_offset``.
         ``shape_window=None`` turns it off.
+    shape_periodic_offset
+        ``None`` or the shape vote's offset once a seasonal view has found
+        the signal's period (autocorrelation peak above ``season_min_acf``): a
+        strongly periodic signal, whose windows repeat, is where a window
+        unlike every earlier one means most, and there a record-breaking
+        shape may reach the other views' top score (on the synthetic shape
+        suite 72.5 % against 62.5 % with ``None``; NAB 71.0 / 62.1 against
+        71.1 / 62.3).
+    shape_record_decay
+        The shape vote's record distance is multiplied by this at every
+        computation (1: kept for ever; see :class:`~detectors._shape.ShapeNovelty`).
     context_slots, context_generation_share, season_slots
         The views' context sets are capped by construction
         (:class:`~detectors._bounded_keys.BoundedKeySet`): ``context_slots``
@@ -208,6 +219,8 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         shape_stride: int = 16,
         shape_scale: float = 0.2,
         shape_offset: float = -0.1,
+        shape_periodic_offset: float | None = 0.1,
+        shape_record_decay: float = 1.0,
         context_slots: int | tuple | list = (24571, 12289),
         context_generation_share: int = 8,
         season_slots: int = 4093,
@@ -255,9 +268,11 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self.shape_stride = shape_stride
         self.shape_scale = shape_scale
         self.shape_offset = shape_offset
+        self.shape_periodic_offset = shape_periodic_offset
+        self.shape_record_decay = shape_record_decay
         self._shape = (
             ShapeNovelty(window=shape_window, recent=shape_recent, reservoir=shape_reservoir,
-                         stride=shape_stride, scale=shape_scale)
+                         stride=shape_stride, scale=shape_scale, record_decay=shape_record_decay)
             if shape_window else None
         )
         self._decay = math.exp(-1.0 / alarm_memory) if alarm_memory > 0 else 0.0
@@ -307,6 +322,8 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self._blocks = tuple(  # (k, step, offset, view) of the other views
             block for block in zip(range(len(self.steps)), self.steps, self.offsets, self._views) if block[0] != raw
         )
+        # the first view with seasonal contexts: its period, once found, marks a periodic signal
+        self._seasonal = next((view for view in self._views if view.season_warmup), None)
         self._sums = [0.0 for _ in self.steps]  # sum and number of the readings of each view's open block
         self._counts = [0 for _ in self.steps]
         self._quiet = 0
@@ -326,7 +343,8 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         best = self._flat.vote(v)
         shape = self._shape
         if shape is not None:
-            r = shape.score(v) + self.shape_offset
+            # shape.score(v), without the call when its score is held
+            r = (shape.score(v) if shape._due else shape._score) + self._shape_offset()
             if r > best:
                 best = r
         raw = self._raw_view
@@ -357,7 +375,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         shape = self._shape
         if shape is not None:
             shape.learn(v)  # its score stays what score_one gave v
-            r = shape._score + self.shape_offset
+            r = shape._score + self._shape_offset()
             if r > best:
                 best = r
         sums, counts = self._sums, self._counts
@@ -397,6 +415,13 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
                 self._alarms += 1.0
                 if flat_vote >= self.rest_threshold:
                     flat.fired()  # one alarm per record-breaking run
+
+    def _shape_offset(self) -> float:
+        """``shape_periodic_offset`` once a seasonal view knows the period, else ``shape_offset``."""
+        seasonal = self._seasonal
+        if seasonal is not None and seasonal._period and self.shape_periodic_offset is not None:
+            return self.shape_periodic_offset
+        return self.shape_offset
 
     # -- state ---------------------------------------------------------------
 

@@ -137,3 +137,27 @@ def test_learning_without_scoring_first_whatever_the_raw_views_place(steps):
         b.learn_one({"value": v})
     assert json.dumps(a.snapshot(), sort_keys=True) == json.dumps(b.snapshot(), sort_keys=True)
 
+
+
+def test_shape_vote_takes_its_periodic_offset_only_once_the_period_is_known():
+    """``shape_periodic_offset`` applies on a signal whose seasonal view has found a
+    period, from then on; on a signal without one the vote keeps ``shape_offset``."""
+    rng = random.Random(11)
+    periodic = [10 * math.sin(2 * math.pi * t / 48) + rng.gauss(0, 0.3) for t in range(3200)]
+    for t in range(3000, 3048):  # one missing peak at normal values
+        periodic[t] = min(periodic[t], 0.0)
+    walk, level = [], 0.0
+    for _ in range(3200):
+        level += rng.gauss(0, 1)
+        walk.append(level)
+    kw = {"shape_offset": -0.1, "shape_periodic_offset": 0.1}
+    plain = drive(MultiScaleNoveltyDetector(shape_offset=-0.1, shape_periodic_offset=None), periodic)
+    det = MultiScaleNoveltyDetector(**kw)
+    boosted = drive(det, periodic)
+    assert det._seasonal._period == 48 // 12  # in the 12-reading view's blocks
+    start = next(i for i in range(len(plain)) if plain[i] != boosted[i])
+    assert start >= 12 * (det.season_warmup // 12)  # the period is estimated at the end of the warm-up
+    assert max(boosted[3000:3100]) > max(plain[3000:3100])
+    aperiodic = MultiScaleNoveltyDetector(**kw)
+    assert drive(aperiodic, walk) == drive(MultiScaleNoveltyDetector(shape_offset=-0.1, shape_periodic_offset=None), walk)
+    assert aperiodic._seasonal._period == 0

@@ -14,9 +14,10 @@ from evaluation.shape_suite import KINDS, ShapeCase, average_precision, cases_fr
     synthetic_bases
 
 #: Floor on the default detector's hit rate on the suite (bases seed 0, cases seed 0, 10 per
-#: kind). Measured when set: the default 62.5 % (25 / 40); the default without its shape vote
+#: kind). Measured when set: the default 72.5 % (29 / 40; 62.5 % before its shape vote took
+#: ``shape_periodic_offset``, raised from 50 % then); the default without its shape vote
 #: 27.5 % (11 / 40) and context_novelty 27.5 % (11 / 40), both below it.
-HIT_FLOOR = 0.50
+HIT_FLOOR = 0.65
 
 
 def build() -> list[ShapeCase]:
