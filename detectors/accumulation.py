@@ -82,6 +82,8 @@ class RainfallAccumulation(JSONStateMixin, Rule):
         self._sig = sig
         self._windows = sorted({w for _, _, w in sig})
         self._longest = self._windows[-1]
+        # per window, the least amount any signal asks in it: below every one of them, no signal is met
+        self._least = [min(mm for _, mm, w in sig if w == window) for window in self._windows]
         self._current: Finding | None = None
         self._resolution = self._windows[0] / 180.0
         self._rain = TimedColumns()  # readings with rain, its head: the longest window's oldest
@@ -146,6 +148,9 @@ class RainfallAccumulation(JSONStateMixin, Rule):
         if drop:
             self._starts = [j - drop for j in starts]
 
+        if all(total < least for total, least in zip(sums, self._least)):  # the usual reading: no signal met
+            self._current = None
+            return None
         totals = self.totals()
         best = None
         for s, amount, w in self._sig:
