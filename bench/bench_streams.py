@@ -33,6 +33,9 @@ import math
 import random
 import time
 import uuid
+from typing import Iterator
+
+import orjson
 
 from cityeye.config import InfluxSettings, KafkaSettings, Settings
 from cityeye.contracts import TOPIC_ALERTS, AlertEvent, Reading, all_topics, readings_topic, to_json
@@ -40,10 +43,10 @@ from cityeye.kafka import ensure_topics, make_consumer, make_producer
 from cityeye.reading_records import readings_of
 from cityeye.sensor_registry import Sensor, SensorRegistry
 from detectors.default_checks import builtin_rulebook
-from ingest.aggregation import build_records
+from ingest.aggregation import OutRecord, build_records
 from launch.servers import TansuServer
 from streams.command import StreamsWorker
-from streams.sensor_engine import SensorEngine
+from streams.sensor_engine import SensorEngine, default_checks_factory
 
 __all__ = ["make_registry", "make_readings", "main"]
 
@@ -94,17 +97,22 @@ def make_readings(registry: SensorRegistry, total: int, seed: int = 7) -> list[R
     return out
 
 
+def _records(readings: list[Reading], aggregate: int) -> Iterator[OutRecord]:
+    """The backlog's records as the gateway writes them (chunks of 500 readings, aggregated per partition)."""
+    for i in range(0, len(readings), 500):
+        yield from build_records(readings[i:i + 500], all_topics().__getitem__, max_readings=aggregate,
+                                 max_bytes=256 * 1024)
+
+
 async def _produce(kafka: KafkaSettings, readings: list[Reading], aggregate: int) -> int:
-    """Write the backlog as the gateway would (chunks of 500 readings, aggregated per partition); records sent."""
+    """Write the backlog as the gateway would (:func:`_records`); records sent."""
     producer = make_producer(kafka, "bench", linger_ms=20, max_batch_size=1024 * 1024)
     await producer.start()
     sent = 0
     try:
-        for i in range(0, len(readings), 500):
-            for rec in build_records(readings[i:i + 500], all_topics().__getitem__, max_readings=aggregate,
-                                     max_bytes=256 * 1024):
-                await producer.send(rec.topic, rec.value, key=rec.key, partition=rec.partition, headers=rec.headers)
-                sent += 1
+        for rec in _records(readings, aggregate):
+            await producer.send(rec.topic, rec.value, key=rec.key, partition=rec.partition, headers=rec.headers)
+            sent += 1
         await producer.flush()
     finally:
         await producer.stop()
@@ -179,6 +187,53 @@ async def _check_events(kafka: KafkaSettings, registry: SensorRegistry, readings
     return f"alert events on the topic: {len(got)} distinct, pure engine: {len(want)}, identical: {same}"
 
 
+def breakdown(registry: SensorRegistry, readings: list[Reading], aggregate: int, snapshot_every: int) -> dict[str, float]:
+    """CPU µs per reading of the worker's parts on the same records, in this process, no Kafka.
+
+    ``decode``: :func:`readings_of` of every record; ``engine bookkeeping``: the engine with no checks;
+    ``building checks``: every sensor's default checks built once (amortised over the readings);
+    ``default checks``: the engine with the default checks, less the two before; ``snapshots``: the
+    engine's snapshot and its JSON for each sensor's first reading and every ``snapshot_every`` after, as
+    the worker takes them.
+    """
+    records = [(rec.value, rec.key, rec.headers) for rec in _records(readings, aggregate)]
+    cpu = time.process_time
+    t = cpu()
+    decoded = [(offset, readings_of(*rec)) for offset, rec in enumerate(records)]
+    decode = cpu() - t
+
+    def replay(engine: SensorEngine) -> float:
+        snapshot_s = 0.0
+        for offset, items in decoded:
+            for item in items:
+                new = item.sensor_id not in engine
+                engine.process(item, position=offset)
+                if new or engine.due(item.sensor_id, snapshot_every):
+                    s0 = cpu()
+                    orjson.dumps(engine.snapshot(item.sensor_id))
+                    snapshot_s += cpu() - s0
+        return snapshot_s
+
+    t = cpu()
+    replay(SensorEngine(registry, checks_factory=lambda sensor: []))
+    bare = cpu() - t
+    for kind in {sensor.kind for sensor in registry}:  # the rules parsed and their models made: once a process
+        default_checks_factory(next(sensor for sensor in registry if sensor.kind == kind))
+    t = cpu()
+    for sensor in registry:
+        default_checks_factory(sensor)
+    build = cpu() - t
+    engine = SensorEngine(registry)
+    engine.rules_version = builtin_rulebook().version
+    t = cpu()
+    snapshots = replay(engine)
+    checks = cpu() - t - snapshots - build - bare
+    n = len(readings) / 1e6
+    return {"decode (readings_of)": decode / n, "engine bookkeeping (no checks)": bare / n,
+            "building checks (each sensor once)": build / n, "default checks": checks / n,
+            "snapshots (engine.snapshot + JSON)": snapshots / n}
+
+
 def _load() -> str:
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
@@ -211,6 +266,14 @@ async def run(sensors: int, total: int, snapshot_every: int, aggregate: int) -> 
     print(f"per reading: default detectors {1e6 / real:.1f} us, no checks {1e6 / bare:.1f} us "
           f"(target: >= 50,000 readings/s per core with the default detectors: {'met' if real >= 50_000 else 'NOT met'})")
     print(check)
+    parts = breakdown(registry, readings, aggregate, snapshot_every)
+    print(f"per reading, CPU us, the same records replayed in this process without Kafka (load average {_load()}):")
+    for name, us in parts.items():
+        print(f"  {name:<44}{us:>8.1f}")
+    rest = 1e6 * real_cpu / total - sum(parts.values())
+    print(f"  {'sum':<44}{sum(parts.values()):>8.1f}")
+    print(f"  {'rest of the Faust worker (Faust, aiokafka, runtime, GC)':<44}{rest:>8.1f}"
+          f"   (its CPU above minus the sum)")
     print(f"load average {_load()} (after the run)")
 
 
