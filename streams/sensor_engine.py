@@ -235,7 +235,7 @@ class SensorEngine:
             st = self._states.get(sid)
             if st is None:
                 continue
-            before = len(events)
+            before, episodes = len(events), st.episodes
             for check in st.checks:
                 try:
                     finding = check.tick(t)
@@ -243,7 +243,8 @@ class SensorEngine:
                     self.check_errors += 1
                     log.exception("check %s of sensor %s failed on a clock tick at %s", check.name, sid, t)
                     continue
-                self._transition(st, check.name, finding, t, events, from_tick=True)
+                if finding is not None or (episodes and check.name in episodes):
+                    self._transition(st, check.name, finding, t, events, from_tick=True)
             if len(events) > before:
                 st.dirty += 1
         return events
