@@ -33,6 +33,9 @@ import math
 import random
 import time
 import uuid
+from typing import Iterator
+
+import orjson
 
 from cityeye.config import InfluxSettings, KafkaSettings, Settings
 from cityeye.contracts import TOPIC_ALERTS, AlertEvent, Reading, all_topics, readings_topic, to_json
@@ -40,10 +43,10 @@ from cityeye.kafka import ensure_topics, make_consumer, make_producer
 from cityeye.reading_records import readings_of
 from cityeye.sensor_registry import Sensor, SensorRegistry
 from detectors.default_checks import builtin_rulebook
-from ingest.aggregation import build_records
+from ingest.aggregation import OutRecord, build_records
 from launch.servers import TansuServer
 from streams.command import StreamsWorker
-from streams.sensor_engine import SensorEngine
+from streams.sensor_engine import SensorEngine, default_checks_factory
 
 __all__ = ["make_registry", "make_readings", "main"]
 
@@ -94,17 +97,22 @@ def make_readings(registry: SensorRegistry, total: int, seed: int = 7) -> list[R
     return out
 
 
+def _records(readings: list[Reading], aggregate: int) -> Iterator[OutRecord]:
+    """The backlog's records as the gateway writes them (chunks of 500 readings, aggregated per partition)."""
+    for i in range(0, len(readings), 500):
+        yield from build_records(readings[i:i + 500], all_topics().__getitem__, max_readings=aggregate,
+                                 max_bytes=256 * 1024)
+
+
 async def _produce(kafka: KafkaSettings, readings: list[Reading], aggregate: int) -> int:
-    """Write the backlog as the gateway would (chunks of 500 readings, aggregated per partition); records sent."""
+    """Write the backlog as the gateway would (:func:`_records`); records sent."""
     producer = make_producer(kafka, "bench", linger_ms=20, max_batch_size=1024 * 1024)
     await producer.start()
     sent = 0
     try:
-        for i in range(0, len(readings), 500):
-            for rec in build_records(readings[i:i + 500], all_topics().__getitem__, max_readings=aggregate,
-                                     max_bytes=256 * 1024):
-                await producer.send(rec.topic, rec.value, key=rec.key, partition=rec.partition, headers=rec.headers)
-                sent += 1
+        for rec in _records(readings, aggregate):
+            await producer.send(rec.topic, rec.value, key=rec.key, partition=rec.partition, headers=rec.headers)
+            sent += 1
         await producer.flush()
     finally:
         await producer.stop()
@@ -129,8 +137,14 @@ async def _raw_consumer(kafka: KafkaSettings, total: int) -> float:
         await consumer.stop()
 
 
-async def _faust_worker(settings: Settings, registry: SensorRegistry, total: int, with_checks: bool) -> tuple[float, dict]:
-    """Seconds for a fresh Faust worker group to process the ``total`` backlog, and its counters."""
+async def _faust_worker(settings: Settings, registry: SensorRegistry, total: int,
+                        with_checks: bool) -> tuple[float, float, dict]:
+    """Wall seconds and this process's CPU seconds for a fresh Faust worker group to process the ``total``
+    backlog (both scaled to ``total`` from the readings counted after the first one), and its counters.
+
+    The worker runs in this process (the broker is another), so the CPU time is the worker's own: on a
+    shared machine it moves less with the load than the wall time does.
+    """
     group = f"{settings.kafka.consumer_group_prefix}-{'checks' if with_checks else 'bare'}"
     s = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"consumer_group_prefix": group})})
     kwargs = {} if with_checks else {"checks_factory": lambda sensor: []}
@@ -141,14 +155,15 @@ async def _faust_worker(settings: Settings, registry: SensorRegistry, total: int
         rt = worker.streams.runtime
         while rt.readings == 0:
             await asyncio.sleep(0.001)
-        started, start_count = time.perf_counter(), rt.readings
+        started, cpu_started, start_count = time.perf_counter(), time.process_time(), rt.readings
         while rt.readings < total:
             await asyncio.sleep(0.01)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     finally:
         await worker.stop()
     counters = {"alert events": rt.events_sent, "snapshot writes": rt.snapshots.writes, "dead letters": rt.dead_letters}
-    return elapsed * total / max(total - start_count, 1), counters
+    scale = total / max(total - start_count, 1)
+    return elapsed * scale, cpu * scale, counters
 
 
 async def _check_events(kafka: KafkaSettings, registry: SensorRegistry, readings: list[Reading]) -> str:
@@ -172,7 +187,60 @@ async def _check_events(kafka: KafkaSettings, registry: SensorRegistry, readings
     return f"alert events on the topic: {len(got)} distinct, pure engine: {len(want)}, identical: {same}"
 
 
+def breakdown(registry: SensorRegistry, readings: list[Reading], aggregate: int, snapshot_every: int) -> dict[str, float]:
+    """CPU µs per reading of the worker's parts on the same records, in this process, no Kafka.
+
+    ``decode``: :func:`readings_of` of every record; ``engine bookkeeping``: the engine with no checks;
+    ``building checks``: every sensor's default checks built once (amortised over the readings);
+    ``default checks``: the engine with the default checks, less the two before; ``snapshots``: the
+    engine's snapshot and its JSON for each sensor's first reading and every ``snapshot_every`` after, as
+    the worker takes them.
+    """
+    records = [(rec.value, rec.key, rec.headers) for rec in _records(readings, aggregate)]
+    cpu = time.process_time
+    t = cpu()
+    decoded = [(offset, readings_of(*rec)) for offset, rec in enumerate(records)]
+    decode = cpu() - t
+
+    def replay(engine: SensorEngine) -> float:
+        snapshot_s = 0.0
+        for offset, items in decoded:
+            for item in items:
+                new = item.sensor_id not in engine
+                engine.process(item, position=offset)
+                if new or engine.due(item.sensor_id, snapshot_every):
+                    s0 = cpu()
+                    orjson.dumps(engine.snapshot(item.sensor_id))
+                    snapshot_s += cpu() - s0
+        return snapshot_s
+
+    t = cpu()
+    replay(SensorEngine(registry, checks_factory=lambda sensor: []))
+    bare = cpu() - t
+    for kind in {sensor.kind for sensor in registry}:  # the rules parsed and their models made: once a process
+        default_checks_factory(next(sensor for sensor in registry if sensor.kind == kind))
+    t = cpu()
+    for sensor in registry:
+        default_checks_factory(sensor)
+    build = cpu() - t
+    engine = SensorEngine(registry)
+    engine.rules_version = builtin_rulebook().version
+    t = cpu()
+    snapshots = replay(engine)
+    checks = cpu() - t - snapshots - build - bare
+    n = len(readings) / 1e6
+    return {"decode (readings_of)": decode / n, "engine bookkeeping (no checks)": bare / n,
+            "building checks (each sensor once)": build / n, "default checks": checks / n,
+            "snapshots (engine.snapshot + JSON)": snapshots / n}
+
+
+def _load() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 async def run(sensors: int, total: int, snapshot_every: int, aggregate: int) -> None:
+    print(f"load average {_load()} (before the run)")
     registry = make_registry(sensors)
     readings = make_readings(registry, total)
     with TansuServer() as server:
@@ -184,18 +252,29 @@ async def run(sensors: int, total: int, snapshot_every: int, aggregate: int) -> 
         print(f"backlog: {total} readings from {sensors} sensors in {records} records (aggregate <= {aggregate}) "
               f"produced in {time.perf_counter() - t:.2f} s")
         raw_s = await _raw_consumer(kafka, total)
-        bare_s, bare_info = await _faust_worker(settings, registry, total, with_checks=False)
-        real_s, real_info = await _faust_worker(settings, registry, total, with_checks=True)
+        bare_s, bare_cpu, bare_info = await _faust_worker(settings, registry, total, with_checks=False)
+        real_s, real_cpu, real_info = await _faust_worker(settings, registry, total, with_checks=True)
         check = await _check_events(kafka, registry, readings)
     raw, bare, real = total / raw_s, total / bare_s, total / real_s
-    print(f"{'path':<46}{'readings/s':>12}{'vs raw':>9}")
+    print(f"{'path':<46}{'readings/s':>12}{'vs raw':>9}{'CPU us/reading':>16}")
     print(f"{'raw aiokafka consumer (getmany + readings_of)':<46}{raw:>12,.0f}{1.0:>9.3f}")
-    print(f"{'Faust worker, no checks':<46}{bare:>12,.0f}{bare / raw:>9.3f}   {bare_info}")
-    print(f"{'Faust worker, default detectors':<46}{real:>12,.0f}{real / raw:>9.3f}   {real_info}")
+    print(f"{'Faust worker, no checks':<46}{bare:>12,.0f}{bare / raw:>9.3f}{1e6 * bare_cpu / total:>16.1f}"
+          f"   {bare_info}")
+    print(f"{'Faust worker, default detectors':<46}{real:>12,.0f}{real / raw:>9.3f}{1e6 * real_cpu / total:>16.1f}"
+          f"   {real_info}")
     print(f"detectors vs no checks: {real / bare:.3f}; snapshot_every={snapshot_every}")
     print(f"per reading: default detectors {1e6 / real:.1f} us, no checks {1e6 / bare:.1f} us "
           f"(target: >= 50,000 readings/s per core with the default detectors: {'met' if real >= 50_000 else 'NOT met'})")
     print(check)
+    parts = breakdown(registry, readings, aggregate, snapshot_every)
+    print(f"per reading, CPU us, the same records replayed in this process without Kafka (load average {_load()}):")
+    for name, us in parts.items():
+        print(f"  {name:<44}{us:>8.1f}")
+    rest = 1e6 * real_cpu / total - sum(parts.values())
+    print(f"  {'sum':<44}{sum(parts.values()):>8.1f}")
+    print(f"  {'rest of the Faust worker (Faust, aiokafka, runtime, GC)':<44}{rest:>8.1f}"
+          f"   (its CPU above minus the sum)")
+    print(f"load average {_load()} (after the run)")
 
 
 def main() -> None:

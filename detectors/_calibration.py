@@ -7,10 +7,17 @@ than ``horizon`` scores, so recent weeks weigh most and the counts stay
 bounded) and gives the score exceeded by a share ``p`` of them: with ``p``
 = budget / readings per week, a threshold at that quantile lets at most
 about ``budget`` readings a week through on the sensor's usual data.
+
+The counts are a flat ``array('d')`` and :meth:`ScoreQuantile.upper` adds
+them up from the highest bin that ever held a score: the bins above it are
+empty, and the budget's share is a few readings in ten thousand, so the
+walk stops after a few bins (the same float sums, in the same order, as a
+cumulative sum over every bin from the top).
 """
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 import numpy as np
@@ -44,16 +51,21 @@ class ScoreQuantile:
     def __init__(self, bins: int = 100, horizon: float = 80_640.0) -> None:
         self.bins = int(bins)
         self.horizon = float(horizon)
-        self._counts = np.zeros(self.bins, dtype=np.float64)
+        self._counts = array("d", bytes(8 * self.bins))
         self._total = 0.0
+        self._top = -1  # at least the highest bin that holds a score (every bin above it is empty)
 
     def add(self, score: float) -> None:
         """Count one score (clipped to ``[0, 1]``)."""
         k = int(score * self.bins) if score < 1.0 else self.bins - 1
-        self._counts[k if k > 0 else 0] += 1.0
+        if k < 0:
+            k = 0
+        self._counts[k] += 1.0
+        if k > self._top:
+            self._top = k
         self._total += 1.0
         if self._total > self.horizon:
-            self._counts *= 0.5
+            self._counts = array("d", [c * 0.5 for c in self._counts])
             self._total *= 0.5
 
     def upper(self, share: float) -> float:
@@ -61,22 +73,33 @@ class ScoreQuantile:
         if self._total <= 0.0:
             return 1.0
         allowed = share * self._total
-        above = np.cumsum(self._counts[::-1])  # scores in the top k + 1 bins
-        k = int(np.searchsorted(above, allowed, side="right"))  # top bins within the budget
-        return round((self.bins - k) / self.bins, 10) if k < self.bins else 0.0
+        if allowed < 0.0:
+            return 1.0
+        counts, bins, top = self._counts, self.bins, self._top
+        k = bins - 1 - top  # top bins within the budget: the empty ones above ``top`` are
+        above = 0.0  # scores in the bins from the top down to i
+        for i in range(top, -1, -1):
+            above += counts[i]
+            if above > allowed:
+                break
+            k += 1
+        return round((bins - k) / bins, 10) if k < bins else 0.0
 
     @property
     def total(self) -> float:
         return self._total
 
     def snapshot(self) -> dict[str, Any]:
-        return {"counts": pack(self._counts.astype(np.float32)), "total": self._total}
+        return {"counts": pack(np.frombuffer(self._counts, dtype=np.float64).astype(np.float32)), "total": self._total}
 
     def restore(self, state: dict[str, Any] | None) -> None:
         if not state:
-            self._counts[:] = 0.0
-            self._total = 0.0
+            self._counts = array("d", bytes(8 * self.bins))
+            self._total, self._top = 0.0, -1
             return
         counts = unpack(state["counts"]).astype(np.float64)
-        self._counts[:] = counts[: self.bins] if len(counts) >= self.bins else np.pad(counts, (0, self.bins - len(counts)))
+        counts = counts[: self.bins] if len(counts) >= self.bins else np.pad(counts, (0, self.bins - len(counts)))
+        self._counts = array("d", counts.tobytes())
         self._total = float(state["total"])
+        nonzero = np.flatnonzero(counts)
+        self._top = int(nonzero[-1]) if len(nonzero) else -1

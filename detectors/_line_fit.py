@@ -122,33 +122,28 @@ class WindowedLineFit:
         if not self._n:
             self._pts.clear()
             self._recompute(t)
-        tc = t - self._t0
-        self._pts.append(t, y)
-        self._n += 1
-        self._st += tc
-        self._sy += y
-        self._stt += tc * tc
-        self._sty += tc * y
-        self._syy += y * y
-        self._drop_expired(t)
-        if t - self._t0 > 2.0 * self.window_s:  # rebase: drop the drift, keep the times small
-            self._recompute(self._pts.t[self._pts.head])
-
-    def _drop_expired(self, t: float) -> None:
-        oldest = t - self.window_s
-        pts = self._pts
-        head, ts, ys, t0 = pts.head, pts.t, pts.v, self._t0
-        while ts[head] < oldest:
+        pts, t0 = self._pts, self._t0
+        ts, ys = pts.t, pts.v
+        ts.append(t)
+        ys.append(y)
+        tc = t - t0
+        # the running sums in locals, then stored once: the same operations in the same order
+        st, sy, stt, sty, syy = self._st + tc, self._sy + y, self._stt + tc * tc, self._sty + tc * y, self._syy + y * y
+        oldest, head = t - self.window_s, pts.head
+        while ts[head] < oldest:  # drop the points that left the window
             tc, yo = ts[head] - t0, ys[head]
-            self._st -= tc
-            self._sy -= yo
-            self._stt -= tc * tc
-            self._sty -= tc * yo
-            self._syy -= yo * yo
+            st -= tc
+            sy -= yo
+            stt -= tc * tc
+            sty -= tc * yo
+            syy -= yo * yo
             head += 1
+        self._st, self._sy, self._stt, self._sty, self._syy = st, sy, stt, sty, syy
         pts.head = head
         self._n = len(ts) - head
         pts.cut()  # memory only: the sums do not change
+        if t - t0 > 2.0 * self.window_s:  # rebase: drop the drift, keep the times small
+            self._recompute(pts.t[pts.head])
 
     def slope(self) -> float | None:
         """The least-squares slope (per second); ``None`` with fewer than two distinct times."""

@@ -82,6 +82,9 @@ class RainfallAccumulation(JSONStateMixin, Rule):
         self._sig = sig
         self._windows = sorted({w for _, _, w in sig})
         self._longest = self._windows[-1]
+        # per window, the least amount any signal asks in it: below every one of them, no signal is met
+        self._least = [min(mm for _, mm, w in sig if w == window) for window in self._windows]
+        self._window_text = {w: (fmt_duration(w), str(int(w))) for w in self._windows}  # for messages, extra
         self._current: Finding | None = None
         self._resolution = self._windows[0] / 180.0
         self._rain = TimedColumns()  # readings with rain, its head: the longest window's oldest
@@ -146,6 +149,9 @@ class RainfallAccumulation(JSONStateMixin, Rule):
         if drop:
             self._starts = [j - drop for j in starts]
 
+        if all(total < least for total, least in zip(sums, self._least)):  # the usual reading: no signal met
+            self._current = None
+            return None
         totals = self.totals()
         best = None
         for s, amount, w in self._sig:
@@ -162,8 +168,8 @@ class RainfallAccumulation(JSONStateMixin, Rule):
             score=severity_score(s),
             value=total,
             threshold=amount,
-            message=f"rain {total:.1f} mm in {fmt_duration(w)} ≥ {amount:.0f} mm ({s} rainstorm criterion)",
+            message=f"rain {total:.1f} mm in {self._window_text[w][0]} ≥ {amount:.0f} mm ({s} rainstorm criterion)",
             field=self.field,
-            extra={"window_s": w, "totals_mm": {str(int(k)): v for k, v in totals.items()}},
+            extra={"window_s": w, "totals_mm": {self._window_text[k][1]: v for k, v in totals.items()}},
         )
         return self._current

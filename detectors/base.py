@@ -58,6 +58,8 @@ def finite_value(x: Any, field: str | None) -> float | None:
     if field is None or not isinstance(x, dict):
         return None
     v = x.get(field)
+    if type(v) is float:  # what every decoded reading holds: no conversion (v - v is NaN for NaN and inf)
+        return v if v - v == 0.0 else None
     if v is None or isinstance(v, bool):
         return None
     try:

@@ -95,6 +95,9 @@ class WindBeaufort(JSONStateMixin, Rule):
         if not sig:
             raise ValueError("signals must not be empty")
         self._sig = sig
+        # the weakest mean and gust forces any signal asks (none: that wind never meets one)
+        self._least_mean = min((m for _, m, _ in sig if m is not None), default=None)
+        self._least_gust = min((g for _, _, g in sig if g is not None), default=None)
         self._current: Finding | None = None
         self._met: dict[str, list] = {}  # severity -> [t last met, value, force, "mean"|"gust", force level]
 
@@ -108,6 +111,10 @@ class WindBeaufort(JSONStateMixin, Rule):
             return self._current
         fm = None if mean is None else beaufort_force(mean)
         fg = None if gust is None else beaufort_force(gust)
+        if not self._met and (fm is None or self._least_mean is None or fm < self._least_mean) and (
+                fg is None or self._least_gust is None or fg < self._least_gust):
+            self._current = None  # the usual reading: below every signal, none held
+            return None
         for s, lm, lg in self._sig:
             if fg is not None and lg is not None and fg >= lg:
                 self._met[s] = [t, gust, fg, "gust", lg]

@@ -170,6 +170,9 @@ class ScoreThreshold(JSONStateMixin, Check):
     def _clean(self, x: Any) -> dict[str, float] | None:
         if not isinstance(x, dict):
             return None
+        clean = {k: v for k, v in x.items() if type(v) is float and v - v == 0.0}  # a decoded reading's values
+        if len(clean) == len(x) and (self.field is None or self.field in clean):
+            return clean or None
         if self.field is not None and finite_value(x, self.field) is None:
             return None
         clean = {k: finite_value(x, k) for k in x}

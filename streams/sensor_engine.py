@@ -202,7 +202,7 @@ class SensorEngine:
             self.skipped += 1
             return []
         events: list[AlertEvent] = []
-        x, t = reading.values, reading.ts
+        x, t, episodes = reading.values, reading.ts, st.episodes
         for check in st.checks:
             try:
                 finding = check.process(x, t)
@@ -211,7 +211,8 @@ class SensorEngine:
                 log.exception("check %s of sensor %s failed on the reading at %s; keeping its previous state",
                               check.name, st.sensor.id, t)
                 continue
-            self._transition(st, check.name, finding, t, events)
+            if finding is not None or (episodes and check.name in episodes):  # else: no episode, nothing to do
+                self._transition(st, check.name, finding, t, events)
         if position is not None:
             st.position = position
         st.last_ts = t if st.last_ts is None else max(st.last_ts, t)
@@ -234,7 +235,7 @@ class SensorEngine:
             st = self._states.get(sid)
             if st is None:
                 continue
-            before = len(events)
+            before, episodes = len(events), st.episodes
             for check in st.checks:
                 try:
                     finding = check.tick(t)
@@ -242,7 +243,8 @@ class SensorEngine:
                     self.check_errors += 1
                     log.exception("check %s of sensor %s failed on a clock tick at %s", check.name, sid, t)
                     continue
-                self._transition(st, check.name, finding, t, events, from_tick=True)
+                if finding is not None or (episodes and check.name in episodes):
+                    self._transition(st, check.name, finding, t, events, from_tick=True)
             if len(events) > before:
                 st.dirty += 1
         return events
