@@ -28,7 +28,9 @@ State lifecycle (details in docs/streams.md):
 * from then on the stream must deliver each partition's records without a
   hole: records it skipped (Faust may drop the first records after a
   rebalance) are read directly and processed before the record that
-  revealed the hole.
+  revealed the hole, or on the clock tick when a partition stayed behind
+  its high watermark for a whole tick; records below the next offset are
+  in the state already and skipped.
 
 Messages that are not readings, and readings whose processing fails, go to
 ``readings.deadletter`` with the reason; the worker goes on.
@@ -93,6 +95,8 @@ class DetectorRuntime:
         self.refilled = 0
         #: per readings partition, the offset the stream must deliver next (known once aligned or read)
         self.next_offset: dict[TP, int] = {}
+        #: next_offset at the last clock tick (a partition whose offset stays put may have a hole at its end)
+        self._last_seen_offset: dict[TP, int] = {}
         self.events_sent = 0
         self.dead_letters = 0
 
@@ -110,12 +114,12 @@ class DetectorRuntime:
             msg = event.message
             tp, offset = msg.tp, msg.offset
             expected = next_offset.get(tp)
+            if expected is not None and offset < expected:
+                continue  # in the state already: a redelivery, or read directly (_read_skipped)
             if expected is not None and offset > expected and self.kafka is not None:
-                for rec in await self._read_skipped(tp, expected, offset):
-                    await self._process_record(tp, rec.offset, rec.key, rec.value, rec.headers, batch)
+                await self._process_skipped(tp, expected, offset, batch)
             await self._process_record(tp, offset, msg.key, msg.value, msg.headers, batch)
-            if expected is None or offset >= expected:
-                next_offset[tp] = offset + 1
+            next_offset[tp] = offset + 1
         # a record's readings are all processed before any snapshot: a snapshot never splits a record
         await self._send_alerts(batch.out)
         await self._snapshot(batch.touched)
@@ -152,6 +156,28 @@ class DetectorRuntime:
             elif new or engine.due(sid, self.snapshot_every):  # a first snapshot bounds any replay
                 batch.touched.add(sid)
 
+    async def _process_skipped(self, tp: TP, start: int, end: int, batch: "_Batch") -> None:
+        for rec in await self._read_skipped(tp, start, end):
+            await self._process_record(tp, rec.offset, rec.key, rec.value, rec.headers, batch)
+        self.next_offset[tp] = max(self.next_offset.get(tp, end), end)
+
+    async def _fill_stalled(self) -> None:
+        """Read directly what a partition's stream has not delivered for a whole clock interval.
+
+        A hole at the end of what was produced shows no later record; a
+        partition whose next offset did not move since the last tick while
+        the consumer's high watermark is beyond it gets its records read
+        directly (the stream's copies, if they come, are skipped).
+        """
+        batch, stalled = _Batch(), self._last_seen_offset
+        self._last_seen_offset = dict(self.next_offset)
+        for tp, expected in list(self.next_offset.items()):
+            end = self.app.consumer.highwater(tp)
+            if stalled.get(tp) == expected and end is not None and end > expected:
+                await self._process_skipped(tp, expected, end, batch)
+        await self._send_alerts(batch.out)
+        await self._snapshot(batch.touched)
+
     async def _read_skipped(self, tp: TP, start: int, end: int) -> list[ConsumerRecord]:
         """The records ``[start, end)`` of ``tp`` that the stream skipped, read directly.
 
@@ -174,6 +200,8 @@ class DetectorRuntime:
             await self._tick()
 
     async def _tick(self) -> None:
+        if self.kafka is not None:
+            await self._fill_stalled()
         out: list[AlertEvent] = []
         touched: set[str] = set()
         for sensors in list(self.sensors_by_tp.values()):

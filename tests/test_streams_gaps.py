@@ -63,3 +63,28 @@ async def test_records_the_stream_skipped_are_read_and_processed(settings):
         got = await alerts(settings, lambda evs: any(e.severity == "orange" for e in evs))
     warning = [e for e in got if e.rule == "water_level.warning"]
     assert summary(warning) == summary(want)
+
+
+async def test_a_partition_left_behind_its_high_watermark_is_read_on_the_clock(settings):
+    """A hole at the end of what was produced (no later record reveals it) is read on the clock tick."""
+    first = water_series([4.0] * 3 + [4.6] * 4)
+    second = water_series([5.3] * 3, start=len(first))
+    want = [e for e in expected_events(first + second) if e.rule == "water_level.warning"]
+
+    async with StreamsWorker(settings) as worker:
+        runtime = worker.streams.runtime
+        await produce(settings, first)
+        await alerts(settings, lambda evs: len(evs) >= 1)
+        assert await wait_until(lambda: runtime.readings >= len(first))
+        tp = runtime.tp_of[WL]
+        async with runtime._lock:  # the stream holds the new records back: as if it had dropped them
+            await produce(settings, second)
+            assert await wait_until(lambda: (worker.app.consumer.highwater(tp) or 0) >= len(first + second))
+            await runtime._fill_stalled()  # the first tick sees the partition behind ...
+            assert runtime.refilled == 0
+            await runtime._fill_stalled()  # ... the next one, still there: reads the hole
+        assert runtime.refilled == len(second) and runtime.next_offset[tp] == len(first + second)
+        got = await alerts(settings, lambda evs: any(e.severity == "orange" for e in evs))
+        assert await wait_until(lambda: runtime.readings >= len(first + second))
+    warning = [e for e in got if e.rule == "water_level.warning"]
+    assert summary(warning) == summary(want)  # the stream's own copies, delivered later, were skipped
