@@ -39,19 +39,28 @@ async def _records(settings, tp: TP, start: int, end: int) -> list:
     finally:
         await consumer.stop()
 
+#: yellow, then orange once 5.2 m is met for 2 min: at the third 5.3 m reading
+FIRST = water_series([4.0] * 3 + [4.6] * 4)
+SECOND = water_series([5.3] * 3, start=len(FIRST))
+WANT = [e for e in expected_events(FIRST + SECOND) if e.rule == "water_level.warning"]
+
+
+async def _worker_past_first(worker: StreamsWorker, settings) -> TP:
+    """Feed FIRST to the worker and wait until it processed all of it; the water level's partition."""
+    runtime = worker.streams.runtime
+    await produce(settings, FIRST)
+    await alerts(settings, lambda evs: len(evs) >= 1)
+    assert await wait_until(lambda: runtime.readings >= len(FIRST))
+    return runtime.tp_of[WL]
+
 
 async def test_records_the_stream_skipped_are_read_and_processed(settings):
-    first = water_series([4.0] * 3 + [4.6] * 4)  # yellow
-    second = water_series([5.3] * 3, start=len(first))  # orange once 5.2 m is met for 2 min: at the third
-    want = [e for e in expected_events(first + second) if e.rule == "water_level.warning"]
+    first, second, want = FIRST, SECOND, WANT
     assert [(e.state, e.severity) for e in want] == [("firing", "yellow"), ("firing", "orange")]
 
     async with StreamsWorker(settings) as worker:
         runtime = worker.streams.runtime
-        await produce(settings, first)
-        await alerts(settings, lambda evs: len(evs) >= 1)
-        assert await wait_until(lambda: runtime.readings >= len(first))
-        tp = runtime.tp_of[WL]
+        tp = await _worker_past_first(worker, settings)
         assert tp.topic == readings_topic("water_level") and runtime.next_offset[tp] == len(first)
         async with runtime._lock:  # the agent waits: it gets these records only after the skip below
             await produce(settings, second)
@@ -67,16 +76,11 @@ async def test_records_the_stream_skipped_are_read_and_processed(settings):
 
 async def test_a_partition_left_behind_its_high_watermark_is_read_on_the_clock(settings):
     """A hole at the end of what was produced (no later record reveals it) is read on the clock tick."""
-    first = water_series([4.0] * 3 + [4.6] * 4)
-    second = water_series([5.3] * 3, start=len(first))
-    want = [e for e in expected_events(first + second) if e.rule == "water_level.warning"]
+    first, second, want = FIRST, SECOND, WANT
 
     async with StreamsWorker(settings) as worker:
         runtime = worker.streams.runtime
-        await produce(settings, first)
-        await alerts(settings, lambda evs: len(evs) >= 1)
-        assert await wait_until(lambda: runtime.readings >= len(first))
-        tp = runtime.tp_of[WL]
+        tp = await _worker_past_first(worker, settings)
         async with runtime._lock:  # the stream holds the new records back: as if it had dropped them
             await produce(settings, second)
             assert await wait_until(lambda: (worker.app.consumer.highwater(tp) or 0) >= len(first + second))
