@@ -2,30 +2,42 @@
 -> dispatcher -> a local webhook receiver.
 
 Starts Tansu and Mosquitto, then the gateway, a worker and the dispatcher as
-``cityeye`` processes (as deployed), a webhook receiver in this process and a
-publisher process: ``--sensors`` water-level gauges (default 1,000) publishing
-one reading each per message, ``--rate`` readings/s in all (default 5,000) for
-``--seconds`` (default 60; the publisher stays at most 1,000 unacknowledged
-messages ahead of the broker, so a slow machine shows as a lower achieved
-rate, not as readings queued in the publisher). Every 20th gauge crosses its warning level (4.50 m)
-and falls back every 10 s; the others stay below it. A reading's ``ts`` is the
-wall time it was published at, and an alert event's ``updated_at`` is the
-``ts`` of the reading that caused it, so:
+``cityeye`` processes (as deployed), a webhook receiver in this process and
+``--publishers`` paced publisher processes (default: one per 2,000
+readings/s): ``--sensors`` water-level gauges (default 1,000), split between
+the publishers, one reading per message, ``--rate`` readings/s in all
+(default 5,000) for ``--seconds`` (default 60). A publisher stays at most
+1,000 unacknowledged messages ahead of the broker, so a slow machine shows
+as a lower achieved rate, not as readings queued in the publisher. Every
+20th gauge crosses its warning level (4.50 m) and falls back every 10 s; the
+others stay below it. A reading's ``ts`` is the wall time it was published
+at, and an alert event's ``updated_at`` is the ``ts`` of the reading that
+caused it, so each stage is a time minus ``ts``:
 
-* publish -> alert event: the time an event is read from ``alerts.events``
-  minus its ``updated_at`` (events of clock ticks, the stale rule, left out);
+* publish -> gateway: the reading's ``received_at`` (the gateway's clock when
+  the MQTT message arrived), from ``readings.water_level``;
+* publish -> Kafka: the readings record's timestamp (the gateway's producer
+  stamps it when the record is handed over);
+* publish -> alert event produced: the ``alerts.events`` record's timestamp
+  (the worker's producer), and -> alert event read: when this process reads
+  it (adds this reader's own fetch wait); events of clock ticks (the stale
+  rule) left out;
 * publish -> notification: the time the webhook receives a notification minus
   the latest ``updated_at`` of its alerts (route: ``group_wait: 0s``).
 
+``--settle`` leaves the first seconds of publishing out of the figures (the
+worker writes every new gauge's first snapshot then: a startup burst).
+
 The warning rule's hold is set to one reading (a rules file) so a crossing
 alerts at once: the figure is the pipeline's latency, not the rule's hold.
-Prints p50/p99/max of both, the publisher's achieved rate and the load
+Prints p50/p99/max per stage, the publishers' achieved rate and the load
 average (the target: p99 <= 200 ms to the alert event at 5 k readings/s).
 Measured on a busy machine the figures say more about the machine than the
-pipeline: re-run on a quiet one.
+pipeline: compare with a baseline measured in the same minutes.
 
     .venv/bin/python bench/bench_latency.py
-    .venv/bin/python bench/bench_latency.py --quick      # 20 s
+    .venv/bin/python bench/bench_latency.py --quick                # 20 s
+    .venv/bin/python bench/bench_latency.py --quick --rate 1000    # what a slow gateway sustains
 """
 
 from __future__ import annotations
@@ -45,19 +57,29 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
+from alerts.runtime.sharding import hop_fetch_wait_ms
 from cityeye.config import KafkaSettings, MqttSettings
 from cityeye.consume import Batches, consume
-from cityeye.contracts import TOPIC_ALERTS, AlertEvent, format_ts, mqtt_topic
+from cityeye.contracts import TOPIC_ALERTS, AlertEvent, format_ts, mqtt_topic, readings_topic
 from cityeye.kafka import ensure_topics, make_consumer
+from cityeye.reading_records import RejectedReading, readings_of
 from launch.servers import MosquittoServer, TansuServer, free_port
 from simulators.publisher import MqttPublisher
 
-__all__ = ["main", "percentiles"]
+__all__ = ["main", "percentiles", "publishers_for"]
 
 REPO = Path(__file__).resolve().parent.parent
 WARNING_M = 4.5
 #: every CROSSING-th gauge crosses its warning level, for HALF_PERIOD_S seconds out of two
 CROSSING, HALF_PERIOD_S = 20, 10.0
+#: readings/s one publisher process is given at most (paho + json on one core manage ~4 k/s)
+RATE_PER_PUBLISHER = 2000.0
+#: a publisher's most unacknowledged messages
+WINDOW = 1000
+#: the stages, in pipeline order: (key, label)
+STAGES = [("gateway", "publish -> gateway received"), ("kafka", "publish -> Kafka record"),
+          ("event", "publish -> alert event produced"), ("event_read", "publish -> alert event read"),
+          ("notify", "publish -> notification")]
 
 
 def percentiles(values: list[float]) -> str:
@@ -71,6 +93,11 @@ def percentiles(values: list[float]) -> str:
     return f"p50 {rank(50) * 1000:7.1f} ms   p99 {rank(99) * 1000:7.1f} ms   max {xs[-1] * 1000:7.1f} ms   (n={len(xs)})"
 
 
+def publishers_for(rate: float) -> int:
+    """How many publisher processes share ``rate`` readings/s."""
+    return max(1, math.ceil(rate / RATE_PER_PUBLISHER))
+
+
 def _gauges(n: int) -> list[tuple[str, str]]:
     return [(f"d{i % 16:02d}", f"wl-lat-{i:04d}") for i in range(n)]
 
@@ -81,22 +108,25 @@ def _level(i: int, now: float) -> float:
     return 3.0 + 0.001 * (i % 100)
 
 
-# -- the publisher process -----------------------------------------------------------------------
+# -- a publisher process -----------------------------------------------------------------------
 
-def _publish(port: int, sensors: int, rate: float, seconds: float) -> None:
-    """Publish ``rate`` readings/s round-robin over the gauges for ``seconds``; print the achieved rate."""
+def _publish(port: int, sensors: int, rate: float, seconds: float, index: int, count: int) -> None:
+    """Publish ``rate`` readings/s round-robin over every ``count``-th gauge from ``index`` for
+    ``seconds``, paced against the wall clock from the first reading; print what was sent."""
     gauges = _gauges(sensors)
-    topics = [mqtt_topic(d, "water_level", s) for d, s in gauges]
+    mine = list(range(index, sensors, count))
+    topics = {i: mqtt_topic(gauges[i][0], "water_level", gauges[i][1]) for i in mine}
     sent, start = 0, time.time()
-    with MqttPublisher(MqttSettings(port=port), client_id=f"bench-pub-{uuid.uuid4().hex[:6]}", max_inflight=2000) as pub:
+    with MqttPublisher(MqttSettings(port=port), client_id=f"bench-pub-{index}-{uuid.uuid4().hex[:6]}",
+                       max_inflight=2 * WINDOW) as pub:
         while True:
             now = time.time()
             if now - start >= seconds:
                 break
             due = int((now - start) * rate)
             # never more than the in-flight window ahead of the broker: a reading is stamped when it can go out
-            while sent < due and pub.published - pub.acknowledged < 1000:
-                i = sent % sensors
+            while sent < due and pub.published - pub.acknowledged < WINDOW:
+                i = mine[sent % len(mine)]
                 ts = time.time()
                 pub.publish(topics[i], json.dumps({"ts": format_ts(ts), "values": {"level_m": _level(i, ts)}}).encode())
                 sent += 1
@@ -152,20 +182,53 @@ async def _ready(tmp: Path, timeout: float) -> None:
         await asyncio.sleep(0.2)
 
 
-async def run(args: argparse.Namespace) -> None:
-    event_lat: list[float] = []
-    notify_lat: list[float] = []
+class StageTimes:
+    """Latencies per stage (seconds after the reading's ``ts``) of what was published after ``started``."""
 
-    async def hook(request: web.Request) -> web.Response:
+    def __init__(self) -> None:
+        self.started = math.inf
+        self.times: dict[str, list[float]] = {key: [] for key, _ in STAGES}
+
+    def on_readings(self, batches: Batches) -> None:
+        for records in batches.values():
+            for rec in records:
+                for item in readings_of(rec.value, rec.key, rec.headers):
+                    if type(item) is not RejectedReading and item.ts > self.started:
+                        self.times["gateway"].append(item.received_at - item.ts)
+                        self.times["kafka"].append(rec.timestamp / 1000 - item.ts)
+
+    def on_events(self, batches: Batches) -> None:
+        at = time.time()
+        for records in batches.values():
+            for rec in records:
+                event = AlertEvent.from_json(rec.value)
+                if not event.rule.endswith(".stale") and event.updated_at > self.started:
+                    self.times["event"].append(rec.timestamp / 1000 - event.updated_at)
+                    self.times["event_read"].append(at - event.updated_at)
+
+    async def on_hook(self, request: web.Request) -> web.Response:
         body = await request.json()
         at = time.time()
         times = [a["updated_at"] for a in body.get("alerts", []) if not a.get("rule", "").endswith(".stale")]
-        if times:
-            notify_lat.append(at - max(times))
+        if times and max(times) > self.started:
+            self.times["notify"].append(at - max(times))
         return web.Response(status=200)
 
+
+async def _publishers(port: int, args: argparse.Namespace) -> list[dict]:
+    """Run the publisher processes to their end; their reports."""
+    count = args.publishers or publishers_for(args.rate)
+    procs = [await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--child-publisher", str(port), str(args.sensors), str(args.rate / count),
+        str(args.seconds), str(index), str(count), stdout=asyncio.subprocess.PIPE) for index in range(count)]
+    outs = [await p.communicate() for p in procs]
+    return [json.loads(out.decode().strip().splitlines()[-1]) for out, _ in outs]
+
+
+async def run(args: argparse.Namespace) -> None:
+    stages = StageTimes()
     app = web.Application()
-    app.router.add_post("/hook", hook)
+    app.router.add_post("/hook", stages.on_hook)
     runner = web.AppRunner(app)
     await runner.setup()
     hook_port = free_port()
@@ -179,31 +242,28 @@ async def run(args: argparse.Namespace) -> None:
         await ensure_topics(kafka)
         procs = [_spawn(tmp, config, "gateway"), _spawn(tmp, config, "worker"),
                  _spawn(tmp, config, "dispatcher", "--alerting", str(tmp / "alerting.yaml"))]
-        consumer = make_consumer(kafka, TOPIC_ALERTS, group=None, auto_offset_reset="latest")
-        await consumer.start()
+        # the alert reader polls like a dispatcher hop: its own fetch wait is not the pipeline's latency
+        consumers = [make_consumer(kafka, TOPIC_ALERTS, group=None, auto_offset_reset="latest",
+                                   fetch_max_wait_ms=hop_fetch_wait_ms(kafka)),
+                     make_consumer(kafka, readings_topic("water_level"), group=None, auto_offset_reset="latest")]
+        for consumer in consumers:
+            await consumer.start()
         stop = asyncio.Event()
-
-        def on_events(batches: Batches) -> None:
-            at = time.time()
-            for records in batches.values():
-                for rec in records:
-                    event = AlertEvent.from_json(rec.value)
-                    if not event.rule.endswith(".stale") and event.updated_at > started:
-                        event_lat.append(at - event.updated_at)
-
+        readers: list[asyncio.Task] = []
         try:
             await _ready(tmp, args.warmup)
-            started = time.time()
-            reader = asyncio.create_task(consume(consumer, on_events, stop, timeout_ms=50, name="bench-alerts"))
-            publisher = await asyncio.create_subprocess_exec(
-                sys.executable, __file__, "--child-publisher", str(broker.port), str(args.sensors), str(args.rate),
-                str(args.seconds), stdout=asyncio.subprocess.PIPE)
-            out, _ = await publisher.communicate()
+            stages.started = time.time() + args.settle
+            readers = [asyncio.create_task(consume(consumers[0], stages.on_events, stop, timeout_ms=50,
+                                                   name="bench-alerts")),
+                       asyncio.create_task(consume(consumers[1], stages.on_readings, stop, timeout_ms=200,
+                                                   max_records=5000, name="bench-readings"))]
+            pubs = await _publishers(broker.port, args)
             await asyncio.sleep(args.drain)
-            stop.set()
-            await reader
         finally:
-            await consumer.stop()
+            stop.set()
+            await asyncio.gather(*readers, return_exceptions=True)
+            for consumer in consumers:
+                await consumer.stop()
             for p in procs:
                 p.terminate()
             for p in procs:
@@ -212,31 +272,40 @@ async def run(args: argparse.Namespace) -> None:
                 except subprocess.TimeoutExpired:
                     p.kill()
             await runner.cleanup()
-        pub = json.loads(out.decode().strip().splitlines()[-1])
-        if not event_lat:  # say why
+        if not stages.times["event"]:  # say why
             for name in ("gateway", "worker", "dispatcher"):
                 print(f"--- {name}.log (tail)\n" + "\n".join((tmp / f"{name}.log").read_text().splitlines()[-12:]))
     load1 = os.getloadavg()
+    published = sum(p["published"] for p in pubs)
+    rate = sum(p["published"] / p["seconds"] for p in pubs)
     print(f"gauges: {args.sensors}, every {CROSSING}th crossing {WARNING_M} m every {HALF_PERIOD_S:g} s; "
-          f"target rate {args.rate:,.0f} readings/s for {args.seconds:g} s")
-    print(f"publisher achieved      : {pub['published'] / pub['seconds']:10,.0f} readings/s ({pub['published']} readings)")
-    print(f"publish -> alert event  : {percentiles(event_lat)}")
-    print(f"publish -> notification : {percentiles(notify_lat)}")
-    p99 = sorted(event_lat)[min(len(event_lat) - 1, math.ceil(0.99 * len(event_lat)) - 1)] if event_lat else math.inf
-    print(f"target p99 <= 200 ms to the alert event: {'met' if p99 <= 0.2 else 'NOT met'}")
+          f"target rate {args.rate:,.0f} readings/s for {args.seconds:g} s, {len(pubs)} publisher(s)"
+          + (f", the first {args.settle:g} s left out" if args.settle else ""))
+    print(f"publishers achieved             : {rate:10,.0f} readings/s ({published} readings)")
+    for key, label in STAGES:
+        print(f"{label:32}: {percentiles(stages.times[key])}")
+    event = sorted(stages.times["event_read"])
+    p99 = event[min(len(event) - 1, math.ceil(0.99 * len(event)) - 1)] if event else math.inf
+    print(f"target p99 <= 200 ms to the alert event (read): {'met' if p99 <= 0.2 else 'NOT met'}")
     print(f"load average: start {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, end {load1[0]:.2f} {load1[1]:.2f} "
           f"{load1[2]:.2f} ({os.cpu_count()} cores)")
 
 
 def main() -> None:
-    if len(sys.argv) == 6 and sys.argv[1] == "--child-publisher":
-        _publish(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]))
+    if len(sys.argv) == 8 and sys.argv[1] == "--child-publisher":
+        port, sensors, rate, seconds, index, count = sys.argv[2:]
+        _publish(int(port), int(sensors), float(rate), float(seconds), int(index), int(count))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sensors", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=5000.0, help="readings/s in all (default: %(default)s)")
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--publishers", type=int, default=0,
+                        help=f"publisher processes (default: one per {RATE_PER_PUBLISHER:,.0f} readings/s)")
     parser.add_argument("--warmup", type=float, default=120.0, help="most seconds for the services to start")
+    parser.add_argument("--settle", type=float, default=0.0,
+                        help="seconds of publishing left out of the figures (every gauge's first reading makes "
+                             "the worker write its first snapshot: a startup burst, not the steady state)")
     parser.add_argument("--drain", type=float, default=3.0, help="seconds to wait for the last events")
     parser.add_argument("--quick", action="store_true", help="20 s of publishing")
     args = parser.parse_args()

@@ -24,7 +24,13 @@ State lifecycle (details in docs/streams.md):
   a snapshot's offset are skipped when Kafka redelivers them, readings
   between a snapshot and the group's committed offset are re-read
   (streams.replay) with their events dropped, and partitions without a
-  committed offset are sought to the oldest restored position.
+  committed offset are sought to the oldest restored position;
+* from then on the stream must deliver each partition's records without a
+  hole: records it skipped (Faust may drop the first records after a
+  rebalance) are read directly and processed before the record that
+  revealed the hole, or on the clock tick when a partition stayed behind
+  its high watermark for a whole tick; records below the next offset are
+  in the state already and skipped.
 
 Messages that are not readings, and readings whose processing fails, go to
 ``readings.deadletter`` with the reason; the worker goes on.
@@ -85,6 +91,12 @@ class DetectorRuntime:
         self.readings = 0
         #: readings re-read after a restore to bring snapshots up to the committed offsets
         self.replayed = 0
+        #: records the stream skipped and the worker read directly (see _read_skipped)
+        self.refilled = 0
+        #: per readings partition, the offset the stream must deliver next (known once aligned or read)
+        self.next_offset: dict[TP, int] = {}
+        #: next_offset at the last clock tick (a partition whose offset stays put may have a hole at its end)
+        self._last_seen_offset: dict[TP, int] = {}
         self.events_sent = 0
         self.dead_letters = 0
 
@@ -96,43 +108,91 @@ class DetectorRuntime:
             await self._process_events(events)
 
     async def _process_events(self, events: Iterable[EventT]) -> None:
-        out: list[AlertEvent] = []
-        touched: set[str] = set()
-        done, started = [], time.time()
-        engine, clocks, tp_of, every = self.engine, self.clocks, self.tp_of, self.snapshot_every
+        batch = _Batch()
+        next_offset = self.next_offset
         for event in events:
             msg = event.message
-            tp, offset, seen_at = msg.tp, msg.offset, time.monotonic()
-            for item in readings_of(msg.value, msg.key, msg.headers):
-                if type(item) is RejectedReading:
-                    await self._dead_letter(item.raw, item.reason, tp.topic, msg.key or _key_of(item))
-                    continue
-                sid = item.sensor_id
-                try:
-                    new = sid not in engine and not self._restore_one(sid, tp)
-                    emitted = engine.process(item, position=offset)
-                except ValidationError as exc:
-                    await self._dead_letter(encode_reading(item), str(exc), tp.topic, sid.encode())
-                    continue
-                except Exception as exc:  # a bug must cost one reading (dead-lettered), not the worker
-                    log.exception("processing a reading of %s at %s[%d]@%d failed", sid, tp.topic, tp.partition, offset)
-                    await self._dead_letter(encode_reading(item), f"processing failed: {type(exc).__name__}: {exc}",
-                                            tp.topic, sid.encode())
-                    continue
-                self.readings += 1
-                done.append(item)
-                if tp_of.get(sid) != tp:
-                    self._place(sid, tp)
-                clocks.observe(tp, sid, item.ts, seen_at)
-                if emitted:
-                    out.extend(emitted)
-                    touched.add(sid)
-                elif new or engine.due(sid, every):  # a first snapshot bounds any replay
-                    touched.add(sid)
+            tp, offset = msg.tp, msg.offset
+            expected = next_offset.get(tp)
+            if expected is not None and offset < expected:
+                continue  # in the state already: a redelivery, or read directly (_read_skipped)
+            if expected is not None and offset > expected and self.kafka is not None:
+                await self._process_skipped(tp, expected, offset, batch)
+            await self._process_record(tp, offset, msg.key, msg.value, msg.headers, batch)
+            next_offset[tp] = offset + 1
         # a record's readings are all processed before any snapshot: a snapshot never splits a record
-        await self._send_alerts(out)
-        await self._snapshot(touched)
-        metrics.observe_readings(done, started)
+        await self._send_alerts(batch.out)
+        await self._snapshot(batch.touched)
+        metrics.observe_readings(batch.done, batch.started)
+
+    async def _process_record(self, tp: TP, offset: int, key: bytes | None, value: bytes | None,
+                              headers: Any, batch: "_Batch") -> None:
+        """Run the engine on the readings of one record; collect what it emits in ``batch``."""
+        engine, clocks, seen_at = self.engine, self.clocks, time.monotonic()
+        for item in readings_of(value, key, headers):
+            if type(item) is RejectedReading:
+                await self._dead_letter(item.raw, item.reason, tp.topic, key or _key_of(item))
+                continue
+            sid = item.sensor_id
+            try:
+                new = sid not in engine and not self._restore_one(sid, tp)
+                emitted = engine.process(item, position=offset)
+            except ValidationError as exc:
+                await self._dead_letter(encode_reading(item), str(exc), tp.topic, sid.encode())
+                continue
+            except Exception as exc:  # a bug must cost one reading (dead-lettered), not the worker
+                log.exception("processing a reading of %s at %s[%d]@%d failed", sid, tp.topic, tp.partition, offset)
+                await self._dead_letter(encode_reading(item), f"processing failed: {type(exc).__name__}: {exc}",
+                                        tp.topic, sid.encode())
+                continue
+            self.readings += 1
+            batch.done.append(item)
+            if self.tp_of.get(sid) != tp:
+                self._place(sid, tp)
+            clocks.observe(tp, sid, item.ts, seen_at)
+            if emitted:
+                batch.out.extend(emitted)
+                batch.touched.add(sid)
+            elif new or engine.due(sid, self.snapshot_every):  # a first snapshot bounds any replay
+                batch.touched.add(sid)
+
+    async def _process_skipped(self, tp: TP, start: int, end: int, batch: "_Batch") -> None:
+        for rec in await self._read_skipped(tp, start, end):
+            await self._process_record(tp, rec.offset, rec.key, rec.value, rec.headers, batch)
+        self.next_offset[tp] = max(self.next_offset.get(tp, end), end)
+
+    async def _fill_stalled(self) -> None:
+        """Read directly what a partition's stream has not delivered for a whole clock interval.
+
+        A hole at the end of what was produced shows no later record; a
+        partition whose next offset did not move since the last tick while
+        the consumer's high watermark is beyond it gets its records read
+        directly (the stream's copies, if they come, are skipped).
+        """
+        batch, stalled = _Batch(), self._last_seen_offset
+        self._last_seen_offset = dict(self.next_offset)
+        for tp, expected in list(self.next_offset.items()):
+            end = self.app.consumer.highwater(tp)
+            if stalled.get(tp) == expected and end is not None and end > expected:
+                await self._process_skipped(tp, expected, end, batch)
+        await self._send_alerts(batch.out)
+        await self._snapshot(batch.touched)
+
+    async def _read_skipped(self, tp: TP, start: int, end: int) -> list[ConsumerRecord]:
+        """The records ``[start, end)`` of ``tp`` that the stream skipped, read directly.
+
+        The stream must deliver each partition's records from the offset the
+        worker resumed at (the committed offset after a rebalance) without a
+        hole; a consumer that drops records around a rebalance (Faust clears
+        its stream buffers when flow resumes and may already have moved its
+        read position past them) would otherwise lose readings for good.
+        """
+        records: list[ConsumerRecord] = []
+        await read_ranges(self.kafka, {(tp.topic, tp.partition): (start, end)}, records.append)
+        self.refilled += len(records)
+        log.warning("the stream skipped offsets %d..%d of %s[%d]: read %d record(s) of them directly",
+                    start, end - 1, tp.topic, tp.partition, len(records))
+        return records
 
     async def tick(self) -> None:
         """Clock re-evaluation of every sensor, per partition in that partition's stream time."""
@@ -140,6 +200,8 @@ class DetectorRuntime:
             await self._tick()
 
     async def _tick(self) -> None:
+        if self.kafka is not None:
+            await self._fill_stalled()
         out: list[AlertEvent] = []
         touched: set[str] = set()
         for sensors in list(self.sensors_by_tp.values()):
@@ -176,10 +238,13 @@ class DetectorRuntime:
             await self._on_revoked(revoked)
 
     async def _on_revoked(self, revoked: Iterable[TP]) -> None:
+        revoked = list(revoked)
         gone = [tp for tp in revoked if tp in self.sensors_by_tp]
         sensors = [sid for tp in gone for sid in self.sensors_by_tp[tp]]
         await self._snapshot(sid for sid in sensors if self.engine.dirty(sid))
         await self.app.producer.flush()
+        for tp in revoked:
+            self.next_offset.pop(tp, None)
         for tp in gone:
             self.engine.drop(self.sensors_by_tp.pop(tp))
             self.clocks.drop(tp)
@@ -230,8 +295,10 @@ class DetectorRuntime:
                 starts[key] = min(starts.get(key, st.position + 1), st.position + 1)
         committed = await committed_offsets(self.kafka, self.app.conf.id, [(tp.topic, tp.partition) for tp in actives])
         for tp in actives:
-            if (tp.topic, tp.partition) not in committed:
-                await self.app.consumer.seek(tp, starts.get((tp.topic, tp.partition), 0))
+            key = (tp.topic, tp.partition)
+            if key not in committed:
+                await self.app.consumer.seek(tp, starts.get(key, 0))
+            self.next_offset[tp] = committed.get(key, starts.get(key, 0))
         ranges = {key: (start, committed[key]) for key, start in starts.items() if committed.get(key, 0) > start}
         if not ranges:
             return
@@ -307,6 +374,18 @@ class DetectorRuntime:
                                           value=dead_letter(raw, reason, topic))
         self.dead_letters += 1
         metrics.DEAD_LETTERED.labels("processing_failed" if reason.startswith("processing failed") else "invalid").inc()
+
+
+class _Batch:
+    """What one processing batch collects: events to send, sensors to snapshot, readings done."""
+
+    __slots__ = ("out", "touched", "done", "started")
+
+    def __init__(self) -> None:
+        self.out: list[AlertEvent] = []
+        self.touched: set[str] = set()
+        self.done: list[Any] = []
+        self.started = time.time()
 
 
 def _key_of(item: RejectedReading) -> bytes | None:

@@ -15,7 +15,9 @@ Broker-profile tuning is configuration only (:func:`faust_settings`):
     wrong for multi-record batches, which makes Faust's changelog recovery
     stop early; one record per batch makes recovery exact, and costs little
     here because the worker only produces snapshots and alert events, not
-    one record per reading), ``stream_recovery_delay=0``.
+    one record per reading), ``producer_linger=0`` (a batch holds one record
+    anyway: lingering only delays each alert event and snapshot by the
+    linger), ``stream_recovery_delay=0``.
 ``kafka``
     Faust's defaults apart from the session/heartbeat/fetch wait of
     :class:`~cityeye.config.KafkaSettings`.
@@ -46,7 +48,7 @@ __all__ = ["StreamsApp", "create_app", "faust_settings"]
 
 #: per broker profile: Faust settings that live with a broker's quirks
 PROFILE_TUNING: dict[str, dict[str, Any]] = {
-    "tansu": {"producer_max_batch_size": 1, "stream_recovery_delay": 0.0},
+    "tansu": {"producer_max_batch_size": 1, "producer_linger": 0.0, "stream_recovery_delay": 0.0},
     "kafka": {},
 }
 
@@ -95,7 +97,7 @@ def create_app(
     registry: SensorRegistry | None = None,
     checks_factory: ChecksFactory | None = None,
     batch_size: int = 500,
-    batch_within_s: float = 0.05,
+    batch_within_s: float = 0.02,
     tick_interval_s: float = 1.0,
 ) -> StreamsApp:
     """A new Faust app running the detectors on every readings topic.
