@@ -11,16 +11,18 @@ nothing but the Kafka protocol:
 2. stop the gateway gracefully: the MQTT messages it has not acknowledged stay
    queued in the MQTT broker's persistent session (nothing is lost);
 3. wait until every consumer group has read to the end (lag 0), stop the
-   worker (it writes its snapshots on the way out), wait again;
-4. stop the other Kafka clients (dispatcher, sinks, cases) gracefully;
-5. copy the topics that are state (:func:`carried_topics`) to the new broker:
-   the latest value per key of the worker's snapshot changelog and of
-   ``devices.health`` (a compaction by hand), the last ``dead_letter_tail``
-   records of each dead-letter topic; everything else (readings, alert
-   events, grouped events and actions) has been consumed and is left behind;
-6. start every process on the new broker (the worker first: it recovers its
-   table from the copied changelog);
-7. stop the old broker.
+   worker (it writes its snapshots on the way out);
+4. copy the worker's snapshot changelog to the new broker, the latest value
+   per key (a compaction by hand), and start the worker (it recovers its
+   table from the copy) and the gateway there: the intake pause ends here;
+5. wait until the groups on the old broker have read the worker's last
+   events (lag 0), stop the other Kafka clients (dispatcher, sinks, cases)
+   gracefully, copy the rest of the state (:func:`carried_topics`): the
+   latest ``devices.health`` record per device, the last
+   ``dead_letter_tail`` records of each dead-letter topic, and start those
+   clients on the new broker; everything else (readings, alert events,
+   grouped events and actions) has been consumed and is left behind;
+6. stop the old broker.
 
 Offsets start again at 0 on the new broker, so the one offset kept in
 state, a snapshot's ``position`` (the offset of the last reading it
@@ -99,7 +101,7 @@ class RolloverReport:
 
     @property
     def intake_pause_s(self) -> float:
-        """From the gateway's stop to its start on the new broker: MQTT messages wait in the queue."""
+        """From the gateway's stop to its start on the new broker: MQTT messages wait in the MQTT queue."""
         return self.steps.get("gateway started", 0.0) - self.steps.get("gateway stop", 0.0)
 
     def step(self, name: str) -> None:
@@ -131,7 +133,7 @@ def rebase_snapshot(value: bytes | None) -> bytes | None:
 
 
 def carried_topics(settings: Settings, dead_letter_tail: int) -> list[CopyPlan]:
-    """The topics that hold state, and how each is carried to a new broker.
+    """The topics that hold state, and how each is carried to a new broker, the worker's changelog first.
 
     Every other topic (``readings.<kind>``, ``alerts.events``,
     ``alerts.grouped``) is consumed to its end before a rollover and is not copied.
@@ -215,27 +217,37 @@ class BrokerRollover:
         return report
 
     async def _move(self, stack: EmbeddedStack, new: TansuServer, report: RolloverReport) -> None:
-        """Steps 2-6: drain and stop the clients, copy the state topics, start the clients on ``new``."""
+        """Steps 2-5, the intake moved first: readings wait only for the worker's hand-over, not the dispatcher's."""
         kafka = stack.settings.kafka
         target = kafka.model_copy(update={"bootstrap": new.bootstrap})
+        plans = carried_topics(stack.settings, self.settings.dead_letter_tail)
         report.step("gateway stop")
         await asyncio.to_thread(stack.stop_part, "gateway")
         report.lagging.update(await wait_for_zero_lag(kafka, self.settings.drain_timeout_s))
         report.step("drained readings")
         await asyncio.to_thread(stack.stop_part, "worker")
+        report.step("worker stopped")
+        await self._copy(kafka, target, plans[:1], report)  # the snapshot changelog, before the worker recovers
+        await asyncio.to_thread(stack.use_broker, new)
+        stack.start_part("worker")
+        stack.start_part("gateway")
+        report.step("gateway started")
+        # the rest read the worker's last events on the old broker, then follow
         report.lagging.update(await wait_for_zero_lag(kafka, self.settings.drain_timeout_s))
         others = [name for name in stack.kafka_parts() if name not in ("gateway", "worker")]
-        for name in others:
-            await asyncio.to_thread(stack.stop_part, name)
+        await asyncio.gather(*(asyncio.to_thread(stack.stop_part, name) for name in others))
         report.step("clients stopped")
         if report.lagging:
             log.warning("broker rollover: consumer groups still lagging, their records stay behind: %s",
                         report.lagging)
-        for plan in carried_topics(stack.settings, self.settings.dead_letter_tail):
-            report.copied[plan.topic] = await copy_topic(kafka, target, plan,
-                                                         max_batch_size=self.settings.copy_max_batch_bytes)
-        report.step("copied")
-        await asyncio.to_thread(stack.use_broker, new)
-        for name in ["worker", *others, "gateway"]:
+        await self._copy(kafka, target, plans[1:], report)
+        for name in others:
             stack.start_part(name)
-        report.step("gateway started")
+        report.step("clients started")
+
+    async def _copy(self, source: KafkaSettings, target: KafkaSettings, plans: list[CopyPlan],
+                    report: RolloverReport) -> None:
+        for plan in plans:
+            report.copied[plan.topic] = await copy_topic(source, target, plan,
+                                                         max_batch_size=self.settings.copy_max_batch_bytes)
+        report.step("copied " + ", ".join(p.topic for p in plans))
