@@ -185,7 +185,10 @@ class BrokerRollover:
         return None
 
     async def supervise(self, stack: EmbeddedStack, stop: asyncio.Event) -> None:
-        """Check the triggers every ``check_s`` and roll the broker over when one fires, until ``stop``."""
+        """Check the triggers every ``check_s`` and roll the broker over when one fires, until ``stop``.
+
+        A rollover that fails sets ``stop`` and raises: the caller stops the stack.
+        """
         while self.settings.enabled and not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), self.settings.check_s)
@@ -193,9 +196,15 @@ class BrokerRollover:
             except asyncio.TimeoutError:
                 pass
             reason = self.due(rss_mib(stack.broker.proc.pid))
-            if reason:
+            if not reason:
+                continue
+            try:
                 report = await self.roll(stack, reason)
-                print(report.summary(), flush=True)
+            except BaseException:  # parts may be stopped half-way: the stack stops rather than limp on
+                log.exception("broker rollover failed: stopping the stack")
+                stop.set()
+                raise
+            print(report.summary(), flush=True)
 
     async def roll(self, stack: EmbeddedStack, reason: str) -> RolloverReport:
         """Move ``stack`` to a fresh broker now; returns what it did."""

@@ -210,3 +210,14 @@ def _alert_or_none(stack: EmbeddedStack, alert_id: str) -> dict | None:
         return api(stack, f"alerts/{alert_id}")
     except OSError:
         return None
+
+
+def test_a_rollover_is_due_when_the_broker_passes_its_rss_or_its_period():
+    by_rss = BrokerRollover(BrokerRolloverSettings(max_rss_mib=100))
+    assert by_rss.due(99.0) is None
+    assert by_rss.due(101.0) == "broker RSS 101 MiB > 100 MiB"
+    by_time = BrokerRollover(BrokerRolloverSettings(every_minutes=2))
+    assert by_time.due(5000.0) is None
+    by_time.last -= 121
+    assert by_time.due(0.0) == "every 2 min"
+    assert not BrokerRolloverSettings().enabled and BrokerRolloverSettings(every_minutes=1).enabled
