@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import socket
 import statistics
@@ -223,9 +224,29 @@ async def soak(stack: EmbeddedStack, sim: subprocess.Popen, args: argparse.Names
             "to_emit": probe.to_emit, "rollovers": [(r.started - started, r) for r in rollover.reports]}
 
 
+def rollover_spike(latencies: list[tuple[float, float]], at: float, calm_s: float = 1.0) -> tuple[float, float, float]:
+    """Around a rollover starting at ``at`` (run seconds): the worst probe latency of readings published from
+    ``at`` on, how many seconds after ``at`` the first reading with a latency under ``calm_s`` was published
+    (the stack caught up), and the median latency of the readings published before ``at`` in the minute before.
+    """
+    published = sorted((t - lat, lat) for t, lat in latencies)
+    before = [lat for p, lat in published if at - 60.0 <= p < at]
+    after = [(p, lat) for p, lat in published if p >= at]
+    calm = next((p - at for p, lat in after if lat < calm_s and p - at > 1.0), float("nan"))
+    return (max((lat for p, lat in after if p - at <= calm + 1.0), default=float("nan")), calm,
+            statistics.median(before) if before else float("nan"))
+
+
 def report(result: dict, minutes: float) -> None:
     for at, r in result["rollovers"]:
-        print(f"rollover at {at / 60:.1f} min: {r.summary()}")
+        worst, calm, before = rollover_spike(result["latencies"], at)
+        print(f"rollover at {at / 60:.1f} min: {r.summary()}\n    probe: p50 {1000 * before:.0f} ms in the minute "
+              f"before; worst {1000 * worst:.0f} ms; back under 1 s for readings published {calm:.0f} s after its start")
+    lat_calm = [lat for t, lat in result["latencies"]
+                if not any(at <= t - lat <= at + rollover_spike(result["latencies"], at)[1] for at, _ in result["rollovers"])]
+    if result["rollovers"] and lat_calm:
+        print(f"probe latency outside the rollovers' catch-up: p50 {1000 * _pct(lat_calm, 0.5):.0f} ms "
+              f"p99 {1000 * _pct(lat_calm, 0.99):.0f} ms ({len(lat_calm)} readings)")
     print("\nverdict (after the first minute; RSS slope MiB/min, rising = growth over the run > 10 % of the first and > 20 MiB;"
           " CPU % of one core in the second and in the last minute)")
     end = max((pts[-1][0] for pts in result["samples"].values() if pts), default=0.0)
@@ -300,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
         result = asyncio.run(soak(stack, sim, args))
         report(result, args.minutes)
+        raw = {**result, "rollovers": [(at, dataclasses.asdict(r)) for at, r in result["rollovers"]]}
+        (workdir / "soak-result.json").write_text(json.dumps(raw))
         with open("/proc/loadavg") as f:
             print(f"load average at the end: {' '.join(f.read().split()[:3])}")
         dead = stack.dead_parts()
