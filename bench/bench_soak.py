@@ -242,8 +242,9 @@ def report(result: dict, minutes: float) -> None:
         worst, calm, before = rollover_spike(result["latencies"], at)
         print(f"rollover at {at / 60:.1f} min: {r.summary()}\n    probe: p50 {1000 * before:.0f} ms in the minute "
               f"before; worst {1000 * worst:.0f} ms; back under 1 s for readings published {calm:.0f} s after its start")
-    lat_calm = [lat for t, lat in result["latencies"]
-                if not any(at <= t - lat <= at + rollover_spike(result["latencies"], at)[1] for at, _ in result["rollovers"])]
+    catch_up = [(at, rollover_spike(result["latencies"], at)[1]) for at, _ in result["rollovers"]]
+    lat_calm = [lat for t, lat in result["latencies"]  # a rollover never caught up (nan) keeps the rest of the run
+                if not any(at <= t - lat and not (t - lat > at + calm) for at, calm in catch_up)]
     if result["rollovers"] and lat_calm:
         print(f"probe latency outside the rollovers' catch-up: p50 {1000 * _pct(lat_calm, 0.5):.0f} ms "
               f"p99 {1000 * _pct(lat_calm, 0.99):.0f} ms ({len(lat_calm)} readings)")
@@ -263,7 +264,8 @@ def report(result: dict, minutes: float) -> None:
     per_min = {}
     for t, s in result["latencies"]:
         per_min.setdefault(int(t // 60), []).append(s)
-    p50 = [(60.0 * m + 30.0, 1000 * statistics.median(v)) for m, v in sorted(per_min.items()) if m >= 1]
+    p50 = [(60.0 * m + 30.0, 1000 * statistics.median(v)) for m, v in sorted(per_min.items())
+           if 1 <= m < int(minutes)]  # whole minutes only: not the end's wait for the last events
     if len(p50) >= 2:
         s, word = verdict(p50, 0.5, 50.0)
         allv = [s_ for t, s_ in result["latencies"]]
