@@ -180,8 +180,14 @@ def test_rollover_mid_stream_loses_nothing_and_keeps_alert_episodes(stack):
         third = episode.send(3.0)
         resolved = events.wait("resolved", lambda: [e for e in events.of(EPISODE) if e.updated_at == third])[0]
         # every flipper reading gave exactly one event: none lost in the pause, none read twice
-        seen = events.wait("every flipper reading", lambda: (lambda ts: ts if set(ts) >= set(sent) else None)(
-            [e.updated_at for e in events.of(FLIPPER)]))
+        try:
+            seen = events.wait("every flipper reading", lambda: (lambda ts: ts if set(ts) >= set(sent) else None)(
+                [e.updated_at for e in events.of(FLIPPER)]))
+        except AssertionError as exc:
+            got = {e.updated_at for e in events.of(FLIPPER)}
+            missing = [(round(ts - report.started, 3), i) for i, ts in enumerate(sent) if ts not in got]
+            raise AssertionError(f"{exc}; {len(missing)} of {len(sent)} readings without an event "
+                                 f"(s after the rollover's start, index): {missing}; {report.summary()}") from None
         new_rss = rss_mib(stack.broker.proc.pid)
 
     assert sorted(seen) == sorted(sent), f"{len(sent)} readings, {len(seen)} events"
