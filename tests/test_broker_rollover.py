@@ -186,8 +186,10 @@ def test_rollover_mid_stream_loses_nothing_and_keeps_alert_episodes(stack):
         except AssertionError as exc:
             got = {e.updated_at for e in events.of(FLIPPER)}
             missing = [(round(ts - report.started, 3), i) for i, ts in enumerate(sent) if ts not in got]
+            order = asyncio.run(_reading_order(stack, FLIPPER, report.started))
             raise AssertionError(f"{exc}; {len(missing)} of {len(sent)} readings without an event "
-                                 f"(s after the rollover's start, index): {missing}; {report.summary()}") from None
+                                 f"(s after the rollover's start, index): {missing}; {report.summary()}; "
+                                 f"(offset, s after the start) on the new broker: {order}") from None
         new_rss = rss_mib(stack.broker.proc.pid)
 
     assert sorted(seen) == sorted(sent), f"{len(sent)} readings, {len(seen)} events"
@@ -209,6 +211,18 @@ def test_rollover_mid_stream_loses_nothing_and_keeps_alert_episodes(stack):
     assert alert["severity"] == "orange"
     assert silence["id"] in {s["id"] for s in api(stack, "silences")["silences"]}
     assert new_rss < old_rss - 32, (old_rss, new_rss)
+
+
+async def _reading_order(stack: EmbeddedStack, sensor: str, since: float) -> list[tuple[int, float]]:
+    """``(offset, reading time - since)`` of ``sensor``'s readings on the stack's broker, in offset order."""
+    from cityeye.kafka import read_topic
+    from cityeye.reading_records import readings_of
+    out = []
+    for records in (await read_topic(stack.settings.kafka, "readings.water_level")).values():
+        for r in records:
+            out += [(r.offset, round(x.ts - since, 2)) for x in readings_of(r.value, r.key, r.headers)
+                    if getattr(x, "sensor_id", None) == sensor]
+    return out
 
 
 def _alert_or_none(stack: EmbeddedStack, alert_id: str) -> dict | None:
