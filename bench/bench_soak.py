@@ -1,5 +1,10 @@
 """Soak: the embedded stack at 840 readings/s for minutes, every process's RSS and CPU, publish→alert latency.
 
+With ``--rollover-every-min`` / ``--rollover-max-rss-mib`` the embedded
+supervisor moves the stack to a fresh broker now and then
+(launch/broker_rollover.py); processes are sampled by name, so a restarted
+one keeps its column, and each rollover's steps and intake pause are printed.
+
 Starts the embedded stack of ``cityeye run`` (launch.embedded: Tansu, Mosquitto,
 InfluxDB when installed, the gateway, a worker, the sinks, the dispatcher) on
 free ports, with the demo registry's sensors copied until the simulators
@@ -7,7 +12,9 @@ publish ``--rate`` readings/s at ``--speed`` (14 copies of the 6 demo sensors
 at 600x: 840/s; scenario ``all``: floods, rainstorms, incidents), plus one
 latency probe: a water-level gauge outside the simulation that publishes,
 every ``--probe-every`` seconds, a level alternately above its historical
-maximum and back to normal, so each reading raises or resolves an alert. The
+maximum and back to normal, so each reading raises or resolves an alert (a
+rules file sets the probe's ``warning.min_duration_s`` to 0; it publishes with
+its own device account). The
 probe's latency is the time from its MQTT publish to its alert event on
 ``alerts.events``.
 
@@ -19,15 +26,15 @@ slope of RSS over the run (after the first minute) and *flat* or *rising*
 and more than 20 MiB), and the same for the probe's median latency per minute
 (rising: more than 50 % of the first minute's and 50 ms). Figures only: nothing here asserts.
 
-    .venv/bin/python bench/bench_soak.py [--minutes 10] [--rate 840]
+    .venv/bin/python bench/bench_soak.py [--minutes 10] [--rate 840] [--rollover-every-min 3.5]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
-import os
 import socket
 import statistics
 import subprocess
@@ -41,9 +48,11 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cityeye.contracts import TOPIC_ALERTS, AlertEvent, format_ts  # noqa: E402
-from cityeye.kafka import make_consumer  # noqa: E402
-from launch.embedded import EmbeddedStack  # noqa: E402
+from cityeye.contracts import AlertEvent, format_ts  # noqa: E402
+from cityeye.device_credentials import read_credentials  # noqa: E402
+from launch.broker_rollover import BrokerRollover, BrokerRolloverSettings  # noqa: E402
+from launch.embedded import EmbeddedStack, follow_alerts  # noqa: E402
+from launch.proc_usage import proc_sample  # noqa: E402
 from simulators import DEMO_REGISTRY  # noqa: E402
 from simulators.publisher import MqttPublisher  # noqa: E402
 
@@ -51,7 +60,6 @@ __all__ = ["main", "slope_per_minute", "verdict"]
 
 PROBE = {"id": "probe-soak", "kind": "water_level", "district": "soak", "name": "latency probe", "lat": 31.2,
          "lon": 121.5, "interval_s": 600, "levels": {"warning_m": 4.5, "guaranteed_m": 5.2, "historical_max_m": 5.86}}
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -60,8 +68,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_registries(workdir: Path, rate: float, speed: float) -> tuple[Path, Path, int]:
-    """The simulated sensors (demo sensors copied to reach ``rate``) and the full registry (with the probe)."""
+def write_registries(workdir: Path, rate: float, speed: float) -> tuple[Path, Path, Path, int]:
+    """The simulated sensors (demo sensors copied to reach ``rate``), the full registry (with the probe) and
+    the rules file that lets each probe reading change its alert."""
     demo = yaml.safe_load(DEMO_REGISTRY.read_text(encoding="utf-8"))["sensors"]
     per_copy = sum(speed / float(s.get("interval_s", 60)) for s in demo)
     copies = max(1, round(rate / per_copy))
@@ -69,19 +78,16 @@ def write_registries(workdir: Path, rate: float, speed: float) -> tuple[Path, Pa
     sim, full = workdir / "registry-sim.yaml", workdir / "registry.yaml"
     sim.write_text(yaml.safe_dump({"sensors": sensors}, allow_unicode=True), encoding="utf-8")
     full.write_text(yaml.safe_dump({"sensors": [*sensors, PROBE]}, allow_unicode=True), encoding="utf-8")
-    return sim, full, round(copies * per_copy)
+    rules = workdir / "rules.yaml"
+    rules.write_text(yaml.safe_dump({"sensors": {PROBE["id"]: {"warning": {"min_duration_s": 0}}}}), encoding="utf-8")
+    return sim, full, rules, round(copies * per_copy)
 
 
-def proc_sample(pid: int) -> tuple[float, float] | None:
-    """(RSS bytes, CPU seconds) of a process, or None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        with open(f"/proc/{pid}/status") as f:
-            rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
-    except (FileNotFoundError, ProcessLookupError, StopIteration):
-        return None
-    return float(rss), (int(fields[11]) + int(fields[12])) / _TICKS
+def cpu_percent(points: list[tuple[float, float, float, int]]) -> float:
+    """CPU % of one core over ``(t, rss, cpu s, pid)`` samples, counting only intervals within one process."""
+    busy = sum(b[2] - a[2] for a, b in zip(points, points[1:]) if a[3] == b[3])
+    span = points[-1][0] - points[0][0] if len(points) > 1 else 0.0
+    return 100.0 * busy / span if span > 0 else float("nan")
 
 
 def slope_per_minute(points: list[tuple[float, float]]) -> float:
@@ -129,7 +135,9 @@ class Probe:
 
     def _publish(self) -> None:
         topic = f"cityeye/{PROBE['district']}/{PROBE['kind']}/{PROBE['id']}"
-        with MqttPublisher(self.stack.settings.mqtt, client_id="soak-probe") as pub:
+        password = read_credentials(self.stack.credentials_path).password(PROBE["id"])
+        with MqttPublisher(self.stack.settings.mqtt, client_id="soak-probe", username=PROBE["id"],
+                           password=password) as pub:
             high = True
             while not self._stop.wait(self.every_s):
                 ts = round(time.time(), 3)
@@ -138,27 +146,23 @@ class Probe:
                 pub.publish(topic, payload)
                 high = not high
 
+    def take(self, batches) -> None:
+        now = time.time()
+        for records in batches.values():
+            for record in records:
+                if PROBE["id"].encode() not in record.value:
+                    continue
+                event = AlertEvent.from_json(record.value)
+                if event.sensor_id != PROBE["id"] or event.rule != "water_level.warning":
+                    continue
+                sent = next((w for ts, w in self.sent.items() if abs(ts - event.updated_at) < 0.002), None)
+                if sent is not None:
+                    self.latencies.append((now, now - sent))
+                    self.to_emit.append(record.timestamp / 1000.0 - sent)
+
     async def read_events(self, stop: asyncio.Event) -> None:
-        consumer = make_consumer(self.stack.settings.kafka, TOPIC_ALERTS, group=None, auto_offset_reset="earliest",
-                                 fetch_max_wait_ms=100)
-        await consumer.start()
-        try:
-            while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=200)
-                now = time.time()
-                for records in batches.values():
-                    for record in records:
-                        if PROBE["id"].encode() not in record.value:
-                            continue
-                        event = AlertEvent.from_json(record.value)
-                        if event.sensor_id != PROBE["id"] or event.rule != "water_level.warning":
-                            continue
-                        sent = next((w for ts, w in self.sent.items() if abs(ts - event.updated_at) < 0.002), None)
-                        if sent is not None:
-                            self.latencies.append((now, now - sent))
-                            self.to_emit.append(record.timestamp / 1000.0 - sent)
-        finally:
-            await consumer.stop()
+        """Match alert events with probe readings until ``stop``, following the stack across broker rollovers."""
+        await follow_alerts(self.stack, self.take, stop, fetch_max_wait_ms=100)
 
 
 def _processes(stack: EmbeddedStack, sim: subprocess.Popen) -> dict[str, int]:
@@ -178,9 +182,12 @@ async def soak(stack: EmbeddedStack, sim: subprocess.Popen, args: argparse.Names
     probe = Probe(stack, args.probe_every)
     stop = asyncio.Event()
     reader = asyncio.create_task(probe.read_events(stop))
+    rollover = BrokerRollover(BrokerRolloverSettings(every_minutes=args.rollover_every_min,
+                                                     max_rss_mib=args.rollover_max_rss_mib))
+    supervisor = asyncio.create_task(rollover.supervise(stack, stop))
     probe.start()
     started = time.time()
-    samples: dict[str, list[tuple[float, float, float]]] = {n: [] for n in procs}  # (t, rss, cpu s)
+    samples: dict[str, list[tuple[float, float, float, int]]] = {n: [] for n in procs}  # (t, rss, cpu s, pid)
     names = list(procs)
     print(f"{'min':>4s} " + " ".join(f"{n[:10]:>14s}" for n in names) + f"{'p50 ms':>9s}{'p99 ms':>9s}{'n':>5s}")
     print(f"{'':4s} " + " ".join(f"{'RSS MiB  CPU%':>14s}" for _ in names))
@@ -189,10 +196,10 @@ async def soak(stack: EmbeddedStack, sim: subprocess.Popen, args: argparse.Names
         while time.time() - started < args.minutes * 60:
             await asyncio.sleep(args.sample_s)
             now = time.time()
-            for name, pid in procs.items():
+            for name, pid in _processes(stack, sim).items():  # by name: a part restarted by a rollover keeps its column
                 got = proc_sample(pid)
                 if got is not None:
-                    samples[name].append((now - started, *got))
+                    samples.setdefault(name, []).append((now - started, *got, pid))
             if now - started >= minute * 60:
                 cells = []
                 for name in names:
@@ -200,36 +207,65 @@ async def soak(stack: EmbeddedStack, sim: subprocess.Popen, args: argparse.Names
                     if len(pts) < 2:
                         cells.append(f"{'-':>14s}")
                         continue
-                    cpu = 100.0 * (pts[-1][2] - pts[0][2]) / max(1e-9, pts[-1][0] - pts[0][0])
-                    cells.append(f"{pts[-1][1] / 2**20:8.0f} {cpu:5.0f}")
+                    cells.append(f"{pts[-1][1] / 2**20:8.0f} {cpu_percent(pts):5.0f}")
                 lat = [ms for w, ms in probe.latencies if (minute - 1) * 60 <= w - started < minute * 60]
                 print(f"{minute:4d} " + " ".join(cells) + f"{1000 * _pct(lat, 0.5):9.0f}{1000 * _pct(lat, 0.99):9.0f}"
                       f"{len(lat):5d}", flush=True)
                 minute += 1
     finally:
         probe.stop()
+        deadline = time.time() + 30.0  # the last probe readings' events, if a rollover delayed them
+        while len(probe.latencies) < len(probe.sent) and time.time() < deadline and not reader.done():
+            await asyncio.sleep(0.5)
         stop.set()
         await reader
+        await supervisor
     return {"samples": samples, "latencies": [(w - started, s) for w, s in probe.latencies], "sent": len(probe.sent),
-            "to_emit": probe.to_emit}
+            "to_emit": probe.to_emit, "rollovers": [(r.started - started, r) for r in rollover.reports]}
+
+
+def rollover_spike(latencies: list[tuple[float, float]], at: float, calm_s: float = 1.0) -> tuple[float, float, float]:
+    """Around a rollover starting at ``at`` (run seconds): the worst probe latency of readings published from
+    ``at`` on, how many seconds after ``at`` the first reading with a latency under ``calm_s`` was published
+    (the stack caught up), and the median latency of the readings published before ``at`` in the minute before.
+    """
+    published = sorted((t - lat, lat) for t, lat in latencies)
+    before = [lat for p, lat in published if at - 60.0 <= p < at]
+    after = [(p, lat) for p, lat in published if p >= at]
+    calm = next((p - at for p, lat in after if lat < calm_s and p - at > 1.0), float("nan"))
+    return (max((lat for p, lat in after if p - at <= calm + 1.0), default=float("nan")), calm,
+            statistics.median(before) if before else float("nan"))
 
 
 def report(result: dict, minutes: float) -> None:
-    print("\nverdict (after the first minute; RSS slope MiB/min, rising = growth over the run > 10 % of the first and > 20 MiB)")
+    for at, r in result["rollovers"]:
+        worst, calm, before = rollover_spike(result["latencies"], at)
+        print(f"rollover at {at / 60:.1f} min: {r.summary()}\n    probe: p50 {1000 * before:.0f} ms in the minute "
+              f"before; worst {1000 * worst:.0f} ms; back under 1 s for readings published {calm:.0f} s after its start")
+    catch_up = [(at, rollover_spike(result["latencies"], at)[1]) for at, _ in result["rollovers"]]
+    lat_calm = [lat for t, lat in result["latencies"]  # a rollover never caught up (nan) keeps the rest of the run
+                if not any(at <= t - lat and not (t - lat > at + calm) for at, calm in catch_up)]
+    if result["rollovers"] and lat_calm:
+        print(f"probe latency outside the rollovers' catch-up: p50 {1000 * _pct(lat_calm, 0.5):.0f} ms "
+              f"p99 {1000 * _pct(lat_calm, 0.99):.0f} ms ({len(lat_calm)} readings)")
+    print("\nverdict (after the first minute; RSS slope MiB/min, rising = growth over the run > 10 % of the first and > 20 MiB;"
+          " CPU % of one core in the second and in the last minute)")
+    end = max((pts[-1][0] for pts in result["samples"].values() if pts), default=0.0)
     for name, pts in result["samples"].items():
-        later = [(t, rss / 2**20) for t, rss, _ in pts if t >= 60.0]
+        later = [(t, rss / 2**20) for t, rss, _, _ in pts if t >= 60.0]
         if len(later) < 2:
             print(f"  {name:12s} too few samples")
             continue
         s, word = verdict(later, 0.10, 20.0)
-        cpu = [(t, c) for t, _, c in pts]
-        cpu_pct = 100.0 * (cpu[-1][1] - cpu[0][1]) / max(1e-9, cpu[-1][0] - cpu[0][0])
-        print(f"  {name:12s} RSS {later[0][1]:7.0f} -> {later[-1][1]:7.0f} MiB  slope {s:+7.2f} MiB/min  "
-              f"CPU {cpu_pct:5.1f} %  {word}")
+        first = cpu_percent([p for p in pts if 60.0 <= p[0] <= 120.0])
+        last = cpu_percent([p for p in pts if p[0] >= end - 60.0])
+        print(f"  {name:12s} RSS {later[0][1]:7.0f} -> {later[-1][1]:7.0f} MiB (max {max(v for _, v in later):7.0f})  "
+              f"slope {s:+7.2f} MiB/min  CPU {first:5.1f} -> {last:5.1f} %  {word}")
     per_min = {}
     for t, s in result["latencies"]:
         per_min.setdefault(int(t // 60), []).append(s)
-    p50 = [(60.0 * m + 30.0, 1000 * statistics.median(v)) for m, v in sorted(per_min.items()) if m >= 1]
+    p50 = [(60.0 * m + 30.0, 1000 * statistics.median(v)) for m, v in sorted(per_min.items())
+           if 1 <= m < int(minutes)]  # whole minutes only: not the end's wait for the last events
     if len(p50) >= 2:
         s, word = verdict(p50, 0.5, 50.0)
         allv = [s_ for t, s_ in result["latencies"]]
@@ -252,15 +288,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe-every", type=float, default=2.0)
     ap.add_argument("--workdir", default=None, help="default: a temporary directory")
     ap.add_argument("--no-influx", action="store_true")
+    ap.add_argument("--rollover-every-min", type=float, default=0.0, help="broker rollover period (0: off)")
+    ap.add_argument("--rollover-max-rss-mib", type=float, default=0.0, help="broker rollover RSS limit (0: off)")
     args = ap.parse_args(argv)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="cityeye-soak-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    sim_registry, registry, rate = write_registries(workdir, args.rate, args.speed)
+    sim_registry, registry, rules, rate = write_registries(workdir, args.rate, args.speed)
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])
-    print(f"soak: {args.minutes:g} min at {rate} readings/s ({args.speed:g}x), load average {load}, logs in {workdir}")
+    print(f"soak: {args.minutes:g} min at {rate} readings/s ({args.speed:g}x), rollover every "
+          f"{args.rollover_every_min:g} min / above {args.rollover_max_rss_mib:g} MiB (0: off), "
+          f"load average {load}, logs in {workdir}")
     stack = EmbeddedStack(workdir, with_influx=not args.no_influx, api_port=_free_port(),
-                          extra_config={"registry": str(registry)})
+                          extra_config={"registry": str(registry), "rules": str(rules)})
     sim = None
     try:
         stack.start_servers()
@@ -283,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
         result = asyncio.run(soak(stack, sim, args))
         report(result, args.minutes)
+        raw = {**result, "rollovers": [(at, dataclasses.asdict(r)) for at, r in result["rollovers"]]}
+        (workdir / "soak-result.json").write_text(json.dumps(raw))
+        with open("/proc/loadavg") as f:
+            print(f"load average at the end: {' '.join(f.read().split()[:3])}")
         dead = stack.dead_parts()
         if dead:
             print(f"part(s) exited during the soak: {', '.join(dead)} (logs in {workdir})")

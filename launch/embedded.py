@@ -30,6 +30,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Callable
 
 import yaml
 
@@ -43,11 +44,12 @@ from cityeye.device_credentials import GATEWAY_ACCOUNT, load_or_create, write_pr
 from cityeye.sensor_registry import load_registry
 from ingest.device_access import DEFAULT_TOPIC_TEMPLATE, SENML_TOPIC_TEMPLATE, broker_auth_conf, export_broker_files
 from ingest.mapping import SHIPPED_MAPPINGS, load_mapping
+from launch.broker_rollover import BrokerRollover, BrokerRolloverSettings
 from launch.embedded_cases import CaseFeed, cap_polygons_for_alerting, prepare_cases, print_evaluation
 from launch.servers import InfluxServer, ManagedServer, MosquittoServer, TansuServer, free_port, mqtt_server
 from simulators import DEMO_REGISTRY
 
-__all__ = ["add_arguments", "run", "EmbeddedStack", "format_alert"]
+__all__ = ["add_arguments", "run", "EmbeddedStack", "format_alert", "follow_alerts"]
 
 log = logging.getLogger("cityeye.run")
 
@@ -80,6 +82,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-port", type=int, default=8080, help="dispatcher HTTP API port (default: %(default)s)")
     p.add_argument("--cases-port", type=int, default=8090, help="cases API and console port (default: %(default)s)")
     p.add_argument("--no-cases", action="store_true", help="do not start the cases service")
+    p.add_argument("--rollover-max-rss-mib", type=float, default=512.0, metavar="MIB",
+                   help="move to a fresh Kafka broker when the broker's RSS passes this (0: never; "
+                        "default: %(default)s; docs/kafka-on-tansu.md)")
+    p.add_argument("--rollover-every-min", type=float, default=0.0, metavar="MINUTES",
+                   help="move to a fresh Kafka broker this often (0: never, the default)")
 
 
 def format_alert(event: AlertEvent, colour: bool = False) -> str:
@@ -112,6 +119,17 @@ class EmbeddedStack:
         self.cases_url = ""
         #: each service part's Prometheus metrics port (a free port per process, chosen at start)
         self.metrics_ports: dict[str, int] = {}
+        #: each part's command-line arguments and environment, to start it again (broker rollover)
+        self.part_args: dict[str, tuple[list[str], dict[str, str]]] = {}
+        #: how many times the Kafka broker was replaced (readers of Kafka reconnect when it changes)
+        self.generation = 0
+        #: True while the broker rollover has parts stopped on purpose (they are not dead)
+        self.rolling = False
+
+    @property
+    def broker(self) -> TansuServer:
+        """The Kafka broker the parts use now."""
+        return next(s for s in self.servers if isinstance(s, TansuServer))
 
     def start_servers(self) -> Settings:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -155,12 +173,12 @@ class EmbeddedStack:
 
     def secure_broker(self, mqtt: ManagedServer) -> dict:
         """Device accounts on Mosquitto (amqtt stays anonymous): the broker's password and ACL files from the
-        demo registry and ``mqtt-credentials.yaml`` (0600); returns the ``mqtt`` settings of the gateway's
+        stack's registry (the demo registry unless ``extra_config`` names one) and ``mqtt-credentials.yaml`` (0600); returns the ``mqtt`` settings of the gateway's
         account, with the credentials file the simulators publish as their devices with."""
         if not isinstance(mqtt, MosquittoServer):
             log.warning("%s has no per-device accounts: the embedded MQTT broker accepts anonymous clients", mqtt.name)
             return {}
-        registry = load_registry(DEMO_REGISTRY)
+        registry = load_registry(self.extra_config.get("registry") or DEMO_REGISTRY)  # the sensors the stack serves
         creds, _ = load_or_create(self.credentials_path, [sensor.id for sensor in registry])
         # each device's own topic, its SenML topic and the shipped mappings' topics of its kind (docs/devices.md)
         files = export_broker_files(registry, creds, self.workdir / "mqtt-auth",
@@ -171,6 +189,7 @@ class EmbeddedStack:
                 "device_credentials": str(self.credentials_path)}
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.part_args[name] = (args, env or {})
         logf = open(self.workdir / f"{name}.log", "ab")
         cmd = [sys.executable, "-m", "launch.cli", name, "--config", str(self.config_path), *args]
         self.procs[name] = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -215,7 +234,41 @@ class EmbeddedStack:
                                  "--labels", str(self.workdir / "labels.jsonl")])
         print(f"sensors : simulated at {speed:g}x, scenario {scenario}, seed {seed}")
 
+    def kafka_parts(self) -> list[str]:
+        """The running parts that are Kafka clients, in start order (all but the simulators)."""
+        return [name for name, proc in self.procs.items() if name != "simulate" and proc.poll() is None]
+
+    def stop_part(self, name: str, timeout: float = 30.0) -> None:
+        """Stop one part gracefully (SIGTERM), killing it after ``timeout`` seconds."""
+        proc = self.procs[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %.0f s: killing it", name, timeout)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def start_part(self, name: str) -> None:
+        """Start a part again with its former arguments (and the configuration as it is now)."""
+        args, env = self.part_args[name]
+        self._spawn(name, args, env)
+
+    def use_broker(self, server: TansuServer) -> None:
+        """Point the configuration at ``server`` instead of the current broker (parts read it when they start)."""
+        self.servers[self.servers.index(self.broker)] = server
+        config = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        config["kafka"]["bootstrap"] = server.bootstrap
+        write_private(self.config_path, yaml.safe_dump(config, sort_keys=False))
+        self.settings = load_settings(self.config_path)
+        self.generation += 1
+        print(f"kafka   : now Tansu at {server.bootstrap} (broker rollover {self.generation})", flush=True)
+
     def dead_parts(self) -> list[str]:
+        if self.rolling:
+            return []
         return [n for n, p in self.procs.items() if p.poll() not in (None, 0) and n != "simulate"]
 
     def stop(self) -> None:
@@ -236,7 +289,30 @@ class EmbeddedStack:
             server.stop()
 
 
-async def print_alerts(settings: Settings, stop: asyncio.Event, stack: EmbeddedStack) -> int:
+async def follow_alerts(stack: EmbeddedStack, handle: Callable[[Batches], None], stop: asyncio.Event,
+                        **consumer_overrides: Any) -> None:
+    """Read ``alerts.events`` from its start (no group) into ``handle`` until ``stop``, following broker rollovers.
+
+    After a rollover the reader starts again at the new broker's beginning:
+    alert events are not carried over, so nothing is read twice.
+    """
+    while not stop.is_set():
+        generation, moved = stack.generation, asyncio.Event()
+
+        def watch(batches: Batches) -> None:
+            handle(batches)
+            if stack.generation != generation or stop.is_set():
+                moved.set()
+
+        consumer = make_consumer(stack.settings.kafka, TOPIC_ALERTS, group=None, **consumer_overrides)
+        await consumer.start()
+        try:
+            await consume(consumer, watch, moved, timeout_ms=500, max_records=None, name="alert reader")
+        finally:
+            await consumer.stop()
+
+
+async def print_alerts(stop: asyncio.Event, stack: EmbeddedStack) -> int:
     """Print alert events as they fire until ``stop`` (also set when a part dies); returns how many."""
     colour = sys.stdout.isatty()
     count = 0
@@ -260,12 +336,7 @@ async def print_alerts(settings: Settings, stop: asyncio.Event, stack: EmbeddedS
             print(f"part(s) exited unexpectedly: {', '.join(dead)}; see their logs in {stack.workdir}/")
             stop.set()
 
-    consumer = make_consumer(settings.kafka, TOPIC_ALERTS, group=None)
-    await consumer.start()
-    try:
-        await consume(consumer, show, stop, timeout_ms=500, max_records=None, name="alert printer")
-    finally:
-        await consumer.stop()
+    await follow_alerts(stack, show, stop)
     return count
 
 
@@ -274,7 +345,7 @@ def run(args: argparse.Namespace) -> int:
                           cases_port=None if args.no_cases else args.cases_port)
     started = time.monotonic()
     try:
-        settings = stack.start_servers()
+        stack.start_servers()
         stack.start_services()
         if not args.no_simulators:
             stack.start_simulators(args.speed, args.scenario, args.seed, args.duration_h)
@@ -290,7 +361,14 @@ def run(args: argparse.Namespace) -> int:
             stop_on_signals(stop)
             if args.run_for:
                 asyncio.get_running_loop().call_later(args.run_for, stop.set)
-            return await print_alerts(settings, stop, stack)
+            rollover = BrokerRollover(BrokerRolloverSettings(max_rss_mib=args.rollover_max_rss_mib,
+                                                             every_minutes=args.rollover_every_min))
+            supervisor = asyncio.create_task(rollover.supervise(stack, stop))
+            try:
+                return await print_alerts(stop, stack)
+            finally:
+                stop.set()
+                await supervisor
 
         count = asyncio.run(main())
         print(f"stopping: {count} alert event(s) in {time.monotonic() - started:.0f} s")
