@@ -214,6 +214,9 @@ class EmbeddedStack:
     def start_services(self) -> None:
         alerting = self.write_alerting_config()
         for name, extra in PARTS:
+            if name == "sinks" and not (self.settings.influx.enabled or self.settings.webhook.url):
+                print("sinks   : not started (no sink enabled: InfluxDB is off and no webhook.url is set)")
+                continue
             if name == "dispatcher":
                 extra = [*extra, "--api-port", str(self.api_port), "--alerting", str(alerting)]
             self.metrics_ports[name] = free_port()

@@ -322,6 +322,13 @@ def test_embedded_stack_broker_has_device_accounts_and_private_files(tmp_path):
 
         assert connack(None, None).is_failure
         assert not connack(OWN.id, creds.devices[OWN.id].get_secret_value()).is_failure
+
+        # with InfluxDB off and no webhook.url there is no sink: the sinks process is not started
+        # (it would exit at once with "no sink enabled"); every other part is
+        spawned = []
+        stack._spawn = lambda name, args, env=None: spawned.append(name)
+        stack.start_services()
+        assert spawned == ["gateway", "worker", "dispatcher"]
     finally:
         stack.stop()
 
