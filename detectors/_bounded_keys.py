@@ -32,6 +32,7 @@ known slot (current generation or not), zlib-compressed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -73,9 +74,20 @@ class BoundedKeySet:
 
     def _clear(self) -> None:
         """Nothing known: every slot's generation ``0``, the current one ``_FIRST``."""
-        self._gen = bytearray(self.slots)  # per slot: the generation it was last seen in, 0: never
-        self._at = self._gen.__getitem__
+        # per slot: the generation it was last seen in (0: never); until a key
+        # is learnt, the zeros shared by every empty set of this size
+        self._set_generations(_no_generations(self.slots))
         self._start_generation(_FIRST)
+
+    def _set_generations(self, gen: bytes | bytearray) -> None:
+        self._gen = gen
+        self._at = gen.__getitem__
+
+    def _writable(self) -> bytearray:
+        """The generations, made this set's own (a bytearray) before the first write."""
+        if not isinstance(self._gen, bytearray):
+            self._set_generations(bytearray(self._gen))
+        return self._gen
 
     def _start_generation(self, now: int) -> None:
         """Make ``now`` the current generation (empty) and ``now - 1`` the previous one."""
@@ -120,6 +132,7 @@ class BoundedKeySet:
         gen, now = self._gen, self._now
         new = [s for s in set(map(self._mod, keys)) if gen[s] != now]
         if new:
+            gen = self._writable()
             for s in new:
                 gen[s] = now
             self._fill += len(new)
@@ -154,12 +167,19 @@ class BoundedKeySet:
                 in_current = np.zeros(len(known), dtype=bool)
                 mask = np.unpackbits(unpack(state["current"]))[: len(known)].astype(bool)
                 in_current[: len(mask)] = mask
-                gen = np.frombuffer(self._gen, dtype=np.uint8)  # a writable view of the bytes
-                gen[known] = np.where(in_current, self._now, self._prev).astype(np.uint8)
+                if len(known):
+                    gen = np.frombuffer(self._writable(), dtype=np.uint8)  # a writable view of the bytes
+                    gen[known] = np.where(in_current, self._now, self._prev).astype(np.uint8)
                 self._fill = int(in_current.sum())
                 return
             state = []  # another slot count: the contexts are learnt again
         self.add(int(k) for k in state)
+
+
+@functools.lru_cache(maxsize=16)
+def _no_generations(slots: int) -> bytes:
+    """``slots`` zero bytes (read-only, shared by the empty sets of ``slots`` slots)."""
+    return bytes(slots)
 
 
 #: the first current generation (the previous one, _FIRST - 1, is never 0: 0 is "never seen")
