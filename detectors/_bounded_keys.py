@@ -98,15 +98,12 @@ class BoundedKeySet:
     @property
     def union(self) -> set[int]:
         """The known slots (current and previous generations), a fresh set."""
-        return set(np.flatnonzero(self._known_mask()).tolist())
+        return set(np.flatnonzero(np.frombuffer(self._gen, dtype=np.uint8) >= self._prev).tolist())
 
     @property
     def current(self) -> set[int]:
         """The slots learnt in the current generation, a fresh set."""
         return set(np.flatnonzero(np.frombuffer(self._gen, dtype=np.uint8) == self._now).tolist())
-
-    def _known_mask(self) -> np.ndarray:
-        return np.frombuffer(self._gen, dtype=np.uint8) >= self._prev
 
     def slots_of(self, keys: Iterable[int]) -> map:
         """The slots of ``keys`` (lazily)."""
