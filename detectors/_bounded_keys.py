@@ -18,18 +18,27 @@ them, and the union is at most ``2 * slots // generation_share`` slots, so
 a truly new context is mistaken for a known one with probability at most
 ``2 / generation_share``.
 
+In memory, every slot holds one byte, the generation number it was last
+seen in (``0``: never): a slot is known iff its number is the current one
+or the one before, so a new generation is a mere increment (the bytes are
+swept only when the number wraps around), and look-ups are C-level
+``map`` calls over ``bytearray.__getitem__``: ``slots`` bytes per set
+instead of a hash set of int objects (hundreds of KB for a few thousand
+slots).
+
 The state is a bitmap of ``slots`` bits (the known slots) and one bit per
 known slot (current generation or not), zlib-compressed.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from detectors._packed import pack, pack_bits, unpack, unpack_bits
+from detectors._packed import pack, unpack
 
 __all__ = ["BoundedKeySet"]
 
@@ -61,8 +70,40 @@ class BoundedKeySet:
         self.generation_share = int(generation_share)
         self._cap = max(1, self.slots // self.generation_share)
         self._mod = self.slots.__rmod__  # key -> key % slots, a C call in map()
-        self.union: set[int] = set()  # slots of the current and previous generations
-        self.current: set[int] = set()
+        self._clear()
+
+    def _clear(self) -> None:
+        """Nothing known: every slot's generation ``0``, the current one ``_FIRST``."""
+        # per slot: the generation it was last seen in (0: never); until a key
+        # is learnt, the zeros shared by every empty set of this size
+        self._set_generations(_no_generations(self.slots))
+        self._start_generation(_FIRST)
+
+    def _set_generations(self, gen: bytes | bytearray) -> None:
+        self._gen = gen
+        self._at = gen.__getitem__
+
+    def _writable(self) -> bytearray:
+        """The generations, made this set's own (a bytearray) before the first write."""
+        if not isinstance(self._gen, bytearray):
+            self._set_generations(bytearray(self._gen))
+        return self._gen
+
+    def _start_generation(self, now: int) -> None:
+        """Make ``now`` the current generation (empty) and ``now - 1`` the previous one."""
+        self._now = now
+        self._prev = now - 1  # a slot is known iff its generation >= _prev (none is above _now)
+        self._fill = 0  # slots of the current generation
+
+    @property
+    def union(self) -> set[int]:
+        """The known slots (current and previous generations), a fresh set."""
+        return set(np.flatnonzero(np.frombuffer(self._gen, dtype=np.uint8) >= self._prev).tolist())
+
+    @property
+    def current(self) -> set[int]:
+        """The slots learnt in the current generation, a fresh set."""
+        return set(np.flatnonzero(np.frombuffer(self._gen, dtype=np.uint8) == self._now).tolist())
 
     def slots_of(self, keys: Iterable[int]) -> map:
         """The slots of ``keys`` (lazily)."""
@@ -70,49 +111,75 @@ class BoundedKeySet:
 
     def known_all(self, keys: Iterable[int]) -> bool:
         """Whether every key of ``keys`` is known."""
-        return self.union.issuperset(map(self._mod, keys))
+        return min(map(self._at, map(self._mod, keys)), default=self._now) >= self._prev
 
     def current_has_all(self, keys: Iterable[int]) -> bool:
         """Whether every key of ``keys`` was learnt in the current generation."""
-        return self.current.issuperset(map(self._mod, keys))
+        return min(map(self._at, map(self._mod, keys)), default=self._now) == self._now
 
     def count_known(self, keys: Iterable[int]) -> int:
         """How many distinct known slots ``keys`` fall in."""
-        return len(self.union.intersection(map(self._mod, keys)))
+        return sum(map(self._prev.__le__, map(self._at, set(map(self._mod, keys)))))
 
     def __contains__(self, key: int) -> bool:
-        return key % self.slots in self.union
+        return self._gen[key % self.slots] >= self._prev
 
     def add(self, keys: Iterable[int]) -> None:
         """Remember ``keys`` in the current generation (starting a new one when it is full)."""
-        new = set(map(self._mod, keys))
-        new -= self.current
+        gen, now = self._gen, self._now
+        new = [s for s in set(map(self._mod, keys)) if gen[s] != now]
         if new:
-            self.current |= new
-            self.union |= new
-            if len(self.current) >= self._cap:
-                self.union = self.current
-                self.current = set()
+            gen = self._writable()
+            for s in new:
+                gen[s] = now
+            self._fill += len(new)
+            if self._fill >= self._cap:
+                self._next_generation()
+
+    def _next_generation(self) -> None:
+        """The current generation becomes the previous one; the previous one is forgotten."""
+        if self._now < 255:
+            self._start_generation(self._now + 1)
+            return
+        # wrap-around: the current generation's slots become _FIRST - 1, all others 0
+        self._gen[:] = self._gen.translate(_WRAP)
+        self._start_generation(_FIRST)
 
     # -- state ---------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
         """The known slots as a bitmap, and which of them are the current generation's
         (one bit per known slot, in slot order)."""
-        known = np.fromiter(sorted(self.union), dtype=np.int64, count=len(self.union))
-        in_current = np.fromiter((k in self.current for k in known.tolist()), dtype=np.uint8, count=len(known))
-        return {"slots": self.slots, "union": pack_bits(self.union, self.slots),
-                "current": pack(np.packbits(in_current))}
+        gen = np.frombuffer(self._gen, dtype=np.uint8)
+        known = gen >= self._prev
+        return {"slots": self.slots, "union": pack(np.packbits(known)),
+                "current": pack(np.packbits(gen[known] == self._now))}
 
     def restore(self, state: dict[str, Any] | Iterable[int]) -> None:
         """A :meth:`snapshot`, or (older snapshots) a list of keys, learnt afresh."""
-        self.union, self.current = set(), set()
+        self._clear()
         if isinstance(state, dict) and "union" in state:
             if int(state.get("slots", self.slots)) == self.slots:
-                self.union = unpack_bits(state["union"], self.slots)
-                known = sorted(self.union)
-                mask = np.unpackbits(unpack(state["current"]))[: len(known)]
-                self.current = {k for k, m in zip(known, mask.tolist()) if m}
+                known = np.flatnonzero(np.unpackbits(unpack(state["union"]))[: self.slots])
+                in_current = np.zeros(len(known), dtype=bool)
+                mask = np.unpackbits(unpack(state["current"]))[: len(known)].astype(bool)
+                in_current[: len(mask)] = mask
+                if len(known):
+                    gen = np.frombuffer(self._writable(), dtype=np.uint8)  # a writable view of the bytes
+                    gen[known] = np.where(in_current, self._now, self._prev).astype(np.uint8)
+                self._fill = int(in_current.sum())
                 return
             state = []  # another slot count: the contexts are learnt again
         self.add(int(k) for k in state)
+
+
+@functools.lru_cache(maxsize=16)
+def _no_generations(slots: int) -> bytes:
+    """``slots`` zero bytes (read-only, shared by the empty sets of ``slots`` slots)."""
+    return bytes(slots)
+
+
+#: the first current generation (the previous one, _FIRST - 1, is never 0: 0 is "never seen")
+_FIRST = 2
+#: bytes.translate table of a wrap-around: generation 255 (the current one) -> _FIRST - 1, all others 0
+_WRAP = bytes(_FIRST - 1 if g == 255 else 0 for g in range(256))

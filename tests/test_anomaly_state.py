@@ -106,6 +106,47 @@ def test_bounded_key_set_is_capped_whatever_it_is_fed():
     assert twin.union == ks.union and twin.current == ks.current
 
 
+class TwoGenerationSets:
+    """The reference semantics of :class:`BoundedKeySet`: two Python sets of slots."""
+
+    def __init__(self, slots: int, generation_share: int) -> None:
+        self.slots, self.cap = slots, max(1, slots // generation_share)
+        self.union: set[int] = set()
+        self.current: set[int] = set()
+
+    def add(self, keys) -> None:
+        new = {k % self.slots for k in keys} - self.current
+        self.current |= new
+        self.union |= new
+        if len(self.current) >= self.cap:
+            self.union, self.current = self.current, set()
+
+
+def test_bounded_key_set_answers_as_two_sets_across_generation_wrap_arounds():
+    ks, ref = BoundedKeySet(slots=211, generation_share=30), TwoGenerationSets(211, 30)
+    rng = random.Random(1)
+    generations, keys = 0, [0]
+    for step in range(6000):  # a generation every few steps: the byte counter wraps around several times
+        probe = rng.sample(keys, min(2, len(keys))) + [rng.randrange(300) for _ in range(rng.randrange(3))]
+        keys = [rng.randrange(300) for _ in range(rng.randrange(1, 6))]
+        assert ks.known_all(probe) == ({k % 211 for k in probe} <= ref.union)
+        assert ks.current_has_all(probe) == ({k % 211 for k in probe} <= ref.current)
+        assert ks.count_known(probe) == len({k % 211 for k in probe} & ref.union)
+        assert [k in ks for k in probe] == [k % 211 in ref.union for k in probe]
+        before = ref.current
+        ks.add(keys)
+        ref.add(keys)
+        assert ks.current == ref.current
+        generations += ref.current is not before and not ref.current
+        if step % 2000 == 0:
+            assert ks.union == ref.union and ks.current == ref.current
+            twin = BoundedKeySet(slots=211, generation_share=30)
+            twin.restore(json.loads(json.dumps(ks.snapshot())))
+            assert twin.snapshot() == ks.snapshot()
+            ks = twin  # the restored set carries on
+    assert generations > 4 * 255
+
+
 def test_packed_arrays_round_trip_and_reject_garbage():
     a = np.linspace(-3, 3, 17, dtype=np.float32).reshape(1, 17)
     b = unpack(json.loads(json.dumps(pack(a))))
