@@ -82,7 +82,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-port", type=int, default=8080, help="dispatcher HTTP API port (default: %(default)s)")
     p.add_argument("--cases-port", type=int, default=8090, help="cases API and console port (default: %(default)s)")
     p.add_argument("--no-cases", action="store_true", help="do not start the cases service")
-    p.add_argument("--rollover-max-rss-mib", type=float, default=512.0, metavar="MIB",
+    p.add_argument("--rollover-max-rss-mib", type=float, default=160.0, metavar="MIB",
                    help="move to a fresh Kafka broker when the broker's RSS passes this (0: never; "
                         "default: %(default)s; docs/kafka-on-tansu.md)")
     p.add_argument("--rollover-every-min", type=float, default=0.0, metavar="MINUTES",
