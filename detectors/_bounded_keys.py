@@ -21,8 +21,8 @@ a truly new context is mistaken for a known one with probability at most
 In memory, every slot holds one byte, the generation number it was last
 seen in (``0``: never): a slot is known iff its number is the current one
 or the one before, so a new generation is a mere increment (the bytes are
-swept only when the number wraps around), and look-ups are C-level
-``map`` calls over ``bytearray.__getitem__``: ``slots`` bytes per set
+swept only when the number wraps around), and a look-up is an index into
+a ``bytearray``: ``slots`` bytes per set
 instead of a hash set of int objects (hundreds of KB for a few thousand
 slots).
 

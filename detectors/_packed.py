@@ -25,7 +25,7 @@ import numpy as np
 
 from cityeye.errors import CityEyeError
 
-__all__ = ["pack", "unpack", "pack_bits", "unpack_bits", "SnapshotFormatError"]
+__all__ = ["pack", "unpack", "SnapshotFormatError"]
 
 _DTYPES = {"float64", "float32", "float16", "int8", "uint8", "int32", "int64", "uint32"}
 
@@ -57,16 +57,3 @@ def unpack(blob: dict[str, Any]) -> np.ndarray:
     except (KeyError, TypeError, ValueError, zlib.error) as exc:
         raise SnapshotFormatError(f"unreadable packed array: {exc}") from None
 
-
-def pack_bits(slots: Any, size: int) -> dict[str, Any]:
-    """A set of integers in ``[0, size)`` as a packed bitmap."""
-    bits = np.zeros(size, dtype=np.uint8)
-    if slots:
-        bits[np.fromiter(slots, dtype=np.int64, count=len(slots))] = 1
-    return pack(np.packbits(bits))
-
-
-def unpack_bits(blob: dict[str, Any], size: int) -> set[int]:
-    """The set of :func:`pack_bits`."""
-    bits = np.unpackbits(unpack(blob))[:size]
-    return set(np.flatnonzero(bits).tolist())
