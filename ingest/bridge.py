@@ -9,7 +9,9 @@ messages go into an inbox (a deque) that the asyncio side drains in batches
 ``call_soon_threadsafe`` per burst, not per message. :meth:`MqttBridge.ack_all`
 sends the PUBACKs only when the caller says the messages are safe (in Kafka),
 a batch's QoS 1 PUBACKs as one write. The paho client is
-:class:`ingest.paho_buffered.BufferedClient` (reads in large chunks).
+:class:`ingest.paho_buffered.BufferedClient` (reads in large chunks and hands
+over each run of QoS 1 messages a chunk holds at once: one lock and one
+wake-up per run).
 
 Scale-out: with ``share_group`` set the bridge subscribes to
 ``$share/<group>/<filter>`` (MQTT 5 shared subscription; Mosquitto also
@@ -42,7 +44,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from cityeye.config import MqttSettings
-from ingest.paho_buffered import BufferedClient
+from ingest.paho_buffered import BufferedClient, Publish
 
 __all__ = ["Inbound", "MqttBridge", "puback_frames"]
 
@@ -113,6 +115,8 @@ class MqttBridge:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_publishes = self._on_publishes  # QoS 1 runs, decoded by BufferedClient
+        self.client.publishes_most = min(max_unacked, 1000)
         self.client.on_subscribe = self._on_subscribe
 
     # -- paho network thread -------------------------------------------------
@@ -151,23 +155,51 @@ class MqttBridge:
             return False
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
-        with self._room:  # one lock per message (a semaphore would take a condition's lock too)
-            while self._unacked >= self._max_unacked:
-                if self._closing.is_set():
-                    return  # never acked: the broker redelivers it to the next session
-                self._room.wait(0.5)
-            self._unacked += 1
+        """A message paho decoded itself (QoS 0 or 2, MQTT 5 properties, ...)."""
+        generation = self._hold(1)
+        if generation is None:
+            return  # never acked: the broker redelivers it to the next session
         try:
             topic = message.topic
         except UnicodeDecodeError:
             topic = message._topic.decode("utf-8", errors="replace")
-        self._inbox.append(Inbound(topic, bytes(message.payload), message.mid, message.qos, self._generation,
+        self._inbox.append(Inbound(topic, bytes(message.payload), message.mid, message.qos, generation,
                                    self._clock()))
-        if not self._wake_pending:  # one wake-up per burst: the loop drains everything there is
+        self._wake_loop(1)
+
+    def _on_publishes(self, client, publishes: list[Publish]) -> None:
+        """A run of QoS 1 messages :class:`BufferedClient` decoded from one chunk (at most ``max_unacked``)."""
+        generation = self._hold(len(publishes))
+        if generation is None:
+            return  # never acked: the broker redelivers them to the next session
+        received_at = self._clock()
+        append = self._inbox.append
+        for raw_topic, mid, payload in publishes:
+            try:
+                topic = raw_topic.decode()
+            except UnicodeDecodeError:
+                topic = raw_topic.decode("utf-8", errors="replace")
+            append(Inbound(topic, payload, mid, 1, generation, received_at))
+        self._wake_loop(len(publishes))
+
+    def _hold(self, n: int) -> int | None:
+        """Wait until ``n`` more messages fit under ``max_unacked`` and count them held; the
+        connection generation they arrived on, or None when the bridge is closing."""
+        with self._room:  # one lock per message or run (a semaphore would take a condition's lock too)
+            while self._unacked and self._unacked + n > self._max_unacked:
+                if self._closing.is_set():
+                    return None
+                self._room.wait(0.5)
+            self._unacked += n
+            return self._generation
+
+    def _wake_loop(self, n: int) -> None:
+        """Wake the loop for what was just appended, once per burst (the loop drains everything there is)."""
+        if not self._wake_pending:
             self._wake_pending = True
             if not self._to_loop(self._wake):
-                with self._lock:  # the loop is closed: nothing will ack it, the broker redelivers
-                    self._unacked -= 1
+                with self._lock:  # the loop is closed: nothing will ack them, the broker redelivers
+                    self._unacked -= n
 
     def _wake(self) -> None:  # on the loop
         self._wake_pending = False
