@@ -187,3 +187,52 @@ def test_the_buffered_client_decodes_a_publish_as_paho_does(protocol, properties
     if protocol == mqtt.MQTTv5:
         assert ours.properties.json() == paho_message.properties.json()
         assert hasattr(ours.properties, "PayloadFormatIndicator") == bool(properties)
+
+
+def _framed(header: int, body: bytes) -> bytes:
+    """An MQTT packet: first byte, remaining length (1 to 4 bytes), body."""
+    length, out = len(body), bytearray([header])
+    while True:
+        byte, length = length & 0x7F, length >> 7
+        out.append(byte | (0x80 if length else 0))
+        if not length:
+            return bytes(out) + body
+
+
+@pytest.mark.parametrize("protocol", [mqtt.MQTTv311, mqtt.MQTTv5])
+def test_the_buffered_client_hands_over_runs_of_qos1_publishes_and_leaves_the_rest_to_paho(protocol):
+    v5 = protocol == mqtt.MQTTv5
+    props = b"" if v5 else None
+
+    def publish(mid: int, payload: bytes = b'{"v": 1}', header: int = 0x32, properties=props) -> bytes:
+        return _framed(header, _publish_packet(TOPIC.encode(), mid, payload, properties))
+
+    big = b"x" * 300  # a remaining length of two bytes
+    stream = (publish(1) + publish(2, big) + publish(3, header=0x3B)  # a run (DUP and RETAIN set on the third)
+              + _framed(0x40, struct.pack("!H", 77))  # a PUBACK: paho's
+              + publish(4) + (publish(5, properties=b"\x01\x01") if v5  # paho's
+                                   else _framed(0x30, struct.pack("!H", len(TOPIC)) + TOPIC.encode() + b'{"v": 1}'))
+              + publish(6) + publish(7))
+    cut = len(stream) - 5  # the last packet arrives in two pieces
+    runs, singles = [], []
+    client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, protocol=protocol, manual_ack=True)
+    client.on_publishes = lambda c, publishes: runs.append(publishes)
+    client.on_message = lambda c, u, m: singles.append((m.mid, m.qos, m.payload))
+    left, right = socket.socketpair()
+    try:
+        left.setblocking(False)
+        client._sock = ChunkedSocket(left)
+        right.sendall(stream[:cut])
+        for _ in range(20):
+            client.loop_read()
+        right.sendall(stream[cut:])
+        for _ in range(20):
+            client.loop_read()
+    finally:
+        left.close()
+        right.close()
+    topic = TOPIC.encode()
+    # paho reads the first packet of a fresh chunk (its first recv fills the chunk) and the one the
+    # chunk's end cut; the runs in between come decoded at once, in order, up to a packet paho must read
+    assert runs == [[(topic, 2, big), (topic, 3, b'{"v": 1}')], [(topic, 4, b'{"v": 1}')], [(topic, 6, b'{"v": 1}')]]
+    assert singles == [(1, 1, b'{"v": 1}'), ((5, 1) if v5 else (0, 0)) + (b'{"v": 1}',), (7, 1, b'{"v": 1}')]
