@@ -23,13 +23,42 @@ from ingest.senml import SENML_REASONS, SENML_TOPIC, decode_senml, senml_topic_p
 from ingest.units import warm_up
 from ingest.validation import Limits, Outcome, validate_decoded, validate_message
 
-__all__ = ["FORMAT_REASONS", "DeviceFormats", "Decoder", "filter_covers"]
+__all__ = ["FORMAT_REASONS", "DeviceFormats", "Decoder", "TopicMemo", "filter_covers"]
 
 #: dead-letter reason codes of the device formats (next to ``ingest.validation.REASONS``)
 FORMAT_REASONS: dict[str, str] = {**SENML_REASONS, **MAPPING_REASONS}
 
 #: parsed payload -> canonical items; the sensor id a whole-payload dead letter names
 Decoder = tuple[Callable[[Any], list[DecodedItem]], str | None]
+
+
+_MISSING = object()
+
+
+class TopicMemo:
+    """``func(topic)`` remembered per topic: the gateway asks per message, devices use few topics.
+
+    Topics longer than ``max_len`` are not kept, and the memo forgets everything once it holds
+    ``size`` topics, so hostile topics cost memory bounded by ``size * max_len``.
+    """
+
+    def __init__(self, func: Callable[[str], Any], size: int = 65536, max_len: int = 256) -> None:
+        self._func, self._size, self._max_len = func, size, max_len
+        self._memo: dict[str, Any] = {}
+
+    def __call__(self, topic: str) -> Any:
+        found = self._memo.get(topic, _MISSING)
+        if found is _MISSING:
+            found = self._func(topic)
+            if len(topic) <= self._max_len:
+                if len(self._memo) >= self._size:
+                    self._memo.clear()
+                self._memo[topic] = found
+        return found
+
+
+#: a topic's format: the mapping for it, or ``_SENML``; None: a contract topic
+_SENML = "senml"
 
 
 class DeviceFormats:
@@ -40,6 +69,9 @@ class DeviceFormats:
         self.mappings = list(mappings)
         self.senml = senml
         self._units: dict[str, dict[str, str]] = {}
+        #: topic -> (its format: a mapping, ``_SENML`` or None; the sensor a dead letter names;
+        #: the sensor for rate limits and health)
+        self._route = TopicMemo(self._route_of)
         if senml or any(m.fields for m in self.mappings):
             warm_up()
 
@@ -59,12 +91,21 @@ class DeviceFormats:
         ``cityeye/<district>/<kind or senml>/<sensor_id>``, or a mapping's topic
         with its ``sensor_id`` level (through its ``ids``).
         """
+        return self._route(topic)[2]
+
+    def _route_of(self, topic: str) -> tuple[Mapping | str | None, str | None, str | None]:
         for mapping in self.mappings:
             levels = mapping.match(topic)
             if levels is not None:
-                return mapping.topic_sensor(levels)
+                sensor = mapping.topic_sensor(levels)
+                return mapping, sensor, sensor
         parts = topic.split("/")
-        return parts[3] if len(parts) == 4 and parts[0] == "cityeye" and parts[3] else None
+        named = parts[3] if len(parts) == 4 and parts[0] == "cityeye" and parts[3] else None
+        if self.senml:
+            senml = senml_topic_parts(topic)
+            if senml is not None:
+                return _SENML, senml[1], named
+        return None, None, named
 
     def _kind_units(self, sensor_id: str) -> tuple[str, dict[str, str]] | None:
         sensor = self.registry.get(sensor_id)
@@ -77,15 +118,12 @@ class DeviceFormats:
 
     def decoder_for(self, topic: str, now: float) -> Decoder | None:
         """The decoder of a message on ``topic`` received at ``now``; None: a contract topic."""
-        for mapping in self.mappings:
-            levels = mapping.match(topic)
-            if levels is not None:
-                return (lambda doc, m=mapping: m.decode(doc, topic, now)), mapping.topic_sensor(levels)
-        if self.senml:
-            parts = senml_topic_parts(topic)
-            if parts is not None:
-                return (lambda doc: decode_senml(doc, topic, now, self._kind_units)), parts[1]
-        return None
+        fmt, sensor_hint, _ = self._route(topic)
+        if fmt is None:
+            return None
+        if fmt is _SENML:
+            return (lambda doc: decode_senml(doc, topic, now, self._kind_units)), sensor_hint
+        return (lambda doc: fmt.decode(doc, topic, now)), sensor_hint
 
     def validate(self, payload: bytes, topic: str, now: float, limits: Limits = Limits()) -> list[Outcome]:
         """Readings and dead letters of one message, in whichever format its topic says."""
