@@ -173,3 +173,15 @@ def test_the_gateway_subscribes_to_the_whole_namespace_by_default_and_filters_ar
     for bad in (["cityeye/#/x"], ["cityeye/a+"], [""], []):
         with pytest.raises(ConfigError, match="mqtt.topic_filters"):
             load_settings(None, mqtt__topic_filters=bad)
+
+
+def test_the_topic_memo_stays_bounded_whatever_topics_arrive():
+    calls = []
+    memo = ingest.formats.TopicMemo(lambda topic: calls.append(topic) or topic.count("/"), size=3, max_len=20)
+    assert [memo(t) for t in ("a/b", "a/b", "c/d/e")] == [1, 1, 2] and calls == ["a/b", "c/d/e"]  # asked once each
+    long_topic = "x/" * 50
+    assert memo(long_topic) == memo(long_topic) == 50 and calls.count(long_topic) == 2  # too long to keep
+    memo("f"), memo("g")  # the fourth topic kept: the memo forgot the others first
+    assert len(memo._memo) <= 3
+    memo("a/b")
+    assert calls.count("a/b") == 2
