@@ -60,7 +60,8 @@ class BlockShapeNovelty:
 
     @property
     def held(self) -> float:
-        """The score of the last completed block (what :meth:`score` gives until the next one)."""
+        """The score of the last completed block (what :meth:`score` gives until the next one;
+        a caller may read ``_shape._score`` itself while ``_count + 1 < step``)."""
         return self._shape._score
 
     def score(self, v: float) -> float:

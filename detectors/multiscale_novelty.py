@@ -386,17 +386,18 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         # completes (no learning)
         best = self._flat.vote(v)
         distinct = 0.0  # highest shape score (no offset), the tie-breaker
-        shape = self._shape
+        shape, long = self._shape, self._long
+        short_offset, long_offset = self._shape_offsets()
         if shape is not None:
             # shape.score(v), without the call when its score is held
             distinct = shape.score(v) if shape._due else shape._score
-            r = distinct + self._shape_offset()
+            r = distinct + short_offset
             if r > best:
                 best = r
-        long = self._long
         if long is not None:
-            d = long.score(v)
-            r = self._long_vote(d)
+            # long.score(v), without the call when v completes no block
+            d = long.score(v) if long._count + 1 >= long.step else long._shape._score
+            r = d + long_offset
             if r > best:
                 best = r
             if d > distinct:
@@ -430,18 +431,18 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         flat = self._flat
         best = flat_vote = flat.step(v)  # vote, then learn
         distinct = 0.0
-        shape = self._shape
+        shape, long = self._shape, self._long
+        short_offset, long_offset = self._shape_offsets()
         if shape is not None:
             shape.learn(v)  # its score stays what score_one gave v
             distinct = shape._score
-            r = distinct + self._shape_offset()
+            r = distinct + short_offset
             if r > best:
                 best = r
-        long = self._long
         if long is not None:
             long.learn(v)
             d = long.held
-            r = self._long_vote(d)
+            r = d + long_offset
             if r > best:
                 best = r
             if d > distinct:
@@ -483,17 +484,17 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
                 if flat_vote >= self.rest_threshold:
                     flat.fired()  # one alarm per record-breaking run
 
-    def _shape_offset(self) -> float:
-        """``shape_periodic_offset`` once a seasonal view knows the period, else ``shape_offset``."""
-        seasonal = self._seasonal
-        if seasonal is not None and seasonal._period and self.shape_periodic_offset is not None:
-            return self.shape_periodic_offset
-        return self.shape_offset
+    def _shape_offsets(self) -> tuple[float, float]:
+        """The short and the long shape votes' offsets.
 
-    def _long_vote(self, score: float) -> float:
-        """The long shape vote: its score plus ``shape_long_offset`` (``None``: the short vote's offset)."""
-        offset = self.shape_long_offset
-        return score + (self._shape_offset() if offset is None else offset)
+        Short: ``shape_periodic_offset`` once a seasonal view knows the period,
+        else ``shape_offset``; long: ``shape_long_offset``, or (``None``) the short one's.
+        """
+        seasonal = self._seasonal
+        short = self.shape_offset
+        if seasonal is not None and seasonal._period and self.shape_periodic_offset is not None:
+            short = self.shape_periodic_offset
+        return short, short if self.shape_long_offset is None else self.shape_long_offset
 
     # -- state ---------------------------------------------------------------
 
