@@ -232,3 +232,19 @@ def test_session5_snapshot_restores_with_its_shape_vote():
     assert det._long.blocks_learnt == 50
     text = json.dumps(det.snapshot())
     assert "b64" not in text and len(text) <= STATE_LIMIT
+
+
+@pytest.mark.parametrize("name", ["multiscale_novelty", "context_novelty"])
+def test_extreme_and_bad_readings_never_crash(name):
+    """Readings near float's limits (a range wider than float can hold), NaN, text, None: every
+    score stays in [0, 1] and the state still snapshots and restores."""
+    det = make_detector(name)
+    rng = random.Random(0)
+    for _ in range(3000):
+        x = {"value": rng.choice([1e300, -1e300, 1e-300, 0.0, 1.7e308, -1.7e308, 3.0, float("nan"), "x", None])}
+        assert 0.0 <= det.score_one(x) <= 1.0
+        det.learn_one(x)
+    text = json.dumps(det.snapshot())
+    twin = make_detector(name)
+    twin.restore(json.loads(text))
+    assert json.dumps(twin.snapshot()) == text
