@@ -373,6 +373,9 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self._quiet = 0
         self._score = 0.0
         self._alarms = 0.0
+        # the shape votes' offsets, (short, long): they change only when a view
+        # learns (its period found), so learn_one keeps them for the next reading
+        self._offsets = self._shape_offsets()
 
     # -- River-style API -----------------------------------------------------
 
@@ -387,7 +390,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         best = self._flat.vote(v)
         distinct = 0.0  # highest shape score (no offset), the tie-breaker
         shape, long = self._shape, self._long
-        short_offset, long_offset = self._shape_offsets()
+        short_offset, long_offset = self._offsets
         if shape is not None:
             # shape.score(v), without the call when its score is held
             distinct = shape.score(v) if shape._due else shape._score
@@ -432,7 +435,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         best = flat_vote = flat.step(v)  # vote, then learn
         distinct = 0.0
         shape, long = self._shape, self._long
-        short_offset, long_offset = self._shape_offsets()
+        short_offset, long_offset = self._offsets
         if shape is not None:
             shape.learn(v)  # its score stays what score_one gave v
             distinct = shape._score
@@ -441,7 +444,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
                 best = r
         if long is not None:
             long.learn(v)
-            d = long.held
+            d = long._shape._score  # long.held, without the call
             r = d + long_offset
             if r > best:
                 best = r
@@ -470,6 +473,8 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             r = raw._score + self._raw_offset
             if r > best:
                 best = r
+        if shape is not None or long is not None:
+            self._offsets = self._shape_offsets()  # the views have learnt v
         self._alarms *= self._decay
         if self._quiet > 0:
             self._quiet -= 1
@@ -520,6 +525,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self._score = float(state["score"])
         self._alarms = float(state.get("alarms", 0.0))
         self._flat.restore(state.get("flat"))  # absent in snapshots from before the flat-run vote
+        self._offsets = self._shape_offsets()  # the views' periods are restored
         if self._shape is not None:
             if state.get("shape"):
                 self._shape.restore(state["shape"])
