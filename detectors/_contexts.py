@@ -55,7 +55,10 @@ class ContextKeys:
         were seen. The contexts, for :meth:`learn`: the keys, the reading's
         own tagged symbols (its tails of order 1) and whether a key is new."""
         if width > 0:
-            symbols = self._symbols(offset, width)
+            try:
+                symbols = self._symbols(offset, width)
+            except (OverflowError, ValueError):  # a range beyond float's (width inf): one symbol
+                symbols = self._flat
         else:
             symbols = self._flat
         parts = self._parts.get(symbols)

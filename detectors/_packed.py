@@ -1,16 +1,25 @@
-"""Numeric arrays in snapshots as compact text: zlib-compressed, base64-encoded bytes.
+"""Numeric arrays in snapshots as compact text: byte-shuffled, zlib-compressed, base85-encoded bytes.
 
 A detector's state goes into JSON (``snapshot()``); a list of floats written
 as JSON text costs about 20 bytes a number, the same numbers as ``float32``
-bytes 4 (and 5.4 once base64-encoded). :func:`pack` and :func:`unpack` are
+bytes 4 (and 5 once base85-encoded). :func:`pack` and :func:`unpack` are
 the one way anomaly models write their arrays.
+
+The bytes of a multi-byte array are *shuffled* before compression (every
+element's first byte, then every element's second byte, ...): the sign and
+exponent bytes of a float array vary little and compress well once they
+stand together, which zlib cannot see when they are interleaved with the
+mantissas. Base85 (Python's RFC 1924 alphabet: no quote, no backslash, so
+nothing to escape in JSON) takes 5 characters per 4 bytes against base64's
+5.33. Arrays packed before (``"b64"``: base64 of the unshuffled compressed
+bytes) still unpack.
 
 >>> import numpy as np
 >>> from detectors._packed import pack, unpack
 >>> a = np.arange(5, dtype=np.float32)
 >>> blob = pack(a)
 >>> sorted(blob)
-['b64', 'dtype', 'shape']
+['dtype', 'shape', 'z85']
 >>> bool((unpack(blob) == a).all()) and unpack(blob).dtype == np.float32
 True
 """
@@ -35,12 +44,13 @@ class SnapshotFormatError(CityEyeError, ValueError):
 
 
 def pack(array: Any) -> dict[str, Any]:
-    """``{"dtype", "shape", "b64"}`` of ``array`` (little-endian bytes, zlib level 6)."""
+    """``{"dtype", "shape", "z85"}`` of ``array`` (little-endian bytes, shuffled, zlib level 6, base85)."""
     a = np.ascontiguousarray(array)
     if a.dtype.name not in _DTYPES:
         raise SnapshotFormatError(f"cannot pack dtype {a.dtype.name}")
-    raw = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
-    return {"dtype": a.dtype.name, "shape": list(a.shape), "b64": base64.b64encode(zlib.compress(raw, 6)).decode("ascii")}
+    raw = a.astype(a.dtype.newbyteorder("<"), copy=False).reshape(-1).view(np.uint8)
+    shuffled = raw.reshape(-1, a.dtype.itemsize).T.tobytes()
+    return {"dtype": a.dtype.name, "shape": list(a.shape), "z85": base64.b85encode(zlib.compress(shuffled, 6)).decode("ascii")}
 
 
 def unpack(blob: dict[str, Any]) -> np.ndarray:
@@ -49,7 +59,14 @@ def unpack(blob: dict[str, Any]) -> np.ndarray:
         dtype = blob["dtype"]
         if dtype not in _DTYPES:
             raise SnapshotFormatError(f"unknown dtype {dtype!r}")
-        raw = zlib.decompress(base64.b64decode(blob["b64"], validate=True))
+        size = np.dtype(dtype).itemsize
+        if "z85" in blob:
+            shuffled = np.frombuffer(zlib.decompress(base64.b85decode(blob["z85"])), dtype=np.uint8)
+            if len(shuffled) % size:
+                raise SnapshotFormatError(f"{len(shuffled)} bytes are not a whole number of {dtype}")
+            raw = shuffled.reshape(size, -1).T.tobytes()
+        else:  # packed before the byte shuffle
+            raw = zlib.decompress(base64.b64decode(blob["b64"], validate=True))
         a = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype)
         return a.reshape([int(n) for n in blob["shape"]])
     except SnapshotFormatError:

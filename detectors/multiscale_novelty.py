@@ -16,6 +16,7 @@ import math
 from math import isfinite
 from typing import Any
 
+from detectors._block_shape import BlockShapeNovelty
 from detectors._flat_run import FlatRunRecord
 from detectors._shape import ShapeNovelty
 from detectors.base import AnomalyDetector, finite_value
@@ -47,9 +48,11 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
     sensor's record (a stuck or switched-off sensor; see
     :class:`~detectors._flat_run.FlatRunRecord`).
 
-    One more vote is the *shape* of the last readings: how far their window
-    is from every earlier one (a missing peak, a stretched cycle at normal
-    values; see :class:`~detectors._shape.ShapeNovelty`).
+    Two more votes are the *shape* of the last readings at two resolutions:
+    how far the window of the last 32 readings, and that of the last 32
+    means of 8 readings, are from every earlier one (a missing peak, a
+    stretched cycle at normal values; see :class:`~detectors._shape.ShapeNovelty`
+    and :class:`~detectors._block_shape.BlockShapeNovelty`).
 
     Each reading is scored, then learnt; the score at a reading only uses the
     readings up to it. The state is capped by construction whatever the
@@ -141,6 +144,25 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
     shape_record_decay
         The shape vote's record distance is multiplied by this at every
         computation (1: kept for ever; see :class:`~detectors._shape.ShapeNovelty`).
+    shape_long_step, shape_long_window, shape_long_recent, shape_long_reservoir, shape_long_stride, shape_long_warmup
+        The *long* shape vote, a second resolution of the same score
+        (:class:`~detectors._block_shape.BlockShapeNovelty`): windows of
+        ``shape_long_window`` means of blocks of ``shape_long_step``
+        readings (32 x 8 = 256 readings by default, a daily cycle of 5-minute
+        readings), among the last ``shape_long_recent`` blocks and a
+        reservoir of ``shape_long_reservoir`` older windows, computed every
+        ``shape_long_stride`` blocks, scoring after ``shape_long_warmup``
+        computations. ``shape_long_step=None`` turns it off.
+    shape_long_offset
+        The long shape vote's offset; ``None``: the short one's (``shape_offset``
+        or ``shape_periodic_offset``).
+    shape_tiebreak
+        A top vote (1, the clip) is reported as ``1 - shape_tiebreak * (1 -
+        s)``, ``s`` the highest shape score (short or long, before offsets):
+        among the readings that reach the top, the one least like any
+        earlier window ranks first (the hold-out's metric takes the highest
+        score of a series). Lower votes, rest periods and alarms are as
+        without it.
     context_slots, context_generation_share, season_slots
         The views' context sets are capped by construction
         (:class:`~detectors._bounded_keys.BoundedKeySet`): ``context_slots``
@@ -214,13 +236,21 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         coarse_magnitude_scale: float = 6.0,
         coarse_magnitude_in_readings: bool = True,
         shape_window: int | None = 32,
-        shape_recent: int = 512,
+        shape_recent: int = 256,
         shape_reservoir: int = 64,
         shape_stride: int = 16,
         shape_scale: float = 0.2,
         shape_offset: float = -0.1,
         shape_periodic_offset: float | None = 0.1,
         shape_record_decay: float = 1.0,
+        shape_long_step: int | None = 8,
+        shape_long_window: int = 32,
+        shape_long_recent: int = 96,
+        shape_long_reservoir: int = 32,
+        shape_long_stride: int = 4,
+        shape_long_offset: float | None = None,
+        shape_long_warmup: int = 20,
+        shape_tiebreak: float = 0.05,
         context_slots: int | tuple | list = (24571, 12289),
         context_generation_share: int = 8,
         season_slots: int = 4093,
@@ -274,6 +304,20 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             ShapeNovelty(window=shape_window, recent=shape_recent, reservoir=shape_reservoir,
                          stride=shape_stride, scale=shape_scale, record_decay=shape_record_decay)
             if shape_window else None
+        )
+        self.shape_long_step = shape_long_step
+        self.shape_long_window = shape_long_window
+        self.shape_long_recent = shape_long_recent
+        self.shape_long_reservoir = shape_long_reservoir
+        self.shape_long_stride = shape_long_stride
+        self.shape_long_offset = shape_long_offset
+        self.shape_long_warmup = shape_long_warmup
+        self.shape_tiebreak = float(shape_tiebreak)
+        self._long = (
+            BlockShapeNovelty(step=shape_long_step, window=shape_long_window, recent=shape_long_recent,
+                              reservoir=shape_long_reservoir, stride=shape_long_stride, scale=shape_scale,
+                              warmup=shape_long_warmup, record_decay=shape_record_decay)
+            if shape_long_step else None
         )
         self._decay = math.exp(-1.0 / alarm_memory) if alarm_memory > 0 else 0.0
         self._views = [
@@ -329,6 +373,9 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self._quiet = 0
         self._score = 0.0
         self._alarms = 0.0
+        # the shape votes' offsets, (short, long): they change only when a view
+        # learns (its period found), so learn_one keeps them for the next reading
+        self._offsets = self._shape_offsets()
 
     # -- River-style API -----------------------------------------------------
 
@@ -341,12 +388,23 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         # highest vote of the flat-run record and of the views whose block v
         # completes (no learning)
         best = self._flat.vote(v)
-        shape = self._shape
+        distinct = 0.0  # highest shape score (no offset), the tie-breaker
+        shape, long = self._shape, self._long
+        short_offset, long_offset = self._offsets
         if shape is not None:
             # shape.score(v), without the call when its score is held
-            r = (shape.score(v) if shape._due else shape._score) + self._shape_offset()
+            distinct = shape.score(v) if shape._due else shape._score
+            r = distinct + short_offset
             if r > best:
                 best = r
+        if long is not None:
+            # long.score(v), without the call when v completes no block
+            d = long.score(v) if long._count + 1 >= long.step else long._shape._score
+            r = d + long_offset
+            if r > best:
+                best = r
+            if d > distinct:
+                distinct = d
         raw = self._raw_view
         if raw is not None:
             # the mean of a block of one reading, (0.0 + v) / 1, is v + 0.0 (-0.0 -> 0.0)
@@ -363,7 +421,10 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             if r > best:
                 best = r
         # min / max without the built-ins (every reading; same values)
-        score = (best if best < 1.0 else 1.0) - self.alarm_penalty * (self._alarms * self._decay)
+        if best >= 1.0:
+            # a top vote: ranked by how unlike every earlier window the latest ones are
+            best = 1.0 - self.shape_tiebreak * (1.0 - distinct)
+        score = best - self.alarm_penalty * (self._alarms * self._decay)
         return score if score > 0.0 else 0.0
 
     def learn_one(self, x: dict[str, float]) -> None:
@@ -372,12 +433,23 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             return
         flat = self._flat
         best = flat_vote = flat.step(v)  # vote, then learn
-        shape = self._shape
+        distinct = 0.0
+        shape, long = self._shape, self._long
+        short_offset, long_offset = self._offsets
         if shape is not None:
             shape.learn(v)  # its score stays what score_one gave v
-            r = shape._score + self._shape_offset()
+            distinct = shape._score
+            r = distinct + short_offset
             if r > best:
                 best = r
+        if long is not None:
+            long.learn(v)
+            d = long._shape._score  # long.held, without the call
+            r = d + long_offset
+            if r > best:
+                best = r
+            if d > distinct:
+                distinct = d
         sums, counts = self._sums, self._counts
         for k, step, offset, view in self._blocks:
             count = counts[k] + 1
@@ -401,14 +473,15 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             r = raw._score + self._raw_offset
             if r > best:
                 best = r
+        if shape is not None or long is not None:
+            self._offsets = self._shape_offsets()  # the views have learnt v
         self._alarms *= self._decay
         if self._quiet > 0:
             self._quiet -= 1
             self._score = 0.0
         else:
-            if best > 1.0:
-                best = 1.0
-            score = best - self.alarm_penalty * self._alarms
+            score = (best if best < 1.0 else 1.0 - self.shape_tiebreak * (1.0 - distinct)) \
+                - self.alarm_penalty * self._alarms
             self._score = score if score > 0.0 else 0.0
             if best >= self.rest_threshold:
                 self._quiet = self.rest_period
@@ -416,12 +489,17 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
                 if flat_vote >= self.rest_threshold:
                     flat.fired()  # one alarm per record-breaking run
 
-    def _shape_offset(self) -> float:
-        """``shape_periodic_offset`` once a seasonal view knows the period, else ``shape_offset``."""
+    def _shape_offsets(self) -> tuple[float, float]:
+        """The short and the long shape votes' offsets.
+
+        Short: ``shape_periodic_offset`` once a seasonal view knows the period,
+        else ``shape_offset``; long: ``shape_long_offset``, or (``None``) the short one's.
+        """
         seasonal = self._seasonal
+        short = self.shape_offset
         if seasonal is not None and seasonal._period and self.shape_periodic_offset is not None:
-            return self.shape_periodic_offset
-        return self.shape_offset
+            short = self.shape_periodic_offset
+        return short, short if self.shape_long_offset is None else self.shape_long_offset
 
     # -- state ---------------------------------------------------------------
 
@@ -435,6 +513,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             "alarms": self._alarms,
             "flat": self._flat.snapshot(),
             "shape": None if self._shape is None else self._shape.snapshot(),
+            "shape_long": None if self._long is None else self._long.snapshot(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -446,11 +525,17 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self._score = float(state["score"])
         self._alarms = float(state.get("alarms", 0.0))
         self._flat.restore(state.get("flat"))  # absent in snapshots from before the flat-run vote
+        self._offsets = self._shape_offsets()  # the views' periods are restored
         if self._shape is not None:
             if state.get("shape"):
                 self._shape.restore(state["shape"])
             else:  # a snapshot from before the shape vote: it starts afresh
                 self._shape = self._shape.clone()
+        if self._long is not None:
+            if state.get("shape_long"):
+                self._long.restore(state["shape_long"])
+            else:  # a snapshot from before the long shape vote: it starts afresh
+                self._long = self._long.clone()
 
 
 def _reading(x: Any, field: str) -> float | None:

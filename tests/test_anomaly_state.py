@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import random
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from detectors._block_shape import BlockShapeNovelty
 from detectors._bounded_keys import BoundedKeySet
 from detectors._packed import SnapshotFormatError, pack, unpack
 from detectors._shape import ShapeNovelty
 from detectors.catalog import make_detector
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "anomaly_snapshots_v1.json"
+FIXTURE_SESSION5 = FIXTURE.parent / "anomaly_snapshot_session5.json"
 STATE_LIMIT = 16 * 1024  # bytes of JSON per sensor (issue #11)
 
 
@@ -155,27 +159,92 @@ def test_packed_arrays_round_trip_and_reject_garbage():
         unpack({"dtype": "float32", "shape": [2], "b64": "not base64!"})
     with pytest.raises(SnapshotFormatError):
         unpack({"dtype": "object", "shape": [1], "b64": ""})
+    with pytest.raises(SnapshotFormatError):
+        unpack({"dtype": "float32", "shape": [2], "z85": "not base85 \\ at all"})
+    with pytest.raises(SnapshotFormatError):  # 3 bytes are no whole float32
+        unpack({"dtype": "float32", "shape": [1], "z85": base64.b85encode(zlib.compress(b"abc")).decode()})
+    # arrays packed before the byte shuffle (base64 of the plain bytes) still unpack
+    legacy = {"dtype": "float32", "shape": [1, 17], "b64": legacy_text(a)}
+    assert (unpack(legacy) == a).all()
+    # the shuffle pays on floats that vary in their low bytes only
+    noise = np.float32(1000) + np.random.default_rng(0).normal(0, 1, 500).astype(np.float32)
+    assert len(pack(noise)["z85"]) < 0.9 * len(legacy_text(noise))
 
 
-def test_shape_novelty_is_causal_and_restores_mid_stream():
+def legacy_text(a: np.ndarray) -> str:
+    """The former packing's text of ``a`` (base64 of zlib of the plain bytes)."""
+    return base64.b64encode(zlib.compress(a.tobytes(), 6)).decode()
+
+
+CUT = 2003  # where the stream is cut and snapshotted: within a stride and a block
+SHAPE_MODELS = {
+    # (a fresh model, the signal's period): a cycle of the signal loses its peak at reading 2500
+    "short": (lambda: ShapeNovelty(window=32, recent=256, reservoir=32, stride=4), 40),
+    "long": (lambda: BlockShapeNovelty(step=8, window=16, recent=48, reservoir=16, stride=2, warmup=10), 192),
+}
+
+
+@pytest.mark.parametrize("model", sorted(SHAPE_MODELS))
+def test_shape_novelty_is_causal_and_restores_mid_stream(model):
+    fresh, period = SHAPE_MODELS[model]
     rng = random.Random(5)
-    vals = [math.sin(2 * math.pi * t / 40) + rng.gauss(0, 0.1) for t in range(3000)]
-    vals[2500:2520] = [0.0] * 20  # a cycle without its peak
-    full = ShapeNovelty(window=32, recent=256, reservoir=32, stride=4)
+    vals = [math.sin(2 * math.pi * t / period) + rng.gauss(0, 0.1) for t in range(3000)]
+    low = period // 2  # a cycle without its peak
+    vals[2500:2500 + low] = [0.0] * low
+    full = fresh()
     scores = []
     for v in vals:
         scores.append(full.score(v)); full.learn(v)
-    # cut at 2000: the same scores (nothing after a reading changes its score)
-    cut = ShapeNovelty(window=32, recent=256, reservoir=32, stride=4)
+    # cut at CUT: the same scores (nothing after a reading changes its score)
+    cut = fresh()
     part = []
-    for v in vals[:2000]:
+    for v in vals[:CUT]:
         part.append(cut.score(v)); cut.learn(v)
-    assert part == scores[:2000]
-    # snapshot at 2000, restore into a fresh one: the same scores afterwards
-    twin = ShapeNovelty(window=32, recent=256, reservoir=32, stride=4)
+    assert part == scores[:CUT]
+    # snapshot at CUT (mid-stride, and mid-block for the long one), restore into a fresh one: the same scores afterwards
+    twin = fresh()
     twin.restore(json.loads(json.dumps(cut.snapshot())))
     rest = []
-    for v in vals[2000:]:
+    for v in vals[CUT:]:
         rest.append(twin.score(v)); twin.learn(v)
-    assert rest == scores[2000:]
-    assert max(scores[2500:2560]) > max(scores[1000:2500])
+    assert rest == scores[CUT:]
+    assert max(scores[2500:2500 + period]) > max(scores[1000:2500])
+
+
+def test_session5_snapshot_restores_with_its_shape_vote():
+    """A snapshot of main 03ac5cd (one shape vote of 512 recent readings, base64 packing) restores:
+    the short shape vote keeps its reservoir and recent readings, the long one starts afresh, and
+    the familiar signal stays familiar."""
+    old = json.loads(FIXTURE_SESSION5.read_text())["snapshot"]
+    assert "shape_long" not in old and "b64" in old["shape"]["reservoir"]
+    det = make_detector("multiscale_novelty")
+    det.restore(old)
+    assert (det._shape._res == unpack(old["shape"]["reservoir"]).reshape(-1, 32)).all()
+    assert det._shape._offered == old["shape"]["offered"] and det._long.blocks_learnt == 0
+    rng = random.Random(12)
+    for _ in range(3000):  # the fixture's random stream, up to where it stopped
+        rng.gauss(0, 1)
+    scores = []
+    for t in range(3000, 3400):
+        x = {"value": 50 + 20 * math.sin(2 * math.pi * t / 96) + rng.gauss(0, 1)}
+        scores.append(det.score_one(x)); det.learn_one(x)
+    assert max(scores) < 0.75
+    assert det._long.blocks_learnt == 50
+    text = json.dumps(det.snapshot())
+    assert "b64" not in text and len(text) <= STATE_LIMIT
+
+
+@pytest.mark.parametrize("name", ["multiscale_novelty", "context_novelty"])
+def test_extreme_and_bad_readings_never_crash(name):
+    """Readings near float's limits (a range wider than float can hold), NaN, text, None: every
+    score stays in [0, 1] and the state still snapshots and restores."""
+    det = make_detector(name)
+    rng = random.Random(0)
+    for _ in range(3000):
+        x = {"value": rng.choice([1e300, -1e300, 1e-300, 0.0, 1.7e308, -1.7e308, 3.0, float("nan"), "x", None])}
+        assert 0.0 <= det.score_one(x) <= 1.0
+        det.learn_one(x)
+    text = json.dumps(det.snapshot())
+    twin = make_detector(name)
+    twin.restore(json.loads(text))
+    assert json.dumps(twin.snapshot()) == text

@@ -14,10 +14,11 @@ from evaluation.shape_suite import KINDS, ShapeCase, average_precision, cases_fr
     synthetic_bases
 
 #: Floor on the default detector's hit rate on the suite (bases seed 0, cases seed 0, 10 per
-#: kind). Measured when set: the default 72.5 % (29 / 40; 62.5 % before its shape vote took
-#: ``shape_periodic_offset``, raised from 50 % then); the default without its shape vote
-#: 27.5 % (11 / 40) and context_novelty 27.5 % (11 / 40), both below it.
-HIT_FLOOR = 0.65
+#: kind). Measured when set (session 6, the long shape vote on means of 8 readings): the default
+#: 100 % (40 / 40; with the short shape vote only 72.5 %, 29 / 40, the floor then 65 %); the
+#: default without either shape vote 27.5 % (11 / 40) and context_novelty 27.5 % (11 / 40).
+#: On other seeds (bases and cases seed 1 / 2) the default finds 39 / 40 and 39 / 40.
+HIT_FLOOR = 0.85
 
 
 def build() -> list[ShapeCase]:
@@ -49,10 +50,11 @@ def test_default_detector_finds_shape_anomalies(cases):
     assert rate >= HIT_FLOOR, f"hit rate {rate:.0%}"
 
 
-@pytest.mark.parametrize("detector, params", [("context_novelty", None), ("multiscale_novelty", {"shape_window": None})],
-                         ids=["context_novelty", "default_without_shape_vote"])
+@pytest.mark.parametrize("detector, params", [("context_novelty", None), ("multiscale_novelty", {"shape_window": None, "shape_long_step": None}),
+                                              ("multiscale_novelty", {"shape_long_step": None})],
+                         ids=["context_novelty", "default_without_shape_votes", "default_without_long_shape_vote"])
 def test_detectors_without_shape_memory_score_below_the_floor(cases, detector, params):
-    """The suite can fail, and it is the shape vote that lifts the default above the floor."""
+    """The suite can fail, and it is the shape votes (the long one above all) that lift the default above the floor."""
     results = run_suite(cases, detector, params, jobs=2)
     assert sum(r.hit for r in results) / len(results) < HIT_FLOOR
 
