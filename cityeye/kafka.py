@@ -8,6 +8,10 @@ comes from :class:`cityeye.config.KafkaSettings`.
   those that count batches rather than records there (Tansu);
 * :func:`group_lags` -- every consumer group's lag on the partitions it has
   committed offsets for (ListGroups, OffsetFetch, Fetch);
+* :func:`read_ranges` -- the records ``[start, end)`` of partitions, a
+  range that cannot be completed given up after idle fetches or raised on
+  a timeout (the caller says which); :func:`read_topic` reads a topic (or
+  its tail) to its end with it;
 * :func:`copy_topic` -- copy a topic to another cluster: every record, the
   last N of each partition, or the latest value per key (a compaction by
   hand), partitions, keys, headers and timestamps kept, values optionally
@@ -19,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Awaitable, Callable, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -27,10 +31,11 @@ from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from cityeye.config import KafkaSettings
+from cityeye.consume import Batches, consume
 from cityeye.contracts import all_topics
 
 __all__ = ["ensure_topics", "make_producer", "make_consumer", "end_offsets", "group_lags", "CopyPlan", "copy_topic",
-           "read_topic"]
+           "read_topic", "read_ranges"]
 
 log = logging.getLogger(__name__)
 
@@ -155,27 +160,99 @@ class CopyPlan:
 
 async def read_topic(kafka: KafkaSettings, topic: str, tail: int | None = None,
                      timeout: float = 60.0) -> dict[int, list[ConsumerRecord]]:
-    """Every record of ``topic`` (or the last ``tail`` of each partition) up to its end now, by partition."""
+    """Every record of ``topic`` (or the last ``tail`` of each partition) up to its end now, by partition.
+
+    Raises :class:`TimeoutError` when the topic is not read to that end within ``timeout`` seconds.
+    """
     consumer = make_consumer(kafka, group=None, enable_auto_commit=False, fetch_max_wait_ms=50)
     await consumer.start()
     try:
         partitions = await _all_partitions(consumer, [topic])
         ends = await end_offsets(consumer, partitions)
         out: dict[int, list[ConsumerRecord]] = {tp.partition: [] for tp in partitions}
-        todo = [tp for tp in partitions if ends[tp] > 0]
-        for tp in todo:
-            consumer.seek(tp, max(0, ends[tp] - tail) if tail is not None else 0)
-        deadline = asyncio.get_running_loop().time() + timeout
-        while todo:
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"{topic}: not read to its end within {timeout:.0f} s")
-            batches = await consumer.getmany(*todo, timeout_ms=200)
-            for tp, records in batches.items():
-                out[tp.partition].extend(r for r in records if r.offset < ends[tp])
-            todo = [tp for tp in todo if await consumer.position(tp) < ends[tp]]
+        ranges = {tp: (max(0, ends[tp] - tail) if tail is not None else 0, ends[tp]) for tp in partitions}
+        await _read_ranges_with(consumer, ranges, lambda r: out[r.partition].append(r), give_up_after_idle=None,
+                                timeout=timeout, fetch_timeout_ms=200)
         return out
     finally:
         await consumer.stop()
+
+
+async def read_ranges(kafka: KafkaSettings, ranges: dict[tuple[str, int], tuple[int, int]],
+                      handle: Callable[[ConsumerRecord], Awaitable[None] | None], *,
+                      give_up_after_idle: int | None = 3, timeout: float | None = None) -> int:
+    """Call ``handle(record)`` for every record in ``[start, end)`` of each partition; return the count.
+
+    A range that cannot be read completely (its records were deleted, the
+    broker returned less) ends one of two ways, chosen by the caller:
+
+    * ``give_up_after_idle=N``: once ``N`` fetches in a row returned nothing,
+      the ranges still open are given up with a warning (the worker's hole
+      reading and replay: what is not there cannot be waited for);
+    * ``timeout=T``: :class:`TimeoutError` after ``T`` seconds (a copy that
+      must be complete).
+
+    With both, whichever comes first; with neither, it waits for ever.
+    """
+    todo = {TopicPartition(t, p): (s, e) for (t, p), (s, e) in ranges.items() if e > s}
+    if not todo:
+        return 0
+    consumer = make_consumer(kafka, group=None)
+    await consumer.start()
+    try:
+        return await _read_ranges_with(consumer, todo, handle, give_up_after_idle=give_up_after_idle,
+                                       timeout=timeout, fetch_timeout_ms=1000)
+    finally:
+        await consumer.stop()
+
+
+async def _read_ranges_with(consumer: AIOKafkaConsumer, ranges: dict[TopicPartition, tuple[int, int]],
+                            handle: Callable[[ConsumerRecord], Awaitable[None] | None], *,
+                            give_up_after_idle: int | None, timeout: float | None, fetch_timeout_ms: int) -> int:
+    """:func:`read_ranges` with a started consumer without a group (it is assigned the ranges' partitions)."""
+    todo = {tp: end for tp, (start, end) in ranges.items() if end > start}
+    if not todo:
+        return 0
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    count = idle = 0
+    done = asyncio.Event()
+
+    async def feed(batch: Batches) -> None:
+        nonlocal count, idle
+        idle = 0 if any(batch.values()) else idle + 1
+        for tp, records in batch.items():
+            end = todo.get(tp)
+            if end is None:  # read completely, paused
+                continue
+            for rec in records:
+                if rec.offset >= end:
+                    break
+                result = handle(rec)
+                if result is not None:
+                    await result
+                count += 1
+            if (records and records[-1].offset >= end - 1) or await consumer.position(tp) >= end:
+                del todo[tp]
+                consumer.pause(tp)
+        if not todo:
+            done.set()
+        elif give_up_after_idle is not None and idle >= give_up_after_idle:
+            log.warning("no more records for %s; giving up on these ranges",
+                        ", ".join(f"{tp.topic}[{tp.partition}] up to {end}" for tp, end in todo.items()))
+            done.set()
+        elif deadline is not None and loop.time() > deadline:
+            raise TimeoutError("not read to the end within {:.0f} s: {}".format(
+                timeout, ", ".join(f"{tp.topic}[{tp.partition}] up to {end}" for tp, end in todo.items())))
+
+    consumer.assign(list(todo))
+    for tp, (start, _) in ranges.items():
+        if tp in todo:
+            consumer.seek(tp, start)
+    # paused partitions (ranges read completely) return nothing more
+    await consume(consumer, feed, done, timeout_ms=fetch_timeout_ms, max_records=5000, partitions=list(todo),
+                  name="range reader")
+    return count
 
 
 def _selected(plan: CopyPlan, records: list[ConsumerRecord]) -> list[ConsumerRecord]:

@@ -11,7 +11,7 @@ from aiokafka.structs import TopicPartition
 
 from cityeye.config import KafkaSettings, Settings
 from cityeye.kafka import CopyPlan, copy_topic, end_offsets, ensure_topics, group_lags, make_consumer, make_producer, \
-    read_topic
+    read_ranges, read_topic
 from launch.broker_rollover import carried_topics, rebase_snapshot
 from launch.servers import TansuServer
 
@@ -69,6 +69,38 @@ def test_end_offsets_count_every_record_of_multi_record_batches(kafka):
 
     ends = asyncio.run(main())
     assert ends == {TopicPartition(TOPIC, 0): 5, TopicPartition(TOPIC, 1): 3}
+
+
+def test_read_ranges_reads_exactly_the_ranges_given(kafka):
+    async def main():
+        await ensure_topics(kafka.settings, {TOPIC: 2})
+        await _produce(kafka.settings, RECORDS, linger_ms=200)
+        got = []
+        count = await read_ranges(kafka.settings, {(TOPIC, 0): (1, 4), (TOPIC, 1): (2, 3)}, got.append)
+        return count, sorted((r.partition, r.offset, r.key, r.value) for r in got)
+
+    count, got = asyncio.run(main())
+    assert got == [(0, 1, b"k2", b"a"), (0, 2, b"k1", b"v2"), (0, 3, b"k2", None), (1, 2, b"k4", b"z")]
+    assert count == 4
+
+
+def test_a_range_beyond_the_end_is_given_up_after_idle_fetches_or_raised_on_a_timeout(kafka, caplog):
+    """The two ways a range the broker cannot complete ends, as each caller chooses (offsets 5..8 do not exist)."""
+    async def main():
+        await ensure_topics(kafka.settings, {TOPIC: 2})
+        await _produce(kafka.settings, RECORDS, linger_ms=200)
+        given_up = []
+        count = await read_ranges(kafka.settings, {(TOPIC, 0): (3, 9)}, given_up.append, give_up_after_idle=2)
+        raised = []
+        with pytest.raises(TimeoutError, match=r"state.test\[0\] up to 9"):
+            await read_ranges(kafka.settings, {(TOPIC, 0): (3, 9)}, raised.append, give_up_after_idle=None,
+                              timeout=3.0)
+        return count, [r.offset for r in given_up], [r.offset for r in raised]
+
+    count, given_up, raised = asyncio.run(main())
+    assert (count, given_up) == (2, [3, 4])  # what the broker has of the range, then given up
+    assert raised == [3, 4]
+    assert "giving up on these ranges" in caplog.text and "state.test[0] up to 9" in caplog.text
 
 
 def test_copy_latest_all_and_tail_keep_partitions_keys_and_headers(kafka, target):
