@@ -7,7 +7,8 @@ comes from :class:`cityeye.config.KafkaSettings`.
   (its high watermark), not ListOffsets: exact on every broker, including
   those that count batches rather than records there (Tansu);
 * :func:`group_lags` -- every consumer group's lag on the partitions it has
-  committed offsets for (ListGroups, OffsetFetch, Fetch);
+  committed offsets for (ListGroups, OffsetFetch, Fetch); :class:`LagReader`
+  reads it again and again over the same two clients;
 * :func:`read_ranges` -- the records ``[start, end)`` of partitions, a
   range that cannot be completed given up after idle fetches or raised on
   a timeout (the caller says which); :func:`read_topic` reads a topic (or
@@ -34,7 +35,7 @@ from cityeye.config import KafkaSettings
 from cityeye.consume import Batches, consume
 from cityeye.contracts import all_topics
 
-__all__ = ["ensure_topics", "make_producer", "make_consumer", "end_offsets", "group_lags", "CopyPlan", "copy_topic",
+__all__ = ["ensure_topics", "make_producer", "make_consumer", "end_offsets", "LagReader", "group_lags", "CopyPlan", "copy_topic",
            "read_topic", "read_ranges"]
 
 log = logging.getLogger(__name__)
@@ -116,30 +117,55 @@ async def _all_partitions(consumer: AIOKafkaConsumer, topics: list[str] | None) 
     return out
 
 
-async def group_lags(kafka: KafkaSettings, topics: list[str] | None = None) -> dict[str, dict[TopicPartition, int]]:
-    """Lag (end offset - committed offset) of every consumer group, per partition it committed on.
+class LagReader:
+    """Every consumer group's lag, read as often as wanted over one admin client and one consumer.
 
-    Only partitions with a committed offset count (a group reading a topic
-    from the start without having committed yet is not seen). ``topics``:
-    restrict to these topics (default: every topic of the cluster).
+    ``async with LagReader(kafka) as reader: lags = await reader.lags()``;
+    :func:`group_lags` reads once.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, client_id=f"{kafka.client_id_prefix}-lag")
-    consumer = make_consumer(kafka, group=None, enable_auto_commit=False, fetch_max_wait_ms=50)
-    await admin.start()
-    await consumer.start()
-    try:
-        partitions = await _all_partitions(consumer, topics)
-        ends = await end_offsets(consumer, partitions)
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.kafka = kafka
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, client_id=f"{kafka.client_id_prefix}-lag")
+        self._consumer = make_consumer(kafka, group=None, enable_auto_commit=False, fetch_max_wait_ms=50)
+
+    async def __aenter__(self) -> "LagReader":
+        await self._admin.start()
+        try:
+            await self._consumer.start()
+        except BaseException:
+            await self._admin.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self._consumer.stop()
+        finally:
+            await self._admin.close()
+
+    async def lags(self, topics: list[str] | None = None) -> dict[str, dict[TopicPartition, int]]:
+        """Lag (end offset - committed offset) of every consumer group, per partition it committed on.
+
+        Only partitions with a committed offset count (a group reading a topic
+        from the start without having committed yet is not seen). ``topics``:
+        restrict to these topics (default: every topic of the cluster, as it is now).
+        """
+        partitions = await _all_partitions(self._consumer, topics)
+        ends = await end_offsets(self._consumer, partitions)  # assigns afresh: no high watermark of a former read
         lags: dict[str, dict[TopicPartition, int]] = {}
-        for group, *_ in await admin.list_consumer_groups():
+        for group, *_ in await self._admin.list_consumer_groups():
             # explicit partitions: some brokers (Tansu) close the connection without them
-            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+            committed = await self._admin.list_consumer_group_offsets(group, partitions=partitions)
             lags[group] = {tp: ends[tp] - meta.offset for tp, meta in committed.items()
                            if meta is not None and meta.offset is not None and meta.offset >= 0 and tp in ends}
         return lags
-    finally:
-        await consumer.stop()
-        await admin.close()
+
+
+async def group_lags(kafka: KafkaSettings, topics: list[str] | None = None) -> dict[str, dict[TopicPartition, int]]:
+    """Every consumer group's lag once (:meth:`LagReader.lags`)."""
+    async with LagReader(kafka) as reader:
+        return await reader.lags(topics)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ nothing but the Kafka protocol:
 Offsets start again at 0 on the new broker, so the one offset kept in
 state, a snapshot's ``position`` (the offset of the last reading it
 includes, streams/sensor_engine.py), is cleared on the way
-(:func:`rebase_snapshot`): every reading of the new broker is new to the
+(:func:`streams.tables.clear_snapshot_position`): every reading of the new broker is new to the
 restored state. The dispatcher's state (alerts, outbox, redelivery,
 silences) is in its SQLite files and is kept as it is; its consumer groups
 start at the new topics' beginnings. Costs and figures: docs/kafka-on-tansu.md.
@@ -47,17 +47,16 @@ from pydantic import BaseModel, Field
 from cityeye.config import KafkaSettings, Settings
 from cityeye.contracts import TOPIC_ALERTS_DEADLETTER, TOPIC_DEADLETTER, TOPIC_NOTIFICATIONS_DEADLETTER
 from cityeye.device_health import TOPIC_DEVICES_HEALTH
-from cityeye.kafka import CopyPlan, copy_topic, ensure_topics, group_lags
+from cityeye.kafka import CopyPlan, LagReader, copy_topic, ensure_topics
 from launch.proc_usage import rss_mib
 from launch.servers import TansuServer
 from streams.app import faust_settings
-from streams.tables import SNAPSHOT_TABLE
+from streams.tables import SNAPSHOT_TABLE, clear_snapshot_position
 
 if TYPE_CHECKING:
     from launch.embedded import EmbeddedStack
 
-__all__ = ["BrokerRolloverSettings", "RolloverReport", "BrokerRollover", "carried_topics", "rebase_snapshot",
-           "wait_for_zero_lag"]
+__all__ = ["BrokerRolloverSettings", "RolloverReport", "BrokerRollover", "carried_topics", "wait_for_zero_lag"]
 
 log = logging.getLogger(__name__)
 
@@ -114,24 +113,6 @@ class RolloverReport:
                 f"intake paused {self.intake_pause_s:.1f} s, copied {json.dumps(self.copied)}; {steps}")
 
 
-def rebase_snapshot(value: bytes | None) -> bytes | None:
-    """A worker snapshot (changelog value) valid on a new broker: its readings ``position`` cleared.
-
-    The position is an offset of the old broker's readings topic; on the new
-    one offsets start again, and every reading there comes after the
-    snapshot. Values that are not JSON objects pass unchanged.
-    """
-    if value is None:
-        return None
-    try:
-        snapshot = json.loads(value)
-    except ValueError:
-        return value
-    if not isinstance(snapshot, dict) or "position" not in snapshot:
-        return value
-    return json.dumps({**snapshot, "position": None}, separators=(",", ":")).encode()
-
-
 def carried_topics(settings: Settings, dead_letter_tail: int) -> list[CopyPlan]:
     """The topics that hold state, and how each is carried to a new broker, the worker's changelog first.
 
@@ -139,7 +120,7 @@ def carried_topics(settings: Settings, dead_letter_tail: int) -> list[CopyPlan]:
     ``alerts.grouped``) is consumed to its end before a rollover and is not copied.
     """
     changelog = f"{faust_settings(settings)['id']}-{SNAPSHOT_TABLE}-changelog"
-    plans = [CopyPlan(changelog, "latest", transform=rebase_snapshot), CopyPlan(TOPIC_DEVICES_HEALTH, "latest")]
+    plans = [CopyPlan(changelog, "latest", transform=clear_snapshot_position), CopyPlan(TOPIC_DEVICES_HEALTH, "latest")]
     if dead_letter_tail > 0:
         plans += [CopyPlan(t, "tail", tail=dead_letter_tail)
                   for t in (TOPIC_DEADLETTER, TOPIC_ALERTS_DEADLETTER, TOPIC_NOTIFICATIONS_DEADLETTER)]
@@ -153,18 +134,19 @@ async def wait_for_zero_lag(kafka: KafkaSettings, timeout: float, settle_s: floa
     """
     deadline = time.monotonic() + timeout
     zero_since: float | None = None
-    while True:
-        lags = {group: sum(by_tp.values()) for group, by_tp in (await group_lags(kafka)).items()}
-        lagging = {group: lag for group, lag in lags.items() if lag > 0}
-        if lagging:
-            zero_since = None
-        elif zero_since is None:
-            zero_since = time.monotonic()
-        elif time.monotonic() - zero_since >= settle_s:
-            return {}
-        if time.monotonic() > deadline:
-            return lagging
-        await asyncio.sleep(0.25)
+    async with LagReader(kafka) as reader:  # one admin client and consumer for the whole wait
+        while True:
+            lags = {group: sum(by_tp.values()) for group, by_tp in (await reader.lags()).items()}
+            lagging = {group: lag for group, lag in lags.items() if lag > 0}
+            if lagging:
+                zero_since = None
+            elif zero_since is None:
+                zero_since = time.monotonic()
+            elif time.monotonic() - zero_since >= settle_s:
+                return {}
+            if time.monotonic() > deadline:
+                return lagging
+            await asyncio.sleep(0.25)
 
 
 class BrokerRollover:

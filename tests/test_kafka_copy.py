@@ -10,9 +10,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from cityeye.config import KafkaSettings, Settings
-from cityeye.kafka import CopyPlan, copy_topic, end_offsets, ensure_topics, group_lags, make_consumer, make_producer, \
-    read_ranges, read_topic
-from launch.broker_rollover import carried_topics, rebase_snapshot
+from cityeye.kafka import CopyPlan, copy_topic, end_offsets, ensure_topics, group_lags, LagReader, make_consumer, \
+    make_producer, read_ranges, read_topic
+from launch.broker_rollover import carried_topics
+from streams.tables import clear_snapshot_position
 from launch.servers import TansuServer
 
 TOPIC = "state.test"
@@ -133,7 +134,7 @@ def test_copy_keeps_headers_and_timestamps_and_applies_the_transform(kafka, targ
         snap = json.dumps({"sensor_id": "s1", "position": 41234, "last_ts": 5.0}).encode()
         await _produce(kafka.settings, [(0, b"s1", snap), (0, b"s2", b"not json")])
         src = await read_topic(kafka.settings, TOPIC)
-        await copy_topic(kafka.settings, target.settings, CopyPlan(TOPIC, "latest", transform=rebase_snapshot))
+        await copy_topic(kafka.settings, target.settings, CopyPlan(TOPIC, "latest", transform=clear_snapshot_position))
         return src, await read_topic(target.settings, TOPIC)
 
     src, dst = asyncio.run(main())
@@ -155,21 +156,29 @@ def test_group_lags_follow_commits(kafka):
             before = await group_lags(kafka.settings, [TOPIC])
             await consumer.commit({TopicPartition(TOPIC, 0): 5})
             after = await group_lags(kafka.settings, [TOPIC])
+            async with LagReader(kafka.settings) as reader:  # one reader, read again: fresh ends and commits
+                first = await reader.lags([TOPIC])
+                await _produce(kafka.settings, [(1, b"k5", b"w"), (1, b"k6", b"w")])
+                second = await reader.lags([TOPIC])
+                await consumer.commit({TopicPartition(TOPIC, 1): 5})
+                third = await reader.lags()
         finally:
             await consumer.stop()
-        return before, after
+        return before, after, first, second, third
 
-    before, after = asyncio.run(main())
+    before, after, first, second, third = asyncio.run(main())
     group = f"{kafka.settings.consumer_group_prefix}-lagtest"
     assert before[group] == {TopicPartition(TOPIC, 0): 3, TopicPartition(TOPIC, 1): 0}
-    assert after[group] == {TopicPartition(TOPIC, 0): 0, TopicPartition(TOPIC, 1): 0}
+    assert after[group] == first[group] == {TopicPartition(TOPIC, 0): 0, TopicPartition(TOPIC, 1): 0}
+    assert second[group] == {TopicPartition(TOPIC, 0): 0, TopicPartition(TOPIC, 1): 2}
+    assert third[group] == {TopicPartition(TOPIC, 0): 0, TopicPartition(TOPIC, 1): 0}
 
 
 def test_the_carried_topics_are_the_state_topics():
     settings = Settings(kafka=KafkaSettings(consumer_group_prefix="cx"))
     plans = {p.topic: p for p in carried_topics(settings, dead_letter_tail=500)}
     changelog = "cx-streams-sensor-snapshots-changelog"
-    assert plans[changelog].mode == "latest" and plans[changelog].transform is rebase_snapshot
+    assert plans[changelog].mode == "latest" and plans[changelog].transform is clear_snapshot_position
     assert plans["devices.health"].mode == "latest"
     assert {t: (p.mode, p.tail) for t, p in plans.items() if "deadletter" in t} == {
         "readings.deadletter": ("tail", 500), "alerts.deadletter": ("tail", 500),
