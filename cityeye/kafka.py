@@ -144,21 +144,30 @@ class LagReader:
         finally:
             await self._admin.close()
 
-    async def lags(self, topics: list[str] | None = None) -> dict[str, dict[TopicPartition, int]]:
+    async def lags(self, topics: list[str] | None = None, *, groups: list[str] | None = None,
+                   uncommitted_as_lag: bool = False) -> dict[str, dict[TopicPartition, int]]:
         """Lag (end offset - committed offset) of every consumer group, per partition it committed on.
 
         Only partitions with a committed offset count (a group reading a topic
-        from the start without having committed yet is not seen). ``topics``:
-        restrict to these topics (default: every topic of the cluster, as it is now).
+        from the start without having committed yet is not seen), unless
+        ``uncommitted_as_lag``: then every partition of ``topics`` without a
+        committed offset counts its end offset as the lag (for groups that
+        must read all of them). ``topics``: restrict to these topics (default:
+        every topic of the cluster, as it is now); ``groups``: to these
+        groups (full names; default: every group the cluster lists).
         """
         partitions = await _all_partitions(self._consumer, topics)
         ends = await end_offsets(self._consumer, partitions)  # assigns afresh: no high watermark of a former read
         lags: dict[str, dict[TopicPartition, int]] = {}
-        for group, *_ in await self._admin.list_consumer_groups():
+        if groups is None:
+            groups = [group for group, *_ in await self._admin.list_consumer_groups()]
+        for group in groups:
             # explicit partitions: some brokers (Tansu) close the connection without them
             committed = await self._admin.list_consumer_group_offsets(group, partitions=partitions)
             lags[group] = {tp: ends[tp] - meta.offset for tp, meta in committed.items()
                            if meta is not None and meta.offset is not None and meta.offset >= 0 and tp in ends}
+            if uncommitted_as_lag:
+                lags[group] = {tp: lags[group].get(tp, end) for tp, end in ends.items()}
         return lags
 
 

@@ -162,16 +162,20 @@ def test_group_lags_follow_commits(kafka):
                 second = await reader.lags([TOPIC])
                 await consumer.commit({TopicPartition(TOPIC, 1): 5})
                 third = await reader.lags()
+                # a group that never committed: all unread, when its partitions are named
+                strict = await reader.lags([TOPIC], groups=[group, f"{group}-never"], uncommitted_as_lag=True)
         finally:
             await consumer.stop()
-        return before, after, first, second, third
+        return before, after, first, second, third, strict
 
-    before, after, first, second, third = asyncio.run(main())
     group = f"{kafka.settings.consumer_group_prefix}-lagtest"
+    before, after, first, second, third, strict = asyncio.run(main())
     assert before[group] == {TopicPartition(TOPIC, 0): 3, TopicPartition(TOPIC, 1): 0}
     assert after[group] == first[group] == {TopicPartition(TOPIC, 0): 0, TopicPartition(TOPIC, 1): 0}
     assert second[group] == {TopicPartition(TOPIC, 0): 0, TopicPartition(TOPIC, 1): 2}
     assert third[group] == {TopicPartition(TOPIC, 0): 0, TopicPartition(TOPIC, 1): 0}
+    assert strict == {group: {TopicPartition(TOPIC, 0): 0, TopicPartition(TOPIC, 1): 0},
+                      f"{group}-never": {TopicPartition(TOPIC, 0): 5, TopicPartition(TOPIC, 1): 5}}
 
 
 def test_the_carried_topics_are_the_state_topics():
