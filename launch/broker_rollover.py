@@ -50,7 +50,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from pydantic import BaseModel, Field
 
@@ -61,6 +61,7 @@ from cityeye.kafka import CopyPlan, LagReader, copy_topic, ensure_topics
 from launch.proc_usage import rss_mib
 from launch.servers import TansuServer
 from streams.app import faust_settings
+from streams.command import COMMIT_SIGNAL
 from streams.tables import SNAPSHOT_TABLE, clear_snapshot_position
 
 if TYPE_CHECKING:
@@ -113,7 +114,8 @@ class RolloverReport:
 
     @property
     def intake_pause_s(self) -> float:
-        """From the gateway's stop to its start on the new broker: MQTT messages wait in the MQTT queue."""
+        """From the gateway's stop to its spawn on the new broker (its start-up comes on top): MQTT messages
+        wait in the MQTT queue."""
         return self.steps.get("gateway started", 0.0) - self.steps.get("gateway stop", 0.0)
 
     @property
@@ -146,18 +148,22 @@ def carried_topics(settings: Settings, dead_letter_tail: int) -> list[CopyPlan]:
 
 
 async def wait_for_zero_lag(kafka: KafkaSettings, timeout: float, settle_s: float = 1.0,
-                            group: str | None = None, topics: list[str] | None = None) -> dict[str, int]:
+                            group: str | None = None, topics: list[str] | None = None,
+                            before_check: Callable[[], None] | None = None) -> dict[str, int]:
     """Wait until every consumer group has lag 0 on two checks ``settle_s`` apart.
 
     With ``group`` and ``topics``: until that group has read every partition
     of ``topics`` to its end (a partition it never committed on counts as
     unread), one check being enough when nothing writes to them any more.
+    ``before_check`` is called before each check (e.g. to ask the group to commit now).
     Returns the groups still lagging (group -> records) when ``timeout`` passed first, else ``{}``.
     """
     deadline = time.monotonic() + timeout
     zero_since: float | None = None
     async with LagReader(kafka) as reader:  # one admin client and consumer for the whole wait
         while True:
+            if before_check is not None:
+                before_check()
             found = await reader.lags(topics, groups=None if group is None else [group],
                                       uncommitted_as_lag=group is not None)
             lags = {name: sum(by_tp.values()) for name, by_tp in found.items()}
@@ -222,6 +228,10 @@ class BrokerRollover:
         stack.rolling = True
         try:
             await self._move(stack, new, report)
+        except BaseException:
+            if stack.broker is not new:  # not handed over: no part uses it
+                await asyncio.to_thread(new.stop)
+            raise
         finally:
             stack.rolling = False
         await asyncio.to_thread(old.stop)
@@ -244,9 +254,11 @@ class BrokerRollover:
             await asyncio.to_thread(stack.stop_part, "gateway")
             stack.start_part("gateway", config=standby.config)  # its readings wait on the new broker
             report.step("gateway started")
+            worker = stack.procs["worker"]
             report.lagging.update(await wait_for_zero_lag(
                 kafka, self.settings.drain_timeout_s, settle_s=0.0, group=faust_settings(stack.settings)["id"],
-                topics=[t for t in all_topics() if t.startswith("readings.") and t != TOPIC_DEADLETTER]))
+                topics=[t for t in all_topics() if t.startswith("readings.") and t != TOPIC_DEADLETTER],
+                before_check=lambda: _signal(worker, COMMIT_SIGNAL)))  # commit now, not in ~2.8 s
             report.step("drained readings")
             await asyncio.to_thread(stack.stop_part, "worker")
             report.step("worker stopped")
@@ -305,7 +317,7 @@ class StandbyWorker:
 
     def start(self) -> None:
         """Let it connect: metrics, topics, group join, table recovery (it owns the worker's place from now)."""
-        os.kill(self.proc.pid, signal.SIGUSR1)
+        _signal(self.proc, signal.SIGUSR1)
 
     def kill(self) -> None:
         """Stop it at once (the rollover failed before it became the worker)."""
@@ -314,3 +326,10 @@ class StandbyWorker:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
         self.ready_file.unlink(missing_ok=True)
+
+
+def _signal(proc: subprocess.Popen, signum: int) -> None:
+    """Send ``signum`` to ``proc`` if it still runs."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signum)
