@@ -303,7 +303,7 @@ class StandbyWorker:
         self.ready_file = stack.workdir / "worker-standby.ready"
         self.ready_file.unlink(missing_ok=True)
         self.config: Path = stack.write_config_for(new, stack.workdir / f"cityeye-{stack.generation + 1}.yaml")
-        self.proc = stack.spawn_spare("worker", ["--standby", str(self.ready_file)], self.config)
+        self.proc = stack.start_part("worker", self.config, ("--standby", str(self.ready_file)), spare=True)
 
     async def wait_ready(self, timeout: float) -> None:
         """Return once the standby is built; raise if it exits or takes longer than ``timeout`` seconds."""

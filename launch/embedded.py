@@ -201,14 +201,8 @@ class EmbeddedStack:
         finally:
             logf.close()
 
-    def spawn_spare(self, name: str, extra_args: list[str], config: Path) -> subprocess.Popen:
-        """Start a second process of part ``name`` with ``config`` and ``extra_args``, not (yet) the part's
-        own (the broker rollover's warm standby); :meth:`adopt` makes it the part. Its log is the part's."""
-        args, env = self.part_args[name]
-        return self._popen(name, [*args, *extra_args], env, config)
-
     def adopt(self, name: str, proc: subprocess.Popen) -> None:
-        """Make ``proc`` (from :meth:`spawn_spare`) part ``name``'s process; the former one must have stopped."""
+        """Make ``proc`` (a spare from :meth:`start_part`) part ``name``'s process; the former one has stopped."""
         self.procs[name] = proc
 
     def write_alerting_config(self) -> Path:
@@ -269,10 +263,15 @@ class EmbeddedStack:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
-    def start_part(self, name: str, config: Path | None = None) -> None:
-        """Start a part again with its former arguments and the configuration as it is now (or ``config``)."""
+    def start_part(self, name: str, config: Path | None = None, extra_args: tuple[str, ...] = (),
+                   spare: bool = False) -> subprocess.Popen:
+        """Start a part again with its former arguments (and ``extra_args``) and the configuration as it is now
+        (or ``config``); ``spare``: a second process, not (yet) the part's own (the rollover's standby)."""
         args, env = self.part_args[name]
-        self.procs[name] = self._popen(name, args, env, config or self.config_path)
+        proc = self._popen(name, [*args, *extra_args], env, config or self.config_path)
+        if not spare:
+            self.procs[name] = proc
+        return proc
 
     def write_config_for(self, server: TansuServer, path: Path) -> Path:
         """The configuration as it is, pointed at ``server``, written to ``path`` (0600: it holds passwords)."""
