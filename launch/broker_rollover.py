@@ -120,7 +120,8 @@ class RolloverReport:
 
     @property
     def worker_pause_s(self) -> float:
-        """From the gateway's stop to the standby's start: no reading is processed (they wait in Kafka)."""
+        """From the gateway's stop to the standby's go (its group join and recovery come on top): no reading is
+        processed (they wait in Kafka)."""
         return self.steps.get("standby started", 0.0) - self.steps.get("gateway stop", 0.0)
 
     def step(self, name: str) -> None:
@@ -130,7 +131,8 @@ class RolloverReport:
     def summary(self) -> str:
         steps = ", ".join(f"{name} +{at:.1f}s" for name, at in self.steps.items())
         return (f"broker rollover ({self.reason}): broker RSS {self.old_rss_mib:.0f} -> {self.new_rss_mib:.0f} MiB, "
-                f"intake paused {self.intake_pause_s:.1f} s, worker paused {self.worker_pause_s:.1f} s, copied {json.dumps(self.copied)}; {steps}")
+                f"intake paused {self.intake_pause_s:.1f} s + the gateway's start-up, worker paused "
+                f"{self.worker_pause_s:.1f} s, copied {json.dumps(self.copied)}; {steps}")
 
 
 def carried_topics(settings: Settings, dead_letter_tail: int) -> list[CopyPlan]:
