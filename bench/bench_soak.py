@@ -221,11 +221,13 @@ async def soak(stack: EmbeddedStack, sim: subprocess.Popen, args: argparse.Names
         await reader
         await supervisor
     return {"samples": samples, "latencies": [(w - started, s) for w, s in probe.latencies], "sent": len(probe.sent),
-            "to_emit": probe.to_emit, "rollovers": [(r.started - started, r) for r in rollover.reports]}
+            "to_emit": probe.to_emit,  # a rollover's spike counts from its switch (the gateway's stop), after its
+            # preparation (new broker, warm standby worker) during which everything runs on
+            "rollovers": [(r.started + r.steps.get("gateway stop", 0.0) - started, r) for r in rollover.reports]}
 
 
 def rollover_spike(latencies: list[tuple[float, float]], at: float, calm_s: float = 1.0) -> tuple[float, float, float]:
-    """Around a rollover starting at ``at`` (run seconds): the worst probe latency of readings published from
+    """Around a rollover switching at ``at`` (run seconds): the worst probe latency of readings published from
     ``at`` on, how many seconds after ``at`` the first reading with a latency under ``calm_s`` was published
     (the stack caught up), and the median latency of the readings published before ``at`` in the minute before.
     """

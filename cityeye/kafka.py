@@ -7,7 +7,12 @@ comes from :class:`cityeye.config.KafkaSettings`.
   (its high watermark), not ListOffsets: exact on every broker, including
   those that count batches rather than records there (Tansu);
 * :func:`group_lags` -- every consumer group's lag on the partitions it has
-  committed offsets for (ListGroups, OffsetFetch, Fetch);
+  committed offsets for (ListGroups, OffsetFetch, Fetch); :class:`LagReader`
+  reads it again and again over the same two clients;
+* :func:`read_ranges` -- the records ``[start, end)`` of partitions, a
+  range that cannot be completed given up after idle fetches or raised on
+  a timeout (the caller says which); :func:`read_topic` reads a topic (or
+  its tail) to its end with it;
 * :func:`copy_topic` -- copy a topic to another cluster: every record, the
   last N of each partition, or the latest value per key (a compaction by
   hand), partitions, keys, headers and timestamps kept, values optionally
@@ -19,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Awaitable, Callable, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -27,10 +32,11 @@ from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from cityeye.config import KafkaSettings
+from cityeye.consume import Batches, consume
 from cityeye.contracts import all_topics
 
-__all__ = ["ensure_topics", "make_producer", "make_consumer", "end_offsets", "group_lags", "CopyPlan", "copy_topic",
-           "read_topic"]
+__all__ = ["ensure_topics", "make_producer", "make_consumer", "end_offsets", "LagReader", "group_lags", "CopyPlan", "copy_topic",
+           "read_topic", "read_ranges"]
 
 log = logging.getLogger(__name__)
 
@@ -111,30 +117,64 @@ async def _all_partitions(consumer: AIOKafkaConsumer, topics: list[str] | None) 
     return out
 
 
-async def group_lags(kafka: KafkaSettings, topics: list[str] | None = None) -> dict[str, dict[TopicPartition, int]]:
-    """Lag (end offset - committed offset) of every consumer group, per partition it committed on.
+class LagReader:
+    """Every consumer group's lag, read as often as wanted over one admin client and one consumer.
 
-    Only partitions with a committed offset count (a group reading a topic
-    from the start without having committed yet is not seen). ``topics``:
-    restrict to these topics (default: every topic of the cluster).
+    ``async with LagReader(kafka) as reader: lags = await reader.lags()``;
+    :func:`group_lags` reads once.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, client_id=f"{kafka.client_id_prefix}-lag")
-    consumer = make_consumer(kafka, group=None, enable_auto_commit=False, fetch_max_wait_ms=50)
-    await admin.start()
-    await consumer.start()
-    try:
-        partitions = await _all_partitions(consumer, topics)
-        ends = await end_offsets(consumer, partitions)
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.kafka = kafka
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, client_id=f"{kafka.client_id_prefix}-lag")
+        self._consumer = make_consumer(kafka, group=None, enable_auto_commit=False, fetch_max_wait_ms=50)
+
+    async def __aenter__(self) -> "LagReader":
+        await self._admin.start()
+        try:
+            await self._consumer.start()
+        except BaseException:
+            await self._admin.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self._consumer.stop()
+        finally:
+            await self._admin.close()
+
+    async def lags(self, topics: list[str] | None = None, *, groups: list[str] | None = None,
+                   uncommitted_as_lag: bool = False) -> dict[str, dict[TopicPartition, int]]:
+        """Lag (end offset - committed offset) of every consumer group, per partition it committed on.
+
+        Only partitions with a committed offset count (a group reading a topic
+        from the start without having committed yet is not seen), unless
+        ``uncommitted_as_lag``: then every partition of ``topics`` without a
+        committed offset counts its end offset as the lag (for groups that
+        must read all of them). ``topics``: restrict to these topics (default:
+        every topic of the cluster, as it is now); ``groups``: to these
+        groups (full names; default: every group the cluster lists).
+        """
+        partitions = await _all_partitions(self._consumer, topics)
+        ends = await end_offsets(self._consumer, partitions)  # assigns afresh: no high watermark of a former read
         lags: dict[str, dict[TopicPartition, int]] = {}
-        for group, *_ in await admin.list_consumer_groups():
+        if groups is None:
+            groups = [group for group, *_ in await self._admin.list_consumer_groups()]
+        for group in groups:
             # explicit partitions: some brokers (Tansu) close the connection without them
-            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+            committed = await self._admin.list_consumer_group_offsets(group, partitions=partitions)
             lags[group] = {tp: ends[tp] - meta.offset for tp, meta in committed.items()
                            if meta is not None and meta.offset is not None and meta.offset >= 0 and tp in ends}
+            if uncommitted_as_lag:
+                lags[group] = {tp: lags[group].get(tp, end) for tp, end in ends.items()}
         return lags
-    finally:
-        await consumer.stop()
-        await admin.close()
+
+
+async def group_lags(kafka: KafkaSettings, topics: list[str] | None = None) -> dict[str, dict[TopicPartition, int]]:
+    """Every consumer group's lag once (:meth:`LagReader.lags`)."""
+    async with LagReader(kafka) as reader:
+        return await reader.lags(topics)
 
 
 @dataclass(frozen=True)
@@ -155,27 +195,99 @@ class CopyPlan:
 
 async def read_topic(kafka: KafkaSettings, topic: str, tail: int | None = None,
                      timeout: float = 60.0) -> dict[int, list[ConsumerRecord]]:
-    """Every record of ``topic`` (or the last ``tail`` of each partition) up to its end now, by partition."""
+    """Every record of ``topic`` (or the last ``tail`` of each partition) up to its end now, by partition.
+
+    Raises :class:`TimeoutError` when the topic is not read to that end within ``timeout`` seconds.
+    """
     consumer = make_consumer(kafka, group=None, enable_auto_commit=False, fetch_max_wait_ms=50)
     await consumer.start()
     try:
         partitions = await _all_partitions(consumer, [topic])
         ends = await end_offsets(consumer, partitions)
         out: dict[int, list[ConsumerRecord]] = {tp.partition: [] for tp in partitions}
-        todo = [tp for tp in partitions if ends[tp] > 0]
-        for tp in todo:
-            consumer.seek(tp, max(0, ends[tp] - tail) if tail is not None else 0)
-        deadline = asyncio.get_running_loop().time() + timeout
-        while todo:
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"{topic}: not read to its end within {timeout:.0f} s")
-            batches = await consumer.getmany(*todo, timeout_ms=200)
-            for tp, records in batches.items():
-                out[tp.partition].extend(r for r in records if r.offset < ends[tp])
-            todo = [tp for tp in todo if await consumer.position(tp) < ends[tp]]
+        ranges = {tp: (max(0, ends[tp] - tail) if tail is not None else 0, ends[tp]) for tp in partitions}
+        await _read_ranges_with(consumer, ranges, lambda r: out[r.partition].append(r), give_up_after_idle=None,
+                                timeout=timeout, fetch_timeout_ms=200)
         return out
     finally:
         await consumer.stop()
+
+
+async def read_ranges(kafka: KafkaSettings, ranges: dict[tuple[str, int], tuple[int, int]],
+                      handle: Callable[[ConsumerRecord], Awaitable[None] | None], *,
+                      give_up_after_idle: int | None = 3, timeout: float | None = None) -> int:
+    """Call ``handle(record)`` for every record in ``[start, end)`` of each partition; return the count.
+
+    A range that cannot be read completely (its records were deleted, the
+    broker returned less) ends one of two ways, chosen by the caller:
+
+    * ``give_up_after_idle=N``: once ``N`` fetches in a row returned nothing,
+      the ranges still open are given up with a warning (the worker's hole
+      reading and replay: what is not there cannot be waited for);
+    * ``timeout=T``: :class:`TimeoutError` after ``T`` seconds (a copy that
+      must be complete).
+
+    With both, whichever comes first; with neither, it waits for ever.
+    """
+    todo = {TopicPartition(t, p): (s, e) for (t, p), (s, e) in ranges.items() if e > s}
+    if not todo:
+        return 0
+    consumer = make_consumer(kafka, group=None)
+    await consumer.start()
+    try:
+        return await _read_ranges_with(consumer, todo, handle, give_up_after_idle=give_up_after_idle,
+                                       timeout=timeout, fetch_timeout_ms=1000)
+    finally:
+        await consumer.stop()
+
+
+async def _read_ranges_with(consumer: AIOKafkaConsumer, ranges: dict[TopicPartition, tuple[int, int]],
+                            handle: Callable[[ConsumerRecord], Awaitable[None] | None], *,
+                            give_up_after_idle: int | None, timeout: float | None, fetch_timeout_ms: int) -> int:
+    """:func:`read_ranges` with a started consumer without a group (it is assigned the ranges' partitions)."""
+    todo = {tp: end for tp, (start, end) in ranges.items() if end > start}
+    if not todo:
+        return 0
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    count = idle = 0
+    done = asyncio.Event()
+
+    async def feed(batch: Batches) -> None:
+        nonlocal count, idle
+        idle = 0 if any(batch.values()) else idle + 1
+        for tp, records in batch.items():
+            end = todo.get(tp)
+            if end is None:  # read completely, paused
+                continue
+            for rec in records:
+                if rec.offset >= end:
+                    break
+                result = handle(rec)
+                if result is not None:
+                    await result
+                count += 1
+            if (records and records[-1].offset >= end - 1) or await consumer.position(tp) >= end:
+                del todo[tp]
+                consumer.pause(tp)
+        if not todo:
+            done.set()
+        elif give_up_after_idle is not None and idle >= give_up_after_idle:
+            log.warning("no more records for %s; giving up on these ranges",
+                        ", ".join(f"{tp.topic}[{tp.partition}] up to {end}" for tp, end in todo.items()))
+            done.set()
+        elif deadline is not None and loop.time() > deadline:
+            raise TimeoutError("not read to the end within {:.0f} s: {}".format(
+                timeout, ", ".join(f"{tp.topic}[{tp.partition}] up to {end}" for tp, end in todo.items())))
+
+    consumer.assign(list(todo))
+    for tp, (start, _) in ranges.items():
+        if tp in todo:
+            consumer.seek(tp, start)
+    # paused partitions (ranges read completely) return nothing more
+    await consume(consumer, feed, done, timeout_ms=fetch_timeout_ms, max_records=5000, partitions=list(todo),
+                  name="range reader")
+    return count
 
 
 def _selected(plan: CopyPlan, records: list[ConsumerRecord]) -> list[ConsumerRecord]:

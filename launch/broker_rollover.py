@@ -7,14 +7,19 @@ and refuses DeleteRecords (docs/kafka-on-tansu.md). The embedded supervisor
 it, when its RSS passes ``max_rss_mib`` or every ``every_minutes``, speaking
 nothing but the Kafka protocol:
 
-1. start a fresh broker and create the topics;
+1. start a fresh broker and create the topics, and a warm standby worker
+   for it (:class:`StandbyWorker`: imported, app built, connected to nothing
+   until it is told to start);
 2. stop the gateway gracefully: the MQTT messages it has not acknowledged stay
-   queued in the MQTT broker's persistent session (nothing is lost);
-3. wait until every consumer group has read to the end (lag 0), stop the
-   worker (it writes its snapshots on the way out);
+   queued in the MQTT broker's persistent session (nothing is lost); start it
+   again on the new broker at once: the intake pause ends here, the readings
+   wait on the new broker until the worker there starts;
+3. wait until the worker's consumer group has read the old broker's readings
+   to the end (lag 0), stop the worker (it writes its snapshots on the way out);
 4. copy the worker's snapshot changelog to the new broker, the latest value
-   per key (a compaction by hand), and start the worker (it recovers its
-   table from the copy) and the gateway there: the intake pause ends here;
+   per key (a compaction by hand), and tell the standby to start: it
+   recovers its table from the copy and reads the new broker's readings
+   from their beginning;
 5. wait until the groups on the old broker have read the worker's last
    events (lag 0), stop the other Kafka clients (dispatcher, sinks, cases)
    gracefully, copy the rest of the state (:func:`carried_topics`): the
@@ -27,7 +32,7 @@ nothing but the Kafka protocol:
 Offsets start again at 0 on the new broker, so the one offset kept in
 state, a snapshot's ``position`` (the offset of the last reading it
 includes, streams/sensor_engine.py), is cleared on the way
-(:func:`rebase_snapshot`): every reading of the new broker is new to the
+(:func:`streams.tables.clear_snapshot_position`): every reading of the new broker is new to the
 restored state. The dispatcher's state (alerts, outbox, redelivery,
 silences) is in its SQLite files and is kept as it is; its consumer groups
 start at the new topics' beginnings. Costs and figures: docs/kafka-on-tansu.md.
@@ -36,27 +41,33 @@ start at the new topics' beginnings. Costs and figures: docs/kafka-on-tansu.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import signal
+import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from pydantic import BaseModel, Field
 
 from cityeye.config import KafkaSettings, Settings
-from cityeye.contracts import TOPIC_ALERTS_DEADLETTER, TOPIC_DEADLETTER, TOPIC_NOTIFICATIONS_DEADLETTER
+from cityeye.contracts import TOPIC_ALERTS_DEADLETTER, TOPIC_DEADLETTER, TOPIC_NOTIFICATIONS_DEADLETTER, all_topics
 from cityeye.device_health import TOPIC_DEVICES_HEALTH
-from cityeye.kafka import CopyPlan, copy_topic, ensure_topics, group_lags
+from cityeye.kafka import CopyPlan, LagReader, copy_topic, ensure_topics
 from launch.proc_usage import rss_mib
 from launch.servers import TansuServer
 from streams.app import faust_settings
-from streams.tables import SNAPSHOT_TABLE
+from streams.command import COMMIT_SIGNAL
+from streams.tables import SNAPSHOT_TABLE, clear_snapshot_position
 
 if TYPE_CHECKING:
     from launch.embedded import EmbeddedStack
 
-__all__ = ["BrokerRolloverSettings", "RolloverReport", "BrokerRollover", "carried_topics", "rebase_snapshot",
+__all__ = ["BrokerRolloverSettings", "RolloverReport", "BrokerRollover", "StandbyWorker", "carried_topics",
            "wait_for_zero_lag"]
 
 log = logging.getLogger(__name__)
@@ -78,6 +89,8 @@ class BrokerRolloverSettings(BaseModel):
     dead_letter_tail: int = Field(1000, ge=0)
     #: longest wait for the consumer groups to reach lag 0 before going on regardless (with a warning)
     drain_timeout_s: float = Field(60.0, gt=0)
+    #: longest wait for the standby worker to be built (imports, app) before the switch starts
+    standby_timeout_s: float = Field(120.0, gt=0)
     #: producer ``max_batch_size`` of the copy; 1: one record per batch, so a broker whose
     #: ListOffsets counts batches (Tansu) reports exact end offsets and Faust recovers its table exactly
     copy_max_batch_bytes: int = Field(1, ge=1)
@@ -101,8 +114,15 @@ class RolloverReport:
 
     @property
     def intake_pause_s(self) -> float:
-        """From the gateway's stop to its start on the new broker: MQTT messages wait in the MQTT queue."""
+        """From the gateway's stop to its spawn on the new broker (its start-up comes on top): MQTT messages
+        wait in the MQTT queue."""
         return self.steps.get("gateway started", 0.0) - self.steps.get("gateway stop", 0.0)
+
+    @property
+    def worker_pause_s(self) -> float:
+        """From the gateway's stop to the standby's go (its group join and recovery come on top): no reading is
+        processed (they wait in Kafka)."""
+        return self.steps.get("standby started", 0.0) - self.steps.get("gateway stop", 0.0)
 
     def step(self, name: str) -> None:
         self.steps[name] = time.time() - self.started
@@ -111,25 +131,8 @@ class RolloverReport:
     def summary(self) -> str:
         steps = ", ".join(f"{name} +{at:.1f}s" for name, at in self.steps.items())
         return (f"broker rollover ({self.reason}): broker RSS {self.old_rss_mib:.0f} -> {self.new_rss_mib:.0f} MiB, "
-                f"intake paused {self.intake_pause_s:.1f} s, copied {json.dumps(self.copied)}; {steps}")
-
-
-def rebase_snapshot(value: bytes | None) -> bytes | None:
-    """A worker snapshot (changelog value) valid on a new broker: its readings ``position`` cleared.
-
-    The position is an offset of the old broker's readings topic; on the new
-    one offsets start again, and every reading there comes after the
-    snapshot. Values that are not JSON objects pass unchanged.
-    """
-    if value is None:
-        return None
-    try:
-        snapshot = json.loads(value)
-    except ValueError:
-        return value
-    if not isinstance(snapshot, dict) or "position" not in snapshot:
-        return value
-    return json.dumps({**snapshot, "position": None}, separators=(",", ":")).encode()
+                f"intake paused {self.intake_pause_s:.1f} s + the gateway's start-up, worker paused "
+                f"{self.worker_pause_s:.1f} s, copied {json.dumps(self.copied)}; {steps}")
 
 
 def carried_topics(settings: Settings, dead_letter_tail: int) -> list[CopyPlan]:
@@ -139,32 +142,43 @@ def carried_topics(settings: Settings, dead_letter_tail: int) -> list[CopyPlan]:
     ``alerts.grouped``) is consumed to its end before a rollover and is not copied.
     """
     changelog = f"{faust_settings(settings)['id']}-{SNAPSHOT_TABLE}-changelog"
-    plans = [CopyPlan(changelog, "latest", transform=rebase_snapshot), CopyPlan(TOPIC_DEVICES_HEALTH, "latest")]
+    plans = [CopyPlan(changelog, "latest", transform=clear_snapshot_position), CopyPlan(TOPIC_DEVICES_HEALTH, "latest")]
     if dead_letter_tail > 0:
         plans += [CopyPlan(t, "tail", tail=dead_letter_tail)
                   for t in (TOPIC_DEADLETTER, TOPIC_ALERTS_DEADLETTER, TOPIC_NOTIFICATIONS_DEADLETTER)]
     return plans
 
 
-async def wait_for_zero_lag(kafka: KafkaSettings, timeout: float, settle_s: float = 1.0) -> dict[str, int]:
+async def wait_for_zero_lag(kafka: KafkaSettings, timeout: float, settle_s: float = 1.0,
+                            group: str | None = None, topics: list[str] | None = None,
+                            before_check: Callable[[], None] | None = None) -> dict[str, int]:
     """Wait until every consumer group has lag 0 on two checks ``settle_s`` apart.
 
+    With ``group`` and ``topics``: until that group has read every partition
+    of ``topics`` to its end (a partition it never committed on counts as
+    unread), one check being enough when nothing writes to them any more.
+    ``before_check`` is called before each check (e.g. to ask the group to commit now).
     Returns the groups still lagging (group -> records) when ``timeout`` passed first, else ``{}``.
     """
     deadline = time.monotonic() + timeout
     zero_since: float | None = None
-    while True:
-        lags = {group: sum(by_tp.values()) for group, by_tp in (await group_lags(kafka)).items()}
-        lagging = {group: lag for group, lag in lags.items() if lag > 0}
-        if lagging:
-            zero_since = None
-        elif zero_since is None:
-            zero_since = time.monotonic()
-        elif time.monotonic() - zero_since >= settle_s:
-            return {}
-        if time.monotonic() > deadline:
-            return lagging
-        await asyncio.sleep(0.25)
+    async with LagReader(kafka) as reader:  # one admin client and consumer for the whole wait
+        while True:
+            if before_check is not None:
+                before_check()
+            found = await reader.lags(topics, groups=None if group is None else [group],
+                                      uncommitted_as_lag=group is not None)
+            lags = {name: sum(by_tp.values()) for name, by_tp in found.items()}
+            lagging = {group: lag for group, lag in lags.items() if lag > 0}
+            if lagging:
+                zero_since = None
+            elif zero_since is None:
+                zero_since = time.monotonic()
+            elif time.monotonic() - zero_since >= settle_s:
+                return {}
+            if time.monotonic() > deadline:
+                return lagging
+            await asyncio.sleep(0.25)
 
 
 class BrokerRollover:
@@ -216,6 +230,10 @@ class BrokerRollover:
         stack.rolling = True
         try:
             await self._move(stack, new, report)
+        except BaseException:
+            if stack.broker is not new:  # not handed over: no part uses it
+                await asyncio.to_thread(new.stop)
+            raise
         finally:
             stack.rolling = False
         await asyncio.to_thread(old.stop)
@@ -230,17 +248,30 @@ class BrokerRollover:
         kafka = stack.settings.kafka
         target = kafka.model_copy(update={"bootstrap": new.bootstrap})
         plans = carried_topics(stack.settings, self.settings.dead_letter_tail)
-        report.step("gateway stop")
-        await asyncio.to_thread(stack.stop_part, "gateway")
-        report.lagging.update(await wait_for_zero_lag(kafka, self.settings.drain_timeout_s))
-        report.step("drained readings")
-        await asyncio.to_thread(stack.stop_part, "worker")
-        report.step("worker stopped")
-        await self._copy(kafka, target, plans[:1], report)  # the snapshot changelog, before the worker recovers
+        standby = StandbyWorker(stack, new)
+        try:
+            await standby.wait_ready(self.settings.standby_timeout_s)
+            report.step("standby ready")
+            report.step("gateway stop")
+            await asyncio.to_thread(stack.stop_part, "gateway")
+            stack.start_part("gateway", config=standby.config)  # its readings wait on the new broker
+            report.step("gateway started")
+            worker = stack.procs["worker"]
+            report.lagging.update(await wait_for_zero_lag(
+                kafka, self.settings.drain_timeout_s, settle_s=0.0, group=faust_settings(stack.settings)["id"],
+                topics=[t for t in all_topics() if t.startswith("readings.") and t != TOPIC_DEADLETTER],
+                before_check=lambda: _signal(worker, COMMIT_SIGNAL)))  # commit now, not in ~2.8 s
+            report.step("drained readings")
+            await asyncio.to_thread(stack.stop_part, "worker")
+            report.step("worker stopped")
+            await self._copy(kafka, target, plans[:1], report)  # the snapshot changelog, before the worker recovers
+            standby.start()
+        except BaseException:
+            standby.kill()
+            raise
+        stack.adopt("worker", standby.proc)
+        report.step("standby started")
         await asyncio.to_thread(stack.use_broker, new)
-        stack.start_part("worker")
-        stack.start_part("gateway")
-        report.step("gateway started")
         # the rest read the worker's last events on the old broker, then follow
         report.lagging.update(await wait_for_zero_lag(kafka, self.settings.drain_timeout_s))
         others = [name for name in stack.kafka_parts() if name not in ("gateway", "worker")]
@@ -260,3 +291,47 @@ class BrokerRollover:
             report.copied[plan.topic] = await copy_topic(source, target, plan,
                                                          max_batch_size=self.settings.copy_max_batch_bytes)
         report.step("copied " + ", ".join(p.topic for p in plans))
+
+
+class StandbyWorker:
+    """A worker process started warm for the new broker: imported and built, waiting for SIGUSR1 to connect.
+
+    ``cityeye worker --standby READY_FILE`` (streams/command.py) with the
+    configuration pointed at the new broker; it writes ``READY_FILE`` once
+    built. Its log is the worker's.
+    """
+
+    def __init__(self, stack: EmbeddedStack, new: TansuServer) -> None:
+        self.ready_file = stack.workdir / "worker-standby.ready"
+        self.ready_file.unlink(missing_ok=True)
+        self.config: Path = stack.write_config_for(new, stack.workdir / f"cityeye-{stack.generation + 1}.yaml")
+        self.proc = stack.start_part("worker", self.config, ("--standby", str(self.ready_file)), spare=True)
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Return once the standby is built; raise if it exits or takes longer than ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not self.ready_file.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the standby worker exited with {self.proc.returncode} before it was ready")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the standby worker was not ready within {timeout:.0f} s")
+            await asyncio.sleep(0.05)
+
+    def start(self) -> None:
+        """Let it connect: metrics, topics, group join, table recovery (it owns the worker's place from now)."""
+        _signal(self.proc, signal.SIGUSR1)
+
+    def kill(self) -> None:
+        """Stop it at once (the rollover failed before it became the worker)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        self.ready_file.unlink(missing_ok=True)
+
+
+def _signal(proc: subprocess.Popen, signum: int) -> None:
+    """Send ``signum`` to ``proc`` if it still runs."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signum)

@@ -190,11 +190,20 @@ class EmbeddedStack:
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         self.part_args[name] = (args, env or {})
+        self.procs[name] = self._popen(name, args, env or {}, self.config_path)
+
+    def _popen(self, name: str, args: list[str], env: dict[str, str], config: Path) -> subprocess.Popen:
         logf = open(self.workdir / f"{name}.log", "ab")
-        cmd = [sys.executable, "-m", "launch.cli", name, "--config", str(self.config_path), *args]
-        self.procs[name] = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True, cwd=REPO, env={**os.environ, **(env or {})})
-        logf.close()
+        cmd = [sys.executable, "-m", "launch.cli", name, "--config", str(config), *args]
+        try:
+            return subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, cwd=REPO, env={**os.environ, **env})
+        finally:
+            logf.close()
+
+    def adopt(self, name: str, proc: subprocess.Popen) -> None:
+        """Make ``proc`` (a spare from :meth:`start_part`) part ``name``'s process; the former one has stopped."""
+        self.procs[name] = proc
 
     def write_alerting_config(self) -> Path:
         """The example alerting config, its CAP directories under the work dir, a fresh API token."""
@@ -254,17 +263,27 @@ class EmbeddedStack:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
-    def start_part(self, name: str) -> None:
-        """Start a part again with its former arguments (and the configuration as it is now)."""
+    def start_part(self, name: str, config: Path | None = None, extra_args: tuple[str, ...] = (),
+                   spare: bool = False) -> subprocess.Popen:
+        """Start a part again with its former arguments (and ``extra_args``) and the configuration as it is now
+        (or ``config``); ``spare``: a second process, not (yet) the part's own (the rollover's standby)."""
         args, env = self.part_args[name]
-        self._spawn(name, args, env)
+        proc = self._popen(name, [*args, *extra_args], env, config or self.config_path)
+        if not spare:
+            self.procs[name] = proc
+        return proc
+
+    def write_config_for(self, server: TansuServer, path: Path) -> Path:
+        """The configuration as it is, pointed at ``server``, written to ``path`` (0600: it holds passwords)."""
+        config = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        config["kafka"]["bootstrap"] = server.bootstrap
+        write_private(path, yaml.safe_dump(config, sort_keys=False))
+        return path
 
     def use_broker(self, server: TansuServer) -> None:
         """Point the configuration at ``server`` instead of the current broker (parts read it when they start)."""
         self.servers[self.servers.index(self.broker)] = server
-        config = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
-        config["kafka"]["bootstrap"] = server.bootstrap
-        write_private(self.config_path, yaml.safe_dump(config, sort_keys=False))
+        self.write_config_for(server, self.config_path)
         self.settings = load_settings(self.config_path)
         self.generation += 1
         print(f"kafka   : now Tansu at {server.bootstrap} (broker rollover {self.generation})", flush=True)

@@ -49,6 +49,7 @@ from faust.types import TP, EventT
 
 from cityeye.config import KafkaSettings
 from cityeye.contracts import AlertEvent, to_json
+from cityeye.kafka import read_ranges
 from cityeye.errors import ValidationError
 from cityeye.metrics import ConsumerLag, report_lag
 from cityeye.reading_records import RejectedReading, encode_reading, readings_of
@@ -56,7 +57,7 @@ from streams import metrics
 from streams.clocks import SensorClocks
 from streams.sensor_engine import SensorEngine
 from streams.models import dead_letter
-from streams.replay import committed_offsets, read_ranges
+from streams.replay import committed_offsets
 from streams.tables import SnapshotTable
 from streams.topics import StreamTopics
 
@@ -188,7 +189,9 @@ class DetectorRuntime:
         read position past them) would otherwise lose readings for good.
         """
         records: list[ConsumerRecord] = []
-        await read_ranges(self.kafka, {(tp.topic, tp.partition): (start, end)}, records.append)
+        # what the broker does not have (any more) cannot be waited for: given up after idle fetches
+        await read_ranges(self.kafka, {(tp.topic, tp.partition): (start, end)}, records.append,
+                          give_up_after_idle=3)
         self.refilled += len(records)
         log.warning("the stream skipped offsets %d..%d of %s[%d]: read %d record(s) of them directly",
                     start, end - 1, tp.topic, tp.partition, len(records))
@@ -316,7 +319,7 @@ class DetectorRuntime:
                 self.clocks.observe(tp, item.sensor_id, item.ts)
                 self.replayed += 1
 
-        count = await read_ranges(self.kafka, ranges, feed)
+        count = await read_ranges(self.kafka, ranges, feed, give_up_after_idle=3)
         await self._snapshot(sid for sid in list(self.tp_of) if self.engine.dirty(sid))
         log.info("replayed %d readings left out of snapshots on %d partitions", count, len(ranges))
 

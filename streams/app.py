@@ -41,7 +41,7 @@ from streams.live_rules import LiveRules
 from streams.sensor_engine import ChecksFactory, SensorEngine
 from streams.tables import define_snapshot_table
 from streams.topics import define_topics, readings_partitions
-from streams.transport import CityEyeFaustApp
+from streams.transport import CityEyeFaustApp, CityEyeTableManager
 
 __all__ = ["StreamsApp", "create_app", "faust_settings"]
 
@@ -79,6 +79,7 @@ def faust_settings(settings: Settings, *, web_port: int | None = None) -> dict[s
         "producer_linger": 0.005,
         "consumer_auto_offset_reset": "earliest",
         "autodiscover": False,
+        "TableManager": CityEyeTableManager,
         "web_enabled": web_port is not None,
         "web_bind": "127.0.0.1",
         "web_host": "127.0.0.1",

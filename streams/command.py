@@ -16,6 +16,15 @@ In-process (the embedded runner, tests), inside a running event loop::
 or ``async with StreamsWorker(settings): ...``, or ``await run_worker(settings,
 stop_event)`` which runs until ``stop_event`` is set. In-process workers
 install no signal handlers and leave logging to the host process.
+
+Warm standby (the embedded broker rollover, launch/broker_rollover.py)::
+
+    cityeye worker --config next.yaml --standby READY_FILE
+
+imports everything and builds the app (the slow part of a start, seconds),
+writes ``READY_FILE`` and waits, connected to nothing, for SIGUSR1: only then
+does it start its metrics server and the Faust worker (topics, group join,
+table recovery). SIGTERM before that stops it without connecting.
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ import asyncio
 import logging
 import signal
 import threading
-from typing import Any
+from pathlib import Path
+from typing import Any, Awaitable, Callable
 
 import faust
 from aiokafka.errors import KafkaError
@@ -39,9 +49,12 @@ from cityeye.metrics import start_metrics
 from cityeye.sensor_registry import SensorRegistry, load_settings_and_registry
 from streams.app import StreamsApp, create_app
 
-__all__ = ["StreamsWorker", "run_worker", "add_arguments", "run"]
+__all__ = ["StreamsWorker", "run_worker", "wait_for_go", "COMMIT_SIGNAL", "add_arguments", "run"]
 
 log = logging.getLogger(__name__)
+
+#: the signal that makes a running worker commit its offsets now (run_worker, in the main thread)
+COMMIT_SIGNAL = signal.SIGUSR2
 
 
 class _InProcessWorker(faust.Worker):
@@ -77,11 +90,16 @@ class StreamsWorker:
             raise RuntimeError("worker not started")
         return self.streams.app
 
+    def build(self) -> None:
+        """Declare the settings' kinds and build the app (no connection yet); :meth:`start` does it if needed."""
+        if self.streams is None:
+            use_kinds_file(self.settings.kinds)
+            self.streams = create_app(self.settings, web_port=self.web_port, **self.app_kwargs)
+
     async def start(self) -> None:
-        """Declare the settings' kinds, create the topics if missing, build the app and start it."""
-        use_kinds_file(self.settings.kinds)
+        """Build the app (unless :meth:`build` did), create the topics if missing and start the app."""
+        self.build()
         await ensure_topics(self.settings.kafka)
-        self.streams = create_app(self.settings, web_port=self.web_port, **self.app_kwargs)
         self._worker = _InProcessWorker(
             self.streams.app, loglevel=self.loglevel, override_logging=False, redirect_stdouts=False,
             quiet=True, daemon=False, loop=asyncio.get_running_loop(),
@@ -111,21 +129,31 @@ class StreamsWorker:
         await self.stop()
 
 
-async def run_worker(settings: Settings, stop_event: asyncio.Event, **kwargs: Any) -> None:
+async def run_worker(settings: Settings, stop_event: asyncio.Event, *,
+                     before_start: Callable[[StreamsWorker], Awaitable[bool]] | None = None, **kwargs: Any) -> None:
     """Run a :class:`StreamsWorker` until ``stop_event`` is set, then stop it.
 
     In the main thread, SIGHUP applies a changed rules file at once (it is
-    also checked every ``settings.rules_check_s``).
+    also checked every ``settings.rules_check_s``) and SIGUSR2 commits the
+    offsets of what is processed now, not at the next commit interval
+    (~2.8 s; the broker rollover's drain asks for it). ``before_start``, if
+    given, is awaited with the built, not yet started worker; it returns
+    whether to start it (a warm standby waits there for its signal).
 
     Raises :class:`~cityeye.errors.CityEyeError` if the Faust app crashes.
     """
     worker = StreamsWorker(settings, **kwargs)
+    if before_start is not None:
+        worker.build()
+        if not await before_start(worker):
+            return
     await worker.start()
     loop = asyncio.get_running_loop()
     reload_on_hup = _in_main_thread()
     if reload_on_hup:  # SIGHUP: apply a changed rules file now (streams/live_rules.py)
         loop.add_signal_handler(signal.SIGHUP,
                                 lambda: loop.create_task(worker.streams.runtime.reload_rules()))
+        loop.add_signal_handler(COMMIT_SIGNAL, lambda: loop.create_task(worker.app.consumer.commit()))
     try:
         while not stop_event.is_set():
             if worker.crashed is not None:
@@ -137,6 +165,8 @@ async def run_worker(settings: Settings, stop_event: asyncio.Event, **kwargs: An
     finally:
         if reload_on_hup:
             loop.remove_signal_handler(signal.SIGHUP)
+            loop.remove_signal_handler(COMMIT_SIGNAL)
+            signal.signal(COMMIT_SIGNAL, signal.SIG_IGN)  # a late request must not kill it (the default action)
         await worker.stop()
 
 
@@ -145,29 +175,69 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+async def wait_for_go(ready_file: Path, stop: asyncio.Event, go_signal: int = signal.SIGUSR1) -> bool:
+    """Write ``ready_file``, then wait for ``go_signal`` (True) or ``stop`` (False).
+
+    The handler is installed before the file is written: whoever waits for
+    the file may signal at once.
+    """
+    go = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(go_signal, go.set)
+    try:
+        ready_file.write_text("ready\n", encoding="utf-8")
+        log.info("standby: app built, waiting for signal %d to start", int(go_signal))
+        waits = [asyncio.ensure_future(go.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+    finally:
+        loop.remove_signal_handler(go_signal)
+        signal.signal(go_signal, signal.SIG_IGN)  # a second signal must not kill the worker (the default action)
+    if go.is_set() and not stop.is_set():
+        log.info("standby: starting")
+        return True
+    return False
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML configuration file (default: $CITYEYE_CONFIG)")
     parser.add_argument("--web-port", type=int, default=None,
                         help="serve Faust's web views on 127.0.0.1:PORT (default: no web server)")
     parser.add_argument("--startup-timeout", type=float, default=30.0, metavar="SECONDS",
                         help="how long to wait for Kafka when creating the topics at start (default: 30)")
+    parser.add_argument("--standby", metavar="READY_FILE", default=None,
+                        help="warm standby: build the app, write READY_FILE, and connect only on SIGUSR1 "
+                             "(the embedded broker rollover)")
     parser.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"],
                         help="Faust log level (default: info)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the worker in the foreground until SIGINT/SIGTERM (then stop it gracefully)."""
+    signal.signal(COMMIT_SIGNAL, signal.SIG_IGN)  # until the worker runs: a commit request is no reason to die
 
     async def serve(config: tuple[Settings, SensorRegistry], stop: asyncio.Event) -> int | None:
         settings, registry = config
-        start_metrics(settings.metrics, "worker")
+
+        async def standby(worker: StreamsWorker) -> bool:  # built: wait for the go, or a stop
+            if not await wait_for_go(Path(args.standby), stop):
+                return False
+            start_metrics(settings.metrics, "worker")  # the port is free now: the worker replaced has stopped
+            return True
+
+        if not args.standby:
+            start_metrics(settings.metrics, "worker")
         try:
             await ensure_topics(settings.kafka, timeout=args.startup_timeout)
         except KafkaError as exc:
             log.error("cannot create the topics on Kafka at %s: %s", settings.kafka.bootstrap, exc)
             return EXIT_OS_ERROR
         try:
-            await run_worker(settings, stop, registry=registry, web_port=args.web_port, loglevel=args.loglevel)
+            await run_worker(settings, stop, registry=registry, web_port=args.web_port, loglevel=args.loglevel,
+                             before_start=standby if args.standby else None)
         except ConfigError:
             raise  # exit 2
         except CityEyeError as exc:  # the Faust app crashed: not a configuration problem

@@ -14,12 +14,13 @@ partitions are assigned.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Iterator
 
 import faust
 from faust.types import TP
 
-__all__ = ["SNAPSHOT_TABLE", "SnapshotTable", "define_snapshot_table"]
+__all__ = ["SNAPSHOT_TABLE", "SnapshotTable", "define_snapshot_table", "clear_snapshot_position"]
 
 SNAPSHOT_TABLE = "sensor-snapshots"
 
@@ -65,3 +66,23 @@ def define_snapshot_table(app: faust.App, partitions: int) -> SnapshotTable:
         schema=faust.Schema(key_type=str, value_type=None, key_serializer="raw", value_serializer="json"),
     )
     return SnapshotTable(table)
+
+
+def clear_snapshot_position(value: bytes | None) -> bytes | None:
+    """A snapshot changelog value (JSON) valid on another broker: its readings ``position`` cleared.
+
+    The position is an offset of the readings topic of the broker the
+    snapshot was taken on (streams/sensor_engine.py); on a new broker offsets
+    start again and every reading there comes after the snapshot (broker
+    rollover, launch/broker_rollover.py). Values that are not JSON objects
+    with a position pass unchanged.
+    """
+    if value is None:
+        return None
+    try:
+        snapshot = json.loads(value)
+    except ValueError:
+        return value
+    if not isinstance(snapshot, dict) or "position" not in snapshot:
+        return value
+    return json.dumps({**snapshot, "position": None}, separators=(",", ":")).encode()

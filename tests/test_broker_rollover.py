@@ -56,13 +56,16 @@ class Events:
 
     def __init__(self, stack: EmbeddedStack) -> None:
         self.stack, self.events, self._stop, self._loop = stack, [], None, None
+        self.received: list[float] = []  # when each event was read (time.time())
         self._thread = threading.Thread(target=asyncio.run, args=(self._run(),), daemon=True)
 
     async def _run(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
 
         def take(batches) -> None:
+            now = time.time()
             for records in batches.values():
+                self.received.extend(now for _ in records)
                 self.events.extend(AlertEvent.from_json(r.value) for r in records)
         await follow_alerts(self.stack, take, self._stop)
 
@@ -168,6 +171,8 @@ def test_rollover_mid_stream_loses_nothing_and_keeps_alert_episodes(stack):
         print(report.summary())
         assert stack.broker is not old and old.proc.poll() is not None, "the old broker still runs"
         assert report.lagging == {}, report.summary()
+        assert "--standby" in stack.procs["worker"].args, "the warm standby became the worker"
+        assert "standby: starting" in (stack.workdir / "worker.log").read_text(errors="replace")
         changelog = "cityeye-streams-sensor-snapshots-changelog"
         assert report.copied[changelog] >= 2 and report.copied["devices.health"] >= 6, report.copied
         events.wait("flipper events after the rollover", lambda: [e for e in events.of(FLIPPER)
@@ -191,6 +196,7 @@ def test_rollover_mid_stream_loses_nothing_and_keeps_alert_episodes(stack):
                                  f"(s after the rollover's start, index): {missing}; {report.summary()}; "
                                  f"(offset, s after the start) on the new broker: {order}") from None
         new_rss = rss_mib(stack.broker.proc.pid)
+        print(pause_figures(stack, events, report))
 
     assert sorted(seen) == sorted(sent), f"{len(sent)} readings, {len(seen)} events"
     states = [e.state for e in sorted(events.of(FLIPPER), key=lambda e: e.updated_at)]
@@ -223,6 +229,18 @@ async def _reading_order(stack: EmbeddedStack, sensor: str, since: float) -> lis
             out += [(r.offset, round(x.ts - since, 2)) for x in readings_of(r.value, r.key, r.headers)
                     if getattr(x, "sensor_id", None) == sensor]
     return out
+
+
+def pause_figures(stack: EmbeddedStack, events: Events, report) -> str:
+    """The rollover's pauses as the flipper saw them (printed, not asserted: timing depends on the machine)."""
+    stopped = report.started + report.steps["gateway stop"]
+    from cityeye.kafka import read_topic
+    firsts = [r.timestamp / 1000 for records in asyncio.run(read_topic(stack.settings.kafka, "readings.water_level"))
+              .values() for r in records[:1]]
+    latency = [t - e.updated_at for e, t in zip(list(events.events), list(events.received))
+               if e.sensor_id == FLIPPER and e.rule == RULE]
+    return (f"rollover figures: intake paused {min(firsts) - stopped:.2f} s (gateway stop -> first reading on the "
+            f"new broker); worst flipper publish->event latency {max(latency):.2f} s")
 
 
 def _alert_or_none(stack: EmbeddedStack, alert_id: str) -> dict | None:

@@ -10,9 +10,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from cityeye.config import KafkaSettings, Settings
-from cityeye.kafka import CopyPlan, copy_topic, end_offsets, ensure_topics, group_lags, make_consumer, make_producer, \
-    read_topic
-from launch.broker_rollover import carried_topics, rebase_snapshot
+from cityeye.kafka import CopyPlan, copy_topic, end_offsets, ensure_topics, group_lags, LagReader, make_consumer, \
+    make_producer, read_ranges, read_topic
+from launch.broker_rollover import carried_topics
+from streams.tables import clear_snapshot_position
 from launch.servers import TansuServer
 
 TOPIC = "state.test"
@@ -71,6 +72,38 @@ def test_end_offsets_count_every_record_of_multi_record_batches(kafka):
     assert ends == {TopicPartition(TOPIC, 0): 5, TopicPartition(TOPIC, 1): 3}
 
 
+def test_read_ranges_reads_exactly_the_ranges_given(kafka):
+    async def main():
+        await ensure_topics(kafka.settings, {TOPIC: 2})
+        await _produce(kafka.settings, RECORDS, linger_ms=200)
+        got = []
+        count = await read_ranges(kafka.settings, {(TOPIC, 0): (1, 4), (TOPIC, 1): (2, 3)}, got.append)
+        return count, sorted((r.partition, r.offset, r.key, r.value) for r in got)
+
+    count, got = asyncio.run(main())
+    assert got == [(0, 1, b"k2", b"a"), (0, 2, b"k1", b"v2"), (0, 3, b"k2", None), (1, 2, b"k4", b"z")]
+    assert count == 4
+
+
+def test_a_range_beyond_the_end_is_given_up_after_idle_fetches_or_raised_on_a_timeout(kafka, caplog):
+    """The two ways a range the broker cannot complete ends, as each caller chooses (offsets 5..8 do not exist)."""
+    async def main():
+        await ensure_topics(kafka.settings, {TOPIC: 2})
+        await _produce(kafka.settings, RECORDS, linger_ms=200)
+        given_up = []
+        count = await read_ranges(kafka.settings, {(TOPIC, 0): (3, 9)}, given_up.append, give_up_after_idle=2)
+        raised = []
+        with pytest.raises(TimeoutError, match=r"state.test\[0\] up to 9"):
+            await read_ranges(kafka.settings, {(TOPIC, 0): (3, 9)}, raised.append, give_up_after_idle=None,
+                              timeout=3.0)
+        return count, [r.offset for r in given_up], [r.offset for r in raised]
+
+    count, given_up, raised = asyncio.run(main())
+    assert (count, given_up) == (2, [3, 4])  # what the broker has of the range, then given up
+    assert raised == [3, 4]
+    assert "giving up on these ranges" in caplog.text and "state.test[0] up to 9" in caplog.text
+
+
 def test_copy_latest_all_and_tail_keep_partitions_keys_and_headers(kafka, target):
     async def main():
         await ensure_topics(kafka.settings, {TOPIC: 2})
@@ -101,7 +134,7 @@ def test_copy_keeps_headers_and_timestamps_and_applies_the_transform(kafka, targ
         snap = json.dumps({"sensor_id": "s1", "position": 41234, "last_ts": 5.0}).encode()
         await _produce(kafka.settings, [(0, b"s1", snap), (0, b"s2", b"not json")])
         src = await read_topic(kafka.settings, TOPIC)
-        await copy_topic(kafka.settings, target.settings, CopyPlan(TOPIC, "latest", transform=rebase_snapshot))
+        await copy_topic(kafka.settings, target.settings, CopyPlan(TOPIC, "latest", transform=clear_snapshot_position))
         return src, await read_topic(target.settings, TOPIC)
 
     src, dst = asyncio.run(main())
@@ -123,21 +156,33 @@ def test_group_lags_follow_commits(kafka):
             before = await group_lags(kafka.settings, [TOPIC])
             await consumer.commit({TopicPartition(TOPIC, 0): 5})
             after = await group_lags(kafka.settings, [TOPIC])
+            async with LagReader(kafka.settings) as reader:  # one reader, read again: fresh ends and commits
+                first = await reader.lags([TOPIC])
+                await _produce(kafka.settings, [(1, b"k5", b"w"), (1, b"k6", b"w")])
+                second = await reader.lags([TOPIC])
+                await consumer.commit({TopicPartition(TOPIC, 1): 5})
+                third = await reader.lags()
+                # a group that never committed: all unread, when its partitions are named
+                strict = await reader.lags([TOPIC], groups=[group, f"{group}-never"], uncommitted_as_lag=True)
         finally:
             await consumer.stop()
-        return before, after
+        return before, after, first, second, third, strict
 
-    before, after = asyncio.run(main())
     group = f"{kafka.settings.consumer_group_prefix}-lagtest"
+    before, after, first, second, third, strict = asyncio.run(main())
     assert before[group] == {TopicPartition(TOPIC, 0): 3, TopicPartition(TOPIC, 1): 0}
-    assert after[group] == {TopicPartition(TOPIC, 0): 0, TopicPartition(TOPIC, 1): 0}
+    assert after[group] == first[group] == {TopicPartition(TOPIC, 0): 0, TopicPartition(TOPIC, 1): 0}
+    assert second[group] == {TopicPartition(TOPIC, 0): 0, TopicPartition(TOPIC, 1): 2}
+    assert third[group] == {TopicPartition(TOPIC, 0): 0, TopicPartition(TOPIC, 1): 0}
+    assert strict == {group: {TopicPartition(TOPIC, 0): 0, TopicPartition(TOPIC, 1): 0},
+                      f"{group}-never": {TopicPartition(TOPIC, 0): 5, TopicPartition(TOPIC, 1): 5}}
 
 
 def test_the_carried_topics_are_the_state_topics():
     settings = Settings(kafka=KafkaSettings(consumer_group_prefix="cx"))
     plans = {p.topic: p for p in carried_topics(settings, dead_letter_tail=500)}
     changelog = "cx-streams-sensor-snapshots-changelog"
-    assert plans[changelog].mode == "latest" and plans[changelog].transform is rebase_snapshot
+    assert plans[changelog].mode == "latest" and plans[changelog].transform is clear_snapshot_position
     assert plans["devices.health"].mode == "latest"
     assert {t: (p.mode, p.tail) for t, p in plans.items() if "deadletter" in t} == {
         "readings.deadletter": ("tail", 500), "alerts.deadletter": ("tail", 500),

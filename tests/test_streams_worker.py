@@ -192,9 +192,9 @@ async def test_restart_restores_state_and_keeps_alert_ids(kafka, settings, aggre
     assert len({e.alert_id for e in warning}) == 1
 
 
-def _worker_proc(config: Path, log: Path) -> subprocess.Popen:
+def _worker_proc(config: Path, log: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "launch.cli", "worker", "--config", str(config), "--loglevel", "warning"],
+        [sys.executable, "-m", "launch.cli", "worker", "--config", str(config), "--loglevel", "warning", *args],
         stdout=open(log, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -377,3 +377,45 @@ def test_worker_command_reports_an_unreachable_broker(tmp_path, caplog):
     command.add_arguments(parser)
     assert command.run(parser.parse_args(["--config", str(config), "--startup-timeout", "1"])) == 1
     assert "cannot create the topics on Kafka at 127.0.0.1:" in caplog.text
+
+
+async def test_a_standby_worker_connects_only_when_told(kafka, settings, tmp_path):
+    """``cityeye worker --standby FILE``: built, it writes FILE and waits; SIGUSR1 starts it, SIGTERM before
+    that stops it without ever joining the group; a commit request (SIGUSR2) kills neither."""
+    config = tmp_path / "cityeye.yaml"
+    config.write_text(yaml.safe_dump({
+        "kafka": {"bootstrap": kafka.bootstrap, "profile": "tansu",
+                  "consumer_group_prefix": settings.kafka.consumer_group_prefix},
+        "influx": {"enabled": False}, "registry": str(DEMO_REGISTRY)}))
+    group = f"{settings.kafka.consumer_group_prefix}-streams"
+    await produce(settings, water_series([4.0] * 3))
+
+    def standby(name: str) -> tuple[subprocess.Popen, Path, Path]:
+        ready, log = tmp_path / f"{name}.ready", tmp_path / f"{name}.log"
+        proc = _worker_proc(config, log, "--standby", str(ready))
+        return proc, ready, log
+
+    async def until_ready(proc: subprocess.Popen, ready: Path, log: Path) -> None:
+        await wait_until(lambda: ready.exists() or proc.poll() is not None, timeout=60)
+        assert proc.poll() is None, log.read_text(errors="replace")
+
+    stopped, ready, log = standby("stopped")
+    await until_ready(stopped, ready, log)
+    stopped.send_signal(signal.SIGUSR2)
+    stopped.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(stopped.wait, 30) == 0, log.read_text(errors="replace")
+    assert "standby: starting" not in log.read_text(errors="replace")
+    tps = [(readings_topic("water_level"), p) for p in range(TOPIC_PARTITIONS[readings_topic("water_level")])]
+    assert await committed_offsets(settings.kafka, group, tps) == {}, "a stopped standby never reads"
+
+    started, ready, log = standby("started")
+    try:
+        await until_ready(started, ready, log)
+        started.send_signal(signal.SIGUSR2)  # ignored while on standby
+        started.send_signal(signal.SIGUSR1)
+        await wait_committed(settings, "water_level", 1)
+        started.send_signal(signal.SIGUSR2)  # running: commit now
+        assert started.poll() is None, log.read_text(errors="replace")
+    finally:
+        started.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(started.wait, 30) == 0, log.read_text(errors="replace")
