@@ -128,7 +128,10 @@ class DetectorRuntime:
     async def _process_record(self, tp: TP, offset: int, key: bytes | None, value: bytes | None,
                               headers: Any, batch: "_Batch") -> None:
         """Run the engine on the readings of one record; collect what it emits in ``batch``."""
-        engine, clocks, seen_at = self.engine, self.clocks, time.monotonic()
+        engine, seen_at = self.engine, time.monotonic()
+        # bound once a record: the loop below runs for every reading
+        observe, tp_of, due, every = self.clocks.observe, self.tp_of, engine.due, self.snapshot_every
+        done, touched = batch.done.append, batch.touched
         for item in readings_of(value, key, headers):
             if type(item) is RejectedReading:
                 await self._dead_letter(item.raw, item.reason, tp.topic, key or _key_of(item))
@@ -146,15 +149,15 @@ class DetectorRuntime:
                                         tp.topic, sid.encode())
                 continue
             self.readings += 1
-            batch.done.append(item)
-            if self.tp_of.get(sid) != tp:
+            done(item)
+            if tp_of.get(sid) != tp:
                 self._place(sid, tp)
-            clocks.observe(tp, sid, item.ts, seen_at)
+            observe(tp, sid, item.ts, seen_at)
             if emitted:
                 batch.out.extend(emitted)
-                batch.touched.add(sid)
-            elif new or engine.due(sid, self.snapshot_every):  # a first snapshot bounds any replay
-                batch.touched.add(sid)
+                touched.add(sid)
+            elif new or due(sid, every):  # a first snapshot bounds any replay
+                touched.add(sid)
 
     async def _process_skipped(self, tp: TP, start: int, end: int, batch: "_Batch") -> None:
         for rec in await self._read_skipped(tp, start, end):
