@@ -40,7 +40,7 @@ from cityeye.contracts import AlertEvent, Reading, alert_id_for
 from cityeye.kinds import kind_names
 from cityeye.errors import ValidationError
 from cityeye.sensor_registry import Sensor, SensorRegistry
-from detectors.base import Check, Finding, Rule, finite_value
+from detectors.base import Check, Finding, finite_value
 from detectors.rule_library import CHECK_TYPES
 from streams.interval import IntervalLearner
 
@@ -95,24 +95,10 @@ class SensorState:
     last_ts: float | None = None
     #: learns the reporting interval when the registry does not state it (streams/interval.py)
     learner: IntervalLearner | None = None
-    #: ``checks`` as (name, callable taking a reading), see :func:`_steps_of`; rebuilt when
-    #: ``checks`` is another list (checks are replaced as a whole, never changed in place)
-    steps: tuple[tuple[str, Callable[[dict[str, float], float], Finding | None]], ...] = ()
-    steps_of: list[Check] | None = None
 
 
 def _finite(v: Any) -> float | None:
     return finite_value({"v": v}, "v")
-
-
-def _steps_of(checks: list[Check]) -> tuple[tuple[str, Callable[[dict[str, float], float], Finding | None]], ...]:
-    """Each check's name and what takes a reading: a rule's own ``update`` where its
-    ``process`` is :class:`Rule`'s, which only calls it (one Python call less per check and
-    reading), else its ``process``."""
-    return tuple((check.name,
-                  check.update if isinstance(check, Rule) and type(check).process is Rule.process
-                  and "process" not in getattr(check, "__dict__", ()) else check.process)
-                 for check in checks)
 
 
 def _spec(check: Check) -> str | None:
@@ -219,18 +205,16 @@ class SensorEngine:
             return []
         events: list[AlertEvent] = []
         x, t, episodes = reading.values, reading.ts, st.episodes
-        if st.steps_of is not st.checks:
-            st.steps, st.steps_of = _steps_of(st.checks), st.checks
-        for name, step in st.steps:
+        for check in st.checks:
             try:
-                finding = step(x, t)
+                finding = check.process(x, t)
             except Exception:  # a faulty check must not stop the sensor's other checks
                 self.check_errors += 1
                 log.exception("check %s of sensor %s failed on the reading at %s; keeping its previous state",
-                              name, st.sensor.id, t)
+                              check.name, st.sensor.id, t)
                 continue
-            if finding is not None or (episodes and name in episodes):  # else: no episode, nothing to do
-                self._transition(st, name, finding, t, events)
+            if finding is not None or (episodes and check.name in episodes):  # else: no episode, nothing to do
+                self._transition(st, check.name, finding, t, events)
         if position is not None:
             st.position = position
         st.last_ts = t if st.last_ts is None else max(st.last_ts, t)

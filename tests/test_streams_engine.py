@@ -195,7 +195,7 @@ class Rising(Rule):
 
 
 class Loud(Rising):
-    """A rule with its own ``process``: the engine must call it, not ``update``."""
+    """A rule with its own ``process``: the engine must call it."""
 
     name = "test.loud"
 
@@ -203,7 +203,7 @@ class Loud(Rising):
         return Finding(self.name, "yellow", 0.2, x.get("level_m"), None, "always")
 
 
-def test_rules_are_run_through_update_or_their_own_process_and_replaced_checks_are_used(registry):
+def test_the_engine_runs_each_checks_process_and_a_new_list_of_checks(registry):
     engine = SensorEngine(registry, checks_factory=lambda s: [Rising(), Loud()])
     assert [e.rule for e in engine.process(reading(3.0, 1000))] == ["test.loud"]
     assert [e.rule for e in engine.process(reading(3.5, 1060))] == ["test.rising"]
