@@ -46,6 +46,7 @@ from detectors.default_checks import builtin_rulebook
 from ingest.aggregation import OutRecord, build_records
 from launch.servers import TansuServer
 from streams.command import StreamsWorker
+from streams.grouping import by_sensor
 from streams.sensor_engine import SensorEngine, default_checks_factory
 
 __all__ = ["make_registry", "make_readings", "main"]
@@ -205,7 +206,7 @@ def breakdown(registry: SensorRegistry, readings: list[Reading], aggregate: int,
     def replay(engine: SensorEngine) -> float:
         snapshot_s = 0.0
         for offset, items in decoded:
-            for item in items:
+            for item in by_sensor(items):  # as the worker runs a record's readings
                 new = item.sensor_id not in engine
                 engine.process(item, position=offset)
                 if new or engine.due(item.sensor_id, snapshot_every):

@@ -55,6 +55,7 @@ from cityeye.metrics import ConsumerLag, report_lag
 from cityeye.reading_records import RejectedReading, encode_reading, readings_of
 from streams import metrics
 from streams.clocks import SensorClocks
+from streams.grouping import by_sensor
 from streams.sensor_engine import SensorEngine
 from streams.models import dead_letter
 from streams.replay import committed_offsets
@@ -128,10 +129,21 @@ class DetectorRuntime:
 
     async def _process_record(self, tp: TP, offset: int, key: bytes | None, value: bytes | None,
                               headers: Any, batch: "_Batch") -> None:
-        """Run the engine on the readings of one record; collect what it emits in ``batch``."""
-        engine, clocks, seen_at = self.engine, self.clocks, time.monotonic()
-        for item in readings_of(value, key, headers):
+        """Run the engine on the readings of one record; collect what it emits in ``batch``.
+
+        Each sensor's readings run one after the other (streams/grouping.py: its
+        state stays in the CPU's caches); the stream clocks take them in the
+        record's order.
+        """
+        engine, seen_at = self.engine, time.monotonic()
+        # bound once a record: the loops below run for every reading
+        tp_of, due, every = self.tp_of, engine.due, self.snapshot_every
+        done, touched = batch.done.append, batch.touched
+        items = readings_of(value, key, headers)
+        refused: set[int] = set()  # id() of the items not processed
+        for item in by_sensor(items):
             if type(item) is RejectedReading:
+                refused.add(id(item))
                 await self._dead_letter(item.raw, item.reason, tp.topic, key or _key_of(item))
                 continue
             sid = item.sensor_id
@@ -139,23 +151,28 @@ class DetectorRuntime:
                 new = sid not in engine and not self._restore_one(sid, tp)
                 emitted = engine.process(item, position=offset)
             except ValidationError as exc:
+                refused.add(id(item))
                 await self._dead_letter(encode_reading(item), str(exc), tp.topic, sid.encode())
                 continue
             except Exception as exc:  # a bug must cost one reading (dead-lettered), not the worker
+                refused.add(id(item))
                 log.exception("processing a reading of %s at %s[%d]@%d failed", sid, tp.topic, tp.partition, offset)
                 await self._dead_letter(encode_reading(item), f"processing failed: {type(exc).__name__}: {exc}",
                                         tp.topic, sid.encode())
                 continue
             self.readings += 1
-            batch.done.append(item)
-            if self.tp_of.get(sid) != tp:
+            done(item)
+            if tp_of.get(sid) != tp:
                 self._place(sid, tp)
-            clocks.observe(tp, sid, item.ts, seen_at)
             if emitted:
                 batch.out.extend(emitted)
-                batch.touched.add(sid)
-            elif new or engine.due(sid, self.snapshot_every):  # a first snapshot bounds any replay
-                batch.touched.add(sid)
+                touched.add(sid)
+            elif new or due(sid, every):  # a first snapshot bounds any replay
+                touched.add(sid)
+        observe = self.clocks.observe
+        for item in items:
+            if not refused or id(item) not in refused:
+                observe(tp, item.sensor_id, item.ts, seen_at)
 
     async def _process_skipped(self, tp: TP, start: int, end: int, batch: "_Batch") -> None:
         for rec in await self._read_skipped(tp, start, end):

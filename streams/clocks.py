@@ -67,11 +67,19 @@ class SensorClocks:
         pace = self.partitions.get(partition)
         if pace is None:
             pace = self.partitions[partition] = StreamClock(self._monotonic)
-        at = self._monotonic() if at is None else at
-        pace.observe(ts - self._first.setdefault(sensor_id, ts), at)
+        if at is None:
+            at = self._monotonic()
+        first = self._first.get(sensor_id)
+        if first is None:
+            first = self._first[sensor_id] = ts
+        # pace.observe(ts - first, at) and pace.now(at), written out: this runs for every reading
+        progress, latest = ts - first, pace._latest
+        if latest is None or progress >= latest:
+            pace._latest = latest = progress
+            pace._seen_at = at
         prev = self._seen.get(sensor_id)
         if prev is None or prev[0] != partition or ts >= prev[1]:
-            self._seen[sensor_id] = (partition, ts, pace.now(at))
+            self._seen[sensor_id] = (partition, ts, latest + (at - pace._seen_at))
 
     def now(self, sensor_id: str) -> float | None:
         seen = self._seen.get(sensor_id)

@@ -48,6 +48,7 @@ from cityeye.kinds import use_kinds_file
 from cityeye.metrics import start_metrics
 from cityeye.sensor_registry import SensorRegistry, load_settings_and_registry
 from streams.app import StreamsApp, create_app
+from streams.gc_tuning import tune_gc
 
 __all__ = ["StreamsWorker", "run_worker", "wait_for_go", "COMMIT_SIGNAL", "add_arguments", "run"]
 
@@ -105,6 +106,7 @@ class StreamsWorker:
             quiet=True, daemon=False, loop=asyncio.get_running_loop(),
         )
         await self._worker.start()
+        tune_gc()  # the start-up heap frozen, rarer collections (streams/gc_tuning.py)
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until the first rebalance and table recovery are complete."""

@@ -196,7 +196,9 @@ class SensorEngine:
         :class:`~cityeye.errors.ValidationError` for a reading whose kind
         contradicts the registry (the caller dead-letters it).
         """
-        st = self._state_for(reading)
+        st = self._states.get(reading.sensor_id)
+        if st is None or st.sensor.kind != reading.kind:  # else _state_for's answer, without the call
+            st = self._state_for(reading)
         if position is not None and ((st.floor is not None and position <= st.floor)
                                      or (st.position is not None and position < st.position)):
             self.skipped += 1

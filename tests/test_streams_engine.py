@@ -10,7 +10,7 @@ from cityeye.contracts import AlertEvent, Reading, alert_id_for
 from cityeye.errors import ValidationError
 from cityeye.sensor_registry import Sensor, SensorRegistry, load_registry
 from simulators import DEMO_REGISTRY
-from detectors.base import Check, Finding
+from detectors.base import Check, Finding, Rule
 from streams.clocks import SensorClocks, StreamClock
 from streams.sensor_engine import SensorEngine
 
@@ -182,6 +182,36 @@ def test_failing_check_does_not_stop_the_others(registry):
     engine = SensorEngine(registry, checks_factory=lambda s: [Broken(), Ladder()])
     events = engine.process(reading(4.6, 1000))
     assert [e.rule for e in events] == ["test.ladder"] and engine.check_errors == 1
+
+
+class Rising(Rule):
+    """Test rule with ``update`` only: a finding while ``level_m`` is above 3.2."""
+
+    name = "test.rising"
+
+    def update(self, x, t):
+        v = x.get("level_m")
+        return Finding(self.name, "blue", 0.1, v, 3.2, "high") if v is not None and v > 3.2 else None
+
+
+class Loud(Rising):
+    """A rule with its own ``process``: the engine must call it."""
+
+    name = "test.loud"
+
+    def process(self, x, t):
+        return Finding(self.name, "yellow", 0.2, x.get("level_m"), None, "always")
+
+
+def test_the_engine_runs_each_checks_process_and_a_new_list_of_checks(registry):
+    engine = SensorEngine(registry, checks_factory=lambda s: [Rising(), Loud()])
+    assert [e.rule for e in engine.process(reading(3.0, 1000))] == ["test.loud"]
+    assert [e.rule for e in engine.process(reading(3.5, 1060))] == ["test.rising"]
+    patched = Rising()
+    patched.process = lambda x, t: Finding("test.rising", "orange", 0.3, 9.0, 3.2, "patched")
+    engine.state(SENSOR).checks = [patched]  # a new list of checks, as a rules reload makes
+    events = engine.process(reading(3.4, 1120))
+    assert [(e.rule, e.severity, e.state) for e in events] == [("test.rising", "orange", "firing")]
 
 
 def test_stale_tick_fires_and_reading_resolves_with_deterministic_start(registry):
