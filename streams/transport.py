@@ -1,4 +1,4 @@
-"""A Faust app whose Kafka consumer takes its fetch wait from configuration.
+"""A Faust app whose Kafka consumer takes its fetch wait and its end offsets from configuration.
 
 Faust 0.15's aiokafka driver hard-codes ``fetch_max_wait_ms=1500`` for the
 worker's consumer. On a broker that holds a fetch for the full wait whenever
@@ -6,16 +6,30 @@ some partition is idle (Tansu, see docs/streams.md) that costs up to 1.5 s
 per hop and caps throughput, so :class:`CityEyeFaustApp` takes
 ``fetch_max_wait_ms`` as a keyword (from
 :attr:`cityeye.config.KafkaSettings.fetch_max_wait_ms`) and hands it to the
-consumer before it starts. No other behaviour of Faust changes.
+consumer before it starts.
+
+Faust's table recovery reads each changelog partition up to its end offset,
+which it asks with ListOffsets. A broker whose ListOffsets counts batches
+instead of records (Tansu: the last batch's base offset + 1) makes recovery
+stop early and restore stale values when a batch holds several records.
+With ``fetch_end_offsets`` (the Kafka settings of such a broker) the end
+offsets come from Fetch high watermarks instead
+(:func:`cityeye.kafka.fetched_end_offsets`), which are exact, so the
+producer may batch changelog records. No other behaviour of Faust changes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import faust
+from aiokafka.structs import TopicPartition
 from faust.transport import by_url
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+from cityeye.config import KafkaSettings
+from cityeye.kafka import fetched_end_offsets
 
 __all__ = ["CityEyeFaustApp"]
 
@@ -29,6 +43,13 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             consumer._fetch_max_wait_ms = int(wait_ms)
         return consumer
 
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        kafka = getattr(self.app, "fetch_end_offsets", None)
+        if kafka is None:
+            return await super()._highwaters(partitions)
+        ends = await fetched_end_offsets(kafka, [TopicPartition(tp.topic, tp.partition) for tp in partitions])
+        return {tp: ends[TopicPartition(tp.topic, tp.partition)] for tp in partitions}
+
 
 class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
@@ -36,10 +57,13 @@ class _Consumer(faust_aiokafka.Consumer):
 
 
 class CityEyeFaustApp(faust.App):
-    """``faust.App`` plus a configurable consumer ``fetch_max_wait_ms``."""
+    """``faust.App`` plus a configurable consumer ``fetch_max_wait_ms`` and Fetch-based end offsets."""
 
-    def __init__(self, *args: Any, fetch_max_wait_ms: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fetch_max_wait_ms: int | None = None,
+                 fetch_end_offsets: KafkaSettings | None = None, **kwargs: Any) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        #: read end offsets from Fetch high watermarks with these settings (None: ListOffsets, as Faust does)
+        self.fetch_end_offsets = fetch_end_offsets
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> Any:
