@@ -20,7 +20,7 @@ from typing import Any
 from detectors._bounded_keys import BoundedKeySet
 from detectors._contexts import ContextKeys
 from detectors._packed import pack, unpack
-from detectors.base import AnomalyDetector, finite_value
+from detectors.base import AnomalyDetector, model_value
 
 __all__ = ["ContextNoveltyDetector"]
 
@@ -334,11 +334,11 @@ class ContextNoveltyDetector(AnomalyDetector):
     # -- River-style API -----------------------------------------------------
 
     def score_one(self, x: dict[str, float]) -> float:
-        v = finite_value(x, self.field)
+        v = model_value(x, self.field)
         return self._score if v is None else self._score_value(v)
 
     def learn_one(self, x: dict[str, float]) -> None:
-        v = finite_value(x, self.field)
+        v = model_value(x, self.field)
         if v is not None:
             self._learn_value(v)
 
@@ -419,8 +419,11 @@ class ContextNoveltyDetector(AnomalyDetector):
         self._min = math.inf if state["min"] is None else float(state["min"])
         self._max = -math.inf if state["max"] is None else float(state["max"])
         self._contexts.restore(state["hist"], state["seen"])
-        self._mean = None if state["mean"] is None else float(state["mean"])
-        self._var = float(state["var"])
+        # a running mean or variance made inf / NaN by a reading beyond float32's range
+        # (snapshots from before readings were held within it, see model_value) restarts
+        mean, var = state["mean"], float(state["var"])
+        self._mean = None if mean is None or not math.isfinite(float(mean)) else float(mean)
+        self._var = var if math.isfinite(var) and self._mean is not None else 0.0
         self._quiet = int(state["quiet"])
         self._score = float(state["score"])
         self._base = float(state.get("base", 1.0))

@@ -19,7 +19,7 @@ from typing import Any
 from detectors._block_shape import BlockShapeNovelty
 from detectors._flat_run import FlatRunRecord
 from detectors._shape import ShapeNovelty
-from detectors.base import AnomalyDetector, finite_value
+from detectors.base import MODEL_VALUE_LIMIT as _LIMIT, AnomalyDetector, model_value
 from detectors.context_novelty import ContextNoveltyDetector
 
 __all__ = ["MultiScaleNoveltyDetector"]
@@ -539,6 +539,6 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
 
 
 def _reading(x: Any, field: str) -> float | None:
-    """:func:`~detectors.base.finite_value`, with a short cut for the usual finite float."""
+    """:func:`~detectors.base.model_value`, with a short cut for the usual float within its limit."""
     v = x.get(field) if type(x) is dict else None
-    return v if type(v) is float and isfinite(v) else finite_value(x, field)
+    return v if type(v) is float and -_LIMIT <= v <= _LIMIT else model_value(x, field)
