@@ -29,11 +29,15 @@ context, but its window of ``w`` readings looks like no earlier window.
 Strictly causal: the window ending at the reading scored is compared with
 windows learnt before it; the reading is learnt after.
 
-Bad input never poisons the state: a reading beyond float32's range (or
-inf) is kept as float32's largest value of its sign
-(:data:`~detectors.base.MODEL_VALUE_LIMIT`), a NaN as the reading before it,
-so the buffer stays finite; a restored buffer or record that is not
-(snapshots written before this guard) is made so.
+Bad input never poisons the state: a reading not strictly within float32's
+range (:data:`~detectors.base.MODEL_VALUE_LIMIT`, where the anomaly models
+hold larger readings), inf or NaN is kept as the reading before it. Such a
+reading is no shape: kept as a number, it would be inf in the float32
+buffer (before this guard: NaN distances, a NaN record), or, held at the
+limit, a spike whose z-normalised window sets a record (~1) that no later
+window beats, and whose variance, through ``floor_share``, flattens every
+other window while it is in the buffer. A restored buffer, record or score
+that is not finite (snapshots written before the guard) is made so.
 
 State: the last ``recent + w - 1`` readings (``float32``), the reservoir
 (``reservoir x w`` bytes), a few scalars: capped by construction.
@@ -176,16 +180,12 @@ class ShapeNovelty:
             self._flush()
             self._shift()
             held = self._end
-        pending.append(v if -MODEL_VALUE_LIMIT <= v <= MODEL_VALUE_LIMIT else self._held(v))
+        pending.append(v if -MODEL_VALUE_LIMIT < v < MODEL_VALUE_LIMIT else self._held())
         self._due = not (self._n + 1) % self.stride and held + 1 >= self._size
 
-    def _held(self, v: float) -> float:
-        """What the buffer keeps of ``v``, a reading beyond float32's range or NaN:
-        float32's largest value of its sign, or (NaN) the reading before it."""
-        if v > 0.0:
-            return MODEL_VALUE_LIMIT
-        if v < 0.0:
-            return -MODEL_VALUE_LIMIT
+    def _held(self) -> float:
+        """What the buffer keeps of a reading not strictly within float32's range
+        (or NaN): the reading before it (0.0 for the first)."""
         if self._pending:
             return self._pending[-1]
         return float(self._buf[self._end - 1]) if self._end else 0.0
@@ -245,7 +245,7 @@ class ShapeNovelty:
                 np.multiply(new[0, 1:], new[0, 1:], out=new[1, 1:])
                 np.cumsum(new, axis=1, out=c[:, k:end + 1])
             self._summed = end
-        r = float(np.float32(v if -MODEL_VALUE_LIMIT <= v <= MODEL_VALUE_LIMIT else self._held(v)))
+        r = float(np.float32(v if -MODEL_VALUE_LIMIT < v < MODEL_VALUE_LIMIT else self._held()))
         x[end] = r
         s, s2 = float(c[0, end]) + r, float(c[1, end]) + r * r
         c[0, n], c[1, n] = s, s2  # c[:, 0] == 0: window sums are differences
@@ -349,9 +349,7 @@ class ShapeNovelty:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        x = unpack(state["hist"]).astype(np.float64)[-len(self._buf):]
-        # inf and NaN (a buffer written before readings were held within float32's range)
-        x = np.nan_to_num(x, nan=0.0, posinf=MODEL_VALUE_LIMIT, neginf=-MODEL_VALUE_LIMIT).astype(np.float32)
+        x = _held_readings(unpack(state["hist"]).astype(np.float32)[-len(self._buf):])
         self._buf[: len(x)] = x
         self._end = len(x)
         self._summed = 0
@@ -363,6 +361,18 @@ class ShapeNovelty:
         self._cache = None
         self._pending = []
         self._due = not (self._n + 1) % self.stride and self._end >= self._size
+
+
+def _held_readings(x: np.ndarray) -> np.ndarray:
+    """``x`` with every reading not strictly within float32's range (inf, NaN: a buffer
+    written before the guard) replaced by the reading before it, as :meth:`ShapeNovelty.learn`
+    keeps them (0.0 where none is before)."""
+    bad = ~(np.abs(x) < MODEL_VALUE_LIMIT)
+    if not bad.any():
+        return x
+    before = np.where(bad, -1, np.arange(len(x)))
+    np.maximum.accumulate(before, out=before)  # index of the last good reading so far
+    return np.where(before >= 0, x[np.maximum(before, 0)], np.float32(0.0)).astype(np.float32)
 
 
 def _finite(value: Any) -> float:
