@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import math
 from math import sqrt, tanh
-
-import numpy as np
 from typing import Any
 
 from detectors._bounded_keys import BoundedKeySet
+from detectors._context_season import SeasonalContexts, above_base
+from detectors._context_state import context_restore, context_snapshot
 from detectors._contexts import ContextKeys
-from detectors._packed import pack, unpack
+from detectors._window_range import WindowRange
 from detectors.base import AnomalyDetector, model_value
 
 __all__ = ["ContextNoveltyDetector"]
 
 
-class ContextNoveltyDetector(AnomalyDetector):
+class ContextNoveltyDetector(SeasonalContexts, WindowRange, AnomalyDetector):
     """Score = share of never-seen contexts over several quantisations.
 
     Each reading is quantised into ``L`` equal bins of the range seen so far
@@ -209,70 +209,12 @@ class ContextNoveltyDetector(AnomalyDetector):
         q = int(math.floor((v - lo) * levels / (hi - lo)))
         return -1 if q < 0 else (levels if q > levels else q)
 
-    def _season_keys(self, v: float) -> list[tuple[int, list[int]]] | None:
-        """Per seasonal resolution: (symbol, keys "symbols one period ago (and the
-        previous reading) -> current symbol"); None while no period is known."""
-        P = self._period
-        if not P:
-            return None
-        out = []
-        for (levels, order), hist in zip(self.season_resolutions, self._s_hist):
-            q = self._symbol(v, levels)
-            base = levels + 3
-            keys = []
-            if len(hist) >= 2 * P + 2:
-                # order 1: value one period ago; 2: and the previous reading;
-                # 3: and the reading after the one a period ago; ... Each
-                # context is also formed with the readings two periods ago:
-                # the slot is new only if both are (an anomaly one period
-                # ago does not make the present look new: no echo)
-                for lag in (P, 2 * P):
-                    h = q + 2
-                    seq = [hist[-lag], hist[-1], hist[-lag + 1] if lag > 1 else hist[-1], hist[-2], hist[-lag - 1]]
-                    for j in range(order):
-                        h = h * base + seq[j % len(seq)] + 2
-                        keys.append(h)
-            out.append((q, keys))
-        return out
-
-    def _season_novelty(self, skeys) -> float:
-        new = 0
-        for (_, ks), (_, order), seen in zip(skeys, self.season_resolutions, self._s_seen):
-            if not ks:
-                new += order
-                continue
-            for j in range(order):
-                if ks[j] not in seen and ks[order + j] not in seen:
-                    new += 1
-        return new / self._s_n
-
-    def _estimate_period(self) -> None:
-        """Period = lag of the highest local autocorrelation peak of the warm-up values."""
-        buf = self._s_buf or []
-        self._s_buf = None
-        n = len(buf)
-        if n < 8:
-            return
-
-        x = np.asarray(buf, dtype=float)
-        x = x - x.mean()
-        den = float((x * x).sum())
-        if den <= 0:
-            return
-        f = np.fft.rfft(x, 2 * n)
-        acf = np.fft.irfft(f * np.conj(f))[: n // 2 + 1] / den
-        best, lag = self.season_min_acf, 0
-        for k in range(2, n // 2):
-            if acf[k] > best and acf[k] >= acf[k - 1] and acf[k] >= acf[k + 1]:
-                best, lag = float(acf[k]), k
-        self._period = lag
-
     def _evaluate(self, v: float) -> tuple:
         """``(v, contexts, novelty, raw score, season keys, season novelty)`` of reading ``v``."""
         lo, hi, n = self._min, self._max, self._n_contexts
         contexts, known = self._contexts.look_up(v - lo, hi - lo) if hi > lo else self._contexts.look_up(0.0, 0.0)
         novelty = (n - known) / n
-        share = _above_base(novelty, self._base) if self.base_alpha > 0 else novelty
+        share = above_base(novelty, self._base) if self.base_alpha > 0 else novelty
         # magnitude tie-breaker: distance to the running mean, in running deviations
         ref = self._magnitude_ref or self
         mean = ref._mean
@@ -289,7 +231,7 @@ class ContextNoveltyDetector(AnomalyDetector):
             skeys = self._season_keys(v)
             snov = self._season_novelty(skeys)
             if self._s_count >= self.season_learn * self._period:
-                sn = _above_base(snov, self._s_base)
+                sn = above_base(snov, self._s_base)
                 if self.season_weight > 0:
                     raw = min(1.0, raw + self.season_weight * sn)
                 else:
@@ -359,117 +301,10 @@ class ContextNoveltyDetector(AnomalyDetector):
         if v is not None:
             self._learn_value(v)
 
-    def _learn_season(self, v: float, skeys, snov) -> None:
-        if self._s_buf is not None:
-            self._s_buf.append(v)
-            if len(self._s_buf) >= self.season_warmup:
-                self._estimate_period()
-        P = self._period
-        if not P:
-            return
-        if skeys is None:
-            skeys = [(self._symbol(v, l), []) for l, _ in self.season_resolutions]
-        self._s_count += 1
-        if snov is not None:
-            self._s_base += self.season_alpha * (snov - self._s_base)
-        for (q, ks), (_, order), hist, seen in zip(skeys, self.season_resolutions, self._s_hist, self._s_seen):
-            seen.add(ks)
-            hist.append(q)
-            if len(hist) > 2 * P + 2:
-                del hist[0]
-
-    def _window_range(self, v: float) -> None:
-        """Range = min / max of the open chunk and the last ``range_chunks`` closed ones."""
-        o = self._open
-        if o is not None and o[0] <= v <= o[1] and o[2] + 1 < self._chunk_len:
-            o[2] += 1  # no new extreme, no chunk closes: same range
-            return
-        if o is None:
-            o = self._open = [v, v, 0]
-        if v < o[0]:
-            o[0] = v
-        if v > o[1]:
-            o[1] = v
-        o[2] += 1
-        if o[2] >= self._chunk_len:
-            self._chunks.append([o[0], o[1]])
-            if len(self._chunks) > self.range_chunks:
-                del self._chunks[0]
-            self._open = None
-            # extremes of the closed chunks: recomputed only when one closes
-            self._closed = (min(c[0] for c in self._chunks), max(c[1] for c in self._chunks))
-        lo, hi = o[0], o[1]
-        closed = self._closed
-        if closed is not None:
-            if closed[0] < lo:
-                lo = closed[0]
-            if closed[1] > hi:
-                hi = closed[1]
-        self._min, self._max = lo, hi
-
     # -- state ---------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        return {
-            "min": None if self._min == math.inf else self._min,
-            "max": None if self._max == -math.inf else self._max,
-            "hist": self._contexts.history(),
-            "seen": self._contexts.seen_state(),
-            "mean": self._mean,
-            "var": self._var,
-            "quiet": self._quiet,
-            "score": self._score,
-            "base": self._base,
-            "chunks": pack(np.asarray(self._chunks, dtype=np.float64).reshape(-1, 2)),
-            "open": None if self._open is None else list(self._open),
-            "s_buf": None if self._s_buf is None else pack(np.asarray(self._s_buf, dtype=np.float64)),
-            "period": self._period,
-            # (a view without seasonal contexts writes none)
-            "s_hist": [pack(np.asarray(h, dtype=np.int8)) for h in self._s_hist] if self.season_warmup else [],
-            "s_seen": [x.snapshot() for x in self._s_seen] if self.season_warmup else [],
-            "s_base": self._s_base,
-            "s_count": self._s_count,
-        }
+        return context_snapshot(self)
 
     def restore(self, state: dict[str, Any]) -> None:
-        self._cache = None
-        self._min = math.inf if state["min"] is None else float(state["min"])
-        self._max = -math.inf if state["max"] is None else float(state["max"])
-        self._contexts.restore(state["hist"], state["seen"])
-        # a running mean or variance made inf / NaN by a reading beyond float32's range
-        # (snapshots from before readings were held within it, see model_value) restarts
-        mean, var = state["mean"], float(state["var"])
-        self._mean = None if mean is None or not math.isfinite(float(mean)) else float(mean)
-        self._var = var if math.isfinite(var) and self._mean is not None else 0.0
-        self._quiet = int(state["quiet"])
-        self._score = float(state["score"])
-        self._base = float(state.get("base", 1.0))
-        chunks = state.get("chunks", [])
-        self._chunks = [[float(a), float(b)] for a, b in (unpack(chunks) if isinstance(chunks, dict) else chunks)]
-        op = state.get("open")
-        self._open = None if op is None else [float(op[0]), float(op[1]), int(op[2])]
-        if "period" in state:
-            sb = state.get("s_buf")
-            self._s_buf = None if sb is None else [float(a) for a in (unpack(sb) if isinstance(sb, dict) else sb)]
-            self._period = int(state["period"])
-            if state["s_hist"]:
-                self._s_hist = [[int(q) for q in (unpack(h) if isinstance(h, dict) else h)] for h in state["s_hist"]]
-            else:
-                self._s_hist = [[] for _ in self.season_resolutions]
-            for seen in self._s_seen:
-                seen.restore([])
-            for seen, keys in zip(self._s_seen, state["s_seen"]):
-                seen.restore(keys)  # a snapshot, or the key lists of older snapshots
-            self._s_base = float(state["s_base"])
-            self._s_count = int(state.get("s_count", 0))
-        self._closed = (
-            (min(c[0] for c in self._chunks), max(c[1] for c in self._chunks)) if self._chunks else None
-        )
-
-
-def _above_base(share: float, base: float) -> float:
-    """``share`` of new contexts read relative to its base rate ``base``, ``>= 0``."""
-    if not base < 1.0:
-        return 0.0
-    share = (share - base) / (1.0 - base)
-    return share if share > 0.0 else 0.0  # max(0.0, share), NaN included
+        context_restore(self, state)

@@ -16,11 +16,12 @@ import math
 from math import isfinite
 from typing import Any
 
-from detectors._block_shape import BlockShapeNovelty
 from detectors._flat_run import FlatRunRecord
-from detectors._shape import ShapeNovelty
-from detectors.base import MODEL_VALUE_LIMIT as _LIMIT, AnomalyDetector, model_value
-from detectors.context_novelty import ContextNoveltyDetector
+from detectors._multiscale_state import multiscale_restore, multiscale_snapshot
+from detectors._multiscale_params import store_params
+from detectors._multiscale_views import build_views
+from detectors._multiscale_votes import reading as _reading, shape_offsets, shape_votes
+from detectors.base import AnomalyDetector
 
 __all__ = ["MultiScaleNoveltyDetector"]
 
@@ -262,121 +263,11 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         context_generation_share: int = 8,
         season_slots: int = 4093,
     ) -> None:
-        self.field = field
-        self.steps = tuple(int(s) for s in steps)
-        self.offsets = tuple(float(o) for o in offsets)
-        if len(self.steps) != len(self.offsets) or not self.steps or min(self.steps) < 1:
-            raise ValueError("steps and offsets: same non-zero length, steps >= 1")
-        self.magnitude_weight = magnitude_weight
-        self.magnitude_scale = magnitude_scale
-        self.coarse_magnitude_weight = coarse_magnitude_weight
-        self.coarse_magnitude_scale = coarse_magnitude_scale
-        self.coarse_magnitude_in_readings = coarse_magnitude_in_readings
-        self.rest_period = rest_period
-        self.rest_threshold = rest_threshold
-        self.view_rest = view_rest
-        self.resolutions = tuple((int(l), int(k)) for l, k in resolutions)
-        self.base_alpha = base_alpha
-        self.excursion_scale = excursion_scale
-        self.alarm_penalty = alarm_penalty
-        self.alarm_memory = alarm_memory
-        self.range_window = range_window
-        self.range_chunks = range_chunks
-        self.range_growth = range_growth
-        self.season_warmup = season_warmup
-        self.season_resolutions = tuple((int(l), int(k)) for l, k in season_resolutions)
-        self.season_offset = season_offset
-        self.season_min_acf = season_min_acf
-        self.season_learn = season_learn
-        self.season_weight = season_weight
-        self.season_views = None if season_views is None else tuple(int(v) for v in season_views)
-        self.magnitude_alpha = magnitude_alpha
-        self.flat_min_run = flat_min_run
-        self.flat_margin = flat_margin
+        store_params(self, locals())  # every argument as an attribute (checked, normalised)
         self._flat = FlatRunRecord(flat_min_run, flat_margin)
-        slots = tuple(context_slots) if isinstance(context_slots, (tuple, list)) else (context_slots,) * 2
-        if len(slots) != 2:
-            raise ValueError("context_slots: one number, or (raw views', coarse views')")
-        self.context_slots = (int(slots[0]), int(slots[1]))
-        self.context_generation_share = context_generation_share
-        self.season_slots = season_slots
-        self.shape_window = shape_window
-        self.shape_recent = shape_recent
-        self.shape_reservoir = shape_reservoir
-        self.shape_stride = shape_stride
-        self.shape_scale = shape_scale
-        self.shape_offset = shape_offset
-        self.shape_periodic_offset = shape_periodic_offset
-        self.shape_record_decay = shape_record_decay
-        self._shape = (
-            ShapeNovelty(window=shape_window, recent=shape_recent, reservoir=shape_reservoir,
-                         stride=shape_stride, scale=shape_scale, record_decay=shape_record_decay)
-            if shape_window else None
-        )
-        self.shape_long_step = shape_long_step
-        self.shape_long_window = shape_long_window
-        self.shape_long_recent = shape_long_recent
-        self.shape_long_reservoir = shape_long_reservoir
-        self.shape_long_stride = shape_long_stride
-        self.shape_long_offset = shape_long_offset
-        self.shape_long_warmup = shape_long_warmup
-        self.shape_tiebreak = float(shape_tiebreak)
-        self._long = (
-            BlockShapeNovelty(step=shape_long_step, window=shape_long_window, recent=shape_long_recent,
-                              reservoir=shape_long_reservoir, stride=shape_long_stride, scale=shape_scale,
-                              warmup=shape_long_warmup, record_decay=shape_record_decay)
-            if shape_long_step else None
-        )
+        self._shape, self._long = shape_votes(self)
         self._decay = math.exp(-1.0 / alarm_memory) if alarm_memory > 0 else 0.0
-        self._views = [
-            ContextNoveltyDetector(
-                resolutions=self.resolutions,
-                rest_period=max(1, view_rest // s),
-                base_alpha=base_alpha,
-                excursion_scale=excursion_scale if s == 1 else None,
-                range_window=range_window if s == 1 else None,
-                range_chunks=range_chunks,
-                range_growth=range_growth,
-                season_warmup=(
-                    max(8, season_warmup // s)
-                    if season_warmup and (self.season_views is None or s in self.season_views)
-                    else None
-                ),
-                season_resolutions=self.season_resolutions,
-                season_offset=season_offset,
-                season_min_acf=season_min_acf,
-                season_learn=season_learn,
-                season_weight=season_weight,
-                season_alpha=base_alpha,
-                # the magnitude tie-breaker's running mean / variance cover
-                # about 1 / magnitude_alpha readings in every view
-                alpha=min(1.0, magnitude_alpha * s),
-                magnitude_weight=magnitude_weight if s == 1 else coarse_magnitude_weight,
-                magnitude_scale=magnitude_scale if s == 1 else coarse_magnitude_scale,
-                context_slots=slots,
-                context_generation_share=context_generation_share,
-                season_slots=season_slots,
-            )
-            for s, slots in ((s, self.context_slots[0 if s == 1 else 1]) for s in self.steps)
-        ]
-        # the first view of block length 1 (the raw view) takes every reading
-        # as it comes, outside the block loops; it learns after the others, so
-        # a coarse view measuring its block against the readings' statistics
-        # sees them as score_one did
-        raw = next((k for k, step in enumerate(self.steps) if step == 1), None)
-        self._raw_view = None if raw is None else self._views[raw]
-        self._raw_offset = 0.0 if raw is None else self.offsets[raw]
-        if coarse_magnitude_in_readings and self._raw_view is not None:
-            # a coarse view's block mean is measured against the readings'
-            # running mean, in the readings' standard deviations
-            for step, view in zip(self.steps, self._views):
-                if step > 1:
-                    view._magnitude_ref = self._raw_view
-        self._blocks = tuple(  # (k, step, offset, view) of the other views
-            block for block in zip(range(len(self.steps)), self.steps, self.offsets, self._views) if block[0] != raw
-        )
-        # the first view with seasonal contexts: its period, once found, marks a periodic signal
-        self._seasonal = next((view for view in self._views if view.season_warmup), None)
+        build_views(self)  # _views, _raw_view, _raw_offset, _blocks, _seasonal
         self._sums = [0.0 for _ in self.steps]  # sum and number of the readings of each view's open block
         self._counts = [0 for _ in self.steps]
         self._quiet = 0
@@ -384,7 +275,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self._alarms = 0.0
         # the shape votes' offsets, (short, long): they change only when a view
         # learns (its period found), so learn_one keeps them for the next reading
-        self._offsets = self._shape_offsets()
+        self._offsets = shape_offsets(self)
 
     # -- River-style API -----------------------------------------------------
 
@@ -483,7 +374,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             if r > best:
                 best = r
         if shape is not None or long is not None:
-            self._offsets = self._shape_offsets()  # the views have learnt v
+            self._offsets = shape_offsets(self)  # the views have learnt v
         self._alarms *= self._decay
         if self._quiet > 0:
             self._quiet -= 1
@@ -498,56 +389,10 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
                 if flat_vote >= self.rest_threshold:
                     flat.fired()  # one alarm per record-breaking run
 
-    def _shape_offsets(self) -> tuple[float, float]:
-        """The short and the long shape votes' offsets.
-
-        Short: ``shape_periodic_offset`` once a seasonal view knows the period,
-        else ``shape_offset``; long: ``shape_long_offset``, or (``None``) the short one's.
-        """
-        seasonal = self._seasonal
-        short = self.shape_offset
-        if seasonal is not None and seasonal._period and self.shape_periodic_offset is not None:
-            short = self.shape_periodic_offset
-        return short, short if self.shape_long_offset is None else self.shape_long_offset
-
     # -- state ---------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        return {
-            "views": [v.snapshot() for v in self._views],
-            "sums": list(self._sums),
-            "counts": list(self._counts),
-            "quiet": self._quiet,
-            "score": self._score,
-            "alarms": self._alarms,
-            "flat": self._flat.snapshot(),
-            "shape": None if self._shape is None else self._shape.snapshot(),
-            "shape_long": None if self._long is None else self._long.snapshot(),
-        }
+        return multiscale_snapshot(self)
 
     def restore(self, state: dict[str, Any]) -> None:
-        for view, s in zip(self._views, state["views"]):
-            view.restore(s)
-        self._sums = [float(s) for s in state["sums"]]
-        self._counts = [int(c) for c in state["counts"]]
-        self._quiet = int(state["quiet"])
-        self._score = float(state["score"])
-        self._alarms = float(state.get("alarms", 0.0))
-        self._flat.restore(state.get("flat"))  # absent in snapshots from before the flat-run vote
-        self._offsets = self._shape_offsets()  # the views' periods are restored
-        if self._shape is not None:
-            if state.get("shape"):
-                self._shape.restore(state["shape"])
-            else:  # a snapshot from before the shape vote: it starts afresh
-                self._shape = self._shape.clone()
-        if self._long is not None:
-            if state.get("shape_long"):
-                self._long.restore(state["shape_long"])
-            else:  # a snapshot from before the long shape vote: it starts afresh
-                self._long = self._long.clone()
-
-
-def _reading(x: Any, field: str) -> float | None:
-    """:func:`~detectors.base.model_value`, with a short cut for the usual float within its limit."""
-    v = x.get(field) if type(x) is dict else None
-    return v if type(v) is float and -_LIMIT <= v <= _LIMIT else model_value(x, field)
+        multiscale_restore(self, state)
