@@ -14,29 +14,28 @@ from detectors.context_novelty import ContextNoveltyDetector
 
 __all__ = ["build_views"]
 
+_SHARED = (
+    "resolutions", "base_alpha", "range_chunks", "range_growth", "season_resolutions", "season_offset",
+    "season_min_acf", "season_learn", "season_weight", "context_generation_share", "season_slots",
+)
+
 
 def build_views(det) -> None:
     """Set ``det``'s ``_views``, ``_raw_view``, ``_raw_offset``, ``_blocks`` and ``_seasonal`` from its parameters."""
     season_warmup, magnitude_alpha = det.season_warmup, det.magnitude_alpha
+    # the views' parameters that are the detector's own, whatever the block length
+    shared = {name: getattr(det, name) for name in _SHARED}
     det._views = [
         ContextNoveltyDetector(
-            resolutions=det.resolutions,
+            **shared,
             rest_period=max(1, det.view_rest // s),
-            base_alpha=det.base_alpha,
             excursion_scale=det.excursion_scale if s == 1 else None,
             range_window=det.range_window if s == 1 else None,
-            range_chunks=det.range_chunks,
-            range_growth=det.range_growth,
             season_warmup=(
                 max(8, season_warmup // s)
                 if season_warmup and (det.season_views is None or s in det.season_views)
                 else None
             ),
-            season_resolutions=det.season_resolutions,
-            season_offset=det.season_offset,
-            season_min_acf=det.season_min_acf,
-            season_learn=det.season_learn,
-            season_weight=det.season_weight,
             season_alpha=det.base_alpha,
             # the magnitude tie-breaker's running mean / variance cover
             # about 1 / magnitude_alpha readings in every view
@@ -44,8 +43,6 @@ def build_views(det) -> None:
             magnitude_weight=det.magnitude_weight if s == 1 else det.coarse_magnitude_weight,
             magnitude_scale=det.magnitude_scale if s == 1 else det.coarse_magnitude_scale,
             context_slots=slots,
-            context_generation_share=det.context_generation_share,
-            season_slots=det.season_slots,
         )
         for s, slots in ((s, det.context_slots[0 if s == 1 else 1]) for s in det.steps)
     ]
