@@ -18,7 +18,7 @@ __all__ = ["SeasonalContexts", "above_base"]
 def above_base(share: float, base: float) -> float:
     """``share`` of new contexts read relative to its base rate ``base``, ``>= 0``.
 
-    >>> above_base(0.6, 0.2), above_base(0.1, 0.2), above_base(0.5, 1.0)
+    >>> above_base(0.75, 0.5), above_base(0.25, 0.5), above_base(0.5, 1.0)
     (0.5, 0.0, 0.0)
     """
     if not base < 1.0:

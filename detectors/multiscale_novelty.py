@@ -17,8 +17,8 @@ from math import isfinite
 from typing import Any
 
 from detectors._flat_run import FlatRunRecord
-from detectors._multiscale_state import multiscale_restore, multiscale_snapshot
 from detectors._multiscale_params import store_params
+from detectors._multiscale_state import multiscale_restore, multiscale_snapshot
 from detectors._multiscale_views import build_views
 from detectors._multiscale_votes import reading as _reading, shape_offsets, shape_votes
 from detectors.base import AnomalyDetector
