@@ -222,6 +222,7 @@ class DetectorRuntime:
     async def _tick(self) -> None:
         if self.kafka is not None:
             await self._fill_stalled()
+        self._mark_backlogs()
         out: list[AlertEvent] = []
         touched: set[str] = set()
         for sensors in list(self.sensors_by_tp.values()):
@@ -234,6 +235,24 @@ class DetectorRuntime:
                 touched.update(e.sensor_id for e in emitted)
         await self._send_alerts(out)
         await self._snapshot(touched)
+
+    def _mark_backlogs(self) -> None:
+        """Tell the clocks which partitions have records waiting (high watermark beyond the next offset).
+
+        Their sensors then age only with their readings, not with the wall
+        clock, until the worker has caught up: a stalled or lagging worker
+        must not call its queued sensors silent (docs/streams.md, "Stale sensors").
+        """
+        now, highwater, clocks = time.monotonic(), self.app.consumer.highwater, self.clocks
+        for tp in self.sensors_by_tp:
+            try:
+                end, expected = highwater(tp), self.next_offset.get(tp)
+            except AssertionError:  # no longer assigned (a rebalance under way): the wall clock, as before
+                end = expected = None
+            if end is not None and expected is not None and end > expected:
+                clocks.behind(tp)
+            else:
+                clocks.caught_up(tp, now)
 
     async def reload_rules(self) -> bool:
         """Apply the rules file if it changed (streams/live_rules.py); True if new rules are in force."""
