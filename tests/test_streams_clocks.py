@@ -45,22 +45,26 @@ class Partition:
         for sid in (A, B):
             self.events += self.engine.tick(self.clocks.now(sid), [sid])
 
+    def live_then_stalled(self, backlog: bool) -> None:
+        """3 min live (both gauges, caught up), then 10 min of a stalled worker: behind if ``backlog``."""
+        for minute in range(3):
+            self.read(A, minute)
+            self.read(B, minute)
+            self.wall[0] += 60.0
+            self.tick(backlog=False)
+        for _ in range(10):
+            self.wall[0] += 60.0
+            self.tick(backlog=backlog)
+
     def stale(self) -> list[tuple[str, str, float]]:
         return [(e.sensor_id, e.state, e.started_at) for e in self.events if e.rule.endswith("stale")]
 
 
 def test_a_stalled_worker_with_a_backlog_does_not_call_its_queued_sensors_stale():
     p = Partition()
-    for minute in range(3):  # live: a reading a minute from both, caught up at each tick
-        p.read(A, minute)
-        p.read(B, minute)
-        p.wall[0] += 60.0
-        p.tick(backlog=False)
     # the worker stalls for 10 min (sends, a restart, a rollover) while both gauges go on reporting:
     # their readings wait in Kafka, and each tick in the stall sees the partition behind
-    for _ in range(10):
-        p.wall[0] += 60.0
-        p.tick(backlog=True)
+    p.live_then_stalled(backlog=True)
     assert p.clocks.now(A) == T0 + 120.0 + 60.0  # the last catch-up: no wall time past it counts
     # the backlog is released: ten minutes of readings processed in one second, then caught up
     p.wall[0] += 1.0
@@ -74,14 +78,7 @@ def test_a_stalled_worker_with_a_backlog_does_not_call_its_queued_sensors_stale(
 def test_the_wall_clock_alone_would_have_called_them_stale():
     """The failure fixed: without being told of the backlog, the stall counts as silence."""
     p = Partition()
-    for minute in range(3):
-        p.read(A, minute)
-        p.read(B, minute)
-        p.wall[0] += 60.0
-        p.tick(backlog=False)
-    for _ in range(10):
-        p.wall[0] += 60.0
-        p.tick(backlog=False)
+    p.live_then_stalled(backlog=False)
     assert [(sid, state) for sid, state, _ in p.stale()] == [(A, "firing"), (B, "firing")]
 
 
