@@ -57,7 +57,7 @@ from cityeye.reading_records import RejectedReading, encode_reading, readings_of
 from streams import metrics
 from streams.clocks import SensorClocks
 from streams.grouping import by_sensor
-from streams.holes import dropped_range
+from streams.holes import dropped_range, forget_taken
 from streams.sensor_engine import SensorEngine
 from streams.models import dead_letter
 from streams.replay import committed_offsets
@@ -270,6 +270,7 @@ class DetectorRuntime:
         await self.app.producer.flush()
         for tp in revoked:
             self.next_offset.pop(tp, None)
+            forget_taken(self.app, tp)
         for tp in gone:
             self.engine.drop(self.sensors_by_tp.pop(tp))
             self.clocks.drop(tp)

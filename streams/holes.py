@@ -29,7 +29,7 @@ from typing import Any
 
 from faust.types import TP
 
-__all__ = ["dropped_range", "queued_last_offset"]
+__all__ = ["dropped_range", "queued_last_offset", "forget_taken"]
 
 
 def queued_last_offset(app: Any, tp: TP) -> int | None:
@@ -42,6 +42,16 @@ def queued_last_offset(app: Any, tp: TP) -> int | None:
             if message is not None and message.tp == tp and (last is None or message.offset > last):
                 last = message.offset
     return last
+
+
+def forget_taken(app: Any, tp: TP) -> None:
+    """Forget what the stream took of a revoked partition.
+
+    The monitor keeps a partition's last taken offset across a revocation; if
+    the partition comes back and the stream drops everything it is handed, that
+    stale figure (possibly past the new next offset) would hide the hole.
+    """
+    app.monitor.tp_read_offsets.pop(tp, None)
 
 
 def dropped_range(app: Any, tp: TP, expected: int, highwater: int | None) -> tuple[int, int] | None:
