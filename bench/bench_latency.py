@@ -23,7 +23,12 @@ caused it, so each stage is a time minus ``ts``:
   it (adds this reader's own fetch wait); events of clock ticks (the stale
   rule) left out;
 * publish -> notification: the time the webhook receives a notification minus
-  the latest ``updated_at`` of its alerts (route: ``group_wait: 0s``).
+  the latest ``updated_at`` of its alerts (route: ``group_wait: 0s``;
+  ``timings.keep_firing_for: 0s``: with the default 60 s a gauge crossing
+  every 10 s never resolves, each later crossing is a ``refired`` of the
+  same alert, which is not notified, and the gauge soon counts as flapping,
+  so only a gauge's first firing was notified, and not counted when it fell
+  in ``--settle``: no notification at all in some 30-s runs).
 
 ``--settle`` leaves the first seconds of publishing out of the figures (the
 worker writes every new gauge's first snapshot then: a startup burst).
@@ -153,6 +158,7 @@ def _configs(tmp: Path, tansu: TansuServer, broker: MosquittoServer, hook_port: 
         "receivers": [{"name": "bench-hook", "type": "webhook", "url": f"http://127.0.0.1:{hook_port}/hook"}],
         "route": {"receiver": "bench-hook", "group_by": ["sensor", "rule"], "group_wait": "0s",
                   "group_interval": "1s", "repeat_interval": "4h"},
+        "timings": {"keep_firing_for": "0s"},
         "api": {"host": "127.0.0.1", "port": free_port(), "token": uuid.uuid4().hex}})
     return _write(tmp / "cityeye.yaml", {
         "kafka": {"bootstrap": tansu.bootstrap, "profile": "tansu", "consumer_group_prefix": f"lat{uuid.uuid4().hex[:6]}"},

@@ -60,6 +60,11 @@ class KafkaSettings(BaseModel):
     def fetch_max_wait_ms(self) -> int:
         return 100 if self.profile == "tansu" else 500
 
+    @property
+    def list_offsets_exact(self) -> bool:
+        """False where ListOffsets(latest) counts batches, not records (Tansu): read end offsets from Fetch."""
+        return self.profile != "tansu"
+
     def consumer_kwargs(self) -> dict[str, Any]:
         """aiokafka ``AIOKafkaConsumer`` keyword arguments for this profile."""
         return {

@@ -6,6 +6,7 @@ comes from :class:`cityeye.config.KafkaSettings`.
 * :func:`end_offsets` -- each partition's end offset as a Fetch answers it
   (its high watermark), not ListOffsets: exact on every broker, including
   those that count batches rather than records there (Tansu);
+  :func:`fetched_end_offsets` the same with a consumer of its own;
 * :func:`group_lags` -- every consumer group's lag on the partitions it has
   committed offsets for (ListGroups, OffsetFetch, Fetch); :class:`LagReader`
   reads it again and again over the same two clients;
@@ -35,8 +36,8 @@ from cityeye.config import KafkaSettings
 from cityeye.consume import Batches, consume
 from cityeye.contracts import all_topics
 
-__all__ = ["ensure_topics", "make_producer", "make_consumer", "end_offsets", "LagReader", "group_lags", "CopyPlan", "copy_topic",
-           "read_topic", "read_ranges"]
+__all__ = ["ensure_topics", "make_producer", "make_consumer", "end_offsets", "fetched_end_offsets", "LagReader", "group_lags",
+           "CopyPlan", "copy_topic", "read_topic", "read_ranges"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,17 @@ async def end_offsets(consumer: AIOKafkaConsumer, partitions: list[TopicPartitio
             if tp not in ends and consumer.highwater(tp) is not None:
                 ends[tp] = consumer.highwater(tp)
     return ends
+
+
+async def fetched_end_offsets(kafka: KafkaSettings, partitions: list[TopicPartition],
+                              timeout: float = 10.0) -> dict[TopicPartition, int]:
+    """:func:`end_offsets` of ``partitions`` read by a short-lived consumer without a group."""
+    consumer = make_consumer(kafka, group=None, enable_auto_commit=False, fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        return await end_offsets(consumer, partitions, timeout)
+    finally:
+        await consumer.stop()
 
 
 async def _all_partitions(consumer: AIOKafkaConsumer, topics: list[str] | None) -> list[TopicPartition]:

@@ -11,6 +11,10 @@ counted in blocks, so the state stays capped).
 
 Between two blocks the score is held; a block's score is computed on the
 reading that completes it, before that reading is learnt (strictly causal).
+A reading not strictly within float32's range
+(:data:`~detectors.base.MODEL_VALUE_LIMIT`, where the anomaly models hold
+larger readings), inf or NaN counts as the mean of its block so far (or
+the last block mean): it is no shape (see :mod:`detectors._shape`).
 
 >>> import math
 >>> det = BlockShapeNovelty(step=4, window=8, recent=32, reservoir=8, stride=2, warmup=4)
@@ -28,6 +32,7 @@ from math import isfinite
 from typing import Any
 
 from detectors._shape import ShapeNovelty
+from detectors.base import MODEL_VALUE_LIMIT as _LIMIT
 
 __all__ = ["BlockShapeNovelty"]
 
@@ -68,11 +73,15 @@ class BlockShapeNovelty:
         """Score with reading ``v`` (not learnt): computed when ``v`` completes a block, else held."""
         if self._count + 1 < self.step:
             return self._shape._score
+        if not -_LIMIT < v < _LIMIT:
+            v = self._stand_in()
         mean = (self._sum + v) / (self._count + 1)
         return self._shape.score(mean) if isfinite(mean) else self._shape._score
 
     def learn(self, v: float) -> None:
         """Learn reading ``v`` (after :meth:`score`)."""
+        if not -_LIMIT < v < _LIMIT:
+            v = self._stand_in()
         count = self._count + 1
         if count < self.step:
             self._sum += v
@@ -84,10 +93,18 @@ class BlockShapeNovelty:
             self.blocks_learnt += 1
         self._sum, self._count = 0.0, 0
 
+    def _stand_in(self) -> float:
+        """What a block counts for a reading not strictly within float32's range (or NaN): the
+        mean of the block's readings so far, or the last block mean (its timing is kept: a
+        block left out would shift the later ones, a phase jump of ``step`` readings)."""
+        return self._sum / self._count if self._count else self._shape._held()
+
     def snapshot(self) -> dict[str, Any]:
         return {"sum": self._sum, "count": self._count, "blocks": self.blocks_learnt, "shape": self._shape.snapshot()}
 
     def restore(self, state: dict[str, Any]) -> None:
         self._shape.restore(state["shape"])
         self._sum, self._count = float(state["sum"]), int(state["count"])
+        if not -_LIMIT * self.step < self._sum < _LIMIT * self.step:  # inf / NaN: a snapshot from before the guard
+            self._sum = self._count * self._shape._held()
         self.blocks_learnt = int(state.get("blocks", 0))

@@ -29,6 +29,16 @@ context, but its window of ``w`` readings looks like no earlier window.
 Strictly causal: the window ending at the reading scored is compared with
 windows learnt before it; the reading is learnt after.
 
+Bad input never poisons the state: a reading not strictly within float32's
+range (:data:`~detectors.base.MODEL_VALUE_LIMIT`, where the anomaly models
+hold larger readings), inf or NaN is kept as the reading before it. Such a
+reading is no shape: kept as a number, it would be inf in the float32
+buffer (before this guard: NaN distances, a NaN record), or, held at the
+limit, a spike whose z-normalised window sets a record (~1) that no later
+window beats, and whose variance, through ``floor_share``, flattens every
+other window while it is in the buffer. A restored buffer, record or score
+that is not finite (snapshots written before the guard) is made so.
+
 State: the last ``recent + w - 1`` readings (``float32``), the reservoir
 (``reservoir x w`` bytes), a few scalars: capped by construction.
 """
@@ -42,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from detectors._packed import pack, unpack
+from detectors.base import MODEL_VALUE_LIMIT
 
 __all__ = ["ShapeNovelty"]
 
@@ -160,7 +171,8 @@ class ShapeNovelty:
             self._score = self._score_of(d)
             self._computed += 1
             if self._computed >= self.warmup // 2:
-                self._record = max(d, self._record * self.record_decay)
+                record = self._record * self.record_decay
+                self._record = d if d > record else record  # (a NaN never becomes the record)
         self._n += 1
         pending = self._pending
         held = self._end + len(pending)  # readings kept, v not yet
@@ -168,8 +180,15 @@ class ShapeNovelty:
             self._flush()
             self._shift()
             held = self._end
-        pending.append(v)
+        pending.append(v if -MODEL_VALUE_LIMIT < v < MODEL_VALUE_LIMIT else self._held())
         self._due = not (self._n + 1) % self.stride and held + 1 >= self._size
+
+    def _held(self) -> float:
+        """What the buffer keeps of a reading not strictly within float32's range
+        (or NaN): the reading before it (0.0 for the first)."""
+        if self._pending:
+            return self._pending[-1]
+        return float(self._buf[self._end - 1]) if self._end else 0.0
 
     def _flush(self) -> None:
         """Write the pending readings to the buffer (one numpy call for a stride's
@@ -226,7 +245,7 @@ class ShapeNovelty:
                 np.multiply(new[0, 1:], new[0, 1:], out=new[1, 1:])
                 np.cumsum(new, axis=1, out=c[:, k:end + 1])
             self._summed = end
-        r = float(np.float32(v))
+        r = float(np.float32(v if -MODEL_VALUE_LIMIT < v < MODEL_VALUE_LIMIT else self._held()))
         x[end] = r
         s, s2 = float(c[0, end]) + r, float(c[1, end]) + r * r
         c[0, n], c[1, n] = s, s2  # c[:, 0] == 0: window sums are differences
@@ -330,7 +349,7 @@ class ShapeNovelty:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        x = unpack(state["hist"]).astype(np.float32)[-len(self._buf):]
+        x = _held_readings(unpack(state["hist"]).astype(np.float32)[-len(self._buf):])
         self._buf[: len(x)] = x
         self._end = len(x)
         self._summed = 0
@@ -338,10 +357,28 @@ class ShapeNovelty:
         self._refresh_reservoir()
         self._offered, self._rng, self._n = int(state["offered"]), int(state["rng"]), int(state["n"])
         self._computed = int(state["computed"])
-        self._record, self._score = float(state["record"]), float(state["score"])
+        self._record, self._score = _finite(state["record"]), _finite(state["score"])
         self._cache = None
         self._pending = []
         self._due = not (self._n + 1) % self.stride and self._end >= self._size
+
+
+def _held_readings(x: np.ndarray) -> np.ndarray:
+    """``x`` with every reading not strictly within float32's range (inf, NaN: a buffer
+    written before the guard) replaced by the reading before it, as :meth:`ShapeNovelty.learn`
+    keeps them (0.0 where none is before)."""
+    bad = ~(np.abs(x) < MODEL_VALUE_LIMIT)
+    if not bad.any():
+        return x
+    before = np.where(bad, -1, np.arange(len(x)))
+    np.maximum.accumulate(before, out=before)  # index of the last good reading so far
+    return np.where(before >= 0, x[np.maximum(before, 0)], np.float32(0.0)).astype(np.float32)
+
+
+def _finite(value: Any) -> float:
+    """``value`` as a float, 0.0 if it is not finite (a record or score NaN made before the guard)."""
+    value = float(value)
+    return value if math.isfinite(value) else 0.0
 
 
 def _variance(x: np.ndarray) -> float:

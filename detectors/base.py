@@ -33,7 +33,9 @@ from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
 
-__all__ = ["Finding", "Check", "Rule", "AnomalyDetector", "finite_value", "severity_score"]
+__all__ = [
+    "Finding", "Check", "Rule", "AnomalyDetector", "finite_value", "model_value", "MODEL_VALUE_LIMIT", "severity_score",
+]
 
 
 
@@ -67,6 +69,29 @@ def finite_value(x: Any, field: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if math.isfinite(v) else None
+
+
+#: The largest magnitude an anomaly model takes in: float32's largest value.
+#: A model keeps readings as float32 (the shape buffers) and squares them in
+#: float64 (running variances, prefix sums, autocorrelations); a reading held
+#: at this magnitude stays finite through all of that (its square is ~1e77).
+MODEL_VALUE_LIMIT = 3.4028234663852886e38
+
+
+def model_value(x: Any, field: str | None) -> float | None:
+    """:func:`finite_value`, held within ``+-MODEL_VALUE_LIMIT`` (what anomaly models read).
+
+    A finite reading beyond float32's range (e.g. ``1e300``) would become inf
+    in a float32 buffer or in a square, and inf or NaN in a model's state
+    silences it for good; held at the limit it is only a very large reading.
+
+    >>> model_value({"v": 1e300}, "v") == MODEL_VALUE_LIMIT, model_value({"v": -2.5}, "v")
+    (True, -2.5)
+    """
+    v = finite_value(x, field)
+    if v is None or -MODEL_VALUE_LIMIT <= v <= MODEL_VALUE_LIMIT:
+        return v
+    return MODEL_VALUE_LIMIT if v > 0 else -MODEL_VALUE_LIMIT
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 from detectors._bounded_keys import BoundedKeySet
 from detectors._contexts import ContextKeys
 from detectors._packed import pack, unpack
-from detectors.base import AnomalyDetector, finite_value
+from detectors.base import AnomalyDetector, model_value
 
 __all__ = ["ContextNoveltyDetector"]
 
@@ -79,6 +79,14 @@ class ContextNoveltyDetector(AnomalyDetector):
         ``range_window // range_chunks`` readings, so the memory is constant.
     range_chunks
         Number of chunks ``range_window`` is tracked in.
+    range_growth
+        ``None`` (default) or: a reading beyond the range by more than
+        ``range_growth`` times its width widens it by only that much (it is
+        learnt into the range as that bound; the running mean and variance
+        take it as it is). One spike then no longer sets the quantisation
+        grid, hiding every later change inside one or two bins, for the
+        ``range_window`` (or for good); a lasting shift still widens the
+        range, by a factor ``1 + range_growth`` a reading.
     season_warmup
         ``None`` (default) or the number of readings whose autocorrelation
         gives the period ``P`` (lag of the highest local peak above
@@ -129,6 +137,7 @@ class ContextNoveltyDetector(AnomalyDetector):
         excursion_scale: float | None = None,
         range_window: int | None = None,
         range_chunks: int = 20,
+        range_growth: float | None = None,
         season_warmup: int | None = None,
         season_resolutions: tuple | list = ((4, 2), (8, 2)),
         season_offset: float = 0.0,
@@ -169,6 +178,7 @@ class ContextNoveltyDetector(AnomalyDetector):
         self.excursion_scale = excursion_scale
         self.range_window = range_window
         self.range_chunks = range_chunks
+        self.range_growth = range_growth
         if range_window is not None and (int(range_window) < 1 or int(range_chunks) < 1):
             raise ValueError("range_window and range_chunks must be >= 1")
         self._chunk_len = max(1, int(range_window) // int(range_chunks)) if range_window else 0
@@ -323,6 +333,13 @@ class ContextNoveltyDetector(AnomalyDetector):
             d = v - mean
             self._mean = mean + alpha * d
             self._var = (1.0 - alpha) * (self._var + alpha * d * d)
+        growth = self.range_growth
+        if growth and self._max > self._min:
+            bound = (self._max - self._min) * growth
+            if v > self._max + bound:
+                v = self._max + bound
+            elif v < self._min - bound:
+                v = self._min - bound
         if self._chunk_len:
             self._window_range(v)
         else:
@@ -334,11 +351,11 @@ class ContextNoveltyDetector(AnomalyDetector):
     # -- River-style API -----------------------------------------------------
 
     def score_one(self, x: dict[str, float]) -> float:
-        v = finite_value(x, self.field)
+        v = model_value(x, self.field)
         return self._score if v is None else self._score_value(v)
 
     def learn_one(self, x: dict[str, float]) -> None:
-        v = finite_value(x, self.field)
+        v = model_value(x, self.field)
         if v is not None:
             self._learn_value(v)
 
@@ -419,8 +436,11 @@ class ContextNoveltyDetector(AnomalyDetector):
         self._min = math.inf if state["min"] is None else float(state["min"])
         self._max = -math.inf if state["max"] is None else float(state["max"])
         self._contexts.restore(state["hist"], state["seen"])
-        self._mean = None if state["mean"] is None else float(state["mean"])
-        self._var = float(state["var"])
+        # a running mean or variance made inf / NaN by a reading beyond float32's range
+        # (snapshots from before readings were held within it, see model_value) restarts
+        mean, var = state["mean"], float(state["var"])
+        self._mean = None if mean is None or not math.isfinite(float(mean)) else float(mean)
+        self._var = var if math.isfinite(var) and self._mean is not None else 0.0
         self._quiet = int(state["quiet"])
         self._score = float(state["score"])
         self._base = float(state.get("base", 1.0))

@@ -19,7 +19,7 @@ from typing import Any
 from detectors._block_shape import BlockShapeNovelty
 from detectors._flat_run import FlatRunRecord
 from detectors._shape import ShapeNovelty
-from detectors.base import AnomalyDetector, finite_value
+from detectors.base import MODEL_VALUE_LIMIT as _LIMIT, AnomalyDetector, model_value
 from detectors.context_novelty import ContextNoveltyDetector
 
 __all__ = ["MultiScaleNoveltyDetector"]
@@ -100,6 +100,12 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         :class:`~detectors.context_novelty.ContextNoveltyDetector`) instead
         of every reading's: an old outlier stops coarsening the grid once it
         has left the window. ``None``: every reading's min / max.
+    range_growth
+        Every view's range widens by at most ``range_growth`` times its
+        width a reading (see
+        :class:`~detectors.context_novelty.ContextNoveltyDetector`): one
+        spike no longer blinds the views for the range window (the raw
+        view) or for good (the coarse views). ``None``: no limit.
     magnitude_alpha
         Each view's score has a small tie-breaker, the distance of its
         value to a running mean in running standard deviations. View ``k``
@@ -220,6 +226,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         alarm_memory: float = 1000.0,
         range_window: int | None = 6000,
         range_chunks: int = 20,
+        range_growth: float | None = 3.0,
         season_warmup: int | None = 2000,
         season_resolutions: tuple | list = ((4, 2), (8, 2)),
         season_offset: float = 0.0,
@@ -275,6 +282,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self.alarm_memory = alarm_memory
         self.range_window = range_window
         self.range_chunks = range_chunks
+        self.range_growth = range_growth
         self.season_warmup = season_warmup
         self.season_resolutions = tuple((int(l), int(k)) for l, k in season_resolutions)
         self.season_offset = season_offset
@@ -328,6 +336,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
                 excursion_scale=excursion_scale if s == 1 else None,
                 range_window=range_window if s == 1 else None,
                 range_chunks=range_chunks,
+                range_growth=range_growth,
                 season_warmup=(
                     max(8, season_warmup // s)
                     if season_warmup and (self.season_views is None or s in self.season_views)
@@ -539,6 +548,6 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
 
 
 def _reading(x: Any, field: str) -> float | None:
-    """:func:`~detectors.base.finite_value`, with a short cut for the usual finite float."""
+    """:func:`~detectors.base.model_value`, with a short cut for the usual float within its limit."""
     v = x.get(field) if type(x) is dict else None
-    return v if type(v) is float and isfinite(v) else finite_value(x, field)
+    return v if type(v) is float and -_LIMIT <= v <= _LIMIT else model_value(x, field)

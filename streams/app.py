@@ -11,18 +11,23 @@ Broker-profile tuning is configuration only (:func:`faust_settings`):
     ``broker_session_timeout=2.0``, ``broker_heartbeat_interval=0.5`` (Tansu
     holds each JoinGroup for half the session timeout),
     ``fetch_max_wait_ms=100`` (it holds fetches the full wait while a
-    partition is idle), ``producer_max_batch_size=1`` (its ListOffsets is
-    wrong for multi-record batches, which makes Faust's changelog recovery
-    stop early; one record per batch makes recovery exact, and costs little
-    here because the worker only produces snapshots and alert events, not
-    one record per reading), ``producer_linger=0`` (a batch holds one record
-    anyway: lingering only delays each alert event and snapshot by the
-    linger), ``stream_recovery_delay=0``.
+    partition is idle), ``fetch_end_offsets`` (its ListOffsets is wrong for
+    multi-record batches, which would make Faust's changelog recovery stop
+    early: the recovery's end offsets come from Fetch high watermarks
+    instead, streams/transport.py), ``producer_linger=0`` (records gather
+    in a batch while the previous produce request is in flight anyway:
+    lingering only delays each alert event and snapshot),
+    ``stream_recovery_delay=0``.
 ``kafka``
     Faust's defaults apart from the session/heartbeat/fetch wait of
     :class:`~cityeye.config.KafkaSettings`.
 
-Both: ``acks=all`` without idempotence (at-least-once; Faust only enables
+Both: ``producer_max_batch_size`` :data:`PRODUCER_BATCH_BYTES` (a sensor's
+snapshot is up to ~16 KB, so Faust's default 16 KiB batches would carry one
+snapshot per partition per produce request, and aiokafka keeps one request
+in flight per broker: a burst of alert changes, each followed by its
+sensor's snapshot, then waits a broker round trip per snapshot and
+partition), ``acks=all`` without idempotence (at-least-once; Faust only enables
 idempotence for ``exactly_once``, which Tansu rejects), ``store=memory://``,
 ``topic_partitions`` from :data:`cityeye.contracts.TOPIC_PARTITIONS`, and the
 web server disabled unless a port is given, then bound to 127.0.0.1.
@@ -48,9 +53,11 @@ __all__ = ["StreamsApp", "create_app", "faust_settings"]
 
 #: per broker profile: Faust settings that live with a broker's quirks
 PROFILE_TUNING: dict[str, dict[str, Any]] = {
-    "tansu": {"producer_max_batch_size": 1, "producer_linger": 0.0, "stream_recovery_delay": 0.0},
+    "tansu": {"producer_linger": 0.0, "stream_recovery_delay": 0.0},
     "kafka": {},
 }
+#: the most bytes of one partition's snapshots and alert events in one produce request
+PRODUCER_BATCH_BYTES = 512 * 1024
 
 
 @dataclass
@@ -75,8 +82,10 @@ def faust_settings(settings: Settings, *, web_port: int | None = None) -> dict[s
         "broker_session_timeout": kafka.session_timeout_s,
         "broker_heartbeat_interval": kafka.heartbeat_interval_s,
         "fetch_max_wait_ms": kafka.fetch_max_wait_ms,
+        "fetch_end_offsets": None if kafka.list_offsets_exact else kafka,
         "producer_acks": -1,
         "producer_linger": 0.005,
+        "producer_max_batch_size": PRODUCER_BATCH_BYTES,
         "consumer_auto_offset_reset": "earliest",
         "autodiscover": False,
         "TableManager": CityEyeTableManager,

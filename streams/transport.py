@@ -1,4 +1,4 @@
-"""A Faust app whose Kafka consumer takes its fetch wait from configuration.
+"""A Faust app whose Kafka consumer takes its fetch wait and its end offsets from configuration.
 
 Faust 0.15's aiokafka driver hard-codes ``fetch_max_wait_ms=1500`` for the
 worker's consumer. On a broker that holds a fetch for the full wait whenever
@@ -13,17 +13,30 @@ finalizes the tables and starts their recovery ("tables may still be
 declared"); every table of this app is declared when the app is built
 (streams/app.py), so :class:`CityEyeTableManager` starts at once: a worker
 is ready a second sooner (the broker rollover's hand-over waits for it).
-No other behaviour of Faust changes.
+
+Faust's table recovery reads each changelog partition up to its end offset,
+which it asks with ListOffsets. A broker whose ListOffsets counts batches
+instead of records (Tansu: the last batch's base offset + 1) makes recovery
+stop early and restore stale values when a batch holds several records.
+With ``fetch_end_offsets`` (the Kafka settings of such a broker) the end
+offsets come from Fetch high watermarks instead
+(:func:`cityeye.kafka.fetched_end_offsets`), which are exact, so the
+producer may batch changelog records. No other behaviour of Faust changes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import faust
+from aiokafka.structs import TopicPartition
 from faust.tables import TableManager
 from faust.transport import by_url
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+from cityeye.config import KafkaSettings
+from cityeye.kafka import fetched_end_offsets
 
 __all__ = ["CityEyeFaustApp", "CityEyeTableManager"]
 
@@ -36,6 +49,13 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             # read by AIOKafkaConsumer.start() when it builds its fetcher
             consumer._fetch_max_wait_ms = int(wait_ms)
         return consumer
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        kafka = getattr(self.app, "fetch_end_offsets", None)
+        if kafka is None:
+            return await super()._highwaters(partitions)
+        ends = await fetched_end_offsets(kafka, [TopicPartition(tp.topic, tp.partition) for tp in partitions])
+        return {tp: ends[TopicPartition(tp.topic, tp.partition)] for tp in partitions}
 
 
 class _Consumer(faust_aiokafka.Consumer):
@@ -53,10 +73,13 @@ class CityEyeTableManager(TableManager):
 
 
 class CityEyeFaustApp(faust.App):
-    """``faust.App`` plus a configurable consumer ``fetch_max_wait_ms``."""
+    """``faust.App`` plus a configurable consumer ``fetch_max_wait_ms`` and Fetch-based end offsets."""
 
-    def __init__(self, *args: Any, fetch_max_wait_ms: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fetch_max_wait_ms: int | None = None,
+                 fetch_end_offsets: KafkaSettings | None = None, **kwargs: Any) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        #: read end offsets from Fetch high watermarks with these settings (None: ListOffsets, as Faust does)
+        self.fetch_end_offsets = fetch_end_offsets
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> Any:

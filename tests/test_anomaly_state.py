@@ -6,6 +6,7 @@ import base64
 import json
 import math
 import random
+import warnings
 import zlib
 from pathlib import Path
 
@@ -248,3 +249,57 @@ def test_extreme_and_bad_readings_never_crash(name):
     twin = make_detector(name)
     twin.restore(json.loads(text))
     assert json.dumps(twin.snapshot()) == text
+
+
+@pytest.mark.parametrize("name", ["multiscale_novelty", "context_novelty"])
+def test_readings_beyond_float32_leave_the_state_finite(name):
+    """Readings beyond float32's range (the shape buffers' type) among a seasonal signal: no numpy
+    overflow or invalid-value warning, and every number of the snapshot stays finite (before,
+    the shape buffers held inf, the running variances inf, and the shape record turned NaN)."""
+    det = make_detector(name)
+    bad = {500: 1e300, 900: -1.7e308, 1300: 1e39, 1301: -1e39, 1700: 1.7e308}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning from numpy fails the test
+        for t, v in enumerate(signal("seasonal", 2500)):
+            x = {"value": bad.get(t, v)}
+            assert 0.0 <= det.score_one(x) <= 1.0
+            det.learn_one(x)
+    state = det.snapshot()
+    text = json.dumps(state, allow_nan=False)  # raises on inf or NaN
+    if name == "multiscale_novelty":
+        clean = make_detector(name)
+        for v in signal("seasonal", 2500):
+            clean.learn_one({"value": v})
+        for shape, usual in ((state["shape"], clean._shape._record), (state["shape_long"]["shape"], clean._long._shape._record)):
+            assert np.isfinite(unpack(shape["hist"])).all()
+            # such a reading is no shape: it does not set a record (~1, held at the limit) that
+            # silences the shape votes for good
+            assert 0.0 < shape["record"] < 2 * usual
+    twin = make_detector(name)
+    twin.restore(json.loads(text))
+    assert json.dumps(twin.snapshot()) == text
+
+
+def test_snapshot_with_non_finite_state_restores_finite():
+    """A snapshot written before readings were held within float32's range (inf in a shape
+    buffer, a NaN record, an inf running variance) restores to a finite state that scores."""
+    det = make_detector("multiscale_novelty")
+    readings = list(signal("seasonal", 1500))
+    for v in readings[:1200]:
+        det.learn_one({"value": v})
+    state = json.loads(json.dumps(det.snapshot()))
+    hist = unpack(state["shape"]["hist"])
+    hist[-5] = np.inf
+    state["shape"]["hist"] = pack(hist)
+    state["shape"]["record"] = float("nan")
+    state["views"][0]["var"] = float("inf")
+    twin = make_detector("multiscale_novelty")
+    twin.restore(state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for v in readings[1200:]:
+            assert 0.0 <= twin.score_one({"value": v}) <= 1.0
+            twin.learn_one({"value": v})
+    restored = twin.snapshot()
+    json.dumps(restored, allow_nan=False)
+    assert restored["shape"]["record"] > 0.0  # the record restarted and was learnt again

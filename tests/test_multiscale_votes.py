@@ -161,3 +161,28 @@ def test_shape_vote_takes_its_periodic_offset_only_once_the_period_is_known():
     aperiodic = MultiScaleNoveltyDetector(**kw)
     assert drive(aperiodic, walk) == drive(MultiScaleNoveltyDetector(shape_offset=-0.1, shape_periodic_offset=None), walk)
     assert aperiodic._seasonal._period == 0
+
+
+@pytest.mark.parametrize("range_growth", [3.0, None])
+def test_one_spike_does_not_blind_the_views_to_a_later_shift(range_growth):
+    """A daily cycle with one reading of 1e6, then (1500 readings later) a level shift of 3
+    for 50 readings. Without a limit on how much one reading widens the views' ranges, the spike
+    sets their quantisation grid (the raw view's for 6000 readings, the coarse views' for good)
+    and the shift falls into the same bin as everything else: score 0. With the default limit
+    (``range_growth`` 3) the shift scores above everything between the spike and it."""
+    rng = random.Random(5)
+    det = MultiScaleNoveltyDetector(range_growth=range_growth)
+    scores = []
+    for t in range(3050):
+        v = 10 + 2 * math.sin(2 * math.pi * t / 96) + rng.gauss(0, 0.2)
+        if t == 1500:
+            v = 1e6
+        if t >= 3000:
+            v += 3.0
+        scores.append(det.score_one({"value": v}))
+        det.learn_one({"value": v})
+    shift, between = max(scores[3000:]), max(scores[1600:3000])
+    if range_growth is None:
+        assert shift < 0.1
+    else:
+        assert shift > between and shift > 0.5
