@@ -162,7 +162,8 @@ async def _faust_worker(settings: Settings, registry: SensorRegistry, total: int
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     finally:
         await worker.stop()
-    counters = {"alert events": rt.events_sent, "snapshot writes": rt.snapshots.writes, "dead letters": rt.dead_letters}
+    counters = {"alert events": rt.events_sent, "snapshot writes": rt.snapshots.writes, "dead letters": rt.dead_letters,
+                "records read directly": rt.refilled}
     scale = total / max(total - start_count, 1)
     return elapsed * scale, cpu * scale, counters
 

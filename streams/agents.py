@@ -28,9 +28,10 @@ State lifecycle (details in docs/streams.md):
 * from then on the stream must deliver each partition's records without a
   hole: records it skipped (Faust may drop the first records after a
   rebalance) are read directly and processed before the record that
-  revealed the hole, or on the clock tick when a partition stayed behind
-  its high watermark for a whole tick; records below the next offset are
-  in the state already and skipped.
+  revealed the hole, or on the clock tick when a partition's stream took
+  nothing for a whole tick that Faust handed it (streams/holes.py: a
+  backlog is not a hole); records below the next offset are in the state
+  already and skipped.
 
 Messages that are not readings, and readings whose processing fails, go to
 ``readings.deadletter`` with the reason; the worker goes on.
@@ -56,6 +57,7 @@ from cityeye.reading_records import RejectedReading, encode_reading, readings_of
 from streams import metrics
 from streams.clocks import SensorClocks
 from streams.grouping import by_sensor
+from streams.holes import dropped_range, forget_taken
 from streams.sensor_engine import SensorEngine
 from streams.models import dead_letter
 from streams.replay import committed_offsets
@@ -180,19 +182,22 @@ class DetectorRuntime:
         self.next_offset[tp] = max(self.next_offset.get(tp, end), end)
 
     async def _fill_stalled(self) -> None:
-        """Read directly what a partition's stream has not delivered for a whole clock interval.
+        """Read directly what a partition's stream dropped and has not delivered for a whole clock interval.
 
         A hole at the end of what was produced shows no later record; a
-        partition whose next offset did not move since the last tick while
-        the consumer's high watermark is beyond it gets its records read
-        directly (the stream's copies, if they come, are skipped).
+        partition whose next offset did not move since the last tick gets
+        the records Faust handed to its stream and the stream dropped read
+        directly (streams/holes.py: a backlog still on its way is left to
+        the stream; the stream's copies, if they come, are skipped).
         """
         batch, stalled = _Batch(), self._last_seen_offset
         self._last_seen_offset = dict(self.next_offset)
         for tp, expected in list(self.next_offset.items()):
-            end = self.app.consumer.highwater(tp)
-            if stalled.get(tp) == expected and end is not None and end > expected:
-                await self._process_skipped(tp, expected, end, batch)
+            if stalled.get(tp) != expected:
+                continue
+            hole = dropped_range(self.app, tp, expected, self.app.consumer.highwater(tp))
+            if hole is not None:
+                await self._process_skipped(tp, *hole, batch)
         await self._send_alerts(batch.out)
         await self._snapshot(batch.touched)
 
@@ -222,6 +227,7 @@ class DetectorRuntime:
     async def _tick(self) -> None:
         if self.kafka is not None:
             await self._fill_stalled()
+        self._mark_backlogs()
         out: list[AlertEvent] = []
         touched: set[str] = set()
         for sensors in list(self.sensors_by_tp.values()):
@@ -234,6 +240,24 @@ class DetectorRuntime:
                 touched.update(e.sensor_id for e in emitted)
         await self._send_alerts(out)
         await self._snapshot(touched)
+
+    def _mark_backlogs(self) -> None:
+        """Tell the clocks which partitions have records waiting (high watermark beyond the next offset).
+
+        Their sensors then age only with their readings, not with the wall
+        clock, until the worker has caught up: a stalled or lagging worker
+        must not call its queued sensors silent (docs/streams.md, "Stale sensors").
+        """
+        now, highwater, clocks = time.monotonic(), self.app.consumer.highwater, self.clocks
+        for tp in self.sensors_by_tp:
+            try:
+                end, expected = highwater(tp), self.next_offset.get(tp)
+            except AssertionError:  # no longer assigned (a rebalance under way): the wall clock, as before
+                end = expected = None
+            if end is not None and expected is not None and end > expected:
+                clocks.behind(tp)
+            else:
+                clocks.caught_up(tp, now)
 
     async def reload_rules(self) -> bool:
         """Apply the rules file if it changed (streams/live_rules.py); True if new rules are in force."""
@@ -265,6 +289,7 @@ class DetectorRuntime:
         await self.app.producer.flush()
         for tp in revoked:
             self.next_offset.pop(tp, None)
+            forget_taken(self.app, tp)
         for tp in gone:
             self.engine.drop(self.sensors_by_tp.pop(tp))
             self.clocks.drop(tp)

@@ -4,10 +4,17 @@
 time since. :class:`SensorClocks` gives each sensor its own time on its
 partition's pace (docs/streams.md, "Stale sensors"). The worker ticks every
 sensor's checks at its :meth:`SensorClocks.now`.
+
+The wall time counts only while the stream is caught up: a stream told it is
+:meth:`StreamClock.behind` (records wait in Kafka that the worker has not
+processed) moves on only with its readings until it is told it is
+:meth:`StreamClock.caught_up` again, so a worker that stalls or has a backlog
+does not call its queued sensors silent.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 __all__ = ["StreamClock", "SensorClocks"]
@@ -20,12 +27,29 @@ class StreamClock:
     since it was seen, so a simulated clock running faster or slower than
     the wall clock (a replay, an accelerated simulation) still gets its
     stale checks evaluated in its own time scale between readings.
+
+    The wall time counts only up to the moment the stream's content is known
+    (:meth:`behind`, :meth:`caught_up`); by default always (the wall clock is
+    trusted until the stream is said to be behind).
     """
 
     def __init__(self, monotonic: Callable[[], float]) -> None:
         self._monotonic = monotonic
         self._latest: float | None = None
         self._seen_at = 0.0
+        #: monotonic time up to which the stream's content is known (inf: up to now)
+        self._known_until = math.inf
+        #: when the stream was last caught up (-inf: never said)
+        self._caught_up_at = -math.inf
+
+    def behind(self) -> None:
+        """Records of this stream wait unprocessed: no wall time past the last catch-up counts."""
+        self._known_until = self._caught_up_at
+
+    def caught_up(self, at: float | None = None) -> None:
+        """Everything the stream held at monotonic time ``at`` (default: now) is processed."""
+        self._caught_up_at = self._monotonic() if at is None else at
+        self._known_until = math.inf
 
     def observe(self, ts: float, at: float | None = None) -> None:
         """A reading's time ``ts``, seen at monotonic time ``at`` (default: now)."""
@@ -37,7 +61,13 @@ class StreamClock:
         """The stream time at monotonic time ``at`` (default: now)."""
         if self._latest is None:
             return None
-        return self._latest + ((self._monotonic() if at is None else at) - self._seen_at)
+        return self._latest + self.elapsed(self._monotonic() if at is None else at)
+
+    def elapsed(self, at: float) -> float:
+        """Wall time since the latest reading that counts at monotonic time ``at`` (never negative)."""
+        known = self._known_until
+        gone = (at if at < known else known) - self._seen_at
+        return gone if gone > 0.0 else 0.0
 
 
 class SensorClocks:
@@ -51,7 +81,9 @@ class SensorClocks:
     timestamps -- a gauge replayed from 2015 beside one from 2020 in the
     same partition is not stale because the other is five years ahead --
     while its elapsed time runs at the partition's pace (an accelerated
-    simulation, a replay, or real time).
+    simulation, a replay, or real time), and only while the partition is
+    caught up (:meth:`behind`, :meth:`caught_up`): a sensor whose readings
+    wait in a backlog is not silent.
     """
 
     def __init__(self, monotonic: Callable[[], float]) -> None:
@@ -77,9 +109,14 @@ class SensorClocks:
         if latest is None or progress >= latest:
             pace._latest = latest = progress
             pace._seen_at = at
+            mark = latest
+        else:  # pace.elapsed(at), written out
+            known = pace._known_until
+            gone = (at if at < known else known) - pace._seen_at
+            mark = latest + gone if gone > 0.0 else latest
         prev = self._seen.get(sensor_id)
         if prev is None or prev[0] != partition or ts >= prev[1]:
-            self._seen[sensor_id] = (partition, ts, latest + (at - pace._seen_at))
+            self._seen[sensor_id] = (partition, ts, mark)
 
     def now(self, sensor_id: str) -> float | None:
         seen = self._seen.get(sensor_id)
@@ -87,6 +124,18 @@ class SensorClocks:
             return None
         partition, last, at = seen
         return last + (self.partitions[partition].now() - at)
+
+    def behind(self, partition: Any) -> None:
+        """``partition`` has records waiting: its sensors age only with its readings (StreamClock.behind)."""
+        pace = self.partitions.get(partition)
+        if pace is not None:
+            pace.behind()
+
+    def caught_up(self, partition: Any, at: float | None = None) -> None:
+        """``partition`` had nothing waiting at monotonic time ``at``: wall time counts again."""
+        pace = self.partitions.get(partition)
+        if pace is not None:
+            pace.caught_up(at)
 
     def drop(self, partition: Any) -> None:
         self.partitions.pop(partition, None)

@@ -74,6 +74,12 @@ async def test_records_the_stream_skipped_are_read_and_processed(settings):
     assert summary(warning) == summary(want)
 
 
+def _handed(worker: StreamsWorker, tp: TP) -> int:
+    """The offset of the last record Faust's consumer handed to the stream (-1: none)."""
+    handed = worker.app.consumer._read_offset.get(tp)
+    return -1 if handed is None else handed
+
+
 async def test_a_partition_left_behind_its_high_watermark_is_read_on_the_clock(settings):
     """A hole at the end of what was produced (no later record reveals it) is read on the clock tick."""
     first, second, want = FIRST, SECOND, WANT
@@ -81,9 +87,12 @@ async def test_a_partition_left_behind_its_high_watermark_is_read_on_the_clock(s
     async with StreamsWorker(settings) as worker:
         runtime = worker.streams.runtime
         tp = await _worker_past_first(worker, settings)
-        async with runtime._lock:  # the stream holds the new records back: as if it had dropped them
+        async with runtime._lock:  # the stream holds the new records back until the lock is free
             await produce(settings, second)
-            assert await wait_until(lambda: (worker.app.consumer.highwater(tp) or 0) >= len(first + second))
+            assert await wait_until(lambda: _handed(worker, tp) >= len(first + second) - 1)
+            assert await wait_until(lambda: worker.app.monitor.tp_read_offsets.get(tp, -1) >= len(first))
+            # as if the stream had dropped them: Faust does not track the messages it drops
+            worker.app.monitor.tp_read_offsets[tp] = len(first) - 1
             await runtime._fill_stalled()  # the first tick sees the partition behind ...
             assert runtime.refilled == 0
             await runtime._fill_stalled()  # ... the next one, still there: reads the hole
@@ -92,3 +101,24 @@ async def test_a_partition_left_behind_its_high_watermark_is_read_on_the_clock(s
         assert await wait_until(lambda: runtime.readings >= len(first + second))
     warning = [e for e in got if e.rule == "water_level.warning"]
     assert summary(warning) == summary(want)  # the stream's own copies, delivered later, were skipped
+
+
+async def test_a_backlog_on_its_way_to_the_stream_is_not_read_directly(settings):
+    """Records Faust handed to the stream and not yet processed (a backlog) are no hole: never read directly."""
+    first, second, want = FIRST, SECOND, WANT
+
+    async with StreamsWorker(settings) as worker:
+        runtime = worker.streams.runtime
+        tp = await _worker_past_first(worker, settings)
+        async with runtime._lock:  # the stream's batch waits for the lock: a backlog behind the runtime
+            await produce(settings, second)
+            assert await wait_until(lambda: (worker.app.consumer.highwater(tp) or 0) >= len(first + second))
+            assert await wait_until(lambda: _handed(worker, tp) >= len(first + second) - 1)
+            for _ in range(3):  # a partition stalled for several whole ticks
+                await runtime._fill_stalled()
+            assert runtime.refilled == 0 and runtime.next_offset[tp] == len(first)
+        got = await alerts(settings, lambda evs: any(e.severity == "orange" for e in evs))
+        assert await wait_until(lambda: runtime.readings >= len(first + second))
+        assert runtime.refilled == 0  # the stream delivered them itself
+    warning = [e for e in got if e.rule == "water_level.warning"]
+    assert summary(warning) == summary(want)
