@@ -104,16 +104,13 @@ class SensorClocks:
         first = self._first.get(sensor_id)
         if first is None:
             first = self._first[sensor_id] = ts
-        # pace.observe(ts - first, at) and pace.now(at), written out: this runs for every reading
+        # pace.observe(ts - first, at) and pace.now(at), the advancing case written out: this runs for every reading
         progress, latest = ts - first, pace._latest
         if latest is None or progress >= latest:
-            pace._latest = latest = progress
+            pace._latest = mark = progress
             pace._seen_at = at
-            mark = latest
-        else:  # pace.elapsed(at), written out
-            known = pace._known_until
-            gone = (at if at < known else known) - pace._seen_at
-            mark = latest + gone if gone > 0.0 else latest
+        else:
+            mark = latest + pace.elapsed(at)
         prev = self._seen.get(sensor_id)
         if prev is None or prev[0] != partition or ts >= prev[1]:
             self._seen[sensor_id] = (partition, ts, mark)
