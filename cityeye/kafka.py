@@ -84,6 +84,11 @@ def make_consumer(kafka: KafkaSettings, *topics: str, group: str | None, **overr
     return AIOKafkaConsumer(*topics, group_id=group_id, client_id=f"{kafka.client_id_prefix}-{group or 'reader'}", **kw)
 
 
+def _reader(kafka: KafkaSettings) -> AIOKafkaConsumer:
+    """A consumer without a group for reading partitions directly (no commits; a short fetch wait)."""
+    return make_consumer(kafka, group=None, enable_auto_commit=False, fetch_max_wait_ms=50)
+
+
 async def end_offsets(consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
                       timeout: float = 10.0) -> dict[TopicPartition, int]:
     """End offset (next offset to be written) of each of ``partitions``, from Fetch high watermarks.
@@ -112,7 +117,7 @@ async def end_offsets(consumer: AIOKafkaConsumer, partitions: list[TopicPartitio
 async def fetched_end_offsets(kafka: KafkaSettings, partitions: list[TopicPartition],
                               timeout: float = 10.0) -> dict[TopicPartition, int]:
     """:func:`end_offsets` of ``partitions`` read by a short-lived consumer without a group."""
-    consumer = make_consumer(kafka, group=None, enable_auto_commit=False, fetch_max_wait_ms=50)
+    consumer = _reader(kafka)
     await consumer.start()
     try:
         return await end_offsets(consumer, partitions, timeout)
@@ -139,7 +144,7 @@ class LagReader:
     def __init__(self, kafka: KafkaSettings) -> None:
         self.kafka = kafka
         self._admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, client_id=f"{kafka.client_id_prefix}-lag")
-        self._consumer = make_consumer(kafka, group=None, enable_auto_commit=False, fetch_max_wait_ms=50)
+        self._consumer = _reader(kafka)
 
     async def __aenter__(self) -> "LagReader":
         await self._admin.start()
@@ -211,7 +216,7 @@ async def read_topic(kafka: KafkaSettings, topic: str, tail: int | None = None,
 
     Raises :class:`TimeoutError` when the topic is not read to that end within ``timeout`` seconds.
     """
-    consumer = make_consumer(kafka, group=None, enable_auto_commit=False, fetch_max_wait_ms=50)
+    consumer = _reader(kafka)
     await consumer.start()
     try:
         partitions = await _all_partitions(consumer, [topic])
