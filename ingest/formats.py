@@ -11,50 +11,25 @@ validation path (``ingest.validation.validate_decoded``). Reason codes:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from cityeye.contracts import kind_fields
 from cityeye.sensor_registry import SensorRegistry
+from ingest.bounded_memo import BoundedMemo
 from ingest.decoded import DecodedItem
 from ingest.mapping import MAPPING_REASONS, Mapping, load_mapping
 from ingest.senml import SENML_REASONS, SENML_TOPIC, decode_senml, senml_topic_parts
 from ingest.units import warm_up
 from ingest.validation import Limits, Outcome, validate_decoded, validate_message
 
-__all__ = ["FORMAT_REASONS", "DeviceFormats", "Decoder", "TopicMemo", "filter_covers"]
+__all__ = ["FORMAT_REASONS", "DeviceFormats", "Decoder", "filter_covers"]
 
 #: dead-letter reason codes of the device formats (next to ``ingest.validation.REASONS``)
 FORMAT_REASONS: dict[str, str] = {**SENML_REASONS, **MAPPING_REASONS}
 
 #: parsed payload -> canonical items; the sensor id a whole-payload dead letter names
 Decoder = tuple[Callable[[Any], list[DecodedItem]], str | None]
-
-
-_MISSING = object()
-
-
-class TopicMemo:
-    """``func(topic)`` remembered per topic: the gateway asks per message, devices use few topics.
-
-    Topics longer than ``max_len`` are not kept, and the memo forgets everything once it holds
-    ``size`` topics, so hostile topics cost memory bounded by ``size * max_len``.
-    """
-
-    def __init__(self, func: Callable[[str], Any], size: int = 65536, max_len: int = 256) -> None:
-        self._func, self._size, self._max_len = func, size, max_len
-        self._memo: dict[str, Any] = {}
-
-    def __call__(self, topic: str) -> Any:
-        found = self._memo.get(topic, _MISSING)
-        if found is _MISSING:
-            found = self._func(topic)
-            if len(topic) <= self._max_len:
-                if len(self._memo) >= self._size:
-                    self._memo.clear()
-                self._memo[topic] = found
-        return found
 
 
 #: a topic's format: the mapping for it, or ``_SENML``; None: a contract topic
@@ -71,7 +46,7 @@ class DeviceFormats:
         self._units: dict[str, dict[str, str]] = {}
         #: topic -> (its format: a mapping, ``_SENML`` or None; the sensor a dead letter names;
         #: the sensor for rate limits and health)
-        self._route = TopicMemo(self._route_of)
+        self._route = BoundedMemo(self._route_of)
         if senml or any(m.fields for m in self.mappings):
             warm_up()
 
@@ -91,7 +66,7 @@ class DeviceFormats:
         ``cityeye/<district>/<kind or senml>/<sensor_id>``, or a mapping's topic
         with its ``sensor_id`` level (through its ``ids``).
         """
-        return self._route(topic)[2]
+        return self._route[topic][2]
 
     def _route_of(self, topic: str) -> tuple[Mapping | str | None, str | None, str | None]:
         for mapping in self.mappings:
@@ -118,7 +93,7 @@ class DeviceFormats:
 
     def decoder_for(self, topic: str, now: float) -> Decoder | None:
         """The decoder of a message on ``topic`` received at ``now``; None: a contract topic."""
-        fmt, sensor_hint, _ = self._route(topic)
+        fmt, sensor_hint, _ = self._route[topic]
         if fmt is None:
             return None
         if fmt is _SENML:
@@ -134,7 +109,6 @@ class DeviceFormats:
         return validate_decoded(payload, topic, decode, self.registry, now, limits, sensor_hint)
 
 
-@functools.lru_cache(maxsize=4096)  # the gateway asks it per message, for a bounded set of topics
 def filter_covers(wide: str, narrow: str) -> bool:
     """Whether every topic the MQTT filter ``narrow`` matches is matched by ``wide``.
 
@@ -142,6 +116,9 @@ def filter_covers(wide: str, narrow: str) -> bool:
     (True, True)
     >>> filter_covers("cityeye/+/+/+", "acme/gauge/+/up"), filter_covers("a/+", "a/#")
     (False, False)
+
+    Not memoised itself (the topics it meets come from devices): the gateway asks it per
+    message through an :class:`ingest.bounded_memo.BoundedMemo`.
     """
     wide_levels, narrow_levels = wide.split("/"), narrow.split("/")
     for i, level in enumerate(wide_levels):

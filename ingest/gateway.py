@@ -51,9 +51,10 @@ from cityeye.kinds import use_kinds_file
 from cityeye.sensor_registry import SensorRegistry
 from ingest import metrics
 from ingest.aggregation import OutRecord, build_records
+from ingest.bounded_memo import BoundedMemo
 from ingest.bridge import Inbound, MqttBridge
 from ingest.device_health import DeviceHealthTracker
-from ingest.formats import DeviceFormats, TopicMemo, filter_covers
+from ingest.formats import DeviceFormats, filter_covers
 from ingest.rate_limit import DeviceRateLimiter
 from ingest.validation import Limits, reason_code
 
@@ -125,8 +126,8 @@ class Gateway:
         self._health = DeviceHealthTracker(registry, settings.mqtt.client_id, clock())
         self._internal_errors_logged: set[str] = set()
         #: whether a topic is the services' own output (``mqtt.service_topics``)
-        self._service_output = TopicMemo(lambda topic: any(filter_covers(f, topic)
-                                                           for f in settings.mqtt.service_topics))
+        self._service_output = BoundedMemo(lambda topic: any(filter_covers(f, topic)
+                                                             for f in settings.mqtt.service_topics))
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -264,7 +265,7 @@ class Gateway:
         message one ``internal_error`` dead letter instead: the message is then
         acknowledged like any other and the gateway goes on.
         """
-        if self._service_output(msg.topic):
+        if self._service_output[msg.topic]:
             self._stats.service_output += 1  # a notifier's message: not a device's, acknowledged unread
             return []
         sensor_id = self.formats.topic_sensor(msg.topic)

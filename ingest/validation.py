@@ -25,7 +25,6 @@ The gateway adds two codes of its own (:data:`GATEWAY_REASONS`):
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -39,6 +38,7 @@ import orjson
 from cityeye.contracts import DeadLetter, NaiveTimestampError, Reading, parse_ts
 from cityeye.kinds import kind_names, kind_spec
 from cityeye.sensor_registry import SensorRegistry
+from ingest.bounded_memo import BoundedMemo
 from ingest.decoded import DecodedItem, FormatRefused
 
 __all__ = [
@@ -139,31 +139,41 @@ _JSON = json.JSONDecoder(parse_constant=_reject_constant)
 _LONG_DIGITS = re.compile(rb"[0-9]{20}")
 
 
-def _split_topic(topic: str) -> tuple[str, str, str]:
-    parts = _topic_parts(topic, kind_names())
-    if isinstance(parts, _Refused):
-        raise _Refused(parts.code, str(parts).split(": ", 1)[1])
-    return parts
+class _TopicParts:
+    """``(district, kind, sensor_id)`` per topic, remembered in a :class:`BoundedMemo` per set of declared kinds."""
+
+    def __init__(self) -> None:
+        self._kinds: tuple[str, ...] | None = None
+        self._memo = BoundedMemo(self._parts)
+
+    def __call__(self, topic: str) -> tuple[str, str, str]:
+        kinds = kind_names()
+        if kinds != self._kinds:  # kinds declared (or a test's kinds gone): what a topic means changed
+            self._kinds, self._memo = kinds, BoundedMemo(self._parts)
+        parts = self._memo[topic]
+        if isinstance(parts, _Refused):
+            raise _Refused(parts.code, str(parts).split(": ", 1)[1])
+        return parts
+
+    def _parts(self, topic: str) -> tuple[str, str, str] | _Refused:
+        """``(district, kind, sensor_id)`` of a contract topic, or why it is not one."""
+        kinds = self._kinds
+        parts = topic.split("/")
+        if len(parts) != 4 or parts[0] != "cityeye":
+            return _Refused("bad_topic", f"topic {topic[:100]!r} is not cityeye/<district>/<kind>/<sensor_id>")
+        _, district, kind, sensor_id = parts
+        if kind not in kinds:
+            return _Refused("bad_topic", f"unknown kind {kind[:40]!r} in topic; expected one of {', '.join(kinds)}")
+        for what, token in (("district", district), ("sensor id", sensor_id)):
+            if not _TOKEN.match(token):
+                return _Refused("bad_topic", f"{what} {token[:70]!r} in topic is not a 1-64 character token")
+        return district, kind, sensor_id
 
 
-@functools.lru_cache(maxsize=4096)  # a city's devices publish on a bounded set of topics
-def _topic_parts(topic: str, kinds: tuple[str, ...]) -> tuple[str, str, str] | _Refused:
-    """``(district, kind, sensor_id)`` of a contract topic, or why it is not one (``kinds``: the declared kinds)."""
-    parts = topic.split("/")
-    if len(parts) != 4 or parts[0] != "cityeye":
-        return _Refused("bad_topic", f"topic {topic[:100]!r} is not cityeye/<district>/<kind>/<sensor_id>")
-    _, district, kind, sensor_id = parts
-    if kind not in kinds:
-        return _Refused("bad_topic", f"unknown kind {kind[:40]!r} in topic; expected one of {', '.join(kinds)}")
-    for what, token in (("district", district), ("sensor id", sensor_id)):
-        if not _TOKEN.match(token):
-            return _Refused("bad_topic", f"{what} {token[:70]!r} in topic is not a 1-64 character token")
-    return district, kind, sensor_id
-
-
-@functools.lru_cache(maxsize=4096)  # the kinds declare a bounded set of field names
-def _is_field_name(name: str) -> bool:
-    return _FIELD_NAME.match(name) is not None
+#: a city's devices publish on a bounded set of topics; hostile ones cost at most the memo's bound
+_split_topic = _TopicParts()
+#: the kinds declare a bounded set of field names; a longer name than 64 characters is refused, never kept
+_is_field_name = BoundedMemo(lambda name: _FIELD_NAME.match(name) is not None, size=4096, max_len=64)
 
 
 def _parse_json(payload: bytes, limits: Limits) -> Any:
@@ -239,7 +249,7 @@ def _check_values(item: dict, kind: str, limits: Limits) -> dict[str, float]:
     specs = _declared_fields(kind)
     values: dict[str, float] = {}
     for name, value in raw.items():
-        if not _is_field_name(name):
+        if not _is_field_name[name]:
             raise _Refused("bad_values", f"field name {name[:70]!r} is not an identifier of up to 64 characters")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _Refused("not_a_number", f"{name} is a JSON {_json_type(value)}, not a number")

@@ -11,8 +11,10 @@ does not declare. The property-based fuzz test is in test_gateway_fuzz.
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import time
+import tracemalloc
 import uuid
 
 import pytest
@@ -23,8 +25,12 @@ from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, readings_topic
 from cityeye.reading_records import readings_in
 from cityeye.errors import ConfigError
 from cityeye.sensor_registry import load_registry
+from ingest.bounded_memo import BoundedMemo
+from ingest.bridge import Inbound
 from ingest.gateway import Gateway
 from ingest.readback import read_until as consume
+from ingest.validation import reason_code
+from simulators import DEMO_REGISTRY
 from tests.test_gateway import WL_TOPIC, ms, publish, reading, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -177,11 +183,45 @@ def test_the_gateway_subscribes_to_the_whole_namespace_by_default_and_filters_ar
 
 def test_the_topic_memo_stays_bounded_whatever_topics_arrive():
     calls = []
-    memo = ingest.formats.TopicMemo(lambda topic: calls.append(topic) or topic.count("/"), size=3, max_len=20)
-    assert [memo(t) for t in ("a/b", "a/b", "c/d/e")] == [1, 1, 2] and calls == ["a/b", "c/d/e"]  # asked once each
+    memo = BoundedMemo(lambda topic: calls.append(topic) or topic.count("/"), size=3, max_len=20)
+    assert [memo[t] for t in ("a/b", "a/b", "c/d/e")] == [1, 1, 2] and calls == ["a/b", "c/d/e"]  # asked once each
     long_topic = "x/" * 50
-    assert memo(long_topic) == memo(long_topic) == 50 and calls.count(long_topic) == 2  # too long to keep
-    memo("f"), memo("g")  # the fourth topic kept: the memo forgot the others first
-    assert len(memo._memo) <= 3
-    memo("a/b")
+    assert memo[long_topic] == memo[long_topic] == 50 and calls.count(long_topic) == 2  # too long to keep
+    memo["f"], memo["g"]  # the fourth topic kept: the memo forgot the others first
+    assert len(memo) <= 3
+    memo["a/b"]
     assert calls.count("a/b") == 2
+
+
+def _retained_bytes(handle, messages) -> int:
+    """Bytes still allocated after ``handle`` saw every message (and the messages are gone)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for message in messages:
+            handle(message)
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("hostile", ["topic", "service_topic", "field_name"])
+def test_endless_long_hostile_topics_and_field_names_keep_no_memory(hostile):
+    settings = load_settings(None, registry=str(DEMO_REGISTRY), mqtt__service_topics=["cityeye/alerts/#"])
+    gateway = Gateway(settings, load_registry(DEMO_REGISTRY))  # not started: its per-message path only
+    now = time.time()
+    pad = "x" * 20_000
+
+    def message(i: int) -> Inbound:  # a fresh 20 kB topic or field name per message
+        if hostile == "field_name":
+            return Inbound(WL_TOPIC, reading(now, **{f"f{i}{pad}": 1.0}), i, 1, 0, now)
+        district = "alerts" if hostile == "service_topic" else "d"
+        return Inbound(f"cityeye/{district}/water_level/{i}{pad}", b"{}", i, 1, 0, now)
+
+    outcomes = [gateway._outcomes_of(message(0))]  # warm: whatever is made once
+    retained = _retained_bytes(lambda m: outcomes.__setitem__(0, gateway._outcomes_of(m)),
+                               (message(i) for i in range(1, 301)))  # 6 MB of hostile strings
+    assert retained < 200_000, f"{retained} bytes kept after 300 hostile messages"
+    expected = {"topic": "bad_topic", "field_name": "bad_values"}.get(hostile)  # service output: acked unread
+    assert [reason_code(letter.reason) for letter in outcomes[0]] == ([expected] if expected else [])
