@@ -77,7 +77,7 @@ async def _child_worker(config: str) -> None:
     from streams.command import StreamsWorker
 
     settings = load_settings(config)
-    worker = StreamsWorker(settings, registry=load_registry(settings.registry))
+    worker = StreamsWorker(settings, registry=load_registry(settings.registry), dedicated_process=True)
     await worker.start()
     await worker.wait_ready(120)
     await _report(lambda: worker.streams.runtime.readings)

@@ -149,7 +149,7 @@ async def _faust_worker(settings: Settings, registry: SensorRegistry, total: int
     group = f"{settings.kafka.consumer_group_prefix}-{'checks' if with_checks else 'bare'}"
     s = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"consumer_group_prefix": group})})
     kwargs = {} if with_checks else {"checks_factory": lambda sensor: []}
-    worker = StreamsWorker(s, registry=registry, **kwargs)
+    worker = StreamsWorker(s, registry=registry, dedicated_process=True, **kwargs)  # as `cityeye worker` runs
     await worker.start()
     try:
         await worker.wait_ready()

@@ -15,7 +15,9 @@ In-process (the embedded runner, tests), inside a running event loop::
 
 or ``async with StreamsWorker(settings): ...``, or ``await run_worker(settings,
 stop_event)`` which runs until ``stop_event`` is set. In-process workers
-install no signal handlers and leave logging to the host process.
+install no signal handlers and leave logging and the garbage collector's
+settings to the host process (only ``cityeye worker``, ``dedicated_process``,
+tunes the collector).
 
 Warm standby (the embedded broker rollover, launch/broker_rollover.py)::
 
@@ -74,11 +76,18 @@ class StreamsWorker:
 
     ``app_kwargs`` go to :func:`streams.app.create_app` (``registry``,
     ``checks_factory``, ``batch_size``, ``tick_interval_s`` ...).
+    ``dedicated_process``: the process runs nothing else, so the worker may
+    freeze its heap and raise its collector's thresholds
+    (:func:`streams.gc_tuning.tune_gc`); off by default, for in-process hosts
+    (the tests, benches, backtests) whose collector the worker leaves alone.
     """
 
     def __init__(self, settings: Settings, *, web_port: int | None = None, loglevel: str = "warning",
-                 **app_kwargs: Any) -> None:
+                 dedicated_process: bool = False, **app_kwargs: Any) -> None:
         self.settings = settings
+        #: the process is this worker's alone (``cityeye worker``, a bench's child): :meth:`start` then
+        #: tunes its garbage collector (streams/gc_tuning.py), which an in-process host keeps as it set it
+        self.dedicated_process = dedicated_process
         self.web_port = web_port
         self.loglevel = loglevel
         self.app_kwargs = app_kwargs
@@ -106,7 +115,8 @@ class StreamsWorker:
             quiet=True, daemon=False, loop=asyncio.get_running_loop(),
         )
         await self._worker.start()
-        tune_gc()  # the start-up heap frozen, rarer collections (streams/gc_tuning.py)
+        if self.dedicated_process:
+            tune_gc()  # the start-up heap frozen, rarer collections (streams/gc_tuning.py)
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until the first rebalance and table recovery are complete."""
@@ -239,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_OS_ERROR
         try:
             await run_worker(settings, stop, registry=registry, web_port=args.web_port, loglevel=args.loglevel,
-                             before_start=standby if args.standby else None)
+                             dedicated_process=True, before_start=standby if args.standby else None)
         except ConfigError:
             raise  # exit 2
         except CityEyeError as exc:  # the Faust app crashed: not a configuration problem

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import subprocess
@@ -40,6 +41,7 @@ from simulators import DEMO_REGISTRY
 from launch.servers import free_port
 from streams.app import faust_settings
 from streams.command import StreamsWorker, run_worker
+from streams.gc_tuning import WORKER_GC_THRESHOLDS
 from streams.sensor_engine import SensorEngine, default_checks_factory
 from streams.replay import committed_offsets
 from tests.kafka_helpers import wait_until
@@ -290,6 +292,21 @@ async def test_fetch_wait_reaches_the_consumer_and_web_binds_loopback(settings):
         assert fetcher._fetch_max_wait_ms == settings.kafka.fetch_max_wait_ms == 100
         status = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).status)
         assert status == 200
+
+
+async def test_only_a_dedicated_worker_process_tunes_the_garbage_collector(settings):
+    host = (1_234, 11, 12)  # the host's own settings, below the worker's
+    before = gc.get_threshold()
+    gc.set_threshold(*host)
+    try:
+        frozen = gc.get_freeze_count()
+        async with StreamsWorker(settings):  # in-process (tests, backtests, the embedded runner's hosts)
+            assert gc.get_threshold() == host and gc.get_freeze_count() == frozen
+        async with StreamsWorker(settings, dedicated_process=True):  # `cityeye worker`
+            assert gc.get_threshold() == WORKER_GC_THRESHOLDS and gc.get_freeze_count() > frozen
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 def test_worker_command_reports_bad_config(tmp_path, caplog):
