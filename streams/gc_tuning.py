@@ -18,6 +18,10 @@ reading, runs alternated (load average 6-10, so noisy): defaults 32.2 / 33.4
 frozen with the default thresholds 31.2 / 30.3: the freeze is most of it.
 Reference counting still frees every acyclic object at once; only reference
 cycles wait longer for a collection.
+
+The settings are the whole process's, so only a worker with a process of its
+own applies them (``StreamsWorker(dedicated_process=True)``: ``cityeye
+worker``); a worker started inside another program leaves its collector alone.
 """
 
 from __future__ import annotations
