@@ -12,7 +12,8 @@ With them runs the cases service (``cityeye cases``, docs/cases.md) on the
 demo org with short SLA times: it files cases from the simulated storm and
 flood, dispatches them, escalates the overdue ones, and the run prints the
 cases' steps and, at the end, the evaluation figures
-(launch/embedded_cases.py).
+(launch/embedded_cases.py). Reading and printing the alert events:
+launch/embedded_alerts.py.
 """
 
 from __future__ import annotations
@@ -28,24 +29,21 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
 
 import yaml
 
 from cityeye.command import stop_on_signals
 from cityeye.config import Settings, load_settings
-from cityeye.consume import Batches, consume
-from cityeye.contracts import TOPIC_ALERTS, AlertEvent
-from cityeye.kafka import ensure_topics, make_consumer
+from cityeye.kafka import ensure_topics
 from cases.org import load_org
 from cityeye.device_credentials import GATEWAY_ACCOUNT, load_or_create, write_private
 from cityeye.sensor_registry import load_registry
 from ingest.device_access import DEFAULT_TOPIC_TEMPLATE, SENML_TOPIC_TEMPLATE, broker_auth_conf, export_broker_files
 from ingest.mapping import SHIPPED_MAPPINGS, load_mapping
 from launch.broker_rollover import BrokerRollover, BrokerRolloverSettings
-from launch.embedded_cases import CaseFeed, cap_polygons_for_alerting, prepare_cases, print_evaluation
+from launch.embedded_alerts import follow_alerts, format_alert, print_alerts
+from launch.embedded_cases import cap_polygons_for_alerting, prepare_cases, print_evaluation
 from launch.servers import InfluxServer, ManagedServer, MosquittoServer, TansuServer, free_port, mqtt_server
 from simulators import DEMO_REGISTRY
 
@@ -64,9 +62,6 @@ PARTS: list[tuple[str, list[str]]] = [
     ("sinks", []),
     ("dispatcher", []),
 ]
-
-_COLOURS = {"blue": "\033[34m", "yellow": "\033[33m", "orange": "\033[38;5;208m", "red": "\033[31m"}
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", default="var/embedded", help="logs, config and state (default: %(default)s)")
@@ -87,16 +82,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "default: %(default)s; docs/kafka-on-tansu.md)")
     p.add_argument("--rollover-every-min", type=float, default=0.0, metavar="MINUTES",
                    help="move to a fresh Kafka broker this often (0: never, the default)")
-
-
-def format_alert(event: AlertEvent, colour: bool = False) -> str:
-    when = datetime.fromtimestamp(event.updated_at).strftime("%Y-%m-%d %H:%M")
-    sev = event.severity.upper()
-    if colour:
-        sev = f"{_COLOURS.get(event.severity, '')}{sev}\033[0m"
-    value = "" if event.value is None else f" value={event.value:g}"
-    return (f"ALERT {event.state.upper():8s} {sev:6s} {when} {event.sensor_id} "
-            f"({event.district}, {event.kind}) {event.rule}:{value} {event.message}")
 
 
 class EmbeddedStack:
@@ -311,57 +296,6 @@ class EmbeddedStack:
             server.stop()
 
 
-async def follow_alerts(stack: EmbeddedStack, handle: Callable[[Batches], None], stop: asyncio.Event,
-                        **consumer_overrides: Any) -> None:
-    """Read ``alerts.events`` from its start (no group) into ``handle`` until ``stop``, following broker rollovers.
-
-    After a rollover the reader starts again at the new broker's beginning:
-    alert events are not carried over, so nothing is read twice.
-    """
-    while not stop.is_set():
-        generation, moved = stack.generation, asyncio.Event()
-
-        def watch(batches: Batches) -> None:
-            handle(batches)
-            if stack.generation != generation or stop.is_set():
-                moved.set()
-
-        consumer = make_consumer(stack.settings.kafka, TOPIC_ALERTS, group=None, **consumer_overrides)
-        await consumer.start()
-        try:
-            await consume(consumer, watch, moved, timeout_ms=500, max_records=None, name="alert reader")
-        finally:
-            await consumer.stop()
-
-
-async def print_alerts(stop: asyncio.Event, stack: EmbeddedStack) -> int:
-    """Print alert events as they fire until ``stop`` (also set when a part dies); returns how many."""
-    colour = sys.stdout.isatty()
-    count = 0
-    feed = CaseFeed(stack.cases_url, load_org(CASES_ORG)) if stack.cases_url else None
-
-    def show(batches: Batches) -> None:
-        nonlocal count
-        for records in batches.values():
-            for record in records:
-                try:
-                    event = AlertEvent.from_json(record.value)
-                except (ValueError, TypeError, KeyError) as exc:
-                    print(f"unreadable alert event at offset {record.offset}: {exc}")
-                    continue
-                count += 1
-                print(format_alert(event, colour), flush=True)
-        for line in feed.poll() if feed else ():
-            print(line, flush=True)
-        dead = stack.dead_parts()
-        if dead:
-            print(f"part(s) exited unexpectedly: {', '.join(dead)}; see their logs in {stack.workdir}/")
-            stop.set()
-
-    await follow_alerts(stack, show, stop)
-    return count
-
-
 def run(args: argparse.Namespace) -> int:
     stack = EmbeddedStack(Path(args.workdir).resolve(), with_influx=not args.no_influx, api_port=args.api_port,
                           cases_port=None if args.no_cases else args.cases_port)
@@ -387,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
                                                              every_minutes=args.rollover_every_min))
             supervisor = asyncio.create_task(rollover.supervise(stack, stop))
             try:
-                return await print_alerts(stop, stack)
+                return await print_alerts(stop, stack, CASES_ORG)
             finally:
                 stop.set()
                 await supervisor
