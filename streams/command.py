@@ -79,7 +79,7 @@ class StreamsWorker:
     ``dedicated_process``: the process runs nothing else, so the worker may
     freeze its heap and raise its collector's thresholds
     (:func:`streams.gc_tuning.tune_gc`); off by default, for in-process hosts
-    (the tests, benches, backtests) whose collector the worker leaves alone.
+    (tests, backtests, a program embedding the worker) whose collector it leaves alone.
     """
 
     def __init__(self, settings: Settings, *, web_port: int | None = None, loglevel: str = "warning",

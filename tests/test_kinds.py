@@ -110,6 +110,21 @@ def test_a_kinds_file_in_the_settings_declares_a_kind_for_registry_rules_topics_
     assert [c.name for c in rules.checks_for(registry.get("rt-1"))] == ["river_temperature.warm"]
 
 
+def test_a_topic_means_what_the_kinds_declared_now_say_though_topics_are_remembered(tmp_path):
+    (tmp_path / "kinds.yaml").write_text(RIVER_TEMPERATURE)
+    registry = parse_registry(REGISTRY.replace("river_temperature", "water_level"))  # rt-1 known, another kind
+    topic, payload = "cityeye/huangpu/river_temperature/rt-1", json.dumps({"ts": NOW * 1000, "values": {"x": 1}}).encode()
+
+    def reason() -> str:
+        [letter] = validate_message(payload, topic, registry, NOW)
+        return letter.reason
+
+    assert reason().startswith("bad_topic: unknown kind 'river_temperature'")
+    with kinds_declared(tmp_path / "kinds.yaml"):
+        assert reason().startswith("registry_mismatch")  # the topic is read again: its kind exists now
+    assert reason().startswith("bad_topic: unknown kind 'river_temperature'")
+
+
 def test_a_kinds_file_may_not_redeclare_a_known_kind_differently(tmp_path, restore_kinds):
     path = tmp_path / "kinds.yaml"
     path.write_text("kinds:\n  water_level:\n    main_field: level_cm\n    fields:\n"
