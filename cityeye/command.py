@@ -17,6 +17,10 @@ Exit codes: 0 stopped cleanly, 1 the OS refused something, 2 configuration
 or another CityEye error (the message names the file, line and field).
 ``main`` may also return an exit code of its own (``None`` means 0), e.g. a
 run that ended because a part failed.
+
+A warm standby (the embedded broker rollover, launch/broker_rollover.py)
+gets ready, then calls :func:`wait_for_go`: it writes its ready file and
+waits for SIGUSR1 (go on) or a stop (leave without having served).
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from pathlib import Path
 from typing import Awaitable, Callable, TypeVar
 
 from cityeye.errors import CityEyeError
 
-__all__ = ["run_service", "stop_on_signals", "EXIT_OK", "EXIT_OS_ERROR", "EXIT_CONFIG_ERROR"]
+__all__ = ["run_service", "stop_on_signals", "wait_for_go", "GO_SIGNAL", "EXIT_OK", "EXIT_OS_ERROR", "EXIT_CONFIG_ERROR"]
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +41,43 @@ EXIT_OK, EXIT_OS_ERROR, EXIT_CONFIG_ERROR = 0, 1, 2
 
 C = TypeVar("C")
 
+#: the signal that tells a warm standby to go on (:func:`wait_for_go`)
+GO_SIGNAL = signal.SIGUSR1
+
 
 def stop_on_signals(stop: asyncio.Event, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
     """Set ``stop`` when one of ``signals`` arrives (call inside the running loop)."""
     loop = asyncio.get_running_loop()
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+
+
+async def wait_for_go(ready_file: Path, stop: asyncio.Event, go_signal: int = GO_SIGNAL) -> bool:
+    """Write ``ready_file``, then wait for ``go_signal`` (True) or ``stop`` (False).
+
+    The handler is installed before the file is written, so whoever waits
+    for the file may signal at once; afterwards the signal is ignored (a
+    second one must not kill the process, the signal's default action).
+    """
+    go = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(go_signal, go.set)
+    try:
+        ready_file.write_text("ready\n", encoding="utf-8")
+        log.info("standby: ready, waiting for signal %d to start", int(go_signal))
+        either = [asyncio.ensure_future(go.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in either:
+                waiter.cancel()
+    finally:
+        loop.remove_signal_handler(go_signal)
+        signal.signal(go_signal, signal.SIG_IGN)
+    if go.is_set() and not stop.is_set():
+        log.info("standby: starting")
+        return True
+    return False
 
 
 def run_service(name: str, load: Callable[[], C], main: Callable[[C, asyncio.Event], Awaitable[int | None]]) -> int:

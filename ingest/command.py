@@ -3,14 +3,25 @@
 The registry is ``settings.registry`` or, when that is empty, the default
 registry the command line declares (the demo city,
 ``simulators/demo_registry.yaml``; see ``cityeye.sensor_registry``).
+
+Warm standby (the embedded broker rollover, launch/broker_rollover.py)::
+
+    cityeye gateway --config next.yaml --standby READY_FILE
+
+imports everything, builds the gateway and connects its producer to Kafka,
+writes ``READY_FILE`` and waits, subscribed to nothing, for SIGUSR1: only
+then does it start its metrics server, connect to MQTT and take over the
+persistent session (same client id) the gateway it replaces has left.
+SIGTERM before that stops it without subscribing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
-from cityeye.command import run_service
+from cityeye.command import run_service, wait_for_go
 from cityeye.config import Settings
 from cityeye.kafka import ensure_topics
 from cityeye.metrics import start_metrics
@@ -23,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML config file (default: $CITYEYE_CONFIG, then defaults)")
     parser.add_argument("--no-create-topics", action="store_true",
                         help="do not create missing Kafka topics at start (they must exist)")
+    parser.add_argument("--standby", metavar="READY_FILE", default=None,
+                        help="warm standby: connect to Kafka, write READY_FILE, and subscribe to MQTT only on "
+                             "SIGUSR1 (the embedded broker rollover)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,9 +44,17 @@ def run(args: argparse.Namespace) -> int:
         from ingest.gateway import Gateway
 
         settings, registry = config
-        start_metrics(settings.metrics, "gateway")
+
+        async def standby() -> bool:  # connected to Kafka: wait for the go, or a stop
+            if not await wait_for_go(Path(args.standby), stop):
+                return False
+            start_metrics(settings.metrics, "gateway")  # the port is free now: the gateway replaced has stopped
+            return True
+
+        if not args.standby:
+            start_metrics(settings.metrics, "gateway")
         if not args.no_create_topics:
             await ensure_topics(settings.kafka)
-        await Gateway(settings, registry).run_forever(stop)
+        await Gateway(settings, registry).run_forever(stop, before_subscribe=standby if args.standby else None)
 
     return run_service("gateway", lambda: load_settings_and_registry(args.config), serve)

@@ -38,6 +38,7 @@ import base64
 import collections
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from aiokafka import AIOKafkaProducer
@@ -132,8 +133,19 @@ class Gateway:
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
         """Connect to Kafka (retrying until it answers), then subscribe to MQTT."""
+        await self.subscribe()
+
+    async def connect_kafka(self) -> None:
+        """Start the Kafka producer, retrying until Kafka answers (its start fetches the cluster's metadata):
+        what a gateway does before it takes messages; a warm standby (``cityeye gateway --standby``) stops
+        here until it is told to go on. Does nothing the second time."""
+        if self._producer is None:
+            self._producer = await self._start_producer()
+
+    async def subscribe(self) -> None:
+        """Subscribe to MQTT and start taking messages (after :meth:`connect_kafka`)."""
+        await self.connect_kafka()
         ing = self.settings.ingest
-        self._producer = await self._start_producer()
         self._batches = asyncio.Queue()
         self._window = asyncio.Semaphore(ing.produce_window)
         self._bridge = MqttBridge(self.settings.mqtt, asyncio.get_running_loop(),
@@ -196,11 +208,20 @@ class Gateway:
             log.warning("Kafka producer did not close within %.0f s", drain_timeout)
         log.info("gateway stopped: %s", self._stats.as_dict())
 
-    async def run_forever(self, stop_event: asyncio.Event | None = None) -> None:
+    async def run_forever(self, stop_event: asyncio.Event | None = None, *,
+                          before_subscribe: Callable[[], Awaitable[bool]] | None = None) -> None:
         """Start, run until ``stop_event`` is set (or the task is cancelled), stop.
 
+        ``before_subscribe``, if given, is awaited once Kafka is connected and
+        before MQTT is: it returns whether to go on (a warm standby waits there
+        for its signal); if not, the gateway disconnects from Kafka and returns.
         Raises the error of a pipeline task that died (a bug, never bad input).
         """
+        if before_subscribe is not None:
+            await self.connect_kafka()
+            if not await before_subscribe():
+                await self._producer.stop()
+                return
         await self.start()
         waiter = asyncio.create_task((stop_event or asyncio.Event()).wait())
         try:

@@ -8,12 +8,15 @@ it, when its RSS passes ``max_rss_mib`` or every ``every_minutes``, speaking
 nothing but the Kafka protocol:
 
 1. start a fresh broker and create the topics, and a warm standby worker
-   for it (:class:`StandbyWorker`: imported, app built, connected to nothing
+   and a warm standby gateway for it (:class:`Standby`: imported, built, the
+   gateway's producer connected to the new broker, neither consuming anything
    until it is told to start);
 2. stop the gateway gracefully: the MQTT messages it has not acknowledged stay
-   queued in the MQTT broker's persistent session (nothing is lost); start it
-   again on the new broker at once: the intake pause ends here, the readings
-   wait on the new broker until the worker there starts;
+   queued in the MQTT broker's persistent session (nothing is lost); tell the
+   standby gateway to start: it subscribes with the same client id, takes
+   the session over and forwards to the new broker at once (the intake
+   pause ends here); the readings wait on the new broker until the worker
+   there starts;
 3. wait until the worker's consumer group has read the old broker's readings
    to the end (lag 0), stop the worker (it writes its snapshots on the way out);
 4. copy the worker's snapshot changelog to the new broker, the latest value
@@ -54,6 +57,7 @@ from typing import TYPE_CHECKING, Callable
 
 from pydantic import BaseModel, Field
 
+from cityeye.command import GO_SIGNAL
 from cityeye.config import KafkaSettings, Settings
 from cityeye.contracts import TOPIC_ALERTS_DEADLETTER, TOPIC_DEADLETTER, TOPIC_NOTIFICATIONS_DEADLETTER, all_topics
 from cityeye.device_health import TOPIC_DEVICES_HEALTH
@@ -67,7 +71,7 @@ from streams.tables import SNAPSHOT_TABLE, clear_snapshot_position
 if TYPE_CHECKING:
     from launch.embedded import EmbeddedStack
 
-__all__ = ["BrokerRolloverSettings", "RolloverReport", "BrokerRollover", "StandbyWorker", "carried_topics",
+__all__ = ["BrokerRolloverSettings", "RolloverReport", "BrokerRollover", "Standby", "carried_topics",
            "wait_for_zero_lag"]
 
 log = logging.getLogger(__name__)
@@ -89,7 +93,7 @@ class BrokerRolloverSettings(BaseModel):
     dead_letter_tail: int = Field(1000, ge=0)
     #: longest wait for the consumer groups to reach lag 0 before going on regardless (with a warning)
     drain_timeout_s: float = Field(60.0, gt=0)
-    #: longest wait for the standby worker to be built (imports, app) before the switch starts
+    #: longest wait for the standby worker and gateway to be built (imports, app) before the switch starts
     standby_timeout_s: float = Field(120.0, gt=0)
     #: producer ``max_batch_size`` of the copy; 1: one record per batch, so a broker whose
     #: ListOffsets counts batches (Tansu) reports exact end offsets and Faust recovers its table exactly
@@ -114,8 +118,8 @@ class RolloverReport:
 
     @property
     def intake_pause_s(self) -> float:
-        """From the gateway's stop to its spawn on the new broker (its start-up comes on top): MQTT messages
-        wait in the MQTT queue."""
+        """From the gateway's stop to the standby gateway's go (its MQTT connection comes on top): MQTT
+        messages wait in the MQTT queue."""
         return self.steps.get("gateway started", 0.0) - self.steps.get("gateway stop", 0.0)
 
     @property
@@ -131,7 +135,7 @@ class RolloverReport:
     def summary(self) -> str:
         steps = ", ".join(f"{name} +{at:.1f}s" for name, at in self.steps.items())
         return (f"broker rollover ({self.reason}): broker RSS {self.old_rss_mib:.0f} -> {self.new_rss_mib:.0f} MiB, "
-                f"intake paused {self.intake_pause_s:.1f} s + the gateway's start-up, worker paused "
+                f"intake paused {self.intake_pause_s:.2f} s + the gateway's MQTT connection, worker paused "
                 f"{self.worker_pause_s:.1f} s, copied {json.dumps(self.copied)}; {steps}")
 
 
@@ -248,13 +252,16 @@ class BrokerRollover:
         kafka = stack.settings.kafka
         target = kafka.model_copy(update={"bootstrap": new.bootstrap})
         plans = carried_topics(stack.settings, self.settings.dead_letter_tail)
-        standby = StandbyWorker(stack, new)
+        config = stack.write_config_for(new, stack.workdir / f"cityeye-{stack.generation + 1}.yaml")
+        standby, gateway = Standby(stack, "worker", config), Standby(stack, "gateway", config)
         try:
-            await standby.wait_ready(self.settings.standby_timeout_s)
+            await asyncio.gather(standby.wait_ready(self.settings.standby_timeout_s),
+                                 gateway.wait_ready(self.settings.standby_timeout_s))
             report.step("standby ready")
             report.step("gateway stop")
             await asyncio.to_thread(stack.stop_part, "gateway")
-            stack.start_part("gateway", config=standby.config)  # its readings wait on the new broker
+            gateway.start()  # its readings wait on the new broker
+            stack.adopt("gateway", gateway.proc)
             report.step("gateway started")
             worker = stack.procs["worker"]
             report.lagging.update(await wait_for_zero_lag(
@@ -268,6 +275,8 @@ class BrokerRollover:
             standby.start()
         except BaseException:
             standby.kill()
+            if stack.procs["gateway"] is not gateway.proc:
+                gateway.kill()
             raise
         stack.adopt("worker", standby.proc)
         report.step("standby started")
@@ -293,36 +302,39 @@ class BrokerRollover:
         report.step("copied " + ", ".join(p.topic for p in plans))
 
 
-class StandbyWorker:
-    """A worker process started warm for the new broker: imported and built, waiting for SIGUSR1 to connect.
+class Standby:
+    """A part's process started warm for the new broker, waiting for its go signal (SIGUSR1) to take over.
 
-    ``cityeye worker --standby READY_FILE`` (streams/command.py) with the
-    configuration pointed at the new broker; it writes ``READY_FILE`` once
-    built. Its log is the worker's.
+    ``cityeye worker --standby READY_FILE`` (streams/command.py: imported, app
+    built, connected to nothing) or ``cityeye gateway --standby READY_FILE``
+    (ingest/command.py: built, its producer connected to the new broker, not
+    subscribed to MQTT), with ``config`` pointed at the new broker; it writes
+    ``READY_FILE`` once built. Its log is the part's.
     """
 
-    def __init__(self, stack: EmbeddedStack, new: TansuServer) -> None:
-        self.ready_file = stack.workdir / "worker-standby.ready"
+    def __init__(self, stack: EmbeddedStack, part: str, config: Path) -> None:
+        self.part = part
+        self.ready_file = stack.workdir / f"{part}-standby.ready"
         self.ready_file.unlink(missing_ok=True)
-        self.config: Path = stack.write_config_for(new, stack.workdir / f"cityeye-{stack.generation + 1}.yaml")
-        self.proc = stack.start_part("worker", self.config, ("--standby", str(self.ready_file)), spare=True)
+        self.proc = stack.start_part(part, config, ("--standby", str(self.ready_file)), spare=True)
 
     async def wait_ready(self, timeout: float) -> None:
         """Return once the standby is built; raise if it exits or takes longer than ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while not self.ready_file.exists():
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the standby worker exited with {self.proc.returncode} before it was ready")
+                raise RuntimeError(f"the standby {self.part} exited with {self.proc.returncode} before it was ready")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the standby worker was not ready within {timeout:.0f} s")
+                raise TimeoutError(f"the standby {self.part} was not ready within {timeout:.0f} s")
             await asyncio.sleep(0.05)
 
     def start(self) -> None:
-        """Let it connect: metrics, topics, group join, table recovery (it owns the worker's place from now)."""
-        _signal(self.proc, signal.SIGUSR1)
+        """Let it take over: its metrics, then the worker's group join and table recovery, or the gateway's
+        MQTT subscription (it owns the part's place from now)."""
+        _signal(self.proc, GO_SIGNAL)
 
     def kill(self) -> None:
-        """Stop it at once (the rollover failed before it became the worker)."""
+        """Stop it at once (the rollover failed before it became the part)."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):

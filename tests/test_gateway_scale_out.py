@@ -11,56 +11,27 @@ docs/contracts.md, "Several gateways").
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import yaml
 
-from cityeye.config import MqttSettings
-from cityeye.contracts import format_ts, mqtt_topic, parse_ts, readings_topic
+from cityeye.contracts import readings_topic
 from cityeye.reading_records import readings_in
 from cityeye.sensor_registry import load_registry
 from ingest.gateway import Gateway
 from ingest.readback import read_until
-from simulators.publisher import MqttPublisher
+from tests.gateway_helpers import gateway_proc, payloads, publish_all
 
 pytestmark = pytest.mark.timeout(180)
-
-REPO = Path(__file__).resolve().parent.parent
-SENSORS = [("huangpu", "wl-huangpu-01"), ("minhang", "wl-minhang-01")]
-
-
-def payloads(count: int, t0: float) -> list[tuple[str, bytes, tuple[str, float]]]:
-    """``count`` water-level readings over the demo gauges: (MQTT topic, payload, (sensor, ts as stored))."""
-    out = []
-    for i in range(count):
-        district, sid = SENSORS[i % len(SENSORS)]
-        ts = t0 + i
-        body = json.dumps({"ts": format_ts(ts), "values": {"level_m": 2.0 + (i % 100) / 100}}).encode()
-        out.append((mqtt_topic(district, "water_level", sid), body, (sid, parse_ts(format_ts(ts)))))
-    return out
 
 
 def shared(settings, client_id: str):
     mqtt = settings.mqtt.model_copy(update={"client_id": client_id, "protocol": "5", "share_group": "cityeye-gateways"})
     return settings.model_copy(update={"mqtt": mqtt})
-
-
-def publish_all(mqtt: MqttSettings, items, pace_s: float = 0.0) -> None:
-    with MqttPublisher(mqtt) as pub:
-        for n, (topic, body, _) in enumerate(items):
-            pub.publish(topic, body)
-            if pace_s and n % 50 == 49:
-                time.sleep(pace_s)
-        pub.flush(120)
 
 
 async def test_two_gateways_share_the_device_stream(settings):
@@ -85,12 +56,6 @@ async def test_two_gateways_share_the_device_stream(settings):
     assert len(readings_in(got[wl])) == len(items)
 
 
-def _gateway_proc(config: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "launch.cli", "gateway", "--config", str(config)],
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
 async def test_kill_9_of_one_shared_gateway_loses_no_accepted_reading(settings, tmp_path):
     """Gateway A (a process) is killed with SIGKILL mid-stream while B (in this process) goes on;
     A restarts with the same client id. Every published reading ends up in Kafka."""
@@ -101,7 +66,7 @@ async def test_kill_9_of_one_shared_gateway_loses_no_accepted_reading(settings, 
         "registry": settings.registry, "ingest": {"stats_interval_s": 0.2},
     }))
     log = tmp_path / "gw-a.log"
-    proc = _gateway_proc(config, log)
+    proc = gateway_proc(config, log)
     b = Gateway(shared(settings, "gw-b"), load_registry(settings.registry))
     await b.start()
     try:
@@ -120,7 +85,7 @@ async def test_kill_9_of_one_shared_gateway_loses_no_accepted_reading(settings, 
         await publisher
         await asyncio.sleep(1.0)
         b_while_a_down = b.stats()["accepted"] - b_at_kill
-        proc = _gateway_proc(config, log)  # same client id: its session (and what it held) is still there
+        proc = gateway_proc(config, log)  # same client id: its session (and what it held) is still there
         wl = readings_topic("water_level")
         want = {key for _, _, key in items}
         got = await read_until(settings.kafka, [wl],
