@@ -21,19 +21,23 @@ run that ended because a part failed.
 A warm standby (the embedded broker rollover, launch/broker_rollover.py)
 gets ready, then calls :func:`wait_for_go`: it writes its ready file and
 waits for SIGUSR1 (go on) or a stop (leave without having served).
+:func:`exit_now` ends a process that has stopped cleanly without the
+interpreter's teardown (the command line does it for the gateway).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 from pathlib import Path
-from typing import Awaitable, Callable, TypeVar
+from typing import Awaitable, Callable, NoReturn, TypeVar
 
 from cityeye.errors import CityEyeError
 
-__all__ = ["run_service", "stop_on_signals", "wait_for_go", "GO_SIGNAL", "EXIT_OK", "EXIT_OS_ERROR", "EXIT_CONFIG_ERROR"]
+__all__ = ["run_service", "stop_on_signals", "wait_for_go", "exit_now", "GO_SIGNAL", "EXIT_OK", "EXIT_OS_ERROR", "EXIT_CONFIG_ERROR"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,17 @@ async def wait_for_go(ready_file: Path, stop: asyncio.Event, go_signal: int = GO
         log.info("standby: starting")
         return True
     return False
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process with ``code`` at once, once its service has stopped cleanly: the logs and the
+    standard streams are flushed, the interpreter's teardown (freeing every module and object: 0.5-0.7 s
+    after a gateway stopped in 15 ms, measured) is skipped. Never call it in a process that hosts
+    anything else (tests)."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 def run_service(name: str, load: Callable[[], C], main: Callable[[C, asyncio.Event], Awaitable[int | None]]) -> int:
