@@ -14,13 +14,19 @@ script as children that print their progress every 0.1 s.
   first on a loaded machine) and the tail where one works alone. The rate
   over the whole busy window (first reading of any to last of any) is printed
   beside it. Every session gets the same backlog, ``--gateway-readings`` per
-  gateway (100 k; ``--quick``: 30 k): Mosquitto drains a long session queue
+  gateway (150 k; ``--quick``: 30 k): Mosquitto drains a long session queue
   more slowly than a short one, so splitting one backlog over two sessions
   flattered the pair (one 60 k queue drained at 36 k/s, two 30 k queues at
-  73 k/s each, same run). With 10 k readings a gateway drained its share in
-  a fraction of a second and the 0.1 s progress lines gave 3 to 5 samples per
-  window. The backlog is queued before the gateways start (the publisher is
-  not part of the timed window).
+  73 k/s each, same run). The backlog is queued before the gateways start
+  (``bench/mqtt_backlog.py``, ~30 k messages/s, where paho published 3.5 k/s):
+  the gateways drain at their own speed, the publisher is not part of the
+  timed window. 1 gateway then 2, ``--rounds`` times (3), each run on a fresh
+  Tansu (it slows down with what it holds): the ratio of each round and their
+  median. Each gateway also reports its threads' scheduler statistics
+  (``/proc/<pid>/task/*/schedstat``) over its drain: the seconds it ran on a
+  CPU and the seconds it was runnable but waited for one; a large wait share
+  says the gateways (with Mosquitto and Tansu, whose waits are printed too)
+  are short of CPUs, not that they do not scale.
 
 * workers: a group of 1 worker process, then (on a fresh Tansu) a group of 2,
   is started and, once every process is at work, a backlog of aggregated
@@ -37,8 +43,9 @@ Prints readings/s for 1 and 2 processes and the ratio (target >= 1.8 on this
 part, so the ratio shows how far a stage is from CPU-bound scaling here).
 No assertions: figures only.
 
-    .venv/bin/python bench/bench_scale_out.py            # 60 k worker readings, 100 k readings per gateway
-    .venv/bin/python bench/bench_scale_out.py --quick    # 20 k / 30 k
+    .venv/bin/python bench/bench_scale_out.py                    # 60 k worker readings; 3 rounds, 150 k per gateway
+    .venv/bin/python bench/bench_scale_out.py --quick            # 20 k / 2 rounds of 30 k
+    .venv/bin/python bench/bench_scale_out.py --gateways-only
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -57,14 +65,15 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_streams import make_readings, make_registry  # noqa: E402
+from mqtt_backlog import preload  # noqa: E402
 
 from cityeye.config import KafkaSettings, MqttSettings, Settings, load_settings  # noqa: E402
 from cityeye.contracts import all_topics, format_ts, mqtt_topic  # noqa: E402
 from cityeye.kafka import ensure_topics, make_producer  # noqa: E402
 from cityeye.sensor_registry import load_registry  # noqa: E402
 from ingest.aggregation import build_records  # noqa: E402
+from launch.proc_usage import proc_sample, sched_delta, sched_times  # noqa: E402
 from launch.servers import MosquittoServer, TansuServer  # noqa: E402
-from simulators.publisher import MqttPublisher  # noqa: E402
 
 __all__ = ["main"]
 
@@ -96,22 +105,27 @@ async def _child_gateway(config: str) -> None:
 
 async def _report(count) -> None:
     """Print progress every 0.1 s until stdin closes (the parent is done), then the CPU seconds this
-    process used since its count first grew (start-up left out) and the count's history: ``samples <cpu> <t>:<count> ...``, a sample every 10 ms at
-    which the count had grown."""
+    process used since its count first grew (start-up left out), its threads' seconds on a CPU and waiting
+    for one over the same stretch (to its count's last growth) and the count's history:
+    ``samples <cpu> <on cpu> <waiting> <t>:<count> ...``, a sample every 10 ms at which the count had grown."""
     closed = asyncio.ensure_future(asyncio.to_thread(sys.stdin.read))
     samples: list[tuple[float, int]] = []
     printed, cpu_at_first = 0.0, 0.0
+    sched_first = sched_last = {}
     while not closed.done():
         now, n = time.monotonic(), count()
         if n and (not samples or n > samples[-1][1]):
+            sched_last = sched_times(os.getpid())
             if not samples:
-                cpu_at_first = time.process_time()
+                cpu_at_first, sched_first = time.process_time(), sched_last
             samples.append((now, n))
         if now - printed >= 0.1:
             print(f"{now:.4f} {n}", flush=True)
             printed = now
         await asyncio.sleep(0.01)
-    print(f"samples {time.process_time() - cpu_at_first:.3f} " + " ".join(f"{t:.4f}:{n}" for t, n in samples), flush=True)
+    on_cpu, waiting = sched_delta(sched_first, sched_last)
+    print(f"samples {time.process_time() - cpu_at_first:.3f} {on_cpu:.3f} {waiting:.3f} "
+          + " ".join(f"{t:.4f}:{n}" for t, n in samples), flush=True)
 
 
 def _count_at(samples: list[tuple[float, int]], at: float) -> float:
@@ -137,10 +151,12 @@ def _overlap_rate(histories: list[list[tuple[float, int]]]) -> tuple[float, floa
 # -- parent ----------------------------------------------------------------------------------------
 
 async def _run_children(role: str, configs: list[Path], total: int, feed=None, timeout: float = 900.0,
-                        busy_window: bool = False, whole: list[float] | None = None) -> float:
+                        busy_window: bool = False, whole: list[float] | None = None,
+                        waits: list[float] | None = None) -> float:
     """Start one child per config, wait until their counts add up to ``total``; readings/s from 10 % to 90 %
     (``busy_window``: while every child was forwarding, see the module docstring; the rate over the whole
-    busy window is appended to ``whole``).
+    busy window is appended to ``whole``, each child's share of its runnable time spent waiting for a CPU
+    to ``waits``).
 
     ``feed`` (a coroutine function), if given, is awaited once every child reports (is ready) and the
     group had 3 s to settle: it writes the backlog.
@@ -152,6 +168,7 @@ async def _run_children(role: str, configs: list[Path], total: int, feed=None, t
     reported = [False] * len(procs)
     histories: list[list[tuple[float, int]] | None] = [None] * len(procs)
     cpu = [0.0] * len(procs)
+    sched = [(0.0, 0.0)] * len(procs)
     marks: dict[float | str, float] = {}
     deadline = time.monotonic() + timeout
 
@@ -161,8 +178,9 @@ async def _run_children(role: str, configs: list[Path], total: int, feed=None, t
             if not line:
                 return
             if line.startswith(b"samples"):
-                cpu[i] = float(line.split()[1])
-                histories[i] = [(float(t), int(n)) for t, n in (w.split(b":") for w in line.split()[2:])]
+                words = line.split()
+                cpu[i], sched[i] = float(words[1]), (float(words[2]), float(words[3]))
+                histories[i] = [(float(t), int(n)) for t, n in (w.split(b":") for w in words[4:])]
                 return
             try:
                 at, n = line.split()
@@ -213,8 +231,13 @@ async def _run_children(role: str, configs: list[Path], total: int, feed=None, t
               + ", ".join(f"{h[0][0] - first:+.2f} .. {h[-1][0] - first:+.2f} s" for h in histories)
               + f"); over the whole {busy:.2f} s: {sum(counts) / busy:,.0f} readings/s; CPU us per reading "
               + ", ".join(f"{c / n * 1e6:.1f}" for c, n in zip(cpu, counts)) + " (from its first reading on)")
+        print("  scheduler, over each one's drain: " + "; ".join(
+            f"on a CPU {run:.2f} s, waiting for one {wait:.2f} s ({wait / max(run + wait, 1e-9):.0%})"
+            for run, wait in sched))
         if whole is not None:
             whole.append(sum(counts) / busy)
+        if waits is not None:
+            waits.extend(wait / max(run + wait, 1e-9) for run, wait in sched)
         return rate
     if marks[0.9] <= marks[0.1]:
         raise RuntimeError(f"{role}s: no measuring window (a process started work only at the end); "
@@ -263,50 +286,63 @@ def _gateway_payloads(count: int) -> list[tuple[str, bytes]]:
         for i, (d, s) in ((i, sensors[i % 2]) for i in range(count))]
 
 
-async def bench_gateways(tmp: Path, per_gateway: int) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Readings/s of 1 and 2 gateways while all of a group forward, and over the group's whole busy window."""
+async def _gateway_run(tmp: Path, broker: MosquittoServer, n: int, per_gateway: int,
+                       tag: str) -> tuple[float, float, list[float]]:
+    """One run of ``n`` gateways on a fresh Tansu: their backlog queued, then drained. Returns the readings/s
+    while all of them forwarded, over their whole busy window, and each one's share of its runnable time
+    spent waiting for a CPU."""
     from ingest.gateway import Gateway
 
-    with TansuServer(workdir=tmp / "gw-tansu") as tansu, MosquittoServer(workdir=tmp / "gw-mqtt") as broker:
+    group, total = f"gw{n}", n * per_gateway
+    with TansuServer(workdir=tmp / f"gw-tansu-{tag}") as tansu:
         kafka = KafkaSettings(bootstrap=tansu.bootstrap, profile="tansu")
         await ensure_topics(kafka)
-        rates, whole = [], []
-        for n in (1, 2):
-            group, total = f"gw{n}", n * per_gateway
-            configs = []
-            for i in range(n):  # the group's persistent sessions, then offline: the broker queues for them
-                mqtt = {"port": broker.port, "client_id": f"bench-{group}-{i}", "protocol": "5", "share_group": group}
-                conf = {"kafka": {"bootstrap": tansu.bootstrap, "profile": "tansu"}, "mqtt": mqtt,
-                        "registry": str(GATEWAY_REGISTRY), "influx": {"enabled": False}}
-                configs.append(_write_config(tmp / f"gateway-{n}-{i}.yaml", conf))
-                settings = Settings(kafka=kafka, mqtt=MqttSettings(**mqtt), registry=str(GATEWAY_REGISTRY))
-                gw = Gateway(settings, load_registry(GATEWAY_REGISTRY))
-                await gw.start()
-                await gw.stop()
-            t = time.perf_counter()
-            await asyncio.to_thread(_publish, broker.port, _gateway_payloads(total))
-            print(f"  {total} readings queued for {n} gateway session(s) in {time.perf_counter() - t:.1f} s")
-            brokers_cpu = [_cpu_seconds(broker.proc.pid), _cpu_seconds(tansu.proc.pid)]
-            rates.append(await _run_children("gateway", configs, total, busy_window=True, whole=whole))
-            mosquitto_cpu, tansu_cpu = (_cpu_seconds(p.pid) - c for p, c in zip((broker.proc, tansu.proc), brokers_cpu))
-            print(f"  CPU s meanwhile (children's start-up and stop included): Mosquitto {mosquitto_cpu:.2f}, "
-                  f"Tansu {tansu_cpu:.2f}")
-    return (rates[0], rates[1]), (whole[0], whole[1])
+        configs = []
+        for i in range(n):  # the group's persistent sessions, then offline: the broker queues for them
+            mqtt = {"port": broker.port, "client_id": f"bench-{group}-{i}", "protocol": "5", "share_group": group}
+            conf = {"kafka": {"bootstrap": tansu.bootstrap, "profile": "tansu"}, "mqtt": mqtt,
+                    "registry": str(GATEWAY_REGISTRY), "influx": {"enabled": False}}
+            configs.append(_write_config(tmp / f"gateway-{tag}-{i}.yaml", conf))
+            settings = Settings(kafka=kafka, mqtt=MqttSettings(**mqtt), registry=str(GATEWAY_REGISTRY))
+            gw = Gateway(settings, load_registry(GATEWAY_REGISTRY))
+            await gw.start()
+            await gw.stop()
+        seconds = await asyncio.to_thread(preload, broker.port, _gateway_payloads(total))
+        print(f"  {total} readings queued for {n} gateway session(s) in {seconds:.1f} s ({total / seconds:,.0f}/s)")
+        servers = {"Mosquitto": broker.proc.pid, "Tansu": tansu.proc.pid}
+        before = {name: (proc_sample(pid)[1], sched_times(pid)) for name, pid in servers.items()}
+        whole, waits = [], []
+        rate = await _run_children("gateway", configs, total, busy_window=True, whole=whole, waits=waits)
+        print("  servers meanwhile (the children's start-up and stop included): " + "; ".join(
+            f"{name} CPU {proc_sample(pid)[1] - before[name][0]:.2f} s, waiting for one "
+            f"{sched_delta(before[name][1], sched_times(pid))[1]:.2f} s" for name, pid in servers.items()))
+    return rate, whole[0], waits
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User and system CPU seconds process ``pid`` has used (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+async def bench_gateways(tmp: Path, per_gateway: int, rounds: int) -> list[tuple[float, float, float, float]]:
+    """Per round, 1 gateway then 2: readings/s while all of a group forward (1, 2), over the group's whole busy
+    window (1, 2); prints each round's ratio and the gateways' waits for a CPU."""
+    out = []
+    waits: dict[int, list[float]] = {1: [], 2: []}
+    with MosquittoServer(workdir=tmp / "gw-mqtt") as broker:
+        for r in range(1, rounds + 1):
+            (one, one_whole, wait_one), (two, two_whole, wait_two) = [
+                await _gateway_run(tmp, broker, n, per_gateway, f"{r}-{n}") for n in (1, 2)]
+            waits[1] += wait_one
+            waits[2] += wait_two
+            load = os.getloadavg()
+            print(f"round {r}: 1 gateway {one:,.0f}/s, 2 gateways {two:,.0f}/s, ratio {two / one:.2f} "
+                  f"(whole busy window {two_whole / one_whole:.2f}); load average {load[0]:.2f}", flush=True)
+            out.append((one, two, one_whole, two_whole))
+    print("gateways' share of their runnable time spent waiting for a CPU (median over the rounds): "
+          f"1 gateway {statistics.median(waits[1]):.0%}, 2 gateways {statistics.median(waits[2]):.0%}")
+    return out
 
 
-def _publish(port: int, items: list[tuple[str, bytes]]) -> None:
-    with MqttPublisher(MqttSettings(port=port), max_inflight=1000) as pub:
-        for i, (topic, body) in enumerate(items):
-            if i % 1000 == 0:  # paho numbers messages with 16-bit ids: stay within its window
-                pub.wait_below(pub.window, 300)
-            pub.publish(topic, body)
-        pub.flush(900)
+def _write_rows(rows: list[tuple[str, float, float, float]]) -> None:
+    print(f"{'stage':<24}{'1 process':>12}{'2 processes':>14}{'ratio':>8}   target >= 1.8")
+    for name, one, two, ratio in rows:
+        print(f"{name:<24}{one:>12,.0f}{two:>14,.0f}{ratio:>8.2f}   {'met' if ratio >= 1.8 else 'NOT met'}")
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -317,15 +353,20 @@ async def run(args: argparse.Namespace) -> None:
         if not args.gateways_only:
             print(f"workers: {args.worker_readings} readings from {args.sensors} sensors, default detectors")
             one, two = await bench_workers(Path(tmp), args.sensors, args.worker_readings)
-            rows.append(("workers (readings/s)", one, two))
+            rows.append(("workers (readings/s)", one, two, two / one))
         if not args.workers_only:
-            print(f"gateways: {args.gateway_readings} QoS 1 readings per gateway session, MQTT 5 shared subscription")
-            (one, two), (one_whole, two_whole) = await bench_gateways(Path(tmp), args.gateway_readings)
-            rows.append(("gateways (readings/s)", one, two))
-            rows.append(("  whole busy window", one_whole, two_whole))
-    print(f"{'stage':<24}{'1 process':>12}{'2 processes':>14}{'ratio':>8}   target >= 1.8")
-    for name, one, two in rows:
-        print(f"{name:<24}{one:>12,.0f}{two:>14,.0f}{two / one:>8.2f}   {'met' if two / one >= 1.8 else 'NOT met'}")
+            print(f"gateways: {args.gateway_readings} QoS 1 readings per gateway session, MQTT 5 shared subscription, "
+                  f"{args.rounds} round(s)")
+            rounds = await bench_gateways(Path(tmp), args.gateway_readings, args.rounds)
+            ratios = [two / one for one, two, _, _ in rounds]
+            whole_ratios = [two / one for _, _, one, two in rounds]
+            print("gateways: ratio per round " + ", ".join(f"{r:.2f}" for r in ratios)
+                  + f", median {statistics.median(ratios):.2f}; over the whole busy window "
+                  + ", ".join(f"{r:.2f}" for r in whole_ratios) + f", median {statistics.median(whole_ratios):.2f}")
+            medians = [statistics.median(column) for column in zip(*rounds)]  # the gateway rows: medians
+            rows.append(("gateways (readings/s)", medians[0], medians[1], statistics.median(ratios)))
+            rows.append(("  whole busy window", medians[2], medians[3], statistics.median(whole_ratios)))
+    _write_rows(rows)
     load = os.getloadavg()
     print(f"load average at end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
@@ -338,13 +379,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sensors", type=int, default=300)
     parser.add_argument("--worker-readings", type=int, default=60_000)
-    parser.add_argument("--gateway-readings", type=int, default=100_000, help="backlog per gateway session")
-    parser.add_argument("--quick", action="store_true", help="20 k worker readings, 30 k readings per gateway")
+    parser.add_argument("--gateway-readings", type=int, default=150_000, help="backlog per gateway session")
+    parser.add_argument("--rounds", type=int, default=3, help="gateway rounds (1 gateway, then 2, each round)")
+    parser.add_argument("--quick", action="store_true",
+                        help="20 k worker readings; 2 rounds of 30 k readings per gateway")
     parser.add_argument("--workers-only", action="store_true")
     parser.add_argument("--gateways-only", action="store_true")
     args = parser.parse_args()
     if args.quick:
-        args.worker_readings, args.gateway_readings = 20_000, 30_000
+        args.worker_readings, args.gateway_readings, args.rounds = 20_000, 30_000, 2
     asyncio.run(run(args))
 
 
