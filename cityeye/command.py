@@ -37,7 +37,7 @@ from typing import Awaitable, Callable, NoReturn, TypeVar
 
 from cityeye.errors import CityEyeError
 
-__all__ = ["run_service", "stop_on_signals", "wait_for_go", "exit_now", "GO_SIGNAL", "EXIT_OK", "EXIT_OS_ERROR", "EXIT_CONFIG_ERROR"]
+__all__ = ["run_service", "stop_on_signals", "wait_for_go", "go_or_now", "exit_now", "GO_SIGNAL", "EXIT_OK", "EXIT_OS_ERROR", "EXIT_CONFIG_ERROR"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,30 @@ async def wait_for_go(ready_file: Path, stop: asyncio.Event, go_signal: int = GO
         log.info("standby: starting")
         return True
     return False
+
+
+def go_or_now(ready_file: str | None, stop: asyncio.Event,
+              on_go: Callable[[], object]) -> Callable[..., Awaitable[bool]] | None:
+    """A service's start as a warm standby (``--standby READY_FILE``) or at once.
+
+    Without ``ready_file``: calls ``on_go()`` now and returns ``None`` (no
+    standby step). With it: returns the step the service awaits once it is
+    built (whatever it is passed is ignored): it writes the file, waits for
+    :data:`GO_SIGNAL` (then calls ``on_go()``, e.g. starting the metrics
+    server whose port the process replaced held until then, and returns True)
+    or for ``stop`` (False).
+    """
+    if not ready_file:
+        on_go()
+        return None
+
+    async def standby(*_built: object) -> bool:
+        if not await wait_for_go(Path(ready_file), stop):
+            return False
+        on_go()
+        return True
+
+    return standby
 
 
 def exit_now(code: int) -> NoReturn:

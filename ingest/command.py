@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from pathlib import Path
 
-from cityeye.command import run_service, wait_for_go
+from cityeye.command import go_or_now, run_service
 from cityeye.config import Settings
 from cityeye.kafka import ensure_topics
 from cityeye.metrics import start_metrics
@@ -45,16 +44,9 @@ def run(args: argparse.Namespace) -> int:
 
         settings, registry = config
 
-        async def standby() -> bool:  # connected to Kafka: wait for the go, or a stop
-            if not await wait_for_go(Path(args.standby), stop):
-                return False
-            start_metrics(settings.metrics, "gateway")  # the port is free now: the gateway replaced has stopped
-            return True
-
-        if not args.standby:
-            start_metrics(settings.metrics, "gateway")
+        standby = go_or_now(args.standby, stop, lambda: start_metrics(settings.metrics, "gateway"))
         if not args.no_create_topics:
             await ensure_topics(settings.kafka)
-        await Gateway(settings, registry).run_forever(stop, before_subscribe=standby if args.standby else None)
+        await Gateway(settings, registry).run_forever(stop, before_subscribe=standby)
 
     return run_service("gateway", lambda: load_settings_and_registry(args.config), serve)

@@ -36,13 +36,12 @@ import asyncio
 import logging
 import signal
 import threading
-from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import faust
 from aiokafka.errors import KafkaError
 
-from cityeye.command import EXIT_OS_ERROR, run_service
+from cityeye.command import EXIT_OS_ERROR, go_or_now, run_service
 from cityeye.config import Settings
 from cityeye.errors import CityEyeError, ConfigError
 from cityeye.kafka import ensure_topics
@@ -52,7 +51,7 @@ from cityeye.sensor_registry import SensorRegistry, load_settings_and_registry
 from streams.app import StreamsApp, create_app
 from streams.gc_tuning import tune_gc
 
-__all__ = ["StreamsWorker", "run_worker", "wait_for_go", "COMMIT_SIGNAL", "add_arguments", "run"]
+__all__ = ["StreamsWorker", "run_worker", "COMMIT_SIGNAL", "add_arguments", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -187,33 +186,6 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-async def wait_for_go(ready_file: Path, stop: asyncio.Event, go_signal: int = signal.SIGUSR1) -> bool:
-    """Write ``ready_file``, then wait for ``go_signal`` (True) or ``stop`` (False).
-
-    The handler is installed before the file is written: whoever waits for
-    the file may signal at once.
-    """
-    go = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(go_signal, go.set)
-    try:
-        ready_file.write_text("ready\n", encoding="utf-8")
-        log.info("standby: app built, waiting for signal %d to start", int(go_signal))
-        waits = [asyncio.ensure_future(go.wait()), asyncio.ensure_future(stop.wait())]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
-    finally:
-        loop.remove_signal_handler(go_signal)
-        signal.signal(go_signal, signal.SIG_IGN)  # a second signal must not kill the worker (the default action)
-    if go.is_set() and not stop.is_set():
-        log.info("standby: starting")
-        return True
-    return False
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML configuration file (default: $CITYEYE_CONFIG)")
     parser.add_argument("--web-port", type=int, default=None,
@@ -234,14 +206,7 @@ def run(args: argparse.Namespace) -> int:
     async def serve(config: tuple[Settings, SensorRegistry], stop: asyncio.Event) -> int | None:
         settings, registry = config
 
-        async def standby(worker: StreamsWorker) -> bool:  # built: wait for the go, or a stop
-            if not await wait_for_go(Path(args.standby), stop):
-                return False
-            start_metrics(settings.metrics, "worker")  # the port is free now: the worker replaced has stopped
-            return True
-
-        if not args.standby:
-            start_metrics(settings.metrics, "worker")
+        standby = go_or_now(args.standby, stop, lambda: start_metrics(settings.metrics, "worker"))
         try:
             await ensure_topics(settings.kafka, timeout=args.startup_timeout)
         except KafkaError as exc:
@@ -249,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_OS_ERROR
         try:
             await run_worker(settings, stop, registry=registry, web_port=args.web_port, loglevel=args.loglevel,
-                             dedicated_process=True, before_start=standby if args.standby else None)
+                             dedicated_process=True, before_start=standby)
         except ConfigError:
             raise  # exit 2
         except CityEyeError as exc:  # the Faust app crashed: not a configuration problem
