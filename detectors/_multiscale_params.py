@@ -3,12 +3,14 @@
 River keeps every ``__init__`` argument as an attribute of the same name
 (``clone`` rebuilds the detector from them); :func:`store_params` does so,
 with the sequences normalised to tuples of ints / floats and the views'
-block lengths, offsets and context slots checked.
+block lengths, offsets, context slots and alarm band checked.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from detectors._top_band import alarm_band
 
 __all__ = ["store_params", "view_steps", "context_slot_pair"]
 
@@ -29,6 +31,7 @@ def store_params(det, args: dict[str, Any]) -> None:
     det.season_views = None if season_views is None else tuple(int(v) for v in season_views)
     det.context_slots = context_slot_pair(args["context_slots"])
     det.shape_tiebreak = float(args["shape_tiebreak"])
+    det.alarm_band = alarm_band(args["alarm_band"])
 
 
 def view_steps(steps, offsets) -> tuple[tuple[int, ...], tuple[float, ...]]:

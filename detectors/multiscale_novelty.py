@@ -21,6 +21,7 @@ from detectors._multiscale_params import store_params
 from detectors._multiscale_state import multiscale_restore, multiscale_snapshot
 from detectors._multiscale_views import build_views
 from detectors._multiscale_votes import reading as _reading, shape_offsets, shape_votes
+from detectors._top_band import score_reporter
 from detectors.base import AnomalyDetector
 
 __all__ = ["MultiScaleNoveltyDetector"]
@@ -168,8 +169,11 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         s)``, ``s`` the highest shape score (short or long, before offsets):
         among the readings that reach the top, the one least like any
         earlier window ranks first (the hold-out's metric takes the highest
-        score of a series). Lower votes, rest periods and alarms are as
-        without it.
+        score of a series). Rest periods and alarms are as without it.
+    alarm_band
+        ``(lo, hi)``: a vote in ``[lo, 1)`` is reported within ``[lo, hi)``,
+        and the top votes carry no alarm penalty, so they outrank every
+        ordinary alarm (see :mod:`detectors._top_band`); ``None``: no band.
     context_slots, context_generation_share, season_slots
         The views' context sets are capped by construction
         (:class:`~detectors._bounded_keys.BoundedKeySet`): ``context_slots``
@@ -259,6 +263,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         shape_long_offset: float | None = None,
         shape_long_warmup: int = 20,
         shape_tiebreak: float = 0.05,
+        alarm_band: tuple | list | None = (0.75, 0.95),
         context_slots: int | tuple | list = (24571, 12289),
         context_generation_share: int = 8,
         season_slots: int = 4093,
@@ -267,6 +272,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self._flat = FlatRunRecord(flat_min_run, flat_margin)
         self._shape, self._long = shape_votes(self)
         self._decay = math.exp(-1.0 / alarm_memory) if alarm_memory > 0 else 0.0
+        self._report = score_reporter(self.alarm_band, self.shape_tiebreak, alarm_penalty)
         build_views(self)  # _views, _raw_view, _raw_offset, _blocks, _seasonal
         self._sums = [0.0 for _ in self.steps]  # sum and number of the readings of each view's open block
         self._counts = [0 for _ in self.steps]
@@ -320,12 +326,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             r = (view._score_value(mean) if isfinite(mean) else view._score) + offset
             if r > best:
                 best = r
-        # min / max without the built-ins (every reading; same values)
-        if best >= 1.0:
-            # a top vote: ranked by how unlike every earlier window the latest ones are
-            best = 1.0 - self.shape_tiebreak * (1.0 - distinct)
-        score = best - self.alarm_penalty * (self._alarms * self._decay)
-        return score if score > 0.0 else 0.0
+        return self._report(best, distinct, self._alarms * self._decay)  # band, top votes, penalty
 
     def learn_one(self, x: dict[str, float]) -> None:
         v = _reading(x, self.field)
@@ -380,9 +381,7 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             self._quiet -= 1
             self._score = 0.0
         else:
-            score = (best if best < 1.0 else 1.0 - self.shape_tiebreak * (1.0 - distinct)) \
-                - self.alarm_penalty * self._alarms
-            self._score = score if score > 0.0 else 0.0
+            self._score = self._report(best, distinct, self._alarms)
             if best >= self.rest_threshold:
                 self._quiet = self.rest_period
                 self._alarms += 1.0

@@ -5,6 +5,7 @@ Example::
     cityeye eval nab --detector context_novelty --out /tmp/nab-results
     cityeye eval nab --cv          # leave-one-category-out cross-validation
     cityeye eval shapes            # the synthetic shape-anomaly suite
+    cityeye eval shapes --proxy    # the hold-out proxy: the default beside discord-lite and rolling z-score
 """
 
 from __future__ import annotations
@@ -81,9 +82,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="registered detector name (repeatable; default: the default detector)")
     shapes.add_argument("--params", default="{}", help="JSON dict of detector hyperparameters")
     shapes.add_argument("--data", default=None, help="NAB directory (as for 'eval nab')")
-    shapes.add_argument("--seed", type=int, default=0, help="seed of the planted anomalies")
+    shapes.add_argument("--seed", type=int, default=0,
+                        help="seed of the planted anomalies and of the series made in code")
     shapes.add_argument("--synthetic", action="store_true",
                         help="plant them in seeded city-like periodic series made in code (the tests' suite), not NAB")
+    shapes.add_argument("--proxy", action="store_true",
+                        help="the hold-out proxy (evaluation/holdout_proxy.py): daily, weekly and (without "
+                             "--synthetic) NAB-based series; the default detector beside discord_lite and rolling_zscore")
     shapes.add_argument("--per-kind", type=int, default=10, help="cases per anomaly kind")
     shapes.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPU count)")
 
@@ -99,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     command = getattr(args, "eval_command", None)
     if command not in ("nab", "shapes"):
         print("usage: cityeye eval nab [--detector NAME] [--data DIR] [--out DIR] [--profile P] [--cv]\n"
-              "       cityeye eval shapes [--detector NAME] [--data DIR | --synthetic] [--seed N]", file=sys.stderr)
+              "       cityeye eval shapes [--detector NAME] [--data DIR | --synthetic] [--seed N] [--proxy]", file=sys.stderr)
         return 2
     if command == "shapes" and args.synthetic:
         return _run_shapes(args, None)
@@ -186,12 +191,13 @@ def _run_cv(args: argparse.Namespace, data_dir: Path, windows: dict, profiles: l
 def _run_shapes(args: argparse.Namespace, nab_dir: Path | None) -> int:
     """The shape suite in NAB's stretches, or (``nab_dir`` None) in the synthetic bases of the tests."""
     from detectors.catalog import DEFAULT_DETECTOR
-    from evaluation.shape_suite import KINDS, build_cases, cases_from_bases, run_suite, synthetic_bases
+    from evaluation.shape_suite import KINDS, build_cases, run_suite, synthetic_cases
 
     params = json.loads(args.params or "{}")
+    if args.proxy:
+        return _run_proxy(args, nab_dir, params)
     if nab_dir is None:
-        cases, where = cases_from_bases(synthetic_bases(), seed=args.seed, per_kind=args.per_kind), \
-            "seeded synthetic periodic series"
+        cases, where = synthetic_cases(seed=args.seed, per_kind=args.per_kind), "seeded synthetic periodic series"
     else:
         cases, where = build_cases(nab_dir, seed=args.seed, per_kind=args.per_kind), \
             "NAB's label-free periodic stretches"
@@ -207,4 +213,18 @@ def _run_shapes(args: argparse.Namespace, nab_dir: Path | None) -> int:
         per_kind = "".join(f"{sum(r.hit for r in res if r.kind == k):>8d} / {sum(r.kind == k for r in res):<3d}"
                            for k in KINDS)
         print(f"{name:28s}{100 * hits / len(res):9.0f}%{sum(r.auc_pr for r in res) / len(res):8.3f}{per_kind}")
+    return 0
+
+
+def _run_proxy(args: argparse.Namespace, nab_dir: Path | None, params: dict) -> int:
+    """The hold-out proxy (``--proxy``): the detectors asked for, or the default beside the two baselines."""
+    from detectors.catalog import DEFAULT_DETECTOR
+    from evaluation.holdout_proxy import BASELINE_DETECTORS, proxy_cases, proxy_table, run_proxy
+
+    cases = proxy_cases(seed=args.seed, per_kind=args.per_kind, nab_dir=nab_dir)
+    detectors = args.detector or [DEFAULT_DETECTOR, *BASELINE_DETECTORS]
+    print(f"hold-out proxy: {len(cases)} series (seed {args.seed}, {args.per_kind} per kind and family), one planted "
+          "anomaly each; hit = highest score after the warm-up within the anomaly +- max(100, its length)")
+    for line in proxy_table(run_proxy(cases, detectors, params, jobs=max(1, args.jobs or os.cpu_count() or 1))):
+        print(line)
     return 0

@@ -47,10 +47,14 @@ import numpy as np
 from evaluation.nab_runner import list_files, read_file
 from evaluation.nab_scorer import probation_length
 
-__all__ = ["KINDS", "ShapeCase", "ShapeResult", "build_cases", "nab_bases", "synthetic_bases", "cases_from_bases",
+__all__ = ["KINDS", "PLANTABLE", "ShapeCase", "ShapeResult", "build_cases", "nab_bases", "synthetic_bases", "synthetic_cases",
+           "cases_from_bases",
            "run_case", "score_case", "run_suite", "average_precision"]
 
 KINDS = ("stretched", "missing_peak", "phase_jump", "waveform")
+#: Every kind :func:`cases_from_bases` plants: :data:`KINDS` and ``wrong_day`` (a period replaced by
+#: the earlier one at the same phase least like it, for bases with a weekly pattern: ``evaluation.holdout_proxy``)
+PLANTABLE = KINDS + ("wrong_day",)
 
 
 @dataclass(frozen=True)
@@ -132,8 +136,13 @@ def _plant(x: np.ndarray, kind: str, a: int, m: int, period: int, rng: random.Ra
         half = max(2, m // (2 * rng.choice((1, 2, 3))))
         sign = np.where((np.arange(m) // half) % 2 == 0, 1.0, -1.0)
         y[a:a + m] = seg.mean() + seg.std() * sign
+    elif kind == "wrong_day":
+        # the same phase of one of the last 14 periods, the one least like it (a weekday played as a Sunday)
+        starts = [a - k * period for k in range(1, 15) if a - k * period >= 0]
+        b = max(starts, key=lambda b: float(np.sum((x[b:b + m] - seg) ** 2)))
+        y[a:a + m] = x[b:b + m]
     else:
-        raise ValueError(f"unknown shape anomaly kind {kind!r}; known: {', '.join(KINDS)}")
+        raise ValueError(f"unknown shape anomaly kind {kind!r}; known: {', '.join(PLANTABLE)}")
     lo, hi = x.min(), x.max()
     return np.clip(y, lo, hi)
 
@@ -184,15 +193,27 @@ def synthetic_bases(seed: int = 0, count: int = 12, length: int = 3000) -> list[
     return bases
 
 
-def cases_from_bases(bases: Sequence[tuple[str, np.ndarray]], seed: int = 0, per_kind: int = 10) -> list[ShapeCase]:
-    """``per_kind`` cases of every kind, each planted in a base drawn at random (seeded)."""
+def synthetic_cases(seed: int = 0, per_kind: int = 10) -> list[ShapeCase]:
+    """The tests' suite (``cityeye eval shapes --synthetic``): the :data:`KINDS` planted in
+    :func:`synthetic_bases`, bases and anomalies both drawn from ``seed``."""
+    return cases_from_bases(synthetic_bases(seed), seed, per_kind)
+
+
+def cases_from_bases(bases: Sequence[tuple[str, np.ndarray]], seed: int = 0, per_kind: int = 10,
+                     kinds: Sequence[str] = KINDS, periods: Sequence[int] | None = None) -> list[ShapeCase]:
+    """``per_kind`` cases of every kind of ``kinds``, each planted in a base drawn at random (seeded).
+
+    ``periods``: each base's period (the anomaly's length, clipped to 32-400, and
+    the phase jump's and wrong day's period); ``None``: its autocorrelation peak.
+    """
     rng = random.Random(seed)
     cases = []
-    for kind in KINDS:
+    for kind in kinds:
         for i in range(per_kind):
-            rel, x = bases[rng.randrange(len(bases))]
+            index = rng.randrange(len(bases))
+            rel, x = bases[index]
             warm = int(probation_length(len(x)))
-            period = _period(x)
+            period = _period(x) if periods is None else int(periods[index])
             m = min(400, max(32, period))
             a = rng.randrange(max(warm + 200, len(x) // 2), len(x) - m - 100)
             y = _plant(x, kind, a, m, period, rng)
@@ -232,10 +253,13 @@ def score_case(case: ShapeCase, scores: Sequence[float]) -> ShapeResult:
 
 
 def run_case(case: ShapeCase, detector: str, params: Mapping[str, Any] | None = None) -> ShapeResult:
-    """Stream ``case`` through a fresh ``detector`` (score, then learn) and score it."""
-    from detectors.catalog import make_detector
+    """Stream ``case`` through a fresh ``detector`` (score, then learn) and score it.
 
-    det = make_detector(detector, **dict(params or {}))
+    ``detector``: a name of the catalog or of :data:`evaluation.baseline_detectors.BASELINES`.
+    """
+    from evaluation.baseline_detectors import make_any_detector
+
+    det = make_any_detector(detector, **dict(params or {}))
     field = getattr(det, "field", "value")
     scores = []
     for v in case.values:
