@@ -21,12 +21,12 @@ from detectors._multiscale_params import store_params
 from detectors._multiscale_state import multiscale_restore, multiscale_snapshot
 from detectors._multiscale_views import build_views
 from detectors._multiscale_votes import reading as _reading, shape_offsets, shape_votes
-from detectors.base import AnomalyDetector
+from detectors.base import LearntScoreDetector
 
 __all__ = ["MultiScaleNoveltyDetector"]
 
 
-class MultiScaleNoveltyDetector(AnomalyDetector):
+class MultiScaleNoveltyDetector(LearntScoreDetector):
     """Maximum of context-novelty scores at several time scales.
 
     View ``k`` is a :class:`~detectors.context_novelty.ContextNoveltyDetector`
