@@ -49,11 +49,12 @@ class ContextKeys:
         self.seen = BoundedKeySet(slots, generation_share)  # tagged keys' slots
         self.restore([[] for _ in resolutions], [[] for _ in resolutions])
 
-    def look_up(self, offset: float, width: float) -> tuple[tuple[list[int], list[int], bool], int]:
+    def look_up(self, offset: float, width: float) -> tuple[tuple[list[int], list[int], set[int] | None], int]:
         """The contexts of the reading ``offset`` above the range's minimum
         (range width ``width``, ``0``: a single value), and how many of them
         were seen. The contexts, for :meth:`learn`: the keys, the reading's
-        own tagged symbols (its tails of order 1) and whether a key is new."""
+        own tagged symbols (its tails of order 1) and the keys' slots to
+        learn (``None``: all are the current generation's already)."""
         if width > 0:
             try:
                 symbols = self._symbols(offset, width)
@@ -71,19 +72,21 @@ class ContextKeys:
         # longest context was seen, all were (the usual case; no set built).
         # Known from the previous generation only: known, and learnt again
         # into the current one (else a context met every day would still be
-        # forgotten when its generation ends, and look new once more)
+        # forgotten when its generation ends, and look new once more). The
+        # keys' slots are computed once, here, for the count and for learn
         longest = self._longest(keys)
         if seen.current_has_all(longest):
-            return (keys, heads, False), len(keys)
+            return (keys, heads, None), len(keys)
+        slots = seen.slot_set(keys)
         if seen.known_all(longest):
-            return (keys, heads, True), len(keys)
-        return (keys, heads, True), seen.count_known(keys)
+            return (keys, heads, slots), len(keys)
+        return (keys, heads, slots), seen.count_known_slots(slots)
 
-    def learn(self, contexts: tuple[list[int], list[int], bool]) -> None:
+    def learn(self, contexts: tuple[list[int], list[int], set[int] | None]) -> None:
         """Remember the contexts of a reading (from :meth:`look_up`)."""
-        keys, heads, fresh = contexts
-        if fresh:
-            self.seen.add(keys)
+        keys, heads, slots = contexts
+        if slots is not None:
+            self.seen.add_slots(slots)
         self._tails = self._shift(keys + heads)
         if self._growing:
             self._set_layout(tuple(min(order, m + 1) for (_, order), m in zip(self.resolutions, self._lengths)))

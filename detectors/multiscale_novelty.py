@@ -273,9 +273,9 @@ class MultiScaleNoveltyDetector(LearntScoreDetector):
         self._quiet = 0
         self._score = 0.0
         self._alarms = 0.0
-        # the shape votes' offsets, (short, long): they change only when a view
-        # learns (its period found), so learn_one keeps them for the next reading
-        self._offsets = shape_offsets(self)
+        # the shape votes' offsets, (short, long): they change only when the
+        # seasonal view finds its period, so learn_one keeps them (and that period)
+        self._offsets, self._offsets_period = shape_offsets(self), 0  # (no view has a period yet)
 
     # -- River-style API -----------------------------------------------------
 
@@ -373,8 +373,9 @@ class MultiScaleNoveltyDetector(LearntScoreDetector):
             r = raw._score + self._raw_offset
             if r > best:
                 best = r
-        if shape is not None or long is not None:
-            self._offsets = shape_offsets(self)  # the views have learnt v
+        seasonal = self._seasonal
+        if seasonal is not None and seasonal._period != self._offsets_period:  # found with v
+            self._offsets, self._offsets_period = shape_offsets(self), seasonal._period
         self._alarms *= self._decay
         if self._quiet > 0:
             self._quiet -= 1
