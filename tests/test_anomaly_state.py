@@ -15,7 +15,7 @@ import pytest
 
 from detectors._block_shape import BlockShapeNovelty
 from detectors._bounded_keys import BoundedKeySet
-from detectors._packed import SnapshotFormatError, pack, unpack
+from detectors._packed import SnapshotFormatError, b85decode, pack, unpack
 from detectors._shape import ShapeNovelty
 from detectors.catalog import make_detector
 
@@ -187,7 +187,11 @@ def test_packed_text_is_base85_of_zlib_and_level6_packs_still_unpack():
         assert old["z85"] != text or len(a) < 16
         b = unpack(old)
         assert b.dtype == a.dtype and b.shape == a.shape and (b == a).all()
-    for text in ("|NsC0", "~~~~~", "abc\u00e9"):  # beyond 32 bits, and not base85
+    for text in ("~~~~~", "ab cd", "abc\u00e9"):  # beyond 32 bits, and not base85
+        with pytest.raises(ValueError):
+            base64.b85decode(text)
+        with pytest.raises(ValueError):
+            b85decode(text)
         with pytest.raises(SnapshotFormatError):
             unpack({"dtype": "uint8", "shape": [4], "z85": text})
 
