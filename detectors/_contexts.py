@@ -44,7 +44,7 @@ class ContextKeys:
                  generation_share: int = 16) -> None:
         self.resolutions = resolutions
         self._levels = tuple(levels for levels, _ in resolutions)
-        self._symbols = _quantiser(self._levels)
+        self._symbols, self._symbols_of = _quantiser(self._levels)  # (offset, width) -> key, key -> symbols
         self._flat = tuple(0 for _ in resolutions)  # symbols when the range is a single value
         self.seen = BoundedKeySet(slots, generation_share)  # tagged keys' slots
         self.restore([[] for _ in resolutions], [[] for _ in resolutions])
@@ -57,7 +57,7 @@ class ContextKeys:
         learn (``None``: all are the current generation's already)."""
         if width > 0:
             try:
-                symbols = self._symbols(offset, width)
+                symbols = self._symbols(offset, width)  # a key of the symbols
             except (OverflowError, ValueError):  # a range beyond float's (width inf): one symbol
                 symbols = self._flat
         else:
@@ -97,7 +97,7 @@ class ContextKeys:
         """Keys of orders ``1..lengths[r]`` at resolution ``r`` (the history so far)."""
         self._lengths = lengths
         self._growing = any(m < order for (_, order), m in zip(self.resolutions, lengths))
-        self._parts: dict[tuple[int, ...], tuple[list[int], list[int]]] = {}  # symbols -> lead, heads
+        self._parts: dict[int | tuple[int, ...], tuple[list[int], list[int]]] = {}  # symbols' key -> lead, heads
         # learn: tails of resolution r <- its symbol, then its keys of orders 1..K-1
         n_keys, start, indexes = sum(lengths), 0, []
         for r, ((_, order), m) in enumerate(zip(self.resolutions, lengths)):
@@ -106,12 +106,12 @@ class ContextKeys:
         self._shift = _gather(indexes)
         self._longest = _gather([sum(lengths[: r + 1]) - 1 for r, m in enumerate(lengths) if m])
 
-    def _new_parts(self, symbols: tuple[int, ...]) -> tuple[list[int], list[int]]:
-        """The symbols' part of every key (tagged) and the tagged symbols; kept
-        for the next readings if no symbol is outside the range."""
+    def _new_parts(self, key: int | tuple[int, ...]) -> tuple[list[int], list[int]]:
+        """The symbols' (``key``'s) part of every key (tagged) and the tagged symbols;
+        kept for the next readings if no symbol is outside the range."""
         n = len(self.resolutions)
         lead, heads, clipped = [], [], False
-        for r, (levels, q, m) in enumerate(zip(self._levels, symbols, self._lengths)):
+        for r, (levels, q, m) in enumerate(zip(self._levels, self._symbols_of(key), self._lengths)):
             if not -1 < q <= levels:
                 q, clipped = (-1 if q < 0 else levels), True
             base, digit = levels + 3, q + 2
@@ -119,7 +119,7 @@ class ContextKeys:
             heads.append(digit * n + r)
         parts = lead, heads
         if not clipped:
-            self._parts[symbols] = parts
+            self._parts[key] = parts
         return parts
 
     # -- state ---------------------------------------------------------------
@@ -160,13 +160,48 @@ class ContextKeys:
         self._set_layout(tuple(min(order, len(hist)) for (_, order), hist in zip(self.resolutions, history)))
 
 
-def _quantiser(levels: tuple[int, ...]) -> Callable[[float, float], tuple[int, ...]]:
-    """``(offset, width) -> (floor(offset * L / width) for each L of levels)``; written
-    out for the default's four resolutions (no comprehension per reading)."""
+def _quantiser(levels: tuple[int, ...]) -> tuple[Callable[[float, float], int | tuple[int, ...]],
+                                                   Callable[[int | tuple[int, ...]], tuple[int, ...]]]:
+    """``(key, symbols)``: ``key(offset, width)`` stands for the symbols
+    ``(floor(offset * L / width) for each L of levels)``, ``symbols(key)`` gives them.
+
+    With nested levels (``top / L`` a power of two for each ``L``, ``top`` the
+    finest; the default's 4, 8, 16, 32), a reading within the range is keyed by
+    its finest symbol ``q = floor(offset * top / width)``, ``0 <= q <= top``,
+    alone: its symbol at ``L`` is ``q >> log2(top / L)`` (exactly:
+    ``offset * L / width`` is ``offset * top / width`` divided by a power of
+    two, which floating point does without rounding in the normal range, and
+    below it both floors are 0), one floor and an int key instead of four
+    floors and a tuple. Otherwise (out of the range, other levels) the key is
+    the tuple of symbols, written out for four resolutions (no comprehension).
+
+    >>> key, symbols = _quantiser((4, 8, 16, 32))
+    >>> key(0.7, 1.0), symbols(key(0.7, 1.0)), key(-0.1, 1.0)
+    (22, (2, 5, 11, 22), (-1, -1, -2, -4))
+    """
     if len(levels) == 4:
         a, b, c, d = levels
-        return lambda o, w: (floor(o * a / w), floor(o * b / w), floor(o * c / w), floor(o * d / w))
-    return lambda o, w: tuple([floor(o * L / w) for L in levels])
+        tuple_of = lambda o, w: (floor(o * a / w), floor(o * b / w), floor(o * c / w), floor(o * d / w))  # noqa: E731
+    else:
+        tuple_of = lambda o, w: tuple([floor(o * L / w) for L in levels])  # noqa: E731
+    top = max(levels, default=0)
+    shifts = tuple((top // L).bit_length() - 1 if L > 0 else -1 for L in levels)
+    if top < 1 or any(s < 0 or L << s != top for L, s in zip(levels, shifts)):
+        return tuple_of, _same
+
+    def finest(o: float, w: float) -> int | tuple[int, ...]:
+        q = floor(o * top / w)
+        return q if 0 <= q <= top else tuple_of(o, w)
+
+    def symbols(key: int | tuple[int, ...]) -> tuple[int, ...]:
+        return tuple([key >> s for s in shifts]) if type(key) is int else key
+
+    return finest, symbols
+
+
+def _same(key: tuple[int, ...]) -> tuple[int, ...]:
+    """The symbols of a tuple key: the key itself."""
+    return key
 
 
 def _gather(indexes: list[int]) -> Callable[[list[int]], tuple[int, ...] | list[int]]:
