@@ -11,8 +11,8 @@ reading's key of order ``k``, so the tails of the next reading cost nothing.
 
 Internally, the keys of all the resolutions live in one flat list and one
 set, *tagged* with their resolution's index ``r`` (``key * R + r``, ``R``
-resolutions); the symbols' parts of the keys are kept per tuple of symbols.
-A reading costs one ``map`` over its keys and, usually, one set look-up per
+resolutions); the symbols' parts of the keys are kept per key of the
+symbols (with nested levels, the finest symbol alone). one ``map`` over its keys and, usually, one set look-up per
 resolution (its longest context: a context is always learnt together with
 its shorter ones), instead of Python loops over resolutions and orders.
 
