@@ -12,9 +12,10 @@ reading's key of order ``k``, so the tails of the next reading cost nothing.
 Internally, the keys of all the resolutions live in one flat list and one
 set, *tagged* with their resolution's index ``r`` (``key * R + r``, ``R``
 resolutions); the symbols' parts of the keys are kept per key of the
-symbols (with nested levels, the finest symbol alone). one ``map`` over its keys and, usually, one set look-up per
-resolution (its longest context: a context is always learnt together with
-its shorter ones), instead of Python loops over resolutions and orders.
+symbols (with nested levels, the finest symbol alone). A reading costs one
+``map`` over its keys and, usually, one set look-up per resolution (its
+longest context: a context is always learnt together with its shorter
+ones), instead of Python loops over resolutions and orders.
 
 The keys seen are kept in a :class:`~detectors._bounded_keys.BoundedKeySet`
 (slots of the keys, two generations): the memory is capped whatever the
