@@ -109,6 +109,10 @@ class BoundedKeySet:
         """The slots of ``keys`` (lazily)."""
         return map(self._mod, keys)
 
+    def slot_set(self, keys: Iterable[int]) -> set[int]:
+        """The distinct slots of ``keys`` (for :meth:`count_known_slots` and :meth:`add_slots`)."""
+        return set(map(self._mod, keys))
+
     # known_all / current_has_all take a handful of keys a reading: a plain loop
     # beats a min() over map() chains there (0.33 vs 1.28 µs for 3 keys)
     def known_all(self, keys: Iterable[int]) -> bool:
@@ -129,15 +133,23 @@ class BoundedKeySet:
 
     def count_known(self, keys: Iterable[int]) -> int:
         """How many distinct known slots ``keys`` fall in."""
-        return sum(map(self._prev.__le__, map(self._at, set(map(self._mod, keys)))))
+        return self.count_known_slots(set(map(self._mod, keys)))
+
+    def count_known_slots(self, slots: set[int]) -> int:
+        """How many of the distinct ``slots`` (:meth:`slot_set`) are known."""
+        return sum(map(self._prev.__le__, map(self._at, slots)))
 
     def __contains__(self, key: int) -> bool:
         return self._gen[key % self.slots] >= self._prev
 
     def add(self, keys: Iterable[int]) -> None:
         """Remember ``keys`` in the current generation (starting a new one when it is full)."""
+        self.add_slots(set(map(self._mod, keys)))
+
+    def add_slots(self, slots: set[int]) -> None:
+        """:meth:`add` of keys whose distinct slots (:meth:`slot_set`) are ``slots``."""
         gen, now = self._gen, self._now
-        new = [s for s in set(map(self._mod, keys)) if gen[s] != now]
+        new = [s for s in slots if gen[s] != now]
         if new:
             gen = self._writable()
             for s in new:

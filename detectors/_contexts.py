@@ -11,10 +11,11 @@ reading's key of order ``k``, so the tails of the next reading cost nothing.
 
 Internally, the keys of all the resolutions live in one flat list and one
 set, *tagged* with their resolution's index ``r`` (``key * R + r``, ``R``
-resolutions); the symbols' parts of the keys are kept per tuple of symbols.
-A reading costs one ``map`` over its keys and, usually, one set look-up per
-resolution (its longest context: a context is always learnt together with
-its shorter ones), instead of Python loops over resolutions and orders.
+resolutions); the symbols' parts of the keys are kept per key of the
+symbols (with nested levels, the finest symbol alone). A reading costs one
+``map`` over its keys and, usually, one set look-up per resolution (its
+longest context: a context is always learnt together with its shorter
+ones), instead of Python loops over resolutions and orders.
 
 The keys seen are kept in a :class:`~detectors._bounded_keys.BoundedKeySet`
 (slots of the keys, two generations): the memory is capped whatever the
@@ -44,19 +45,20 @@ class ContextKeys:
                  generation_share: int = 16) -> None:
         self.resolutions = resolutions
         self._levels = tuple(levels for levels, _ in resolutions)
-        self._symbols = _quantiser(self._levels)
+        self._symbols, self._symbols_of = _quantiser(self._levels)  # (offset, width) -> key, key -> symbols
         self._flat = tuple(0 for _ in resolutions)  # symbols when the range is a single value
         self.seen = BoundedKeySet(slots, generation_share)  # tagged keys' slots
         self.restore([[] for _ in resolutions], [[] for _ in resolutions])
 
-    def look_up(self, offset: float, width: float) -> tuple[tuple[list[int], list[int], bool], int]:
+    def look_up(self, offset: float, width: float) -> tuple[tuple[list[int], list[int], set[int] | None], int]:
         """The contexts of the reading ``offset`` above the range's minimum
         (range width ``width``, ``0``: a single value), and how many of them
         were seen. The contexts, for :meth:`learn`: the keys, the reading's
-        own tagged symbols (its tails of order 1) and whether a key is new."""
+        own tagged symbols (its tails of order 1) and the keys' slots to
+        learn (``None``: all are the current generation's already)."""
         if width > 0:
             try:
-                symbols = self._symbols(offset, width)
+                symbols = self._symbols(offset, width)  # a key of the symbols
             except (OverflowError, ValueError):  # a range beyond float's (width inf): one symbol
                 symbols = self._flat
         else:
@@ -71,19 +73,21 @@ class ContextKeys:
         # longest context was seen, all were (the usual case; no set built).
         # Known from the previous generation only: known, and learnt again
         # into the current one (else a context met every day would still be
-        # forgotten when its generation ends, and look new once more)
+        # forgotten when its generation ends, and look new once more). The
+        # keys' slots are computed once, here, for the count and for learn
         longest = self._longest(keys)
         if seen.current_has_all(longest):
-            return (keys, heads, False), len(keys)
+            return (keys, heads, None), len(keys)
+        slots = seen.slot_set(keys)
         if seen.known_all(longest):
-            return (keys, heads, True), len(keys)
-        return (keys, heads, True), seen.count_known(keys)
+            return (keys, heads, slots), len(keys)
+        return (keys, heads, slots), seen.count_known_slots(slots)
 
-    def learn(self, contexts: tuple[list[int], list[int], bool]) -> None:
+    def learn(self, contexts: tuple[list[int], list[int], set[int] | None]) -> None:
         """Remember the contexts of a reading (from :meth:`look_up`)."""
-        keys, heads, fresh = contexts
-        if fresh:
-            self.seen.add(keys)
+        keys, heads, slots = contexts
+        if slots is not None:
+            self.seen.add_slots(slots)
         self._tails = self._shift(keys + heads)
         if self._growing:
             self._set_layout(tuple(min(order, m + 1) for (_, order), m in zip(self.resolutions, self._lengths)))
@@ -94,7 +98,7 @@ class ContextKeys:
         """Keys of orders ``1..lengths[r]`` at resolution ``r`` (the history so far)."""
         self._lengths = lengths
         self._growing = any(m < order for (_, order), m in zip(self.resolutions, lengths))
-        self._parts: dict[tuple[int, ...], tuple[list[int], list[int]]] = {}  # symbols -> lead, heads
+        self._parts: dict[int | tuple[int, ...], tuple[list[int], list[int]]] = {}  # symbols' key -> lead, heads
         # learn: tails of resolution r <- its symbol, then its keys of orders 1..K-1
         n_keys, start, indexes = sum(lengths), 0, []
         for r, ((_, order), m) in enumerate(zip(self.resolutions, lengths)):
@@ -103,12 +107,12 @@ class ContextKeys:
         self._shift = _gather(indexes)
         self._longest = _gather([sum(lengths[: r + 1]) - 1 for r, m in enumerate(lengths) if m])
 
-    def _new_parts(self, symbols: tuple[int, ...]) -> tuple[list[int], list[int]]:
-        """The symbols' part of every key (tagged) and the tagged symbols; kept
-        for the next readings if no symbol is outside the range."""
+    def _new_parts(self, key: int | tuple[int, ...]) -> tuple[list[int], list[int]]:
+        """The symbols' (``key``'s) part of every key (tagged) and the tagged symbols;
+        kept for the next readings if no symbol is outside the range."""
         n = len(self.resolutions)
         lead, heads, clipped = [], [], False
-        for r, (levels, q, m) in enumerate(zip(self._levels, symbols, self._lengths)):
+        for r, (levels, q, m) in enumerate(zip(self._levels, self._symbols_of(key), self._lengths)):
             if not -1 < q <= levels:
                 q, clipped = (-1 if q < 0 else levels), True
             base, digit = levels + 3, q + 2
@@ -116,7 +120,7 @@ class ContextKeys:
             heads.append(digit * n + r)
         parts = lead, heads
         if not clipped:
-            self._parts[symbols] = parts
+            self._parts[key] = parts
         return parts
 
     # -- state ---------------------------------------------------------------
@@ -157,13 +161,48 @@ class ContextKeys:
         self._set_layout(tuple(min(order, len(hist)) for (_, order), hist in zip(self.resolutions, history)))
 
 
-def _quantiser(levels: tuple[int, ...]) -> Callable[[float, float], tuple[int, ...]]:
-    """``(offset, width) -> (floor(offset * L / width) for each L of levels)``; written
-    out for the default's four resolutions (no comprehension per reading)."""
+def _quantiser(levels: tuple[int, ...]) -> tuple[Callable[[float, float], int | tuple[int, ...]],
+                                                   Callable[[int | tuple[int, ...]], tuple[int, ...]]]:
+    """``(key, symbols)``: ``key(offset, width)`` stands for the symbols
+    ``(floor(offset * L / width) for each L of levels)``, ``symbols(key)`` gives them.
+
+    With nested levels (``top / L`` a power of two for each ``L``, ``top`` the
+    finest; the default's 4, 8, 16, 32), a reading within the range is keyed by
+    its finest symbol ``q = floor(offset * top / width)``, ``0 <= q <= top``,
+    alone: its symbol at ``L`` is ``q >> log2(top / L)`` (exactly:
+    ``offset * L / width`` is ``offset * top / width`` divided by a power of
+    two, which floating point does without rounding in the normal range, and
+    below it both floors are 0), one floor and an int key instead of four
+    floors and a tuple. Otherwise (out of the range, other levels) the key is
+    the tuple of symbols, written out for four resolutions (no comprehension).
+
+    >>> key, symbols = _quantiser((4, 8, 16, 32))
+    >>> key(0.7, 1.0), symbols(key(0.7, 1.0)), key(-0.1, 1.0)
+    (22, (2, 5, 11, 22), (-1, -1, -2, -4))
+    """
     if len(levels) == 4:
         a, b, c, d = levels
-        return lambda o, w: (floor(o * a / w), floor(o * b / w), floor(o * c / w), floor(o * d / w))
-    return lambda o, w: tuple([floor(o * L / w) for L in levels])
+        tuple_of = lambda o, w: (floor(o * a / w), floor(o * b / w), floor(o * c / w), floor(o * d / w))  # noqa: E731
+    else:
+        tuple_of = lambda o, w: tuple([floor(o * L / w) for L in levels])  # noqa: E731
+    top = max(levels, default=0)
+    shifts = tuple((top // L).bit_length() - 1 if L > 0 else -1 for L in levels)
+    if top < 1 or any(s < 0 or L << s != top for L, s in zip(levels, shifts)):
+        return tuple_of, _same
+
+    def finest(o: float, w: float) -> int | tuple[int, ...]:
+        q = floor(o * top / w)
+        return q if 0 <= q <= top else tuple_of(o, w)
+
+    def symbols(key: int | tuple[int, ...]) -> tuple[int, ...]:
+        return tuple([key >> s for s in shifts]) if type(key) is int else key
+
+    return finest, symbols
+
+
+def _same(key: tuple[int, ...]) -> tuple[int, ...]:
+    """The symbols of a tuple key: the key itself."""
+    return key
 
 
 def _gather(indexes: list[int]) -> Callable[[list[int]], tuple[int, ...] | list[int]]:

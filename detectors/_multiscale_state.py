@@ -39,6 +39,7 @@ def multiscale_restore(det, state: dict[str, Any]) -> None:
     det._alarms = float(state.get("alarms", 0.0))
     det._flat.restore(state.get("flat"))  # absent in snapshots from before the flat-run vote
     det._offsets = shape_offsets(det)  # the views' periods are restored
+    det._offsets_period = 0 if det._seasonal is None else det._seasonal._period
     if det._shape is not None:
         if state.get("shape"):
             det._shape.restore(state["shape"])

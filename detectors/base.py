@@ -34,7 +34,8 @@ from typing import Any
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
 
 __all__ = [
-    "Finding", "Check", "Rule", "AnomalyDetector", "finite_value", "model_value", "MODEL_VALUE_LIMIT", "severity_score",
+    "Finding", "Check", "Rule", "AnomalyDetector", "LearntScoreDetector", "finite_value", "model_value",
+    "MODEL_VALUE_LIMIT", "severity_score",
 ]
 
 
@@ -174,7 +175,11 @@ class Rule(Check):
 
 
 class AnomalyDetector(Check):
-    """An online anomaly model: ``score_one`` then ``learn_one`` per reading."""
+    """An online anomaly model: ``score_one`` then ``learn_one`` per reading.
+
+    :meth:`score_learn_one` does both in one call; a model overrides it when
+    the two share work (the reading's value, its contexts, look-ups).
+    """
 
     @abc.abstractmethod
     def learn_one(self, x: dict[str, float]) -> None:
@@ -184,8 +189,31 @@ class AnomalyDetector(Check):
     def score_one(self, x: dict[str, float]) -> float:
         """Anomaly score of ``x`` in ``[0, 1]``, higher = more anomalous."""
 
+    def score_learn_one(self, x: dict[str, float]) -> float:
+        """:meth:`score_one` of ``x``, then :meth:`learn_one` of it; returns the score.
+
+        Every model gives exactly the score ``score_one`` would have given
+        (the same float): only the cost differs.
+        """
+        score = self.score_one(x)
+        self.learn_one(x)
+        return score
+
     def process(self, x: dict[str, float], t: float) -> Finding | None:
         raise TypeError(
             f"{type(self).__name__} yields scores, not findings: wrap it in "
             "detectors.threshold.ScoreThreshold to get findings"
         )
+
+
+class LearntScoreDetector(AnomalyDetector):
+    """An anomaly model whose ``learn_one(x)`` leaves in ``_score`` what ``score_one(x)``
+    gave just before (``score_one`` of a reading with no usable value returns ``_score``
+    and ``learn_one`` leaves it alone): :meth:`score_learn_one` is then ``learn_one``
+    alone, and the scoring is done once."""
+
+    _score: float
+
+    def score_learn_one(self, x: dict[str, float]) -> float:
+        self.learn_one(x)
+        return self._score

@@ -20,12 +20,12 @@ from detectors._context_season import SeasonalContexts, above_base
 from detectors._context_state import context_restore, context_snapshot
 from detectors._contexts import ContextKeys
 from detectors._window_range import WindowRange
-from detectors.base import AnomalyDetector, model_value
+from detectors.base import LearntScoreDetector, model_value
 
 __all__ = ["ContextNoveltyDetector"]
 
 
-class ContextNoveltyDetector(SeasonalContexts, WindowRange, AnomalyDetector):
+class ContextNoveltyDetector(SeasonalContexts, WindowRange, LearntScoreDetector):
     """Score = share of never-seen contexts over several quantisations.
 
     Each reading is quantised into ``L`` equal bins of the range seen so far

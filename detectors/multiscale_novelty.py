@@ -22,12 +22,12 @@ from detectors._multiscale_state import multiscale_restore, multiscale_snapshot
 from detectors._multiscale_views import build_views
 from detectors._multiscale_votes import reading as _reading, shape_offsets, shape_votes
 from detectors._top_band import score_reporter
-from detectors.base import AnomalyDetector
+from detectors.base import LearntScoreDetector
 
 __all__ = ["MultiScaleNoveltyDetector"]
 
 
-class MultiScaleNoveltyDetector(AnomalyDetector):
+class MultiScaleNoveltyDetector(LearntScoreDetector):
     """Maximum of context-novelty scores at several time scales.
 
     View ``k`` is a :class:`~detectors.context_novelty.ContextNoveltyDetector`
@@ -279,9 +279,9 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
         self._quiet = 0
         self._score = 0.0
         self._alarms = 0.0
-        # the shape votes' offsets, (short, long): they change only when a view
-        # learns (its period found), so learn_one keeps them for the next reading
-        self._offsets = shape_offsets(self)
+        # the shape votes' offsets, (short, long): they change only when the
+        # seasonal view finds its period, so learn_one keeps them (and that period)
+        self._offsets, self._offsets_period = shape_offsets(self), 0  # (no view has a period yet)
 
     # -- River-style API -----------------------------------------------------
 
@@ -374,8 +374,9 @@ class MultiScaleNoveltyDetector(AnomalyDetector):
             r = raw._score + self._raw_offset
             if r > best:
                 best = r
-        if shape is not None or long is not None:
-            self._offsets = shape_offsets(self)  # the views have learnt v
+        seasonal = self._seasonal
+        if seasonal is not None and seasonal._period != self._offsets_period:  # found with v
+            self._offsets, self._offsets_period = shape_offsets(self), seasonal._period
         self._alarms *= self._decay
         if self._quiet > 0:
             self._quiet -= 1

@@ -9,12 +9,12 @@ from typing import Any
 
 from river import anomaly, preprocessing
 
-from detectors.base import AnomalyDetector, finite_value
+from detectors.base import LearntScoreDetector, finite_value
 
 __all__ = ["RiverHalfSpaceTrees"]
 
 
-class RiverHalfSpaceTrees(AnomalyDetector):
+class RiverHalfSpaceTrees(LearntScoreDetector):
     """Half-Space Trees (Tan et al., 2011) on one field, scaled online.
 
     Half-Space Trees need features in ``[0, 1]``. Readings are scaled with a

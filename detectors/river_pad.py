@@ -10,12 +10,12 @@ from typing import Any
 
 from river import anomaly, time_series
 
-from detectors.base import AnomalyDetector, finite_value
+from detectors.base import LearntScoreDetector, finite_value
 
 __all__ = ["RiverSeasonalPAD"]
 
 
-class RiverSeasonalPAD(AnomalyDetector):
+class RiverSeasonalPAD(LearntScoreDetector):
     """Forecast-error anomaly score with an additive Holt-Winters forecaster.
 
     The forecaster (level, trend and a season of ``season`` readings, e.g. 288

@@ -1,8 +1,8 @@
 """Thresholding wrapper: turns an anomaly detector's scores into findings.
 
 :class:`ScoreThreshold` runs an :class:`~detectors.base.AnomalyDetector` on
-each reading (``score_one`` first, then ``learn_one``, so a reading never
-scores against a model that has already seen it) and reports a finding when
+each reading (scored first, then learnt, in one ``score_learn_one`` call, so a
+reading never scores against a model that has already seen it) and reports a finding when
 the score reaches ``threshold`` -- after a warm-up of ``min_count`` readings,
 before which the model has not learnt enough to be trusted.
 """
@@ -39,7 +39,7 @@ class ScoreThreshold(JSONStateMixin, Check):
     ----------
     detector
         An :class:`~detectors.base.AnomalyDetector` (anything with
-        ``score_one``/``learn_one``/``snapshot``/``restore``/``clone``).
+        ``score_one``/``score_learn_one``/``snapshot``/``restore``/``clone``).
     threshold
         Score in ``[0, 1]`` at or above which a reading is anomalous.
     severity
@@ -168,15 +168,19 @@ class ScoreThreshold(JSONStateMixin, Check):
             self._quantile.restore(state.get("_quantile"))  # absent before the budget: starts afresh
 
     def _clean(self, x: Any) -> dict[str, float] | None:
+        """``x``'s finite values as floats (in ``x``'s order), or ``None`` if none is, or if ``field``'s is not."""
         if not isinstance(x, dict):
             return None
-        clean = {k: v for k, v in x.items() if type(v) is float and v - v == 0.0}  # a decoded reading's values
-        if len(clean) == len(x) and (self.field is None or self.field in clean):
-            return clean or None
-        if self.field is not None and finite_value(x, self.field) is None:
+        clean = {}
+        for k, v in x.items():
+            # a decoded reading's finite float as it is; anything else (an int, NaN...) through finite_value
+            if type(v) is not float or v - v != 0.0:
+                v = finite_value(x, k)
+                if v is None:
+                    continue
+            clean[k] = v
+        if self.field is not None and self.field not in clean:
             return None
-        clean = {k: finite_value(x, k) for k in x}
-        clean = {k: v for k, v in clean.items() if v is not None}
         return clean or None
 
     # -- River-style surface -----------------------------------------------------
@@ -195,8 +199,7 @@ class ScoreThreshold(JSONStateMixin, Check):
         clean = self._clean(x)
         if clean is None:
             return self._current
-        score = _clip01(self.detector.score_one(clean))
-        self.detector.learn_one(clean)
+        score = _clip01(self.detector.score_learn_one(clean))
         self._count += 1
         if self._count <= self.min_count:
             self._current = None

@@ -63,9 +63,7 @@ def run_file(
     t0 = time.perf_counter()
     for v in vals:
         x = {field: v}
-        s = det.score_one(x)
-        det.learn_one(x)
-        scores.append(float(s))
+        scores.append(float(det.score_learn_one(x)))
     elapsed = time.perf_counter() - t0
     if out_dir is not None:
         out = Path(out_dir) / rel_path

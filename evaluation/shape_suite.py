@@ -261,11 +261,7 @@ def run_case(case: ShapeCase, detector: str, params: Mapping[str, Any] | None = 
 
     det = make_any_detector(detector, **dict(params or {}))
     field = getattr(det, "field", "value")
-    scores = []
-    for v in case.values:
-        x = {field: v}
-        scores.append(det.score_one(x))
-        det.learn_one(x)
+    scores = [det.score_learn_one({field: v}) for v in case.values]
     return score_case(case, scores)
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from detectors._block_shape import BlockShapeNovelty
 from detectors._bounded_keys import BoundedKeySet
-from detectors._packed import SnapshotFormatError, pack, unpack
+from detectors._packed import SnapshotFormatError, b85decode, pack, unpack
 from detectors._shape import ShapeNovelty
 from detectors.catalog import make_detector
 
@@ -170,6 +170,30 @@ def test_packed_arrays_round_trip_and_reject_garbage():
     # the shuffle pays on floats that vary in their low bytes only
     noise = np.float32(1000) + np.random.default_rng(0).normal(0, 1, 500).astype(np.float32)
     assert len(pack(noise)["z85"]) < 0.9 * len(legacy_text(noise))
+
+
+def test_packed_text_is_base85_of_zlib_and_level6_packs_still_unpack():
+    rng = np.random.default_rng(3)
+    arrays = [np.zeros(0, dtype=np.float64), np.arange(7, dtype=np.int8),
+              (np.float32(50) + rng.normal(0, 2, 1001)).astype(np.float32), np.packbits(rng.random(4093) < 0.3)]
+    for a in arrays:
+        text = pack(a)["z85"]
+        # the standard library reads what the vectorised base85 wrote: plain base85 of a zlib stream
+        shuffled = zlib.decompress(base64.b85decode(text))
+        assert shuffled == a.reshape(-1).view(np.uint8).reshape(-1, a.dtype.itemsize).T.tobytes()
+        # a pack of the former encoding (zlib level 6, the library's base85) unpacks to the same array
+        old = {"dtype": a.dtype.name, "shape": list(a.shape),
+               "z85": base64.b85encode(zlib.compress(shuffled, 6)).decode()}
+        assert old["z85"] != text or len(a) < 16
+        b = unpack(old)
+        assert b.dtype == a.dtype and b.shape == a.shape and (b == a).all()
+    for text in ("~~~~~", "ab cd", "abc\u00e9"):  # beyond 32 bits, and not base85
+        with pytest.raises(ValueError):
+            base64.b85decode(text)
+        with pytest.raises(ValueError):
+            b85decode(text)
+        with pytest.raises(SnapshotFormatError):
+            unpack({"dtype": "uint8", "shape": [4], "z85": text})
 
 
 def legacy_text(a: np.ndarray) -> str:

@@ -212,3 +212,28 @@ def test_multiscale_raw_view_outside_the_loops_scores_as_in_them(steps, offsets)
         fast.learn_one(x)
         plain.learn_one(x)
     assert json.dumps(fast.snapshot()) == json.dumps(plain.snapshot())
+
+
+@pytest.mark.parametrize("levels", [(4, 8, 16, 32), (32, 4, 16, 8), (3, 6, 12), (5,), (4, 12, 16), (3, 8)])
+def test_quantiser_key_gives_every_floor_of_the_definition(levels):
+    """The quantiser's key (the finest symbol alone where the levels are nested) stands
+    for exactly the floors ``floor(offset * L / width)`` of every level, or raises as they do."""
+    from detectors._contexts import _quantiser
+
+    key, symbols = _quantiser(levels)
+    rng = random.Random(4)
+    widths = [1.0, 3.0, 0.1, 1e-300, 7e38, 5e-324, 2.0 ** -1000]
+    cases = [(w * rng.uniform(-0.2, 1.2), w) for w in widths for _ in range(3000)]
+    cases += [(w * k / max(levels), w) for w in widths for k in range(-2, max(levels) + 3)]  # bin edges
+    cases += [(math.nextafter(o, -math.inf), w) for o, w in cases[-200:]]
+    cases += [(-5e-324, 7e38), (5e-324, 7e38), (6e38, 1e-300), (0.0, 1.0), (1e-310, 1e-300)]
+    for o, w in cases:
+        try:
+            want = tuple(math.floor(o * L / w) for L in levels)
+        except (OverflowError, ValueError) as exc:
+            with pytest.raises(type(exc)):
+                key(o, w)
+            continue
+        assert symbols(key(o, w)) == want, (o, w)
+    nested = levels not in ((4, 12, 16), (3, 8))  # every finest / L a power of two
+    assert (type(key(0.5, 1.0)) is int) == nested
