@@ -9,7 +9,7 @@ from typing import Any
 
 from river import anomaly, preprocessing
 
-from detectors.base import LearntScoreDetector, finite_value
+from detectors.base import LearntScoreDetector, model_value
 
 __all__ = ["RiverHalfSpaceTrees"]
 
@@ -70,13 +70,13 @@ class RiverHalfSpaceTrees(LearntScoreDetector):
         return {"v": min(1.0, max(0.0, s))}
 
     def score_one(self, x: dict[str, float]) -> float:
-        v = finite_value(x, self.field)
+        v = model_value(x, self.field)
         if v is None:
             return self._score
         return float(min(1.0, max(0.0, self._hst.score_one(self._scaled(v)))))
 
     def learn_one(self, x: dict[str, float]) -> None:
-        v = finite_value(x, self.field)
+        v = model_value(x, self.field)
         if v is None:
             return
         z = self._scaled(v)

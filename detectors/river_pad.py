@@ -10,7 +10,7 @@ from typing import Any
 
 from river import anomaly, time_series
 
-from detectors.base import LearntScoreDetector, finite_value
+from detectors.base import LearntScoreDetector, model_value
 
 __all__ = ["RiverSeasonalPAD"]
 
@@ -87,7 +87,7 @@ class RiverSeasonalPAD(LearntScoreDetector):
         return bool(self._pad.predictive_model._initialized) and self._n >= self.warmup
 
     def score_one(self, x: dict[str, float]) -> float:
-        v = finite_value(x, self.field)
+        v = model_value(x, self.field)
         if v is None:
             return self._score
         if not self._ready():
@@ -101,7 +101,7 @@ class RiverSeasonalPAD(LearntScoreDetector):
         return float(se / threshold) if threshold > 0 else 0.0
 
     def learn_one(self, x: dict[str, float]) -> None:
-        v = finite_value(x, self.field)
+        v = model_value(x, self.field)
         if v is None:
             return
         self._score = self.score_one(x)

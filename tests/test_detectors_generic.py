@@ -228,7 +228,7 @@ def _model_stream(n: int = 3000, seed: int = 11) -> list[dict]:
         elif u < 0.06:
             x["speed_kmh"] = int(v)
         elif u < 0.065:
-            x["speed_kmh"] = 3e38  # near float32's largest value
+            x["speed_kmh"] = 1e300  # beyond float32: models read it held at their limit
         out.append(x)
     return out
 
