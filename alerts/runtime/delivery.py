@@ -152,20 +152,11 @@ class DeliveryManager:
                 wake.clear()
                 done = {task for task in sending if task.done()}
                 sending -= done
-                finished = [task.result() for task in done]
-                for outcome in finished:
-                    order.settle(outcome.note.id)
-                due = [] if stop.is_set() or not order.free else \
-                    self.store.outbox_due(name, self.wall(), limit=order.free + order.in_flight + DUE_LOOKAHEAD)
-                admitted = order.admit(due)
-                if finished or admitted:
-                    started, duplicates = await self._round(finished, admitted)
-                    for nid in duplicates:
-                        order.settle(nid)
-                    sending.update(asyncio.create_task(self._send(note, attempt, notifier), name=f"send-{name}")
-                                   for note, attempt in started)
-                    if duplicates:
-                        continue  # their slots are free again
+                started = await self._round(name, order, [task.result() for task in done], stop.is_set())
+                sending.update(asyncio.create_task(self._send(note, attempt, notifier), name=f"send-{name}")
+                               for note, attempt in started)
+                if done or started:
+                    continue  # a round committed: fill what slots are left before waiting
                 await self._idle(name, wake, stop, sending, full=not order.free)
         finally:
             for task in sending:
@@ -190,20 +181,27 @@ class DeliveryManager:
             for waiter in waiters - sending:
                 waiter.cancel()
 
-    async def _round(self, finished: list[SendOutcome], admitted: list[tuple[OutboxRow, dict]]
-                     ) -> tuple[list[tuple[Notification, int]], list[str]]:
-        """One transaction: the outcomes of ``finished`` and the attempts of ``admitted``.
+    async def _round(self, name: str, order: DeliveryOrder, finished: list[SendOutcome],
+                     stopping: bool) -> list[tuple[Notification, int]]:
+        """One transaction: the outcomes of ``finished``, then the attempts of what may go now (nothing once
+        ``stopping``); returns the sends to start (notification, attempt)."""
+        def admitted() -> list[tuple[OutboxRow, dict]]:
+            if stopping or not order.free:
+                return []
+            return order.admit(self.store.outbox_due(name, self.wall(), limit=order.concurrency + DUE_LOOKAHEAD))
 
-        Returns the sends to start (notification, attempt) and the ids of
-        admitted rows dropped as already delivered.
-        """
+        going = [] if finished else admitted()
+        if not finished and not going:
+            return []  # nothing to commit, nothing to start: no transaction
         with self.store.transaction():
             letters = [letter for outcome in finished if (letter := self._record(outcome)) is not None]
-            started, duplicates = self._begin(admitted)
-        self._committed()
-        for letter in letters:
-            await self._publish(letter)
-        return started, duplicates
+            for outcome in finished:
+                order.settle(outcome.note.id)
+            started, duplicates = self._begin(going or admitted())
+        for nid in duplicates:
+            order.settle(nid)
+        await self._after_commit(letters)
+        return started
 
     async def deliver_one(self, row: OutboxRow, notifier: Notifier) -> str:
         """One attempt at ``row`` on its own; returns ``delivered``, ``retrying``, ``redelivering``, ``dead``
@@ -213,8 +211,16 @@ class DeliveryManager:
         if not started:
             return "duplicate"
         outcome = await self._send(*started[0], notifier)
-        await self._round([outcome], [])
+        with self.store.transaction():
+            letter = self._record(outcome)
+        await self._after_commit([letter] if letter is not None else [])
         return self._status(outcome)
+
+    async def _after_commit(self, letters: list[dict]) -> None:
+        """Wake whom the committed round concerns, then publish its dead letters."""
+        self._committed()
+        for letter in letters:
+            await self._publish(letter)
 
     def _begin(self, rows: list[tuple[OutboxRow, dict]]) -> tuple[list[tuple[Notification, int]], list[str]]:
         """In the round's transaction: count an attempt of each row, or drop it if its id was delivered."""
