@@ -69,8 +69,6 @@ log = logging.getLogger(__name__)
 DeadLetterPublisher = Callable[[dict], Awaitable[None]]
 #: longest a single send may take before it counts as a retryable failure
 SEND_TIMEOUT_S = 60.0
-
-
 #: due rows read per round beyond the free slots (rows held back by an earlier one of their group are skipped)
 DUE_LOOKAHEAD = 50
 
