@@ -23,7 +23,7 @@ keeps getting the others.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 from alerts.runtime.store import OutboxRow
@@ -49,12 +49,12 @@ class DeliveryOrder:
     """
 
     concurrency: int
+    #: notification id -> its order keys, for each notification admitted and not yet settled
+    _in_flight: dict[str, frozenset[str]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        #: notification id -> its order keys, for each notification admitted and not yet settled
-        self._in_flight: dict[str, frozenset[str]] = {}
 
     @property
     def in_flight(self) -> int:
