@@ -9,7 +9,7 @@ Sections (see ``alerts/example-alerting.yaml`` and docs/alerting.md)::
     maintenance_windows: [{name, matchers, weekdays, start, end, timezone}]
     timings:          keep_firing_for, flapping low/high/history, escalate_after,
                       reminder_every, escalate_severities
-    delivery:         max_attempts, backoff_initial, backoff_max
+    delivery:         max_attempts, backoff_initial, backoff_max, redeliver, redelivery_max, concurrency
     api:              host, port, token
     sharding:         enabled, key, action_timeout (how the dispatcher's state is partitioned)
 
@@ -247,6 +247,8 @@ class DeliveryConfig(BaseModel):
     #: false: it is dead-lettered and only an operator's replay sends it again
     redeliver: bool = True
     redelivery_max: Duration = 300.0
+    #: most notifications in flight at once per receiver (a group's or an alert's are still sent in order)
+    concurrency: int = Field(16, ge=1, le=256)
 
 
 class ApiConfig(BaseModel):

@@ -23,6 +23,9 @@ caused it, so each stage is a time minus ``ts``:
   it (adds this reader's own fetch wait); events of clock ticks (the stale
   rule) left out, but the stale firings are counted: every gauge publishes
   throughout, so each is a false one (the worker's clocks ran ahead of a backlog);
+* alert event produced -> notification: the dispatcher's part alone (the
+  router's hop, the dispatcher, delivery), without the worker's; matched by
+  the latest alert's id and ``updated_at``;
 * publish -> notification: the time the webhook receives a notification minus
   the latest ``updated_at`` of its alerts (route: ``group_wait: 0s``;
   ``timings.keep_firing_for: 0s``: with the default 60 s a gauge crossing
@@ -85,7 +88,7 @@ WINDOW = 1000
 #: the stages, in pipeline order: (key, label)
 STAGES = [("gateway", "publish -> gateway received"), ("kafka", "publish -> Kafka record"),
           ("event", "publish -> alert event produced"), ("event_read", "publish -> alert event read"),
-          ("notify", "publish -> notification")]
+          ("notify", "publish -> notification"), ("dispatch", "alert event produced -> notification")]
 
 
 def percentiles(values: list[float]) -> str:
@@ -197,6 +200,10 @@ class StageTimes:
         self.times: dict[str, list[float]] = {key: [] for key, _ in STAGES}
         #: stale (no-data) firings read, the whole run (every gauge publishes throughout: each is false)
         self.stale_firings = 0
+        #: (alert id, updated_at) -> when the worker produced that alert event (its record's timestamp)
+        self._produced: dict[tuple[str, float], float] = {}
+        #: (alert id, updated_at) of each notification's latest alert -> when the webhook received it
+        self._notified: list[tuple[tuple[str, float], float]] = []
 
     def on_readings(self, batches: Batches) -> None:
         for records in batches.values():
@@ -216,14 +223,22 @@ class StageTimes:
                 if not event.rule.endswith(".stale") and event.updated_at > self.started:
                     self.times["event"].append(rec.timestamp / 1000 - event.updated_at)
                     self.times["event_read"].append(at - event.updated_at)
+                    self._produced[(event.alert_id, event.updated_at)] = rec.timestamp / 1000
 
     async def on_hook(self, request: web.Request) -> web.Response:
         body = await request.json()
         at = time.time()
-        times = [a["updated_at"] for a in body.get("alerts", []) if not a.get("rule", "").endswith(".stale")]
-        if times and max(times) > self.started:
-            self.times["notify"].append(at - max(times))
+        alerts = [a for a in body.get("alerts", []) if not a.get("rule", "").endswith(".stale")]
+        if alerts and max(a["updated_at"] for a in alerts) > self.started:
+            latest = max(alerts, key=lambda a: a["updated_at"])
+            self.times["notify"].append(at - latest["updated_at"])
+            self._notified.append(((latest["alert_id"], latest["updated_at"]), at))
         return web.Response(status=200)
+
+    def match_dispatch(self) -> None:
+        """The dispatcher's part (router hop, dispatcher, delivery): each notification's arrival minus the
+        production of its latest alert event (matched once every event was read)."""
+        self.times["dispatch"] = [at - self._produced[key] for key, at in self._notified if key in self._produced]
 
 
 async def _publishers(port: int, args: argparse.Namespace) -> list[dict]:
@@ -283,6 +298,7 @@ async def run(args: argparse.Namespace) -> None:
                 except subprocess.TimeoutExpired:
                     p.kill()
             await runner.cleanup()
+        stages.match_dispatch()
         if not stages.times["event"]:  # say why
             for name in ("gateway", "worker", "dispatcher"):
                 print(f"--- {name}.log (tail)\n" + "\n".join((tmp / f"{name}.log").read_text().splitlines()[-12:]))

@@ -215,49 +215,97 @@ async def test_district_flood_grouping_escalation_ack_silence_resolve_history(ka
         await rx.stop()
 
 
+class DispatcherProcess:
+    """``cityeye dispatcher`` as a subprocess (so it can be killed with SIGKILL) over the test's Kafka and
+    ``state_dir``, delivering to ``rx`` with ``route`` and ``delivery`` settings."""
+
+    def __init__(self, kafka, tmp_path: Path, rx: Receiver, route: dict, delivery: dict) -> None:
+        settings_file, alerting_file = tmp_path / "cityeye.yaml", tmp_path / "alerting.yaml"
+        settings_file.write_text(yaml.safe_dump({
+            "kafka": {"bootstrap": kafka.settings.bootstrap, "profile": "tansu",
+                      "consumer_group_prefix": kafka.settings.consumer_group_prefix},
+            "influx": {"enabled": False}, "state_dir": str(tmp_path / "state")}))
+        alerting_file.write_text(yaml.safe_dump({
+            "receivers": [webhook("desk", rx)], "route": {"receiver": "desk", **route},
+            "timings": {"keep_firing_for": 0, "tick": 0.05}, "delivery": delivery, "api": {"enabled": False}}))
+        self.cmd = [sys.executable, "-m", "launch.cli", "dispatcher", "--config", str(settings_file),
+                    "--alerting", str(alerting_file)]
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.cmd, cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+    async def kill_9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+
+    async def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.proc.wait(), 20)
+
+    async def cleanup(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
 async def test_kill_9_mid_retry_then_restart_delivers_the_same_notification_once(kafka, tmp_path):
     rx = await Receiver(script=[503] * 10_000).start()
-    settings_file = tmp_path / "cityeye.yaml"
-    settings_file.write_text(yaml.safe_dump({
-        "kafka": {"bootstrap": kafka.settings.bootstrap, "profile": "tansu",
-                  "consumer_group_prefix": kafka.settings.consumer_group_prefix},
-        "influx": {"enabled": False}, "state_dir": str(tmp_path / "state")}))
-    alerting_file = tmp_path / "alerting.yaml"
-    alerting_file.write_text(yaml.safe_dump({
-        "receivers": [webhook("desk", rx)],
-        "route": {"receiver": "desk", "group_wait": 0, "group_interval": 0},
-        "timings": {"keep_firing_for": 0, "tick": 0.05},
-        "delivery": {"max_attempts": 1000, "backoff_initial": 0.05, "backoff_max": 0.1},
-        "api": {"enabled": False}}))
-    cmd = [sys.executable, "-m", "launch.cli", "dispatcher", "--config", str(settings_file),
-           "--alerting", str(alerting_file)]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-
-    async def start() -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(*cmd, cwd=str(REPO), env=env, stdout=asyncio.subprocess.DEVNULL,
-                                                    stderr=asyncio.subprocess.DEVNULL)
-
-    proc = await start()
+    proc = DispatcherProcess(kafka, tmp_path, rx, route={"group_wait": 0, "group_interval": 0},
+                             delivery={"max_attempts": 1000, "backoff_initial": 0.05, "backoff_max": 0.1})
     try:
+        await proc.start()
         await produce(kafka.settings, [event("wl-01", severity="red")])
         await wait_until(lambda: len(rx.keys) >= 3, timeout=30, what="retries before the kill")
-        proc.send_signal(signal.SIGKILL)
-        await proc.wait()
+        await proc.kill_9()
         key_before = set(rx.keys)
         assert len(key_before) == 1 and rx.received == []
         rx.script.clear()  # the receiver is healthy again
-        proc = await start()
+        await proc.start()
         await wait_until(lambda: rx.received, timeout=30, what="delivery after restart")
         # a duplicate could only come from the outbox: wait until the restarted dispatcher emptied it
         await wait_until(lambda: outbox_size(tmp_path / "state") == 0, timeout=30, what="empty outbox")
         assert set(rx.keys) == key_before
         assert rx.distinct_delivered() == 1 and len(rx.delivered_keys) == 1
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 20) == 0
+        assert await proc.terminate() == 0
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await proc.cleanup()
+        await rx.stop()
+
+
+async def test_kill_9_mid_burst_loses_nothing_and_repeats_at_most_the_sends_in_flight(kafka, tmp_path):
+    """A burst sent 8 at a time; ``kill -9`` halfway: after the restart every notification has arrived, and
+    only sends that were in flight at the kill (at most ``delivery.concurrency``) arrive twice."""
+    burst, concurrency = 240, 8
+    rx = await Receiver(default=200, script=[0.03] * 100_000).start()  # each answer takes 30 ms
+    proc = DispatcherProcess(kafka, tmp_path, rx, route={"group_by": ["sensor"], "group_wait": 0, "group_interval": 0},
+                             delivery={"concurrency": concurrency})
+    sensors = {f"wl-burst-{i:03d}" for i in range(burst)}
+    arrived = lambda: {a["sensor_id"] for n in rx.received for a in n["alerts"]}  # noqa: E731
+    try:
+        await proc.start()
+        await produce(kafka.settings, [event(s, severity="red") for s in sorted(sensors)])
+        await wait_until(lambda: len(rx.keys) >= burst // 3, timeout=60, what="a third of the burst")
+        await proc.kill_9()
+        before = list(rx.keys)
+        assert len(before) < burst, "the burst was over before the kill"
+        await proc.start()
+        await wait_until(lambda: arrived() == sensors, timeout=60, what="every notification after the restart")
+        await wait_until(lambda: outbox_size(tmp_path / "state") == 0, timeout=30, what="empty outbox")
+        assert await proc.terminate() == 0
+        repeated = {key for key in set(rx.keys) if rx.keys.count(key) > 1}
+        assert repeated <= set(before)  # only sends begun before the kill are repeated ...
+        assert len(repeated) <= concurrency, len(repeated)  # ... at most one per slot in flight
+        assert len(rx.keys) == burst + len(repeated) and all(rx.keys.count(key) <= 2 for key in repeated)
+        state = Store(state_path(tmp_path / "state", UNSHARDED_PARTITION), readonly=True)
+        try:
+            assert state.delivered_count("desk") == burst
+        finally:
+            state.close()
+    finally:
+        await proc.cleanup()
         await rx.stop()
 
 

@@ -197,15 +197,19 @@ class Store:
         return cur.rowcount == 1
 
     def outbox_due(self, receiver: str, now: float, limit: int = 50) -> list[OutboxRow]:
-        """Rows to send: never attempted (due at once, whatever clock queued them) or retries due by ``now``."""
+        """Rows to send: never attempted (due at once, whatever clock queued them) or retries due by ``now``,
+        in the order they were queued (same ``created``: insertion order)."""
         rows = self.db.execute(
             "SELECT id, receiver, attempts, next_attempt, last_error, body FROM outbox "
-            "WHERE receiver = ? AND (attempts = 0 OR next_attempt <= ?) ORDER BY created, id LIMIT ?",
+            "WHERE receiver = ? AND (attempts = 0 OR next_attempt <= ?) ORDER BY created, rowid LIMIT ?",
             (receiver, now, limit))
         return [OutboxRow(*r) for r in rows]
 
-    def outbox_next_time(self, receiver: str) -> float | None:
-        row = self.db.execute("SELECT MIN(next_attempt) FROM outbox WHERE receiver = ?", (receiver,)).fetchone()
+    def outbox_next_time(self, receiver: str, after: float = float("-inf")) -> float | None:
+        """The earliest retry of ``receiver`` due after ``after`` (``None``: none; unattempted rows are due at once)."""
+        row = self.db.execute("SELECT MIN(next_attempt) FROM outbox WHERE receiver = ? AND attempts > 0 "
+                              "AND next_attempt > ?",
+                              (receiver, after)).fetchone()
         return row[0]
 
     def outbox_receivers(self) -> list[str]:
