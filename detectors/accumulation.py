@@ -21,7 +21,7 @@ from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
 from detectors._columns import TimedColumns
-from detectors.base import Finding, Rule, severity_score
+from detectors.base import Finding, LazyFinding, Rule, severity_score
 from detectors.levels import JSONStateMixin, encode_state, finite_value, fmt_duration
 
 __all__ = ["RainfallAccumulation", "CMA_RAINSTORM"]
@@ -91,6 +91,7 @@ class RainfallAccumulation(JSONStateMixin, Rule):
         self._sums: list[float] = [0.0] * len(self._windows)  # per window
         self._starts: list[int] = [0] * len(self._windows)  # index in _rain of each window's oldest entry
         self._last_t: float | None = None
+        self._current_sums: tuple[float, ...] | None = None  # the per-window sums _current was built from
 
     def snapshot(self) -> dict[str, Any]:
         rain = self._rain
@@ -99,6 +100,7 @@ class RainfallAccumulation(JSONStateMixin, Rule):
 
     def restore(self, state: dict[str, Any]) -> None:
         super().restore({k: state[k] for k in ("_current", "_last_t") if k in state})
+        self._current_sums = None
         if "_rain" in state:
             self._rain = TimedColumns.restored(state["_rain"])
             self._sums = [float(v) for v in state["_sums"]]
@@ -152,6 +154,8 @@ class RainfallAccumulation(JSONStateMixin, Rule):
         if all(total < least for total, least in zip(sums, self._least)):  # the usual reading: no signal met
             self._current = None
             return None
+        if self._current is not None and self._current_sums == tuple(sums):
+            return self._current  # the same totals: the same finding (a dry spell within every window)
         totals = self.totals()
         best = None
         for s, amount, w in self._sig:
@@ -162,14 +166,16 @@ class RainfallAccumulation(JSONStateMixin, Rule):
             return None
         s, amount, w = best
         total = totals[w]
-        self._current = Finding(
-            rule=self.name,
-            severity=s,
-            score=severity_score(s),
-            value=total,
-            threshold=amount,
-            message=f"rain {total:.1f} mm in {self._window_text[w][0]} ≥ {amount:.0f} mm ({s} rainstorm criterion)",
+        self._current_sums = tuple(sums)
+        self._current = LazyFinding(
+            self.name, s, severity_score(s), total, amount,
+            _rainstorm_message, (total, self._window_text[w][0], amount, s),
             field=self.field,
             extra={"window_s": w, "totals_mm": {self._window_text[k][1]: v for k, v in totals.items()}},
         )
         return self._current
+
+
+def _rainstorm_message(total: float, window: str, amount: float, severity: str) -> str:
+    """:class:`RainfallAccumulation`'s message: the total, its window and the criterion met."""
+    return f"rain {total:.1f} mm in {window} ≥ {amount:.0f} mm ({severity} rainstorm criterion)"
