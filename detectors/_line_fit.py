@@ -153,6 +153,23 @@ class WindowedLineFit:
         sxx = self._stt - self._st * self._st / n
         return (self._sty - self._st * self._sy / n) / sxx if sxx > 0 else None
 
+    def trend(self, at: float) -> tuple[float, float] | None:
+        """The fitted line's ``(slope, value at at)``, without its spreads; ``None`` as :meth:`estimate`.
+
+        The same floats as :meth:`estimate`'s ``slope`` and ``value``, for a
+        caller that only needs the spreads when the line itself gets near
+        something (the forecast's horizon).
+        """
+        n = self._n
+        if n < 2:
+            return None
+        st, sy = self._st, self._sy
+        sxx = self._stt - st * st / n
+        if not sxx > 0:
+            return None
+        slope = (self._sty - st * sy / n) / sxx
+        return slope, sy / n - slope * (st / n - (at - self._t0))
+
     def estimate(self, at: float) -> LineEstimate | None:
         """The fitted line evaluated at time ``at``; ``None`` with fewer than two distinct times.
 
