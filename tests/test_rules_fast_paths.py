@@ -119,6 +119,8 @@ def _random_weather(rng: random.Random, n: int) -> list[tuple[float, dict[str, f
     (lambda: WindBeaufort(signals=[["yellow", 7.5, None], ["red", 12, 13]]),
      {"_calm_mean_ms": -math.inf, "_calm_gust_ms": -math.inf}),
     (lambda: SustainedCondition(), {"_lowest_daily": -math.inf}),
+    (lambda: SustainedCondition(daily=[["yellow", 39.0, 2]], within=[["orange", 36.0, 6 * H]]),
+     {"_lowest_daily": -math.inf}),
 ])
 def test_wind_and_heat_give_the_same_findings_with_and_without_their_early_exit(make, slow_path):
     fast, slow = make(), make()
@@ -190,9 +192,13 @@ def test_an_open_episode_formats_messages_only_for_its_events_and_snapshots(monk
     for i in range(40, 45):
         assert engine.process(_rain(0.0, 60.0 * i)) == []
     assert render.calls == 2  # the kept finding: nothing to read again
-    resolved = [e for i in range(1, 3) for e in engine.process(_rain(0.0, 2400.0 + 12 * H * i))]
+    red = [e for i in range(45, 55) for e in engine.process(_rain(2.0, 60.0 * i))]
+    assert [(e.state, e.severity, e.value, e.message) for e in red] == [
+        ("firing", "red", pytest.approx(100.0), "rain 100.0 mm in 3 h ≥ 100 mm (red rainstorm criterion)")]
+    resolved = [e for i in range(1, 3) for e in engine.process(_rain(0.0, 3300.0 + 12 * H * i))]
     assert [(e.state, e.value, e.message) for e in resolved] == [
-        ("resolved", pytest.approx(80.0), "resolved: rain 80.0 mm in 3 h ≥ 50 mm (orange rainstorm criterion)")]
+        ("resolved", pytest.approx(100.0), "resolved: rain 100.0 mm in 3 h ≥ 100 mm (red rainstorm criterion)")]
+    assert render.calls == 3
 
 
 def test_an_episode_keeps_the_last_field_any_finding_gave():
