@@ -226,6 +226,7 @@ class WarningLevels(JSONStateMixin, Rule):
         self._lv = lv
         self._rs = rs
         self._sign = sign
+        self._lowest_level = lv[order[0]]  # short of it, no severity is met
 
         self._current: Finding | None = None
         self._met_since: dict[str, float] = {}  # severity -> start of its run of readings meeting the level
@@ -239,6 +240,8 @@ class WarningLevels(JSONStateMixin, Rule):
         if v is None:
             return self._current
         sign, lv, met, hold = self._sign, self._lv, self._met_since, self.min_duration_s
+        if self._current is None and not met and sign * (v - self._lowest_level) < 0:
+            return None  # the usual reading: short of the lowest level, nothing met or held before
         new = None
         for s in self._order:  # raised: level met long enough (severities lowest first)
             if sign * (v - lv[s]) >= 0:

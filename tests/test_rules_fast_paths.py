@@ -2,7 +2,7 @@
 
 Messages are formatted only when read (``LazyFinding``), the rainstorm rule
 keeps its finding while its totals stand still, the forecast, wind and
-high-temperature rules return early on readings that cannot breach, and the
+high-temperature and level rules return early on readings that cannot breach, and the
 engine reads an open episode's finding only for an event or a snapshot
 (``streams/sensor_state.py``). Each test compares with the full computation.
 """
@@ -23,7 +23,7 @@ from detectors.accumulation import RainfallAccumulation
 from detectors.base import Finding, LazyFinding
 from detectors.beaufort import WindBeaufort, beaufort_force, calm_below
 from detectors.forecast import LevelForecast
-from detectors.levels import decode_state, encode_state
+from detectors.levels import WarningLevels, decode_state, encode_state
 from detectors.sustained import SustainedCondition
 from streams.sensor_engine import SensorEngine
 from streams.sensor_state import Episode
@@ -114,19 +114,27 @@ def _random_weather(rng: random.Random, n: int) -> list[tuple[float, dict[str, f
     return out
 
 
-@pytest.mark.parametrize("make, slow_path", [
-    (lambda: WindBeaufort(hold_s=1800.0), {"_calm_mean_ms": -math.inf, "_calm_gust_ms": -math.inf}),
+def _random_levels(rng: random.Random, n: int) -> list[tuple[float, dict[str, float]]]:
+    return [(60.0 * k, {"level_m": 4.3 + math.sin(k / 200) + rng.gauss(0, 0.05)}) for k in range(n)]
+
+
+@pytest.mark.parametrize("make, slow_path, readings", [
+    (lambda: WindBeaufort(hold_s=1800.0), {"_calm_mean_ms": -math.inf, "_calm_gust_ms": -math.inf}, _random_weather),
     (lambda: WindBeaufort(signals=[["yellow", 7.5, None], ["red", 12, 13]]),
-     {"_calm_mean_ms": -math.inf, "_calm_gust_ms": -math.inf}),
-    (lambda: SustainedCondition(), {"_lowest_daily": -math.inf}),
+     {"_calm_mean_ms": -math.inf, "_calm_gust_ms": -math.inf}, _random_weather),
+    (lambda: SustainedCondition(), {"_lowest_daily": -math.inf}, _random_weather),
     (lambda: SustainedCondition(daily=[["yellow", 39.0, 2]], within=[["orange", 36.0, 6 * H]]),
-     {"_lowest_daily": -math.inf}),
+     {"_lowest_daily": -math.inf}, _random_weather),
+    (lambda: WarningLevels(levels={"blue": 4.2, "yellow": 4.5, "red": 5.0}, hysteresis=0.1, min_duration_s=300),
+     {"_lowest_level": -math.inf}, _random_levels),
+    (lambda: WarningLevels(levels={"yellow": 4.0, "red": 3.5}, direction="below", hysteresis=0.2),
+     {"_lowest_level": math.inf}, _random_levels),
 ])
-def test_wind_and_heat_give_the_same_findings_with_and_without_their_early_exit(make, slow_path):
+def test_early_exits_give_the_same_findings_as_the_full_path(make, slow_path, readings):
     fast, slow = make(), make()
-    vars(slow).update(slow_path)  # thresholds no reading is below: every reading takes the full path
+    vars(slow).update(slow_path)  # thresholds no reading is short of: every reading takes the full path
     fired = 0
-    for t, x in _random_weather(random.Random(5), 6000):
+    for t, x in readings(random.Random(5), 6000):
         got, want = fast.update(x, t), slow.update(x, t)
         assert got == want
         fired += got is not None
