@@ -151,7 +151,10 @@ class RainfallAccumulation(JSONStateMixin, Rule):
         if drop:
             self._starts = [j - drop for j in starts]
 
-        if all(total < least for total, least in zip(sums, self._least)):  # the usual reading: no signal met
+        for total, least in zip(sums, self._least):
+            if total >= least:
+                break
+        else:  # the usual reading: no window holds the least amount any signal asks in it
             self._current = None
             return None
         if self._current is not None and self._current_sums == tuple(sums):

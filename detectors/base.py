@@ -205,7 +205,23 @@ class Check(abc.ABC):
 
 
 class Rule(Check):
-    """A deterministic rule: ``update`` returns the condition in force."""
+    """A deterministic rule: ``update`` returns the condition in force.
+
+    In a subclass, ``process`` *is* ``update`` (set when the class is made)
+    unless the subclass or one of its bases below ``Rule`` defines its own
+    ``process``: the stream engine calls ``process`` of every check at every
+    reading, and a ``process`` calling ``update`` cost a call more each time.
+    """
+
+    #: ``process`` is the class's ``update``: false from a class defining its own ``process`` down
+    _process_is_update = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "process" in vars(cls):
+            cls._process_is_update = False
+        elif cls._process_is_update:
+            cls.process = cls.update  # type: ignore[method-assign]
 
     @abc.abstractmethod
     def update(self, x: dict[str, float], t: float) -> Finding | None:

@@ -217,3 +217,26 @@ def test_an_episode_keeps_the_last_field_any_finding_gave():
     assert ep.as_dict() == {"alert_id": "a", "rule": "r", "severity": "blue", "started_at": 0.0, "value": 4.0,
                             "threshold": 2.0, "message": "no field", "field": "gust_ms"}
     assert ep.pending is None and Episode(**ep.as_dict()) == ep
+
+
+# -- a rule's process is its update ------------------------------------------------------
+
+
+def test_a_rules_process_is_its_update_unless_a_class_defines_its_own():
+    class Plain(LevelForecast):
+        def update(self, x, t):
+            return "plain"
+
+    class Own(Plain):
+        def process(self, x, t):
+            return "own"
+
+    class BelowOwn(Own):
+        def update(self, x, t):
+            return "below"
+
+    assert LevelForecast.process is LevelForecast.update and Plain.process is Plain.update
+    assert [cls().process({}, 0.0) for cls in (Plain, Own, BelowOwn)] == ["plain", "own", "own"]
+    patched = Plain()
+    patched.process = lambda x, t: "patched"  # an instance's own process is still the one called
+    assert patched.process({}, 0.0) == "patched"
