@@ -12,11 +12,14 @@ and the index of its oldest entry (advanced, never rescanned). Readings in
 one cell of a time grid of ``resolution`` (1/180 of the shortest window: 60 s
 for the CMA signals) share one entry stamped with the later time, so a sensor reporting
 every few seconds keeps at most 180 entries per shortest window too; such a
-bucket's rain leaves a window up to ``resolution`` late (never early).
+bucket's rain leaves a window up to ``resolution`` late (never early). A dry
+reading before the next entry leaves a window changes nothing and costs no
+window arithmetic.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
@@ -25,6 +28,10 @@ from detectors.base import Finding, LazyFinding, Rule, severity_score
 from detectors.levels import JSONStateMixin, encode_state, finite_value, fmt_duration
 
 __all__ = ["RainfallAccumulation", "CMA_RAINSTORM"]
+
+#: a dry reading this much before the oldest rain of a window leaves it changes nothing, whatever the rounding
+#: of ``t - window`` (epoch seconds are ~2e9: their rounding is ~1e-7 s)
+_QUIET_MARGIN_S = 1.0
 
 #: China Meteorological Administration rainstorm signals 暴雨预警:
 #: ``[severity, mm, window_s]``.
@@ -92,6 +99,7 @@ class RainfallAccumulation(JSONStateMixin, Rule):
         self._starts: list[int] = [0] * len(self._windows)  # index in _rain of each window's oldest entry
         self._last_t: float | None = None
         self._current_sums: tuple[float, ...] | None = None  # the per-window sums _current was built from
+        self._quiet_until = -math.inf  # a dry reading before it changes no window (set by a reading that counted)
 
     def snapshot(self) -> dict[str, Any]:
         rain = self._rain
@@ -100,7 +108,7 @@ class RainfallAccumulation(JSONStateMixin, Rule):
 
     def restore(self, state: dict[str, Any]) -> None:
         super().restore({k: state[k] for k in ("_current", "_last_t") if k in state})
-        self._current_sums = None
+        self._current_sums, self._quiet_until = None, -math.inf
         if "_rain" in state:
             self._rain = TimedColumns.restored(state["_rain"])
             self._sums = [float(v) for v in state["_sums"]]
@@ -126,6 +134,8 @@ class RainfallAccumulation(JSONStateMixin, Rule):
         if mm is None or mm < 0 or (self._last_t is not None and t < self._last_t):
             return self._current
         self._last_t = t
+        if not mm > 0 and t < self._quiet_until:
+            return self._current  # dry, and no rain leaves any window yet: the windows are as they were
         rain, sums, starts = self._rain, self._sums, self._starts
         ts, mms = rain.t, rain.v
         if mm > 0:
@@ -135,7 +145,7 @@ class RainfallAccumulation(JSONStateMixin, Rule):
                 mms[-1] += mm
             else:
                 rain.append(t, mm)
-        end = len(ts)
+        end, quiet = len(ts), math.inf
         for i, w in enumerate(self._windows):
             j = starts[i]
             if mm > 0:
@@ -146,6 +156,9 @@ class RainfallAccumulation(JSONStateMixin, Rule):
             starts[i] = j
             if j >= end - 1:  # nothing, or only the new reading, in the window: drop float residue
                 sums[i] = mms[j] if j < end else 0.0
+            if j < end and ts[j] + w < quiet:
+                quiet = ts[j] + w  # when the window's oldest rain leaves it
+        self._quiet_until = quiet - _QUIET_MARGIN_S
         rain.head = starts[-1]  # the longest window's start
         drop = rain.cut()
         if drop:

@@ -89,6 +89,21 @@ def test_the_rainstorm_finding_is_kept_while_the_totals_stand_still(monkeypatch)
     assert again == r.update({"rain_mm": 0.0}, 9000.0) and again.extra["totals_mm"]["10800"] == pytest.approx(61.0)
 
 
+def test_the_rainstorm_rule_gives_the_same_findings_as_one_restored_before_every_reading():
+    rng = random.Random(4)
+    fast, t, fired, quiet = RainfallAccumulation(), 1.8e9, 0, 0
+    for k in range(4000):
+        t += rng.choice([60.0, 60.0, 300.0, 0.5, 2 * H])
+        mm = max(0.0, rng.gauss(4.0, 3.0)) if (k // 150) % 3 == 0 else 0.0
+        fresh = RainfallAccumulation()  # no fast path: a restored rule counts its next reading in full
+        fresh.restore(json.loads(json.dumps(fast.snapshot())))
+        quiet += mm == 0.0 and t < fast._quiet_until
+        got, want = fast.update({"rain_mm": mm}, t), fresh.update({"rain_mm": mm}, t)
+        assert got == want and fast.snapshot() == fresh.snapshot()
+        fired += got is not None
+    assert fired > 500 and quiet > 500  # both paths taken, with and without a finding
+
+
 # -- early exits agree with the full computation ----------------------------------------
 
 
