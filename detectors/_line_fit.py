@@ -173,21 +173,17 @@ class WindowedLineFit:
     def estimate(self, at: float) -> LineEstimate | None:
         """The fitted line evaluated at time ``at``; ``None`` with fewer than two distinct times.
 
-        Its slope is :meth:`slope`'s, to the bit.
+        Its slope is :meth:`slope`'s, to the bit, and its slope and value :meth:`trend`'s.
         """
-        n = self._n
-        if n < 2:
+        line = self.trend(at)
+        if line is None:
             return None
-        st, sy = self._st, self._sy
-        sxx = self._stt - st * st / n
-        if not sxx > 0:
-            return None
-        sxy = self._sty - st * sy / n
-        slope = sxy / sxx
+        slope, value = line
+        n, st, sy = self._n, self._st, self._sy
+        sxx, sxy = self._stt - st * st / n, self._sty - st * sy / n  # as trend's
         ssr = max(0.0, (self._syy - sy * sy / n) - slope * sxy)
         sigma = math.sqrt(ssr / (n - 2)) if n > 2 else 0.0
-        dt_mean = st / n - (at - self._t0)
-        return LineEstimate(n, self.span_s, slope, sy / n - slope * dt_mean, sigma, sxx, dt_mean)
+        return LineEstimate(n, self.span_s, slope, value, sigma, sxx, st / n - (at - self._t0))
 
     def snapshot(self) -> dict[str, Any]:
         """The live points, the anchor and the running sums as JSON-able data."""
