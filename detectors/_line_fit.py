@@ -153,10 +153,12 @@ class WindowedLineFit:
         sxx = self._stt - self._st * self._st / n
         return (self._sty - self._st * self._sy / n) / sxx if sxx > 0 else None
 
-    def estimate(self, at: float) -> LineEstimate | None:
-        """The fitted line evaluated at time ``at``; ``None`` with fewer than two distinct times.
+    def trend(self, at: float) -> tuple[float, float] | None:
+        """The fitted line's ``(slope, value at at)``, without its spreads; ``None`` as :meth:`estimate`.
 
-        Its slope is :meth:`slope`'s, to the bit.
+        The same floats as :meth:`estimate`'s ``slope`` and ``value``, for a
+        caller that only needs the spreads when the line itself gets near
+        something (the forecast's horizon).
         """
         n = self._n
         if n < 2:
@@ -165,12 +167,23 @@ class WindowedLineFit:
         sxx = self._stt - st * st / n
         if not sxx > 0:
             return None
-        sxy = self._sty - st * sy / n
-        slope = sxy / sxx
+        slope = (self._sty - st * sy / n) / sxx
+        return slope, sy / n - slope * (st / n - (at - self._t0))
+
+    def estimate(self, at: float) -> LineEstimate | None:
+        """The fitted line evaluated at time ``at``; ``None`` with fewer than two distinct times.
+
+        Its slope is :meth:`slope`'s, to the bit, and its slope and value :meth:`trend`'s.
+        """
+        line = self.trend(at)
+        if line is None:
+            return None
+        slope, value = line
+        n, st, sy = self._n, self._st, self._sy
+        sxx, sxy = self._stt - st * st / n, self._sty - st * sy / n  # as trend's
         ssr = max(0.0, (self._syy - sy * sy / n) - slope * sxy)
         sigma = math.sqrt(ssr / (n - 2)) if n > 2 else 0.0
-        dt_mean = st / n - (at - self._t0)
-        return LineEstimate(n, self.span_s, slope, sy / n - slope * dt_mean, sigma, sxx, dt_mean)
+        return LineEstimate(n, self.span_s, slope, value, sigma, sxx, st / n - (at - self._t0))
 
     def snapshot(self) -> dict[str, Any]:
         """The live points, the anchor and the running sums as JSON-able data."""

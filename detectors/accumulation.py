@@ -12,19 +12,26 @@ and the index of its oldest entry (advanced, never rescanned). Readings in
 one cell of a time grid of ``resolution`` (1/180 of the shortest window: 60 s
 for the CMA signals) share one entry stamped with the later time, so a sensor reporting
 every few seconds keeps at most 180 entries per shortest window too; such a
-bucket's rain leaves a window up to ``resolution`` late (never early).
+bucket's rain leaves a window up to ``resolution`` late (never early). A dry
+reading before the next entry leaves a window changes nothing and costs no
+window arithmetic.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
 from detectors._columns import TimedColumns
-from detectors.base import Finding, Rule, severity_score
+from detectors.base import Finding, LazyFinding, Rule, severity_score
 from detectors.levels import JSONStateMixin, encode_state, finite_value, fmt_duration
 
 __all__ = ["RainfallAccumulation", "CMA_RAINSTORM"]
+
+#: a dry reading this much before the oldest rain of a window leaves it changes nothing, whatever the rounding
+#: of ``t - window`` (epoch seconds are ~2e9: their rounding is ~1e-7 s)
+_QUIET_MARGIN_S = 1.0
 
 #: China Meteorological Administration rainstorm signals 暴雨预警:
 #: ``[severity, mm, window_s]``.
@@ -91,6 +98,8 @@ class RainfallAccumulation(JSONStateMixin, Rule):
         self._sums: list[float] = [0.0] * len(self._windows)  # per window
         self._starts: list[int] = [0] * len(self._windows)  # index in _rain of each window's oldest entry
         self._last_t: float | None = None
+        self._current_sums: tuple[float, ...] | None = None  # the per-window sums _current was built from
+        self._quiet_until = -math.inf  # a dry reading before it changes no window (set by a reading that counted)
 
     def snapshot(self) -> dict[str, Any]:
         rain = self._rain
@@ -99,6 +108,7 @@ class RainfallAccumulation(JSONStateMixin, Rule):
 
     def restore(self, state: dict[str, Any]) -> None:
         super().restore({k: state[k] for k in ("_current", "_last_t") if k in state})
+        self._current_sums, self._quiet_until = None, -math.inf
         if "_rain" in state:
             self._rain = TimedColumns.restored(state["_rain"])
             self._sums = [float(v) for v in state["_sums"]]
@@ -124,6 +134,8 @@ class RainfallAccumulation(JSONStateMixin, Rule):
         if mm is None or mm < 0 or (self._last_t is not None and t < self._last_t):
             return self._current
         self._last_t = t
+        if not mm > 0 and t < self._quiet_until:
+            return self._current  # dry, and no rain leaves any window yet: the windows are as they were
         rain, sums, starts = self._rain, self._sums, self._starts
         ts, mms = rain.t, rain.v
         if mm > 0:
@@ -133,7 +145,7 @@ class RainfallAccumulation(JSONStateMixin, Rule):
                 mms[-1] += mm
             else:
                 rain.append(t, mm)
-        end = len(ts)
+        end, quiet = len(ts), math.inf
         for i, w in enumerate(self._windows):
             j = starts[i]
             if mm > 0:
@@ -144,14 +156,22 @@ class RainfallAccumulation(JSONStateMixin, Rule):
             starts[i] = j
             if j >= end - 1:  # nothing, or only the new reading, in the window: drop float residue
                 sums[i] = mms[j] if j < end else 0.0
+            if j < end and ts[j] + w < quiet:
+                quiet = ts[j] + w  # when the window's oldest rain leaves it
+        self._quiet_until = quiet - _QUIET_MARGIN_S
         rain.head = starts[-1]  # the longest window's start
         drop = rain.cut()
         if drop:
             self._starts = [j - drop for j in starts]
 
-        if all(total < least for total, least in zip(sums, self._least)):  # the usual reading: no signal met
+        for total, least in zip(sums, self._least):
+            if total >= least:
+                break
+        else:  # the usual reading: no window holds the least amount any signal asks in it
             self._current = None
             return None
+        if self._current is not None and self._current_sums == tuple(sums):
+            return self._current  # the same totals: the same finding (a dry spell within every window)
         totals = self.totals()
         best = None
         for s, amount, w in self._sig:
@@ -162,14 +182,16 @@ class RainfallAccumulation(JSONStateMixin, Rule):
             return None
         s, amount, w = best
         total = totals[w]
-        self._current = Finding(
-            rule=self.name,
-            severity=s,
-            score=severity_score(s),
-            value=total,
-            threshold=amount,
-            message=f"rain {total:.1f} mm in {self._window_text[w][0]} ≥ {amount:.0f} mm ({s} rainstorm criterion)",
+        self._current_sums = tuple(sums)
+        self._current = LazyFinding(
+            self.name, s, severity_score(s), total, amount,
+            _rainstorm_message, (total, self._window_text[w][0], amount, s),
             field=self.field,
             extra={"window_s": w, "totals_mm": {self._window_text[k][1]: v for k, v in totals.items()}},
         )
         return self._current
+
+
+def _rainstorm_message(total: float, window: str, amount: float, severity: str) -> str:
+    """:class:`RainfallAccumulation`'s message: the total, its window and the criterion met."""
+    return f"rain {total:.1f} mm in {window} ≥ {amount:.0f} mm ({severity} rainstorm criterion)"

@@ -29,13 +29,13 @@ import math
 import copy
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
 
 __all__ = [
-    "Finding", "Check", "Rule", "AnomalyDetector", "LearntScoreDetector", "finite_value", "model_value",
-    "MODEL_VALUE_LIMIT", "severity_score",
+    "Finding", "LazyFinding", "Check", "Rule", "AnomalyDetector", "LearntScoreDetector", "finite_value",
+    "model_value", "MODEL_VALUE_LIMIT", "severity_score",
 ]
 
 
@@ -123,6 +123,56 @@ class Finding:
         return SEVERITY_RANK[self.severity]
 
 
+class LazyFinding(Finding):
+    """A :class:`Finding` whose ``message`` is formatted when first read.
+
+    A check that fires builds a finding at every reading while its condition
+    holds, but the message is read only for an alert event or a snapshot: the
+    stream engine keeps the latest finding of an open episode and reads it
+    when it has to (streams/sensor_state.py). ``render(*args)`` gives the
+    message; ``args`` must be the values it needs *now* (numbers, strings),
+    not the check's mutable state. Otherwise it is a :class:`Finding` in every
+    respect (fields, ``dataclasses.asdict``, equality with an eager finding of
+    the same fields).
+
+    Examples
+    --------
+    >>> f = LazyFinding("r", "blue", 0.25, 4.2, 4.0, "level {:.2f} m ≥ {:.2f} m".format, (4.2, 4.0))
+    >>> f.message, f == Finding("r", "blue", 0.25, 4.2, 4.0, "level 4.20 m ≥ 4.00 m")
+    ('level 4.20 m ≥ 4.00 m', True)
+    """
+
+    def __init__(self, rule: str, severity: str, score: float, value: float | None, threshold: float | None,
+                 render: Callable[..., str], args: tuple = (), field: str | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        if severity not in SEVERITY_RANK:
+            raise ValueError(f"severity {severity!r} not in {SEVERITIES}")
+        self.rule, self.severity, self.score, self.value, self.threshold = rule, severity, score, value, threshold
+        self.field = field
+        self.extra = {} if extra is None else extra
+        self._render: Callable[..., str] | None = render
+        self._args = args
+        self._message = ""
+
+    @property  # type: ignore[override]  # the dataclass field, computed
+    def message(self) -> str:
+        if self._render is not None:
+            self._message = self._render(*self._args)
+            self._render, self._args = None, ()
+        return self._message
+
+    @message.setter
+    def message(self, text: str) -> None:
+        self._message, self._render, self._args = text, None, ()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Finding):
+            return NotImplemented
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in dataclasses.fields(Finding))
+
+    __hash__ = None  # type: ignore[assignment]  # as a Finding's (a mutable dataclass)
+
+
 class Check(abc.ABC):
     """Anything that turns a sensor's readings into findings."""
 
@@ -156,7 +206,23 @@ class Check(abc.ABC):
 
 
 class Rule(Check):
-    """A deterministic rule: ``update`` returns the condition in force."""
+    """A deterministic rule: ``update`` returns the condition in force.
+
+    In a subclass, ``process`` *is* ``update`` (set when the class is made)
+    unless the subclass or one of its bases below ``Rule`` defines its own
+    ``process``: the stream engine calls ``process`` of every check at every
+    reading, and a ``process`` calling ``update`` cost a call more each time.
+    """
+
+    #: ``process`` is the class's ``update``: false from a class defining its own ``process`` down
+    _process_is_update = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "process" in vars(cls):
+            cls._process_is_update = False
+        elif cls._process_is_update:
+            cls.process = cls.update  # type: ignore[method-assign]
 
     @abc.abstractmethod
     def update(self, x: dict[str, float], t: float) -> Finding | None:

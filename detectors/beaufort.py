@@ -7,14 +7,15 @@ raises a severity when the mean wind or the gust reaches that severity's force.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
-from detectors.base import Finding, Rule, severity_score
+from detectors.base import Finding, LazyFinding, Rule, severity_score
 from detectors.levels import JSONStateMixin, finite_value
 
-__all__ = ["WindBeaufort", "beaufort_force", "BEAUFORT_LOWER_MS", "TYPHOON_SIGNALS"]
+__all__ = ["WindBeaufort", "beaufort_force", "calm_below", "BEAUFORT_LOWER_MS", "TYPHOON_SIGNALS"]
 
 #: Lower bound (m/s) of Beaufort forces 0..17: force ``i`` is
 #: ``BEAUFORT_LOWER_MS[i] <= v < BEAUFORT_LOWER_MS[i + 1]`` (speeds at one
@@ -31,6 +32,25 @@ TYPHOON_SIGNALS: list[list] = [
     ["orange", 10, 12],
     ["red", 12, 14],
 ]
+
+
+def calm_below(force: float | None) -> float:
+    """The speed (m/s) below which a wind is surely under Beaufort ``force``: ``-inf`` if none is, ``inf`` if all.
+
+    A speed is rounded to 0.1 m/s before the table is read: 0.1 m/s below the
+    force's lower bound, it cannot round up to it. ``None`` (no such force
+    asked) and forces beyond the table: every speed is under it.
+
+    >>> calm_below(6), calm_below(0), calm_below(None)
+    (10.700000000000001, -inf, inf)
+    >>> all(beaufort_force(v / 100) < 6 for v in range(0, 1070))
+    True
+    """
+    if force is None or math.ceil(force) >= len(BEAUFORT_LOWER_MS):
+        return math.inf
+    if math.ceil(force) <= 0:
+        return -math.inf
+    return BEAUFORT_LOWER_MS[math.ceil(force)] - 0.1
 
 
 def beaufort_force(ms: float) -> int:
@@ -98,6 +118,8 @@ class WindBeaufort(JSONStateMixin, Rule):
         # the weakest mean and gust forces any signal asks (none: that wind never meets one)
         self._least_mean = min((m for _, m, _ in sig if m is not None), default=None)
         self._least_gust = min((g for _, _, g in sig if g is not None), default=None)
+        # the speeds below which the mean and the gust meet no signal (no rounding, no table look-up needed)
+        self._calm_mean_ms, self._calm_gust_ms = calm_below(self._least_mean), calm_below(self._least_gust)
         self._current: Finding | None = None
         self._met: dict[str, list] = {}  # severity -> [t last met, value, force, "mean"|"gust", force level]
 
@@ -109,6 +131,10 @@ class WindBeaufort(JSONStateMixin, Rule):
         gust = finite_value(x, self.gust_field)
         if mean is None and gust is None:
             return self._current
+        if not self._met and (mean is None or mean < self._calm_mean_ms) and (
+                gust is None or gust < self._calm_gust_ms):
+            self._current = None  # the usual reading: calm below every signal, none held
+            return None
         fm = None if mean is None else beaufort_force(mean)
         fg = None if gust is None else beaufort_force(gust)
         if not self._met and (fm is None or self._least_mean is None or fm < self._least_mean) and (
@@ -128,20 +154,23 @@ class WindBeaufort(JSONStateMixin, Rule):
             return None
         s = max(self._met, key=SEVERITY_RANK.__getitem__)
         t_met, value, force, which, level = self._met[s]
-        msg = f"{which} {value:.1f} m/s (force {force}) ≥ force {level}"
-        if t_met < t:
-            msg += f" {t - t_met:.0f} s ago (held)"
         other = (mean, fm, "mean") if which == "gust" else (gust, fg, "gust")
-        if other[0] is not None and t_met == t:
-            msg += f"; {other[2]} {other[0]:.1f} m/s (force {other[1]})"
-        self._current = Finding(
-            rule=self.name,
-            severity=s,
-            score=severity_score(s),
-            value=value,
-            threshold=BEAUFORT_LOWER_MS[int(level)] if 0 <= int(level) < len(BEAUFORT_LOWER_MS) else None,
-            message=msg,
+        self._current = LazyFinding(
+            self.name, s, severity_score(s), value,
+            BEAUFORT_LOWER_MS[int(level)] if 0 <= int(level) < len(BEAUFORT_LOWER_MS) else None,
+            _wind_message, (which, value, force, level, t - t_met, other),
             field=self.field if which == "mean" else self.gust_field,
             extra={"force": force, "force_level": level, "mean_force": fm, "gust_force": fg},
         )
         return self._current
+
+
+def _wind_message(which: str, value: float, force: int, level: float, held_s: float,
+                  other: tuple[float | None, int | None, str]) -> str:
+    """:class:`WindBeaufort`'s message: the wind meeting the level, how long ago if held, and the other wind now."""
+    msg = f"{which} {value:.1f} m/s (force {force}) ≥ force {level}"
+    if held_s > 0:
+        msg += f" {held_s:.0f} s ago (held)"
+    if other[0] is not None and held_s == 0:
+        msg += f"; {other[2]} {other[0]:.1f} m/s (force {other[1]})"
+    return msg

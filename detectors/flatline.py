@@ -7,7 +7,7 @@ readings within ``tolerance`` of the first reading of the run.
 from __future__ import annotations
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
-from detectors.base import Finding, Rule, severity_score
+from detectors.base import Finding, LazyFinding, Rule, severity_score
 from detectors.levels import JSONStateMixin, finite_value, fmt_duration, fmt_value, label_of
 
 __all__ = ["Flatline"]
@@ -80,18 +80,14 @@ class Flatline(JSONStateMixin, Rule):
         if self._count < self.repeats:
             self._current = None
             return None
-        f = self.field
-        self._current = Finding(
-            rule=self.name,
-            severity=self.severity,
-            score=severity_score(self.severity),
-            value=self._anchor,
-            threshold=float(self.repeats),
-            message=(
-                f"{label_of(f)} stuck at {fmt_value(self._anchor, f)} for {self._count} readings "
-                f"({fmt_duration(t - self._since)})"
-            ),
-            field=f,
-            extra={"count": self._count, "since": self._since},
+        self._current = LazyFinding(
+            self.name, self.severity, severity_score(self.severity), self._anchor, float(self.repeats),
+            _flatline_message, (self.field, self._anchor, self._count, t - self._since),
+            field=self.field, extra={"count": self._count, "since": self._since},
         )
         return self._current
+
+
+def _flatline_message(field: str, anchor: float, count: int, duration_s: float) -> str:
+    """:class:`Flatline`'s message: the value stuck, for how many readings and how long."""
+    return f"{label_of(field)} stuck at {fmt_value(anchor, field)} for {count} readings ({fmt_duration(duration_s)})"

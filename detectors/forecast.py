@@ -33,7 +33,7 @@ from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
 from detectors._line_fit import LineEstimate, WindowedLineFit
-from detectors.base import Finding, Rule
+from detectors.base import Finding, LazyFinding, Rule
 from detectors.levels import JSONStateMixin, encode_state, finite_value, fmt_value, label_of, unit_of
 
 __all__ = ["LevelForecast"]
@@ -159,10 +159,18 @@ class LevelForecast(JSONStateMixin, Rule):
         if sign * (v - self.level) >= 0:  # reached: WarningLevels reports it from now on
             self._current = None
             return None
-        # cheapest test first: no trend, or a trend away from the level, needs no spread
-        slope = self._fit.slope() if len(self._fit) >= self.min_points else None
-        est = self._estimate(t) if slope is not None and sign * slope > 0 else None
-        if est is None:  # too few readings for a trend, or not towards the level: no prediction
+        # cheapest tests first: no trend, or a trend away from the level, needs no line; a line that does not
+        # reach the level within the horizon needs no spreads (the usual reading)
+        fit = self._fit
+        if len(fit) < self.min_points:
+            self._current = None
+            return None
+        line = fit.trend(t)  # (slope, value now)
+        if line is None or not sign * line[0] > 0 or sign * (self.level - line[1]) / (sign * line[0]) > self.horizon_s:
+            self._current = None
+            return None
+        est = self._estimate(t)
+        if est is None:  # too short a span for a trend: no prediction
             self._current = None
             return None
         b = sign * est.slope  # towards the level, per second
@@ -172,25 +180,18 @@ class LevelForecast(JSONStateMixin, Rule):
             self._current = None
             return None
         eta_sd = math.sqrt((est.value_sd / b) ** 2 + (max(gap, 0.0) * est.slope_sd / b**2) ** 2)
-        u = unit_of(self.field) or "units"
-        verb = "rising" if sign > 0 else "falling"
-        lvl = fmt_value(self.level, self.field)
-        self._current = Finding(
-            rule=self.name,
-            severity=self.severity,
-            score=min(1.0, max(0.0, 1.0 - eta / self.horizon_s)),
-            value=v,
-            threshold=self.level,
-            message=(
-                f"{label_of(self.field)} predicted to reach the {self.level_name} level {lvl} in "
-                f"{eta / 60:.0f} ± {eta_sd / 60:.0f} min ({verb} {abs(est.slope) * 3600:.2f} {u}/h)"
-            ),
+        self._current = LazyFinding(
+            self.name, self.severity, min(1.0, max(0.0, 1.0 - eta / self.horizon_s)), v, self.level,
+            _forecast_message, (self.field, self.level_name, self.level, eta, eta_sd, sign, est.slope),
             field=self.field,
-            extra={
-                "eta_s": eta,
-                "eta_sd_s": eta_sd,
-                "predicted_at": t + eta,
-                "rate_per_hour": est.slope * 3600.0,
-            },
+            extra={"eta_s": eta, "eta_sd_s": eta_sd, "predicted_at": t + eta, "rate_per_hour": est.slope * 3600.0},
         )
         return self._current
+
+
+def _forecast_message(field: str, level_name: str, level: float, eta: float, eta_sd: float, sign: float,
+                      slope: float) -> str:
+    """:class:`LevelForecast`'s message: the level, when it is predicted to be reached, and the trend."""
+    return (f"{label_of(field)} predicted to reach the {level_name} level {fmt_value(level, field)} in "
+            f"{eta / 60:.0f} ± {eta_sd / 60:.0f} min ({'rising' if sign > 0 else 'falling'} "
+            f"{abs(slope) * 3600:.2f} {unit_of(field) or 'units'}/h)")

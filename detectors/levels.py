@@ -18,7 +18,7 @@ from collections import deque
 from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
-from detectors.base import Finding, Rule, finite_value, severity_score
+from detectors.base import Finding, LazyFinding, Rule, finite_value, severity_score
 
 __all__ = [
     "WarningLevels",
@@ -43,13 +43,15 @@ _UNITS = {
     "_vph": "veh/h",
     "_pct": "%",
 }
+#: the unit suffixes, longest first (``_mm`` before ``_m``)
+_SUFFIXES = tuple(sorted(_UNITS, key=len, reverse=True))
 
 
 def unit_of(field: str | None) -> str:
     """The unit encoded in a field name: ``unit_of("level_m") == "m"``."""
     if not field:
         return ""
-    for suffix in sorted(_UNITS, key=len, reverse=True):
+    for suffix in _SUFFIXES:
         if field.endswith(suffix):
             return _UNITS[suffix]
     return ""
@@ -59,7 +61,7 @@ def label_of(field: str | None) -> str:
     """A field name without its unit: ``label_of("level_m") == "level"``."""
     if not field:
         return "value"
-    for suffix in sorted(_UNITS, key=len, reverse=True):
+    for suffix in _SUFFIXES:
         if field.endswith(suffix) and len(field) > len(suffix):
             return field[: -len(suffix)].replace("_", " ")
     return field.replace("_", " ")
@@ -224,6 +226,7 @@ class WarningLevels(JSONStateMixin, Rule):
         self._lv = lv
         self._rs = rs
         self._sign = sign
+        self._lowest_level = lv[order[0]]  # short of it, no severity is met
 
         self._current: Finding | None = None
         self._met_since: dict[str, float] = {}  # severity -> start of its run of readings meeting the level
@@ -237,6 +240,8 @@ class WarningLevels(JSONStateMixin, Rule):
         if v is None:
             return self._current
         sign, lv, met, hold = self._sign, self._lv, self._met_since, self.min_duration_s
+        if self._current is None and not met and sign * (v - self._lowest_level) < 0:
+            return None  # the usual reading: short of the lowest level, nothing met or held before
         new = None
         for s in self._order:  # raised: level met long enough (severities lowest first)
             if sign * (v - lv[s]) >= 0:
@@ -257,25 +262,24 @@ class WarningLevels(JSONStateMixin, Rule):
             self._current = None
             return None
         level = self._lv[new]
-        lname = (self.level_names or {}).get(new, f"{new} level")
-        side = "above" if self._sign > 0 else "below"
-        since = self._met_since.get(new)
-        if since is not None and t - since > 0:
-            tail = f" for {fmt_duration(t - since)}"
-        elif since is None:
-            side = "near"
-            tail = f" (clears {'below' if self._sign > 0 else 'above'} {fmt_value(self._rs[new], self.field)})"
-        else:
-            tail = ""
-        msg = f"{label_of(self.field)} {fmt_value(v, self.field)} {side} {lname} {fmt_value(level, self.field)}{tail}"
-        self._current = Finding(
-            rule=self.name,
-            severity=new,
-            score=severity_score(new),
-            value=v,
-            threshold=level,
-            message=msg,
-            field=self.field,
-            extra={"reset": self._rs[new]},
+        self._current = LazyFinding(
+            self.name, new, severity_score(new), v, level, _level_message,
+            (self.field, v, new, level, self.level_names, self._sign, self._met_since.get(new), t, self._rs[new]),
+            field=self.field, extra={"reset": self._rs[new]},
         )
         return self._current
+
+
+def _level_message(field: str, v: float, severity: str, level: float, level_names: dict[str, str] | None,
+                   sign: float, since: float | None, t: float, reset: float) -> str:
+    """:class:`WarningLevels`' message: value, side and level, and how long it has been met (or where it clears)."""
+    level_name = (level_names or {}).get(severity, f"{severity} level")
+    side = "above" if sign > 0 else "below"
+    if since is not None and t - since > 0:
+        tail = f" for {fmt_duration(t - since)}"
+    elif since is None:  # held by its reset level, no longer met
+        side = "near"
+        tail = f" (clears {'below' if sign > 0 else 'above'} {fmt_value(reset, field)})"
+    else:
+        tail = ""
+    return f"{label_of(field)} {fmt_value(v, field)} {side} {level_name} {fmt_value(level, field)}{tail}"

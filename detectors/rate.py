@@ -13,7 +13,7 @@ from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
 from detectors._line_fit import WindowedLineFit
-from detectors.base import Finding, Rule, severity_score
+from detectors.base import Finding, LazyFinding, Rule, severity_score
 from detectors.levels import JSONStateMixin, encode_state, finite_value, fmt_duration, label_of, unit_of
 
 __all__ = ["RateOfChange"]
@@ -131,19 +131,16 @@ class RateOfChange(JSONStateMixin, Rule):
             self._current = None
             return None
         level = self._lv[new]
-        u = unit_of(self.field) or "units"
         span = self._fit.span_s
-        self._current = Finding(
-            rule=self.name,
-            severity=new,
-            score=severity_score(new),
-            value=rate,
-            threshold=level,
-            message=(
-                f"{label_of(self.field)} {self.direction} {rate:.2f} {u}/h over the last "
-                f"{fmt_duration(span)} (≥ {level:.2f} {u}/h)"
-            ),
-            field=self.field,
-            extra={"rate_per_hour": rate, "span_s": span},
+        self._current = LazyFinding(
+            self.name, new, severity_score(new), rate, level,
+            _rate_message, (self.field, self.direction, rate, span, level),
+            field=self.field, extra={"rate_per_hour": rate, "span_s": span},
         )
         return self._current
+
+
+def _rate_message(field: str, direction: str, rate: float, span: float, level: float) -> str:
+    """:class:`RateOfChange`'s message: the rate, over how long, against which level."""
+    u = unit_of(field) or "units"
+    return f"{label_of(field)} {direction} {rate:.2f} {u}/h over the last {fmt_duration(span)} (≥ {level:.2f} {u}/h)"

@@ -9,7 +9,7 @@ intervals have passed with no reading.
 from __future__ import annotations
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
-from detectors.base import Finding, Rule, severity_score
+from detectors.base import Finding, LazyFinding, Rule, severity_score
 from detectors.levels import JSONStateMixin, finite_value, fmt_duration
 
 __all__ = ["StaleSensor"]
@@ -88,17 +88,14 @@ class StaleSensor(JSONStateMixin, Rule):
         if gap < self.timeout_s:
             self._current = None
             return None
-        self._current = Finding(
-            rule=self.name,
-            severity=self.severity,
-            score=severity_score(self.severity),
-            value=gap,
-            threshold=self.timeout_s,
-            message=(
-                f"no data for {fmt_duration(gap)} (expected every {fmt_duration(self.expected_interval_s)}; "
-                f"{int(gap // self.expected_interval_s)} intervals missed)"
-            ),
-            field=self.field,
-            extra={"last_seen": self._last_seen},
+        self._current = LazyFinding(
+            self.name, self.severity, severity_score(self.severity), gap, self.timeout_s, _stale_message,
+            (gap, self.expected_interval_s), field=self.field, extra={"last_seen": self._last_seen},
         )
         return self._current
+
+
+def _stale_message(gap: float, expected_interval_s: float) -> str:
+    """:class:`StaleSensor`'s message: how long without data, against the expected interval."""
+    return (f"no data for {fmt_duration(gap)} (expected every {fmt_duration(expected_interval_s)}; "
+            f"{int(gap // expected_interval_s)} intervals missed)")

@@ -14,7 +14,7 @@ from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
 from detectors._columns import TimedColumns
-from detectors.base import Finding, Rule, severity_score
+from detectors.base import Finding, LazyFinding, Rule, severity_score
 from detectors.levels import JSONStateMixin, encode_state, finite_value, fmt_duration, fmt_value, label_of
 
 #: most readings in the sliding-maximum queue; beyond, neighbours merge (see SustainedCondition)
@@ -112,6 +112,7 @@ class SustainedCondition(JSONStateMixin, Rule):
         self._keep_days = max([n for _, _, n in dl], default=1) + 1
         self._longest = max([w for _, _, w in wl], default=0.0)
         self._lowest = min([lv for _, lv, _ in wl], default=math.inf)  # readings below it are never queued
+        self._lowest_daily = min([lv for _, lv, _ in dl], default=math.inf)  # a run needs a day at or above it
         self._current: Finding | None = None
         self._days: list = []  # [local day number, daily max], oldest first
         self._maxq = TimedColumns()  # readings >= _lowest with decreasing values (sliding maximum)
@@ -168,38 +169,36 @@ class SustainedCondition(JSONStateMixin, Rule):
             head += 1
         q.head = head
         q.cut()
+        days = self._days
+        if not len(q) and days[-1][1] < self._lowest_daily and (len(days) < 2 or days[-2][1] < self._lowest_daily):
+            self._current = None  # the usual reading: nothing queued, and no run can end today or yesterday
+            return None
 
-        best = None  # (severity, level, value, message)
+        best = None  # (severity, level, value, message renderer, its arguments)
         for s, level, n in self._dl:
             run = self._run(level, today)
-            if run >= n:
-                msg = (
-                    f"daily maximum {label_of(self.field)} ≥ {fmt_value(level, self.field, 1)} on {run} "
-                    f"consecutive days (today {fmt_value(self._days[-1][1], self.field, 1)})"
-                )
-                cand = (s, level, self._days[-1][1], msg)
-                if best is None or SEVERITY_RANK[s] > SEVERITY_RANK[best[0]]:
-                    best = cand
+            if run >= n and (best is None or SEVERITY_RANK[s] > SEVERITY_RANK[best[0]]):
+                best = (s, level, days[-1][1], _daily_message, (self.field, level, run, days[-1][1]))
         for s, level, w in self._wl:
             k = bisect_right(q.t, t - w, q.head)  # the oldest queued reading in the window: its maximum
             m = q.v[k] if k < len(q.t) else None
             if m is not None and m >= level and (best is None or SEVERITY_RANK[s] > SEVERITY_RANK[best[0]]):
-                msg = (
-                    f"{label_of(self.field)} reached {fmt_value(m, self.field, 1)} within the last "
-                    f"{fmt_duration(w)} (≥ {fmt_value(level, self.field, 1)})"
-                )
-                best = (s, level, m, msg)
+                best = (s, level, m, _within_message, (self.field, level, m, w))
         if best is None:
             self._current = None
             return None
-        s, level, value, msg = best
-        self._current = Finding(
-            rule=self.name,
-            severity=s,
-            score=severity_score(s),
-            value=value,
-            threshold=level,
-            message=msg,
-            field=self.field,
-        )
+        s, level, value, render, args = best
+        self._current = LazyFinding(self.name, s, severity_score(s), value, level, render, args, field=self.field)
         return self._current
+
+
+def _daily_message(field: str, level: float, run: int, today_max: float) -> str:
+    """:class:`SustainedCondition`'s message for a run of days."""
+    return (f"daily maximum {label_of(field)} ≥ {fmt_value(level, field, 1)} on {run} "
+            f"consecutive days (today {fmt_value(today_max, field, 1)})")
+
+
+def _within_message(field: str, level: float, maximum: float, window_s: float) -> str:
+    """:class:`SustainedCondition`'s message for a maximum within a window."""
+    return (f"{label_of(field)} reached {fmt_value(maximum, field, 1)} within the last "
+            f"{fmt_duration(window_s)} (≥ {fmt_value(level, field, 1)})")

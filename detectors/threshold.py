@@ -14,7 +14,7 @@ from typing import Any
 
 from cityeye.contracts import SEVERITIES, SEVERITY_RANK
 from detectors._calibration import ScoreQuantile
-from detectors.base import Check, Finding
+from detectors.base import Check, Finding, LazyFinding
 from detectors.levels import JSONStateMixin, decode_state, encode_state, finite_value, fmt_value, label_of
 
 __all__ = ["ScoreThreshold"]
@@ -211,16 +211,13 @@ class ScoreThreshold(JSONStateMixin, Check):
             self._current = None
             return None
         value = clean.get(self.field) if self.field else None
-        what = f"{label_of(self.field)} {fmt_value(value, self.field)}" if self.field else "reading"
-        self._current = Finding(
-            rule=self.name,
-            severity=self.severity,
-            score=score,
-            value=value,
-            threshold=threshold,
-            message=f"{what} anomalous: score {score:.2f} ≥ {threshold:.2f}",
-            field=self.field,
-            extra={"count": self._count},
-        )
+        self._current = LazyFinding(self.name, self.severity, score, value, threshold,
+                                    _anomaly_message, (self.field, value, score, threshold),
+                                    field=self.field, extra={"count": self._count})
         return self._current
 
+
+def _anomaly_message(field: str | None, value: float | None, score: float, threshold: float) -> str:
+    """:class:`ScoreThreshold`'s message: the value (if a field is watched), its score and the threshold."""
+    what = f"{label_of(field)} {fmt_value(value, field)}" if field else "reading"
+    return f"{what} anomalous: score {score:.2f} ≥ {threshold:.2f}"

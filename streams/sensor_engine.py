@@ -33,7 +33,6 @@ at or before that position are skipped when replayed after a restore.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable
 
 from cityeye.contracts import AlertEvent, Reading, alert_id_for
@@ -43,6 +42,7 @@ from cityeye.sensor_registry import Sensor, SensorRegistry
 from detectors.base import Check, Finding, finite_value
 from detectors.rule_library import CHECK_TYPES
 from streams.interval import IntervalLearner
+from streams.sensor_state import Episode, SensorState
 
 __all__ = ["ChecksFactory", "Episode", "SensorState", "SensorEngine", "default_checks_factory"]
 
@@ -63,38 +63,6 @@ def default_checks_factory(sensor: Sensor) -> list[Check]:
     from detectors.default_checks import default_checks
 
     return default_checks(sensor.kind, dict(sensor.levels), sensor.interval_s)
-
-
-@dataclass
-class Episode:
-    """An open alert of one check of one sensor (JSON-able via ``asdict``)."""
-
-    alert_id: str
-    rule: str
-    severity: str
-    started_at: float
-    value: float | None
-    threshold: float | None
-    message: str
-    field: str | None = None
-
-
-@dataclass
-class SensorState:
-    """One sensor's checks, open episodes and bookkeeping."""
-
-    sensor: Sensor
-    checks: list[Check]
-    episodes: dict[str, Episode]
-    #: position of the last reading included (``None``: unknown)
-    position: int | None = None
-    #: position of the restored snapshot: readings at or before it are in the state already
-    floor: int | None = None
-    #: readings (or ticks with events) since the last snapshot
-    dirty: int = 0
-    last_ts: float | None = None
-    #: learns the reporting interval when the registry does not state it (streams/interval.py)
-    learner: IntervalLearner | None = None
 
 
 def _finite(v: Any) -> float | None:
@@ -258,7 +226,8 @@ class SensorEngine:
             if ep is None:
                 return
             del st.episodes[name]
-            out.append(self._event(st, ep, "resolved", t, ep.value, f"resolved: {ep.message}"))
+            ep.settle()
+            out.append(self._event(st, ep, "resolved", t, f"resolved: {ep.message}"))
             return
         if ep is None:
             started = self._episode_start(finding, t) if from_tick else t
@@ -266,14 +235,14 @@ class SensorEngine:
                          started_at=started, value=finding.value, threshold=finding.threshold,
                          message=finding.message, field=finding.field)
             st.episodes[name] = ep
-            out.append(self._event(st, ep, "firing", t, ep.value, ep.message))
+            out.append(self._event(st, ep, "firing", t))
             return
-        ep.value, ep.threshold, ep.message = finding.value, finding.threshold, finding.message
-        if finding.field is not None:
-            ep.field = finding.field
+        if finding is ep.pending:  # the check kept its finding: nothing new
+            return
+        ep.take(finding)  # read when an event or a snapshot needs it (streams/sensor_state.py)
         if finding.severity != ep.severity:
             ep.severity = finding.severity
-            out.append(self._event(st, ep, "firing", t, ep.value, ep.message))
+            out.append(self._event(st, ep, "firing", t))
 
     @staticmethod
     def _episode_start(finding: Finding, t: float) -> float:
@@ -285,12 +254,13 @@ class SensorEngine:
                 start = last_seen + threshold
         return t if start is None or start > t else start
 
-    def _event(self, st: SensorState, ep: Episode, state: str, t: float, value: float | None,
-               message: str) -> AlertEvent:
+    def _event(self, st: SensorState, ep: Episode, state: str, t: float, message: str | None = None) -> AlertEvent:
+        """The event of ``ep`` (settled first) at ``t``: its value and threshold, ``message`` or its own."""
+        ep.settle()
         labels = {"field": ep.field} if ep.field else {}
         if self.rules_version:
             labels["rules_version"] = self.rules_version
-        check_type = next((_TYPE_OF_CHECK.get(type(c)) for c in st.checks if c.name == ep.rule), None)
+        check_type = _TYPE_OF_CHECK.get(type(st.check_named(ep.rule)))
         if check_type:
             labels["check_type"] = check_type  # what the rule is (notifications name it; matchers can use it)
         # the one source of an alert's sensor facts: the dispatcher takes them from here, it does not look them up
@@ -299,7 +269,7 @@ class SensorEngine:
         return AlertEvent(
             alert_id=ep.alert_id, sensor_id=st.sensor.id, kind=st.sensor.kind, district=st.sensor.district,
             rule=ep.rule, severity=ep.severity, state=state, started_at=ep.started_at, updated_at=t,
-            value=value, threshold=ep.threshold, message=message, labels=labels,
+            value=ep.value, threshold=ep.threshold, message=ep.message if message is None else message, labels=labels,
         )
 
     # -- rules changed ----------------------------------------------------------------
@@ -336,7 +306,7 @@ class SensorEngine:
         events = []
         for name in [n for n in st.episodes if n not in names]:
             ep = st.episodes.pop(name)
-            events.append(self._event(st, ep, "resolved", at, ep.value, f"resolved: rule {name} removed"))
+            events.append(self._event(st, ep, "resolved", at, f"resolved: rule {name} removed"))
         return events
 
     # -- snapshots ------------------------------------------------------------------
@@ -364,7 +334,7 @@ class SensorEngine:
             "interval_s": st.sensor.interval_s if "interval_s" in st.sensor.model_fields_set else None,
             "checks": {c.name: c.snapshot() for c in st.checks},
             "specs": {c.name: spec for c in st.checks if (spec := _spec(c)) is not None},
-            "episodes": {name: asdict(ep) for name, ep in st.episodes.items()},
+            "episodes": st.settled_episodes(),
         }
 
     def restore(self, snapshot: dict[str, Any]) -> bool:

@@ -53,8 +53,11 @@ async def test_table_recovers_every_snapshot_the_worker_wrote_in_batches(setting
     # one aggregated record per partition: every gauge's first snapshot goes out in the same batch
     await produce(settings, [_gauge(i, step) for step in range(3) for i in range(SENSORS)], aggregate=500)
     async with StreamsWorker(settings) as first:
-        assert await wait_until(lambda: first.streams.runtime.readings >= 3 * SENSORS, timeout=30)
-        assert all(first.streams.runtime.snapshots.get(sid) for sid in sensors)
+        runtime = first.streams.runtime
+        # a batch's snapshots are written after all its readings are counted: wait for the readings, every
+        # gauge's snapshot and the sends of as many (a write counts once the producer has it), bounded
+        assert await wait_until(lambda: runtime.readings >= 3 * SENSORS and runtime.snapshots.writes >= SENSORS
+                                and all(runtime.snapshots.get(sid) for sid in sensors), timeout=30)
     async with StreamsWorker(settings) as second:
         await second.wait_ready()
         missing = [sid for sid in sensors if second.streams.runtime.engine.state(sid) is None]
