@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from functools import partial
+from itertools import islice
 from typing import Any, Callable, Iterable
 
 from faust.types import TP
@@ -128,16 +130,17 @@ class SnapshotWriter:
                     async with self.lock:
                         built = self._build_chunk(self.chunk)
                     await self._write(built)
+                    await asyncio.sleep(0)  # sends rarely wait: let the agent and the consumer in
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a snapshot that cannot be written must stop the worker, loudly
+        except Exception as exc:  # a snapshot that cannot be built or sent must stop the worker, loudly
             log.exception("writing snapshots failed: offsets stay uncommitted from here on")
             self._failure = exc
             self._settled.set()
 
     def _build_chunk(self, n: int) -> list[tuple[TP, int, str, dict[str, Any]]]:
         built = []
-        for sid in list(self.pending)[:n]:
+        for sid in list(islice(self.pending, n)):
             tp, barrier = self.pending.pop(sid)
             made = self.build(sid)
             if made is None:
@@ -148,14 +151,25 @@ class SnapshotWriter:
         return built
 
     async def _write(self, built: list[tuple[TP, int, str, dict[str, Any]]]) -> None:
-        sends = [(tp, barrier, await self.table.send(sid, value)) for tp, barrier, sid, value in built]
-        for tp, barrier, sent in sends:
-            await sent
-            self.in_flight[tp, barrier] -= 1
-            if not self.in_flight[tp, barrier]:
-                del self.in_flight[tp, barrier]
-            self.written += 1
-            metrics.SNAPSHOT_WRITES.inc()
+        """Hand the snapshots to the producer (waits only while its buffer is full); acks come back by callback."""
+        for tp, barrier, sid, value in built:
+            sent = await self.table.send(sid, value)
+            sent.add_done_callback(partial(self._acknowledged, tp, barrier))
+
+    def _acknowledged(self, tp: TP, barrier: int, sent: asyncio.Future) -> None:
+        exc = sent.exception() if not sent.cancelled() else asyncio.CancelledError()
+        if exc is not None:  # the barrier stays: never committed past a snapshot the broker may not have
+            if self._failure is None:
+                log.error("a snapshot could not be written (%r): offsets stay uncommitted from here on", exc)
+                self._failure = exc
+            self._settled.set()
+            return
+        key = (tp, barrier)
+        self.in_flight[key] -= 1
+        if not self.in_flight[key]:
+            del self.in_flight[key]
+        self.written += 1
+        metrics.SNAPSHOT_WRITES.inc()
         if not self.in_flight:
             self._settled.set()
 
