@@ -1,15 +1,17 @@
-"""The detector agent, its clock timer and its state lifecycle.
+"""The detector runtime and agent: batches, the clock timer, snapshots and alert events.
 
 One agent subscribes to every ``readings.<kind>`` topic. Readings arrive
 partitioned by sensor id (single records keyed by it, or aggregated records
 of one partition's readings, cityeye/reading_records.py), so each sensor's
 readings are in one partition, in order, and no repartitioning is needed: the
 agent takes records in batches (``stream.take_events``), runs
-:class:`streams.sensor_engine.SensorEngine` on each of their readings and sends
-the resulting alert events to ``alerts.events`` keyed by alert id. A reading's
-position is its record's offset (the readings of one record share it).
+:class:`streams.sensor_engine.SensorEngine` on each of their readings
+(streams/batch.py) and sends the resulting alert events to ``alerts.events``
+keyed by alert id, on a producer of their own (streams/alert_sender.py). A
+reading's position is its record's offset (the readings of one record share it).
 
-State lifecycle (details in docs/streams.md):
+State lifecycle (details in docs/streams.md; revocation, recovery and
+shutdown in streams/lifecycle.py):
 
 * detector state lives in the engine's plain dicts;
 * a sensor's state is copied to the snapshot table (changelog-backed) after
@@ -19,6 +21,11 @@ State lifecycle (details in docs/streams.md):
   includes;
 * a sensor's first batch also writes a snapshot, so every sensor has one
   that marks where a replay must start;
+* snapshots are built and sent by a background task
+  (streams/snapshot_writer.py) while the agent goes on; a partition's
+  offsets are committed no further than the first offset of the oldest
+  batch whose snapshots are not in the broker yet (the commit barrier,
+  streams/transport.py);
 * when partitions are assigned and the table has recovered, the sensors of
   those partitions are restored from their snapshots; readings at or before
   a snapshot's offset are skipped when Kafka redelivers them, readings
@@ -42,27 +49,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import faust
-from aiokafka.structs import ConsumerRecord
-from faust.types import TP, EventT
+from faust.types import TP
 
 from cityeye.config import KafkaSettings
-from cityeye.contracts import AlertEvent, to_json
-from cityeye.kafka import read_ranges
-from cityeye.errors import ValidationError
+from cityeye.contracts import AlertEvent
 from cityeye.metrics import ConsumerLag, report_lag
-from cityeye.reading_records import RejectedReading, encode_reading, readings_of
 from streams import metrics
+from streams.alert_sender import AlertSender
+from streams.batch import BatchProcessing
 from streams.clocks import SensorClocks
-from streams.grouping import by_sensor
-from streams.holes import dropped_range, forget_taken
+from streams.lifecycle import PartitionLifecycle
 from streams.sensor_engine import SensorEngine
-from streams.models import dead_letter
-from streams.replay import committed_offsets
+from streams.snapshot_writer import SnapshotWriter
 from streams.tables import SnapshotTable
 from streams.topics import StreamTopics
+from streams.transport import CityEyeFaustApp
 
 __all__ = ["DetectorRuntime", "attach_agents", "LAG_INTERVAL_S"]
 
@@ -72,12 +76,18 @@ log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 5.0
 
 
-class DetectorRuntime:
-    """The worker's in-process state: engine, sensors per partition, clocks, counters."""
+class DetectorRuntime(BatchProcessing, PartitionLifecycle):
+    """The worker's in-process state: engine, sensors per partition, clocks, snapshot writer, counters.
+
+    ``alerts`` sends the alert events; ``snapshots`` holds the sensors'
+    snapshots, which :attr:`writer` builds and writes in the background.
+    """
 
     def __init__(self, app: faust.App, engine: SensorEngine, topics: StreamTopics, snapshots: SnapshotTable,
-                 snapshot_every: int, kafka: KafkaSettings | None = None, live_rules: Any = None) -> None:
+                 snapshot_every: int, alerts: AlertSender, kafka: KafkaSettings | None = None,
+                 live_rules: Any = None) -> None:
         self.app = app
+        self.alerts = alerts
         #: the rules in force, reloaded when their file changes (None: a fixed checks factory)
         self.live_rules = live_rules
         #: where to re-read the readings a crash left out of the snapshots (None: do not)
@@ -92,6 +102,9 @@ class DetectorRuntime:
         self.clocks = SensorClocks(time.monotonic)
         #: serialises batches, ticks and lifecycle hooks (they interleave at awaits otherwise)
         self._lock = asyncio.Lock()
+        self.writer = SnapshotWriter(snapshots, self._build_snapshot, self._lock)
+        #: set by on_shutdown: ticks after it do nothing (their events and snapshots would be lost)
+        self.stopped = False
         self.readings = 0
         #: readings re-read after a restore to bring snapshots up to the committed offsets
         self.replayed = 0
@@ -104,120 +117,7 @@ class DetectorRuntime:
         self.events_sent = 0
         self.dead_letters = 0
 
-    # -- per batch ---------------------------------------------------------------
-
-    async def process_events(self, events: Iterable[EventT]) -> None:
-        """Run the engine on a batch of reading events and send what it emits."""
-        async with self._lock:
-            await self._process_events(events)
-
-    async def _process_events(self, events: Iterable[EventT]) -> None:
-        batch = _Batch()
-        next_offset = self.next_offset
-        for event in events:
-            msg = event.message
-            tp, offset = msg.tp, msg.offset
-            expected = next_offset.get(tp)
-            if expected is not None and offset < expected:
-                continue  # in the state already: a redelivery, or read directly (_read_skipped)
-            if expected is not None and offset > expected and self.kafka is not None:
-                await self._process_skipped(tp, expected, offset, batch)
-            await self._process_record(tp, offset, msg.key, msg.value, msg.headers, batch)
-            next_offset[tp] = offset + 1
-        # a record's readings are all processed before any snapshot: a snapshot never splits a record
-        await self._send_alerts(batch.out)
-        await self._snapshot(batch.touched)
-        metrics.observe_readings(batch.done, batch.started)
-
-    async def _process_record(self, tp: TP, offset: int, key: bytes | None, value: bytes | None,
-                              headers: Any, batch: "_Batch") -> None:
-        """Run the engine on the readings of one record; collect what it emits in ``batch``.
-
-        Each sensor's readings run one after the other (streams/grouping.py: its
-        state stays in the CPU's caches); the stream clocks take them in the
-        record's order.
-        """
-        engine, seen_at = self.engine, time.monotonic()
-        # bound once a record: the loops below run for every reading
-        tp_of, due, every = self.tp_of, engine.due, self.snapshot_every
-        done, touched = batch.done.append, batch.touched
-        items = readings_of(value, key, headers)
-        refused: set[int] = set()  # id() of the items not processed
-        for item in by_sensor(items):
-            if type(item) is RejectedReading:
-                refused.add(id(item))
-                await self._dead_letter(item.raw, item.reason, tp.topic, key or _key_of(item))
-                continue
-            sid = item.sensor_id
-            try:
-                new = sid not in engine and not self._restore_one(sid, tp)
-                emitted = engine.process(item, position=offset)
-            except ValidationError as exc:
-                refused.add(id(item))
-                await self._dead_letter(encode_reading(item), str(exc), tp.topic, sid.encode())
-                continue
-            except Exception as exc:  # a bug must cost one reading (dead-lettered), not the worker
-                refused.add(id(item))
-                log.exception("processing a reading of %s at %s[%d]@%d failed", sid, tp.topic, tp.partition, offset)
-                await self._dead_letter(encode_reading(item), f"processing failed: {type(exc).__name__}: {exc}",
-                                        tp.topic, sid.encode())
-                continue
-            self.readings += 1
-            done(item)
-            if tp_of.get(sid) != tp:
-                self._place(sid, tp)
-            if emitted:
-                batch.out.extend(emitted)
-                touched.add(sid)
-            elif new or due(sid, every):  # a first snapshot bounds any replay
-                touched.add(sid)
-        observe = self.clocks.observe
-        for item in items:
-            if not refused or id(item) not in refused:
-                observe(tp, item.sensor_id, item.ts, seen_at)
-
-    async def _process_skipped(self, tp: TP, start: int, end: int, batch: "_Batch") -> None:
-        for rec in await self._read_skipped(tp, start, end):
-            await self._process_record(tp, rec.offset, rec.key, rec.value, rec.headers, batch)
-        self.next_offset[tp] = max(self.next_offset.get(tp, end), end)
-
-    async def _fill_stalled(self) -> None:
-        """Read directly what a partition's stream dropped and has not delivered for a whole clock interval.
-
-        A hole at the end of what was produced shows no later record; a
-        partition whose next offset did not move since the last tick gets
-        the records Faust handed to its stream and the stream dropped read
-        directly (streams/holes.py: a backlog still on its way is left to
-        the stream; the stream's copies, if they come, are skipped).
-        """
-        batch, stalled = _Batch(), self._last_seen_offset
-        self._last_seen_offset = dict(self.next_offset)
-        for tp, expected in list(self.next_offset.items()):
-            if stalled.get(tp) != expected:
-                continue
-            hole = dropped_range(self.app, tp, expected, self.app.consumer.highwater(tp))
-            if hole is not None:
-                await self._process_skipped(tp, *hole, batch)
-        await self._send_alerts(batch.out)
-        await self._snapshot(batch.touched)
-
-    async def _read_skipped(self, tp: TP, start: int, end: int) -> list[ConsumerRecord]:
-        """The records ``[start, end)`` of ``tp`` that the stream skipped, read directly.
-
-        The stream must deliver each partition's records from the offset the
-        worker resumed at (the committed offset after a rebalance) without a
-        hole; a consumer that drops records around a rebalance (Faust clears
-        its stream buffers when flow resumes and may already have moved its
-        read position past them) would otherwise lose readings for good.
-        """
-        records: list[ConsumerRecord] = []
-        # what the broker does not have (any more) cannot be waited for: given up after idle fetches
-        await read_ranges(self.kafka, {(tp.topic, tp.partition): (start, end)}, records.append,
-                          give_up_after_idle=3)
-        self.refilled += len(records)
-        log.warning("the stream skipped offsets %d..%d of %s[%d]: read %d record(s) of them directly",
-                    start, end - 1, tp.topic, tp.partition, len(records))
-        return records
+    # -- clock ticks and rules ------------------------------------------------------------
 
     async def tick(self) -> None:
         """Clock re-evaluation of every sensor, per partition in that partition's stream time."""
@@ -225,6 +125,8 @@ class DetectorRuntime:
             await self._tick()
 
     async def _tick(self) -> None:
+        if self.stopped:
+            return
         if self.kafka is not None:
             await self._fill_stalled()
         self._mark_backlogs()
@@ -239,7 +141,7 @@ class DetectorRuntime:
                 out.extend(emitted)
                 touched.update(e.sensor_id for e in emitted)
         await self._send_alerts(out)
-        await self._snapshot(touched)
+        self._snapshot(touched)
 
     def _mark_backlogs(self) -> None:
         """Tell the clocks which partitions have records waiting (high watermark beyond the next offset).
@@ -269,115 +171,10 @@ class DetectorRuntime:
             self.engine.rules_version = self.live_rules.version
             events, changed = self.engine.rebuild_checks()
             await self._send_alerts(events)
-            await self._snapshot(changed)
+            self._snapshot(changed)
             log.warning("rules version %s in force: checks of %d sensor(s) rebuilt, the others kept their state",
                         self.live_rules.version, len(changed))
             return True
-
-    # -- lifecycle ------------------------------------------------------------------
-
-    async def on_revoked(self, revoked: Iterable[TP]) -> None:
-        """Snapshot and forget the sensors of revoked readings partitions."""
-        async with self._lock:
-            await self._on_revoked(revoked)
-
-    async def _on_revoked(self, revoked: Iterable[TP]) -> None:
-        revoked = list(revoked)
-        gone = [tp for tp in revoked if tp in self.sensors_by_tp]
-        sensors = [sid for tp in gone for sid in self.sensors_by_tp[tp]]
-        await self._snapshot(sid for sid in sensors if self.engine.dirty(sid))
-        await self.app.producer.flush()
-        for tp in revoked:
-            self.next_offset.pop(tp, None)
-            forget_taken(self.app, tp)
-        for tp in gone:
-            self.engine.drop(self.sensors_by_tp.pop(tp))
-            self.clocks.drop(tp)
-        for sid in sensors:
-            self.tp_of.pop(sid, None)
-        if sensors:
-            log.info("partitions revoked: snapshotted and released %d sensors", len(sensors))
-
-    async def on_recovered(self) -> None:
-        """Restore the sensors of our active readings partitions from their snapshots."""
-        async with self._lock:
-            await self._on_recovered()
-
-    async def _on_recovered(self) -> None:
-        actives = {tp for tp in self.app.assignor.assigned_actives() if tp.topic in self.topics.readings_names}
-        restored: list[str] = []
-        for _, snap in self.snapshots.items():
-            tp = TP(str(snap.get("topic")), int(snap.get("partition", -1)))
-            sid = snap.get("sensor_id")
-            if tp not in actives or not isinstance(sid, str) or sid in self.engine:
-                continue
-            if self.engine.restore(snap):
-                self._place(sid, tp)
-                if snap.get("last_ts") is not None:
-                    self.clocks.observe(tp, sid, float(snap["last_ts"]))
-                restored.append(sid)
-        log.info("table recovered: restored %d sensors' detector state on %d partitions", len(restored), len(actives))
-        if self.kafka is not None and actives:
-            await self._align_with_committed(restored, actives)
-
-    async def _align_with_committed(self, restored: list[str], actives: set[TP]) -> None:
-        """Make the restored state and the consumer positions meet at the committed offsets.
-
-        * committed offset beyond a snapshot's position: re-read the gap into the
-          engine (the events it produces were sent before the crash: dropped);
-        * no committed offset at all: seek the stream to the oldest restored
-          position + 1, else to the start (``auto_offset_reset=earliest``
-          explicitly). Without a committed offset the consumer's
-          seek-to-committed leaves the fetch position where a previous
-          assignment's prefetch left it, past records that were fetched and
-          then dropped by the rebalance, and those readings would be skipped.
-        """
-        starts: dict[tuple[str, int], int] = {}
-        for sid in restored:
-            st, tp = self.engine.state(sid), self.tp_of.get(sid)
-            if st is not None and tp is not None and st.position is not None:
-                key = (tp.topic, tp.partition)
-                starts[key] = min(starts.get(key, st.position + 1), st.position + 1)
-        committed = await committed_offsets(self.kafka, self.app.conf.id, [(tp.topic, tp.partition) for tp in actives])
-        for tp in actives:
-            key = (tp.topic, tp.partition)
-            if key not in committed:
-                await self.app.consumer.seek(tp, starts.get(key, 0))
-            self.next_offset[tp] = committed.get(key, starts.get(key, 0))
-        ranges = {key: (start, committed[key]) for key, start in starts.items() if committed.get(key, 0) > start}
-        if not ranges:
-            return
-
-        def feed(rec: ConsumerRecord) -> None:
-            tp = TP(rec.topic, rec.partition)
-            for item in readings_of(rec.value, rec.key, rec.headers):
-                if type(item) is RejectedReading:
-                    continue  # dead-lettered when first read
-                try:
-                    self.engine.process(item, position=rec.offset)  # events were sent before the crash
-                except ValidationError:
-                    continue
-                self._place(item.sensor_id, tp)
-                self.clocks.observe(tp, item.sensor_id, item.ts)
-                self.replayed += 1
-
-        count = await read_ranges(self.kafka, ranges, feed, give_up_after_idle=3)
-        await self._snapshot(sid for sid in list(self.tp_of) if self.engine.dirty(sid))
-        log.info("replayed %d readings left out of snapshots on %d partitions", count, len(ranges))
-
-    def _restore_one(self, sid: str, tp: TP) -> bool:
-        snap = self.snapshots.get(sid)
-        if snap is not None and snap.get("topic") == tp.topic and self.engine.restore(snap):
-            self._place(sid, tp)
-            return True
-        return False
-
-    async def on_shutdown(self) -> None:
-        """Snapshot every sensor with unsaved readings (Faust flushes the producer next)."""
-        async with self._lock:
-            dirty = [sid for sid in self.tp_of if self.engine.dirty(sid)]
-            await self._snapshot(dirty)
-        log.info("shutdown: snapshotted %d sensors", len(dirty))
 
     # -- helpers ------------------------------------------------------------------
 
@@ -388,58 +185,46 @@ class DetectorRuntime:
         self.tp_of[sid] = tp
         self.sensors_by_tp.setdefault(tp, set()).add(sid)
 
-    async def _snapshot(self, sensor_ids: Iterable[str]) -> None:
+    def _snapshot(self, sensor_ids: Iterable[str], first: Mapping[TP, int] | None = None) -> None:
+        """Have the snapshot writer save these sensors' state.
+
+        The barrier of a sensor's snapshot is ``first[tp]``, the first offset
+        of its partition the caller processed (a batch), else the partition's
+        next offset (a tick, a revocation, a rules change): the group commits
+        no further until the snapshot is in the broker.
+        """
+        by_tp: dict[TP, list[str]] = {}
         for sid in sensor_ids:
             tp = self.tp_of.get(sid)
-            if tp is not None and sid in self.engine:
-                await self.snapshots.write(tp, sid, self.engine.snapshot(sid))
-                metrics.SNAPSHOT_WRITES.inc()
+            if tp is not None:
+                by_tp.setdefault(tp, []).append(sid)
+        for tp, sids in by_tp.items():
+            barrier = first.get(tp) if first else None
+            self.writer.mark(tp, sids, self.next_offset.get(tp, 0) if barrier is None else barrier)
+
+    def _build_snapshot(self, sid: str) -> tuple[TP, dict[str, Any]] | None:
+        """A held sensor's readings partition and snapshot (marking it clean), for the writer; None once let go."""
+        tp = self.tp_of.get(sid)
+        if tp is None or sid not in self.engine:
+            return None
+        return tp, self.engine.snapshot(sid)
 
     async def _send_alerts(self, events: list[AlertEvent]) -> None:
         """Send events and wait until the broker has them.
 
-        Waiting matters: the snapshots written next may include the readings
+        Waiting matters: snapshots built afterwards may include the readings
         behind these events, and a reading included in a snapshot is never
         processed again, so its events must be stored before the snapshot.
         """
-        pending = []
-        for ev in events:
-            pending.append(await self.topics.alerts.send(key=ev.alert_id.encode(), value=to_json(ev)))
-            log.info("alert %s %s %s %s value=%s (%s)", ev.state, ev.severity, ev.sensor_id, ev.rule, ev.value,
-                     ev.alert_id)
-        if pending:
-            await asyncio.gather(*pending)
+        await self.alerts.send(events)
         self.events_sent += len(events)
-        metrics.count_alert_events(events)
-
-    async def _dead_letter(self, raw: bytes | None, reason: str, topic: str, key: Any) -> None:
-        sid = key.decode("utf-8", "replace")[:64] if isinstance(key, bytes) else None
-        log.warning("dead-lettering a message from %s (key %r): %s", topic, sid, reason)
-        await self.topics.deadletter.send(key=key if isinstance(key, bytes) else None,
-                                          value=dead_letter(raw, reason, topic))
-        self.dead_letters += 1
-        metrics.DEAD_LETTERED.labels("processing_failed" if reason.startswith("processing failed") else "invalid").inc()
 
 
-class _Batch:
-    """What one processing batch collects: events to send, sensors to snapshot, readings done."""
-
-    __slots__ = ("out", "touched", "done", "started")
-
-    def __init__(self) -> None:
-        self.out: list[AlertEvent] = []
-        self.touched: set[str] = set()
-        self.done: list[Any] = []
-        self.started = time.time()
-
-
-def _key_of(item: RejectedReading) -> bytes | None:
-    return item.sensor_id.encode() if item.sensor_id else None
-
-
-def attach_agents(app: faust.App, runtime: DetectorRuntime, *, batch_size: int, batch_within_s: float,
+def attach_agents(app: CityEyeFaustApp, runtime: DetectorRuntime, *, batch_size: int, batch_within_s: float,
                   tick_interval_s: float, rules_check_s: float = 0.0) -> None:
-    """Register the detector agent, the clock timer, the rules watch and the lifecycle hooks on ``app``."""
+    """Register the detector agent, the clock timer, the rules watch, the lifecycle hooks and the
+    snapshot writer's commit barrier on ``app``."""
+    app.commit_barriers.append(runtime.writer.commit_limit)
 
     if runtime.live_rules is not None and rules_check_s > 0:
         @app.timer(interval=rules_check_s, name="cityeye-rules-watch")

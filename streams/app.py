@@ -42,6 +42,7 @@ from cityeye.config import Settings
 from cityeye.kinds import use_kinds_file
 from cityeye.sensor_registry import SensorRegistry, registry_for
 from streams.agents import DetectorRuntime, attach_agents
+from streams.alert_sender import AlertSender
 from streams.live_rules import LiveRules
 from streams.sensor_engine import ChecksFactory, SensorEngine
 from streams.tables import define_snapshot_table
@@ -130,7 +131,7 @@ def create_app(
     topics = define_topics(app)
     snapshots = define_snapshot_table(app, partitions=readings_partitions())
     runtime = DetectorRuntime(app, engine, topics, snapshots, snapshot_every=settings.snapshot_every,
-                              kafka=settings.kafka, live_rules=live_rules)
+                              alerts=AlertSender(settings.kafka), kafka=settings.kafka, live_rules=live_rules)
     attach_agents(app, runtime, batch_size=batch_size, batch_within_s=batch_within_s,
                   tick_interval_s=tick_interval_s, rules_check_s=settings.rules_check_s)
     return StreamsApp(app=app, runtime=runtime, settings=settings)

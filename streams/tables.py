@@ -1,7 +1,7 @@
 """The snapshot table: each sensor's detector state, backed by a changelog.
 
 The worker keeps detector state in plain dicts (fast) and copies a sensor's
-state here only now and then (see streams.agents), writing the changelog
+state here only now and then (streams/snapshot_writer.py), writing the changelog
 record itself with the partition of the sensor's readings: the writes happen
 in batches, on clock ticks and on revocation, i.e. outside the per-event
 context Faust's ``table[key] = value`` relies on to pick the partition.
@@ -15,7 +15,7 @@ partitions are assigned.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from typing import Any, Awaitable, Iterator
 
 import faust
 from faust.types import TP
@@ -32,21 +32,26 @@ class SnapshotTable:
         self.table = table
         self.writes = 0
 
-    async def write(self, tp: TP, sensor_id: str, snapshot: dict[str, Any]) -> None:
-        """Store ``snapshot`` locally and send it to changelog partition ``tp.partition``.
+    def keep(self, tp: TP, sensor_id: str, snapshot: dict[str, Any]) -> dict[str, Any]:
+        """Store ``snapshot`` of a sensor of readings partition ``tp`` locally; the value :meth:`send` takes."""
+        value = {**snapshot, "topic": tp.topic, "partition": tp.partition}
+        self.table.data[sensor_id] = value
+        return value
+
+    async def send(self, sensor_id: str, value: dict[str, Any]) -> Awaitable[Any]:
+        """Send a kept value to changelog partition ``value["partition"]``; awaiting the result awaits the broker.
 
         Sent with the producer directly (``await topic.send``), not through
         Faust's ``send_soon`` buffer, so a burst of snapshots (every sensor's
         first one, a revocation) is paced by the producer instead of
         overflowing that buffer.
         """
-        value = {**snapshot, "topic": tp.topic, "partition": tp.partition}
-        self.table.data[sensor_id] = value
-        await self.table.changelog_topic.send(
-            key=sensor_id, value=value, partition=tp.partition,
+        sent = await self.table.changelog_topic.send(
+            key=sensor_id, value=value, partition=value["partition"],
             key_serializer=self.table.key_serializer, value_serializer=self.table.value_serializer,
         )
         self.writes += 1
+        return sent
 
     def get(self, sensor_id: str) -> dict[str, Any] | None:
         value = self.table.data.get(sensor_id)

@@ -21,12 +21,21 @@ stop early and restore stale values when a batch holds several records.
 With ``fetch_end_offsets`` (the Kafka settings of such a broker) the end
 offsets come from Fetch high watermarks instead
 (:func:`cityeye.kafka.fetched_end_offsets`), which are exact, so the
-producer may batch changelog records. No other behaviour of Faust changes.
+producer may batch changelog records.
+
+Faust commits a partition's offset up to its last consecutive acknowledged
+message. The worker writes snapshots in the background
+(streams/snapshot_writer.py), and a reading's offset must not be committed
+before the snapshots that batch made necessary are in the broker, so the
+consumer lowers every commit to what each of
+:attr:`CityEyeFaustApp.commit_barriers` allows (the acknowledged offsets
+held back stay on Faust's books for the next commit). No other behaviour of
+Faust changes.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import faust
 from aiokafka.structs import TopicPartition
@@ -62,6 +71,33 @@ class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def _commit_offsets(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
+        allowed = self._within_barriers(offsets)
+        if not allowed:
+            return False
+        return await super()._commit_offsets(allowed, start_new_transaction=start_new_transaction)
+
+    def _within_barriers(self, offsets: Mapping[TP, int]) -> dict[TP, int]:
+        """``offsets`` lowered to what every commit barrier of the app allows (partitions with nothing new dropped).
+
+        Faust took the acknowledged offsets below each offset off its books
+        when it chose them; those a barrier holds back are put back, so a
+        later commit takes them once the barrier moved.
+        """
+        barriers = getattr(self.app, "commit_barriers", ())
+        allowed: dict[TP, int] = {}
+        for tp, offset in offsets.items():
+            limits = [limit for limit in (barrier(tp) for barrier in barriers) if limit is not None]
+            committed = self._committed_offset[tp]
+            if limits and min(limits) < offset:
+                held = max(min(limits), committed or 0)
+                self._acked[tp][:0] = range(held, offset)
+                self._acked_index[tp].update(range(held, offset))
+                offset = min(limits)
+            if committed is None or offset > committed:
+                allowed[tp] = offset
+        return allowed
+
 
 class CityEyeTableManager(TableManager):
     """Faust's table manager without the fixed one-second sleep at start (the tables are declared already)."""
@@ -73,13 +109,15 @@ class CityEyeTableManager(TableManager):
 
 
 class CityEyeFaustApp(faust.App):
-    """``faust.App`` plus a configurable consumer ``fetch_max_wait_ms`` and Fetch-based end offsets."""
+    """``faust.App`` plus a configurable consumer ``fetch_max_wait_ms``, Fetch-based end offsets and commit barriers."""
 
     def __init__(self, *args: Any, fetch_max_wait_ms: int | None = None,
                  fetch_end_offsets: KafkaSettings | None = None, **kwargs: Any) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
         #: read end offsets from Fetch high watermarks with these settings (None: ListOffsets, as Faust does)
         self.fetch_end_offsets = fetch_end_offsets
+        #: each says how far a partition's offsets may be committed now (None: no limit); the lowest wins
+        self.commit_barriers: list[Callable[[TP], int | None]] = []
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> Any:

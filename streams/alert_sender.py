@@ -1,0 +1,77 @@
+"""Alert events on a Kafka producer of their own.
+
+aiokafka keeps one produce request in flight per broker and producer. On the
+Faust app's producer an alert event therefore queued behind whatever that
+producer had taken before: snapshot changelog records (several KB each, a
+burst of them after every wave of alert changes) and dead letters
+(docs/streams.md, "Where the 5 k/s alert latency goes"). :class:`AlertSender`
+sends ``alerts.events`` on a producer that carries nothing else, without
+lingering, and waits until the broker has every event of a call: the
+snapshots written after them may include the readings behind them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Iterable
+
+from aiokafka import AIOKafkaProducer
+
+from cityeye.config import KafkaSettings
+from cityeye.contracts import TOPIC_ALERTS, AlertEvent, to_json
+from cityeye.kafka import make_producer
+from streams import metrics
+
+__all__ = ["AlertSender"]
+
+log = logging.getLogger(__name__)
+
+
+class AlertSender:
+    """Sends alert events to ``alerts.events`` keyed by alert id and waits for the broker's acknowledgements.
+
+    Parameters
+    ----------
+    kafka : KafkaSettings
+        The cluster (its producer settings: acks=all, idempotence where the broker has it).
+    topic : str
+        The alert events topic.
+    """
+
+    def __init__(self, kafka: KafkaSettings, topic: str = TOPIC_ALERTS) -> None:
+        self.kafka = kafka
+        self.topic = topic
+        self.sent = 0
+        self._producer: AIOKafkaProducer | None = None
+        self._starting = asyncio.Lock()
+
+    async def send(self, events: Iterable[AlertEvent]) -> None:
+        """Send ``events`` in order and return once the broker acknowledged all of them."""
+        events = list(events)
+        if not events:
+            return
+        producer = await self._started()
+        pending: list[Any] = []
+        for ev in events:
+            pending.append(await producer.send(self.topic, key=ev.alert_id.encode(), value=to_json(ev)))
+            log.info("alert %s %s %s %s value=%s (%s)", ev.state, ev.severity, ev.sensor_id, ev.rule, ev.value,
+                     ev.alert_id)
+        await asyncio.gather(*pending)
+        self.sent += len(events)
+        metrics.count_alert_events(events)
+
+    async def close(self) -> None:
+        """Flush and stop the producer (a later :meth:`send` starts a new one)."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def _started(self) -> AIOKafkaProducer:
+        async with self._starting:
+            if self._producer is None:
+                # linger 0: an event goes out at once (events gather while a request is in flight anyway)
+                producer = make_producer(self.kafka, "streams-alerts", linger_ms=0)
+                await producer.start()
+                self._producer = producer
+            return self._producer
