@@ -42,7 +42,6 @@ class AlertSender:
     def __init__(self, kafka: KafkaSettings, topic: str = TOPIC_ALERTS) -> None:
         self.kafka = kafka
         self.topic = topic
-        self.sent = 0
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
 
@@ -58,7 +57,6 @@ class AlertSender:
             log.info("alert %s %s %s %s value=%s (%s)", ev.state, ev.severity, ev.sensor_id, ev.rule, ev.value,
                      ev.alert_id)
         await asyncio.gather(*pending)
-        self.sent += len(events)
         metrics.count_alert_events(events)
 
     async def close(self) -> None:
