@@ -3,7 +3,7 @@
 
 Starts Tansu and Mosquitto, then the gateway, a worker and the dispatcher as
 ``cityeye`` processes (as deployed), a webhook receiver in this process and
-``--publishers`` paced publisher processes (default: one per 2,000
+``--publishers`` paced publisher processes (default: one per 10,000
 readings/s): ``--sensors`` water-level gauges (default 1,000), split between
 the publishers, one reading per message, ``--rate`` readings/s in all
 (default 5,000) for ``--seconds`` (default 60). A publisher stays at most
@@ -72,8 +72,9 @@ from cityeye.consume import Batches, consume
 from cityeye.contracts import TOPIC_ALERTS, AlertEvent, format_ts, mqtt_topic, readings_topic
 from cityeye.kafka import ensure_topics, make_consumer
 from cityeye.reading_records import RejectedReading, readings_of
+from launch.proc_usage import sched_delta, sched_times
 from launch.servers import MosquittoServer, TansuServer, free_port
-from simulators.publisher import MqttPublisher
+from mqtt_backlog import WindowedPublisher  # bench/, this script's directory
 
 __all__ = ["main", "percentiles", "publishers_for"]
 
@@ -81,8 +82,8 @@ REPO = Path(__file__).resolve().parent.parent
 WARNING_M = 4.5
 #: every CROSSING-th gauge crosses its warning level, for HALF_PERIOD_S seconds out of two
 CROSSING, HALF_PERIOD_S = 20, 10.0
-#: readings/s one publisher process is given at most (paho + json on one core manage ~4 k/s)
-RATE_PER_PUBLISHER = 2000.0
+#: readings/s one publisher process is given at most (a lean publisher: ~10 % of a core at 5 k/s)
+RATE_PER_PUBLISHER = 10_000.0
 #: a publisher's most unacknowledged messages
 WINDOW = 1000
 #: the stages, in pipeline order: (key, label)
@@ -121,28 +122,36 @@ def _level(i: int, now: float) -> float:
 
 def _publish(port: int, sensors: int, rate: float, seconds: float, index: int, count: int) -> None:
     """Publish ``rate`` readings/s round-robin over every ``count``-th gauge from ``index`` for
-    ``seconds``, paced against the wall clock from the first reading; print what was sent."""
+    ``seconds``, paced against the wall clock from the first reading; print what was sent.
+
+    Every 2 ms the readings due are built, each stamped with the wall time as it is built, and
+    written with one socket write (:class:`mqtt_backlog.WindowedPublisher`: a paho publisher's
+    per-message callbacks and locks cost more CPU than the rest of a reading's path)."""
     gauges = _gauges(sensors)
     mine = list(range(index, sensors, count))
     topics = {i: mqtt_topic(gauges[i][0], "water_level", gauges[i][1]) for i in mine}
     sent, start = 0, time.time()
-    with MqttPublisher(MqttSettings(port=port), client_id=f"bench-pub-{index}-{uuid.uuid4().hex[:6]}",
-                       max_inflight=2 * WINDOW) as pub:
+    with WindowedPublisher(port, client_id=f"bench-pub-{index}-{uuid.uuid4().hex[:6]}", window=WINDOW,
+                           timeout=60.0) as pub:
         while True:
             now = time.time()
             if now - start >= seconds:
                 break
-            due = int((now - start) * rate)
+            pub.poll_acks()
             # never more than the in-flight window ahead of the broker: a reading is stamped when it can go out
-            while sent < due and pub.published - pub.acknowledged < WINDOW:
-                i = mine[sent % len(mine)]
-                ts = time.time()
-                pub.publish(topics[i], json.dumps({"ts": format_ts(ts), "values": {"level_m": _level(i, ts)}}).encode())
-                sent += 1
+            todo = min(int((now - start) * rate) - sent, WINDOW - pub.unacknowledged)
+            if todo > 0:
+                chunk = []
+                for _ in range(todo):
+                    i = mine[sent % len(mine)]
+                    ts = time.time()
+                    chunk.append((topics[i], json.dumps({"ts": format_ts(ts), "values": {"level_m": _level(i, ts)}}).encode()))
+                    sent += 1
+                pub.send(chunk)
             time.sleep(0.002)
         elapsed = time.time() - start
-        pub.flush(60)
-    print(json.dumps({"published": sent, "seconds": elapsed}), flush=True)
+        pub.flush()
+    print(json.dumps({"published": sent, "seconds": elapsed, "cpu": time.process_time()}), flush=True)
 
 
 # -- the parent --------------------------------------------------------------------------------------
@@ -198,6 +207,9 @@ class StageTimes:
     def __init__(self) -> None:
         self.started = math.inf
         self.times: dict[str, list[float]] = {key: [] for key, _ in STAGES}
+        #: publish -> alert event read, per rule (the constant gauges' flatline firings come as one burst,
+        #: the crossing gauges' warnings and resolves as a steady trickle)
+        self.read_by_rule: dict[str, list[float]] = {}
         #: stale (no-data) firings read, the whole run (every gauge publishes throughout: each is false)
         self.stale_firings = 0
         #: (alert id, updated_at) -> when the worker produced that alert event (its record's timestamp)
@@ -223,6 +235,7 @@ class StageTimes:
                 if not event.rule.endswith(".stale") and event.updated_at > self.started:
                     self.times["event"].append(rec.timestamp / 1000 - event.updated_at)
                     self.times["event_read"].append(at - event.updated_at)
+                    self.read_by_rule.setdefault(event.rule, []).append(at - event.updated_at)
                     self._produced[(event.alert_id, event.updated_at)] = rec.timestamp / 1000
 
     async def on_hook(self, request: web.Request) -> web.Response:
@@ -239,6 +252,16 @@ class StageTimes:
         """The dispatcher's part (router hop, dispatcher, delivery): each notification's arrival minus the
         production of its latest alert event (matched once every event was read)."""
         self.times["dispatch"] = [at - self._produced[key] for key, at in self._notified if key in self._produced]
+
+
+def _cpu_report(pids: dict[str, int], before: dict[str, dict], seconds: float) -> str:
+    """Each process's CPU over the publishing window and its wait for one (``sched_times``), one line each."""
+    lines = []
+    for name, pid in pids.items():
+        on_cpu, waiting = sched_delta(before[name], sched_times(pid))
+        lines.append(f"  {name:12}: CPU {on_cpu:6.1f} s ({on_cpu / seconds:4.0%} of a core), "
+                     f"waiting for a CPU {waiting:6.1f} s")
+    return "\n".join(lines)
 
 
 async def _publishers(port: int, args: argparse.Namespace) -> list[dict]:
@@ -283,7 +306,11 @@ async def run(args: argparse.Namespace) -> None:
                                                    name="bench-alerts")),
                        asyncio.create_task(consume(consumers[1], stages.on_readings, stop, timeout_ms=200,
                                                    max_records=5000, name="bench-readings"))]
+            pids = {"tansu": tansu.proc.pid, "mosquitto": broker.proc.pid, "bench": os.getpid(),
+                    **{name: proc.pid for name, proc in zip(READY, procs)}}
+            cpu_before, publishing = {name: sched_times(pid) for name, pid in pids.items()}, time.monotonic()
             pubs = await _publishers(broker.port, args)
+            cpu = _cpu_report(pids, cpu_before, time.monotonic() - publishing)
             await asyncio.sleep(args.drain)
         finally:
             stop.set()
@@ -311,6 +338,9 @@ async def run(args: argparse.Namespace) -> None:
     print(f"publishers achieved             : {rate:10,.0f} readings/s ({published} readings)")
     for key, label in STAGES:
         print(f"{label:32}: {percentiles(stages.times[key])}")
+    for rule, times in sorted(stages.read_by_rule.items()):
+        print(f"  read, {rule:24}: {percentiles(times)}")
+    print("CPU while publishing (publishers: " + ", ".join(f"{p['cpu']:.1f} s" for p in pubs) + ")\n" + cpu)
     print(f"stale (no-data) firings read    : {stages.stale_firings:10,d} (all false: every gauge publishes)")
     event = sorted(stages.times["event_read"])
     p99 = event[min(len(event) - 1, math.ceil(0.99 * len(event)) - 1)] if event else math.inf

@@ -8,7 +8,8 @@ packets itself: one CONNECT, then the PUBLISH packets (QoS 1, message ids
 broker's PUBACKs (4 bytes each, the only thing a publisher that subscribed to
 nothing is sent) so that at most ``window`` are unacknowledged. It returns
 once the broker has acknowledged every message: they are queued for the
-sessions subscribed to them.
+sessions subscribed to them. :class:`WindowedPublisher` is the same
+publisher for a caller that paces its messages itself (bench/bench_latency.py).
 
     from mqtt_backlog import preload
     seconds = preload(port, [(topic, payload), ...])
@@ -16,12 +17,13 @@ sessions subscribed to them.
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
 import time
 from collections.abc import Sequence
 
-__all__ = ["preload", "publish_packet"]
+__all__ = ["WindowedPublisher", "preload", "publish_packet"]
 
 _CONNACK = b"\x20\x02"
 _PUBACK_SIZE = 4
@@ -64,37 +66,98 @@ def _read_exactly(sock: socket.socket, n: int) -> bytes:
     return data
 
 
+class WindowedPublisher:
+    """A lean QoS 1 publisher on a socket of its own: PUBLISH packets written in chunks, PUBACKs counted.
+
+    :meth:`send` writes a chunk of messages with one socket write;
+    :meth:`poll_acks` counts the PUBACKs the broker has sent (waiting for one
+    when asked to); at most ``window`` messages should be unacknowledged (the
+    caller checks :attr:`unacknowledged`). Use as a context manager.
+
+    Parameters
+    ----------
+    port : int
+        The broker's port.
+    host : str
+        The broker's address.
+    client_id : str
+        The MQTT client id (a clean session).
+    window : int
+        Most unacknowledged messages; below the 16-bit message id space.
+    timeout : float
+        Seconds a socket operation may take.
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1", client_id: str = "bench-backlog", window: int = 20_000,
+                 timeout: float = 300.0) -> None:
+        if window >= _MAX_MID:
+            raise ValueError("window must stay below the 16-bit message id space")
+        self.address, self.client_id, self.window, self.timeout = (host, port), client_id, window, timeout
+        self.sock: socket.socket | None = None
+        self.sent = self.acked = 0
+        self._pending = b""  # a PUBACK split over two reads
+
+    def __enter__(self) -> "WindowedPublisher":
+        self.sock = socket.create_connection(self.address, timeout=self.timeout)
+        self.sock.sendall(_connect_packet(self.client_id))
+        connack = _read_exactly(self.sock, 4)
+        if connack[:2] != _CONNACK or connack[3] != 0:
+            self.sock.close()
+            raise ConnectionError(f"the MQTT broker refused the connection: {connack!r}")
+        self.sock.settimeout(None)  # blocking: MSG_DONTWAIT reads return at once (poll_acks bounds its waits)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.sendall(b"\xe0\x00")  # DISCONNECT
+            finally:
+                self.sock.close()
+                self.sock = None
+
+    @property
+    def unacknowledged(self) -> int:
+        """Messages sent and not yet acknowledged."""
+        return self.sent - self.acked
+
+    def send(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Write ``items`` (topic, payload) as QoS 1 PUBLISH packets with one socket write."""
+        first = self.sent
+        self.sock.sendall(b"".join(publish_packet(topic, body, (first + i) % _MAX_MID + 1)
+                                   for i, (topic, body) in enumerate(items)))
+        self.sent += len(items)
+
+    def poll_acks(self, wait: bool = False) -> int:
+        """Count the PUBACKs received (waiting for some when ``wait``); the number acknowledged so far."""
+        if wait and not select.select([self.sock], [], [], self.timeout)[0]:
+            raise TimeoutError(f"the MQTT broker acknowledged nothing within {self.timeout:g} s")
+        try:
+            received = self.sock.recv(1 << 16, 0 if wait else socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return self.acked
+        if not received:
+            raise ConnectionError(f"the MQTT broker closed the connection after {self.acked} acknowledgements")
+        data = self._pending + received
+        whole = len(data) - len(data) % _PUBACK_SIZE
+        self.acked, self._pending = self.acked + whole // _PUBACK_SIZE, data[whole:]
+        return self.acked
+
+    def flush(self) -> None:
+        """Wait until the broker has acknowledged every message sent."""
+        while self.acked < self.sent:
+            self.poll_acks(wait=True)
+
+
 def preload(port: int, items: Sequence[tuple[str, bytes]], host: str = "127.0.0.1", window: int = 20_000,
             chunk: int = 1000, client_id: str = "bench-backlog", timeout: float = 300.0) -> float:
     """Publish ``items`` (topic, payload) at QoS 1 to the broker at ``host:port``; return the seconds taken
     once the broker has acknowledged all of them."""
-    if window >= _MAX_MID:
-        raise ValueError("window must stay below the 16-bit message id space")
     started = time.perf_counter()
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(_connect_packet(client_id))
-        connack = _read_exactly(sock, 4)
-        if connack[:2] != _CONNACK or connack[3] != 0:
-            raise ConnectionError(f"the MQTT broker refused the connection: {connack!r}")
-        sent = acked = 0
-        pending = b""  # a PUBACK split over two reads
-        while acked < len(items):
-            if sent < len(items) and sent - acked < window:
-                batch = items[sent:sent + min(chunk, window - (sent - acked))]
-                sock.sendall(b"".join(publish_packet(topic, body, (sent + i) % _MAX_MID + 1)
-                                      for i, (topic, body) in enumerate(batch)))
-                sent += len(batch)
-                flags = socket.MSG_DONTWAIT  # take what acks there are, without waiting: the window is not full
-            else:
-                flags = 0
-            try:
-                received = sock.recv(1 << 16, flags)
-            except BlockingIOError:
-                continue
-            data = pending + received
-            if not received:
-                raise ConnectionError(f"the MQTT broker closed the connection after {acked} acknowledgements")
-            whole = len(data) - len(data) % _PUBACK_SIZE
-            acked, pending = acked + whole // _PUBACK_SIZE, data[whole:]
-        sock.sendall(b"\xe0\x00")  # DISCONNECT
+    with WindowedPublisher(port, host, client_id, window, timeout) as pub:
+        while pub.acked < len(items):
+            room = min(chunk, window - pub.unacknowledged, len(items) - pub.sent)
+            if room > 0:
+                pub.send(items[pub.sent:pub.sent + room])
+            # take what acks there are, waiting only when everything is sent or the window is full
+            pub.poll_acks(wait=pub.sent >= len(items) or pub.unacknowledged >= window)
     return time.perf_counter() - started

@@ -10,11 +10,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from cityeye.config import MqttSettings
 from launch.managed_server import ManagedServer, free_port, wait_for_port
 
 __all__ = ["MosquittoTls", "MosquittoServer", "AmqttServer", "mqtt_server"]
 
 log = logging.getLogger("launch.servers")  # the embedded servers' one logger, as before the split
+
+#: messages Mosquitto keeps in flight to an MQTT 3.1.1 client: the gateway's default Receive Maximum
+GATEWAY_IN_FLIGHT = MqttSettings.model_fields["receive_maximum"].default
 
 
 @dataclass(frozen=True)
