@@ -74,7 +74,10 @@ class MosquittoServer(ManagedServer):
             f"persistence_location {self.workdir}/\n"
             "max_queued_messages 1000000\n"
             "max_queued_bytes 0\n"
-            "max_inflight_messages 100\n"
+            # MQTT 3.1.1 clients (the gateway by default) get the same window in flight as an MQTT 5 gateway
+            # announces (receive_maximum): the gateway acknowledges only after Kafka, so this window bounds
+            # the messages it forwards per Kafka round trip
+            f"max_inflight_messages {GATEWAY_IN_FLIGHT}\n"
             "max_packet_size 1048576\n"
             # stay the user we are (as root it would switch to 'mosquitto', which
             # cannot write the persistence file in our work dir)

@@ -102,7 +102,7 @@ async def test_kill_9_of_one_shared_gateway_loses_no_accepted_reading(settings, 
 
 
 async def test_mqtt5_receive_maximum_sets_the_in_flight_window(settings, kafka):
-    """With MQTT 5 the gateway's Receive Maximum, not Mosquitto's max_inflight_messages (100 in the
+    """With MQTT 5 the gateway's Receive Maximum, not Mosquitto's max_inflight_messages (1000 in the
     test broker), bounds what the broker sends ahead of the acks: more in flight per Kafka round trip."""
     mqtt = settings.mqtt.model_copy(update={"protocol": "5", "receive_maximum": 300})
     gateway = Gateway(settings.model_copy(update={"mqtt": mqtt}), load_registry(settings.registry))
