@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from cityeye.config import MqttSettings
-from cityeye.contracts import format_ts, mqtt_topic, parse_ts
+from cityeye.contracts import format_ts, mqtt_topic, parse_ts, readings_topic
+from cityeye.reading_records import readings_in
+from ingest.readback import read_until
 from simulators.publisher import MqttPublisher
 
-__all__ = ["SENSORS", "payloads", "publish_all", "gateway_proc"]
+__all__ = ["SENSORS", "payloads", "publish_all", "gateway_proc", "held_while_kafka_stops"]
 
 REPO = Path(__file__).resolve().parent.parent
 SENSORS = [("huangpu", "wl-huangpu-01"), ("minhang", "wl-minhang-01")]
@@ -47,3 +51,25 @@ def gateway_proc(config: Path, log: Path, *extra_args: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "launch.cli", "gateway", "--config", str(config), *extra_args],
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+async def held_while_kafka_stops(gateway, settings, kafka, items, window: int) -> None:
+    """Publish ``items`` (from :func:`payloads`) while Kafka is stopped (SIGSTOP) and check that the started
+    ``gateway`` holds exactly ``window`` of them unacknowledged and acknowledges none; then let Kafka go on,
+    check that every reading reaches it, and stop the gateway."""
+    kafka.proc.send_signal(signal.SIGSTOP)  # nothing can be acked while Kafka does not answer
+    try:
+        await asyncio.to_thread(publish_all, settings.mqtt, items)
+        deadline = time.monotonic() + 20
+        while gateway.stats()["unacked"] < window:
+            assert time.monotonic() < deadline, gateway.stats()
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        assert gateway.stats()["unacked"] == window and gateway.stats()["messages"] == 0
+    finally:
+        kafka.proc.send_signal(signal.SIGCONT)
+    wl = readings_topic("water_level")
+    want = {key for _, _, key in items}
+    got = await read_until(settings.kafka, [wl], lambda o: {(r.sensor_id, r.ts) for r in readings_in(o[wl])} >= want)
+    await gateway.stop()
+    assert {(r.sensor_id, r.ts) for r in readings_in(got[wl])} == want

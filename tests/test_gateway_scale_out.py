@@ -24,7 +24,7 @@ from cityeye.reading_records import readings_in
 from cityeye.sensor_registry import load_registry
 from ingest.gateway import Gateway
 from ingest.readback import read_until
-from tests.gateway_helpers import gateway_proc, payloads, publish_all
+from tests.gateway_helpers import gateway_proc, held_while_kafka_stops, payloads, publish_all
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -107,20 +107,4 @@ async def test_mqtt5_receive_maximum_sets_the_in_flight_window(settings, kafka):
     mqtt = settings.mqtt.model_copy(update={"protocol": "5", "receive_maximum": 300})
     gateway = Gateway(settings.model_copy(update={"mqtt": mqtt}), load_registry(settings.registry))
     await gateway.start()
-    items = payloads(600, time.time() - 5000)
-    kafka.proc.send_signal(signal.SIGSTOP)  # nothing can be acked while Kafka does not answer
-    try:
-        await asyncio.to_thread(publish_all, settings.mqtt, items)
-        deadline = time.monotonic() + 20
-        while gateway.stats()["unacked"] < 300:
-            assert time.monotonic() < deadline, gateway.stats()
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)
-        assert gateway.stats()["unacked"] == 300 and gateway.stats()["messages"] == 0
-    finally:
-        kafka.proc.send_signal(signal.SIGCONT)
-    wl = readings_topic("water_level")
-    want = {key for _, _, key in items}
-    got = await read_until(settings.kafka, [wl], lambda o: {(r.sensor_id, r.ts) for r in readings_in(o[wl])} >= want)
-    await gateway.stop()
-    assert {(r.sensor_id, r.ts) for r in readings_in(got[wl])} == want
+    await held_while_kafka_stops(gateway, settings, kafka, payloads(600, time.time() - 5000), window=300)

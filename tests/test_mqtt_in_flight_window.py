@@ -10,19 +10,14 @@ gateway the same window as an MQTT 5 one.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import signal
 import time
 from pathlib import Path
 
 from cityeye.config import MqttSettings
-from cityeye.contracts import readings_topic
-from cityeye.reading_records import readings_in
 from cityeye.sensor_registry import load_registry
 from ingest.gateway import Gateway
-from ingest.readback import read_until
-from tests.gateway_helpers import payloads, publish_all
+from tests.gateway_helpers import held_while_kafka_stops, payloads
 
 DEPLOYED_CONF = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto.conf"
 
@@ -41,20 +36,4 @@ async def test_an_mqtt311_gateway_holds_its_receive_maximum_while_kafka_is_down(
     assert settings.mqtt.protocol == "3.1.1"
     gateway = Gateway(settings, load_registry(settings.registry))
     await gateway.start()
-    items = payloads(window + 300, time.time() - 5000)
-    kafka.proc.send_signal(signal.SIGSTOP)  # nothing can be acked while Kafka does not answer
-    try:
-        await asyncio.to_thread(publish_all, settings.mqtt, items)
-        deadline = time.monotonic() + 20
-        while gateway.stats()["unacked"] < window:
-            assert time.monotonic() < deadline, gateway.stats()
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)
-        assert gateway.stats()["unacked"] == window and gateway.stats()["messages"] == 0
-    finally:
-        kafka.proc.send_signal(signal.SIGCONT)
-    wl = readings_topic("water_level")
-    want = {key for _, _, key in items}
-    got = await read_until(settings.kafka, [wl], lambda o: {(r.sensor_id, r.ts) for r in readings_in(o[wl])} >= want)
-    await gateway.stop()
-    assert {(r.sensor_id, r.ts) for r in readings_in(got[wl])} == want
+    await held_while_kafka_stops(gateway, settings, kafka, payloads(window + 300, time.time() - 5000), window)
