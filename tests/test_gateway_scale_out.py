@@ -124,3 +124,29 @@ async def test_mqtt5_receive_maximum_sets_the_in_flight_window(settings, kafka):
     got = await read_until(settings.kafka, [wl], lambda o: {(r.sensor_id, r.ts) for r in readings_in(o[wl])} >= want)
     await gateway.stop()
     assert {(r.sensor_id, r.ts) for r in readings_in(got[wl])} == want
+
+
+async def test_by_default_the_broker_may_have_as_many_in_flight_as_the_gateway_holds(settings, kafka):
+    """The default Receive Maximum is the gateway's own bound (``ingest.max_unacked``): Mosquitto sends
+    a draining session's backlog in large runs (less broker CPU per reading, larger Kafka batches). Held
+    while Kafka is stopped, none of it is acknowledged before Kafka has it."""
+    mqtt = settings.mqtt.model_copy(update={"protocol": "5"})
+    gateway = Gateway(settings.model_copy(update={"mqtt": mqtt}), load_registry(settings.registry))
+    assert mqtt.receive_maximum == settings.ingest.max_unacked
+    await gateway.start()
+    items = payloads(2500, time.time() - 5000)
+    kafka.proc.send_signal(signal.SIGSTOP)
+    try:
+        await asyncio.to_thread(publish_all, settings.mqtt, items)
+        deadline = time.monotonic() + 30
+        while gateway.stats()["unacked"] < len(items):  # more than the former default window, 1000
+            assert time.monotonic() < deadline, gateway.stats()
+            await asyncio.sleep(0.05)
+        assert gateway.stats()["messages"] == 0
+    finally:
+        kafka.proc.send_signal(signal.SIGCONT)
+    wl = readings_topic("water_level")
+    want = {key for _, _, key in items}
+    got = await read_until(settings.kafka, [wl], lambda o: {(r.sensor_id, r.ts) for r in readings_in(o[wl])} >= want)
+    await gateway.stop()
+    assert {(r.sensor_id, r.ts) for r in readings_in(got[wl])} == want
