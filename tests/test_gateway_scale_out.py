@@ -119,11 +119,7 @@ async def test_mqtt5_receive_maximum_sets_the_in_flight_window(settings, kafka):
         assert gateway.stats()["unacked"] == 300 and gateway.stats()["messages"] == 0
     finally:
         kafka.proc.send_signal(signal.SIGCONT)
-    wl = readings_topic("water_level")
-    want = {key for _, _, key in items}
-    got = await read_until(settings.kafka, [wl], lambda o: {(r.sensor_id, r.ts) for r in readings_in(o[wl])} >= want)
-    await gateway.stop()
-    assert {(r.sensor_id, r.ts) for r in readings_in(got[wl])} == want
+    await _assert_all_reach_kafka(settings, gateway, items)
 
 
 async def test_by_default_the_broker_may_have_as_many_in_flight_as_the_gateway_holds(settings, kafka):
@@ -145,6 +141,11 @@ async def test_by_default_the_broker_may_have_as_many_in_flight_as_the_gateway_h
         assert gateway.stats()["messages"] == 0
     finally:
         kafka.proc.send_signal(signal.SIGCONT)
+    await _assert_all_reach_kafka(settings, gateway, items)
+
+
+async def _assert_all_reach_kafka(settings, gateway: Gateway, items) -> None:
+    """Every one of ``items`` (from :func:`payloads`) reaches Kafka, then ``gateway`` stops."""
     wl = readings_topic("water_level")
     want = {key for _, _, key in items}
     got = await read_until(settings.kafka, [wl], lambda o: {(r.sensor_id, r.ts) for r in readings_in(o[wl])} >= want)
