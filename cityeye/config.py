@@ -158,8 +158,8 @@ class MqttSettings(BaseModel):
     session_expiry_s: int = Field(7 * 86400, ge=0, le=0xFFFFFFFF)
     #: messages the broker may have in flight to the gateway at once (sent as MQTT 5 Receive Maximum;
     #: Mosquitto's own ``max_inflight_messages`` bounds it for 3.1.1 clients). As many as the gateway
-    #: holds (``ingest.max_unacked``): with 1000 Mosquitto spent ~5 us of CPU per reading draining a
-    #: session, with 5000 ~3 us (it writes more messages per wake-up; docs/contracts.md)
+    #: holds (``ingest.max_unacked``), so that under a backlog its batches (``ingest.produce_batch``)
+    #: grow past 1000: fewer, larger Kafka produce requests (docs/contracts.md)
     receive_maximum: int = Field(5000, ge=1, le=65535)
     #: payloads larger than this are dead-lettered unread
     max_payload_bytes: int = Field(65536, ge=256)
