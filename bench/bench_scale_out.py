@@ -22,9 +22,8 @@ script as children that print their progress every 0.1 s.
   the gateways drain at their own speed, the publisher is not part of the
   timed window. 1 gateway then 2, ``--rounds`` times (3), each run on a fresh
   Tansu (it slows down with what it holds): the ratio of each round and their
-  median. Each run has a shared-subscription group and sessions of its own,
-  removed once it is done (left subscribed, they had Mosquitto queue every
-  later backlog for them too). Each gateway also reports its threads' scheduler statistics
+  median. Each run has a share group and sessions of its own, removed once it
+  is done. Each gateway also reports its threads' scheduler statistics
   (``/proc/<pid>/task/*/schedstat``) over its drain: the seconds it ran on a
   CPU and the seconds it was runnable but waited for one; a large wait share
   says the gateways (with Mosquitto and Tansu, whose waits are printed too)
@@ -292,20 +291,13 @@ async def _gateway_run(tmp: Path, broker: MosquittoServer, n: int, per_gateway: 
                        tag: str) -> tuple[float, float, list[float]]:
     """One run of ``n`` gateways on a fresh Tansu: their backlog queued, then drained. Returns the readings/s
     while all of them forwarded, over their whole busy window, and each one's share of its runnable time
-    spent waiting for a CPU.
-
-    Each run has a shared-subscription group and sessions of its own, removed when it ends: sessions
-    left behind stay subscribed, so Mosquitto queued every later backlog for them as well, hundreds of
-    thousands of messages nobody drained (a session of round 1 held ~600 k by round 3). Mosquitto then
-    slowed down (a reconnecting session waited over 10 s for its SUBACK: "MQTT broker ... not
-    reachable within 10 s") and a later run's sessions started with leftovers (a "150 k" gateway
-    forwarding 154 k, a pair splitting 126 k / 175 k).
-    """
-    group, total = f"gw-{tag}", n * per_gateway  # a group and sessions of this run's own
+    spent waiting for a CPU. The run's group and sessions are its own, removed at its end (left subscribed,
+    they had Mosquitto queue every later backlog too: docs/contracts.md, session 9)."""
+    group = f"gw-{tag}"
     client_ids = [f"bench-{group}-{i}" for i in range(n)]
     try:
         return await _gateway_drain(tmp, broker, group, client_ids, per_gateway, tag)
-    finally:  # else the broker would queue every later run's backlog for these sessions too
+    finally:
         await asyncio.to_thread(end_sessions, broker.port, client_ids)
 
 
