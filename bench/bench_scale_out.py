@@ -22,7 +22,8 @@ script as children that print their progress every 0.1 s.
   the gateways drain at their own speed, the publisher is not part of the
   timed window. 1 gateway then 2, ``--rounds`` times (3), each run on a fresh
   Tansu (it slows down with what it holds): the ratio of each round and their
-  median. Each gateway also reports its threads' scheduler statistics
+  median. Each run has a share group and sessions of its own, removed once it
+  is done. Each gateway also reports its threads' scheduler statistics
   (``/proc/<pid>/task/*/schedstat``) over its drain: the seconds it ran on a
   CPU and the seconds it was runnable but waited for one; a large wait share
   says the gateways (with Mosquitto and Tansu, whose waits are printed too)
@@ -65,7 +66,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_streams import make_readings, make_registry  # noqa: E402
-from mqtt_backlog import preload  # noqa: E402
+from mqtt_backlog import end_sessions, preload  # noqa: E402
 
 from cityeye.config import KafkaSettings, MqttSettings, Settings, load_settings  # noqa: E402
 from cityeye.contracts import all_topics, format_ts, mqtt_topic  # noqa: E402
@@ -290,16 +291,28 @@ async def _gateway_run(tmp: Path, broker: MosquittoServer, n: int, per_gateway: 
                        tag: str) -> tuple[float, float, list[float]]:
     """One run of ``n`` gateways on a fresh Tansu: their backlog queued, then drained. Returns the readings/s
     while all of them forwarded, over their whole busy window, and each one's share of its runnable time
-    spent waiting for a CPU."""
+    spent waiting for a CPU. The run's group and sessions are its own, removed at its end (left subscribed,
+    they had Mosquitto queue every later backlog too: docs/contracts.md, session 9)."""
+    group = f"gw-{tag}"
+    client_ids = [f"bench-{group}-{i}" for i in range(n)]
+    try:
+        return await _gateway_drain(tmp, broker, group, client_ids, per_gateway, tag)
+    finally:
+        await asyncio.to_thread(end_sessions, broker.port, client_ids)
+
+
+async def _gateway_drain(tmp: Path, broker: MosquittoServer, group: str, client_ids: list[str], per_gateway: int,
+                         tag: str) -> tuple[float, float, list[float]]:
+    """:func:`_gateway_run`'s work, for the sessions ``client_ids`` of the shared-subscription ``group``."""
     from ingest.gateway import Gateway
 
-    group, total = f"gw{n}", n * per_gateway
+    n, total = len(client_ids), len(client_ids) * per_gateway
     with TansuServer(workdir=tmp / f"gw-tansu-{tag}") as tansu:
         kafka = KafkaSettings(bootstrap=tansu.bootstrap, profile="tansu")
         await ensure_topics(kafka)
         configs = []
-        for i in range(n):  # the group's persistent sessions, then offline: the broker queues for them
-            mqtt = {"port": broker.port, "client_id": f"bench-{group}-{i}", "protocol": "5", "share_group": group}
+        for i, client_id in enumerate(client_ids):  # the group's persistent sessions, then offline
+            mqtt = {"port": broker.port, "client_id": client_id, "protocol": "5", "share_group": group}
             conf = {"kafka": {"bootstrap": tansu.bootstrap, "profile": "tansu"}, "mqtt": mqtt,
                     "registry": str(GATEWAY_REGISTRY), "influx": {"enabled": False}}
             configs.append(_write_config(tmp / f"gateway-{tag}-{i}.yaml", conf))

@@ -13,6 +13,10 @@ publisher for a caller that paces its messages itself (bench/bench_latency.py).
 
     from mqtt_backlog import preload
     seconds = preload(port, [(topic, payload), ...])
+    end_sessions(port, ["bench-gw1-0", ...])   # the broker forgets them, their queues and subscriptions
+
+A bench that leaves persistent sessions subscribed makes the broker queue
+every later backlog for them too: :func:`end_sessions` removes them.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ import struct
 import time
 from collections.abc import Sequence
 
-__all__ = ["WindowedPublisher", "preload", "publish_packet"]
+__all__ = ["WindowedPublisher", "end_sessions", "preload", "publish_packet"]
 
 _CONNACK = b"\x20\x02"
+_DISCONNECT = b"\xe0\x00"
 _PUBACK_SIZE = 4
 _MAX_MID = 65535
 
@@ -46,6 +51,8 @@ def _utf8(text: str) -> bytes:
 
 
 def _connect_packet(client_id: str, keepalive: int = 60) -> bytes:
+    """An MQTT 3.1.1 CONNECT with the clean-session flag: the broker discards any session of ``client_id``
+    (its subscriptions and queued messages) and keeps none after this connection."""
     body = _utf8("MQTT") + bytes([4, 0x02]) + struct.pack("!H", keepalive) + _utf8(client_id)  # 3.1.1, clean
     return b"\x10" + _remaining_length(len(body)) + body
 
@@ -54,6 +61,28 @@ def publish_packet(topic: str, payload: bytes, mid: int) -> bytes:
     """A QoS 1 PUBLISH packet."""
     body = _utf8(topic) + struct.pack("!H", mid) + payload
     return b"\x32" + _remaining_length(len(body)) + body
+
+
+def _connect(host: str, port: int, client_id: str, timeout: float) -> socket.socket:
+    """A socket connected to the broker with a clean session for ``client_id`` (CONNACK read)."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        sock.sendall(_connect_packet(client_id))
+        connack = _read_exactly(sock, 4)
+        if connack[:2] != _CONNACK or connack[3] != 0:
+            raise ConnectionError(f"the MQTT broker refused the connection: {connack!r}")
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def end_sessions(port: int, client_ids: Sequence[str], host: str = "127.0.0.1", timeout: float = 60.0) -> None:
+    """Remove the broker's sessions of ``client_ids`` (subscriptions and queued messages): a clean-session
+    CONNECT and a DISCONNECT each."""
+    for client_id in client_ids:
+        with _connect(host, port, client_id, timeout) as sock:
+            sock.sendall(_DISCONNECT)
 
 
 def _read_exactly(sock: socket.socket, n: int) -> bytes:
@@ -98,19 +127,14 @@ class WindowedPublisher:
         self._pending = b""  # a PUBACK split over two reads
 
     def __enter__(self) -> "WindowedPublisher":
-        self.sock = socket.create_connection(self.address, timeout=self.timeout)
-        self.sock.sendall(_connect_packet(self.client_id))
-        connack = _read_exactly(self.sock, 4)
-        if connack[:2] != _CONNACK or connack[3] != 0:
-            self.sock.close()
-            raise ConnectionError(f"the MQTT broker refused the connection: {connack!r}")
+        self.sock = _connect(*self.address, self.client_id, self.timeout)
         self.sock.settimeout(None)  # blocking: MSG_DONTWAIT reads return at once (poll_acks bounds its waits)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.sock is not None:
             try:
-                self.sock.sendall(b"\xe0\x00")  # DISCONNECT
+                self.sock.sendall(_DISCONNECT)
             finally:
                 self.sock.close()
                 self.sock = None

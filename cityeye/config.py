@@ -157,8 +157,10 @@ class MqttSettings(BaseModel):
     #: MQTT 5 only: how long the broker keeps the session (and queues QoS 1 messages) after a disconnect
     session_expiry_s: int = Field(7 * 86400, ge=0, le=0xFFFFFFFF)
     #: messages the broker may have in flight to the gateway at once (sent as MQTT 5 Receive Maximum;
-    #: Mosquitto's own ``max_inflight_messages`` bounds it for 3.1.1 clients)
-    receive_maximum: int = Field(1000, ge=1, le=65535)
+    #: Mosquitto's own ``max_inflight_messages`` bounds it for 3.1.1 clients). As many as the gateway
+    #: holds (``ingest.max_unacked``), so that under a backlog its batches (``ingest.produce_batch``)
+    #: grow past 1000: fewer, larger Kafka produce requests (docs/contracts.md)
+    receive_maximum: int = Field(5000, ge=1, le=65535)
     #: payloads larger than this are dead-lettered unread
     max_payload_bytes: int = Field(65536, ge=256)
 
@@ -252,8 +254,9 @@ class IngestSettings(BaseModel):
     max_fields: int = Field(64, ge=1)
     #: MQTT messages received but not yet acknowledged (backpressure bound)
     max_unacked: int = Field(5000, ge=1)
-    #: MQTT messages validated and produced together
-    produce_batch: int = Field(500, ge=1)
+    #: MQTT messages validated and produced together, at most (a batch takes what has arrived: it grows
+    #: only under a backlog, so no added latency when the stream is light)
+    produce_batch: int = Field(2000, ge=1)
     #: most readings in one aggregated Kafka record (cityeye/reading_records.py); 1: one record
     #: per reading, keyed by sensor (the format of gateways before aggregation)
     aggregate_max_readings: int = Field(500, ge=1, le=100_000)
@@ -264,8 +267,10 @@ class IngestSettings(BaseModel):
     #: the gateway producer's ``linger_ms``: 0, the intake batches already and every ms of Kafka
     #: latency holds MQTT messages unacknowledged (the broker's in-flight window)
     producer_linger_ms: int = Field(0, ge=0)
-    #: the gateway producer's ``max_batch_size`` (bytes of one partition's records per produce request)
-    producer_max_batch_bytes: int = Field(16384, ge=1024)
+    #: the gateway producer's ``max_batch_size`` (bytes of one partition's records per produce request):
+    #: several aggregated records (``aggregate_max_bytes``) per batch; with 16 KiB each aggregate was a
+    #: batch of its own and Tansu spent twice the CPU per reading
+    producer_max_batch_bytes: int = Field(512 * 1024, ge=1024)
     #: seconds between counter log lines (0: never)
     stats_interval_s: float = Field(60.0, ge=0)
     #: a field its kind does not declare: ``reject`` (dead letter ``unknown_field``), ``drop``

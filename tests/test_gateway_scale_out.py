@@ -108,3 +108,15 @@ async def test_mqtt5_receive_maximum_sets_the_in_flight_window(settings, kafka):
     gateway = Gateway(settings.model_copy(update={"mqtt": mqtt}), load_registry(settings.registry))
     await gateway.start()
     await held_while_kafka_stops(gateway, settings, kafka, payloads(600, time.time() - 5000), window=300)
+
+
+async def test_by_default_the_broker_may_have_as_many_in_flight_as_the_gateway_holds(settings, kafka):
+    """The default Receive Maximum is the gateway's own bound (``ingest.max_unacked``): Mosquitto sends
+    a draining session's backlog in large runs (less broker CPU per reading, larger Kafka batches). Held
+    while Kafka is stopped, none of it is acknowledged before Kafka has it."""
+    mqtt = settings.mqtt.model_copy(update={"protocol": "5"})
+    gateway = Gateway(settings.model_copy(update={"mqtt": mqtt}), load_registry(settings.registry))
+    assert mqtt.receive_maximum == settings.ingest.max_unacked
+    await gateway.start()
+    # more than the former default window (1000): all of them held unacknowledged
+    await held_while_kafka_stops(gateway, settings, kafka, payloads(2500, time.time() - 5000), window=2500)
