@@ -77,13 +77,28 @@ class PrometheusServer(HttpServer):
         """An instant query's result vector: ``[{"metric": {...}, "value": [ts, "text"]}, ...]``."""
         return self.api("query", query=expr)["result"]
 
+    def targets_report(self) -> str:
+        """Each active scrape target's job, URL, health, last scrape duration and last error, one per line."""
+        try:
+            active = self.api("targets", state="active")["activeTargets"]
+        except (OSError, RuntimeError, ValueError) as exc:  # the server itself is gone or answers nonsense
+            return f"targets unknown: {exc!r}"
+        return "\n".join(f"{t['labels'].get('job')} {t['scrapeUrl']}: {t['health']}, "
+                         f"last scrape {t.get('lastScrapeDuration', 0):.3f} s, error {t.get('lastError') or 'none'}"
+                         for t in active)
+
     def wait_for(self, expr: str, timeout: float = 60.0) -> list[dict[str, Any]]:
-        """Poll ``expr`` until it returns a non-empty vector; raises :class:`TimeoutError` naming it."""
+        """Poll ``expr`` until it returns a non-empty vector.
+
+        Raises :class:`TimeoutError` naming ``expr`` and, to say why, every
+        scrape target's health and last error (:meth:`targets_report`).
+        """
         deadline = time.monotonic() + timeout
         while True:
             result = self.query(expr)
             if result:
                 return result
             if time.monotonic() > deadline:
-                raise TimeoutError(f"Prometheus query {expr!r} still empty after {timeout:.0f} s")
+                raise TimeoutError(f"Prometheus query {expr!r} still empty after {timeout:.0f} s; "
+                                   f"scrape targets:\n{self.targets_report()}")
             time.sleep(0.5)

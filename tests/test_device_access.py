@@ -75,24 +75,26 @@ class Client:
     def __init__(self, broker: Broker, username, password, client_id, tls, cert) -> None:
         self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.connack = None
-        self._connected = threading.Event()
-        self._disconnected = threading.Event()
+        self._answered = threading.Event()  # a CONNACK, or the broker closed the connection (a refused TLS client)
         self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311)
         if username:
             self.c.username_pw_set(username, password)
         if tls or cert:
             self.c.tls_set(ca_certs=str(broker.ca.cert), certfile=cert and str(cert[0]), keyfile=cert and str(cert[1]))
         self.c.on_connect = self._on_connect
-        self.c.on_disconnect = lambda *a: self._disconnected.set()
+        self.c.on_disconnect = self._on_disconnect  # without a CONNACK: refused before MQTT (TLS)
         self.c.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload))
         port = broker.server.tls_port if (tls or cert) else broker.server.port
         self.c.connect("127.0.0.1", port, keepalive=30)
         self.c.loop_start()
-        self._connected.wait(10)
+        self._answered.wait(10)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connack = reason_code
-        self._connected.set()
+        self._answered.set()
+
+    def _on_disconnect(self, *args) -> None:
+        self._answered.set()
 
     @property
     def accepted(self) -> bool:

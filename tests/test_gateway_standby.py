@@ -60,11 +60,11 @@ async def test_standby_subscribes_only_on_go_and_takes_over_after_a_kill_9_losin
                 "kafka": {"bootstrap": kafka.bootstrap, "profile": "tansu"}, "mqtt": mqtt,
                 "registry": settings.registry, "ingest": {"stats_interval_s": 0.2}}))
         old_log, standby_log, ready = tmp_path / "old.log", tmp_path / "standby.log", tmp_path / "standby.ready"
+        # both start at once (a process start is much of this test's time): the standby touches no MQTT before its go
         old = gateway_proc(configs["old"], old_log)
-        standby = None
+        standby = gateway_proc(configs["standby"], standby_log, "--standby", str(ready))
         try:
             _wait_for("the old gateway's subscription", lambda: "MQTT subscribed" in old_log.read_text(), 60, old_log)
-            standby = gateway_proc(configs["standby"], standby_log, "--standby", str(ready))
             _wait_for("the standby's ready file", ready.exists, 60, standby_log)
             assert standby.poll() is None
 

@@ -8,10 +8,13 @@ import urllib.parse
 import urllib.request
 
 import paho.mqtt.client as mqtt_client
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from cityeye.contracts import all_topics
+from launch.prometheus_server import PrometheusServer
+from launch.servers import free_port
 
 
 def test_tansu_has_every_topic_with_its_partitions(kafka):
@@ -115,3 +118,15 @@ def test_a_server_whose_port_was_taken_retries_on_new_ports(tmp_path):
             influx.create_database("probe")
     finally:
         squatter.close()
+
+
+def test_a_prometheus_wait_that_times_out_says_which_target_failed_and_why(tmp_path):
+    gone = free_port()  # nothing listens there
+    with PrometheusServer({"cityeye-gone": [f"127.0.0.1:{gone}"]}, scrape_interval_s=1,
+                          workdir=tmp_path / "prom") as prom:
+        prom.wait_for('up{job="cityeye-gone"} == 0', timeout=30)  # scraped at least once
+        with pytest.raises(TimeoutError) as raised:
+            prom.wait_for('up{job="cityeye-gone"} == 1', timeout=1)
+    message = str(raised.value)
+    assert f"cityeye-gone http://127.0.0.1:{gone}/metrics: down" in message, message
+    assert "connection refused" in message, message

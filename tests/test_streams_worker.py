@@ -417,23 +417,27 @@ async def test_a_standby_worker_connects_only_when_told(kafka, settings, tmp_pat
         await wait_until(lambda: ready.exists() or proc.poll() is not None, timeout=60)
         assert proc.poll() is None, log.read_text(errors="replace")
 
-    stopped, ready, log = standby("stopped")
-    await until_ready(stopped, ready, log)
-    stopped.send_signal(signal.SIGUSR2)
-    stopped.send_signal(signal.SIGTERM)
-    assert await asyncio.to_thread(stopped.wait, 30) == 0, log.read_text(errors="replace")
-    assert "standby: starting" not in log.read_text(errors="replace")
-    tps = [(readings_topic("water_level"), p) for p in range(TOPIC_PARTITIONS[readings_topic("water_level")])]
-    assert await committed_offsets(settings.kafka, group, tps) == {}, "a stopped standby never reads"
-
-    started, ready, log = standby("started")
+    # both standbys are built at once (a process start is most of this test's time); neither connects yet
+    (stopped, stopped_ready, stopped_log), (started, ready, log) = standby("stopped"), standby("started")
     try:
+        await until_ready(stopped, stopped_ready, stopped_log)
+        stopped.send_signal(signal.SIGUSR2)
+        stopped.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(stopped.wait, 30) == 0, stopped_log.read_text(errors="replace")
+        assert "standby: starting" not in stopped_log.read_text(errors="replace")
+        tps = [(readings_topic("water_level"), p) for p in range(TOPIC_PARTITIONS[readings_topic("water_level")])]
+        assert await committed_offsets(settings.kafka, group, tps) == {}, "a stopped standby never reads"
+
         await until_ready(started, ready, log)
         started.send_signal(signal.SIGUSR2)  # ignored while on standby
         started.send_signal(signal.SIGUSR1)
         await wait_committed(settings, "water_level", 1)
         started.send_signal(signal.SIGUSR2)  # running: commit now
         assert started.poll() is None, log.read_text(errors="replace")
-    finally:
         started.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(started.wait, 30) == 0, log.read_text(errors="replace")
+    finally:
+        for proc in (stopped, started):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

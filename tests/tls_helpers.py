@@ -10,6 +10,8 @@ from pathlib import Path
 __all__ = ["self_signed", "CertAuthority"]
 
 _SERVER_SAN = "subjectAltName=IP:127.0.0.1,DNS:localhost"
+#: an EC P-256 key: made in milliseconds, where a 2048-bit RSA key takes about half a second
+_NEW_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")
 
 
 def _openssl(*args: str) -> None:
@@ -19,7 +21,7 @@ def _openssl(*args: str) -> None:
 def self_signed(directory: Path) -> tuple[Path, Path]:
     """``(key, cert)`` of a self-signed certificate for 127.0.0.1, valid two days."""
     key, cert = directory / "key.pem", directory / "cert.pem"
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+    _openssl("req", "-x509", *_NEW_KEY, "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
              "-addext", _SERVER_SAN, "-keyout", str(key), "-out", str(cert))
     return key, cert
 
@@ -42,7 +44,7 @@ class CertAuthority:
     def create(cls, directory: Path) -> "CertAuthority":
         directory.mkdir(parents=True, exist_ok=True)
         ca = cls(directory)
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=CityEye test CA",
+        _openssl("req", "-x509", *_NEW_KEY, "-nodes", "-days", "2", "-subj", "/CN=CityEye test CA",
                  "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
                  "-keyout", str(ca.key), "-out", str(ca.cert))
         return ca
@@ -52,7 +54,7 @@ class CertAuthority:
         key, csr, cert = (self.directory / f"{name}.{ext}" for ext in ("key", "csr", "pem"))
         ext = self.directory / f"{name}.ext"
         ext.write_text((_SERVER_SAN + "\nextendedKeyUsage=serverAuth\n") if server else "extendedKeyUsage=clientAuth\n")
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={common_name}", "-keyout", str(key),
+        _openssl("req", *_NEW_KEY, "-nodes", "-subj", f"/CN={common_name}", "-keyout", str(key),
                  "-out", str(csr))
         _openssl("x509", "-req", "-in", str(csr), "-CA", str(self.cert), "-CAkey", str(self.key),
                  "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))
