@@ -93,6 +93,7 @@ class BoundedKeySet:
         """Make ``now`` the current generation (empty) and ``now - 1`` the previous one."""
         self._now = now
         self._prev = now - 1  # a slot is known iff its generation >= _prev (none is above _now)
+        self._unknown = bytes(range(now - 1))  # the generations of slots not known
         self._fill = 0  # slots of the current generation
 
     @property
@@ -137,7 +138,8 @@ class BoundedKeySet:
 
     def count_known_slots(self, slots: set[int]) -> int:
         """How many of the distinct ``slots`` (:meth:`slot_set`) are known."""
-        return sum(map(self._prev.__le__, map(self._at, slots)))
+        # their generations as bytes, those below _prev deleted: one C call each
+        return len(bytes(map(self._at, slots)).translate(None, self._unknown))
 
     def __contains__(self, key: int) -> bool:
         return self._gen[key % self.slots] >= self._prev

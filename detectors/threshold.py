@@ -23,6 +23,8 @@ _WEEK_S = 7 * 86400.0
 
 
 def _clip01(s: Any) -> float:
+    if type(s) is float and 0.0 < s <= 1.0:  # the usual score: as it is (0.0 and -0.0 below give 0.0)
+        return s
     try:
         s = float(s)
     except (TypeError, ValueError):
@@ -204,9 +206,15 @@ class ScoreThreshold(JSONStateMixin, Check):
         if self._count <= self.min_count:
             self._current = None
             return None
+        quantile = self._quantile
+        if score < self.threshold:  # below the floor: below the threshold in force, whatever the calibration
+            if quantile is not None:
+                quantile.add(score)
+            self._current = None
+            return None
         threshold = self.threshold_in_force()
-        if self._quantile is not None:
-            self._quantile.add(score)  # after the decision: score, then learn
+        if quantile is not None:
+            quantile.add(score)  # after the decision: score, then learn
         if score < threshold:
             self._current = None
             return None

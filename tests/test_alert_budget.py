@@ -69,3 +69,44 @@ def test_score_quantile_is_bounded_and_forgets_slowly():
     assert q.total <= 1000
     assert q.upper(0.5) == 0.81  # recent scores weigh more: 0.8 is now over half
     assert len(json.dumps(q.snapshot())) < 600
+
+
+class CountingThreshold(ScoreThreshold):
+    """A budgeted check that counts how often it computes its threshold in force."""
+
+    computed = 0
+
+    def threshold_in_force(self) -> float:
+        self.computed += 1
+        return super().threshold_in_force()
+
+
+def test_scores_below_the_floor_skip_the_calibrated_threshold_and_decide_the_same():
+    """A score under ``threshold`` (the floor) is no finding whatever the calibration: the
+    threshold in force is not computed for it, and every decision and the histogram are
+    those of deciding each reading against :meth:`threshold_in_force`."""
+    kw = dict(threshold=0.75, alerts_per_week=20, interval_s=600.0, field="speed_kmh", min_count=60,
+              uncalibrated_threshold=0.75)
+    check = CountingThreshold(make_detector("multiscale_novelty", field="speed_kmh"), **kw)
+    shadow = ScoreThreshold(make_detector("multiscale_novelty", field="speed_kmh"), **kw)
+    below = findings = 0
+    for t, v in enumerate(noisy_day_cycle(3000)):
+        x = {"speed_kmh": v if t % 500 else v + 200.0}  # a few spikes: findings
+        before = shadow.threshold_in_force()  # what the reading is decided against
+        finding = check.process(x, 600.0 * t)
+        score = shadow.detector.score_one(x)
+        assert shadow.process(x, 600.0 * t) is None or score >= before
+        assert (finding is None) == (score < before or t < kw["min_count"]), t
+        below += t >= kw["min_count"] and score < kw["threshold"]
+        findings += finding is not None
+    assert findings > 0 and below > 2000
+    assert check.computed <= 3000 - kw["min_count"] - below
+    assert check.threshold_in_force() == shadow.threshold_in_force()
+    assert check.snapshot()["_quantile"] == shadow.snapshot()["_quantile"]
+
+
+def test_clip01_keeps_usual_scores_and_clips_the_rest():
+    from detectors.threshold import _clip01
+
+    assert [_clip01(s) for s in (0.5, 1.0, 1.5, -2.0, float("nan"), "x", 1)] == [0.5, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    assert math.copysign(1.0, _clip01(-0.0)) == 1.0  # -0.0 is reported as 0.0, as max(0.0, s) gives

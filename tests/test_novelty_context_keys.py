@@ -237,3 +237,21 @@ def test_quantiser_key_gives_every_floor_of_the_definition(levels):
         assert symbols(key(o, w)) == want, (o, w)
     nested = levels not in ((4, 12, 16), (3, 8))  # every finest / L a power of two
     assert (type(key(0.5, 1.0)) is int) == nested
+
+
+def test_bounded_keys_count_known_slots_through_generations_and_wrap_around():
+    """The count of known slots is that of the definition (generation >= the previous one)
+    in every generation, across the wrap-around of the generation numbers and a restore."""
+    rng = random.Random(5)
+    ks = BoundedKeySet(slots=53, generation_share=8)  # a generation ends every 6 slots: hundreds of them
+    for step in range(3000):
+        slots = ks.slot_set(rng.randrange(10**6) for _ in range(rng.randrange(1, 12)))
+        expected = sum(1 for s in slots if ks._gen[s] >= ks._prev)
+        assert ks.count_known_slots(slots) == expected, step
+        ks.add_slots(slots)
+        if step == 1500:
+            twin = BoundedKeySet(slots=53, generation_share=8)
+            twin.restore(json.loads(json.dumps(ks.snapshot())))
+            probe = set(range(53))
+            assert twin.count_known_slots(probe) == ks.count_known_slots(probe) == len(ks.union)
+    assert ks._now < 255 and step > 255 * 6 // 5  # the numbers wrapped around at least once
