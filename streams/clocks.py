@@ -84,6 +84,12 @@ class StreamClock:
         self._intake_until = min((u for u, _ in sources), default=math.inf)
         self._oldest_heard = min((h for _, h in sources), default=math.inf)
 
+    def intake_lags(self, at: float | None = None) -> dict[str, float]:
+        """Per source holding the clock, how long (s) before monotonic time ``at`` its intake is known complete."""
+        at = self._monotonic() if at is None else at
+        self._intake_bound(at)  # sources silent too long hold nothing: not reported
+        return {source: at - until for source, (until, _) in self._sources.items()}
+
     def _intake_bound(self, at: float) -> float:
         """How far the sources' intake is complete at monotonic time ``at`` (sources silent too long left out)."""
         if at - self._oldest_heard > self.intake_silence_s:
@@ -196,6 +202,15 @@ class SensorClocks:
         if pace is None:
             pace = self.partitions[partition] = StreamClock(self._monotonic, self.intake_silence_s)
         pace.intake(source, until, at)
+
+    def intake_lags(self) -> dict[str, float]:
+        """Per source (gateway), the longest it has left any partition's intake unconfirmed (s), as of now."""
+        at, lags = self._monotonic(), {}
+        for pace in self.partitions.values():
+            for source, lag in pace.intake_lags(at).items():
+                if lag > lags.get(source, -math.inf):
+                    lags[source] = lag
+        return lags
 
     def drop(self, partition: Any) -> None:
         self.partitions.pop(partition, None)

@@ -78,6 +78,8 @@ async def test_a_paused_gateway_raises_no_stale_alert_and_silence_still_does(set
                                     timeout=30), log.read_text()[-2000:]
             gateway.send_signal(signal.SIGSTOP)  # the gauges go on; the broker queues their messages
             await asyncio.sleep(PAUSE_S)
+            # the pipeline-level signal (cityeye_intake_lag_seconds, alert CityEyeIntakeStalled) shows the pause
+            assert runtime.clocks.intake_lags().get("gw-paused", 0.0) >= PAUSE_S - 0.5, runtime.clocks.intake_lags()
             gateway.send_signal(signal.SIGCONT)
             await asyncio.sleep(2.0)
             gauges.done.set()

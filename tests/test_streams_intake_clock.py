@@ -142,3 +142,28 @@ def test_progress_records_are_not_readings_and_bad_ones_are_ignored():
 def test_the_probe_topic_is_one_plain_topic_outside_the_devices_namespace(client_id):
     topic = probe_topic(client_id)
     assert not topic.startswith("cityeye/") and topic.count("/") == 2 and not set("+#") & set(topic)
+
+
+def test_intake_lag_per_gateway_is_the_worst_partition_and_a_gateway_gone_is_not_reported():
+    from streams.clocks import SensorClocks
+    from streams.metrics import INTAKE_LAG, report_intake_lags
+
+    now = [1000.0]
+    clocks = SensorClocks(lambda: now[0], intake_silence_s=600.0)
+    for tp, gateway in (("p0", "g1"), ("p1", "g1"), ("p1", "g2")):
+        clocks.intake(tp, gateway, now[0])  # a source first heard holds from then (the clock never goes back)
+    now[0] = 1060.0
+    clocks.intake("p0", "g1", 1050.0)
+    clocks.intake("p1", "g1", 1030.0)
+    clocks.intake("p1", "g2", 1059.0)
+    assert clocks.intake_lags() == {"g1": 30.0, "g2": 1.0}
+    reported = report_intake_lags(clocks.intake_lags(), set())
+    assert INTAKE_LAG.labels("g1")._value.get() == 30.0
+    now[0] = 1500.0
+    clocks.intake("p0", "g1", 1499.0)
+    clocks.intake("p1", "g1", 1499.0)
+    assert clocks.intake_lags() == {"g1": 1.0, "g2": 441.0}  # g2 silent 7 min: its sensors wait
+    now[0] = 1700.0  # g2 silent past the limit: it holds nothing, and is not reported
+    assert set(clocks.intake_lags()) == {"g1"}
+    reported = report_intake_lags(clocks.intake_lags(), reported)
+    assert reported == {"g1"} and ("g2",) not in INTAKE_LAG._metrics
