@@ -47,6 +47,7 @@ pipeline: compare with a baseline measured in the same minutes.
     .venv/bin/python bench/bench_latency.py
     .venv/bin/python bench/bench_latency.py --quick                # 20 s
     .venv/bin/python bench/bench_latency.py --quick --rate 1000    # what a slow gateway sustains
+    .venv/bin/python bench/bench_latency.py --quick --stall-gateway 8 8  # a starved gateway (issue #10)
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ import asyncio
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -251,6 +253,17 @@ async def _publishers(port: int, args: argparse.Namespace) -> list[dict]:
     return [json.loads(out.decode().strip().splitlines()[-1]) for out, _ in outs]
 
 
+async def _stall(proc: subprocess.Popen, at: float, seconds: float) -> None:
+    """Stop ``proc`` (SIGSTOP) ``at`` seconds from now for ``seconds``: a gateway starved of CPU, as the
+    rest of the pipeline sees it (the devices go on publishing; the broker queues their messages)."""
+    await asyncio.sleep(at)
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        proc.send_signal(signal.SIGCONT)
+
+
 async def run(args: argparse.Namespace) -> None:
     stages = StageTimes()
     app = web.Application()
@@ -283,7 +296,10 @@ async def run(args: argparse.Namespace) -> None:
                                                    name="bench-alerts")),
                        asyncio.create_task(consume(consumers[1], stages.on_readings, stop, timeout_ms=200,
                                                    max_records=5000, name="bench-readings"))]
+            stall = asyncio.create_task(_stall(procs[0], *args.stall_gateway)) if args.stall_gateway else None
             pubs = await _publishers(broker.port, args)
+            if stall is not None:
+                await stall
             await asyncio.sleep(args.drain)
         finally:
             stop.set()
@@ -336,6 +352,10 @@ def main() -> None:
                              "the worker write its first snapshot: a startup burst, not the steady state)")
     parser.add_argument("--drain", type=float, default=3.0, help="seconds to wait for the last events")
     parser.add_argument("--quick", action="store_true", help="20 s of publishing")
+    parser.add_argument("--stall-gateway", type=float, nargs=2, metavar=("AT", "SECONDS"),
+                        help="stop the gateway (SIGSTOP) AT s into publishing for SECONDS s, as a gateway starved "
+                             "of CPU looks to the rest of the pipeline (the stale firings then show whether the "
+                             "worker calls its sensors silent)")
     args = parser.parse_args()
     if args.quick:
         args.seconds = min(args.seconds, 20.0)
