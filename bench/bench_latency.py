@@ -208,6 +208,8 @@ class StageTimes:
     def __init__(self) -> None:
         self.started = math.inf
         self.times: dict[str, list[float]] = {key: [] for key, _ in STAGES}
+        #: set once the first reading is read on Kafka (publishing has begun)
+        self.first_reading = asyncio.Event()
         #: stale (no-data) firings read, the whole run: (sensor, when it became stale)
         self.stale: list[tuple[str, float]] = []
         #: every reading's ts per gauge, as published (to tell a publisher's own gap from the pipeline's delay)
@@ -223,6 +225,7 @@ class StageTimes:
                 for item in readings_of(rec.value, rec.key, rec.headers):
                     if type(item) is not RejectedReading:
                         self.published_ts.setdefault(item.sensor_id, []).append(item.ts)
+                        self.first_reading.set()
                     if type(item) is not RejectedReading and item.ts > self.started:
                         self.times["gateway"].append(item.received_at - item.ts)
                         self.times["kafka"].append(rec.timestamp / 1000 - item.ts)
@@ -275,9 +278,10 @@ async def _publishers(port: int, args: argparse.Namespace) -> list[dict]:
     return [json.loads(out.decode().strip().splitlines()[-1]) for out, _ in outs]
 
 
-async def _stall(proc: subprocess.Popen, at: float, seconds: float) -> None:
-    """Stop ``proc`` (SIGSTOP) ``at`` seconds from now for ``seconds``: a gateway starved of CPU, as the
-    rest of the pipeline sees it (the devices go on publishing; the broker queues their messages)."""
+async def _stall(proc: subprocess.Popen, started: asyncio.Event, at: float, seconds: float) -> None:
+    """Stop ``proc`` (SIGSTOP) ``at`` seconds after ``started`` is set for ``seconds``: a gateway starved of
+    CPU, as the rest of the pipeline sees it (the devices go on publishing; the broker queues their messages)."""
+    await started.wait()
     await asyncio.sleep(at)
     proc.send_signal(signal.SIGSTOP)
     try:
@@ -318,7 +322,8 @@ async def run(args: argparse.Namespace) -> None:
                                                    name="bench-alerts")),
                        asyncio.create_task(consume(consumers[1], stages.on_readings, stop, timeout_ms=200,
                                                    max_records=5000, name="bench-readings"))]
-            stall = asyncio.create_task(_stall(procs[0], *args.stall_gateway)) if args.stall_gateway else None
+            stall = (asyncio.create_task(_stall(procs[0], stages.first_reading, *args.stall_gateway))
+                     if args.stall_gateway else None)
             pubs = await _publishers(broker.port, args)
             if stall is not None:
                 await stall
@@ -378,7 +383,8 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=3.0, help="seconds to wait for the last events")
     parser.add_argument("--quick", action="store_true", help="20 s of publishing")
     parser.add_argument("--stall-gateway", type=float, nargs=2, metavar=("AT", "SECONDS"),
-                        help="stop the gateway (SIGSTOP) AT s into publishing for SECONDS s, as a gateway starved "
+                        help="stop the gateway (SIGSTOP) AT s after the first reading reached Kafka for SECONDS s, "
+                             "as a gateway starved "
                              "of CPU looks to the rest of the pipeline (the stale firings then show whether the "
                              "worker calls its sensors silent)")
     args = parser.parse_args()

@@ -154,6 +154,9 @@ class Gateway:
         """Subscribe to MQTT and start taking messages (after :meth:`connect_kafka`)."""
         await self.connect_kafka()
         ing = self.settings.ingest
+        if self._probe is not None:  # intake progress goes to these topics' partitions from the first probe on
+            await self._probe.learn_partitions(self._producer, {readings_topic(s.kind) for s in self.registry},
+                                               self._partitions)
         self._batches = asyncio.Queue()
         self._window = asyncio.Semaphore(ing.produce_window)
         self._bridge = MqttBridge(self.settings.mqtt, asyncio.get_running_loop(),
