@@ -31,7 +31,8 @@ from typing import Any
 
 import orjson
 
-__all__ = ["INTAKE_HEADER", "INTAKE_VERSION", "IntakeProgress", "is_intake_progress", "probe_topic"]
+__all__ = ["INTAKE_HEADER", "INTAKE_VERSION", "PROBE_NAMESPACE", "IntakeProgress", "is_intake_progress",
+           "probe_topic"]
 
 #: the header that marks an intake progress record, and the one version this code writes and reads
 INTAKE_HEADER = "cityeye-intake"

@@ -348,7 +348,8 @@ class Gateway:
                 for outcome in record.outcomes:
                     self._count(outcome)
             self._bridge.ack_all(batch.messages)
-            devices = batch.messages if not batch.probes else [m for m in batch.messages if m.topic != self._probe.topic]
+            devices = (batch.messages if not batch.probes
+                       else [m for m in batch.messages if m.topic != self._probe.topic])
             metrics.observe_batch(devices, [o for r in batch.records for o in r.outcomes], self._clock(),
                                   self._bridge.unacked)
             self._stats.messages += len(devices)

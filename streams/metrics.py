@@ -12,7 +12,8 @@ from cityeye.contracts import AlertEvent, Reading
 from cityeye.metrics import LATENCY_BUCKETS, BatchHistogram
 
 __all__ = ["READINGS", "DEAD_LETTERED", "WORKER_LATENCY", "READING_AGE", "ALERT_EVENTS", "SNAPSHOT_WRITES",
-           "BATCH_SECONDS", "INTAKE_LAG", "report_intake_lags", "observe_readings", "count_alert_events", "monitor_position"]
+           "BATCH_SECONDS", "INTAKE_LAG", "report_intake_lags", "observe_readings", "count_alert_events",
+           "monitor_position"]
 
 READINGS = Counter("cityeye_worker_readings_total", "Readings the detectors processed", ["kind"])
 DEAD_LETTERED = Counter("cityeye_worker_deadlettered_total",
