@@ -250,7 +250,7 @@ class Gateway:
             # up in the inbox and the next batch grows (few large produce requests under
             # load, no added latency when idle)
             await self._window.acquire()
-            messages = await self._bridge.take(ing.produce_batch)
+            messages = await self._bridge.take(ing.produce_batch, ing.intake_linger_ms / 1000)
             outcomes = []
             for msg in messages:
                 outcomes += self._outcomes_of(msg)
