@@ -3,7 +3,9 @@
 Flow (one asyncio loop plus paho's network thread)::
 
     paho thread --inbox, one wake-up per burst--> bridge.take()
-        intake task: take up to ``produce_batch`` messages, validate each,
+        intake task: take up to ``produce_batch`` messages (after a wait of
+                     ``intake_linger_ms`` when a light stream's first
+                     one arrives: fewer batches), validate each,
                      aggregate the readings per Kafka partition
                      (ingest/aggregation.py: one record per partition of
                      readings.<kind>; dead letters single records on
