@@ -21,8 +21,11 @@ caused it, so each stage is a time minus ``ts``:
 * publish -> alert event produced: the ``alerts.events`` record's timestamp
   (the worker's producer), and -> alert event read: when this process reads
   it (adds this reader's own fetch wait); events of clock ticks (the stale
-  rule) left out, but the stale firings are counted: every gauge publishes
-  throughout, so each is a false one (the worker's clocks ran ahead of a backlog);
+  rule) left out, but the stale firings are counted: a gauge publishes
+  throughout, so each is a false one (the worker's clocks ran ahead of late
+  readings), unless the gauge's own readings (as published, read on
+  ``readings.water_level``) have a gap of the stale limit there: a publisher
+  starved of CPU, counted apart;
 * alert event produced -> notification: the dispatcher's part alone (the
   router's hop, the dispatcher, delivery), without the worker's; matched by
   the latest alert's id and ``updated_at``;
@@ -49,6 +52,7 @@ pipeline: compare with a baseline measured in the same minutes.
     .venv/bin/python bench/bench_latency.py
     .venv/bin/python bench/bench_latency.py --quick                # 20 s
     .venv/bin/python bench/bench_latency.py --quick --rate 1000    # what a slow gateway sustains
+    .venv/bin/python bench/bench_latency.py --quick --stall-gateway 8 8  # a starved gateway (issue #10)
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ import asyncio
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -159,6 +164,11 @@ def _publish(port: int, sensors: int, rate: float, seconds: float, index: int, c
 
 # -- the parent --------------------------------------------------------------------------------------
 
+#: each gauge's registered interval: the default stale rule fires after 5 of them without a reading
+INTERVAL_S = 1.0
+STALE_AFTER_S = 5 * INTERVAL_S
+
+
 def _write(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -167,7 +177,7 @@ def _write(path: Path, data: dict) -> Path:
 def write_registry(path: Path, sensors: int) -> Path:
     """The registry of the ``sensors`` gauges the publishers write for (:func:`publish_paced`), at ``path``."""
     return _write(path, {"sensors": [
-        {"id": sid, "kind": "water_level", "district": d, "lat": 31.2, "lon": 121.5, "interval_s": 1.0,
+        {"id": sid, "kind": "water_level", "district": d, "lat": 31.2, "lon": 121.5, "interval_s": INTERVAL_S,
          "levels": {"warning_m": WARNING_M, "guaranteed_m": 5.2, "historical_max_m": 5.86}}
         for d, sid in _gauges(sensors)]})
 
@@ -218,8 +228,12 @@ class StageTimes:
         #: publish -> alert event read, per rule (the constant gauges' flatline firings come as one burst,
         #: the crossing gauges' warnings and resolves as a steady trickle)
         self.read_by_rule: dict[str, list[float]] = {}
-        #: stale (no-data) firings read, the whole run (every gauge publishes throughout: each is false)
-        self.stale_firings = 0
+        #: set once the first reading is read on Kafka (publishing has begun)
+        self.first_reading = asyncio.Event()
+        #: stale (no-data) firings read, the whole run: (sensor, when it became stale)
+        self.stale: list[tuple[str, float]] = []
+        #: every reading's ts per gauge, as published (to tell a publisher's own gap from the pipeline's delay)
+        self.published_ts: dict[str, list[float]] = {}
         #: (alert id, updated_at) -> when the worker produced that alert event (its record's timestamp)
         self._produced: dict[tuple[str, float], float] = {}
         #: (alert id, updated_at) of each notification's latest alert -> when the webhook received it
@@ -229,6 +243,9 @@ class StageTimes:
         for records in batches.values():
             for rec in records:
                 for item in readings_of(rec.value, rec.key, rec.headers):
+                    if type(item) is not RejectedReading:
+                        self.published_ts.setdefault(item.sensor_id, []).append(item.ts)
+                        self.first_reading.set()
                     if type(item) is not RejectedReading and item.ts > self.started:
                         self.times["gateway"].append(item.received_at - item.ts)
                         self.times["kafka"].append(rec.timestamp / 1000 - item.ts)
@@ -239,7 +256,7 @@ class StageTimes:
             for rec in records:
                 event = AlertEvent.from_json(rec.value)
                 if event.rule.endswith(".stale") and event.state == "firing":
-                    self.stale_firings += 1
+                    self.stale.append((event.sensor_id, event.started_at))
                 if not event.rule.endswith(".stale") and event.updated_at > self.started:
                     self.times["event"].append(rec.timestamp / 1000 - event.updated_at)
                     self.times["event_read"].append(at - event.updated_at)
@@ -255,6 +272,16 @@ class StageTimes:
             self.times["notify"].append(at - latest["updated_at"])
             self._notified.append(((latest["alert_id"], latest["updated_at"]), at))
         return web.Response(status=200)
+
+    def stale_in_the_data(self) -> int:
+        """The stale firings at which the gauge itself had published nothing for the stale limit (a starved
+        publisher: true in the data); the others were the pipeline's (the gauge's readings were late)."""
+        n = 0
+        for sid, became_stale in self.stale:
+            last_seen = became_stale - STALE_AFTER_S
+            if not any(last_seen + 1e-3 < ts < became_stale for ts in self.published_ts.get(sid, ())):
+                n += 1
+        return n
 
     def match_dispatch(self) -> None:
         """The dispatcher's part (router hop, dispatcher, delivery): each notification's arrival minus the
@@ -286,6 +313,18 @@ async def publish_paced(port: int, sensors: int, rate: float, seconds: float, pu
 async def _publishers(port: int, args: argparse.Namespace) -> list[dict]:
     """Run the publisher processes to their end; their reports."""
     return await publish_paced(port, args.sensors, args.rate, args.seconds, args.publishers)
+
+
+async def _stall(proc: subprocess.Popen, started: asyncio.Event, at: float, seconds: float) -> None:
+    """Stop ``proc`` (SIGSTOP) ``at`` seconds after ``started`` is set for ``seconds``: a gateway starved of
+    CPU, as the rest of the pipeline sees it (the devices go on publishing; the broker queues their messages)."""
+    await started.wait()
+    await asyncio.sleep(at)
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        proc.send_signal(signal.SIGCONT)
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -323,7 +362,11 @@ async def run(args: argparse.Namespace) -> None:
             pids = {"tansu": tansu.proc.pid, "mosquitto": broker.proc.pid, "bench": os.getpid(),
                     **{name: proc.pid for name, proc in zip(("gateway", "worker", "dispatcher"), procs)}}
             cpu_before, publishing = {name: sched_times(pid) for name, pid in pids.items()}, time.monotonic()
+            stall = (asyncio.create_task(_stall(procs[0], stages.first_reading, *args.stall_gateway))
+                     if args.stall_gateway else None)
             pubs = await _publishers(broker.port, args)
+            if stall is not None:
+                await stall
             cpu = _cpu_report(pids, cpu_before, time.monotonic() - publishing)
             await asyncio.sleep(args.drain)
         finally:
@@ -355,7 +398,10 @@ async def run(args: argparse.Namespace) -> None:
     for rule, times in sorted(stages.read_by_rule.items()):
         print(f"  read, {rule:24}: {percentiles(times)}")
     print("CPU while publishing (publishers: " + ", ".join(f"{p['cpu']:.1f} s" for p in pubs) + ")\n" + cpu)
-    print(f"stale (no-data) firings read    : {stages.stale_firings:10,d} (all false: every gauge publishes)")
+    in_data = stages.stale_in_the_data()
+    print(f"stale (no-data) firings read    : {len(stages.stale):10,d} ({len(stages.stale) - in_data:,d} false: the "
+          f"gauge's readings were late; {in_data:,d} where the gauge had published nothing for {STALE_AFTER_S:g} s: "
+          f"its publisher was starved)")
     event = sorted(stages.times["event_read"])
     p99 = event[min(len(event) - 1, math.ceil(0.99 * len(event)) - 1)] if event else math.inf
     print(f"target p99 <= 200 ms to the alert event (read): {'met' if p99 <= 0.2 else 'NOT met'}")
@@ -380,6 +426,11 @@ def main() -> None:
                              "the worker write its first snapshot: a startup burst, not the steady state)")
     parser.add_argument("--drain", type=float, default=3.0, help="seconds to wait for the last events")
     parser.add_argument("--quick", action="store_true", help="20 s of publishing")
+    parser.add_argument("--stall-gateway", type=float, nargs=2, metavar=("AT", "SECONDS"),
+                        help="stop the gateway (SIGSTOP) AT s after the first reading reached Kafka for SECONDS s, "
+                             "as a gateway starved "
+                             "of CPU looks to the rest of the pipeline (the stale firings then show whether the "
+                             "worker calls its sensors silent)")
     args = parser.parse_args()
     if args.quick:
         args.seconds = min(args.seconds, 20.0)

@@ -284,6 +284,10 @@ class IngestSettings(BaseModel):
     rate_limit: RateLimitSettings = RateLimitSettings()
     #: seconds between device-health records on Kafka ``devices.health`` (0: none)
     health_interval_s: float = Field(10.0, ge=0)
+    #: seconds between intake probes: the gateway tells the workers, on every readings partition, how far
+    #: its intake is complete, so a starved or paused gateway's sensors are not called silent
+    #: (ingest/intake_probe.py; 0: none, the workers count the wall clock as with an older gateway)
+    intake_progress_interval_s: float = Field(1.0, ge=0)
     #: decode SenML (RFC 8428) packs published on cityeye/<district>/senml/<sensor_id> (docs/device-formats.md)
     senml: bool = True
     #: vendor payload mapping files (docs/device-formats.md), tried in this order before SenML

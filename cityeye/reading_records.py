@@ -31,6 +31,7 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from cityeye.contracts import Reading
+from cityeye.intake_progress import is_intake_progress
 
 __all__ = [
     "AGGREGATE_HEADER",
@@ -147,11 +148,13 @@ def readings_of(value: bytes | None, key: bytes | None = None,
                 headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None = None) -> list[DecodedItem]:
     """The readings of one ``readings.<kind>`` record, in order (see the module docstring).
 
-    Each item is a :class:`Reading` or, for anything that is not a valid
-    reading, a :class:`RejectedReading` with the reason: a bad element of an
+    An intake progress record (cityeye/intake_progress.py) has none. Each item
+    is a :class:`Reading` or, for anything that is not a valid reading, a :class:`RejectedReading` with the reason: a bad element of an
     aggregate rejects that element only; an unreadable record (not JSON, an
     unknown aggregate version) is one rejected item holding the whole value.
     """
+    if is_intake_progress(headers):
+        return []  # a gateway's intake progress (cityeye/intake_progress.py): no reading
     if value is None:
         return [RejectedReading(b"", "empty message value (tombstone) on a readings topic")]
     version = is_aggregate(headers)

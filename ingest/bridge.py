@@ -79,14 +79,16 @@ class Inbound:
 
 class MqttBridge:
     """Subscribes to ``settings.topic_filters`` and ``extra_filters`` (in their shared form with
-    ``settings.share_group``); :meth:`take` hands the messages to ``loop``."""
+    ``settings.share_group``) and to ``own_filters`` as they are (this client's alone);
+    :meth:`take` hands the messages to ``loop``."""
 
     def __init__(self, settings: MqttSettings, loop: asyncio.AbstractEventLoop, *,
-                 max_unacked: int = 5000, clock=None, keepalive: int = 30, extra_filters: Sequence[str] = ()) -> None:
+                 max_unacked: int = 5000, clock=None, keepalive: int = 30, extra_filters: Sequence[str] = (),
+                 own_filters: Sequence[str] = ()) -> None:
         import time
 
         self.settings = settings
-        self.filters = [settings.shared(f) for f in (*settings.topic_filters, *extra_filters)]
+        self.filters = [*(settings.shared(f) for f in (*settings.topic_filters, *extra_filters)), *own_filters]
         self.loop = loop
         #: received, not yet taken (appended by the paho thread, drained by :meth:`take`)
         self._inbox: collections.deque[Inbound] = collections.deque()
@@ -209,6 +211,10 @@ class MqttBridge:
         self._arrived.set()
 
     # -- asyncio side ----------------------------------------------------------
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish ``payload`` on ``topic`` at the session's QoS (queued by paho, never blocks)."""
+        self.client.publish(topic, payload, qos=self.settings.qos)
+
     async def start(self, timeout: float = 10.0) -> None:
         """Connect (retrying in the background) and wait until the broker confirmed the subscription."""
         self._closing.clear()

@@ -34,6 +34,7 @@ from typing import Iterable
 from cityeye.contracts import MQTT_TOPIC_FILTERS
 from cityeye.device_credentials import GATEWAY_ACCOUNT, NOTIFIER_ACCOUNT, MqttCredentials, write_private
 from cityeye.errors import ConfigError
+from cityeye.intake_progress import PROBE_NAMESPACE
 from cityeye.config import Settings
 from cityeye.sensor_registry import Sensor, SensorRegistry
 from ingest.mapping import Mapping
@@ -43,6 +44,8 @@ __all__ = ["DEFAULT_TOPIC_TEMPLATE", "SENML_TOPIC_TEMPLATE", "ServiceAccount", "
            "password_file", "acl_file", "broker_auth_conf", "BrokerFiles", "export_broker_files"]
 
 DEFAULT_TOPIC_TEMPLATE = "cityeye/{district}/{kind}/{sensor_id}"
+#: the gateways' intake probe topics (cityeye.intake_progress.probe_topic)
+PROBE_FILTER = f"{PROBE_NAMESPACE}/+/probe"
 SENML_TOPIC_TEMPLATE = "cityeye/{district}/senml/{sensor_id}"
 
 #: PBKDF2 rounds; mosquitto_passwd's own default is 101, a broker reads the count from each line
@@ -61,7 +64,8 @@ class ServiceAccount:
 SERVICE_ACLS: tuple[ServiceAccount, ...] = (
     # what the gateway subscribes to by default (cityeye.contracts.MQTT_TOPIC_FILTERS): it dead-letters
     # malformed topics instead of never hearing them
-    ServiceAccount(GATEWAY_ACCOUNT, read=MQTT_TOPIC_FILTERS),
+    # and its intake probes (ingest/intake_probe.py), which it publishes and reads back itself
+    ServiceAccount(GATEWAY_ACCOUNT, read=(*MQTT_TOPIC_FILTERS, PROBE_FILTER), write=(PROBE_FILTER,)),
     ServiceAccount(NOTIFIER_ACCOUNT, write=("cityeye/out/#",)),
 )
 

@@ -58,6 +58,7 @@ from ingest.bounded_memo import BoundedMemo
 from ingest.bridge import Inbound, MqttBridge
 from ingest.device_health import DeviceHealthTracker
 from ingest.formats import DeviceFormats, filter_covers
+from ingest.intake_probe import IntakeProbe
 from ingest.rate_limit import DeviceRateLimiter
 from ingest.validation import Limits, reason_code
 
@@ -104,6 +105,10 @@ def _encode(outcome: Reading | DeadLetter) -> bytes:
 class _Batch:
     messages: list[Inbound]
     records: list[OutRecord]
+    #: the latest intake probe the batch read back (ingest/intake_probe.py), None if none
+    intake_until: float | None = None
+    #: how many of ``messages`` are this gateway's probes (acknowledged, not counted as device messages)
+    probes: int = 0
 
 
 class Gateway:
@@ -131,6 +136,9 @@ class Gateway:
         #: whether a topic is the services' own output (``mqtt.service_topics``)
         self._service_output = BoundedMemo(lambda topic: any(filter_covers(f, topic)
                                                              for f in settings.mqtt.service_topics))
+        #: tells the workers how far this gateway's intake is complete (None: it does not)
+        self._probe = (IntakeProbe(settings.mqtt.client_id, clock)
+                       if settings.ingest.intake_progress_interval_s > 0 else None)
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -148,11 +156,15 @@ class Gateway:
         """Subscribe to MQTT and start taking messages (after :meth:`connect_kafka`)."""
         await self.connect_kafka()
         ing = self.settings.ingest
+        if self._probe is not None:  # intake progress goes to these topics' partitions from the first probe on
+            await self._probe.learn_partitions(self._producer, {readings_topic(s.kind) for s in self.registry},
+                                               self._partitions)
         self._batches = asyncio.Queue()
         self._window = asyncio.Semaphore(ing.produce_window)
         self._bridge = MqttBridge(self.settings.mqtt, asyncio.get_running_loop(),
                                   max_unacked=ing.max_unacked, clock=self._clock,
-                                  extra_filters=self.formats.mqtt_filters_beyond(self.settings.mqtt.topic_filters))
+                                  extra_filters=self.formats.mqtt_filters_beyond(self.settings.mqtt.topic_filters),
+                                  own_filters=[self._probe.topic] if self._probe else ())
         await self._bridge.start()
         self._tasks = [asyncio.create_task(self._intake(), name="gateway-intake"),
                        asyncio.create_task(self._acker(), name="gateway-acker")]
@@ -161,6 +173,9 @@ class Gateway:
         if ing.health_interval_s > 0:
             self._tasks.append(asyncio.create_task(self._publish_health(ing.health_interval_s),
                                                    name="gateway-health"))
+        if self._probe is not None:
+            self._tasks.append(asyncio.create_task(
+                self._probe.run(self._bridge.publish, ing.intake_progress_interval_s), name="gateway-intake-probe"))
         log.info("gateway started: %d sensors in %s, MQTT %s:%d -> Kafka %s", len(self.registry),
                  self.registry.source, self.settings.mqtt.host, self.settings.mqtt.port, self.settings.kafka.bootstrap)
 
@@ -253,8 +268,11 @@ class Gateway:
             # load, no added latency when idle)
             await self._window.acquire()
             messages = await self._bridge.take(ing.produce_batch, ing.intake_linger_ms / 1000)
-            outcomes = []
+            outcomes, until, probes, probe = [], None, 0, self._probe
             for msg in messages:
+                if probe is not None and msg.topic == probe.topic:
+                    until, probes = probe.until_of(msg.payload) or until, probes + 1
+                    continue
                 outcomes += self._outcomes_of(msg)
             await self._learn_partitions(outcomes)
             records = build_records(outcomes, self._partitions.__getitem__,
@@ -264,7 +282,7 @@ class Gateway:
                     record.future = await self._send(record)
                 except Exception as exc:  # KafkaError and anything else: the acker resends it
                     log.debug("send failed (%s); will retry", type(exc).__name__)
-            await self._batches.put(_Batch(messages, records))
+            await self._batches.put(_Batch(messages, records, until, probes))
 
     async def _learn_partitions(self, outcomes: list[Reading | DeadLetter]) -> None:
         """Know the partition count of every readings topic in ``outcomes`` (metadata, once per topic)."""
@@ -332,10 +350,14 @@ class Gateway:
                 for outcome in record.outcomes:
                     self._count(outcome)
             self._bridge.ack_all(batch.messages)
-            metrics.observe_batch(batch.messages, [o for r in batch.records for o in r.outcomes], self._clock(),
+            devices = (batch.messages if not batch.probes
+                       else [m for m in batch.messages if m.topic != self._probe.topic])
+            metrics.observe_batch(devices, [o for r in batch.records for o in r.outcomes], self._clock(),
                                   self._bridge.unacked)
-            self._stats.messages += len(batch.messages)
+            self._stats.messages += len(devices)
             self._stats.batches += 1
+            if batch.intake_until is not None:
+                await self._probe.send_progress(self._producer, self._partitions, batch.intake_until)
             self._window.release()
 
     async def _deliver(self, record: OutRecord) -> None:

@@ -241,12 +241,15 @@ def attach_agents(app: CityEyeFaustApp, runtime: DetectorRuntime, *, batch_size:
         await runtime.tick()
 
     lag = ConsumerLag(app.conf.id)
+    intake_reported: set[str] = set()
 
     @app.timer(interval=LAG_INTERVAL_S, name="cityeye-consumer-lag")
     async def consumer_lag() -> None:
+        nonlocal intake_reported
         # the position from Faust's monitor, never a call into the consumer thread that may wait on a reset
         await report_lag(app.consumer, lag, set(runtime.topics.readings_names),
                          position=metrics.monitor_position(app))
+        intake_reported = metrics.report_intake_lags(runtime.clocks.intake_lags(), intake_reported)
 
     runtime.snapshots.table.on_recover(runtime.on_recovered)
 

@@ -20,6 +20,7 @@ from faust.types import TP, EventT
 
 from cityeye.contracts import AlertEvent
 from cityeye.errors import ValidationError
+from cityeye.intake_progress import IntakeProgress, is_intake_progress
 from cityeye.kafka import read_ranges
 from cityeye.reading_records import RejectedReading, encode_reading, readings_of
 from streams import metrics
@@ -87,6 +88,9 @@ class BatchProcessing:
         record's order.
         """
         engine, seen_at = self.engine, time.monotonic()
+        if headers and is_intake_progress(headers):
+            self._intake_progress(tp, value, headers, seen_at)
+            return
         batch.first.setdefault(tp, offset)
         # bound once a record: the loops below run for every reading
         tp_of, due, every = self.tp_of, engine.due, self.snapshot_every
@@ -125,6 +129,13 @@ class BatchProcessing:
         for item in items:
             if not refused or id(item) not in refused:
                 observe(tp, item.sensor_id, item.ts, seen_at)
+
+    def _intake_progress(self: "DetectorRuntime", tp: TP, value: bytes | None, headers: Any, seen_at: float) -> None:
+        """A gateway's intake progress (cityeye/intake_progress.py): ``tp``'s sensors age no further than
+        its ``until`` (its wall clock, taken as this host's) until it tells more; a malformed one is ignored."""
+        progress = IntakeProgress.from_record(value, headers)
+        if progress is not None:
+            self.clocks.intake(tp, progress.gateway, progress.until - time.time() + seen_at, seen_at)
 
     async def _process_skipped(self: "DetectorRuntime", tp: TP, start: int, end: int, batch: Batch) -> None:
         for rec in await self._read_skipped(tp, start, end):

@@ -10,6 +10,15 @@ The wall time counts only while the stream is caught up: a stream told it is
 processed) moves on only with its readings until it is told it is
 :meth:`StreamClock.caught_up` again, so a worker that stalls or has a backlog
 does not call its queued sensors silent.
+
+Nor does the wall time count past what the stream's *sources* have
+delivered: a gateway that tells its intake progress
+(cityeye/intake_progress.py) "everything I received before ``until`` is
+ahead of this record" bounds the stream's clock at ``until``
+(:meth:`StreamClock.intake`), so a gateway that is starved, paused or
+draining a broker backlog does not make its sensors silent either. A source
+that has said nothing for ``intake_silence_s`` no longer holds the clock
+(a gateway gone for good: its sensors go stale, late, rather than never).
 """
 
 from __future__ import annotations
@@ -17,7 +26,10 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-__all__ = ["StreamClock", "SensorClocks"]
+__all__ = ["StreamClock", "SensorClocks", "INTAKE_SILENCE_S"]
+
+#: seconds after which a source's last intake progress no longer holds a stream's clock
+INTAKE_SILENCE_S = 900.0
 
 
 class StreamClock:
@@ -29,11 +41,12 @@ class StreamClock:
     stale checks evaluated in its own time scale between readings.
 
     The wall time counts only up to the moment the stream's content is known
-    (:meth:`behind`, :meth:`caught_up`); by default always (the wall clock is
-    trusted until the stream is said to be behind).
+    (:meth:`behind`, :meth:`caught_up`) and its sources' intake is complete
+    (:meth:`intake`); by default always (the wall clock is trusted until the
+    stream is said to be behind, and for a stream whose sources never tell).
     """
 
-    def __init__(self, monotonic: Callable[[], float]) -> None:
+    def __init__(self, monotonic: Callable[[], float], intake_silence_s: float = INTAKE_SILENCE_S) -> None:
         self._monotonic = monotonic
         self._latest: float | None = None
         self._seen_at = 0.0
@@ -41,6 +54,49 @@ class StreamClock:
         self._known_until = math.inf
         #: when the stream was last caught up (-inf: never said)
         self._caught_up_at = -math.inf
+        self.intake_silence_s = intake_silence_s
+        #: source -> (monotonic time its intake is complete up to, monotonic time it said so)
+        self._sources: dict[str, tuple[float, float]] = {}
+        #: the least of the sources' intake times (inf: no source tells), and the oldest time one was heard
+        self._intake_until = math.inf
+        self._oldest_heard = math.inf
+
+    def intake(self, source: str, until: float, at: float | None = None) -> None:
+        """Source ``source`` told (at monotonic time ``at``, default now) that everything it received
+        before monotonic time ``until`` is in the stream ahead of this point.
+
+        The bound never moves back: a source's intake time only grows, and a
+        source first heard starts no lower than the bound already in force
+        (the wall time it was heard at, when it is the first), so the
+        stream's time never goes back either.
+        """
+        heard = self._monotonic() if at is None else at
+        prev = self._sources.get(source)
+        if prev is None:
+            floor = self._intake_until if self._sources else heard
+        else:
+            floor = prev[0]
+        self._sources[source] = (until if until > floor else floor, heard)
+        self._bound_intake()
+
+    def _bound_intake(self) -> None:
+        sources = self._sources.values()
+        self._intake_until = min((u for u, _ in sources), default=math.inf)
+        self._oldest_heard = min((h for _, h in sources), default=math.inf)
+
+    def intake_lags(self, at: float | None = None) -> dict[str, float]:
+        """Per source holding the clock, how long (s) before monotonic time ``at`` its intake is known complete."""
+        at = self._monotonic() if at is None else at
+        self._intake_bound(at)  # sources silent too long hold nothing: not reported
+        return {source: at - until for source, (until, _) in self._sources.items()}
+
+    def _intake_bound(self, at: float) -> float:
+        """How far the sources' intake is complete at monotonic time ``at`` (sources silent too long left out)."""
+        if at - self._oldest_heard > self.intake_silence_s:
+            limit = at - self.intake_silence_s
+            self._sources = {s: v for s, v in self._sources.items() if v[1] >= limit}
+            self._bound_intake()
+        return self._intake_until
 
     def behind(self) -> None:
         """Records of this stream wait unprocessed: no wall time past the last catch-up counts."""
@@ -66,6 +122,10 @@ class StreamClock:
     def elapsed(self, at: float) -> float:
         """Wall time since the latest reading that counts at monotonic time ``at`` (never negative)."""
         known = self._known_until
+        if self._sources:
+            intake = self._intake_bound(at)
+            if intake < known:
+                known = intake
         gone = (at if at < known else known) - self._seen_at
         return gone if gone > 0.0 else 0.0
 
@@ -86,8 +146,9 @@ class SensorClocks:
     wait in a backlog is not silent.
     """
 
-    def __init__(self, monotonic: Callable[[], float]) -> None:
+    def __init__(self, monotonic: Callable[[], float], intake_silence_s: float = INTAKE_SILENCE_S) -> None:
         self._monotonic = monotonic
+        self.intake_silence_s = intake_silence_s
         self.partitions: dict[Any, StreamClock] = {}
         self._first: dict[str, float] = {}
         #: sensor -> (partition, latest reading time, pace clock when it arrived)
@@ -98,7 +159,7 @@ class SensorClocks:
         (default: now; the worker reads the clock once per record for all its readings)."""
         pace = self.partitions.get(partition)
         if pace is None:
-            pace = self.partitions[partition] = StreamClock(self._monotonic)
+            pace = self.partitions[partition] = StreamClock(self._monotonic, self.intake_silence_s)
         if at is None:
             at = self._monotonic()
         first = self._first.get(sensor_id)
@@ -133,6 +194,23 @@ class SensorClocks:
         pace = self.partitions.get(partition)
         if pace is not None:
             pace.caught_up(at)
+
+    def intake(self, partition: Any, source: str, until: float, at: float | None = None) -> None:
+        """``source`` has everything it received before monotonic time ``until`` in ``partition`` up to
+        here: its sensors age no further (StreamClock.intake)."""
+        pace = self.partitions.get(partition)
+        if pace is None:
+            pace = self.partitions[partition] = StreamClock(self._monotonic, self.intake_silence_s)
+        pace.intake(source, until, at)
+
+    def intake_lags(self) -> dict[str, float]:
+        """Per source (gateway), the longest it has left any partition's intake unconfirmed (s), as of now."""
+        at, lags = self._monotonic(), {}
+        for pace in self.partitions.values():
+            for source, lag in pace.intake_lags(at).items():
+                if lag > lags.get(source, -math.inf):
+                    lags[source] = lag
+        return lags
 
     def drop(self, partition: Any) -> None:
         self.partitions.pop(partition, None)

@@ -6,13 +6,14 @@ import collections
 import time
 from typing import Any, Callable, Iterable
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from cityeye.contracts import AlertEvent, Reading
 from cityeye.metrics import LATENCY_BUCKETS, BatchHistogram
 
 __all__ = ["READINGS", "DEAD_LETTERED", "WORKER_LATENCY", "READING_AGE", "ALERT_EVENTS", "SNAPSHOT_WRITES",
-           "BATCH_SECONDS", "observe_readings", "count_alert_events", "monitor_position"]
+           "BATCH_SECONDS", "INTAKE_LAG", "report_intake_lags", "observe_readings", "count_alert_events",
+           "monitor_position"]
 
 READINGS = Counter("cityeye_worker_readings_total", "Readings the detectors processed", ["kind"])
 DEAD_LETTERED = Counter("cityeye_worker_deadlettered_total",
@@ -26,6 +27,9 @@ BATCH_SECONDS = Histogram("cityeye_worker_batch_seconds", "Time the detectors to
                           buckets=LATENCY_BUCKETS)
 ALERT_EVENTS = Counter("cityeye_alert_events_total",
                        "Alert events the detectors sent to alerts.events", ["rule", "severity", "state"])
+INTAKE_LAG = Gauge("cityeye_intake_lag_seconds",
+                   "How long ago a gateway's intake was last known complete in this worker's partitions (the "
+                   "no-data checks of its sensors wait meanwhile; streams/clocks.py)", ["gateway"])
 SNAPSHOT_WRITES = Counter("cityeye_snapshot_writes_total", "Sensor detector-state snapshots written")
 
 
@@ -40,6 +44,16 @@ def observe_readings(readings: Iterable[Reading], started: float, now: float | N
         READINGS.labels(kind).inc(n)
     if kinds:
         BATCH_SECONDS.observe(max(0.0, now - started))
+
+
+def report_intake_lags(lags: dict[str, float], reported: set[str]) -> set[str]:
+    """Set :data:`INTAKE_LAG` per gateway from ``lags``, removing the gateways ``reported`` last time that are
+    not in it any more (silent too long, or their partitions gone); returns the gateways reported now."""
+    for gateway, lag in lags.items():
+        INTAKE_LAG.labels(gateway).set(max(0.0, lag))
+    for gone in reported - lags.keys():
+        INTAKE_LAG.remove(gone)
+    return set(lags)
 
 
 def monitor_position(app: Any) -> Callable[[Any], int | None]:

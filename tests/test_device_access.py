@@ -22,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from cityeye.config import MqttSettings, MqttTls, Settings
 from alerts.notifiers import build_notifier
+from cityeye.intake_progress import probe_topic
 from cityeye.device_credentials import GATEWAY_ACCOUNT, NOTIFIER_ACCOUNT, MqttCredentials, load_or_create, read_credentials
 from cityeye.errors import ConfigError, DeliveryError
 from cityeye.sensor_registry import load_registry
@@ -185,6 +186,29 @@ def test_a_device_subscribing_to_everything_receives_nothing(broker, gateway):
         c.close()
 
 
+async def test_the_gateway_reads_back_its_intake_probe_and_devices_cannot_write_there(broker):
+    """The ACL lets the gateway's account publish its probe and read it back (ingest/intake_probe.py);
+    a device's probe on the gateway's topic is refused, so no device can claim the intake is complete."""
+    settings = MqttSettings(port=broker.server.port, username=GATEWAY_ACCOUNT,
+                            password=broker.creds.password(GATEWAY_ACCOUNT), client_id="cityeye-gateway",
+                            topic_filters=["cityeye/#"])
+    topic = probe_topic(settings.client_id)
+    bridge = MqttBridge(settings, asyncio.get_running_loop(), own_filters=[topic])
+    await bridge.start()
+    try:
+        device = broker.client(OWN.id)
+        device.publish(topic, b"9999999999.0")
+        bridge.publish(topic, b"1800000000.5")
+        [item] = await asyncio.wait_for(bridge.take(10), 5)
+        bridge.ack(item)
+        assert (item.topic, item.payload) == (topic, b"1800000000.5")
+        await asyncio.sleep(1.0)
+        assert bridge.pending() == 0  # the device's was dropped by the broker
+        device.close()
+    finally:
+        await bridge.stop()
+
+
 async def test_the_gateway_session_cannot_be_taken_over(broker, tmp_path):
     """The gateway's real bridge holds its persistent session while others try its client id."""
     settings = MqttSettings(port=broker.server.port, username=GATEWAY_ACCOUNT,
@@ -277,7 +301,8 @@ def test_acl_lists_each_device_topic_and_extra_templates():
     block = text.split(f"user {OWN.id}\n", 1)[1].split("\n\n", 1)[0]
     assert block.splitlines() == [f"topic write {topic_of(OWN)}", f"topic write cityeye/senml/{OWN.id}"]
     assert "topic read cityeye/#" in text.split("user cityeye-gateway\n", 1)[1].split("\n\n", 1)[0]
-    assert text.count("topic read") == 2  # the gateway's cityeye/# and /cityeye/#
+    assert text.count("topic read") == 3  # the gateway's cityeye/#, /cityeye/# and its intake probes
+    assert "topic write cityeye-intake/+/probe" in text.split("user cityeye-gateway\n", 1)[1].split("\n\n", 1)[0]
     with pytest.raises(ConfigError, match="without wildcards"):
         acl_file(REGISTRY, ["cityeye/+/{sensor_id}"])
 
