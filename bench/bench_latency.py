@@ -83,7 +83,7 @@ from launch.proc_usage import sched_delta, sched_times
 from launch.servers import MosquittoServer, TansuServer, free_port
 from mqtt_backlog import WindowedPublisher  # bench/, this script's directory
 
-__all__ = ["main", "percentiles", "publishers_for"]
+__all__ = ["main", "percentiles", "publish_paced", "publishers_for", "write_registry"]
 
 REPO = Path(__file__).resolve().parent.parent
 WARNING_M = 4.5
@@ -174,11 +174,16 @@ def _write(path: Path, data: dict) -> Path:
     return path
 
 
-def _configs(tmp: Path, tansu: TansuServer, broker: MosquittoServer, hook_port: int, sensors: int) -> Path:
-    registry = _write(tmp / "registry.yaml", {"sensors": [
+def write_registry(path: Path, sensors: int) -> Path:
+    """The registry of the ``sensors`` gauges the publishers write for (:func:`publish_paced`), at ``path``."""
+    return _write(path, {"sensors": [
         {"id": sid, "kind": "water_level", "district": d, "lat": 31.2, "lon": 121.5, "interval_s": INTERVAL_S,
          "levels": {"warning_m": WARNING_M, "guaranteed_m": 5.2, "historical_max_m": 5.86}}
         for d, sid in _gauges(sensors)]})
+
+
+def _configs(tmp: Path, tansu: TansuServer, broker: MosquittoServer, hook_port: int, sensors: int) -> Path:
+    registry = write_registry(tmp / "registry.yaml", sensors)
     rules = _write(tmp / "rules.yaml", {"kinds": {"water_level": {"warning": {"min_duration_s": "1 readings"}}}})
     _write(tmp / "alerting.yaml", {
         "receivers": [{"name": "bench-hook", "type": "webhook", "url": f"http://127.0.0.1:{hook_port}/hook"}],
@@ -294,14 +299,20 @@ def _cpu_report(pids: dict[str, int], before: dict[str, dict], seconds: float) -
     return "\n".join(lines)
 
 
-async def _publishers(port: int, args: argparse.Namespace) -> list[dict]:
-    """Run the publisher processes to their end; their reports."""
-    count = args.publishers or publishers_for(args.rate)
+async def publish_paced(port: int, sensors: int, rate: float, seconds: float, publishers: int = 0) -> list[dict]:
+    """Publish ``rate`` readings/s for ``seconds`` over ``sensors`` gauges from ``publishers`` processes
+    (0: one per ``RATE_PER_PUBLISHER``), each a lean paced publisher; their reports once they end."""
+    count = publishers or publishers_for(rate)
     procs = [await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--child-publisher", str(port), str(args.sensors), str(args.rate / count),
-        str(args.seconds), str(index), str(count), stdout=asyncio.subprocess.PIPE) for index in range(count)]
+        sys.executable, __file__, "--child-publisher", str(port), str(sensors), str(rate / count),
+        str(seconds), str(index), str(count), stdout=asyncio.subprocess.PIPE) for index in range(count)]
     outs = [await p.communicate() for p in procs]
     return [json.loads(out.decode().strip().splitlines()[-1]) for out, _ in outs]
+
+
+async def _publishers(port: int, args: argparse.Namespace) -> list[dict]:
+    """Run the publisher processes to their end; their reports."""
+    return await publish_paced(port, args.sensors, args.rate, args.seconds, args.publishers)
 
 
 async def _stall(proc: subprocess.Popen, started: asyncio.Event, at: float, seconds: float) -> None:

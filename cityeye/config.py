@@ -257,6 +257,10 @@ class IngestSettings(BaseModel):
     #: MQTT messages validated and produced together, at most (a batch takes what has arrived: it grows
     #: only under a backlog, so no added latency when the stream is light)
     produce_batch: int = Field(2000, ge=1)
+    #: ms the intake waits for more messages once a light stream's first one has arrived (it had
+    #: found none waiting): fewer, larger batches, so less CPU per message (Kafka records and
+    #: requests, acks, wake-ups), for at most this much latency; 0: take each wake-up's messages at once
+    intake_linger_ms: float = Field(5.0, ge=0, le=1000)
     #: most readings in one aggregated Kafka record (cityeye/reading_records.py); 1: one record
     #: per reading, keyed by sensor (the format of gateways before aggregation)
     aggregate_max_readings: int = Field(500, ge=1, le=100_000)

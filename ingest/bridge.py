@@ -239,14 +239,29 @@ class MqttBridge:
                 log.warning("MQTT broker %s:%d not reachable within %.0f s; still trying",
                             self.settings.host, self.settings.port, timeout)
 
-    async def take(self, most: int) -> list[Inbound]:
-        """The messages received so far, oldest first, at most ``most``; waits for one if there is none."""
+    async def take(self, most: int, linger: float = 0.0) -> list[Inbound]:
+        """The messages received so far, oldest first, at most ``most``; waits for one if there is none.
+
+        Parameters
+        ----------
+        most : int
+            Most messages to return.
+        linger : float
+            Seconds to wait for more once the first message has arrived, when the inbox was empty
+            at the call and holds fewer than ``most`` then: a light stream's messages are taken a
+            few at a time instead of one wake-up's worth each (fewer batches, so less fixed cost
+            per message), at the price of up to ``linger`` s of latency. Messages that were
+            already waiting (the caller was busy: a backlog) are taken at once.
+        """
         inbox = self._inbox
+        waited = not inbox
         while not inbox:
             self._arrived.clear()
             if inbox:
                 break
             await self._arrived.wait()
+        if waited and linger > 0 and len(inbox) < most:
+            await asyncio.sleep(linger)
         n = min(most, len(inbox))
         return [inbox.popleft() for _ in range(n)]
 

@@ -3,7 +3,9 @@
 Flow (one asyncio loop plus paho's network thread)::
 
     paho thread --inbox, one wake-up per burst--> bridge.take()
-        intake task: take up to ``produce_batch`` messages, validate each,
+        intake task: take up to ``produce_batch`` messages (after a wait of
+                     ``intake_linger_ms`` when a light stream's first
+                     one arrives: fewer batches), validate each,
                      aggregate the readings per Kafka partition
                      (ingest/aggregation.py: one record per partition of
                      readings.<kind>; dead letters single records on
@@ -265,7 +267,7 @@ class Gateway:
             # up in the inbox and the next batch grows (few large produce requests under
             # load, no added latency when idle)
             await self._window.acquire()
-            messages = await self._bridge.take(ing.produce_batch)
+            messages = await self._bridge.take(ing.produce_batch, ing.intake_linger_ms / 1000)
             outcomes, until, probes, probe = [], None, 0, self._probe
             for msg in messages:
                 if probe is not None and msg.topic == probe.topic:

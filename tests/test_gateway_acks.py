@@ -54,7 +54,7 @@ class _Bridge:
         self.acked: list[int] = []
         self.unacked = 0
 
-    async def take(self, most: int) -> list[Inbound]:
+    async def take(self, most: int, linger: float = 0.0) -> list[Inbound]:
         if not self.batches:
             await asyncio.Event().wait()
         return self.batches.pop(0)
