@@ -243,10 +243,11 @@ class StageTimes:
         for records in batches.values():
             for rec in records:
                 for item in readings_of(rec.value, rec.key, rec.headers):
-                    if type(item) is not RejectedReading:
-                        self.published_ts.setdefault(item.sensor_id, []).append(item.ts)
-                        self.first_reading.set()
-                    if type(item) is not RejectedReading and item.ts > self.started:
+                    if type(item) is RejectedReading:
+                        continue
+                    self.published_ts.setdefault(item.sensor_id, []).append(item.ts)
+                    self.first_reading.set()
+                    if item.ts > self.started:
                         self.times["gateway"].append(item.received_at - item.ts)
                         self.times["kafka"].append(rec.timestamp / 1000 - item.ts)
 
@@ -310,11 +311,6 @@ async def publish_paced(port: int, sensors: int, rate: float, seconds: float, pu
     return [json.loads(out.decode().strip().splitlines()[-1]) for out, _ in outs]
 
 
-async def _publishers(port: int, args: argparse.Namespace) -> list[dict]:
-    """Run the publisher processes to their end; their reports."""
-    return await publish_paced(port, args.sensors, args.rate, args.seconds, args.publishers)
-
-
 async def _stall(proc: subprocess.Popen, started: asyncio.Event, at: float, seconds: float) -> None:
     """Stop ``proc`` (SIGSTOP) ``at`` seconds after ``started`` is set for ``seconds``: a gateway starved of
     CPU, as the rest of the pipeline sees it (the devices go on publishing; the broker queues their messages)."""
@@ -364,7 +360,7 @@ async def run(args: argparse.Namespace) -> None:
             cpu_before, publishing = {name: sched_times(pid) for name, pid in pids.items()}, time.monotonic()
             stall = (asyncio.create_task(_stall(procs[0], stages.first_reading, *args.stall_gateway))
                      if args.stall_gateway else None)
-            pubs = await _publishers(broker.port, args)
+            pubs = await publish_paced(broker.port, args.sensors, args.rate, args.seconds, args.publishers)
             if stall is not None:
                 await stall
             cpu = _cpu_report(pids, cpu_before, time.monotonic() - publishing)

@@ -16,6 +16,7 @@ from cityeye.contracts import format_ts, mqtt_topic, parse_ts, readings_topic
 from cityeye.reading_records import readings_in
 from ingest.readback import read_until
 from simulators.publisher import MqttPublisher
+from tests.kafka_helpers import wait_until
 
 __all__ = ["SENSORS", "payloads", "publish_all", "gateway_proc", "held_while_kafka_stops"]
 
@@ -60,10 +61,7 @@ async def held_while_kafka_stops(gateway, settings, kafka, items, window: int) -
     kafka.proc.send_signal(signal.SIGSTOP)  # nothing can be acked while Kafka does not answer
     try:
         await asyncio.to_thread(publish_all, settings.mqtt, items)
-        deadline = time.monotonic() + 20
-        while gateway.stats()["unacked"] < window:
-            assert time.monotonic() < deadline, gateway.stats()
-            await asyncio.sleep(0.05)
+        assert await wait_until(lambda: gateway.stats()["unacked"] >= window, 20, every=0.05), gateway.stats()
         await asyncio.sleep(0.5)
         assert gateway.stats()["unacked"] == window and gateway.stats()["messages"] == 0
     finally:

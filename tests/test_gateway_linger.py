@@ -20,6 +20,7 @@ from ingest.bridge import MqttBridge
 from ingest.gateway import Gateway
 from simulators.publisher import MqttPublisher
 from tests.gateway_helpers import payloads
+from tests.kafka_helpers import wait_until
 
 
 def _run(mids: range) -> list[tuple[bytes, int, bytes]]:
@@ -77,10 +78,8 @@ async def _batches_of_a_trickle(settings, linger_ms: float, count: int = 12) -> 
                     time.sleep(0.01)
                 pub.flush(60)
         await asyncio.to_thread(publish)
-        deadline = time.monotonic() + 30
-        while gateway.stats()["messages"] < count:
-            assert time.monotonic() < deadline, f"not all forwarded: {gateway.stats()}"
-            await asyncio.sleep(0.01)
+        assert await wait_until(lambda: gateway.stats()["messages"] >= count, 30, every=0.01), \
+            f"not all forwarded: {gateway.stats()}"
         return gateway.stats()
     finally:
         await gateway.stop()

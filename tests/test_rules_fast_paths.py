@@ -108,10 +108,10 @@ def test_the_rainstorm_rule_gives_the_same_findings_as_one_restored_before_every
 
 
 def test_a_speed_below_calm_below_is_under_that_force_and_the_bound_is_tight():
+    forces = [(v, beaufort_force(v)) for v in (i / 1000 for i in range(0, 60000))]
     for force in range(1, 18):
         calm = calm_below(force)
-        speeds = [i / 1000 for i in range(0, 60000)]
-        assert all(beaufort_force(v) < force for v in speeds if v < calm)
+        assert all(f < force for v, f in forces if v < calm)
         assert beaufort_force(beaufort.BEAUFORT_LOWER_MS[force] - 0.04) == force  # 0.04 below rounds up to it
     assert calm_below(18) == math.inf and calm_below(None) == math.inf and calm_below(0) == -math.inf
 

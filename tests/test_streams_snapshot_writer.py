@@ -21,6 +21,7 @@ from intervaltree import IntervalTree
 
 from streams.snapshot_writer import SnapshotWriter
 from streams.transport import _Consumer
+from tests.kafka_helpers import wait_until
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -75,27 +76,20 @@ def _writer(tps: dict[str, TP], chunk: int = 32) -> tuple[SnapshotWriter, Record
     return SnapshotWriter(table, engine.build, lock, chunk=chunk), table, engine
 
 
-async def _until(check, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.001)
-
-
 async def test_a_marked_snapshot_holds_its_partition_until_the_broker_acknowledges_it():
     writer, table, engine = _writer({"a": WL, "b": WL, "x": WX})
     assert writer.commit_limit(WL) is None
     writer.mark(WL, ["a", "b"], barrier=40)
     writer.mark(WX, ["x"], barrier=7)
     assert (writer.commit_limit(WL), writer.commit_limit(WX)) == (40, 7)
-    await _until(lambda: len(table.sent) == 3)  # built and sent in the background ...
+    assert await wait_until(lambda: len(table.sent) == 3, 5.0, every=0.001)  # built and sent in the background ...
     assert engine.built_unlocked == 0  # ... always under the runtime's lock
     assert (writer.commit_limit(WL), writer.commit_limit(WX)) == (40, 7)  # not acknowledged yet: still held
     table.sent[0][2].set_result(None)
-    await _until(lambda: writer.written == 1)
+    assert await wait_until(lambda: writer.written == 1, 5.0, every=0.001)
     assert writer.commit_limit(WL) == 40  # b is still in flight
     table.ack_all()
-    await _until(lambda: writer.written == 3)
+    assert await wait_until(lambda: writer.written == 3, 5.0, every=0.001)
     assert (writer.commit_limit(WL), writer.commit_limit(WX)) == (None, None)
     assert table.kept["a"] == {"sensor_id": "a", "version": 0, "topic": WL.topic, "partition": 1}
     await writer.close()
@@ -109,13 +103,13 @@ async def test_the_oldest_barrier_wins_and_a_sensor_marked_twice_is_built_once_w
         writer.mark(WL, ["a"], barrier=25)
         await asyncio.sleep(0.01)
         assert engine.builds == [] and writer.commit_limit(WL) == 10
-    await _until(lambda: len(table.sent) == 1)
+    assert await wait_until(lambda: len(table.sent) == 1, 5.0, every=0.001)
     assert engine.builds == ["a"] and table.sent[0][1]["version"] == 1
     writer.mark(WL, ["a"], barrier=30)  # marked again while the first is in flight
-    await _until(lambda: len(table.sent) == 2)
+    assert await wait_until(lambda: len(table.sent) == 2, 5.0, every=0.001)
     assert writer.commit_limit(WL) == 10  # the in-flight snapshot's barrier still holds
     table.ack_all()
-    await _until(lambda: writer.written == 2)
+    assert await wait_until(lambda: writer.written == 2, 5.0, every=0.001)
     assert writer.commit_limit(WL) is None
     await writer.close()
 
@@ -127,9 +121,9 @@ async def test_chunks_let_the_agent_in_between():
     async with writer.lock:  # the agent's batch gets the lock after one chunk
         assert len(engine.builds) == 3
     table.ack_all()
-    await _until(lambda: len(table.sent) == 10)
+    assert await wait_until(lambda: len(table.sent) == 10, 5.0, every=0.001)
     table.ack_all()
-    await _until(lambda: writer.commit_limit(WL) is None)
+    assert await wait_until(lambda: writer.commit_limit(WL) is None, 5.0, every=0.001)
     await writer.close()
 
 
@@ -138,7 +132,7 @@ async def test_write_now_builds_what_is_pending_and_waits_for_every_acknowledgem
     async with writer.lock:  # revocation: the runtime holds the lock
         writer.mark(WL, ["a", "b", "gone"], barrier=3)
         done = asyncio.ensure_future(writer.write_now())
-        await _until(lambda: len(table.sent) == 2)
+        assert await wait_until(lambda: len(table.sent) == 2, 5.0, every=0.001)
         assert not done.done()  # sent, not acknowledged
         table.ack_all()
         await asyncio.wait_for(done, 2)
@@ -150,9 +144,9 @@ async def test_write_now_builds_what_is_pending_and_waits_for_every_acknowledgem
 async def test_a_failed_send_keeps_the_partition_held_and_stops_the_agent():
     writer, table, _ = _writer({"a": WL})
     writer.mark(WL, ["a"], barrier=5)
-    await _until(lambda: len(table.sent) == 1)
+    assert await wait_until(lambda: len(table.sent) == 1, 5.0, every=0.001)
     table.sent[0][2].set_exception(RuntimeError("broker gone"))
-    await _until(lambda: writer._failure is not None)
+    assert await wait_until(lambda: writer._failure is not None, 5.0, every=0.001)
     assert writer.commit_limit(WL) == 5  # never acknowledged: never committed past
     with pytest.raises(RuntimeError, match="snapshot writer failed"):
         writer.mark(WL, ["a"], barrier=6)
