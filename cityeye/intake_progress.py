@@ -31,8 +31,8 @@ from typing import Any
 
 import orjson
 
-__all__ = ["INTAKE_HEADER", "INTAKE_VERSION", "PROBE_NAMESPACE", "IntakeProgress", "is_intake_progress",
-           "probe_topic"]
+__all__ = ["INTAKE_HEADER", "INTAKE_VERSION", "PROBE_NAMESPACE", "IntakeProgress", "header_value",
+           "is_intake_progress", "probe_topic"]
 
 #: the header that marks an intake progress record, and the one version this code writes and reads
 INTAKE_HEADER = "cityeye-intake"
@@ -48,12 +48,18 @@ def probe_topic(client_id: str) -> str:
     return f"{PROBE_NAMESPACE}/{safe}/probe"
 
 
+def header_value(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None, name: str) -> Any:
+    """The value of a record's first header called ``name`` (headers as aiokafka's pairs or a
+    mapping), or ``None`` when it has none."""
+    if not headers:
+        return None
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return next((value for key, value in items if key == name), None)
+
+
 def is_intake_progress(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None) -> bool:
     """Whether a readings record with these headers is an intake progress record."""
-    if not headers:
-        return False
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    return any(name == INTAKE_HEADER for name, _ in items)
+    return header_value(headers, INTAKE_HEADER) is not None
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from cityeye.contracts import Reading
-from cityeye.intake_progress import is_intake_progress
+from cityeye.intake_progress import header_value, is_intake_progress
 
 __all__ = [
     "AGGREGATE_HEADER",
@@ -100,13 +100,8 @@ def partition_for(sensor_id: str, partitions: int) -> int:
 
 def is_aggregate(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None) -> bytes | None:
     """The aggregate version of a record's headers (``b"1"``), or ``None`` for a single record."""
-    if not headers:
-        return None
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    for name, value in items:
-        if name == AGGREGATE_HEADER:
-            return value if isinstance(value, bytes) else str(value).encode()
-    return None
+    value = header_value(headers, AGGREGATE_HEADER)
+    return value if value is None or isinstance(value, bytes) else str(value).encode()
 
 
 def reading_from_dict(d: Any, key: bytes | None = None) -> Reading:

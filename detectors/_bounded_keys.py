@@ -134,7 +134,7 @@ class BoundedKeySet:
 
     def count_known(self, keys: Iterable[int]) -> int:
         """How many distinct known slots ``keys`` fall in."""
-        return self.count_known_slots(set(map(self._mod, keys)))
+        return self.count_known_slots(self.slot_set(keys))
 
     def count_known_slots(self, slots: set[int]) -> int:
         """How many of the distinct ``slots`` (:meth:`slot_set`) are known."""
@@ -146,7 +146,7 @@ class BoundedKeySet:
 
     def add(self, keys: Iterable[int]) -> None:
         """Remember ``keys`` in the current generation (starting a new one when it is full)."""
-        self.add_slots(set(map(self._mod, keys)))
+        self.add_slots(self.slot_set(keys))
 
     def add_slots(self, slots: set[int]) -> None:
         """:meth:`add` of keys whose distinct slots (:meth:`slot_set`) are ``slots``."""

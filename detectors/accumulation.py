@@ -98,7 +98,6 @@ class RainfallAccumulation(JSONStateMixin, Rule):
         self._sums: list[float] = [0.0] * len(self._windows)  # per window
         self._starts: list[int] = [0] * len(self._windows)  # index in _rain of each window's oldest entry
         self._last_t: float | None = None
-        self._current_sums: tuple[float, ...] | None = None  # the per-window sums _current was built from
         self._quiet_until = -math.inf  # a dry reading before it changes no window (set by a reading that counted)
 
     def snapshot(self) -> dict[str, Any]:
@@ -108,7 +107,7 @@ class RainfallAccumulation(JSONStateMixin, Rule):
 
     def restore(self, state: dict[str, Any]) -> None:
         super().restore({k: state[k] for k in ("_current", "_last_t") if k in state})
-        self._current_sums, self._quiet_until = None, -math.inf
+        self._quiet_until = -math.inf
         if "_rain" in state:
             self._rain = TimedColumns.restored(state["_rain"])
             self._sums = [float(v) for v in state["_sums"]]
@@ -170,8 +169,6 @@ class RainfallAccumulation(JSONStateMixin, Rule):
         else:  # the usual reading: no window holds the least amount any signal asks in it
             self._current = None
             return None
-        if self._current is not None and self._current_sums == tuple(sums):
-            return self._current  # the same totals: the same finding (a dry spell within every window)
         totals = self.totals()
         best = None
         for s, amount, w in self._sig:
@@ -182,7 +179,6 @@ class RainfallAccumulation(JSONStateMixin, Rule):
             return None
         s, amount, w = best
         total = totals[w]
-        self._current_sums = tuple(sums)
         self._current = LazyFinding(
             self.name, s, severity_score(s), total, amount,
             _rainstorm_message, (total, self._window_text[w][0], amount, s),

@@ -145,9 +145,8 @@ class LazyFinding(Finding):
     def __init__(self, rule: str, severity: str, score: float, value: float | None, threshold: float | None,
                  render: Callable[..., str], args: tuple = (), field: str | None = None,
                  extra: dict[str, Any] | None = None) -> None:
-        if severity not in SEVERITY_RANK:
-            raise ValueError(f"severity {severity!r} not in {SEVERITIES}")
         self.rule, self.severity, self.score, self.value, self.threshold = rule, severity, score, value, threshold
+        self.__post_init__()  # Finding's check of the severity
         self.field = field
         self.extra = {} if extra is None else extra
         self._render: Callable[..., str] | None = render

@@ -206,16 +206,11 @@ class ScoreThreshold(JSONStateMixin, Check):
         if self._count <= self.min_count:
             self._current = None
             return None
-        quantile = self._quantile
-        if score < self.threshold:  # below the floor: below the threshold in force, whatever the calibration
-            if quantile is not None:
-                quantile.add(score)
-            self._current = None
-            return None
-        threshold = self.threshold_in_force()
-        if quantile is not None:
-            quantile.add(score)  # after the decision: score, then learn
-        if score < threshold:
+        # below the floor: below the threshold in force, whatever the calibration (not computed)
+        threshold = self.threshold_in_force() if score >= self.threshold else None
+        if self._quantile is not None:
+            self._quantile.add(score)  # after the decision: score, then learn
+        if threshold is None or score < threshold:
             self._current = None
             return None
         value = clean.get(self.field) if self.field else None

@@ -194,14 +194,14 @@ def _run_shapes(args: argparse.Namespace, nab_dir: Path | None) -> int:
     from evaluation.shape_suite import KINDS, build_cases, run_suite, synthetic_cases
 
     params = json.loads(args.params or "{}")
+    jobs = max(1, args.jobs or os.cpu_count() or 1)
     if args.proxy:
-        return _run_proxy(args, nab_dir, params)
+        return _run_proxy(args, nab_dir, params, jobs)
     if nab_dir is None:
         cases, where = synthetic_cases(seed=args.seed, per_kind=args.per_kind), "seeded synthetic periodic series"
     else:
         cases, where = build_cases(nab_dir, seed=args.seed, per_kind=args.per_kind), \
             "NAB's label-free periodic stretches"
-    jobs = max(1, args.jobs or os.cpu_count() or 1)
     print(f"shape suite: {len(cases)} cases ({args.per_kind} per kind, seed {args.seed}) planted in {where}; hit = highest score after the warm-up within the anomaly "
           "+- max(100, its length)")
     header = f"{'detector':28s}{'hit rate':>10s}{'AUC-PR':>8s}" + "".join(f"{k:>14s}" for k in KINDS)
@@ -216,7 +216,7 @@ def _run_shapes(args: argparse.Namespace, nab_dir: Path | None) -> int:
     return 0
 
 
-def _run_proxy(args: argparse.Namespace, nab_dir: Path | None, params: dict) -> int:
+def _run_proxy(args: argparse.Namespace, nab_dir: Path | None, params: dict, jobs: int) -> int:
     """The hold-out proxy (``--proxy``): the detectors asked for, or the default beside the two baselines."""
     from detectors.catalog import DEFAULT_DETECTOR
     from evaluation.holdout_proxy import BASELINE_DETECTORS, proxy_cases, proxy_table, run_proxy
@@ -225,6 +225,6 @@ def _run_proxy(args: argparse.Namespace, nab_dir: Path | None, params: dict) -> 
     detectors = args.detector or [DEFAULT_DETECTOR, *BASELINE_DETECTORS]
     print(f"hold-out proxy: {len(cases)} series (seed {args.seed}, {args.per_kind} per kind and family), one planted "
           "anomaly each; hit = highest score after the warm-up within the anomaly +- max(100, its length)")
-    for line in proxy_table(run_proxy(cases, detectors, params, jobs=max(1, args.jobs or os.cpu_count() or 1))):
+    for line in proxy_table(run_proxy(cases, detectors, params, jobs=jobs)):
         print(line)
     return 0

@@ -99,8 +99,6 @@ class MqttBridge:
         self._keepalive = keepalive
         self._max_unacked = max_unacked
         self._closing = threading.Event()
-        #: the broker accepted a connection (CONNACK): what :meth:`start` tells apart from "not reachable"
-        self._connack = threading.Event()
         self._generation = 0
         self._unacked = 0
         self._lock = threading.Lock()
@@ -130,7 +128,6 @@ class MqttBridge:
             return
         with self._lock:
             self._generation += 1
-        self._connack.set()
         client.subscribe([(f, self.settings.qos) for f in self.filters])
         log.info("MQTT connected to %s:%d (session present: %s)",
                  self.settings.host, self.settings.port, flags.session_present)
@@ -232,7 +229,7 @@ class MqttBridge:
         try:
             await asyncio.wait_for(self.connected.wait(), timeout)
         except asyncio.TimeoutError:
-            if self._connack.is_set():  # a busy broker (e.g. a long session queue to resend), not a lost one
+            if self._generation > 0:  # a CONNACK came: a busy broker (a long session queue to resend), not a lost one
                 log.warning("MQTT broker %s:%d accepted the connection but did not confirm the subscription "
                             "within %.0f s; still waiting", self.settings.host, self.settings.port, timeout)
             else:

@@ -154,12 +154,15 @@ class SensorClocks:
         #: sensor -> (partition, latest reading time, pace clock when it arrived)
         self._seen: dict[str, tuple[Any, float, float]] = {}
 
+    def _new_pace(self, partition: Any) -> StreamClock:
+        """A partition's pace clock, new (its first reading or intake progress)."""
+        pace = self.partitions[partition] = StreamClock(self._monotonic, self.intake_silence_s)
+        return pace
+
     def observe(self, partition: Any, sensor_id: str, ts: float, at: float | None = None) -> None:
         """A reading of ``sensor_id`` at ``ts`` on ``partition``, seen at monotonic time ``at``
         (default: now; the worker reads the clock once per record for all its readings)."""
-        pace = self.partitions.get(partition)
-        if pace is None:
-            pace = self.partitions[partition] = StreamClock(self._monotonic, self.intake_silence_s)
+        pace = self.partitions.get(partition) or self._new_pace(partition)
         if at is None:
             at = self._monotonic()
         first = self._first.get(sensor_id)
@@ -198,10 +201,7 @@ class SensorClocks:
     def intake(self, partition: Any, source: str, until: float, at: float | None = None) -> None:
         """``source`` has everything it received before monotonic time ``until`` in ``partition`` up to
         here: its sensors age no further (StreamClock.intake)."""
-        pace = self.partitions.get(partition)
-        if pace is None:
-            pace = self.partitions[partition] = StreamClock(self._monotonic, self.intake_silence_s)
-        pace.intake(source, until, at)
+        (self.partitions.get(partition) or self._new_pace(partition)).intake(source, until, at)
 
     def intake_lags(self) -> dict[str, float]:
         """Per source (gateway), the longest it has left any partition's intake unconfirmed (s), as of now."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import faust
 from faust.types import TopicT
 
-from cityeye.contracts import TOPIC_ALERTS, TOPIC_DEADLETTER, TOPIC_PARTITIONS, all_topics, readings_topic
+from cityeye.contracts import TOPIC_DEADLETTER, TOPIC_PARTITIONS, all_topics, readings_topic
 from cityeye.kinds import kind_names
 
 __all__ = ["StreamTopics", "define_topics", "readings_partitions"]
@@ -31,10 +31,10 @@ def readings_partitions() -> int:
 
 @dataclass(frozen=True)
 class StreamTopics:
-    """``readings`` (all kinds, one subscription), ``alerts`` and ``deadletter``."""
+    """``readings`` (all kinds, one subscription) and ``deadletter`` (alert events go out through
+    streams/alert_sender.py, on a producer of their own)."""
 
     readings: TopicT
-    alerts: TopicT
     deadletter: TopicT
 
     @property
@@ -46,6 +46,5 @@ def define_topics(app: faust.App) -> StreamTopics:
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     return StreamTopics(
         readings=app.topic(*(readings_topic(k) for k in kind_names()), partitions=readings_partitions(), **raw),
-        alerts=app.topic(TOPIC_ALERTS, partitions=TOPIC_PARTITIONS[TOPIC_ALERTS], **raw),
         deadletter=app.topic(TOPIC_DEADLETTER, partitions=TOPIC_PARTITIONS[TOPIC_DEADLETTER], **raw),
     )

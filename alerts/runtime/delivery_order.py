@@ -66,9 +66,6 @@ class DeliveryOrder:
         """How many more may be admitted now."""
         return max(0, self.concurrency - len(self._in_flight))
 
-    def is_in_flight(self, nid: str) -> bool:
-        return nid in self._in_flight
-
     def admit(self, due: Iterable[OutboxRow]) -> list[tuple[OutboxRow, dict]]:
         """Admit what may go now from ``due`` (in outbox order); returns each admitted row with its body.
 
