@@ -36,15 +36,14 @@ device's excess messages (``rate_limited``); per-device counters
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaError
 
 from cityeye.config import Settings
 from cityeye.contracts import DeadLetter, Reading, readings_topic
@@ -59,16 +58,13 @@ from ingest.bridge import Inbound, MqttBridge
 from ingest.device_health import DeviceHealthTracker
 from ingest.formats import DeviceFormats, filter_covers
 from ingest.intake_probe import IntakeProbe
+from ingest.kafka_delivery import TRUNCATED_PAYLOAD, PartitionCounts, deliver
 from ingest.rate_limit import DeviceRateLimiter
 from ingest.validation import Limits, reason_code
 
 __all__ = ["Gateway", "GatewayStats"]
 
 log = logging.getLogger(__name__)
-
-#: a dead letter Kafka refuses as too large is resent with this much payload
-_TRUNCATED_PAYLOAD = 1024
-
 
 @dataclass
 class GatewayStats:
@@ -94,11 +90,6 @@ class GatewayStats:
             "kafka_retries": self.kafka_retries,
             "service_output": self.service_output,
         }
-
-
-def _encode(outcome: Reading | DeadLetter) -> bytes:
-    """An outcome's JSON as its single record carries it."""
-    return OutRecord.single(outcome).value
 
 
 @dataclass
@@ -129,7 +120,7 @@ class Gateway:
         self._window: asyncio.Semaphore | None = None
         self._tasks: list[asyncio.Task] = []
         #: partition count per readings topic, from the producer's metadata
-        self._partitions: dict[str, int] = {}
+        self._partitions = PartitionCounts()
         self._limiter = DeviceRateLimiter(settings.ingest.rate_limit, {s.id for s in registry})
         self._health = DeviceHealthTracker(registry, settings.mqtt.client_id, clock())
         self._internal_errors_logged: set[str] = set()
@@ -157,8 +148,8 @@ class Gateway:
         await self.connect_kafka()
         ing = self.settings.ingest
         if self._probe is not None:  # intake progress goes to these topics' partitions from the first probe on
-            await self._probe.learn_partitions(self._producer, {readings_topic(s.kind) for s in self.registry},
-                                               self._partitions)
+            await self._partitions.learn(self._producer, {readings_topic(s.kind) for s in self.registry},
+                                         timeout=2.0)
         self._batches = asyncio.Queue()
         self._window = asyncio.Semaphore(ing.produce_window)
         self._bridge = MqttBridge(self.settings.mqtt, asyncio.get_running_loop(),
@@ -274,7 +265,8 @@ class Gateway:
                     until, probes = probe.until_of(msg.payload) or until, probes + 1
                     continue
                 outcomes += self._outcomes_of(msg)
-            await self._learn_partitions(outcomes)
+            await self._partitions.learn(self._producer, {readings_topic(o.kind) for o in outcomes
+                                                          if isinstance(o, Reading)})
             records = build_records(outcomes, self._partitions.__getitem__,
                                     max_readings=ing.aggregate_max_readings, max_bytes=ing.aggregate_max_bytes)
             for record in records:
@@ -283,17 +275,6 @@ class Gateway:
                 except Exception as exc:  # KafkaError and anything else: the acker resends it
                     log.debug("send failed (%s); will retry", type(exc).__name__)
             await self._batches.put(_Batch(messages, records, until, probes))
-
-    async def _learn_partitions(self, outcomes: list[Reading | DeadLetter]) -> None:
-        """Know the partition count of every readings topic in ``outcomes`` (metadata, once per topic)."""
-        for kind in {o.kind for o in outcomes if isinstance(o, Reading)}:
-            topic = readings_topic(kind)
-            while topic not in self._partitions:
-                try:
-                    self._partitions[topic] = len(await self._producer.partitions_for(topic))
-                except KafkaError as exc:
-                    log.warning("no metadata for %s yet (%s); retrying", topic, type(exc).__name__)
-                    await asyncio.sleep(0.5)
 
     def _send(self, record: OutRecord):
         return self._producer.send(record.topic, record.value, key=record.key, partition=record.partition,
@@ -322,7 +303,7 @@ class Gateway:
         """The dead letter of a message over its device's rate (the payload kept whole unless oversized)."""
         self._health.rate_limited(sensor_id)
         limit = self.settings.ingest.rate_limit
-        kept = msg.payload if len(msg.payload) <= self.limits.max_payload_bytes else msg.payload[:_TRUNCATED_PAYLOAD]
+        kept = msg.payload if len(msg.payload) <= self.limits.max_payload_bytes else msg.payload[:TRUNCATED_PAYLOAD]
         return DeadLetter.of(kept, msg.topic, f"rate_limited: more than {limit.messages_per_s:g} messages/s "
                              f"(burst {limit.burst}) from this device", msg.received_at, sensor_id)
 
@@ -345,7 +326,7 @@ class Gateway:
             if batch is None:
                 return
             for record in batch.records:
-                await self._deliver(record)
+                await deliver(record, self._send, self._retrying)
             for record in batch.records:
                 for outcome in record.outcomes:
                     self._count(outcome)
@@ -360,38 +341,12 @@ class Gateway:
                 await self._probe.send_progress(self._producer, self._partitions, batch.intake_until)
             self._window.release()
 
-    async def _deliver(self, record: OutRecord) -> None:
-        """Wait until Kafka has ``record``, resending with backoff as long as it takes.
-
-        An aggregate Kafka refuses as too large is split in two (in order);
-        a single reading or dead letter becomes a shortened dead letter.
-        """
-        delay = 0.2
-        while True:
-            try:
-                if record.future is None:
-                    record.future = await self._send(record)
-                await record.future
-                return
-            except MessageSizeTooLargeError:
-                record.future = None
-                if record.encoded is not None and len(record.encoded) > 1:
-                    for half in record.halves():
-                        await self._deliver(half)
-                    return
-                shrunk = OutRecord.single(_shrunk(record.outcomes[0]))
-                record.topic, record.partition, record.key = shrunk.topic, shrunk.partition, shrunk.key
-                record.value, record.headers, record.outcomes = shrunk.value, shrunk.headers, shrunk.outcomes
-                record.encoded = None
-                continue
-            except Exception as exc:  # KafkaError and anything else the client raises
-                record.future = None
-                self._stats.kafka_retries += 1
-                metrics.KAFKA_RETRIES.inc()
-                log.warning("Kafka did not take a record for %s (%s); retrying in %.1f s",
-                            record.topic, type(exc).__name__, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+    def _retrying(self, record: OutRecord, exc: Exception, delay: float) -> None:
+        """Count and log a record Kafka did not take (resent after ``delay`` s)."""
+        self._stats.kafka_retries += 1
+        metrics.KAFKA_RETRIES.inc()
+        log.warning("Kafka did not take a record for %s (%s); retrying in %.1f s",
+                    record.topic, type(exc).__name__, delay)
 
     def _count(self, outcome: Reading | DeadLetter) -> None:
         self._health.outcome(outcome)
@@ -418,15 +373,3 @@ class Gateway:
             except KafkaError as exc:
                 log.warning("device health not published (%s); next try in %.0f s", type(exc).__name__, interval)
 
-
-def _shrunk(outcome: Reading | DeadLetter) -> DeadLetter:
-    """A dead letter small enough for Kafka for an outcome whose record was too large."""
-    if isinstance(outcome, Reading):
-        raw = _encode(outcome)[:_TRUNCATED_PAYLOAD]
-        return DeadLetter.of(raw, outcome.mqtt_topic, "too_large: the reading's Kafka record exceeds the "
-                           f"producer's max_request_size (first {_TRUNCATED_PAYLOAD} bytes kept)",
-                           outcome.received_at, outcome.sensor_id)
-    raw = base64.b64decode(outcome.payload_b64)[:_TRUNCATED_PAYLOAD]
-    return replace(outcome, payload=raw.decode("utf-8", errors="replace"),
-                   payload_b64=base64.b64encode(raw).decode("ascii"),
-                   reason=f"{outcome.reason} (payload truncated to {_TRUNCATED_PAYLOAD} bytes)")

@@ -62,21 +62,6 @@ class IntakeProbe:
             except Exception as exc:  # not connected: the next probe tries again
                 log.debug("intake probe not published (%s)", type(exc).__name__)
 
-    @staticmethod
-    async def learn_partitions(producer: Any, topics: set[str], partitions: dict[str, int],
-                               timeout: float = 2.0) -> None:
-        """Add to ``partitions`` the partition count of each of ``topics`` the producer's metadata has
-        within ``timeout`` s (at start, so progress flows before the first reading; a topic not known
-        yet is learnt with its first reading)."""
-        for topic in topics - partitions.keys():
-            try:
-                found = await asyncio.wait_for(producer.partitions_for(topic), timeout)
-            except Exception as exc:  # KafkaError, a timeout: learnt later
-                log.debug("no metadata for %s at start (%s)", topic, type(exc).__name__)
-                continue
-            if found:
-                partitions.setdefault(topic, len(found))
-
     async def send_progress(self, producer: Any, partitions: Mapping[str, int], until: float) -> None:
         """Send the progress ``until`` (a probe's time, now in Kafka with all that came before it) to every
         partition of ``partitions`` (readings topic -> partition count), behind the records already there.

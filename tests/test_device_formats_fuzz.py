@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from cityeye.contracts import DeadLetter, Reading
 from cityeye.sensor_registry import load_registry
 from ingest.formats import DeviceFormats
-from ingest.gateway import _encode
+from ingest.kafka_delivery import encode as _encode
 from ingest.mapping import SHIPPED_MAPPINGS, load_mapping
 from simulators import DEMO_REGISTRY
 

@@ -234,7 +234,7 @@ async def test_kafka_outage_applies_backpressure_and_loses_nothing(settings, kaf
 
 def test_the_fast_record_encoding_matches_the_contract_encoding():
     from cityeye.contracts import to_json
-    from ingest.gateway import _encode
+    from ingest.kafka_delivery import encode as _encode
 
     r = Reading("wl-1", "water_level", "huangpu", 1.5, {"level_m": 1.0, "x": -2.5e-7}, 2.25, WL_TOPIC)
     d = DeadLetter.of("数据".encode() + b"\xff", WL_TOPIC,
