@@ -99,6 +99,25 @@ def test_settings_file_environment_and_secrets(tmp_path, monkeypatch):
     assert load_settings(path).kafka.bootstrap == "k2:9092"
 
 
+def test_the_ingest_settings_come_from_the_file_and_the_environment_as_before(tmp_path, monkeypatch):
+    """cityeye/ingest_settings.py's classes, re-exported by cityeye.config, read CITYEYE_INGEST__... as ever."""
+    from cityeye import config, ingest_settings
+
+    assert config.IngestSettings is ingest_settings.IngestSettings
+    assert config.RateLimitSettings is ingest_settings.RateLimitSettings
+    path = tmp_path / "cityeye.yaml"
+    path.write_text("ingest: {produce_batch: 300, rate_limit: {burst: 7}}\n")
+    monkeypatch.setenv("CITYEYE_INGEST__MAX_UNACKED", "123")
+    monkeypatch.setenv("CITYEYE_INGEST__RATE_LIMIT__MESSAGES_PER_S", "2.5")
+    monkeypatch.setenv("CITYEYE_INGEST__UNKNOWN_FIELDS", "drop")
+    ing = load_settings(path).ingest
+    assert (ing.produce_batch, ing.max_unacked, ing.unknown_fields) == (300, 123, "drop")
+    assert (ing.rate_limit.messages_per_s, ing.rate_limit.burst, ing.rate_limit.enabled) == (2.5, 7, True)
+    monkeypatch.setenv("CITYEYE_INGEST__TIMEZONE", "Mars/Olympus")
+    with pytest.raises(ConfigError, match=r"ingest\.timezone: unknown time zone"):
+        load_settings(path)
+
+
 @pytest.mark.parametrize("text, expected", [
     ("mqtt: {port: 70000}", r"mqtt\.port: .*less than or equal to 65535"),
     ("influx: {api: v3}", r"influx\.api: "),
