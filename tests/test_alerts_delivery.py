@@ -65,6 +65,17 @@ async def test_retry_after_is_honoured_and_same_id_is_resent(tmp_path):
     assert notifier.sent == [row.id, row.id] and due(engine) == [] and engine.store.delivered(row.id)
 
 
+async def test_one_attempt_judges_its_outcome_once(tmp_path, monkeypatch):
+    """deliver_one records and returns the same status, computed once (not once to record, again to return)."""
+    engine, manager, notifier, _, _ = setup(tmp_path, [RetryableDeliveryError("HTTP 503")])
+    judged = []
+    status_of = DeliveryManager._status
+    monkeypatch.setattr(DeliveryManager, "_status", lambda self, o: judged.append(status_of(self, o)) or judged[-1])
+    [row] = due(engine)
+    assert await manager.deliver_one(row, notifier) == "retrying" and judged == ["retrying"]
+    assert [r.attempts for r in due(engine)] == [1]
+
+
 async def test_attempt_limit_dead_letters_and_raises_internal_alert(tmp_path):
     engine, manager, notifier, letters, _ = setup(tmp_path, [RetryableDeliveryError("HTTP 503")] * 5, redeliver=False)
     for expected in ("retrying", "retrying", "dead"):

@@ -192,7 +192,8 @@ class DeliveryManager:
         if not finished and not going:
             return []  # nothing to commit, nothing to start: no transaction
         with self.store.transaction():
-            letters = [letter for outcome in finished if (letter := self._record(outcome)) is not None]
+            letters = [letter for outcome in finished
+                       if (letter := self._record(outcome, self._status(outcome))) is not None]
             for outcome in finished:
                 order.settle(outcome.note.id)
             started, duplicates = self._begin(going or admitted())
@@ -209,10 +210,11 @@ class DeliveryManager:
         if not started:
             return "duplicate"
         outcome = await self._send(*started[0], notifier)
+        status = self._status(outcome)
         with self.store.transaction():
-            letter = self._record(outcome)
+            letter = self._record(outcome, status)
         await self._after_commit([letter] if letter is not None else [])
-        return self._status(outcome)
+        return status
 
     async def _after_commit(self, letters: list[dict]) -> None:
         """Wake whom the committed round concerns, then publish its dead letters."""
@@ -266,10 +268,10 @@ class DeliveryManager:
             return "dead"
         return "retrying" if outcome.attempt < self.backoff.max_attempts else "redelivering"
 
-    def _record(self, outcome: SendOutcome) -> dict | None:
-        """In the round's transaction: write ``outcome``; returns a dead letter to publish after the commit."""
+    def _record(self, outcome: SendOutcome, status: str) -> dict | None:
+        """In the round's transaction: write ``outcome``, whose :meth:`_status` is ``status``; returns a dead
+        letter to publish after the commit."""
         note, attempt, now = outcome.note, outcome.attempt, self.clock()
-        status = self._status(outcome)
         if status == "delivered":
             if self.store.dead_notification(note.id) is not None:
                 self.store.dead_notification_state(note.id, "delivered")
