@@ -170,12 +170,14 @@ class WindowedLineFit:
         slope = (self._sty - st * sy / n) / sxx
         return slope, sy / n - slope * (st / n - (at - self._t0))
 
-    def estimate(self, at: float) -> LineEstimate | None:
+    def estimate(self, at: float, line: tuple[float, float] | None = None) -> LineEstimate | None:
         """The fitted line evaluated at time ``at``; ``None`` with fewer than two distinct times.
 
-        Its slope is :meth:`slope`'s, to the bit, and its slope and value :meth:`trend`'s.
+        Its slope is :meth:`slope`'s, to the bit, and its slope and value :meth:`trend`'s. ``line``: what
+        :meth:`trend` returned for the same ``at`` with no point added since (not fitted again); ``None``: fit.
         """
-        line = self.trend(at)
+        if line is None:
+            line = self.trend(at)
         if line is None:
             return None
         slope, value = line

@@ -125,13 +125,14 @@ class LevelForecast(JSONStateMixin, Rule):
         self._fit.restore(fit)
         self._recent = [float(v) for v in state.get("_recent") or []][-4:]
 
-    def _estimate(self, t: float) -> LineEstimate | None:
-        """The fit's line at ``t``, or ``None`` when too few readings or too short a span."""
+    def _estimate(self, t: float, line: tuple[float, float] | None = None) -> LineEstimate | None:
+        """The fit's line at ``t``, or ``None`` when too few readings or too short a span (``line``: the fit's
+        :meth:`~detectors._line_fit.WindowedLineFit.trend` at ``t``, if the caller has it)."""
         fit = self._fit
         min_span = self.window_s / 2 if self.min_span_s is None else self.min_span_s
         if len(fit) < self.min_points or fit.span_s < max(min_span, 1e-9):
             return None
-        return fit.estimate(t)
+        return fit.estimate(t, line)
 
     def forecast(self, t: float) -> dict[str, float] | None:
         """The fitted trend at ``t``: ``value``, ``slope`` (per s), ``value_sd``, ``slope_sd``."""
@@ -169,7 +170,7 @@ class LevelForecast(JSONStateMixin, Rule):
         if line is None or not sign * line[0] > 0 or sign * (self.level - line[1]) / (sign * line[0]) > self.horizon_s:
             self._current = None
             return None
-        est = self._estimate(t)
+        est = self._estimate(t, line)
         if est is None:  # too short a span for a trend: no prediction
             self._current = None
             return None

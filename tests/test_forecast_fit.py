@@ -81,3 +81,22 @@ def test_a_snapshot_of_the_old_layout_is_read():
     assert len(r._fit) == 20
     f = r.update({"level_m": 4.2}, 60.0 * 20)
     assert f is not None and "predicted to reach the warning level 4.50 m" in f.message
+
+
+def test_a_forecast_fits_its_line_once_per_reading_with_the_same_floats(monkeypatch):
+    """update() hands the line it tested against the horizon to estimate() instead of fitting it again."""
+    fit, series = WindowedLineFit(window_s=1800.0), gappy_series(400, 7)
+    for t, y in series:
+        fit.add(t, y)
+        a, b = fit.estimate(t), fit.estimate(t, fit.trend(t))
+        assert (a is None) == (b is None)
+        if a is not None:  # the same numbers, to the bit
+            assert [getattr(a, k) for k in a.__slots__] == [getattr(b, k) for k in b.__slots__]
+    fits = []
+    trend = WindowedLineFit.trend
+    monkeypatch.setattr(WindowedLineFit, "trend", lambda self, at: fits.append(at) or trend(self, at))
+    r = LevelForecast(level=4.5, window_s=1800.0)
+    for i in range(31):
+        f = r.update({"level_m": 4.0 + 0.5 * i / 60.0}, 60.0 * i)
+        assert fits.count(60.0 * i) <= 1, f"reading {i}: the line was fitted {fits.count(60.0 * i)} times"
+    assert f is not None and f.extra["eta_s"] == pytest.approx(1800.0, abs=60.0)
