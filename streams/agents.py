@@ -224,7 +224,7 @@ def attach_agents(app: CityEyeFaustApp, runtime: DetectorRuntime, *, batch_size:
                   tick_interval_s: float, rules_check_s: float = 0.0) -> None:
     """Register the detector agent, the clock timer, the rules watch, the lifecycle hooks and the
     snapshot writer's commit barrier on ``app``."""
-    app.commit_barriers.append(runtime.writer.commit_limit)
+    app.commit_barriers.append(runtime.writer.commit_limits)
 
     if runtime.live_rules is not None and rules_check_s > 0:
         @app.timer(interval=rules_check_s, name="cityeye-rules-watch")

@@ -12,7 +12,7 @@ once, with its newest state.
 Each mark carries a *barrier* offset of the sensor's readings partition: the
 first offset of the batch that made the snapshot necessary. Until the
 snapshot is acknowledged by the broker, the worker's group must not commit
-beyond that offset (:meth:`SnapshotWriter.commit_limit`, one of
+beyond that offset (:meth:`SnapshotWriter.commit_limits`, one of
 :attr:`streams.transport.CityEyeFaustApp.commit_barriers`): after a crash,
 the readings from the barrier on are delivered again and rebuild what the
 lost snapshot would have held, exactly as when snapshots were written inline
@@ -25,7 +25,7 @@ import asyncio
 import logging
 from collections import Counter
 from functools import partial
-from itertools import islice
+from itertools import chain, islice
 from typing import Any, Callable, Iterable
 
 from faust.types import TP
@@ -95,11 +95,19 @@ class SnapshotWriter:
                 self._task = asyncio.get_running_loop().create_task(self._run(), name="cityeye-snapshot-writer")
             self._wake.set()
 
+    def commit_limits(self) -> dict[TP, int]:
+        """The highest offset the group may commit now of each partition a snapshot holds back (its lowest
+        barrier, pending or in flight; a partition not named is not held), in one pass."""
+        limits: dict[TP, int] = {}
+        for tp, barrier in chain(self.pending.values(), self.in_flight):
+            held = limits.get(tp)
+            if held is None or barrier < held:
+                limits[tp] = barrier
+        return limits
+
     def commit_limit(self, tp: TP) -> int | None:
         """The highest offset of ``tp`` the group may commit now (``None``: no snapshot holds it back)."""
-        limits = [b for t, b in self.pending.values() if t == tp]
-        limits.extend(b for t, b in self.in_flight if t == tp)
-        return min(limits) if limits else None
+        return self.commit_limits().get(tp)
 
     async def write_now(self) -> None:
         """Build, send and await every pending snapshot and every one in flight.

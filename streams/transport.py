@@ -84,10 +84,10 @@ class _Consumer(faust_aiokafka.Consumer):
         when it chose them; those a barrier holds back are put back, so a
         later commit takes them once the barrier moved.
         """
-        barriers = getattr(self.app, "commit_barriers", ())
+        held_back = [barrier() for barrier in getattr(self.app, "commit_barriers", ())]  # each once per commit
         allowed: dict[TP, int] = {}
         for tp, offset in offsets.items():
-            limits = [limit for limit in (barrier(tp) for barrier in barriers) if limit is not None]
+            limits = [held[tp] for held in held_back if tp in held]
             committed = self._committed_offset[tp]
             if limits and min(limits) < offset:
                 held = max(min(limits), committed or 0)
@@ -116,8 +116,9 @@ class CityEyeFaustApp(faust.App):
         self.fetch_max_wait_ms = fetch_max_wait_ms
         #: read end offsets from Fetch high watermarks with these settings (None: ListOffsets, as Faust does)
         self.fetch_end_offsets = fetch_end_offsets
-        #: each says how far a partition's offsets may be committed now (None: no limit); the lowest wins
-        self.commit_barriers: list[Callable[[TP], int | None]] = []
+        #: each says how far the partitions it holds back may be committed now (a partition it does not
+        #: name: no limit); the lowest wins
+        self.commit_barriers: list[Callable[[], Mapping[TP, int]]] = []
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> Any:

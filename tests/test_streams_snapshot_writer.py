@@ -81,7 +81,7 @@ async def test_a_marked_snapshot_holds_its_partition_until_the_broker_acknowledg
     assert writer.commit_limit(WL) is None
     writer.mark(WL, ["a", "b"], barrier=40)
     writer.mark(WX, ["x"], barrier=7)
-    assert (writer.commit_limit(WL), writer.commit_limit(WX)) == (40, 7)
+    assert (writer.commit_limit(WL), writer.commit_limit(WX)) == (40, 7) and writer.commit_limits() == {WL: 40, WX: 7}
     assert await wait_until(lambda: len(table.sent) == 3, 5.0, every=0.001)  # built and sent in the background ...
     assert engine.built_unlocked == 0  # ... always under the runtime's lock
     assert (writer.commit_limit(WL), writer.commit_limit(WX)) == (40, 7)  # not acknowledged yet: still held
@@ -166,8 +166,8 @@ def _ack(consumer: SimpleNamespace, tp: TP, offsets: range) -> None:
 
 
 def test_commits_are_lowered_to_every_barrier_and_the_held_acks_are_committed_later():
-    limits: dict[TP, int | None] = {WL: 12, WX: None}
-    consumer = _consumer([limits.get, lambda tp: 15 if tp == WL else None], {WL: 10, WX: 0})
+    limits: dict[TP, int] = {WL: 12}
+    consumer = _consumer([lambda: limits, lambda: {WL: 15}], {WL: 10, WX: 0})
     _ack(consumer, WL, range(10, 20))
     _ack(consumer, WX, range(0, 5))
     offsets = {tp: FaustConsumer._new_offset(consumer, tp) for tp in (WL, WX)}  # Faust's choice: 20 and 5
@@ -175,7 +175,7 @@ def test_commits_are_lowered_to_every_barrier_and_the_held_acks_are_committed_la
     assert _Consumer._within_barriers(consumer, offsets) == {WL: 12, WX: 5}  # the lowest barrier wins
     consumer._committed_offset.update({WL: 12, WX: 5})
     # offsets 12..19 were taken off Faust's books when it chose 20: they are back, for the next commit
-    limits[WL] = None
+    del limits[WL]
     again = FaustConsumer._new_offset(consumer, WL)
     assert again == 20 and _Consumer._within_barriers(consumer, {WL: again}) == {WL: 15}  # the other barrier
     consumer._committed_offset[WL] = 15
@@ -184,9 +184,35 @@ def test_commits_are_lowered_to_every_barrier_and_the_held_acks_are_committed_la
 
 
 def test_a_barrier_at_or_below_the_committed_offset_commits_nothing_and_loses_nothing():
-    consumer = _consumer([lambda tp: 3], {WL: 5})
+    consumer = _consumer([lambda: {WL: 3}], {WL: 5})
     _ack(consumer, WL, range(5, 9))
     offset = FaustConsumer._new_offset(consumer, WL)
     assert _Consumer._within_barriers(consumer, {WL: offset}) == {}
     consumer.app.commit_barriers.clear()
     assert _Consumer._within_barriers(consumer, {WL: FaustConsumer._new_offset(consumer, WL)}) == {WL: 9}
+
+
+async def test_one_pass_gives_every_partitions_lowest_barrier_pending_or_in_flight():
+    writer, table, _ = _writer({"a": WL, "b": WL, "x": WX})
+    async with writer.lock:  # nothing is built meanwhile: all pending
+        writer.mark(WL, ["a"], barrier=30)
+        writer.mark(WX, ["x"], barrier=9)
+        assert writer.commit_limits() == {WL: 30, WX: 9}
+    assert await wait_until(lambda: len(table.sent) == 2, 5.0, every=0.001)
+    async with writer.lock:
+        writer.mark(WL, ["b"], barrier=20)  # pending, below a's in flight
+        writer.mark(WX, ["x"], barrier=11)  # pending, above x's in flight
+        assert writer.commit_limits() == {WL: 20, WX: 9}
+    assert await wait_until(lambda: len(table.sent) == 4, 5.0, every=0.001)
+    table.ack_all()
+    assert await wait_until(lambda: writer.commit_limits() == {}, 5.0, every=0.001)
+    await writer.close()
+
+
+def test_each_barrier_is_asked_once_per_commit_whatever_the_partitions():
+    asked = []
+    consumer = _consumer([lambda: asked.append(1) or {WL: 12}], {WL: 10, WX: 0})
+    _ack(consumer, WL, range(10, 20))
+    _ack(consumer, WX, range(0, 5))
+    offsets = {tp: FaustConsumer._new_offset(consumer, tp) for tp in (WL, WX)}
+    assert _Consumer._within_barriers(consumer, offsets) == {WL: 12, WX: 5} and asked == [1]
