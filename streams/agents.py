@@ -140,8 +140,7 @@ class DetectorRuntime(BatchProcessing, PartitionLifecycle):
                 emitted = self.engine.tick(now, [sid])
                 out.extend(emitted)
                 touched.update(e.sensor_id for e in emitted)
-        await self._send_alerts(out)
-        self._snapshot(touched)
+        await self._send_then_snapshot(out, touched)
 
     def _mark_backlogs(self) -> None:
         """Tell the clocks which partitions have records waiting (high watermark beyond the next offset).
@@ -170,8 +169,7 @@ class DetectorRuntime(BatchProcessing, PartitionLifecycle):
                 return False
             self.engine.rules_version = self.live_rules.version
             events, changed = self.engine.rebuild_checks()
-            await self._send_alerts(events)
-            self._snapshot(changed)
+            await self._send_then_snapshot(events, changed)
             log.warning("rules version %s in force: checks of %d sensor(s) rebuilt, the others kept their state",
                         self.live_rules.version, len(changed))
             return True
@@ -202,6 +200,12 @@ class DetectorRuntime(BatchProcessing, PartitionLifecycle):
             barrier = first.get(tp) if first else None
             self.writer.mark(tp, sids, self.next_offset.get(tp, 0) if barrier is None else barrier)
 
+    def _snapshot_dirty(self, sensor_ids: Iterable[str]) -> list[str]:
+        """Have those of ``sensor_ids`` with unsaved readings snapshotted (barrier: :meth:`_snapshot`'s); returns them."""
+        dirty = [sid for sid in sensor_ids if self.engine.dirty(sid)]
+        self._snapshot(dirty)
+        return dirty
+
     def _build_snapshot(self, sid: str) -> tuple[TP, dict[str, Any]] | None:
         """A held sensor's readings partition and snapshot (marking it clean), for the writer; None once let go."""
         tp = self.tp_of.get(sid)
@@ -209,8 +213,10 @@ class DetectorRuntime(BatchProcessing, PartitionLifecycle):
             return None
         return tp, self.engine.snapshot(sid)
 
-    async def _send_alerts(self, events: list[AlertEvent]) -> None:
-        """Send events and wait until the broker has them.
+    async def _send_then_snapshot(self, events: list[AlertEvent], sensor_ids: Iterable[str],
+                                  first: Mapping[TP, int] | None = None) -> None:
+        """Send ``events`` and wait until the broker has them, then have ``sensor_ids`` snapshotted
+        (barriers ``first``, see :meth:`_snapshot`).
 
         Waiting matters: snapshots built afterwards may include the readings
         behind these events, and a reading included in a snapshot is never
@@ -218,6 +224,7 @@ class DetectorRuntime(BatchProcessing, PartitionLifecycle):
         """
         await self.alerts.send(events)
         self.events_sent += len(events)
+        self._snapshot(sensor_ids, first)
 
 
 def attach_agents(app: CityEyeFaustApp, runtime: DetectorRuntime, *, batch_size: int, batch_within_s: float,

@@ -74,9 +74,7 @@ class BatchProcessing:
                 await self._process_skipped(tp, expected, offset, batch)
             await self._process_record(tp, offset, msg.key, msg.value, msg.headers, batch)
             next_offset[tp] = offset + 1
-        # the events are in the broker before any snapshot including their readings can be built
-        await self._send_alerts(batch.out)
-        self._snapshot(batch.touched, batch.first)
+        await self._send_then_snapshot(batch.out, batch.touched, batch.first)
         metrics.observe_readings(batch.done, batch.started)
 
     async def _process_record(self: "DetectorRuntime", tp: TP, offset: int, key: bytes | None, value: bytes | None,
@@ -159,8 +157,7 @@ class BatchProcessing:
             hole = dropped_range(self.app, tp, expected, self.app.consumer.highwater(tp))
             if hole is not None:
                 await self._process_skipped(tp, *hole, batch)
-        await self._send_alerts(batch.out)
-        self._snapshot(batch.touched, batch.first)
+        await self._send_then_snapshot(batch.out, batch.touched, batch.first)
 
     async def _read_skipped(self: "DetectorRuntime", tp: TP, start: int, end: int) -> list[ConsumerRecord]:
         """The records ``[start, end)`` of ``tp`` that the stream skipped, read directly.

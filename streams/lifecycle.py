@@ -46,8 +46,7 @@ class PartitionLifecycle:
         revoked = list(revoked)
         gone = [tp for tp in revoked if tp in self.sensors_by_tp]
         sensors = [sid for tp in gone for sid in self.sensors_by_tp[tp]]
-        self._snapshot(sid for sid in sensors if self.engine.dirty(sid))
-        await self.writer.write_now()  # the partitions' snapshots are in the broker before they go
+        await self._snapshot_now(sensors)  # the partitions' snapshots are in the broker before they go
         await self.app.producer.flush()
         for tp in revoked:
             self.next_offset.pop(tp, None)
@@ -124,8 +123,15 @@ class PartitionLifecycle:
                 self.replayed += 1
 
         count = await read_ranges(self.kafka, ranges, feed, give_up_after_idle=3)
-        self._snapshot(sid for sid in list(self.tp_of) if self.engine.dirty(sid))
+        self._snapshot_dirty(list(self.tp_of))
         log.info("replayed %d readings left out of snapshots on %d partitions", count, len(ranges))
+
+    async def _snapshot_now(self: "DetectorRuntime", sensor_ids: Iterable[str]) -> list[str]:
+        """Snapshot those of ``sensor_ids`` with unsaved readings and wait until the broker has every pending
+        snapshot (the caller holds the lock); returns the sensors snapshotted."""
+        dirty = self._snapshot_dirty(sensor_ids)
+        await self.writer.write_now()
+        return dirty
 
     def _restore_one(self: "DetectorRuntime", sid: str, tp: TP) -> bool:
         snap = self.snapshots.get(sid)
@@ -141,9 +147,7 @@ class PartitionLifecycle:
         clock ticks after it do nothing.
         """
         async with self._lock:
-            dirty = [sid for sid in self.tp_of if self.engine.dirty(sid)]
-            self._snapshot(dirty)
-            await self.writer.write_now()
+            dirty = await self._snapshot_now(list(self.tp_of))
             self.stopped = True
             await self.writer.close()
             await self.alerts.close()

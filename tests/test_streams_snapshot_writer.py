@@ -216,3 +216,34 @@ def test_each_barrier_is_asked_once_per_commit_whatever_the_partitions():
     _ack(consumer, WX, range(0, 5))
     offsets = {tp: FaustConsumer._new_offset(consumer, tp) for tp in (WL, WX)}
     assert _Consumer._within_barriers(consumer, offsets) == {WL: 12, WX: 5} and asked == [1]
+
+
+async def test_the_runtime_marks_snapshots_only_once_the_broker_has_the_events_behind_them():
+    """DetectorRuntime._send_then_snapshot (batches, stalled partitions, ticks, rules changes): send, await the
+    broker's acknowledgements, then mark, with the batch's barriers; _snapshot_now marks the dirty and writes."""
+    from streams.agents import DetectorRuntime
+
+    steps: list[Any] = []
+    acked = asyncio.Event()
+
+    async def send(events):
+        steps.append(("send", list(events)))
+        await acked.wait()
+        steps.append("acked")
+
+    runtime = SimpleNamespace(alerts=SimpleNamespace(send=send), events_sent=0,
+                              _snapshot=lambda sids, first=None: steps.append(("mark", sorted(sids), first)))
+    done = asyncio.ensure_future(DetectorRuntime._send_then_snapshot(runtime, ["e1", "e2"], {"b", "a"}, {WL: 4}))
+    await asyncio.sleep(0.01)
+    assert steps == [("send", ["e1", "e2"])], "a snapshot was marked before the broker had the events"
+    acked.set()
+    await done
+    assert steps[1:] == ["acked", ("mark", ["a", "b"], {WL: 4})] and runtime.events_sent == 2
+
+    writer = SimpleNamespace(write_now=lambda: steps.append("written") or asyncio.sleep(0))
+    runtime = SimpleNamespace(engine=SimpleNamespace(dirty=lambda sid: sid != "clean"), writer=writer,
+                              _snapshot=lambda sids, first=None: steps.append(("mark", list(sids), first)))
+    runtime._snapshot_dirty = lambda sids: DetectorRuntime._snapshot_dirty(runtime, sids)
+    steps.clear()
+    assert await DetectorRuntime._snapshot_now(runtime, ["a", "clean", "b"]) == ["a", "b"]
+    assert steps == [("mark", ["a", "b"], None), "written"]
