@@ -83,7 +83,7 @@ def compare_scores(recorded: dict[str, np.ndarray], measured: dict[str, np.ndarr
 def main(argv: list[str] | None = None) -> int:
     _ensure_importable()
     from detectors.catalog import DETECTORS
-    from evaluation.command import resolve_data_dir
+    from evaluation.command import resolve_data_dir, series_dir
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("mode", choices=("record", "compare"))
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPU count)")
     args = ap.parse_args(argv)
     nab_dir = resolve_data_dir(args.data)
-    data_dir = nab_dir / "data" if (nab_dir / "data").is_dir() else nab_dir
+    data_dir = series_dir(nab_dir)
     with open("/proc/loadavg") as f:
         print(f"load average {' '.join(f.read().split()[:3])}; NAB at {data_dir}", flush=True)
     if args.mode == "record":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from evaluation.nab_scorer import PROFILES, load_windows, score_corpus
 
-__all__ = ["add_arguments", "run", "PUBLISHED", "resolve_data_dir"]
+__all__ = ["add_arguments", "run", "PUBLISHED", "resolve_data_dir", "series_dir"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = "../shared/datasets/nab"
@@ -97,6 +97,12 @@ def _fmt(v: float | None) -> str:
     return "" if v is None else f"{v:.1f}"
 
 
+def series_dir(nab_dir: Path) -> Path:
+    """Where the series CSVs of a NAB directory from :func:`resolve_data_dir` are: its ``data/``, or the
+    directory itself when it is the ``data`` directory."""
+    return nab_dir / "data" if (nab_dir / "data").is_dir() else nab_dir
+
+
 def run(args: argparse.Namespace) -> int:
     from evaluation.nab_runner import run_corpus
     from detectors.catalog import DEFAULT_DETECTOR
@@ -115,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if command == "shapes":
         return _run_shapes(args, nab_dir)
-    data_dir = nab_dir / "data" if (nab_dir / "data").is_dir() else nab_dir
+    data_dir = series_dir(nab_dir)
     labels_path = Path(args.labels) if args.labels else nab_dir / "labels" / "combined_windows.json"
     windows = load_windows(labels_path)
     profiles = args.profile or list(PROFILES)

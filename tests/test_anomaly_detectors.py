@@ -312,7 +312,7 @@ def test_cityeye_eval_nab_on_two_files(tmp_path, capsys):
 
 
 def test_resolve_data_dir(tmp_path, monkeypatch):
-    from evaluation.command import resolve_data_dir
+    from evaluation.command import resolve_data_dir, series_dir
 
     (tmp_path / "nab" / "data").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
@@ -323,3 +323,5 @@ def test_resolve_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("CITYEYE_NAB_DATA", str(tmp_path / "elsewhere"))
     assert resolve_data_dir(None) == (tmp_path / "elsewhere").resolve()
     assert resolve_data_dir("nab") == (tmp_path / "nab").resolve()  # --data wins
+    assert series_dir(resolve_data_dir("nab")) == (tmp_path / "nab" / "data").resolve()
+    assert series_dir(resolve_data_dir("nab/data")) == (tmp_path / "nab" / "data").resolve()  # the data dir itself
