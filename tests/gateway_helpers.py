@@ -1,4 +1,4 @@
-"""Helpers of the gateway process tests: readings to publish, a publisher, a gateway as a process."""
+"""Helpers of the gateway process tests: readings to publish, a publisher, a gateway's config file and process."""
 
 from __future__ import annotations
 
@@ -11,14 +11,16 @@ import sys
 import time
 from pathlib import Path
 
-from cityeye.config import MqttSettings
+import yaml
+
+from cityeye.config import KafkaSettings, MqttSettings
 from cityeye.contracts import format_ts, mqtt_topic, parse_ts, readings_topic
 from cityeye.reading_records import readings_in
 from ingest.readback import read_until
 from simulators.publisher import MqttPublisher
 from tests.kafka_helpers import wait_until
 
-__all__ = ["SENSORS", "payloads", "publish_all", "gateway_proc", "held_while_kafka_stops"]
+__all__ = ["SENSORS", "payloads", "publish_all", "gateway_config", "gateway_proc", "held_while_kafka_stops"]
 
 REPO = Path(__file__).resolve().parent.parent
 SENSORS = [("huangpu", "wl-huangpu-01"), ("minhang", "wl-minhang-01")]
@@ -44,6 +46,14 @@ def publish_all(mqtt: MqttSettings, items, pace_s: float = 0.0) -> None:
             if pace_s and n % 50 == 49:
                 time.sleep(pace_s)
         pub.flush(120)
+
+
+def gateway_config(path: Path, kafka: KafkaSettings, mqtt: dict, registry: str, **sections: dict) -> Path:
+    """Write a gateway's config file at ``path``: Kafka (Tansu) at ``kafka.bootstrap``, the ``mqtt`` section,
+    the ``registry`` and any further ``sections`` (``ingest={...}``); returns ``path``."""
+    path.write_text(yaml.safe_dump({"kafka": {"bootstrap": kafka.bootstrap, "profile": "tansu"}, "mqtt": mqtt,
+                                    "registry": registry, **sections}))
+    return path
 
 
 def gateway_proc(config: Path, log: Path, *extra_args: str) -> subprocess.Popen:

@@ -1,4 +1,4 @@
-"""Test helpers: produce to and read back from the test broker, wait for a condition."""
+"""Test helpers: produce to and read back from the test broker, a group's committed total, wait for a condition."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from typing import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer
 
 from cityeye.config import KafkaSettings
+from cityeye.contracts import TOPIC_PARTITIONS
 from cityeye.kafka import make_producer
+from streams.replay import committed_offsets
 
-__all__ = ["produce", "read_topic", "wait_until"]
+__all__ = ["committed_total", "produce", "read_topic", "wait_until"]
 
 
 async def produce(kafka: KafkaSettings, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
@@ -40,6 +42,14 @@ async def read_topic(kafka: KafkaSettings, topic: str, count: int, timeout: floa
     finally:
         await consumer.stop()
     return records
+
+
+async def committed_total(kafka: KafkaSettings, topic: str, group: str | None = None) -> int:
+    """``group``'s committed offsets on every partition of ``topic``, summed (a partition without one: 0);
+    ``group`` None: the streams worker's (``<consumer_group_prefix>-streams``)."""
+    group = group or f"{kafka.consumer_group_prefix}-streams"
+    tps = [(topic, p) for p in range(TOPIC_PARTITIONS[topic])]
+    return sum((await committed_offsets(kafka, group, tps)).values())
 
 
 async def wait_until(check: Callable[[], bool | Awaitable[bool]], timeout: float = 20.0, every: float = 0.1) -> bool:

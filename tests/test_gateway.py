@@ -11,8 +11,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import yaml
-
 from cityeye.config import IngestSettings, RateLimitSettings
 from cityeye.contracts import (TOPIC_DEADLETTER, DeadLetter, Reading, all_topics, format_ts, mqtt_topic,
                                parse_ts, readings_topic)
@@ -21,6 +19,7 @@ from cityeye.sensor_registry import load_registry
 from ingest.gateway import Gateway
 from ingest.readback import read_until as consume
 from simulators.publisher import MqttPublisher
+from tests.gateway_helpers import gateway_config
 
 REPO = Path(__file__).resolve().parent.parent
 WL_TOPIC = mqtt_topic("huangpu", "water_level", "wl-huangpu-01")
@@ -245,13 +244,9 @@ def test_the_fast_record_encoding_matches_the_contract_encoding():
 
 
 async def test_gateway_command_runs_until_sigterm_and_logs_counters(settings, tmp_path):
-    config = tmp_path / "cityeye.yaml"
-    config.write_text(yaml.safe_dump({
-        "kafka": {"bootstrap": settings.kafka.bootstrap, "profile": "tansu"},
-        "mqtt": {"port": settings.mqtt.port, "client_id": "gw-cli"},
-        "registry": settings.registry,
-        "ingest": {"stats_interval_s": 0.2},
-    }))
+    config = gateway_config(tmp_path / "cityeye.yaml", settings.kafka,
+                            {"port": settings.mqtt.port, "client_id": "gw-cli"}, settings.registry,
+                            ingest={"stats_interval_s": 0.2})
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "launch.cli", "gateway", "--config", str(config),
                                                 stderr=asyncio.subprocess.PIPE, cwd=REPO)
     try:

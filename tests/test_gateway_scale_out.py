@@ -17,14 +17,13 @@ import time
 from collections import Counter
 
 import pytest
-import yaml
 
 from cityeye.contracts import readings_topic
 from cityeye.reading_records import readings_in
 from cityeye.sensor_registry import load_registry
 from ingest.gateway import Gateway
 from ingest.readback import read_until
-from tests.gateway_helpers import gateway_proc, held_while_kafka_stops, payloads, publish_all
+from tests.gateway_helpers import gateway_config, gateway_proc, held_while_kafka_stops, payloads, publish_all
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -59,12 +58,9 @@ async def test_two_gateways_share_the_device_stream(settings):
 async def test_kill_9_of_one_shared_gateway_loses_no_accepted_reading(settings, tmp_path):
     """Gateway A (a process) is killed with SIGKILL mid-stream while B (in this process) goes on;
     A restarts with the same client id. Every published reading ends up in Kafka."""
-    config = tmp_path / "gw-a.yaml"
-    config.write_text(yaml.safe_dump({
-        "kafka": {"bootstrap": settings.kafka.bootstrap, "profile": "tansu"},
-        "mqtt": {"port": settings.mqtt.port, "client_id": "gw-a", "protocol": "5", "share_group": "cityeye-gateways"},
-        "registry": settings.registry, "ingest": {"stats_interval_s": 0.2},
-    }))
+    mqtt = {"port": settings.mqtt.port, "client_id": "gw-a", "protocol": "5", "share_group": "cityeye-gateways"}
+    config = gateway_config(tmp_path / "gw-a.yaml", settings.kafka, mqtt, settings.registry,
+                            ingest={"stats_interval_s": 0.2})
     log = tmp_path / "gw-a.log"
     proc = gateway_proc(config, log)
     b = Gateway(shared(settings, "gw-b"), load_registry(settings.registry))

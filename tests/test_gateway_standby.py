@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from cityeye.command import GO_SIGNAL, wait_for_go
 from cityeye.config import KafkaSettings
@@ -26,7 +25,7 @@ from cityeye.kafka import ensure_topics, read_topic
 from cityeye.reading_records import readings_in
 from ingest.readback import read_until
 from launch.servers import TansuServer
-from tests.gateway_helpers import gateway_proc, payloads, publish_all
+from tests.gateway_helpers import gateway_config, gateway_proc, payloads, publish_all
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -53,12 +52,9 @@ async def test_standby_subscribes_only_on_go_and_takes_over_after_a_kill_9_losin
         kafka_b = KafkaSettings(bootstrap=tansu_b.bootstrap, profile="tansu")
         await ensure_topics(kafka_b)
         mqtt = {"port": settings.mqtt.port, "client_id": settings.mqtt.client_id}
-        configs = {}
-        for name, kafka in (("old", settings.kafka), ("standby", kafka_b)):
-            configs[name] = tmp_path / f"{name}.yaml"
-            configs[name].write_text(yaml.safe_dump({
-                "kafka": {"bootstrap": kafka.bootstrap, "profile": "tansu"}, "mqtt": mqtt,
-                "registry": settings.registry, "ingest": {"stats_interval_s": 0.2}}))
+        configs = {name: gateway_config(tmp_path / f"{name}.yaml", kafka, mqtt, settings.registry,
+                                        ingest={"stats_interval_s": 0.2})
+                   for name, kafka in (("old", settings.kafka), ("standby", kafka_b))}
         old_log, standby_log, ready = tmp_path / "old.log", tmp_path / "standby.log", tmp_path / "standby.ready"
         # both start at once (a process start is much of this test's time): the standby touches no MQTT before its go
         old = gateway_proc(configs["old"], old_log)
@@ -101,10 +97,8 @@ async def test_standby_subscribes_only_on_go_and_takes_over_after_a_kill_9_losin
 
 
 async def test_a_standby_stopped_before_its_go_never_subscribes(settings, tmp_path):
-    config = tmp_path / "standby.yaml"
-    config.write_text(yaml.safe_dump({"kafka": {"bootstrap": settings.kafka.bootstrap, "profile": "tansu"},
-                                      "mqtt": {"port": settings.mqtt.port, "client_id": settings.mqtt.client_id},
-                                      "registry": settings.registry}))
+    config = gateway_config(tmp_path / "standby.yaml", settings.kafka,
+                            {"port": settings.mqtt.port, "client_id": settings.mqtt.client_id}, settings.registry)
     log, ready = tmp_path / "standby.log", tmp_path / "standby.ready"
     standby = gateway_proc(config, log, "--standby", str(ready))
     try:

@@ -19,12 +19,11 @@ import threading
 import time
 
 import pytest
-import yaml
 
 from cityeye.contracts import format_ts, mqtt_topic, parse_ts
 from simulators.publisher import MqttPublisher
 from streams.command import StreamsWorker
-from tests.gateway_helpers import gateway_proc
+from tests.gateway_helpers import gateway_config, gateway_proc
 from tests.kafka_helpers import wait_until
 from tests.test_streams_backlog import INTERVAL_S, OTHER, STALE_S, fast_registry, stale_firings
 from tests.test_streams_worker import WL, alerts
@@ -54,20 +53,12 @@ class Gauges(threading.Thread):
             pub.flush(30)
 
 
-def gateway_config(settings, tmp_path, progress_interval_s: float):
-    config = tmp_path / "gateway.yaml"
-    config.write_text(yaml.safe_dump({
-        "kafka": {"bootstrap": settings.kafka.bootstrap, "profile": "tansu"},
-        "mqtt": {"port": settings.mqtt.port, "client_id": "gw-paused"},
-        "registry": settings.registry,
-        "ingest": {"stats_interval_s": 0.2, "intake_progress_interval_s": progress_interval_s},
-    }))
-    return config
-
-
 async def test_a_paused_gateway_raises_no_stale_alert_and_silence_still_does(settings, tmp_path):
     log = tmp_path / "gateway.log"
-    gateway = gateway_proc(gateway_config(settings, tmp_path, 0.1), log)
+    config = gateway_config(tmp_path / "gateway.yaml", settings.kafka,
+                            {"port": settings.mqtt.port, "client_id": "gw-paused"}, settings.registry,
+                            ingest={"stats_interval_s": 0.2, "intake_progress_interval_s": 0.1})
+    gateway = gateway_proc(config, log)
     gauges = Gauges(settings)
     try:
         async with StreamsWorker(settings, registry=fast_registry(), tick_interval_s=0.1) as worker:

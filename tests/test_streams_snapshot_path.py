@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from cityeye.contracts import TOPIC_PARTITIONS, readings_topic
+from cityeye.contracts import readings_topic
 from cityeye.kafka import read_topic
 from streams.command import StreamsWorker
-from streams.replay import committed_offsets
+from tests.kafka_helpers import committed_total
 from tests.test_streams_worker import WL, alerts, expected_events, produce, summary, wait_committed, water_series
 
 pytestmark = pytest.mark.timeout(120)
@@ -44,14 +44,6 @@ def _gate_snapshot_sends(runtime: Any) -> asyncio.Event:
     return gate
 
 
-async def _committed_water_level(settings) -> int:
-    """The worker group's committed offsets on ``readings.water_level``, summed over partitions."""
-    topic = readings_topic("water_level")
-    group = f"{settings.kafka.consumer_group_prefix}-streams"
-    offsets = await committed_offsets(settings.kafka, group, [(topic, p) for p in range(TOPIC_PARTITIONS[topic])])
-    return sum(offsets.values())
-
-
 async def test_offsets_wait_for_the_snapshots_and_follow_once_they_are_written(settings):
     readings = water_series(FIRST)
     async with StreamsWorker(settings) as worker:
@@ -64,7 +56,7 @@ async def test_offsets_wait_for_the_snapshots_and_follow_once_they_are_written(s
         assert runtime.readings == len(readings)
         tp = runtime.tp_of[WL]
         assert runtime.writer.commit_limit(tp) == 0  # the first batch's snapshot holds the partition at its start
-        assert await _committed_water_level(settings) == 0
+        assert await committed_total(settings.kafka, readings_topic("water_level")) == 0
         gate.set()
         await wait_committed(settings, "water_level", len(readings), timeout=15)
         assert runtime.writer.commit_limit(tp) is None
@@ -92,7 +84,7 @@ async def test_a_worker_dying_with_snapshots_unsent_leaves_the_successor_exact(s
         await asyncio.sleep(COMMIT_WAIT_S)
         assert runtime.readings == len(first)
     await runtime.writer.close()
-    assert await _committed_water_level(settings) == 0  # the stop's final commit was held back too
+    assert await committed_total(settings.kafka, readings_topic("water_level")) == 0  # the stop's final commit was held back too
 
     async with StreamsWorker(settings) as successor:
         await successor.wait_ready()

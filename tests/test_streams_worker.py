@@ -44,7 +44,7 @@ from streams.command import StreamsWorker, run_worker
 from streams.gc_tuning import WORKER_GC_THRESHOLDS
 from streams.sensor_engine import SensorEngine, default_checks_factory
 from streams.replay import committed_offsets
-from tests.kafka_helpers import wait_until
+from tests.kafka_helpers import committed_total, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -204,11 +204,10 @@ def _worker_proc(config: Path, log: Path, *args: str) -> subprocess.Popen:
 
 async def wait_committed(settings: Settings, kind: str, count: int, timeout: float = 30.0) -> None:
     """Until the worker group's committed offsets on ``readings.<kind>`` add up to ``count``."""
-    tps = [(readings_topic(kind), p) for p in range(TOPIC_PARTITIONS[readings_topic(kind)])]
-    deadline = time.monotonic() + timeout
-    while sum((await committed_offsets(settings.kafka, f"{settings.kafka.consumer_group_prefix}-streams", tps)).values()) < count:
-        assert time.monotonic() < deadline, f"worker did not commit {count} offsets on {kind}"
-        await asyncio.sleep(0.2)
+    async def committed() -> bool:
+        return await committed_total(settings.kafka, readings_topic(kind)) >= count
+
+    assert await wait_until(committed, timeout, every=0.2), f"worker did not commit {count} offsets on {kind}"
 
 
 @pytest.mark.parametrize("aggregate", [1, 3], ids=["single-records", "aggregated-records"])
