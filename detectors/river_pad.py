@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import math
-import pickle
-import zlib
 from typing import Any
 
 from river import anomaly, time_series
 
+from detectors._pickled import pickled, unpickled
 from detectors.base import LearntScoreDetector, model_value
 
 __all__ = ["RiverSeasonalPAD"]
@@ -135,12 +133,7 @@ class RiverSeasonalPAD(LearntScoreDetector):
 
     def snapshot(self) -> dict[str, Any]:
         """State as JSON-able data (the River objects pickled, zlib-compressed, base64)."""
-        blob = zlib.compress(pickle.dumps((self._pad, self._n, self._score)), 9)
-        return {"pickle_z": base64.b64encode(blob).decode("ascii")}
+        return pickled((self._pad, self._n, self._score))
 
     def restore(self, state: dict[str, Any]) -> None:
-        if "pickle_z" in state:
-            blob = zlib.decompress(base64.b64decode(state["pickle_z"]))
-        else:  # snapshots written before the compression
-            blob = base64.b64decode(state["pickle"])
-        self._pad, self._n, self._score = pickle.loads(blob)
+        self._pad, self._n, self._score = unpickled(state)
