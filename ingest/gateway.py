@@ -265,8 +265,8 @@ class Gateway:
                     until, probes = probe.until_of(msg.payload) or until, probes + 1
                     continue
                 outcomes += self._outcomes_of(msg)
-            await self._partitions.learn(self._producer, {readings_topic(o.kind) for o in outcomes
-                                                          if isinstance(o, Reading)})
+            kinds = {o.kind for o in outcomes if isinstance(o, Reading)}  # a topic name per kind, not per reading
+            await self._partitions.learn(self._producer, map(readings_topic, kinds))
             records = build_records(outcomes, self._partitions.__getitem__,
                                     max_readings=ing.aggregate_max_readings, max_bytes=ing.aggregate_max_bytes)
             for record in records:
