@@ -98,7 +98,7 @@ class ContextKeys:
         """Keys of orders ``1..lengths[r]`` at resolution ``r`` (the history so far)."""
         self._lengths = lengths
         self._growing = any(m < order for (_, order), m in zip(self.resolutions, lengths))
-        self._parts: dict[int | tuple[int, ...], tuple[list[int], list[int]]] = {}  # symbols' key -> lead, heads
+        self._parts = _layout_parts(self._levels, lengths)  # symbols' key -> lead, heads (shared, read-only)
         # learn: tails of resolution r <- its symbol, then its keys of orders 1..K-1
         n_keys, start, indexes = sum(lengths), 0, []
         for r, ((_, order), m) in enumerate(zip(self.resolutions, lengths)):
@@ -109,7 +109,8 @@ class ContextKeys:
 
     def _new_parts(self, key: int | tuple[int, ...]) -> tuple[list[int], list[int]]:
         """The symbols' (``key``'s) part of every key (tagged) and the tagged symbols;
-        kept for the next readings if no symbol is outside the range."""
+        kept for the next readings (of every stream with this layout) if no symbol is
+        outside the range. Neither list is ever changed."""
         n = len(self.resolutions)
         lead, heads, clipped = [], [], False
         for r, (levels, q, m) in enumerate(zip(self._levels, self._symbols_of(key), self._lengths)):
@@ -159,6 +160,22 @@ class ContextKeys:
                 tails.append(tail * n + r)
         self._tails = tuple(tails)
         self._set_layout(tuple(min(order, len(hist)) for (_, order), hist in zip(self.resolutions, history)))
+
+
+#: (levels, lengths) -> the parts of the symbols' keys met so far with that layout (ContextKeys._new_parts).
+#: They depend on the layout alone, so every stream of one layout shares them: a young stream
+#: (its layout grows with each of its first readings) finds most of them made, and each of
+#: 100 k sensors holds no copy. At most the in-range symbols of each layout met: bounded.
+_PARTS: dict[tuple[tuple[int, ...], tuple[int, ...]], dict[int | tuple[int, ...], tuple[list[int], list[int]]]] = {}
+
+
+def _layout_parts(levels: tuple[int, ...], lengths: tuple[int, ...]
+                  ) -> dict[int | tuple[int, ...], tuple[list[int], list[int]]]:
+    """The shared parts of the layout ``(levels, lengths)`` (see :data:`_PARTS`)."""
+    parts = _PARTS.get((levels, lengths))
+    if parts is None:
+        parts = _PARTS[levels, lengths] = {}
+    return parts
 
 
 def _quantiser(levels: tuple[int, ...]) -> tuple[Callable[[float, float], int | tuple[int, ...]],

@@ -119,6 +119,26 @@ def test_keys_novelty_and_snapshot_match_the_definition(resolutions, range_windo
             assert restored.union == slots_of(ref)
 
 
+def test_streams_of_one_layout_share_their_symbol_parts_and_keep_their_own_keys():
+    """Every stream of a layout shares its symbols' key parts (one set for 100 k sensors, a young
+    sensor finds most made); two streams read in turn, young and through clipped symbols (outside
+    the range: not shared), still give the definition's novelty each."""
+    resolutions = ((4, 8), (8, 5), (16, 3), (32, 2))
+    dets = [ContextNoveltyDetector(resolutions=resolutions, rest_period=0, context_slots=BIG) for _ in range(2)]
+    refs = [ReferenceContexts(resolutions) for _ in dets]
+    signals = [walk(400, seed=21), [10.0 * math.sin(t / 7.0) for t in range(400)]]
+    for t in range(400):
+        for det, ref, values in zip(dets, refs, signals):
+            keys = ref.keys(values[t], det._min, det._max)
+            det.score_one({"value": values[t]})
+            assert det._cache[2] == ref.novelty(keys)
+            det.learn_one({"value": values[t]})
+            ref.learn(keys)
+        if t in (0, 3, 399):  # same history length: same layout, the same parts
+            assert dets[0]._contexts._parts is dets[1]._contexts._parts
+    assert dets[0].snapshot()["hist"] == refs[0].hist and dets[1].snapshot()["hist"] == refs[1].hist
+
+
 @pytest.mark.parametrize("learnt", [0, 1, 3, 8, 300])
 def test_context_keys_restore_round_trip(learnt):
     resolutions = ((4, 8), (8, 5), (16, 3), (32, 2))
