@@ -57,7 +57,9 @@ from detectors.base import MODEL_VALUE_LIMIT
 __all__ = ["ShapeNovelty"]
 
 _Q = 127.0 / 6.0  # int8 steps per z unit (|z| <= sqrt(w - 1) < 6 for w <= 37)
-_SLACK = 64  # readings dropped from the buffer at a time
+# readings dropped from the buffer at a time (64 until session 11: 48 readings more
+# in the worst-case snapshot, 240 bytes of the short vote's and 240 of the long vote's)
+_SLACK = 16
 _PY_SUMS = 64  # prefix sums of at most this many new readings are extended in plain Python
 _LCG_A, _LCG_C, _LCG_M = 6364136223846793005, 1442695040888963407, 2**64
 
@@ -349,13 +351,20 @@ class ShapeNovelty:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        x = _held_readings(unpack(state["hist"]).astype(np.float32)[-len(self._buf):])
-        self._buf[: len(x)] = x
+        x = _held_readings(unpack(state["hist"]).astype(np.float32))
+        self._res = unpack(state["reservoir"]).astype(np.int8).reshape(-1, self.window)[: self.reservoir]
+        self._offered, self._rng = int(state["offered"]), int(state["rng"])
+        buf = self._buf
+        if len(x) > len(buf):  # a longer slack (before session 11): its oldest windows go to the reservoir
+            self._buf, self._end = x, len(x)
+            self._shift()
+            x = x[: self._end]
+            self._buf = buf
+        buf[: len(x)] = x
         self._end = len(x)
         self._summed = 0
-        self._res = unpack(state["reservoir"]).astype(np.int8).reshape(-1, self.window)[: self.reservoir]
         self._refresh_reservoir()
-        self._offered, self._rng, self._n = int(state["offered"]), int(state["rng"]), int(state["n"])
+        self._n = int(state["n"])
         self._computed = int(state["computed"])
         self._record, self._score = _finite(state["record"]), _finite(state["score"])
         self._cache = None
