@@ -22,7 +22,10 @@ files one after another, ``CITYEYE_NAB_DATA``; skipped without it),
 ``periodic`` (a daily cycle of 288 readings plus noise), ``spikes``
 (heavy-tailed: Student-t with one degree of freedom), ``levels`` (a new
 level every 50 readings, never seen before, plus noise) and ``variety``
-(values over six orders of magnitude, either sign).
+(values over six orders of magnitude, either sign); ``period_noise`` is the
+adversarial one: a daily cycle of 96 readings for 2 400 readings (the seasonal
+view finds its period and keeps seasonal context sets), then noise, which fills
+every context set.
 
     .venv/bin/python bench/bench_state_bytes.py [--n 100000] [--every 1000] [--signals noise,walk]
 """
@@ -50,7 +53,7 @@ from streams.sensor_engine import SensorEngine  # noqa: E402
 
 __all__ = ["SIGNALS", "signal", "worker_bytes", "json_bytes", "main"]
 
-SIGNALS = ("noise", "walk", "nab", "periodic", "spikes", "levels", "variety")
+SIGNALS = ("noise", "walk", "nab", "periodic", "spikes", "levels", "variety", "period_noise")
 #: the numeric fields of each kind's readings
 _FIELDS = {"water_level": ("level_m",), "traffic": ("speed_kmh", "flow_vph", "occupancy_pct"),
            "weather": ("rain_mm", "temp_c", "wind_ms", "gust_ms")}
@@ -92,6 +95,8 @@ def signal(kind: str, n: int, seed: int = 0) -> Iterator[float]:
             if t % 50 == 0:
                 level = (t // 50) * 10.0 * (1 if (t // 50) % 2 else -1) + rng.random()
             yield level + rng.gauss(0, 0.5)
+        elif kind == "period_noise":
+            yield 50 + 20 * math.sin(2 * math.pi * t / 96) + rng.gauss(0, 1) if t < 2400 else rng.gauss(50, 20)
         elif kind == "variety":
             yield rng.choice((-1, 1)) * rng.random() * 10 ** rng.randint(0, 6)
         else:
