@@ -17,6 +17,17 @@ codec) and ``json``, ``len(json.dumps(...))`` with the default separators
 (what ``tests/test_anomaly_state.py`` asserts; a few hundred bytes more).
 Figures only: nothing here asserts.
 
+``--worst`` prints instead the default detector's state at its largest
+information content, built rather than streamed (the arithmetic bound of
+docs/anomaly.md section 2): every context set at its largest fill (a full
+previous generation and a current one a slot short of full) with its slots
+drawn at random (the seasonal sets within their key space), every float
+buffer and warm-up value a random float32 bit pattern (incompressible), the
+shape reservoirs' rows z-normalised Gaussian windows (the most entropy their
+unit variance allows), every scalar a random float; after the seasonal
+warm-up and, separately, just before its end (warm-up values instead of
+seasonal sets).
+
 Signals: ``noise`` (white, unrounded), ``walk`` (random walk), ``nab`` (NAB's
 files one after another, ``CITYEYE_NAB_DATA``; skipped without it),
 ``periodic`` (a daily cycle of 288 readings plus noise), ``spikes``
@@ -27,13 +38,14 @@ adversarial one: a daily cycle of 96 readings for 2 400 readings (the seasonal
 view finds its period and keeps seasonal context sets), then noise, which fills
 every context set.
 
-    .venv/bin/python bench/bench_state_bytes.py [--n 100000] [--every 1000] [--signals noise,walk]
+    .venv/bin/python bench/bench_state_bytes.py [--n 100000] [--every 1000] [--signals noise,walk] [--worst]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+from array import array
 import json
 import math
 import os
@@ -45,13 +57,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np  # noqa: E402
+
 from cityeye.contracts import Reading  # noqa: E402
 from cityeye.sensor_registry import Sensor, SensorRegistry  # noqa: E402
+from detectors._bounded_keys import BoundedKeySet  # noqa: E402
+from detectors._shape import _Q, ShapeNovelty  # noqa: E402
 from detectors.catalog import DEFAULT_DETECTOR, make_detector  # noqa: E402
 from detectors.default_checks import default_checks  # noqa: E402
 from streams.sensor_engine import SensorEngine  # noqa: E402
 
-__all__ = ["SIGNALS", "signal", "worker_bytes", "json_bytes", "main"]
+__all__ = ["SIGNALS", "signal", "worker_bytes", "json_bytes", "largest_state", "main"]
 
 SIGNALS = ("noise", "walk", "nab", "periodic", "spikes", "levels", "variety", "period_noise")
 #: the numeric fields of each kind's readings
@@ -175,13 +191,79 @@ def run_sensor(sensor_kind: str, kind: str, n: int, every: int) -> dict[str, Lar
     return sample(n, every, feed, sizes, signal(kind, n))
 
 
+def _random_floats(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` random finite float32 bit patterns (exponent's top bit clear: no inf / NaN)."""
+    return (rng.integers(0, 2**32, size=n, dtype=np.uint64).astype(np.uint32) & np.uint32(0xBFFFFFFF)).view(np.float32)
+
+
+def _fill_keys(keys: BoundedKeySet, rng: np.random.Generator, space: int) -> None:
+    """A full previous generation and a current one a slot short of full, slots at random among ``space``."""
+    slots = rng.permutation(min(keys.slots, space))
+    previous = min(keys._cap + 17, len(slots) // 2)
+    current = min(keys._cap - 1, len(slots) - previous)
+    gen = bytearray(keys.slots)
+    for s in slots[:previous]:
+        gen[s] = 4
+    for s in slots[previous:previous + current]:
+        gen[s] = 5
+    keys._set_generations(gen)
+    keys._start_generation(5)
+    keys._fill = current
+
+
+def _fill_shape(shape: ShapeNovelty, rng: np.random.Generator) -> None:
+    """A full buffer (a reading short of a shift) of random floats, a reservoir of Gaussian windows."""
+    n = len(shape._buf) - 1
+    shape._buf[:n], shape._end, shape._pending = _random_floats(rng, n), n, []
+    z = rng.standard_normal((shape.reservoir, shape.window))
+    z = (z - z.mean(axis=1, keepdims=True)) / z.std(axis=1, keepdims=True)
+    shape._res = np.clip(np.rint(z * _Q), -127, 127).astype(np.int8)
+    shape._record, shape._score = float(rng.random()), float(rng.random())
+    shape._offered, shape._rng, shape._n, shape._computed = 10**9, 2**63 + 12345, 10**9, 10**8
+
+
+def largest_state(warmup: bool, seed: int = 0) -> dict:
+    """The default detector's snapshot at its largest information content (see ``--worst``)."""
+    rng = np.random.default_rng(seed)
+    det = make_detector(DEFAULT_DETECTOR)
+    for view in det._views:
+        _fill_keys(view._contexts.seen, rng, view._contexts.seen.slots)
+        view._min, view._max, view._mean, view._var, view._base, view._score = map(float, rng.standard_normal(6))
+        if view._chunk_len:
+            view._chunks = [list(map(float, rng.standard_normal(2))) for _ in range(view.range_chunks)]
+            view._open = [float(rng.standard_normal()), float(rng.standard_normal()), view._chunk_len - 1]
+        if view.season_warmup and warmup:  # a value short of the period estimate
+            view._s_buf, view._period = array("f", _random_floats(rng, view.season_warmup - 1).tolist()), 0
+        elif view.season_warmup:  # the longest period the warm-up can find, every seasonal set full
+            view._s_buf, view._period = None, view.season_warmup // 2 - 1
+            view._s_hist = [rng.integers(-1, levels + 1, size=2 * view._period + 2).tolist()
+                            for levels, _ in view.season_resolutions]
+            for keys, (levels, order) in zip(view._s_seen, view.season_resolutions):
+                _fill_keys(keys, rng, (levels + 3) ** (order + 1))  # the seasonal keys' whole space
+            view._s_base, view._s_count = float(rng.random()), 10**9
+    _fill_shape(det._shape, rng)
+    _fill_shape(det._long._shape, rng)
+    det._long._sum, det._long._count, det._long.blocks_learnt = float(rng.standard_normal()), 7, 10**9
+    det._sums = [float(x) for x in rng.standard_normal(len(det._sums))]
+    det._alarms, det._score = float(rng.random()), float(rng.random())
+    det._flat._last, det._flat._run, det._flat._record = float(rng.standard_normal()), 10**6, 10**6
+    return det.snapshot()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000, help="readings per signal")
     parser.add_argument("--every", type=int, default=1000, help="readings between two samples")
     parser.add_argument("--signals", default=",".join(SIGNALS), help="comma-separated, of " + ", ".join(SIGNALS))
     parser.add_argument("--kinds", default="water_level,traffic,weather", help="whole sensors of these kinds")
+    parser.add_argument("--worst", action="store_true", help="the state at its largest information content")
     args = parser.parse_args(argv)
+    if args.worst:
+        for warmup in (False, True):
+            state = largest_state(warmup)
+            print(f"default detector, {'in' if warmup else 'after'} the seasonal warm-up: json {json_bytes(state)},"
+                  f" compact {len(json.dumps(state, separators=(',', ':')))} bytes")
+        return 0
     worst: dict[str, tuple[int, str, int]] = {}
     for kind in args.signals.split(","):
         if kind == "nab" and not os.environ.get("CITYEYE_NAB_DATA"):
