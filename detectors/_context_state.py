@@ -66,7 +66,8 @@ def context_restore(det, state: dict[str, Any]) -> None:
     if "period" in state:
         sb = state.get("s_buf")
         # float32 values (a float64 pack or list, written before session 11, rounded to them)
-        det._s_buf = None if sb is None else array("f", [float(a) for a in (sb if isinstance(sb, list) else unpack(sb))])
+        values = None if sb is None else (sb if isinstance(sb, list) else unpack(sb).tolist())
+        det._s_buf = None if values is None else array("f", [float(a) for a in values])
         det._period = int(state["period"])
         if state["s_hist"]:
             det._s_hist = [[int(q) for q in (h if isinstance(h, list) else unpack(h))] for h in state["s_hist"]]

@@ -172,7 +172,8 @@ def test_packed_arrays_round_trip_and_reject_garbage():
     assert len(z85_of(pack(noise))) < 0.9 * len(legacy_text(noise))
     # one string (session 11); the former object of the same array still unpacks
     blob = pack(a)
-    assert blob.startswith("float32:1,17:") and (unpack({"dtype": "float32", "shape": [1, 17], "z85": z85_of(blob)}) == a).all()
+    former = {"dtype": "float32", "shape": [1, 17], "z85": z85_of(blob)}
+    assert blob.startswith("float32:1,17:") and (unpack(former) == a).all()
     assert unpack(pack(np.float64(2.5))) == 2.5 and unpack(pack(np.zeros((0, 2)))).shape == (0, 2)
     with pytest.raises(SnapshotFormatError):
         unpack("float32:2")

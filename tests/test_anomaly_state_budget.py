@@ -18,6 +18,9 @@ import math
 import pickle
 import random
 
+import numpy as np
+
+from detectors._packed import pack
 from detectors.catalog import make_detector
 from detectors.default_checks import default_checks
 from detectors.threshold import ScoreThreshold
@@ -82,3 +85,23 @@ def test_river_snapshot_pickled_without_compression_restores():
     theirs = [twin.score_learn_one({"value": v}) for v in values[400:]]
     assert theirs == ours and len(set(ours)) > 10
     assert "pickle_z" in twin.snapshot()  # written again in the current, compressed form
+
+
+def test_warmup_values_of_a_float64_snapshot_restore_as_float32():
+    """Snapshots before session 11 kept the seasonal warm-up values as float64: they restore rounded to
+    float32, as the warm-up now keeps them, and the period is found as without the snapshot."""
+    det = make_detector()
+    values = list(periodic_then_noise(2400, seed=4))
+    for v in values[:1000]:
+        det.score_learn_one({"value": v})
+    state = json.loads(json.dumps(det.snapshot()))
+    seasonal = next(k for k, view in enumerate(det._views) if view is det._seasonal)
+    warm = np.asarray(det._seasonal._s_buf, dtype=np.float64) + 1e-9  # float64 digits beyond float32
+    dtype, shape, text = pack(warm).split(":", 2)  # written as the object of the former packing
+    state["views"][seasonal]["s_buf"] = {"dtype": dtype, "shape": [int(shape)], "z85": text}
+    twin = make_detector()
+    twin.restore(state)
+    assert list(twin._seasonal._s_buf) == warm.astype(np.float32).tolist() != warm.tolist()
+    for v in values[1000:]:
+        twin.score_learn_one({"value": v})
+    assert twin._seasonal._period == 96 // 12
