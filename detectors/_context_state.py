@@ -4,12 +4,14 @@ The JSON state of one detector (a view of ``multiscale_novelty``), and its
 restore, which also reads the formats of older snapshots: plain lists
 instead of packed arrays, no base rate, no range window, no seasonal
 contexts, key lists instead of bounded-set snapshots, a running mean made
-inf / NaN by a reading beyond float32's range.
+inf / NaN by a reading beyond float32's range, the seasonal warm-up values as
+``float64`` (rounded to ``float32``, as the warm-up keeps them since session 11).
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 from typing import Any
 
 import numpy as np
@@ -33,7 +35,7 @@ def context_snapshot(det) -> dict[str, Any]:
         "base": det._base,
         "chunks": pack(np.asarray(det._chunks, dtype=np.float64).reshape(-1, 2)),
         "open": None if det._open is None else list(det._open),
-        "s_buf": None if det._s_buf is None else pack(np.asarray(det._s_buf, dtype=np.float64)),
+        "s_buf": None if det._s_buf is None else pack(np.asarray(det._s_buf, dtype=np.float32)),
         "period": det._period,
         # (a view without seasonal contexts writes none)
         "s_hist": [pack(np.asarray(h, dtype=np.int8)) for h in det._s_hist] if det.season_warmup else [],
@@ -58,15 +60,17 @@ def context_restore(det, state: dict[str, Any]) -> None:
     det._score = float(state["score"])
     det._base = float(state.get("base", 1.0))
     chunks = state.get("chunks", [])
-    det._chunks = [[float(a), float(b)] for a, b in (unpack(chunks) if isinstance(chunks, dict) else chunks)]
+    det._chunks = [[float(a), float(b)] for a, b in (chunks if isinstance(chunks, list) else unpack(chunks))]
     op = state.get("open")
     det._open = None if op is None else [float(op[0]), float(op[1]), int(op[2])]
     if "period" in state:
         sb = state.get("s_buf")
-        det._s_buf = None if sb is None else [float(a) for a in (unpack(sb) if isinstance(sb, dict) else sb)]
+        # float32 values (a float64 pack or list, written before session 11, rounded to them)
+        values = None if sb is None else (sb if isinstance(sb, list) else unpack(sb).tolist())
+        det._s_buf = None if values is None else array("f", [float(a) for a in values])
         det._period = int(state["period"])
         if state["s_hist"]:
-            det._s_hist = [[int(q) for q in (unpack(h) if isinstance(h, dict) else h)] for h in state["s_hist"]]
+            det._s_hist = [[int(q) for q in (h if isinstance(h, list) else unpack(h))] for h in state["s_hist"]]
         else:
             det._s_hist = [[] for _ in det.season_resolutions]
         for seen in det._s_seen:

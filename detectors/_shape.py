@@ -56,8 +56,18 @@ from detectors.base import MODEL_VALUE_LIMIT
 
 __all__ = ["ShapeNovelty"]
 
-_Q = 127.0 / 6.0  # int8 steps per z unit (|z| <= sqrt(w - 1) < 6 for w <= 37)
-_SLACK = 64  # readings dropped from the buffer at a time
+# the reservoir's int8 steps per z unit: 127 / _Z_TOP. A z-normalised window has
+# |z| <= sqrt(w - 1) < 6 for w <= 37, so 6 used every int8 step; 24 (since
+# session 11) quantises to 0.19 z and keeps values within +-32, about 2 bits
+# a value less once compressed (~1 KB of the default's worst-case snapshot);
+# NAB's scores are the same (section 5.00000 of docs/anomaly.md)
+_Z_TOP = 24.0
+_Q = 127.0 / _Z_TOP
+#: _Z_TOP of snapshots without "z_top" (written before session 11)
+_Z_TOP_BEFORE = 6.0
+# readings dropped from the buffer at a time (up to 240 bytes of a snapshot: 16 would
+# save 190 of them, but cost NAB 0.4 points, 72.3 / 63.5 against 72.7 / 64.2)
+_SLACK = 64
 _PY_SUMS = 64  # prefix sums of at most this many new readings are extended in plain Python
 _LCG_A, _LCG_C, _LCG_M = 6364136223846793005, 1442695040888963407, 2**64
 
@@ -344,18 +354,27 @@ class ShapeNovelty:
         return {
             "hist": pack(np.concatenate((self._buf[: self._end], np.asarray(self._pending, dtype=np.float32)))),
             "reservoir": pack(self._res),
+            "z_top": _Z_TOP,
             "offered": self._offered, "rng": self._rng, "n": self._n, "computed": self._computed,
             "record": self._record, "score": self._score,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        x = _held_readings(unpack(state["hist"]).astype(np.float32)[-len(self._buf):])
-        self._buf[: len(x)] = x
+        x = _held_readings(unpack(state["hist"]).astype(np.float32))
+        self._res = _requantised(unpack(state["reservoir"]).reshape(-1, self.window)[: self.reservoir],
+                                 float(state.get("z_top", _Z_TOP_BEFORE)))
+        self._offered, self._rng = int(state["offered"]), int(state["rng"])
+        buf = self._buf
+        if len(x) > len(buf):  # a longer slack (before session 11): its oldest windows go to the reservoir
+            self._buf, self._end = x, len(x)
+            self._shift()
+            x = x[: self._end]
+            self._buf = buf
+        buf[: len(x)] = x
         self._end = len(x)
         self._summed = 0
-        self._res = unpack(state["reservoir"]).astype(np.int8).reshape(-1, self.window)[: self.reservoir]
         self._refresh_reservoir()
-        self._offered, self._rng, self._n = int(state["offered"]), int(state["rng"]), int(state["n"])
+        self._n = int(state["n"])
         self._computed = int(state["computed"])
         self._record, self._score = _finite(state["record"]), _finite(state["score"])
         self._cache = None
@@ -373,6 +392,13 @@ def _held_readings(x: np.ndarray) -> np.ndarray:
     before = np.where(bad, -1, np.arange(len(x)))
     np.maximum.accumulate(before, out=before)  # index of the last good reading so far
     return np.where(before >= 0, x[np.maximum(before, 0)], np.float32(0.0)).astype(np.float32)
+
+
+def _requantised(res: np.ndarray, z_top: float) -> np.ndarray:
+    """Reservoir rows stored with 127 int8 steps per ``z_top`` z units, in this version's steps (int8)."""
+    if z_top == _Z_TOP:
+        return res.astype(np.int8)
+    return np.clip(np.rint(res.astype(np.float64) * (z_top / _Z_TOP)), -127, 127).astype(np.int8)
 
 
 def _finite(value: Any) -> float:

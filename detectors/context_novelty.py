@@ -12,6 +12,7 @@ familiar contexts after they have been seen once.
 from __future__ import annotations
 
 import math
+from array import array
 from math import sqrt, tanh
 from typing import Any
 
@@ -158,7 +159,8 @@ class ContextNoveltyDetector(SeasonalContexts, WindowRange, LearntScoreDetector)
         self.season_offset = season_offset
         self.season_min_acf = season_min_acf
         self.season_alpha = season_alpha
-        self._s_buf: list[float] | None = [] if self.season_warmup else None  # warm-up values
+        # warm-up values, float32 (half the snapshot bytes of float64; the period is the same)
+        self._s_buf: array | None = array("f") if self.season_warmup else None
         self._period = 0  # 0: not (yet) seasonal
         self._s_hist: list[list[int]] = [[] for _ in self.season_resolutions]
         self._s_seen = [BoundedKeySet(self.season_slots, self.context_generation_share)
