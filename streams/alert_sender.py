@@ -11,11 +11,12 @@ snapshots written after them may include the readings behind them.
 
 A call's events go out in one produce request: its batches hold up to
 :data:`BATCH_BYTES` per partition. With aiokafka's default 16 KiB a full
-batch made the next event wait until the broker had taken it, so a burst
-(950 flatline firings within a second in ``bench/bench_latency.py``, ~450
-bytes each) waited about five broker round trips per partition before its
-last events were even stamped (docs/streams.md, "A burst of alert events in
-one produce request").
+batch made the next event wait until the broker had taken it, so a call
+holding a burst's events (the 950 flatline firings within a second of
+``bench/bench_latency.py``, ~430 bytes each, come in calls of up to a few
+hundred when the worker is behind) waited a broker round trip per 16 KiB
+of a partition's events before its last events were even stamped
+(docs/streams.md, "A burst of alert events in one produce request").
 """
 
 from __future__ import annotations
