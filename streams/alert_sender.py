@@ -8,6 +8,15 @@ burst of them after every wave of alert changes) and dead letters
 sends ``alerts.events`` on a producer that carries nothing else, without
 lingering, and waits until the broker has every event of a call: the
 snapshots written after them may include the readings behind them.
+
+A call's events go out in one produce request: its batches hold up to
+:data:`BATCH_BYTES` per partition. With aiokafka's default 16 KiB a full
+batch made the next event wait until the broker had taken it, so a call
+holding a burst's events (the 950 flatline firings within a second of
+``bench/bench_latency.py``, ~430 bytes each, come in calls of up to a few
+hundred when the worker is behind) waited a broker round trip per 16 KiB
+of a partition's events before its last events were even stamped
+(docs/streams.md, "A burst of alert events in one produce request").
 """
 
 from __future__ import annotations
@@ -23,9 +32,12 @@ from cityeye.contracts import TOPIC_ALERTS, AlertEvent, to_json
 from cityeye.kafka import make_producer
 from streams import metrics
 
-__all__ = ["AlertSender"]
+__all__ = ["AlertSender", "BATCH_BYTES"]
 
 log = logging.getLogger(__name__)
+
+#: the most bytes of one partition's alert events in one produce request (a burst of ~1,000 events fits)
+BATCH_BYTES = 512 * 1024
 
 
 class AlertSender:
@@ -69,7 +81,7 @@ class AlertSender:
         async with self._starting:
             if self._producer is None:
                 # linger 0: an event goes out at once (events gather while a request is in flight anyway)
-                producer = make_producer(self.kafka, "streams-alerts", linger_ms=0)
+                producer = make_producer(self.kafka, "streams-alerts", linger_ms=0, max_batch_size=BATCH_BYTES)
                 await producer.start()
                 self._producer = producer
             return self._producer
