@@ -232,11 +232,12 @@ async def run_group(role: str, configs: list[Path], total: int, *, window: str, 
 
     ``feed``, if given, is awaited once every child reports (is ready) and the group had 3 s to settle: it
     writes the backlog (the ``progress`` window opens only once it is written). ``window``: ``progress`` or
-    ``overlap`` (module docstring). ``servers``: other processes to sample, by name.
+    ``overlap`` (module docstring). ``servers``: other processes to sample, by name. A child runs in its
+    config's directory (a worker writes its Faust data directory there).
     """
     procs = [await asyncio.create_subprocess_exec(
-        sys.executable, __file__, f"--child-{role}", str(c), stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL) for c in configs]
+        sys.executable, str(Path(__file__).resolve()), f"--child-{role}", str(c), stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, cwd=c.parent) for c in configs]
     names = [f"{role}-{i}" for i in range(len(procs))]
     trace = CpuTrace({**dict(zip(names, (p.pid for p in procs))), **servers, "bench": os.getpid()})
     counts = [0] * len(procs)
