@@ -42,13 +42,17 @@ children's) are printed too, and from them the **2-core bound**: the
 readings/s two such processes could reach on the cores the rest left them,
 each at most one core, at the CPU a reading cost the pair; its ratio to one
 process is printed beside the measured ratio. A measured ratio near the
-bound says the machine is the limit, one far below it the code.
+bound says the machine is the limit (on a machine whose cores are all busy
+the two are equal: the workers got what the rest left them), one far below
+it the code. The **CPU-bound** ratio beside them, 2 x one process's CPU per
+reading / the pair's, is what two would reach against one with a core each:
+the code's own scaling, whatever the load.
 
 Prints readings/s for 1 and 2 processes and the ratio (target >= 1.8 on this
 2-core machine; the brokers share the cores). No assertions: figures only.
 
-    .venv/bin/python bench/bench_scale_out.py                    # 3 rounds each: 240 k worker readings, 150 k per gateway
-    .venv/bin/python bench/bench_scale_out.py --quick            # 2 rounds each: 40 k worker readings, 30 k per gateway
+    .venv/bin/python bench/bench_scale_out.py               # 3 rounds each: 240 k worker readings, 150 k per gateway
+    .venv/bin/python bench/bench_scale_out.py --quick       # 2 rounds each: 40 k worker readings, 30 k per gateway
     .venv/bin/python bench/bench_scale_out.py --workers-only --rounds 5
 """
 
@@ -203,8 +207,14 @@ async def bench_gateways(tmp: Path, per_gateway: int, rounds: int) -> list[tuple
 def _print_round(role: str, r: int, one: GroupRun, two: GroupRun) -> None:
     print(describe(one) + "\n" + describe(two))
     print(f"round {r}: 1 {role} {one.rate:,.0f}/s, 2 {role}s {two.rate:,.0f}/s, ratio {two.rate / one.rate:.2f} "
-          f"(2-core bound {two.bound() / one.rate:.2f}; whole busy window {two.busy_rate / one.busy_rate:.2f}); "
-          f"{load_average()}", flush=True)
+          f"(2-core bound {two.bound() / one.rate:.2f}, CPU-bound {_cpu_bound_ratio(one, two):.2f}; whole busy "
+          f"window {two.busy_rate / one.busy_rate:.2f}); {load_average()}", flush=True)
+
+
+def _cpu_bound_ratio(one: GroupRun, two: GroupRun) -> float:
+    """The ratio if each process had a core of its own: 2 x one's CPU per reading / two's (the code's scaling,
+    whatever the machine's load)."""
+    return 2 * one.cpu_per_reading() / two.cpu_per_reading()
 
 
 def _summary(role: str, rounds: list[tuple[GroupRun, GroupRun]]) -> list[tuple[str, float, float, float]]:
@@ -212,10 +222,16 @@ def _summary(role: str, rounds: list[tuple[GroupRun, GroupRun]]) -> list[tuple[s
     ratios, median, low, high = ratio_summary([(one.rate, two.rate) for one, two in rounds])
     bounds, bound, bound_low, bound_high = ratio_summary([(one.rate, two.bound()) for one, two in rounds])
     busy, busy_median, _, _ = ratio_summary([(one.busy_rate, two.busy_rate) for one, two in rounds])
+    cpu_bound = [_cpu_bound_ratio(one, two) for one, two in rounds]
     print(f"{role}s: ratio per round " + ", ".join(f"{x:.2f}" for x in ratios)
           + f", median {median:.2f} ({low:.2f}-{high:.2f}); 2-core bound " + ", ".join(f"{x:.2f}" for x in bounds)
-          + f", median {bound:.2f} ({bound_low:.2f}-{bound_high:.2f}); whole busy window "
-          + ", ".join(f"{x:.2f}" for x in busy) + f", median {busy_median:.2f}")
+          + f", median {bound:.2f} ({bound_low:.2f}-{bound_high:.2f}); CPU-bound "
+          + ", ".join(f"{x:.2f}" for x in cpu_bound) + f", median {statistics.median(cpu_bound):.2f}; "
+          + "whole busy window " + ", ".join(f"{x:.2f}" for x in busy) + f", median {busy_median:.2f}")
+    for n, column in zip((1, 2), zip(*rounds)):
+        costs = [run.cpu_per_reading() * 1e6 for run in column]
+        print(f"  {n} {role}(s): CPU per reading " + ", ".join(f"{c:.1f}" for c in costs)
+              + f" us, median {statistics.median(costs):.1f}")
     rates = [statistics.median(run.rate for run in column) for column in zip(*rounds)]
     return [(f"{role}s (readings/s)", rates[0], rates[1], median)]
 

@@ -52,7 +52,7 @@ class _WorkerProbe:
     (wrapping the runtime's ``process_events`` and ``tick``, which the agent and the timer look up per call)."""
 
     def __init__(self, runtime: Any) -> None:
-        self.batches = self.records = self.ticks = self.collections = 0
+        self.batches = self.records = self.ticks = self.collections = self.full_collections = 0
         self.tick_s = self.gc_s = 0.0
         self._gc_started = 0.0
         process, tick = runtime.process_events, runtime.tick
@@ -73,14 +73,15 @@ class _WorkerProbe:
 
     def _on_gc(self, phase: str, info: dict) -> None:
         if phase == "start":
-            self._gc_started = time.perf_counter()
+            self._gc_started = time.thread_time()  # CPU, not wall time: a collection may wait for a CPU too
         else:
             self.collections += 1
-            self.gc_s += time.perf_counter() - self._gc_started
+            self.full_collections += info["generation"] == 2
+            self.gc_s += time.thread_time() - self._gc_started
 
     def figures(self) -> dict[str, float]:
         return {"batches": self.batches, "records": self.records, "ticks": self.ticks, "tick_s": self.tick_s,
-                "collections": self.collections, "gc_s": self.gc_s}
+                "collections": self.collections, "full_collections": self.full_collections, "gc_s": self.gc_s}
 
 
 async def _child_worker(config: str) -> None:
@@ -310,8 +311,8 @@ def describe(run: GroupRun) -> str:
             line += (f"; {report['partitions']} partitions, {report['batches']} batches "
                      f"({report['records'] / max(report['batches'], 1):.0f} records, "
                      f"{report['history'][-1][1] / max(report['batches'], 1):.0f} readings each), "
-                     f"ticks {report['ticks']} ({report['tick_s']:.2f} s), gc {report['collections']} "
-                     f"({report['gc_s']:.2f} s)")
+                     f"ticks {report['ticks']} ({report['tick_s']:.2f} s CPU), gc {report['collections']} "
+                     f"({report['full_collections']} full, {report['gc_s']:.2f} s CPU)")
         lines.append(line)
     others = [f"{name} CPU {use.cpu:.2f} s, waiting {use.waiting:.2f} s" for name, use in run.usage.items()
               if name != MACHINE and name not in run.names()]
