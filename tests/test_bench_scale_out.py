@@ -109,3 +109,26 @@ def test_cpu_trace_sees_its_own_process_spin_and_the_machine_at_least_as_busy():
     # utime + stime (10 ms ticks) agrees with the scheduler's own count; the machine was at least as busy
     assert abs(me.cpu - me.on_cpu) <= 0.03 + 0.1 * me.on_cpu, me
     assert used[MACHINE].cpu >= me.cpu - 0.03, used
+
+
+def _run(rate: float, cpu_per_reading: float, processes: int) -> GroupRun:
+    """A run of ``processes`` children over a 10 s window at ``rate`` readings/s, nothing else busy."""
+    names = [f"worker-{i}" for i in range(processes)]
+    each = rate * 10 / processes
+    usage = {name: Usage(each * cpu_per_reading) for name in names}
+    usage[MACHINE] = Usage(rate * 10 * cpu_per_reading)
+    return GroupRun("worker", [{"history": [(0.0, 1), (10.0, int(each))]} for _ in names], (0.0, 10.0),
+                    [each] * processes, usage)
+
+
+def test_the_rounds_summary_gives_the_median_rates_and_ratio_and_the_cpu_bound_ratio(capsys):
+    import bench_scale_out
+
+    rounds = [(_run(10_000, 40e-6, 1), _run(18_000, 44e-6, 2)), (_run(12_000, 40e-6, 1), _run(12_000, 50e-6, 2)),
+              (_run(8_000, 40e-6, 1), _run(16_000, 40e-6, 2))]
+    assert bench_scale_out._cpu_bound_ratio(*rounds[1]) == pytest.approx(1.6)  # 2 x 40 / 50
+    rows = bench_scale_out._summary("worker", rounds)
+    assert rows == [("workers (readings/s)", 10_000, 16_000, pytest.approx(1.8))]  # ratios 1.8, 1.0, 2.0
+    out = capsys.readouterr().out
+    assert "ratio per round 1.80, 1.00, 2.00, median 1.80 (1.00-2.00)" in out
+    assert "CPU-bound 1.82, 1.60, 2.00, median 1.82" in out
