@@ -5,7 +5,7 @@ stream arrives a few messages at a time, and then the gateway's fixed costs
 per batch (Kafka records and produce requests, PUBACK writes, wake-ups,
 metrics) dominate. This bench starts its own Mosquitto and Tansu, runs the
 gateway in this process and, for each rate, publishes that many readings/s
-for ``--seconds`` from bench_latency.py's lean paced publisher (another
+for ``--seconds`` from paced_publishers.py's lean paced publisher (another
 process, over ``--sensors`` registered gauges), waits until the gateway has
 forwarded them, and prints per rate: messages, batches, messages per batch,
 the gateway's CPU per message (this process, every thread, from the first
@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_latency import publish_paced, write_registry  # bench/, this script's directory
+from paced_publishers import publish_paced, write_registry  # bench/, this script's directory
 from cityeye.config import IngestSettings, KafkaSettings, MqttSettings, Settings
 from cityeye.kafka import ensure_topics
 from cityeye.sensor_registry import load_registry

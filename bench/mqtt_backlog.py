@@ -9,7 +9,7 @@ broker's PUBACKs (4 bytes each, the only thing a publisher that subscribed to
 nothing is sent) so that at most ``window`` are unacknowledged. It returns
 once the broker has acknowledged every message: they are queued for the
 sessions subscribed to them. :class:`WindowedPublisher` is the same
-publisher for a caller that paces its messages itself (bench/bench_latency.py).
+publisher for a caller that paces its messages itself (bench/paced_publishers.py).
 
     from mqtt_backlog import preload
     seconds = preload(port, [(topic, payload), ...])

@@ -78,7 +78,8 @@ class StreamsWorker:
     ``dedicated_process``: the process runs nothing else, so the worker may
     freeze its heap and raise its collector's thresholds
     (:func:`streams.gc_tuning.tune_gc`); off by default, for in-process hosts
-    (tests, backtests, a program embedding the worker) whose collector it leaves alone.
+    (tests, backtests, a program embedding the worker) whose collector it leaves alone; it also builds each
+    kind's checks once before it starts (:meth:`build`).
     """
 
     def __init__(self, settings: Settings, *, web_port: int | None = None, loglevel: str = "warning",
@@ -100,10 +101,16 @@ class StreamsWorker:
         return self.streams.app
 
     def build(self) -> None:
-        """Declare the settings' kinds and build the app (no connection yet); :meth:`start` does it if needed."""
+        """Declare the settings' kinds and build the app (no connection yet); :meth:`start` does it if needed.
+
+        A dedicated process also builds each kind's checks once (``SensorEngine.warm_up``: the detectors'
+        libraries imported, their models made), so the first readings do not wait for it and the
+        collector's freeze at :meth:`start` takes those objects in too."""
         if self.streams is None:
             use_kinds_file(self.settings.kinds)
             self.streams = create_app(self.settings, web_port=self.web_port, **self.app_kwargs)
+            if self.dedicated_process:
+                self.streams.runtime.engine.warm_up()
 
     async def start(self) -> None:
         """Build the app (unless :meth:`build` did), create the topics if missing and start the app."""

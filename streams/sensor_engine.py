@@ -131,6 +131,29 @@ class SensorEngine:
                 f"reading of sensor {sensor_id!r} has kind {kind!r} but the registry says {sensor.kind!r}")
         return sensor
 
+    def warm_up(self) -> list[str]:
+        """Build, and drop, the checks of the first registered sensor of each kind; the kinds built.
+
+        A kind's first build pays one-off costs its later ones do not: the
+        detectors' libraries are imported (River, for the traffic model: ~1 s
+        of CPU here) and the rules' models made. Paid here, at a worker's start,
+        they neither hold up the first batch of readings nor count against its
+        readings. A build that fails is logged and left to the sensor's first
+        reading (dead-lettered there, as before).
+        """
+        first: dict[str, Sensor] = {}
+        for sensor in self.registry:
+            first.setdefault(sensor.kind, sensor)
+        built = []
+        for kind, sensor in first.items():
+            try:
+                self.checks_factory(sensor)
+            except Exception:  # the first reading meets it again and dead-letters it
+                log.exception("building the checks of %s (warming up the %s checks) failed", sensor.id, kind)
+                continue
+            built.append(kind)
+        return built
+
     def _new_state(self, sensor: Sensor) -> SensorState:
         checks = list(self.checks_factory(sensor))
         names = [c.name for c in checks]
