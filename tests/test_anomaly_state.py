@@ -15,6 +15,7 @@ import pytest
 
 from detectors._block_shape import BlockShapeNovelty
 from detectors._bounded_keys import BoundedKeySet
+from detectors._multiscale_scalars import readable
 from detectors._packed import SnapshotFormatError, b85decode, pack, unpack
 from detectors._shape import ShapeNovelty
 from detectors.catalog import make_detector
@@ -170,24 +171,30 @@ def test_packed_arrays_round_trip_and_reject_garbage():
     # the shuffle pays on floats that vary in their low bytes only
     noise = np.float32(1000) + np.random.default_rng(0).normal(0, 1, 500).astype(np.float32)
     assert len(z85_of(pack(noise))) < 0.9 * len(legacy_text(noise))
-    # one string (session 11); the former object of the same array still unpacks
+    # one string (session 11); the former string and object of the same array (zlib streams) still unpack
     blob = pack(a)
-    former = {"dtype": "float32", "shape": [1, 17], "z85": z85_of(blob)}
-    assert blob.startswith("float32:1,17:") and (unpack(former) == a).all()
+    zlib_text = base64.b85encode(zlib.compress(shuffled_bytes(a), 1)).decode()
+    former = {"dtype": "float32", "shape": [1, 17], "z85": zlib_text}
+    assert blob.startswith("float32:1,17/") and (unpack(former) == a).all()
+    assert (unpack(f"float32:1,17:{zlib_text}") == a).all()
     assert unpack(pack(np.float64(2.5))) == 2.5 and unpack(pack(np.zeros((0, 2)))).shape == (0, 2)
     with pytest.raises(SnapshotFormatError):
         unpack("float32:2")
+    with pytest.raises(SnapshotFormatError):  # a raw deflate stream cut short
+        unpack(blob[:-5])
 
 
-def test_packed_text_is_base85_of_zlib_and_level6_packs_still_unpack():
+def test_packed_text_is_base85_of_raw_deflate_and_zlib_packs_still_unpack():
     rng = np.random.default_rng(3)
     arrays = [np.zeros(0, dtype=np.float64), np.arange(7, dtype=np.int8),
               (np.float32(50) + rng.normal(0, 2, 1001)).astype(np.float32), np.packbits(rng.random(4093) < 0.3)]
     for a in arrays:
         text = z85_of(pack(a))
-        # the standard library reads what the vectorised base85 wrote: plain base85 of a zlib stream
-        shuffled = zlib.decompress(base64.b85decode(text))
-        assert shuffled == a.reshape(-1).view(np.uint8).reshape(-1, a.dtype.itemsize).T.tobytes()
+        # the standard library reads what the vectorised base85 wrote: plain base85 of a raw deflate stream
+        shuffled = zlib.decompress(base64.b85decode(text), -15)
+        assert shuffled == shuffled_bytes(a)
+        # no zlib header and checksum, and filtered matches: at least 6 bytes less than zlib at level 1
+        assert len(base64.b85decode(text)) <= len(zlib.compress(shuffled, 1)) - 6
         # a pack of the former encoding (zlib level 6, the library's base85) unpacks to the same array
         old = {"dtype": a.dtype.name, "shape": list(a.shape),
                "z85": base64.b85encode(zlib.compress(shuffled, 6)).decode()}
@@ -205,7 +212,12 @@ def test_packed_text_is_base85_of_zlib_and_level6_packs_still_unpack():
 
 def z85_of(blob: str) -> str:
     """The base85 text of a packed array."""
-    return blob.split(":", 2)[2]
+    return blob.split("/", 1)[1]
+
+
+def shuffled_bytes(a: np.ndarray) -> bytes:
+    """The bytes of ``a`` as :func:`pack` compresses them (every element's first byte, then its second, ...)."""
+    return a.reshape(-1).view(np.uint8).reshape(-1, a.dtype.itemsize).T.tobytes()
 
 
 def legacy_text(a: np.ndarray) -> str:
@@ -306,8 +318,8 @@ def test_readings_beyond_float32_leave_the_state_finite(name):
             x = {"value": bad.get(t, v)}
             assert 0.0 <= det.score_one(x) <= 1.0
             det.learn_one(x)
-    state = det.snapshot()
-    text = json.dumps(state, allow_nan=False)  # raises on inf or NaN
+    state = readable(det.snapshot()) if name == "multiscale_novelty" else det.snapshot()
+    text = json.dumps(det.snapshot(), allow_nan=False)  # raises on inf or NaN
     if name == "multiscale_novelty":
         clean = make_detector(name)
         for v in signal("seasonal", 2500):
@@ -329,7 +341,7 @@ def test_snapshot_with_non_finite_state_restores_finite():
     readings = list(signal("seasonal", 1500))
     for v in readings[:1200]:
         det.learn_one({"value": v})
-    state = json.loads(json.dumps(det.snapshot()))
+    state = readable(json.loads(json.dumps(det.snapshot())))  # every scalar under its name
     hist = unpack(state["shape"]["hist"])
     hist[-5] = np.inf
     state["shape"]["hist"] = pack(hist)
@@ -342,6 +354,6 @@ def test_snapshot_with_non_finite_state_restores_finite():
         for v in readings[1200:]:
             assert 0.0 <= twin.score_one({"value": v}) <= 1.0
             twin.learn_one({"value": v})
-    restored = twin.snapshot()
-    json.dumps(restored, allow_nan=False)
+    restored = readable(twin.snapshot())
+    json.dumps(twin.snapshot(), allow_nan=False)
     assert restored["shape"]["record"] > 0.0  # the record restarted and was learnt again
