@@ -4,11 +4,14 @@ Written as JSON, the ~60 numbers of a default snapshot (each view's range,
 running mean and variance, rest counter, base rates; the flat-run record; the
 shape votes' counters and records) cost ~2.2 KB: a key and up to 20 digits
 each. :func:`compact` moves them into one packed array (:mod:`detectors._packed`,
-~1 KB less); the order of its elements is :func:`scalar_fields`, names in
-code, so a snapshot can still be read: :func:`readable` gives the snapshot
-as a dict with every scalar under its name, the form snapshots had before
-(which :func:`~detectors._multiscale_state.multiscale_restore` reads, so
-older snapshots restore as they are).
+~1 KB less; the order of its elements is :func:`scalar_fields`, names in
+code), and the views' last context symbols (up to 18 a view) into one packed
+``int8`` array (``hist``: per view the number of resolutions, then per
+resolution the number of symbols and the symbols; ~150 bytes less). A
+snapshot can still be read: :func:`readable` gives it as a dict with every
+scalar under its name, the form snapshots had before (which
+:func:`~detectors._multiscale_state.multiscale_restore` reads, so older
+snapshots restore as they are).
 
 Every value round-trips exactly: floats are ``float64``, counters are whole
 numbers below ``2**53``, the shape votes' 64-bit generator state is two
@@ -85,17 +88,23 @@ def compact(state: dict[str, Any]) -> dict[str, Any]:
     values += [_number(flat["last"]), _number(flat["run"]), _number(flat["record"]), float(bool(flat["fired"]))]
     values += [_number(long["sum"]), _number(long["count"]), _number(long["blocks"])] if long else [math.nan] * 3
     values += _shape_values(state["shape"]) + _shape_values(long and long["shape"])
-    views = []
+    views, symbols = [], []
     for view, block_sum, block_count in zip(state["views"], state["sums"], state["counts"]):
+        symbols.append(len(view["hist"]))  # the number of resolutions, then each one's symbols after their number
+        for hist in view["hist"]:
+            symbols += [len(hist), *hist]
         values += [_number(view[k]) for k in ("min", "max", "mean", "var", "quiet", "score", "base")]
         values += list(map(float, view["open"])) if view["open"] is not None else [math.nan] * 3
         values += [_number(view[k]) for k in ("period", "s_base", "s_count")] + [float(block_sum), float(block_count)]
-        views.append({k: v for k, v in view.items() if k not in _VIEW_KEYS})
+        views.append({k: v for k, v in view.items() if k not in _VIEW_KEYS and k != "hist"})
 
     def arrays(shape: dict[str, Any] | None) -> dict[str, Any] | None:
         return None if shape is None else {k: v for k, v in shape.items() if k not in _SHAPE_KEYS}
 
-    return {"scalars": pack(np.array(values, dtype=np.float64)), "views": views, "shape": arrays(state["shape"]),
+    small = all(-128 <= q <= 127 for q in symbols)
+    return {"scalars": pack(np.array(values, dtype=np.float64)),
+            "hist": pack(np.array(symbols, dtype=np.int8 if small else np.int64)),
+            "views": views, "shape": arrays(state["shape"]),
             "shape_long": None if long is None else {"shape": arrays(long["shape"])}}
 
 
@@ -124,10 +133,13 @@ def readable(state: dict[str, Any]) -> dict[str, Any]:
                 "n": f["n"], "computed": f["computed"], "record": f["record"], "score": f["score"]}
 
     views, sums, counts = [], [], []
+    symbols = iter(unpack(state["hist"]).tolist())
     for k, arrays in enumerate(state["views"]):
         f = {name: named[f"view{k}_{name}"] for name in VIEW_FIELDS}
         op = None if f["open_count"] is None else [f["open_min"], f["open_max"], f["open_count"]]
-        views.append({**{key: f.get(key) for key in _VIEW_KEYS if key != "open"}, "open": op, **arrays})
+        hist = [[next(symbols) for _ in range(next(symbols))] for _ in range(next(symbols))]
+        views.append({**{key: f.get(key) for key in _VIEW_KEYS if key != "open"}, "open": op, "hist": hist,
+                      **arrays})
         sums.append(f["block_sum"])
         counts.append(f["block_count"])
     long = state["shape_long"]
