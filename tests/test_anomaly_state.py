@@ -16,7 +16,7 @@ import pytest
 from detectors._block_shape import BlockShapeNovelty
 from detectors._bounded_keys import BoundedKeySet
 from detectors._multiscale_scalars import readable
-from detectors._packed import SnapshotFormatError, b85decode, pack, unpack
+from detectors._packed import SnapshotFormatError, b85decode, b91decode, pack, unpack
 from detectors._shape import ShapeNovelty
 from detectors.catalog import make_detector
 
@@ -184,17 +184,20 @@ def test_packed_arrays_round_trip_and_reject_garbage():
         unpack(blob[:-5])
 
 
-def test_packed_text_is_base85_of_raw_deflate_and_zlib_packs_still_unpack():
+def test_packed_text_is_base91_of_raw_deflate_and_zlib_packs_still_unpack():
     rng = np.random.default_rng(3)
     arrays = [np.zeros(0, dtype=np.float64), np.arange(7, dtype=np.int8),
               (np.float32(50) + rng.normal(0, 2, 1001)).astype(np.float32), np.packbits(rng.random(4093) < 0.3)]
     for a in arrays:
         text = z85_of(pack(a))
-        # the standard library reads what the vectorised base85 wrote: plain base85 of a raw deflate stream
-        shuffled = zlib.decompress(base64.b85decode(text), -15)
-        assert shuffled == shuffled_bytes(a)
+        # a raw deflate stream the standard library reads, in base 91 (13 bits in two characters)
+        deflated = b91decode(text)
+        shuffled = zlib.decompress(deflated, -15)
+        assert shuffled == shuffled_bytes(a) and len(text) == 2 * -(-8 * len(deflated) // 13)
         # no zlib header and checksum, and filtered matches: at least 6 bytes less than zlib at level 1
-        assert len(base64.b85decode(text)) <= len(zlib.compress(shuffled, 1)) - 6
+        # (base 91 may add a zero byte); base 91 is 1.6 % shorter than base 85 of the same bytes
+        assert len(deflated) <= len(zlib.compress(shuffled, 1)) - 5
+        assert len(text) <= 0.985 * len(base64.b85encode(deflated)) or len(a) < 100
         # a pack of the former encoding (zlib level 6, the library's base85) unpacks to the same array
         old = {"dtype": a.dtype.name, "shape": list(a.shape),
                "z85": base64.b85encode(zlib.compress(shuffled, 6)).decode()}
@@ -208,6 +211,11 @@ def test_packed_text_is_base85_of_raw_deflate_and_zlib_packs_still_unpack():
             b85decode(text)
         with pytest.raises(SnapshotFormatError):
             unpack({"dtype": "uint8", "shape": [4], "z85": text})
+    for text in ("~~", "abc", 'a"', "ab\\c"):  # beyond 13 bits, odd, not base91
+        with pytest.raises(ValueError):
+            b91decode(text)
+        with pytest.raises(SnapshotFormatError):
+            unpack(f"uint8:4/{text}")
 
 
 def z85_of(blob: str) -> str:
