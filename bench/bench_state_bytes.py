@@ -242,8 +242,8 @@ def largest_state(warmup: bool, seed: int = 0) -> dict:
     for view in det._views:
         _fill_keys(view._contexts.seen, rng, view._contexts.seen.slots)
         # every resolution's last symbols, at their longest (order symbols in [-2, levels])
-        view._contexts.restore([rng.integers(-2, levels + 1, size=order).tolist() for levels, order in view.resolutions],
-                               view._contexts.seen_state())
+        symbols = [rng.integers(-2, levels + 1, size=order).tolist() for levels, order in view.resolutions]
+        view._contexts.restore(symbols, view._contexts.seen_state())
         view._min, view._max, view._mean, view._var, view._base, view._score = map(float, rng.standard_normal(6))
         if view._chunk_len:
             view._chunks = [list(map(float, rng.standard_normal(2))) for _ in range(view.range_chunks)]
@@ -271,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=100_000, help="readings per signal")
     parser.add_argument("--every", type=int, default=1000, help="readings between two samples")
     parser.add_argument("--signals", default=",".join(SIGNALS), help="comma-separated, of " + ", ".join(SIGNALS))
-    parser.add_argument("--kinds", default="water_level,traffic,weather", help="whole sensors of these kinds (all: every one)")
+    parser.add_argument("--kinds", default="water_level,traffic,weather",
+                        help="whole sensors of these kinds (all: every one)")
     parser.add_argument("--worst", action="store_true", help="the state at its largest information content")
     args = parser.parse_args(argv)
     if args.worst:
