@@ -1,8 +1,8 @@
-"""Numeric arrays in snapshots as compact text: byte-shuffled, zlib-compressed, base85-encoded bytes.
+"""Numeric arrays in snapshots as compact text: byte-shuffled, deflate-compressed, base-91-encoded bytes.
 
 A detector's state goes into JSON (``snapshot()``); a list of floats written
 as JSON text costs about 20 bytes a number, the same numbers as ``float32``
-bytes 4 (and 5 once base85-encoded). :func:`pack` and :func:`unpack` are
+bytes 4 (and about 4.9 once base-91-encoded). :func:`pack` and :func:`unpack` are
 the one way anomaly models write their arrays.
 
 The bytes of a multi-byte array are *shuffled* before compression (every

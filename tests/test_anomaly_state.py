@@ -234,7 +234,7 @@ def test_pack_writes_the_same_text_as_the_plain_formula():
     large sizes, byte-swapped and strided input."""
     rng = np.random.default_rng(11)
     arrays = []
-    for dtype in ("float64", "float32", "float16", "int8", "uint8", "int32", "int64", "uint32"):
+    for dtype in ("float64", "float32", "float16", "int8", "uint8", "int32", "int64", "uint32", "uint64"):
         for n in (0, 1, 3, 17, 48, 63, 64, 65, 191, 192, 500, 4093):
             values = rng.normal(0, 50, n) if dtype.startswith("float") else rng.integers(-100, 100, n)
             arrays.append(np.asarray(values).astype(dtype))
