@@ -105,10 +105,6 @@ class SnapshotWriter:
                 limits[tp] = barrier
         return limits
 
-    def commit_limit(self, tp: TP) -> int | None:
-        """The highest offset of ``tp`` the group may commit now (``None``: no snapshot holds it back)."""
-        return self.commit_limits().get(tp)
-
     async def write_now(self) -> None:
         """Build, send and await every pending snapshot and every one in flight.
 

@@ -78,19 +78,19 @@ def _writer(tps: dict[str, TP], chunk: int = 32) -> tuple[SnapshotWriter, Record
 
 async def test_a_marked_snapshot_holds_its_partition_until_the_broker_acknowledges_it():
     writer, table, engine = _writer({"a": WL, "b": WL, "x": WX})
-    assert writer.commit_limit(WL) is None
+    assert writer.commit_limits().get(WL) is None
     writer.mark(WL, ["a", "b"], barrier=40)
     writer.mark(WX, ["x"], barrier=7)
-    assert (writer.commit_limit(WL), writer.commit_limit(WX)) == (40, 7) and writer.commit_limits() == {WL: 40, WX: 7}
+    assert writer.commit_limits() == {WL: 40, WX: 7}
     assert await wait_until(lambda: len(table.sent) == 3, 5.0, every=0.001)  # built and sent in the background ...
     assert engine.built_unlocked == 0  # ... always under the runtime's lock
-    assert (writer.commit_limit(WL), writer.commit_limit(WX)) == (40, 7)  # not acknowledged yet: still held
+    assert writer.commit_limits() == {WL: 40, WX: 7}  # not acknowledged yet: still held
     table.sent[0][2].set_result(None)
     assert await wait_until(lambda: writer.written == 1, 5.0, every=0.001)
-    assert writer.commit_limit(WL) == 40  # b is still in flight
+    assert writer.commit_limits().get(WL) == 40  # b is still in flight
     table.ack_all()
     assert await wait_until(lambda: writer.written == 3, 5.0, every=0.001)
-    assert (writer.commit_limit(WL), writer.commit_limit(WX)) == (None, None)
+    assert writer.commit_limits() == {}
     assert table.kept["a"] == {"sensor_id": "a", "version": 0, "topic": WL.topic, "partition": 1}
     await writer.close()
 
@@ -102,15 +102,15 @@ async def test_the_oldest_barrier_wins_and_a_sensor_marked_twice_is_built_once_w
         engine.version["a"] = 1
         writer.mark(WL, ["a"], barrier=25)
         await asyncio.sleep(0.01)
-        assert engine.builds == [] and writer.commit_limit(WL) == 10
+        assert engine.builds == [] and writer.commit_limits().get(WL) == 10
     assert await wait_until(lambda: len(table.sent) == 1, 5.0, every=0.001)
     assert engine.builds == ["a"] and table.sent[0][1]["version"] == 1
     writer.mark(WL, ["a"], barrier=30)  # marked again while the first is in flight
     assert await wait_until(lambda: len(table.sent) == 2, 5.0, every=0.001)
-    assert writer.commit_limit(WL) == 10  # the in-flight snapshot's barrier still holds
+    assert writer.commit_limits().get(WL) == 10  # the in-flight snapshot's barrier still holds
     table.ack_all()
     assert await wait_until(lambda: writer.written == 2, 5.0, every=0.001)
-    assert writer.commit_limit(WL) is None
+    assert writer.commit_limits().get(WL) is None
     await writer.close()
 
 
@@ -123,7 +123,7 @@ async def test_chunks_let_the_agent_in_between():
     table.ack_all()
     assert await wait_until(lambda: len(table.sent) == 10, 5.0, every=0.001)
     table.ack_all()
-    assert await wait_until(lambda: writer.commit_limit(WL) is None, 5.0, every=0.001)
+    assert await wait_until(lambda: writer.commit_limits().get(WL) is None, 5.0, every=0.001)
     await writer.close()
 
 
@@ -136,7 +136,7 @@ async def test_write_now_builds_what_is_pending_and_waits_for_every_acknowledgem
         assert not done.done()  # sent, not acknowledged
         table.ack_all()
         await asyncio.wait_for(done, 2)
-    assert writer.commit_limit(WL) is None and writer.pending == {}
+    assert writer.commit_limits().get(WL) is None and writer.pending == {}
     assert sorted(engine.builds) == ["a", "b", "gone"]  # a sensor let go is skipped, its barrier released
     await writer.close()
 
@@ -147,7 +147,7 @@ async def test_a_failed_send_keeps_the_partition_held_and_stops_the_agent():
     assert await wait_until(lambda: len(table.sent) == 1, 5.0, every=0.001)
     table.sent[0][2].set_exception(RuntimeError("broker gone"))
     assert await wait_until(lambda: writer._failure is not None, 5.0, every=0.001)
-    assert writer.commit_limit(WL) == 5  # never acknowledged: never committed past
+    assert writer.commit_limits().get(WL) == 5  # never acknowledged: never committed past
     with pytest.raises(RuntimeError, match="snapshot writer failed"):
         writer.mark(WL, ["a"], barrier=6)
     await writer.close()
