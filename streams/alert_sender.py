@@ -46,8 +46,11 @@ BATCH_BYTES = 512 * 1024
 
 
 def event_json(event: AlertEvent) -> bytes:
-    """``contracts.to_json(event)``, the same bytes, without ``dataclasses.asdict``'s deep copy (a third of
-    a tick's CPU when a thousand sensors go stale at once)."""
+    """``contracts.to_json(event)``, the same bytes, without ``dataclasses.asdict``'s deep copy (~0.1 ms an
+    event: half the CPU of a tick in which a thousand sensors go stale, their snapshots aside).
+
+    An event's ``__dict__`` holds its fields, in their order, and nothing else (a plain dataclass).
+    """
     return json.dumps(event.__dict__, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
         "utf-8", errors="backslashreplace")
 
