@@ -26,7 +26,7 @@ buffer and warm-up value a random float32 bit pattern (incompressible), the
 shape reservoirs' rows z-normalised Gaussian windows (the most entropy their
 unit variance allows), every scalar a random float; after the seasonal
 warm-up and, separately, just before its end (warm-up values instead of
-seasonal sets).
+seasonal sets). Every view's last context symbols are at their longest.
 
 Signals: ``noise`` (white, unrounded), ``walk`` (random walk), ``nab`` (NAB's
 files one after another, ``CITYEYE_NAB_DATA``; skipped without it),
@@ -36,7 +36,10 @@ level every 50 readings, never seen before, plus noise) and ``variety``
 (values over six orders of magnitude, either sign); ``period_noise`` is the
 adversarial one: a daily cycle of 96 readings for 2 400 readings (the seasonal
 view finds its period and keeps seasonal context sets), then noise, which fills
-every context set.
+every context set. ``uniform`` (uniform on [0, 1] for the model and the check)
+gives a whole sensor every field at once, each on its own, unrounded and
+uniform within the field's physical range (``cityeye/kinds.yaml``): the rule
+windows fill with values of 17 digits. ``--kinds all``: every declared kind.
 
     .venv/bin/python bench/bench_state_bytes.py [--n 100000] [--every 1000] [--signals noise,walk] [--worst]
 """
@@ -60,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from cityeye.contracts import Reading  # noqa: E402
+from cityeye.kinds import kind_names, kind_spec  # noqa: E402
 from cityeye.sensor_registry import Sensor, SensorRegistry  # noqa: E402
 from detectors._bounded_keys import BoundedKeySet  # noqa: E402
 from detectors._shape import _Q, ShapeNovelty  # noqa: E402
@@ -67,12 +71,9 @@ from detectors.catalog import DEFAULT_DETECTOR, make_detector  # noqa: E402
 from detectors.default_checks import default_checks  # noqa: E402
 from streams.sensor_engine import SensorEngine  # noqa: E402
 
-__all__ = ["SIGNALS", "signal", "worker_bytes", "json_bytes", "largest_state", "main"]
+__all__ = ["SIGNALS", "signal", "sensor_values", "worker_bytes", "json_bytes", "largest_state", "main"]
 
-SIGNALS = ("noise", "walk", "nab", "periodic", "spikes", "levels", "variety", "period_noise")
-#: the numeric fields of each kind's readings
-_FIELDS = {"water_level": ("level_m",), "traffic": ("speed_kmh", "flow_vph", "occupancy_pct"),
-           "weather": ("rain_mm", "temp_c", "wind_ms", "gust_ms")}
+SIGNALS = ("noise", "walk", "nab", "periodic", "spikes", "levels", "variety", "period_noise", "uniform")
 _START = 1_800_000_000.0
 
 
@@ -115,6 +116,8 @@ def signal(kind: str, n: int, seed: int = 0) -> Iterator[float]:
             yield 50 + 20 * math.sin(2 * math.pi * t / 96) + rng.gauss(0, 1) if t < 2400 else rng.gauss(50, 20)
         elif kind == "variety":
             yield rng.choice((-1, 1)) * rng.random() * 10 ** rng.randint(0, 6)
+        elif kind == "uniform":
+            yield rng.random()
         else:
             raise ValueError(f"unknown signal {kind!r}")
 
@@ -174,15 +177,25 @@ def run_check(kind: str, n: int, every: int) -> dict[str, Largest]:
     return sample(n, every, feed, lambda: {"check json": json_bytes(check.snapshot())}, signal(kind, n))
 
 
+def sensor_values(sensor_kind: str, kind: str, seed: int = 0) -> Callable[[float], dict[str, float]]:
+    """The fields of a reading of a ``sensor_kind`` sensor given signal ``kind``'s value: that value in
+    every field, or (``uniform``) each field on its own, uniform within its physical range."""
+    specs = kind_spec(sensor_kind).fields
+    if kind != "uniform":
+        return lambda v: dict.fromkeys(specs, v)
+    rng = random.Random(seed + 1)
+    return lambda _v: {name: f.low + (f.high - f.low) * rng.random() for name, f in specs.items()}
+
+
 def run_sensor(sensor_kind: str, kind: str, n: int, every: int) -> dict[str, Largest]:
     levels = {"warning_m": 4.5, "guaranteed_m": 5.2, "historical_max_m": 5.86} if sensor_kind == "water_level" else {}
     sensor = Sensor(id="s-1", kind=sensor_kind, district="d", lat=31.2, lon=121.5, interval_s=60, levels=levels)
     engine = SensorEngine(SensorRegistry({"s-1": sensor}))
-    fields = _FIELDS[sensor_kind]
+    values = sensor_values(sensor_kind, kind)
 
     def feed(k: int, v: float) -> None:
         t = _START + 60.0 * k
-        engine.process(Reading("s-1", sensor_kind, "d", t, dict.fromkeys(fields, v), t, "x"), position=k)
+        engine.process(Reading("s-1", sensor_kind, "d", t, values(v), t, "x"), position=k)
 
     def sizes() -> dict[str, int]:
         snap = engine.snapshot("s-1")
@@ -228,6 +241,9 @@ def largest_state(warmup: bool, seed: int = 0) -> dict:
     det = make_detector(DEFAULT_DETECTOR)
     for view in det._views:
         _fill_keys(view._contexts.seen, rng, view._contexts.seen.slots)
+        # every resolution's last symbols, at their longest (order symbols in [-2, levels])
+        symbols = [rng.integers(-2, levels + 1, size=order).tolist() for levels, order in view.resolutions]
+        view._contexts.restore(symbols, view._contexts.seen_state())
         view._min, view._max, view._mean, view._var, view._base, view._score = map(float, rng.standard_normal(6))
         if view._chunk_len:
             view._chunks = [list(map(float, rng.standard_normal(2))) for _ in range(view.range_chunks)]
@@ -255,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=100_000, help="readings per signal")
     parser.add_argument("--every", type=int, default=1000, help="readings between two samples")
     parser.add_argument("--signals", default=",".join(SIGNALS), help="comma-separated, of " + ", ".join(SIGNALS))
-    parser.add_argument("--kinds", default="water_level,traffic,weather", help="whole sensors of these kinds")
+    parser.add_argument("--kinds", default="water_level,traffic,weather",
+                        help="whole sensors of these kinds (all: every one)")
     parser.add_argument("--worst", action="store_true", help="the state at its largest information content")
     args = parser.parse_args(argv)
     if args.worst:
@@ -271,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         t0 = time.perf_counter()
         found = {**run_model(kind, args.n, args.every), **run_check(kind, args.n, args.every)}
-        for sensor_kind in filter(None, args.kinds.split(",")):
+        for sensor_kind in kind_names() if args.kinds == "all" else filter(None, args.kinds.split(",")):
             found.update(run_sensor(sensor_kind, kind, args.n, args.every))
         print(f"{kind:9s} " + "  ".join(f"{name}: {largest}" for name, largest in found.items())
               + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)

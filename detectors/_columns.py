@@ -4,15 +4,24 @@
 (16 bytes a pair, no Python object per pair) with a ``head`` index before
 which the pairs have expired. Expired pairs are cut off once there are as
 many as live ones (O(1) amortised), so a window never holds more than about
-twice its live pairs. Its snapshot writes the times as offsets from the
-first one when that round-trips exactly (shorter JSON; whole seconds as
-integers), else as they are.
+twice its live pairs. Its snapshot packs both columns (:mod:`detectors._packed`,
+since session 11, 2026-12-05): the values as ``float64``, the times as the
+differences of their ``float64`` bit patterns (``uint64``, wrapping: exact
+for any time; readings at a steady interval differ by the same number, which
+compresses to almost nothing). Written as JSON numbers (the times as offsets
+from the first one, or as they are; both still restore) a window's length
+followed its values' digits: a weather sensor fed unrounded values reached
+24.5 KB, now at most 8 bytes of base85-encoded deflate a value.
 """
 
 from __future__ import annotations
 
 from array import array
 from typing import Any
+
+import numpy as np
+
+from detectors._packed import pack, unpack
 
 __all__ = ["TimedColumns"]
 
@@ -63,26 +72,24 @@ class TimedColumns:
         return head
 
     def snapshot(self) -> dict[str, Any]:
-        """The live pairs as JSON-able data."""
-        ts, vs = self.t[self.head:], self.v[self.head:].tolist()
-        if ts:
-            t0 = ts[0]
-            dt = [t - t0 for t in ts]
-            if all(t0 + d == t for d, t in zip(dt, ts)):  # whole seconds without ".0": shorter JSON
-                return {"t0": t0, "dt": [int(d) if d.is_integer() else d for d in dt], "v": vs}
-        return {"t": ts.tolist(), "v": vs}
+        """The live pairs as JSON-able data: ``{"t": packed time bit differences, "v": packed values}``."""
+        bits = np.asarray(self.t, dtype=np.float64)[self.head:].view(np.uint64)
+        values = np.asarray(self.v, dtype=np.float64)[self.head:]
+        return {"t": pack(np.diff(bits, prepend=np.uint64(0))), "v": pack(values)}
 
     @classmethod
     def restored(cls, state: dict[str, Any] | None) -> "TimedColumns":
         """Columns from :meth:`snapshot` data (the live pairs; ``head`` 0)."""
         state = state or {}
         c = cls()
-        if "dt" in state:
-            t0 = float(state["t0"])
-            c.t = array("d", (t0 + float(d) for d in state["dt"]))
-        else:
-            c.t = array("d", (float(t) for t in state.get("t", [])))
-        c.v = array("d", (float(v) for v in state.get("v", [])))
+        if isinstance(state.get("t"), str):  # packed (since session 11)
+            c.t = array("d", np.cumsum(unpack(state["t"]).astype(np.uint64), dtype=np.uint64).view(np.float64))
+            c.v = array("d", unpack(state["v"]).astype(np.float64))
+        else:  # JSON numbers: the times as offsets from the first one, or as they are
+            t0 = float(state.get("t0", 0.0))
+            c.t = array("d", (t0 + float(d) for d in state["dt"]) if "dt" in state else
+                        (float(t) for t in state.get("t", [])))
+            c.v = array("d", (float(v) for v in state.get("v", [])))
         if len(c.t) != len(c.v):
             raise ValueError("timed columns: as many times as values are needed")
         return c

@@ -9,28 +9,29 @@ The bytes of a multi-byte array are *shuffled* before compression (every
 element's first byte, then every element's second byte, ...): the sign and
 exponent bytes of a float array vary little and compress well once they
 stand together, which zlib cannot see when they are interleaved with the
-mantissas. Base85 (Python's RFC 1924 alphabet: no quote, no backslash, so
-nothing to escape in JSON) takes 5 characters per 4 bytes against base64's
-5.33; it is computed with numpy above ~200 bytes (the same text as
-:func:`base64.b85encode`, whose pure-Python loop costs more than the
-compression there) and by the standard library below (where numpy's per-call
-overhead costs more; one-byte arrays are not shuffled), and zlib runs at
-level 1 (the shuffled bytes compress about as well as at level 6, in a
-fraction of the time).
+mantissas. One-byte arrays are not shuffled (nothing to shuffle), and a
+dtype's name comes from a dict (``dtype.name`` is a slow property).
 
-A packed array is one JSON string, ``"<dtype>:<shape>:<text>"`` (shape
-``"3,32"``; ``""`` for a 0-d array): since session 11 (2026-12-05), before a
-``{"dtype", "shape", "z85"}`` object, whose keys cost about 40 bytes an
-array, 0.8 KB of the default detector's ~15 KB. Arrays packed before (such
-objects; ``"b64"``: base64 of the unshuffled compressed bytes; ``"z85"`` at
-level 6) still unpack.
+A packed array is one JSON string, ``"<dtype>:<shape>/<text>"`` (shape
+``"3,32"``; ``""`` for a 0-d array), ``<text>`` a raw deflate stream (no zlib
+header or checksum, 6 bytes less an array) compressed with the ``Z_FILTERED``
+strategy at level 6 (fewer short matches, which cost more than they save on
+shuffled floats, bitmaps and int8 windows: ~1.2 % less than level 1's default
+strategy, as fast), written in base 91 (:func:`b91encode`: every 13 bits as two
+of the 91 printable ASCII characters other than ``"``, ``\\`` and ``'``, 1.23
+characters a byte against base85's 1.25). All three since session 11's second
+change (2026-12-05); ``"<dtype>:<shape>:<text>"`` (base85 of a zlib stream,
+level 1) from its first change; before it a ``{"dtype", "shape", "z85"}``
+object, whose keys cost about 40 bytes an array. Arrays packed in each of
+those forms (and ``"b64"``: base64 of the unshuffled compressed bytes;
+``"z85"`` at level 6) still unpack.
 
 >>> import numpy as np
 >>> from detectors._packed import pack, unpack
 >>> a = np.arange(5, dtype=np.float32).reshape(1, 5)
 >>> blob = pack(a)
->>> blob.split(":")[:2]
-['float32', '1,5']
+>>> blob.split("/")[0]
+'float32:1,5'
 >>> bool((unpack(blob) == a).all()) and unpack(blob).dtype == np.float32 and unpack(blob).shape == (1, 5)
 True
 """
@@ -38,6 +39,7 @@ True
 from __future__ import annotations
 
 import base64
+import re
 import zlib
 from typing import Any
 
@@ -45,9 +47,9 @@ import numpy as np
 
 from cityeye.errors import CityEyeError
 
-__all__ = ["pack", "unpack", "b85encode", "b85decode", "SnapshotFormatError"]
+__all__ = ["pack", "unpack", "b85decode", "b91encode", "b91decode", "SnapshotFormatError"]
 
-_DTYPES = {"float64", "float32", "float16", "int8", "uint8", "int32", "int64", "uint32"}
+_DTYPES = {"float64", "float32", "float16", "int8", "uint8", "int32", "int64", "uint32", "uint64"}
 #: native dtype -> its name, for the dtypes packed
 _NAME_OF = {np.dtype(name): name for name in _DTYPES}
 
@@ -64,31 +66,6 @@ _B85_DIGITS = np.full(256, 255, dtype=np.uint8)
 _B85_DIGITS[_B85_ALPHABET] = np.arange(85, dtype=np.uint8)
 #: 85**4 .. 85**0, a 5-character group's digit weights
 _B85_WEIGHTS = np.array([85**4, 85**3, 85**2, 85, 1], dtype=np.uint64)
-#: bytes from which :func:`b85encode` runs in numpy (below: 4-10 against 12-14 µs a call, measured 2026-12-05)
-_NUMPY_B85_FROM = 192
-
-
-def b85encode(data: bytes) -> bytes:
-    """:func:`base64.b85encode` of ``data`` (no padding): the standard library's own below
-    :data:`_NUMPY_B85_FROM` bytes (its pure-Python loop costs less than numpy's per-call
-    overhead there), vectorised above.
-
-    >>> import base64, os
-    >>> all(b85encode(b) == base64.b85encode(b) for b in (b"", b"a", b"\\0" * 7, os.urandom(191), os.urandom(1001)))
-    True
-    """
-    if len(data) < _NUMPY_B85_FROM:
-        return base64.b85encode(data)
-    padding = -len(data) % 4
-    words = np.frombuffer(data + bytes(padding), dtype=">u4").astype(np.uint32)
-    digits = np.empty((5, len(words)), dtype=np.uint32)  # a group's digits, most significant first
-    for i in range(4, 0, -1):
-        words, digits[i] = np.divmod(words, 85)
-    digits[0] = words
-    text = _B85_ALPHABET[digits.T].tobytes()
-    return text[: len(text) - padding]
-
-
 def b85decode(text: str | bytes) -> bytes:
     """:func:`base64.b85decode`, vectorised; a ``ValueError`` for a character outside the
     alphabet or a group beyond 32 bits.
@@ -110,8 +87,45 @@ def b85decode(text: str | bytes) -> bytes:
     return data[: len(data) - padding]
 
 
+#: the base-91 alphabet: printable ASCII but ``"``, ``\\`` (escaped in JSON) and ``'``
+_B91_ALPHABET = np.frombuffer(bytes(c for c in range(0x21, 0x7F) if chr(c) not in "\"\\'"), dtype=np.uint8)
+_B91_DIGITS = np.full(256, 255, dtype=np.uint8)
+_B91_DIGITS[_B91_ALPHABET] = np.arange(91, dtype=np.uint8)
+#: 2**12 .. 2**0, a 13-bit group's bit weights
+_B91_WEIGHTS = (1 << np.arange(12, -1, -1)).astype(np.uint16)
+
+
+def b91encode(data: bytes) -> bytes:
+    """``data``'s bits (zero-padded to a multiple of 13) in groups of 13, each as two base-91 digits.
+
+    >>> import os
+    >>> all(b91decode(b91encode(b))[: len(b)] == b for b in (b"", b"a", bytes(7), os.urandom(1001)))
+    True
+    >>> len(b91encode(bytes(13)))  # 104 bits, 8 groups
+    16
+    """
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+    groups = np.concatenate((bits, np.zeros(-len(bits) % 13, dtype=np.uint8))).reshape(-1, 13) @ _B91_WEIGHTS
+    return _B91_ALPHABET[np.stack(divmod(groups, 91), axis=1)].tobytes()
+
+
+def b91decode(text: str | bytes) -> bytes:
+    """The bytes of :func:`b91encode` (with the padding's bits as a last zero byte when they fill one);
+    a ``ValueError`` for an odd length, a character outside the alphabet or a group beyond 13 bits."""
+    if isinstance(text, str):
+        text = text.encode("ascii")
+    digits = _B91_DIGITS[np.frombuffer(text, dtype=np.uint8)].astype(np.uint16)
+    if len(digits) % 2 or (digits == 255).any():
+        raise ValueError("bad base91 text")
+    groups = digits[0::2] * 91 + digits[1::2]
+    if (groups >= 8192).any():
+        raise ValueError("base91 group beyond 13 bits")
+    bits = ((groups[:, None] >> np.arange(12, -1, -1, dtype=np.uint16)) & 1).astype(np.uint8).reshape(-1)
+    return np.packbits(bits[: len(bits) // 8 * 8]).tobytes()
+
+
 def pack(array: Any) -> str:
-    """``"<dtype>:<shape>:<base85>"`` of ``array`` (little-endian bytes, shuffled, zlib level 1, base85)."""
+    """``"<dtype>:<shape>/<base91>"`` of ``array`` (little-endian bytes, shuffled, raw deflate, base 91)."""
     a = np.ascontiguousarray(array)
     name = _NAME_OF.get(a.dtype) or a.dtype.name  # (the dict: dtype.name is a slow property)
     if name not in _DTYPES:
@@ -123,15 +137,24 @@ def pack(array: Any) -> str:
         raw = a.astype(a.dtype.newbyteorder("<"), copy=False).reshape(-1).view(np.uint8)
         shuffled = raw.reshape(-1, size).T.tobytes()
     shape = ",".join(map(str, a.shape))
-    return f"{name}:{shape}:{b85encode(zlib.compress(shuffled, 1)).decode('ascii')}"
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_FILTERED)
+    return f"{name}:{shape}/{b91encode(deflate.compress(shuffled) + deflate.flush()).decode('ascii')}"
+
+
+_PACKED = re.compile(r"(\w+):([\d,]*)([:/])(.*)", re.DOTALL)
 
 
 def _fields(blob: str | dict[str, Any]) -> dict[str, Any]:
-    """``{"dtype", "shape", "z85"}`` of a packed string (a packed object, written before session 11, as it is)."""
+    """``{"dtype", "shape", "d91" | "z85"}`` of a packed string (``/``: base-91 raw deflate, ``:``:
+    base-85 zlib); a packed object as it is."""
     if not isinstance(blob, str):
         return blob
-    dtype, shape, text = blob.split(":", 2)
-    return {"dtype": dtype, "shape": [int(n) for n in shape.split(",")] if shape else [], "z85": text}
+    match = _PACKED.fullmatch(blob)
+    if match is None:
+        raise ValueError("not a packed array")
+    dtype, shape, sep, text = match.groups()
+    return {"dtype": dtype, "shape": [int(n) for n in shape.split(",")] if shape else [],
+            "d91" if sep == "/" else "z85": text}
 
 
 def unpack(blob: str | dict[str, Any]) -> np.ndarray:
@@ -142,8 +165,11 @@ def unpack(blob: str | dict[str, Any]) -> np.ndarray:
         if dtype not in _DTYPES:
             raise SnapshotFormatError(f"unknown dtype {dtype!r}")
         size = np.dtype(dtype).itemsize
-        if "z85" in blob:
-            shuffled = np.frombuffer(zlib.decompress(b85decode(blob["z85"])), dtype=np.uint8)
+        if "d91" in blob or "z85" in blob:
+            # (base 91's padding may end in a zero byte: it follows the end of the deflate stream)
+            data = zlib.decompress(b91decode(blob["d91"]), -15) if "d91" in blob else \
+                zlib.decompress(b85decode(blob["z85"]))
+            shuffled = np.frombuffer(data, dtype=np.uint8)
             if len(shuffled) % size:
                 raise SnapshotFormatError(f"{len(shuffled)} bytes are not a whole number of {dtype}")
             raw = shuffled.reshape(size, -1).T.tobytes()

@@ -52,7 +52,8 @@ from detectors.sustained import SustainedCondition
 from detectors.threshold import ScoreThreshold
 
 __all__ = ["CHECK_TYPES", "RuleError", "BuiltCheck", "parse_duration", "check_params", "validate_params",
-           "build_check", "sampling_problems", "level_value", "REGISTRY_PREFIX", "HOLD_PARAMS"]
+           "build_check", "resolve_params", "make_check", "sampling_problems", "level_value", "REGISTRY_PREFIX",
+           "HOLD_PARAMS"]
 
 #: type name -> check class; an ``anomaly`` check wraps a detector from ``detectors.catalog``
 CHECK_TYPES: dict[str, type[Check]] = {
@@ -303,12 +304,32 @@ def build_check(name: str, type_name: str, params: dict[str, Any], levels: dict[
     ["not built: level needs the sensor's registry level (registry:warning_m)"]
     """
     params = validate_params(type_name, params)
-    notes: list[str] = []
-    resolved = _resolve(type_name, params, dict(levels or {}), interval_s, notes)
+    resolved, notes = resolve_params(type_name, params, levels, interval_s)
     if resolved is None:
         return BuiltCheck(None, {}, notes)
-    notes += sampling_problems(type_name, resolved, interval_s)
-    kwargs = dict(resolved)
+    return BuiltCheck(make_check(name, type_name, resolved), resolved, notes)
+
+
+def resolve_params(type_name: str, params: dict[str, Any], levels: dict[str, float] | None = None,
+                   interval_s: float = 60.0) -> tuple[dict[str, Any] | None, list[str]]:
+    """Validated ``params`` resolved for one sensor's registry ``levels`` and reporting interval, and the
+    builder's notes (``None``: the check cannot be built for this sensor, the notes say why).
+
+    >>> resolve_params("level_forecast", {"level": "registry:warning_m", "window_s": "5 readings"}, {"warning_m": 4.5})
+    ({'level': 4.5, 'window_s': 300.0}, [])
+    """
+    notes: list[str] = []
+    resolved = _resolve(type_name, params, dict(levels or {}), interval_s, notes)
+    if resolved is not None:
+        notes += sampling_problems(type_name, resolved, interval_s)
+    return resolved, notes
+
+
+def make_check(name: str, type_name: str, resolved: dict[str, Any]) -> Check:
+    """A new check ``name`` of ``type_name`` from resolved parameters (:func:`resolve_params`); an
+    ``anomaly`` check gets a new model. Nothing of ``resolved`` is changed or kept by the check.
+    """
+    kwargs = _own_copy(resolved)
     if type_name == "anomaly":
         from detectors.catalog import DEFAULT_DETECTOR, make_detector
 
@@ -320,7 +341,15 @@ def build_check(name: str, type_name: str, params: dict[str, Any], levels: dict[
         except (TypeError, ValueError, KeyError) as exc:
             raise RuleError(f"model {model!r}: {exc}") from None
     try:
-        check = CHECK_TYPES[type_name](**kwargs, name=name)
+        return CHECK_TYPES[type_name](**kwargs, name=name)
     except (TypeError, ValueError) as exc:
         raise RuleError(str(exc)) from None
-    return BuiltCheck(check, resolved, notes)
+
+
+def _own_copy(value: Any) -> Any:
+    """``value`` with every dict and list in it copied (parameters are JSON-like: the rest is immutable)."""
+    if isinstance(value, dict):
+        return {k: _own_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_own_copy(v) for v in value]
+    return value

@@ -39,14 +39,14 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
 from cityeye.kinds import kind_names
 from cityeye.errors import ConfigError
 from cityeye.yaml_source import line_of, load_yaml, read_config_text
-from detectors.rule_library import BuiltCheck, RuleError, build_check, validate_params
+from detectors.rule_library import BuiltCheck, RuleError, make_check, resolve_params, validate_params
 
 __all__ = ["Rulebook", "EffectiveCheck", "RulesError", "BUILTIN_RULES", "load_rulebook", "parse_rulebook"]
 
@@ -95,6 +95,8 @@ class Rulebook:
         blob = json.dumps({"builtin": builtin, "user": user}, sort_keys=True, default=str)
         #: content hash of everything that decides the checks
         self.version = hashlib.sha256(blob.encode()).hexdigest()[:12]
+        self._declarations: dict[tuple[Any, ...], tuple[tuple[EffectiveCheck, dict[str, Any]], ...]] = {}
+        self._plans: dict[tuple[Any, ...], tuple[_PlannedCheck, ...]] = {}
 
     # -- loading ----------------------------------------------------------------
     def _fail(self, path: tuple[Any, ...], msg: str) -> RulesError:
@@ -230,18 +232,11 @@ class Rulebook:
 
     def build(self, sensor: Any) -> list[tuple[EffectiveCheck, BuiltCheck]]:
         """Every enabled check of ``sensor`` built, with the builder's notes (sampling, missing levels)."""
-        levels = dict(getattr(sensor, "levels", {}) or {})
-        interval = float(getattr(sensor, "interval_s", 60.0) or 60.0)
         out = []
-        for eff in self.effective(sensor):
-            if not eff.params.get("enabled", True):
-                continue
-            params = {k: v for k, v in eff.params.items() if k not in _META}
-            try:
-                built = build_check(eff.name, eff.type, params, levels, interval)
-            except RuleError as exc:
-                raise RulesError(f"{eff.name} of sensor {sensor.id}: {exc}") from None
-            out.append((eff, built))
+        for planned in self._plan(sensor):
+            check = None if planned.resolved is None else self._make(planned, sensor)
+            out.append((copy.deepcopy(planned.eff),
+                        BuiltCheck(check, copy.deepcopy(planned.resolved or {}), list(planned.notes))))
         return out
 
     def checks_for(self, sensor: Any) -> list:
@@ -249,14 +244,94 @@ class Rulebook:
 
         Each check carries ``rule_spec``, its type and resolved parameters as
         JSON: a worker applying changed rules keeps the state of every check
-        whose ``rule_spec`` did not change.
+        whose ``rule_spec`` did not change. Sensors of the same rules, levels
+        and interval share the work of resolving them (:meth:`_plan`), never
+        a check or its parameters.
         """
         out = []
-        for eff, built in self.build(sensor):
-            if built.check is not None:
-                built.check.rule_spec = json.dumps({"type": eff.type, **built.params}, sort_keys=True, default=str)
-                out.append(built.check)
+        for planned in self._plan(sensor):
+            if planned.resolved is not None:
+                check = self._make(planned, sensor)
+                check.rule_spec = planned.rule_spec
+                out.append(check)
         return out
+
+    # -- plans: what a sensor's checks are built from, shared by the sensors alike ----------------
+    def _plan(self, sensor: Any) -> tuple[_PlannedCheck, ...]:
+        """The enabled checks of ``sensor`` resolved for its levels and interval (cached; the rulebook
+        never changes once made, a reload makes a new one)."""
+        levels = dict(getattr(sensor, "levels", {}) or {})
+        interval = float(getattr(sensor, "interval_s", 60.0) or 60.0)
+        layers = self._layers_key(sensor)
+        key = (layers, tuple(sorted(levels.items())), interval)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = tuple(self._resolve(eff, params, levels, interval, sensor) for eff, params in self._declared(sensor))
+            _bounded_put(self._plans, key, plan)
+        return plan
+
+    def _layers_key(self, sensor: Any) -> tuple[Any, ...]:
+        """What decides which declarations apply to ``sensor``: kind, district, tags and, if the rules
+        name it, the sensor itself."""
+        sensor_id = sensor.id if sensor.id in self.layers["sensors"] else None
+        return sensor.kind, sensor.district, frozenset(getattr(sensor, "tags", ()) or ()), sensor_id
+
+    def _declared(self, sensor: Any) -> tuple[tuple[EffectiveCheck, dict[str, Any]], ...]:
+        """The enabled checks of ``sensor`` with their validated parameters, before levels and interval
+        (cached per :meth:`_layers_key`)."""
+        key = self._layers_key(sensor)
+        declared = self._declarations.get(key)
+        if declared is None:
+            declared = []
+            for eff in self.effective(sensor):
+                if eff.params.get("enabled", True):
+                    params = {k: v for k, v in eff.params.items() if k not in _META}
+                    try:
+                        declared.append((eff, validate_params(eff.type, params)))
+                    except RuleError as exc:
+                        raise RulesError(f"{eff.name} of sensor {sensor.id}: {exc}") from None
+            declared = tuple(declared)
+            _bounded_put(self._declarations, key, declared)
+        return declared
+
+    @staticmethod
+    def _resolve(eff: EffectiveCheck, params: dict[str, Any], levels: dict[str, float], interval: float,
+                 sensor: Any) -> _PlannedCheck:
+        try:
+            resolved, notes = resolve_params(eff.type, params, levels, interval)
+        except RuleError as exc:
+            raise RulesError(f"{eff.name} of sensor {sensor.id}: {exc}") from None
+        spec = None if resolved is None else json.dumps({"type": eff.type, **resolved}, sort_keys=True, default=str)
+        return _PlannedCheck(eff, resolved, tuple(notes), spec)
+
+    @staticmethod
+    def _make(planned: _PlannedCheck, sensor: Any) -> Any:
+        try:
+            return make_check(planned.eff.name, planned.eff.type, planned.resolved)
+        except RuleError as exc:
+            raise RulesError(f"{planned.eff.name} of sensor {sensor.id}: {exc}") from None
+
+
+class _PlannedCheck(NamedTuple):
+    """One check of a sensor, resolved but not built (shared by sensors alike: never changed)."""
+
+    eff: EffectiveCheck
+    #: parameters resolved for the sensor's levels and interval (None: not built, the notes say why)
+    resolved: dict[str, Any] | None
+    notes: tuple[str, ...]
+    #: the check's ``rule_spec``
+    rule_spec: str | None
+
+
+#: most entries of each of a rulebook's plan caches (a registry of more distinct levels than this,
+#: or readings of unregistered sensors in many districts, start the cache afresh when it is full)
+_CACHE_ENTRIES = 4096
+
+
+def _bounded_put(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= _CACHE_ENTRIES:
+        cache.clear()
+    cache[key] = value
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

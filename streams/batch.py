@@ -123,10 +123,8 @@ class BatchProcessing:
                 touched.add(sid)
             elif new or due(sid, every):  # a first snapshot bounds any replay
                 touched.add(sid)
-        observe = self.clocks.observe
-        for item in items:
-            if not refused or id(item) not in refused:
-                observe(tp, item.sensor_id, item.ts, seen_at)
+        self.clocks.observe_readings(tp, [item for item in items if id(item) not in refused] if refused else items,
+                                     seen_at)
 
     def _intake_progress(self: "DetectorRuntime", tp: TP, value: bytes | None, headers: Any, seen_at: float) -> None:
         """A gateway's intake progress (cityeye/intake_progress.py): ``tp``'s sensors age no further than

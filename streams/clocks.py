@@ -24,7 +24,7 @@ that has said nothing for ``intake_silence_s`` no longer holds the clock
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, NamedTuple
 
 __all__ = ["StreamClock", "SensorClocks", "INTAKE_SILENCE_S"]
 
@@ -130,6 +130,13 @@ class StreamClock:
         return gone if gone > 0.0 else 0.0
 
 
+class _Seen(NamedTuple):
+    """One reading's sensor and time, for :meth:`SensorClocks.observe`."""
+
+    sensor_id: str
+    ts: float
+
+
 class SensorClocks:
     """Each sensor's own stream time, for its no-data checks.
 
@@ -160,24 +167,31 @@ class SensorClocks:
         return pace
 
     def observe(self, partition: Any, sensor_id: str, ts: float, at: float | None = None) -> None:
-        """A reading of ``sensor_id`` at ``ts`` on ``partition``, seen at monotonic time ``at``
-        (default: now; the worker reads the clock once per record for all its readings)."""
+        """A reading of ``sensor_id`` at ``ts`` on ``partition``, seen at monotonic time ``at`` (default: now)."""
+        self.observe_readings(partition, (_Seen(sensor_id, ts),), at)
+
+    def observe_readings(self, partition: Any, readings: Iterable[Any], at: float | None = None) -> None:
+        """:meth:`observe` each of ``readings`` (anything with ``sensor_id`` and ``ts``: a record's,
+        in its order) on ``partition``, all seen at monotonic time ``at`` (default: now)."""
         pace = self.partitions.get(partition) or self._new_pace(partition)
         if at is None:
             at = self._monotonic()
-        first = self._first.get(sensor_id)
-        if first is None:
-            first = self._first[sensor_id] = ts
-        # pace.observe(ts - first, at) and pace.now(at), the advancing case written out: this runs for every reading
-        progress, latest = ts - first, pace._latest
-        if latest is None or progress >= latest:
-            pace._latest = mark = progress
-            pace._seen_at = at
-        else:
-            mark = latest + pace.elapsed(at)
-        prev = self._seen.get(sensor_id)
-        if prev is None or prev[0] != partition or ts >= prev[1]:
-            self._seen[sensor_id] = (partition, ts, mark)
+        first_of, seen = self._first, self._seen
+        for reading in readings:  # runs for every reading: written out, no call per reading
+            sensor_id, ts = reading.sensor_id, reading.ts
+            first = first_of.get(sensor_id)
+            if first is None:
+                first = first_of[sensor_id] = ts
+            # pace.observe(ts - first, at) and pace.now(at), the advancing case written out
+            progress, latest = ts - first, pace._latest
+            if latest is None or progress >= latest:
+                pace._latest = mark = progress
+                pace._seen_at = at
+            else:
+                mark = latest + pace.elapsed(at)
+            prev = seen.get(sensor_id)
+            if prev is None or prev[0] != partition or ts >= prev[1]:
+                seen[sensor_id] = (partition, ts, mark)
 
     def now(self, sensor_id: str) -> float | None:
         seen = self._seen.get(sensor_id)

@@ -17,13 +17,18 @@ import json
 import math
 import pickle
 import random
+import zlib
 
 import numpy as np
+import pytest
 
-from detectors._packed import pack
+from bench.bench_state_bytes import largest_state
+from cityeye.contracts import Reading
+from cityeye.sensor_registry import Sensor, SensorRegistry
 from detectors.catalog import make_detector
 from detectors.default_checks import default_checks
 from detectors.threshold import ScoreThreshold
+from streams.sensor_engine import SensorEngine
 
 STATE_LIMIT = 16 * 1024  # bytes of JSON per sensor (issue #11)
 START = 1_800_000_000.0
@@ -54,6 +59,43 @@ def test_default_model_and_traffic_check_stay_within_16_kb_throughout_an_adversa
     assert largest_check[0] <= STATE_LIMIT and largest_model[0] <= STATE_LIMIT
     # the stream did fill the state: the seasonal view found its period, the sets their fill
     assert check.detector._seasonal._period == 96 // 12 and largest_model[0] > 12_000  # (in 12-reading blocks)
+
+
+def test_the_default_models_worst_case_bound_is_within_16_kb():
+    """The state at its largest information content (``bench_state_bytes.py --worst``: every context set at
+    its largest fill, every float buffer incompressible, ...), after and during the seasonal warm-up: the bound
+    of docs/anomaly.md section 2 (on branch statecap 17 293 bytes with the views' symbols empty)."""
+    sizes = [len(json.dumps(largest_state(warmup, seed))) for warmup in (False, True) for seed in (0, 1)]
+    print(f"worst-case bound: {sizes} bytes")
+    assert max(sizes) <= STATE_LIMIT
+
+
+def weather_sensor() -> SensorEngine:
+    sensor = Sensor(id="s-1", kind="weather", district="d", lat=31.2, lon=121.5, interval_s=60, levels={})
+    return SensorEngine(SensorRegistry({"s-1": sensor}))
+
+
+@pytest.mark.parametrize("fractional_times", [False, True])
+def test_a_weather_sensor_fed_unrounded_values_stays_within_16_kb_throughout(fractional_times):
+    """Every field unrounded: rain in every reading (a full 12-hour window of 720 sums), a temperature
+    falling through the day above the high-temperature levels (a full sliding-maximum queue), storms;
+    times in whole seconds, or at any fraction of a second. On branch statecap (the windows as JSON
+    numbers) it reached 25.9 KB."""
+    rng = random.Random(3)
+    engine, largest, filled = weather_sensor(), (0, 0), 0
+    for k in range(3000):
+        t = START + 60.0 * k + (rng.random() if fractional_times else 0.0)
+        temp = 45.0 - 8.0 * (k % 1440) / 1440 + rng.random() * 1e-3
+        fields = {"rain_mm": 0.01 + rng.random(), "temp_c": temp, "wind_ms": 30 * rng.random(),
+                  "gust_ms": 60 * rng.random(), "humidity_pct": 100 * rng.random()}
+        engine.process(Reading("s-1", "weather", "d", t, fields, t, "x"), position=k)
+        if k % 100 == 99:
+            snap = engine.snapshot("s-1")
+            largest = max(largest, (len(json.dumps(snap)), k + 1))
+            checks = engine._states["s-1"].checks
+            filled = max(filled, min(len(c._rain) for c in checks if hasattr(c, "_rain")))
+    print(f"weather sensor, unrounded values: largest state {largest} (bytes, reading)")
+    assert largest[0] <= STATE_LIMIT and filled >= 720  # and the rain window did fill
 
 
 def test_builtin_traffic_check_has_its_alert_budget():
@@ -97,8 +139,9 @@ def test_warmup_values_of_a_float64_snapshot_restore_as_float32():
     state = json.loads(json.dumps(det.snapshot()))
     seasonal = next(k for k, view in enumerate(det._views) if view is det._seasonal)
     warm = np.asarray(det._seasonal._s_buf, dtype=np.float64) + 1e-9  # float64 digits beyond float32
-    dtype, shape, text = pack(warm).split(":", 2)  # written as the object of the former packing
-    state["views"][seasonal]["s_buf"] = {"dtype": dtype, "shape": [int(shape)], "z85": text}
+    shuffled = warm.view(np.uint8).reshape(-1, 8).T.tobytes()  # written as the object of the former packing
+    state["views"][seasonal]["s_buf"] = {"dtype": "float64", "shape": [len(warm)],
+                                         "z85": base64.b85encode(zlib.compress(shuffled, 1)).decode()}
     twin = make_detector()
     twin.restore(state)
     assert list(twin._seasonal._s_buf) == warm.astype(np.float32).tolist() != warm.tolist()

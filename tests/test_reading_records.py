@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
 from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, Reading, readings_topic, to_json
 from cityeye.reading_records import (AGGREGATE_HEADER, AGGREGATE_HEADERS, RejectedReading, encode_aggregate,
-                                     encode_reading, partition_for, readings_of)
+                                     encode_reading, partition_for, reading_from_dict, readings_of)
 from ingest.aggregation import build_records
 from streams.sensor_engine import SensorEngine
 
@@ -56,6 +57,63 @@ def test_bad_input_is_rejected_with_its_reason_never_raised():
     nan = dict(good.__dict__, values={"level_m": 1e400})  # orjson reads 1e400 as inf
     [rej] = readings_of(json.dumps(nan).encode().replace(b"Infinity", b"1e400"), b"wl-1")
     assert "not finite" in rej.reason or "not a JSON" in rej.reason
+
+
+def plain_reading_from_dict(d, key=None):
+    """The decoder as first written (one expression, a comprehension): the oracle of the fast one."""
+    if not isinstance(d, dict):
+        raise ValueError(f"a reading is a JSON object, not {type(d).__name__}")
+    try:
+        sid, kind, district, values = d["sensor_id"], d["kind"], d["district"], d["values"]
+        reading = Reading(str(sid), str(kind), str(district), float(d["ts"]),
+                          {str(k): float(v) for k, v in values.items()}, float(d["received_at"]),
+                          str(d.get("mqtt_topic", "")))
+    except KeyError as exc:
+        raise ValueError(f"reading lacks field {exc.args[0]!r}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"malformed reading: {exc}") from None
+    if not reading.sensor_id:
+        raise ValueError("reading has an empty sensor_id")
+    if not math.isfinite(reading.ts):
+        raise ValueError("reading ts is not finite")
+    bad = sorted(k for k, x in reading.values.items() if not math.isfinite(x))
+    if bad:
+        raise ValueError(f"reading values not finite: {', '.join(bad)}")
+    if key is not None and key != reading.sensor_id.encode():
+        raise ValueError(f"message key {key[:64]!r} is not the reading's sensor id {reading.sensor_id!r}")
+    return reading
+
+
+def outcome(decode, d, key=None):
+    try:
+        r = decode(d, key)
+    except Exception as exc:  # ValueError with the reason (an int beyond float's range: OverflowError, as before)
+        return type(exc).__name__, str(exc)
+    return "reading", r, [type(v) for v in (r.sensor_id, r.kind, r.district, r.ts, r.received_at, r.mqtt_topic)]
+
+
+def test_the_fast_decoder_reads_and_refuses_exactly_what_the_plain_one_does():
+    good = encode_reading(reading("wl-1", 1e9)).decode()
+    base = json.loads(good)
+    changes = [{}, {"sensor_id": ""}, {"sensor_id": 7}, {"sensor_id": None}, {"kind": 3}, {"district": ["x"]},
+               {"ts": "12.5"}, {"ts": "nan"}, {"ts": "-inf"}, {"ts": None}, {"ts": "soon"}, {"ts": True},
+               {"ts": 10**400}, {"received_at": "inf"}, {"received_at": []}, {"mqtt_topic": 5}, {"mqtt_topic": None},
+               {"values": []}, {"values": None}, {"values": "level_m"}, {"values": {}},
+               {"values": {"level_m": "3.5"}}, {"values": {"level_m": "nan"}}, {"values": {"b": "inf", "a": "-inf"}},
+               {"values": {"level_m": None}}, {"values": {"level_m": [1]}}, {"values": {"level_m": False}},
+               {"values": {1: 2.0, "1": 3.0}}, {"values": {"a": 1e308, "b": 1e308, "c": -1e308}},
+               {"values": {"a": 1e308, "b": "nan"}}, {"values": {"a": 10**400}}, {"ts": "nan", "values": None}]
+    objects = [dict(base, **change) for change in changes]
+    objects += [{k: v for k, v in base.items() if k != field} for field in base]  # each field missing in turn
+    objects += [{k: v for k, v in base.items() if k not in ("ts", "values")}, None, [], "reading", 3, base]
+    for d in objects:
+        for key in (None, b"wl-1", b"wl-2", "wl-1".encode() * 40):
+            assert outcome(reading_from_dict, d, key) == outcome(plain_reading_from_dict, d, key), (d, key)
+    accepted = [d for d in objects if outcome(reading_from_dict, d)[0] == "reading"]
+    assert sum(outcome(reading_from_dict, d)[0] == "ValueError" for d in objects) > 20
+    assert 8 < len(accepted) < len(objects) - 20  # both sides were exercised
+    big = reading_from_dict(dict(base, values={"a": 1e308, "b": 1e308}))  # finite values whose sum is not
+    assert big.values == {"a": 1e308, "b": 1e308}
 
 
 def test_the_partition_is_the_default_partitioner_of_the_sensor_key():

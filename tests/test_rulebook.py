@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cityeye.sensor_registry import Sensor, SensorRegistry
-from detectors.rule_library import CHECK_TYPES, check_params, parse_duration
+from detectors.rule_library import CHECK_TYPES, build_check, check_params, parse_duration
 from detectors.rulebook import RulesError, load_rulebook, parse_rulebook
 
 
@@ -95,6 +95,49 @@ def test_layers_apply_in_order_and_show_where_each_value_came_from():
 
     assert "water_level.flatline" not in by_name(rb, sensor(sid="wl-2"))
     assert "water_level.flatline" in by_name(rb, sensor(sid="wl-3"))
+
+
+def feed(checks, values, n=40):
+    """``n`` readings a minute apart through ``checks``; their snapshots after."""
+    for i in range(n):
+        x = {field: v + 0.05 * i * (-1) ** i for field, v in values.items()}
+        for check in checks:
+            check.process(x, 1.8e9 + 60.0 * i)
+    return [check.snapshot() for check in checks]
+
+
+@pytest.mark.parametrize("kind, values", [("water_level", {"level_m": 4.0}),
+                                          ("traffic", {"speed_kmh": 50.0, "flow_vph": 1800.0})])
+def test_sensors_alike_share_the_resolved_rules_but_never_a_check_its_parameters_or_its_state(kind, values):
+    rb = parse_rulebook(None)
+    a, b = sensor(kind, sid="s-1"), sensor(kind, sid="s-2")
+    assert rb._plan(a) is rb._plan(b)  # resolved once for both
+    one, two = rb.checks_for(a), rb.checks_for(b)
+    assert all(x is not y and x.rule_spec == y.rule_spec for x, y in zip(one, two))
+    fresh = [c.snapshot() for c in two]
+    fed = feed(one, values)
+    assert fed != fresh and [c.snapshot() for c in two] == fresh  # readings of one sensor leave the other's state
+    assert feed(two, values) == fed  # and the other, fed the same, gets to the same state
+    if kind == "traffic":
+        assert one[0].detector is not two[0].detector
+    else:
+        one[0].levels["yellow"] = 99.0  # a check's parameters are its own
+        assert rb.checks_for(b)[0].levels["yellow"] == 4.5 and rb._plan(a)[0].resolved["levels"]["yellow"] == 4.5
+    # the same checks, parameters and notes as built from the declarations one sensor at a time
+    for eff, built in rb.build(a):
+        params = {k: v for k, v in eff.params.items() if k not in ("type", "enabled")}
+        alone = build_check(eff.name, eff.type, params, dict(a.levels), a.interval_s)
+        assert (alone.params, alone.notes, type(alone.check)) == (built.params, built.notes, type(built.check))
+        assert feed([alone.check], values) == feed([built.check], values)
+
+
+def test_sensors_alike_but_for_their_levels_interval_or_own_rules_get_their_own_checks():
+    rb = parse_rulebook("sensors:\n  wl-2:\n    flatline: {repeats: 5}\n")
+    checks = {s.id: {c.name: c for c in rb.checks_for(s)} for s in (
+        sensor(sid="wl-1"), sensor(sid="wl-2"), sensor(sid="wl-3", warning_m=4.0), sensor(sid="wl-4", interval_s=900.0))}
+    assert [c["water_level.flatline"].repeats for c in checks.values()] == [60, 5, 60, 60]
+    assert [c["water_level.warning"].levels["yellow"] for c in checks.values()] == [4.5, 4.5, 4.0, 4.5]
+    assert [c["water_level.stale"].expected_interval_s for c in checks.values()] == [60.0, 60.0, 60.0, 900.0]
 
 
 def test_durations_count_readings_so_one_default_works_at_15_minute_sampling():

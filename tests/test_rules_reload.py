@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from cityeye.contracts import TOPIC_ALERTS, AlertEvent
-from cityeye.sensor_registry import load_registry
+from cityeye.sensor_registry import SensorRegistry, load_registry
 from detectors.rulebook import parse_rulebook
 from simulators import DEMO_REGISTRY
 from streams.command import StreamsWorker
@@ -76,6 +77,26 @@ def test_a_snapshot_restores_only_checks_whose_rule_did_not_change(tmp_path):
     checks = {c.name: c for c in fresh.state(WL).checks}
     assert checks["water_level.flatline"].snapshot() != snap["checks"]["water_level.flatline"]  # started fresh
     assert checks["water_level.rate_of_rise"].snapshot() == snap["checks"]["water_level.rate_of_rise"]
+
+
+def test_a_reload_takes_effect_for_every_sensor_alike_and_keeps_their_states_apart(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("kinds:\n  water_level:\n    rate_of_rise: {rate_per_hour: 0.3}\n")
+    wl = load_registry(DEMO_REGISTRY).get(WL)
+    twin = wl.model_copy(update={"id": "wl-huangpu-twin"})  # the same kind, district, levels and interval
+    live = LiveRules(str(rules), SensorRegistry({wl.id: wl, twin.id: twin}))
+    engine = SensorEngine(live.registry, live.checks_for)
+    for r in water_series([4.0 + 0.01 * i for i in range(45)]):
+        engine.process(r)  # the twin has no readings yet
+    rules.write_text("kinds:\n  water_level:\n    rate_of_rise: {rate_per_hour: 0.5}\n")
+    assert live.reload()
+    engine.process(replace(water(4.0, 0), sensor_id=twin.id))
+    _, changed = engine.rebuild_checks()
+    assert changed == {WL}  # the twin's checks were built under the new rules already
+    mine, twins = ({c.name: c for c in engine.state(sid).checks} for sid in (WL, twin.id))
+    assert mine["water_level.rate_of_rise"].rate_per_hour == twins["water_level.rate_of_rise"].rate_per_hour == 0.5
+    assert mine["water_level.flatline"].snapshot() != twins["water_level.flatline"].snapshot()  # 45 readings vs 1
+    assert all(mine[name] is not twins[name] for name in mine)
 
 
 def test_builtin_checks_carry_their_rule_spec():

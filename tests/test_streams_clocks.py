@@ -9,6 +9,10 @@ high watermark and next offset.
 
 from __future__ import annotations
 
+import random
+
+import pytest
+
 from cityeye.contracts import Reading
 from cityeye.sensor_registry import load_registry
 from simulators import DEMO_REGISTRY
@@ -124,3 +128,31 @@ def test_a_partition_never_caught_up_counts_no_wall_time():
     clock.caught_up()  # at 700: from now on the wall time counts again, from the latest reading's arrival
     now[0] = 730.0
     assert clock.now() == 5060.0 + 330.0
+
+
+def test_a_records_readings_observed_at_once_move_the_clocks_as_the_plain_formula_does():
+    """SensorClocks.observe_readings (the worker's, a record at a time) against the definition written
+    with StreamClock alone: a sensor's time is its latest reading's plus its partition's pace since then,
+    the pace clock taking each reading's progress since the sensor's first reading."""
+    rng = random.Random(5)
+    wall = [0.0]
+    clocks = SensorClocks(lambda: wall[0])
+    paces: dict[str, StreamClock] = {}
+    first: dict[str, float] = {}
+    seen: dict[str, tuple[str, float, float]] = {}
+    for _ in range(300):
+        wall[0] += rng.choice([0.0, 0.5, 30.0])
+        partition = rng.choice(["p0", "p1"])
+        record = [Reading(sid, "water_level", "d", T0 + rng.uniform(-600, 3600), {}, 0.0, "")
+                  for sid in rng.choices(["a", "b", "c", "d"], k=rng.randint(1, 6))]  # out of order, repeats
+        clocks.observe_readings(partition, record, wall[0])
+        pace = paces.setdefault(partition, StreamClock(lambda: wall[0]))
+        for r in record:
+            start = first.setdefault(r.sensor_id, r.ts)
+            pace.observe(r.ts - start, wall[0])
+            prev = seen.get(r.sensor_id)
+            if prev is None or prev[0] != partition or r.ts >= prev[1]:
+                seen[r.sensor_id] = (partition, r.ts, pace.now(wall[0]))
+        wall[0] += 1.0
+        for sid, (part, last, mark) in seen.items():
+            assert clocks.now(sid) == pytest.approx(last + paces[part].now() - mark, abs=1e-6), sid
