@@ -133,7 +133,7 @@ def readable(state: dict[str, Any]) -> dict[str, Any]:
                 "n": f["n"], "computed": f["computed"], "record": f["record"], "score": f["score"]}
 
     views, sums, counts = [], [], []
-    symbols = iter(unpack(state["hist"]).tolist())
+    symbols = _Symbols(unpack(state["hist"]).tolist())
     for k, arrays in enumerate(state["views"]):
         f = {name: named[f"view{k}_{name}"] for name in VIEW_FIELDS}
         op = None if f["open_count"] is None else [f["open_min"], f["open_max"], f["open_count"]]
@@ -153,6 +153,20 @@ def readable(state: dict[str, Any]) -> dict[str, Any]:
                                                  "blocks": named["long_blocks"],
                                                  "shape": shape("long_shape_", long["shape"])},
     }
+
+
+class _Symbols:
+    """The views' packed context symbols, read in order; a ``ValueError`` once they run out (a truncated
+    ``hist``), where a bare iterator would raise ``StopIteration`` with no message."""
+
+    def __init__(self, values: list[int]) -> None:
+        self._values, self._at = values, 0
+
+    def __next__(self) -> int:
+        if self._at >= len(self._values):
+            raise ValueError(f"the views' context symbols end after {len(self._values)} values (a truncated hist)")
+        self._at += 1
+        return self._values[self._at - 1]
 
 
 def _field(name: str) -> str:

@@ -15,13 +15,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bench.bench_state_bytes import _START, signal
 from cityeye.contracts import Reading
 from cityeye.sensor_registry import Sensor, SensorRegistry
 from detectors._columns import TimedColumns
 from detectors._multiscale_scalars import compact, readable, scalar_fields
-from detectors._packed import unpack
+from detectors._packed import pack, unpack
 from detectors.catalog import make_detector
 from streams.sensor_engine import SensorEngine
 
@@ -115,3 +116,13 @@ def test_timed_columns_round_trip_any_time_and_value():
         regular.append(1.8e9 + 60.0 * k, 0.1 * (k % 15))
     assert len(regular.snapshot()["t"]) < 100  # a steady interval costs next to nothing (JSON offsets: ~3.5 KB)
     assert TimedColumns.restored({}).snapshot() == TimedColumns().snapshot()
+
+
+def test_a_truncated_symbols_array_is_a_clear_error_not_a_bare_stop_iteration():
+    det = make_detector()
+    for t in range(500):
+        det.score_learn_one({"value": float(t % 13)})
+    state = det.snapshot()
+    cut = dict(state, hist=pack(unpack(state["hist"])[:3]))
+    with pytest.raises(ValueError, match="truncated hist"):
+        readable(cut)
