@@ -46,12 +46,12 @@ State: the last ``recent + w - 1`` readings (``float32``), the reservoir
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from detectors._packed import pack, unpack
+from detectors._shape_numbers import _LCG_M, _finite, _held_readings, _lcg_jumps, _variance
 from detectors.base import MODEL_VALUE_LIMIT
 
 __all__ = ["ShapeNovelty"]
@@ -69,7 +69,6 @@ _Z_TOP_BEFORE = 6.0
 # save 190 of them, but cost NAB 0.4 points, 72.3 / 63.5 against 72.7 / 64.2)
 _SLACK = 64
 _PY_SUMS = 64  # prefix sums of at most this many new readings are extended in plain Python
-_LCG_A, _LCG_C, _LCG_M = 6364136223846793005, 1442695040888963407, 2**64
 
 
 class ShapeNovelty:
@@ -382,44 +381,8 @@ class ShapeNovelty:
         self._due = not (self._n + 1) % self.stride and self._end >= self._size
 
 
-def _held_readings(x: np.ndarray) -> np.ndarray:
-    """``x`` with every reading not strictly within float32's range (inf, NaN: a buffer
-    written before the guard) replaced by the reading before it, as :meth:`ShapeNovelty.learn`
-    keeps them (0.0 where none is before)."""
-    bad = ~(np.abs(x) < MODEL_VALUE_LIMIT)
-    if not bad.any():
-        return x
-    before = np.where(bad, -1, np.arange(len(x)))
-    np.maximum.accumulate(before, out=before)  # index of the last good reading so far
-    return np.where(before >= 0, x[np.maximum(before, 0)], np.float32(0.0)).astype(np.float32)
-
-
 def _requantised(res: np.ndarray, z_top: float) -> np.ndarray:
     """Reservoir rows stored with 127 int8 steps per ``z_top`` z units, in this version's steps (int8)."""
     if z_top == _Z_TOP:
         return res.astype(np.int8)
     return np.clip(np.rint(res.astype(np.float64) * (z_top / _Z_TOP)), -127, 127).astype(np.int8)
-
-
-def _finite(value: Any) -> float:
-    """``value`` as a float, 0.0 if it is not finite (a record or score NaN made before the guard)."""
-    value = float(value)
-    return value if math.isfinite(value) else 0.0
-
-
-def _variance(x: np.ndarray) -> float:
-    """``x.var()`` of a 1-d float64 array, the same floats with fewer calls."""
-    d = x - x.sum() / len(x)
-    d *= d
-    return float(d.sum() / len(x))
-
-
-@lru_cache(maxsize=4)
-def _lcg_jumps(steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(A^j, C (A^(j-1) + ... + 1))`` modulo 2^64 for ``j = 1..steps`` (uint64)."""
-    mul, add, a, c = [], [], 1, 0
-    for _ in range(steps):
-        a, c = (a * _LCG_A) % _LCG_M, (c * _LCG_A + _LCG_C) % _LCG_M
-        mul.append(a)
-        add.append(c)
-    return np.array(mul, dtype=np.uint64), np.array(add, dtype=np.uint64)
