@@ -91,8 +91,14 @@ def b85decode(text: str | bytes) -> bytes:
 _B91_ALPHABET = np.frombuffer(bytes(c for c in range(0x21, 0x7F) if chr(c) not in "\"\\'"), dtype=np.uint8)
 _B91_DIGITS = np.full(256, 255, dtype=np.uint8)
 _B91_DIGITS[_B91_ALPHABET] = np.arange(91, dtype=np.uint8)
-#: 2**12 .. 2**0, a 13-bit group's bit weights
-_B91_WEIGHTS = (1 << np.arange(12, -1, -1)).astype(np.uint16)
+#: 13-bit group -> its two characters (``divmod(group, 91)``), as one native ``uint16`` a group
+_B91_PAIRS = _B91_ALPHABET[np.stack(np.divmod(np.arange(8192), 91), axis=1)].view(np.uint16).reshape(-1)
+#: the same two characters as ``bytes``, for the pure-Python path of short inputs
+_B91_PAIR_BYTES = [pair.tobytes() for pair in _B91_PAIRS]
+#: a 13-byte block's groups: groups 0-3 from its big-endian bytes 0-7, groups 4-7 from its bytes 5-12
+_B91_SHIFTS = np.array([[51, 38, 25, 12], [39, 26, 13, 0]], dtype=np.uint64)
+#: below this many bytes an integer and a loop encode faster than numpy (crossover measured ~96 bytes, 2026-12-05)
+_B91_SHORT = 96
 
 
 def b91encode(data: bytes) -> bytes:
@@ -104,9 +110,16 @@ def b91encode(data: bytes) -> bytes:
     >>> len(b91encode(bytes(13)))  # 104 bits, 8 groups
     16
     """
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
-    groups = np.concatenate((bits, np.zeros(-len(bits) % 13, dtype=np.uint8))).reshape(-1, 13) @ _B91_WEIGHTS
-    return _B91_ALPHABET[np.stack(divmod(groups, 91), axis=1)].tobytes()
+    blocks = -(-len(data) // 13)
+    padded = bytes(data) + bytes(blocks * 13 - len(data))
+    count = -(-len(data) * 8 // 13)  # groups that hold a bit of data
+    if len(data) < _B91_SHORT:
+        number, top = int.from_bytes(padded, "big"), blocks * 104 - 13
+        return b"".join([_B91_PAIR_BYTES[(number >> shift) & 8191] for shift in range(top, top - 13 * count, -13)])
+    # every block's bytes 0-7 and 5-12 as two big-endian words (unaligned strided views of ``padded``)
+    words = np.ndarray((blocks, 2, 1), dtype=">u8", buffer=padded, strides=(13, 5, 0))
+    groups = ((words >> _B91_SHIFTS) & np.uint64(8191)).reshape(-1)
+    return _B91_PAIRS[groups[:count]].tobytes()
 
 
 def b91decode(text: str | bytes) -> bytes:
