@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from detectors._packed import pack, unpack
-from detectors._shape_numbers import _LCG_M, _finite, _held_readings, _lcg_jumps, _variance
+from detectors._shape_numbers import _LCG_M, _finite, _held_readings, _lcg_jumps, _row_dots, _variance, _window_dots
 from detectors.base import MODEL_VALUE_LIMIT
 
 __all__ = ["ShapeNovelty"]
@@ -224,8 +224,9 @@ class ShapeNovelty:
         (cumulative sums are sequential, so the floats equal a sum from the
         buffer's start, and a restored or shifted buffer starts them afresh;
         the few readings of one stride are summed in plain Python, with the
-        same floats). One sliding correlation gives the dot products with the
-        query window, one matrix-vector product the reservoir's. At these
+        same floats). The dot products with the query window, of the recent
+        windows and of the reservoir's, are summed by numpy's own reduction
+        (``_window_dots``, ``_row_dots``: the same bits on every CPU). At these
         sizes numpy's per-call overhead costs more than the arithmetic, so
         the number of calls is kept small.
         """
@@ -280,11 +281,11 @@ class ShapeNovelty:
         inv_m = inv[:m]
         t = var[:m] * inv_m
         t *= w
-        t -= np.correlate(x[: n - w], q, "valid")
+        t -= _window_dots(x[: n - w], q)
         t *= inv_m
         best = float(t.min())
         if len(self._res_z):
-            best = min(best, float((self._res_sq - self._res_z @ q.astype(np.float32)).min()))
+            best = min(best, float((self._res_sq - _row_dots(self._res_z, q.astype(np.float32))).min()))
         return math.sqrt(max(best + qq, 0.0) / w)
 
     # -- learning ----------------------------------------------------------------
@@ -345,7 +346,7 @@ class ShapeNovelty:
 
     def _refresh_reservoir(self) -> None:
         self._res_z = self._res.astype(np.float32) / np.float32(_Q)
-        self._res_sq = np.einsum("ij,ij->i", self._res_z, self._res_z)
+        self._res_sq = _row_dots(self._res_z, self._res_z)
 
     # -- state ----------------------------------------------------------------
 

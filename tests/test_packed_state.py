@@ -6,11 +6,17 @@ its name, the rule windows as JSON numbers): three default-model snapshots
 (one within the seasonal warm-up) with the scores that followed and a digest
 of the scores of the whole series, and a weather sensor fed unrounded values
 (its engine snapshot and the alert events that followed).
+
+``tests/fixtures/state_scores_session11.json`` holds the scores of those
+series by the commit that wrote the fixture, as float32 (made with
+``OPENBLAS_CORETYPE=Haswell``, where their sha256 equals the fixture's). The
+shape vote's dot products have since been summed by numpy instead of BLAS, so
+that a score is the same bits on every CPU (tests/test_score_determinism.py):
+the scores moved by at most ~5e-6, and are compared within 1e-5.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -27,6 +33,8 @@ from detectors.catalog import make_detector
 from streams.sensor_engine import SensorEngine
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "state_snapshots_session11.json"
+SCORES = FIXTURE.with_name("state_scores_session11.json")
+SCORE_TOLERANCE = 1e-5  # BLAS's sums (then) against numpy's (now), and float32
 WEATHER_FIELDS = ("rain_mm", "temp_c", "wind_ms", "gust_ms")  # the fields the fixture's sensor was fed
 
 
@@ -35,20 +43,26 @@ def fixture() -> dict:
 
 
 def test_scores_and_state_are_those_of_the_named_layout():
-    """The same scores as branch statecap on three series, and its snapshots restore to the same state."""
+    """The scores of branch statecap on three series, and its snapshots restore to the same state."""
+    then = json.loads(SCORES.read_text())["scores"]
     for case in fixture()["model"]:
         values = list(signal(case["signal"], case["n"], seed=case["seed"]))
         fresh = make_detector()
         scores = [fresh.score_learn_one({"value": v}) for v in values]
-        assert hashlib.sha256(json.dumps(scores).encode()).hexdigest() == case["scores_sha256"], case["signal"]
+        assert np.abs(np.asarray(scores) - unpack(then[case["signal"]])).max() <= SCORE_TOLERANCE, case["signal"]
         old = case["snapshot"]
         assert "scalars" not in old and "mean" in old["views"][0]  # the named layout
         twin = make_detector()
         twin.restore(old)
         cut = case["cut"]
         after = [twin.score_learn_one({"value": v}) for v in values[cut:]]
-        assert after[:200] == case["after_cut"] and after == scores[cut:]
-        assert twin.snapshot() == fresh.snapshot()  # the same state at the end
+        assert after[:200] == pytest.approx(case["after_cut"], rel=0, abs=SCORE_TOLERANCE)
+        assert after == pytest.approx(scores[cut:], rel=0, abs=SCORE_TOLERANCE)
+        # the same state at the end: every part alike, the scalars within float noise
+        state, twin_state = fresh.snapshot(), twin.snapshot()
+        assert {k: v for k, v in twin_state.items() if k != "scalars"} == {
+            k: v for k, v in state.items() if k != "scalars"}
+        assert np.allclose(unpack(twin_state["scalars"]), unpack(state["scalars"]), rtol=1e-6, atol=1e-9, equal_nan=True)
 
 
 def test_readable_names_every_scalar():
