@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from detectors._packed import pack, unpack
-from detectors._shape_numbers import _LCG_M, _finite, _held_readings, _lcg_jumps, _row_dots, _variance, _window_dots
+from detectors._shape_numbers import _LCG_M, _finite, _held_readings, _lcg_jumps, _row_dots, _variance, _windows
 from detectors.base import MODEL_VALUE_LIMIT
 
 __all__ = ["ShapeNovelty"]
@@ -146,6 +146,7 @@ class ShapeNovelty:
         # work arrays of _distance: readings (float64), prefix sums of them and of their squares
         span = len(self._buf) + 1
         self._work = (np.empty(span), np.zeros((2, span + 1)))
+        self._work_windows = _windows(self._work[0], self.window)  # a view: row i is the window at i
         self._summed = 0  # readings of _buf whose prefix sums are in _work
         self._res = np.zeros((0, self.window), dtype=np.int8)
         self._res_z = np.zeros((0, self.window), dtype=np.float32)
@@ -226,7 +227,7 @@ class ShapeNovelty:
         the few readings of one stride are summed in plain Python, with the
         same floats). The dot products with the query window, of the recent
         windows and of the reservoir's, are summed by numpy's own reduction
-        (``_window_dots``, ``_row_dots``: the same bits on every CPU). At these
+        (``_row_dots``: ``np.einsum``, the same bits on every CPU). At these
         sizes numpy's per-call overhead costs more than the arithmetic, so
         the number of calls is kept small.
         """
@@ -281,7 +282,7 @@ class ShapeNovelty:
         inv_m = inv[:m]
         t = var[:m] * inv_m
         t *= w
-        t -= _window_dots(x[: n - w], q)
+        t -= _row_dots(self._work_windows[:m], q)
         t *= inv_m
         best = float(t.min())
         if len(self._res_z):
@@ -346,7 +347,7 @@ class ShapeNovelty:
 
     def _refresh_reservoir(self) -> None:
         self._res_z = self._res.astype(np.float32) / np.float32(_Q)
-        self._res_sq = _row_dots(self._res_z, self._res_z)
+        self._res_sq = np.einsum("ij,ij->i", self._res_z, self._res_z)
 
     # -- state ----------------------------------------------------------------
 

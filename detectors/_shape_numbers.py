@@ -7,10 +7,8 @@ seeded generator's jumps (a 64-bit LCG).
 [1.0, 1.0, 3.0]
 >>> _finite(float("nan")), _variance(np.array([1.0, 3.0]))
 (0.0, 1.0)
->>> _window_dots(np.arange(5.0), np.array([1.0, -1.0])).tolist()
+>>> _row_dots(_windows(np.arange(5.0), 2), np.array([1.0, -1.0])).tolist()
 [-1.0, -1.0, -1.0, -1.0]
->>> _row_dots(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([1.0, 1.0])).tolist()
-[3.0, 7.0]
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ import numpy as np
 
 from detectors.base import MODEL_VALUE_LIMIT
 
-__all__ = ["_LCG_M", "_held_readings", "_finite", "_variance", "_window_dots", "_row_dots", "_lcg_jumps"]
+__all__ = ["_LCG_M", "_held_readings", "_finite", "_variance", "_row_dots", "_windows", "_lcg_jumps"]
 
 _LCG_A, _LCG_C, _LCG_M = 6364136223846793005, 1442695040888963407, 2**64
 
@@ -53,22 +51,21 @@ def _variance(x: np.ndarray) -> float:
     return float(d.sum() / len(x))
 
 
-# Dot products are summed by numpy's own reduction (a fixed order of additions), never by BLAS:
-# np.dot, @, np.correlate and np.einsum hand them to OpenBLAS (or einsum's SIMD loops), which picks
-# its kernel for the CPU it runs on, so the last bits of a score depended on the machine (a
-# snapshot restored on another host, a score recomputed elsewhere). tests/test_score_determinism.py
-
-
-def _window_dots(x: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """``np.correlate(x, q, "valid")``: ``q``'s dot product with every ``len(q)``-window of ``x``,
-    the same bits on every CPU."""
-    products = np.lib.stride_tricks.sliding_window_view(x, len(q)) * q
-    return products.sum(axis=1)
+# Dot products go through np.einsum (numpy's own loops, without ``optimize``), never BLAS:
+# np.dot, @ and np.correlate hand them to OpenBLAS, which picks its kernel for the CPU it runs
+# on, so the last bits of a score depended on the machine (a fixture written on one host failed
+# on another; a sensor restored on another worker went on with other floats).
+# tests/test_score_determinism.py runs the model under other kernels and SIMD levels.
 
 
 def _row_dots(m: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``m @ v`` for a 2-d ``m``: every row's dot product with ``v``, the same bits on every CPU."""
-    return (m * v).sum(axis=1)
+    """``m @ v`` for a 2-d ``m`` (rows may overlap: a windows view), the same bits on every CPU."""
+    return np.einsum("ij,j->i", m, v)
+
+
+def _windows(x: np.ndarray, width: int) -> np.ndarray:
+    """A read-only view of every ``width``-window of ``x`` (row ``i`` is ``x[i:i + width]``)."""
+    return np.lib.stride_tricks.sliding_window_view(x, width)
 
 
 @lru_cache(maxsize=4)
