@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
 from detectors._packed import pack, unpack
 
-__all__ = ["BoundedKeySet"]
+__all__ = ["BoundedKeySet", "CURRENT", "KNOWN"]
 
 
 class BoundedKeySet:
@@ -70,6 +71,7 @@ class BoundedKeySet:
         self.generation_share = int(generation_share)
         self._cap = max(1, self.slots // self.generation_share)
         self._mod = self.slots.__rmod__  # key -> key % slots, a C call in map()
+        self._writes = 0  # changes of the generations so far (see look_up_slots)
         self._clear()
 
     def _clear(self) -> None:
@@ -80,6 +82,7 @@ class BoundedKeySet:
         self._start_generation(_FIRST)
 
     def _set_generations(self, gen: bytes | bytearray) -> None:
+        self._writes += 1
         self._gen = gen
         self._at = gen.__getitem__
 
@@ -132,6 +135,38 @@ class BoundedKeySet:
                 return False
         return True
 
+    def how_known(self, keys: Iterable[int]) -> int:
+        """:data:`CURRENT` if every key of ``keys`` was learnt in the current generation
+        (:meth:`current_has_all`), else :data:`KNOWN` if every key is known
+        (:meth:`known_all`), else 0: both tests in one loop."""
+        gen, slots, now, prev = self._gen, self.slots, self._now, self._prev
+        how = CURRENT
+        for key in keys:
+            g = gen[key % slots]
+            if g != now:
+                if g < prev:
+                    return 0
+                how = KNOWN
+        return how
+
+    def look_up_slots(self, keys: Iterable[int]) -> tuple[set[int], bytes, int]:
+        """``(slots, generations, writes)``: the distinct slots of ``keys``
+        (:meth:`slot_set`), the generation each was last seen in (bytes, in the
+        set's order) and a stamp of the set's state, for
+        :meth:`count_known_generations` and :meth:`add_looked_up` (which then
+        need not index the slots again)."""
+        n = self.slots
+        slots = {key % n for key in keys}  # a comprehension: faster than map(__rmod__)
+        if len(slots) > 1:
+            generations = bytes(itemgetter(*slots)(self._gen))  # one C call (a tuple of 2+ items)
+        else:
+            generations = bytes([self._gen[s] for s in slots])
+        return slots, generations, self._writes
+
+    def count_known_generations(self, generations: bytes) -> int:
+        """How many of the generations (:meth:`look_up_slots`) are known ones."""
+        return len(generations.translate(None, self._unknown))
+
     def count_known(self, keys: Iterable[int]) -> int:
         """How many distinct known slots ``keys`` fall in."""
         return self.count_known_slots(self.slot_set(keys))
@@ -153,12 +188,28 @@ class BoundedKeySet:
         gen, now = self._gen, self._now
         new = [s for s in slots if gen[s] != now]
         if new:
-            gen = self._writable()
-            for s in new:
-                gen[s] = now
-            self._fill += len(new)
-            if self._fill >= self._cap:
-                self._next_generation()
+            self._learn(new, len(new))
+
+    def add_looked_up(self, looked: tuple[set[int], bytes, int]) -> None:
+        """:meth:`add_slots` of the slots of :meth:`look_up_slots`; if the set is
+        unchanged since, the generations looked up tell which slots are new."""
+        slots, generations, writes = looked
+        if writes != self._writes:  # learnt or restored since: the generations are stale
+            self.add_slots(slots)
+            return
+        new = len(generations) - generations.count(self._now)
+        if new:
+            self._learn(slots, new)  # rewriting a current slot's number changes nothing
+
+    def _learn(self, slots: Iterable[int], new: int) -> None:
+        """Make ``slots``, ``new`` of which were not the current generation's, the current generation's."""
+        gen, now = self._writable(), self._now
+        for s in slots:
+            gen[s] = now
+        self._writes += 1
+        self._fill += new
+        if self._fill >= self._cap:
+            self._next_generation()
 
     def _next_generation(self) -> None:
         """The current generation becomes the previous one; the previous one is forgotten."""
@@ -203,6 +254,8 @@ def _no_generations(slots: int) -> bytes:
     return bytes(slots)
 
 
+#: :meth:`BoundedKeySet.how_known`: every key is the current generation's / known
+CURRENT, KNOWN = 2, 1
 #: the first current generation (the previous one, _FIRST - 1, is never 0: 0 is "never seen")
 _FIRST = 2
 #: bytes.translate table of a wrap-around: generation 255 (the current one) -> _FIRST - 1, all others 0
