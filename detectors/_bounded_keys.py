@@ -41,7 +41,7 @@ import numpy as np
 
 from detectors._packed import pack, unpack
 
-__all__ = ["BoundedKeySet", "CURRENT", "KNOWN"]
+__all__ = ["BoundedKeySet"]
 
 
 class BoundedKeySet:
@@ -71,7 +71,7 @@ class BoundedKeySet:
         self.generation_share = int(generation_share)
         self._cap = max(1, self.slots // self.generation_share)
         self._mod = self.slots.__rmod__  # key -> key % slots, a C call in map()
-        self._writes = 0  # changes of the generations so far (see look_up_slots)
+        self._writes = 0  # changes of the generations so far (see look_up_contexts)
         self._clear()
 
     def _clear(self) -> None:
@@ -135,37 +135,36 @@ class BoundedKeySet:
                 return False
         return True
 
-    def how_known(self, keys: Iterable[int]) -> int:
-        """:data:`CURRENT` if every key of ``keys`` was learnt in the current generation
-        (:meth:`current_has_all`), else :data:`KNOWN` if every key is known
-        (:meth:`known_all`), else 0: both tests in one loop."""
-        gen, slots, now, prev = self._gen, self.slots, self._now, self._prev
-        how = CURRENT
-        for key in keys:
-            g = gen[key % slots]
+    def look_up_contexts(self, keys: list[int], longest: Iterable[int]) -> tuple[tuple | None, int]:
+        """``(looked, known)`` of a reading's context ``keys``, ``longest`` its
+        longest ones (a context is learnt with all its shorter ones): if every
+        longest key was learnt in the current generation, ``looked`` is ``None``
+        (nothing to learn) and ``known`` is ``len(keys)``; if every one is known,
+        ``known`` is ``len(keys)``; else the number of distinct known slots.
+        ``looked``, for :meth:`add_looked_up`: the distinct slots of ``keys``, the
+        generation each was last seen in (bytes, in the set's order) and a stamp
+        of the set's state (the slots are indexed once, for the count and for
+        learning)."""
+        gen, n, now, prev = self._gen, self.slots, self._now, self._prev
+        current = known = True
+        for key in longest:  # current_has_all and known_all in one loop
+            g = gen[key % n]
             if g != now:
+                current = False
                 if g < prev:
-                    return 0
-                how = KNOWN
-        return how
-
-    def look_up_slots(self, keys: Iterable[int]) -> tuple[set[int], bytes, int]:
-        """``(slots, generations, writes)``: the distinct slots of ``keys``
-        (:meth:`slot_set`), the generation each was last seen in (bytes, in the
-        set's order) and a stamp of the set's state, for
-        :meth:`count_known_generations` and :meth:`add_looked_up` (which then
-        need not index the slots again)."""
-        n = self.slots
+                    known = False
+                    break
+        if current:
+            return None, len(keys)
         slots = {key % n for key in keys}  # a comprehension: faster than map(__rmod__)
         if len(slots) > 1:
-            generations = bytes(itemgetter(*slots)(self._gen))  # one C call (a tuple of 2+ items)
+            generations = bytes(itemgetter(*slots)(gen))  # one C call (a tuple of 2+ items)
         else:
-            generations = bytes([self._gen[s] for s in slots])
-        return slots, generations, self._writes
-
-    def count_known_generations(self, generations: bytes) -> int:
-        """How many of the generations (:meth:`look_up_slots`) are known ones."""
-        return len(generations.translate(None, self._unknown))
+            generations = bytes([gen[s] for s in slots])
+        looked = slots, generations, self._writes
+        if known:
+            return looked, len(keys)
+        return looked, len(generations.translate(None, self._unknown))
 
     def count_known(self, keys: Iterable[int]) -> int:
         """How many distinct known slots ``keys`` fall in."""
@@ -191,7 +190,7 @@ class BoundedKeySet:
             self._learn(new, len(new))
 
     def add_looked_up(self, looked: tuple[set[int], bytes, int]) -> None:
-        """:meth:`add_slots` of the slots of :meth:`look_up_slots`; if the set is
+        """:meth:`add_slots` of the slots looked up by :meth:`look_up_contexts`; if the set is
         unchanged since, the generations looked up tell which slots are new."""
         slots, generations, writes = looked
         if writes != self._writes:  # learnt or restored since: the generations are stale
@@ -254,8 +253,6 @@ def _no_generations(slots: int) -> bytes:
     return bytes(slots)
 
 
-#: :meth:`BoundedKeySet.how_known`: every key is the current generation's / known
-CURRENT, KNOWN = 2, 1
 #: the first current generation (the previous one, _FIRST - 1, is never 0: 0 is "never seen")
 _FIRST = 2
 #: bytes.translate table of a wrap-around: generation 255 (the current one) -> _FIRST - 1, all others 0

@@ -29,7 +29,7 @@ from math import floor
 from operator import add, itemgetter
 from typing import Any
 
-from detectors._bounded_keys import CURRENT, KNOWN, BoundedKeySet
+from detectors._bounded_keys import BoundedKeySet
 
 __all__ = ["ContextKeys"]
 
@@ -55,7 +55,7 @@ class ContextKeys:
         (range width ``width``, ``0``: a single value), and how many of them
         were seen. The contexts, for :meth:`learn`: the keys, the reading's
         own tagged symbols (its tails of order 1) and the keys' slots to
-        learn with their generations (:meth:`BoundedKeySet.look_up_slots`;
+        learn with their generations (:meth:`BoundedKeySet.look_up_contexts`;
         ``None``: all are the current generation's already)."""
         if width > 0:
             try:
@@ -69,7 +69,6 @@ class ContextKeys:
             parts = self._new_parts(symbols)
         lead, heads = parts
         keys = list(map(add, lead, self._tails))
-        seen = self.seen
         # a context is learnt with all its shorter ones: if every resolution's
         # longest context was seen, all were (the usual case once steady; no
         # set built). Known from the previous generation only: known, and learnt
@@ -77,13 +76,8 @@ class ContextKeys:
         # be forgotten when its generation ends, and look new once more). The
         # keys' slots and their generations are looked up once, here, for the
         # count and for learn
-        how = seen.how_known(self._longest(keys))
-        if how == CURRENT:
-            return (keys, heads, None), len(keys)
-        looked = seen.look_up_slots(keys)
-        if how == KNOWN:
-            return (keys, heads, looked), len(keys)
-        return (keys, heads, looked), seen.count_known_generations(looked[1])
+        looked, known = self.seen.look_up_contexts(keys, self._longest(keys))
+        return (keys, heads, looked), known
 
     def learn(self, contexts: tuple[list[int], list[int], tuple | None]) -> None:
         """Remember the contexts of a reading (from :meth:`look_up`)."""
