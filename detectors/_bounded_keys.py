@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -70,6 +71,7 @@ class BoundedKeySet:
         self.generation_share = int(generation_share)
         self._cap = max(1, self.slots // self.generation_share)
         self._mod = self.slots.__rmod__  # key -> key % slots, a C call in map()
+        self._writes = 0  # changes of the generations so far (see look_up_contexts)
         self._clear()
 
     def _clear(self) -> None:
@@ -80,6 +82,7 @@ class BoundedKeySet:
         self._start_generation(_FIRST)
 
     def _set_generations(self, gen: bytes | bytearray) -> None:
+        self._writes += 1
         self._gen = gen
         self._at = gen.__getitem__
 
@@ -132,6 +135,37 @@ class BoundedKeySet:
                 return False
         return True
 
+    def look_up_contexts(self, keys: list[int], longest: Iterable[int]) -> tuple[tuple | None, int]:
+        """``(looked, known)`` of a reading's context ``keys``, ``longest`` its
+        longest ones (a context is learnt with all its shorter ones): if every
+        longest key was learnt in the current generation, ``looked`` is ``None``
+        (nothing to learn) and ``known`` is ``len(keys)``; if every one is known,
+        ``known`` is ``len(keys)``; else the number of distinct known slots.
+        ``looked``, for :meth:`add_looked_up`: the distinct slots of ``keys``, the
+        generation each was last seen in (bytes, in the set's order) and a stamp
+        of the set's state (the slots are indexed once, for the count and for
+        learning)."""
+        gen, n, now, prev = self._gen, self.slots, self._now, self._prev
+        current = known = True
+        for key in longest:  # current_has_all and known_all in one loop
+            g = gen[key % n]
+            if g != now:
+                current = False
+                if g < prev:
+                    known = False
+                    break
+        if current:
+            return None, len(keys)
+        slots = {key % n for key in keys}  # a comprehension: faster than map(__rmod__)
+        if len(slots) > 1:
+            generations = bytes(itemgetter(*slots)(gen))  # one C call (a tuple of 2+ items)
+        else:
+            generations = bytes([gen[s] for s in slots])
+        looked = slots, generations, self._writes
+        if known:
+            return looked, len(keys)
+        return looked, len(generations.translate(None, self._unknown))
+
     def count_known(self, keys: Iterable[int]) -> int:
         """How many distinct known slots ``keys`` fall in."""
         return self.count_known_slots(self.slot_set(keys))
@@ -153,12 +187,28 @@ class BoundedKeySet:
         gen, now = self._gen, self._now
         new = [s for s in slots if gen[s] != now]
         if new:
-            gen = self._writable()
-            for s in new:
-                gen[s] = now
-            self._fill += len(new)
-            if self._fill >= self._cap:
-                self._next_generation()
+            self._learn(new, len(new))
+
+    def add_looked_up(self, looked: tuple[set[int], bytes, int]) -> None:
+        """:meth:`add_slots` of the slots looked up by :meth:`look_up_contexts`; if the set is
+        unchanged since, the generations looked up tell which slots are new."""
+        slots, generations, writes = looked
+        if writes != self._writes:  # learnt or restored since: the generations are stale
+            self.add_slots(slots)
+            return
+        new = len(generations) - generations.count(self._now)
+        if new:
+            self._learn(slots, new)  # rewriting a current slot's number changes nothing
+
+    def _learn(self, slots: Iterable[int], new: int) -> None:
+        """Make ``slots``, ``new`` of which were not the current generation's, the current generation's."""
+        gen, now = self._writable(), self._now
+        for s in slots:
+            gen[s] = now
+        self._writes += 1
+        self._fill += new
+        if self._fill >= self._cap:
+            self._next_generation()
 
     def _next_generation(self) -> None:
         """The current generation becomes the previous one; the previous one is forgotten."""

@@ -50,12 +50,13 @@ class ContextKeys:
         self.seen = BoundedKeySet(slots, generation_share)  # tagged keys' slots
         self.restore([[] for _ in resolutions], [[] for _ in resolutions])
 
-    def look_up(self, offset: float, width: float) -> tuple[tuple[list[int], list[int], set[int] | None], int]:
+    def look_up(self, offset: float, width: float) -> tuple[tuple[list[int], list[int], tuple | None], int]:
         """The contexts of the reading ``offset`` above the range's minimum
         (range width ``width``, ``0``: a single value), and how many of them
         were seen. The contexts, for :meth:`learn`: the keys, the reading's
         own tagged symbols (its tails of order 1) and the keys' slots to
-        learn (``None``: all are the current generation's already)."""
+        learn with their generations (:meth:`BoundedKeySet.look_up_contexts`;
+        ``None``: all are the current generation's already)."""
         if width > 0:
             try:
                 symbols = self._symbols(offset, width)  # a key of the symbols
@@ -68,44 +69,32 @@ class ContextKeys:
             parts = self._new_parts(symbols)
         lead, heads = parts
         keys = list(map(add, lead, self._tails))
-        seen = self.seen
         # a context is learnt with all its shorter ones: if every resolution's
-        # longest context was seen, all were (the usual case; no set built).
-        # Known from the previous generation only: known, and learnt again
-        # into the current one (else a context met every day would still be
-        # forgotten when its generation ends, and look new once more). The
-        # keys' slots are computed once, here, for the count and for learn
-        longest = self._longest(keys)
-        if seen.current_has_all(longest):
-            return (keys, heads, None), len(keys)
-        slots = seen.slot_set(keys)
-        if seen.known_all(longest):
-            return (keys, heads, slots), len(keys)
-        return (keys, heads, slots), seen.count_known_slots(slots)
+        # longest context was seen, all were (the usual case once steady; no
+        # set built). Known from the previous generation only: known, and learnt
+        # again into the current one (else a context met every day would still
+        # be forgotten when its generation ends, and look new once more). The
+        # keys' slots and their generations are looked up once, here, for the
+        # count and for learn
+        looked, known = self.seen.look_up_contexts(keys, self._longest(keys))
+        return (keys, heads, looked), known
 
-    def learn(self, contexts: tuple[list[int], list[int], set[int] | None]) -> None:
+    def learn(self, contexts: tuple[list[int], list[int], tuple | None]) -> None:
         """Remember the contexts of a reading (from :meth:`look_up`)."""
-        keys, heads, slots = contexts
-        if slots is not None:
-            self.seen.add_slots(slots)
+        keys, heads, looked = contexts
+        if looked is not None:
+            self.seen.add_looked_up(looked)
         self._tails = self._shift(keys + heads)
         if self._growing:
-            self._set_layout(tuple(min(order, m + 1) for (_, order), m in zip(self.resolutions, self._lengths)))
+            self._set_layout(self._next_lengths)
 
     # -- layout --------------------------------------------------------------
 
     def _set_layout(self, lengths: tuple[int, ...]) -> None:
         """Keys of orders ``1..lengths[r]`` at resolution ``r`` (the history so far)."""
         self._lengths = lengths
-        self._growing = any(m < order for (_, order), m in zip(self.resolutions, lengths))
-        self._parts = _layout_parts(self._levels, lengths)  # symbols' key -> lead, heads (shared, read-only)
-        # learn: tails of resolution r <- its symbol, then its keys of orders 1..K-1
-        n_keys, start, indexes = sum(lengths), 0, []
-        for r, ((_, order), m) in enumerate(zip(self.resolutions, lengths)):
-            indexes += ([n_keys + r] + list(range(start, start + m)))[:order]
-            start += m
-        self._shift = _gather(indexes)
-        self._longest = _gather([sum(lengths[: r + 1]) - 1 for r, m in enumerate(lengths) if m])
+        (self._growing, self._parts, self._shift, self._longest,
+         self._next_lengths) = _layout(self.resolutions, self._levels, lengths)
 
     def _new_parts(self, key: int | tuple[int, ...]) -> tuple[list[int], list[int]]:
         """The symbols' (``key``'s) part of every key (tagged) and the tagged symbols;
@@ -167,6 +156,33 @@ class ContextKeys:
 #: (its layout grows with each of its first readings) finds most of them made, and each of
 #: 100 k sensors holds no copy. At most the in-range symbols of each layout met: bounded.
 _PARTS: dict[tuple[tuple[int, ...], tuple[int, ...]], dict[int | tuple[int, ...], tuple[list[int], list[int]]]] = {}
+
+
+#: (resolutions, lengths) -> what :meth:`ContextKeys._set_layout` sets for that layout: a young
+#: stream's layout grows with each of its first readings, and every stream goes through the same
+#: few layouts (at most ``sum(orders) + 1`` a resolution tuple), so they are made once.
+_LAYOUTS: dict[tuple[tuple[tuple[int, int], ...], tuple[int, ...]], tuple] = {}
+
+
+def _layout(resolutions: tuple[tuple[int, int], ...], levels: tuple[int, ...], lengths: tuple[int, ...]) -> tuple:
+    """``(growing, parts, shift, longest, next lengths)`` of the layout ``lengths`` (see :data:`_LAYOUTS`):
+    whether it grows at the next reading learnt, the shared parts (:func:`_layout_parts`), the
+    gathers of the next tails (from the keys and the tagged symbols) and of each resolution's
+    longest key, and the lengths after the next reading learnt."""
+    layout = _LAYOUTS.get((resolutions, lengths))
+    if layout is not None:
+        return layout
+    growing = any(m < order for (_, order), m in zip(resolutions, lengths))
+    # learn: tails of resolution r <- its symbol, then its keys of orders 1..K-1
+    n_keys, start, indexes = sum(lengths), 0, []
+    for r, ((_, order), m) in enumerate(zip(resolutions, lengths)):
+        indexes += ([n_keys + r] + list(range(start, start + m)))[:order]
+        start += m
+    layout = _LAYOUTS[resolutions, lengths] = (
+        growing, _layout_parts(levels, lengths), _gather(indexes),
+        _gather([sum(lengths[: r + 1]) - 1 for r, m in enumerate(lengths) if m]),
+        tuple(min(order, m + 1) for (_, order), m in zip(resolutions, lengths)))
+    return layout
 
 
 def _layout_parts(levels: tuple[int, ...], lengths: tuple[int, ...]
