@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
@@ -158,18 +159,8 @@ def reading_from_dict(d: Any, key: bytes | None = None) -> Reading:
     return Reading(sid, kind, district, ts, numbers, received_at, topic)
 
 
-class _WireReading(msgspec.Struct, gc=False):
-    """An aggregate's element as the gateway writes it: every field, of its exact JSON type."""
-
-    sensor_id: str
-    kind: str
-    district: str
-    ts: float
-    values: dict[str, float]
-    received_at: float
-    mqtt_topic: str
-
-
+#: an aggregate's element as the gateway writes it: every field of a reading, of its exact JSON type
+_WireReading = msgspec.defstruct("_WireReading", list(typing.get_type_hints(Reading).items()), gc=False)
 _WELL_FORMED = msgspec.json.Decoder(list[_WireReading])
 
 
