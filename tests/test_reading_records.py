@@ -8,6 +8,7 @@ import math
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
+from cityeye import reading_records
 from cityeye.contracts import TOPIC_DEADLETTER, DeadLetter, Reading, readings_topic, to_json
 from cityeye.reading_records import (AGGREGATE_HEADER, AGGREGATE_HEADERS, RejectedReading, encode_aggregate,
                                      encode_reading, partition_for, reading_from_dict, readings_of)
@@ -92,9 +93,9 @@ def outcome(decode, d, key=None):
     return "reading", r, [type(v) for v in (r.sensor_id, r.kind, r.district, r.ts, r.received_at, r.mqtt_topic)]
 
 
-def test_the_fast_decoder_reads_and_refuses_exactly_what_the_plain_one_does():
-    good = encode_reading(reading("wl-1", 1e9)).decode()
-    base = json.loads(good)
+def hostile_objects() -> list:
+    """A good reading's JSON object changed in every way the decoders must read, coerce or refuse."""
+    base = json.loads(encode_reading(reading("wl-1", 1e9)))
     changes = [{}, {"sensor_id": ""}, {"sensor_id": 7}, {"sensor_id": None}, {"kind": 3}, {"district": ["x"]},
                {"ts": "12.5"}, {"ts": "nan"}, {"ts": "-inf"}, {"ts": None}, {"ts": "soon"}, {"ts": True},
                {"ts": 10**400}, {"received_at": "inf"}, {"received_at": []}, {"mqtt_topic": 5}, {"mqtt_topic": None},
@@ -106,6 +107,12 @@ def test_the_fast_decoder_reads_and_refuses_exactly_what_the_plain_one_does():
     objects = [dict(base, **change) for change in changes]
     objects += [{k: v for k, v in base.items() if k != field} for field in base]  # each field missing in turn
     objects += [{k: v for k, v in base.items() if k not in ("ts", "values")}, None, [], "reading", 3, base]
+    return objects
+
+
+def test_the_fast_decoder_reads_and_refuses_exactly_what_the_plain_one_does():
+    base = json.loads(encode_reading(reading("wl-1", 1e9)))
+    objects = hostile_objects()
     for d in objects:
         for key in (None, b"wl-1", b"wl-2", "wl-1".encode() * 40):
             assert outcome(reading_from_dict, d, key) == outcome(plain_reading_from_dict, d, key), (d, key)
@@ -173,3 +180,51 @@ def test_readings_sharing_a_position_are_all_processed_and_a_restore_skips_the_w
     restored.process(rs[4], position=11)
     restored.process(rs[5], position=9)  # older than the last reading: a replay
     assert restored.skipped == 4 and restored.state("wl-1").last_ts == rs[4].ts
+
+
+#: numbers as JSON text whose float a decoder could round differently (ints past 2**53, 2**63, 2**64, tiny, huge)
+EDGE_NUMBERS = ["0", "-0", "-0.0", "1E5", "1e-7", "9007199254740993", "9223372036854775807", "9223372036854775808",
+                "18446744073709551615", "18446744073709551616", "-9223372036854775809",
+                "123456789012345678901234567890",
+                "5e-324", "4.9e-325", "2.2250738585072011e-308", "1.7976931348623157e308", "0.30000000000000004441",
+                "1800000000.1234567", "1e400", "-1e400", "true", "null", '"1"', "NaN", "1.", ".5", "01"]
+
+
+def _decoded(items: list) -> list:
+    """Items with everything that tells them apart: their type, fields, field order and value types."""
+    return [(type(i).__name__, i, list(i.__dict__), [type(v) for v in i.__dict__.values()]) for i in items]
+
+
+def test_an_aggregate_reads_the_same_on_the_fast_path_and_the_plain_one(monkeypatch):
+    good = encode_reading(reading("wl-1", 1e9))
+    assert b'"level_m":3.0' in good and b'"ts":1000000000.0' in good
+    elements = [json.dumps(d).encode() for d in hostile_objects()]
+    elements += [good.replace(b'"level_m":3.0', b'"level_m":' + n.encode()) for n in EDGE_NUMBERS]
+    elements += [good.replace(b'"ts":1000000000.0', b'"ts":' + n.encode()) for n in EDGE_NUMBERS]
+    elements += [b'{"mqtt_topic":"t","values":{"b":1,"a":2,"b":3},"received_at":2,"ts":1,"kind":"k",'
+                 b'"district":"d","sensor_id":"s","extra":[{"deep":[[]]}]}']  # keys in another order, a duplicate
+    values = [b"[" + good + b"," + element + b"," + good + b"]" for element in elements]
+    values += [b"[" + element + b"]" for element in elements] + [b"[]", b" [ ] ", b"[" + good + b"] x"]
+    fast = [_decoded(readings_of(value, None, AGGREGATE_HEADERS)) for value in values]
+    monkeypatch.setattr(reading_records, "_well_formed_readings", lambda value: None)
+    plain = [_decoded(readings_of(value, None, AGGREGATE_HEADERS)) for value in values]
+    for value, f, p in zip(values, fast, plain):
+        assert f == p, value
+    taken = sum(all(kind == "Reading" for kind, *_ in f) for f in fast)
+    assert 20 < taken < len(values) - 40  # both paths were exercised
+
+
+def test_the_gateways_aggregates_are_decoded_without_orjson(monkeypatch):
+    rs = [reading("wl-1", 1e9 + i, 3.0 + i / 10) for i in range(5)] + [reading("wx-1", 1e9, 2.0, "weather")]
+    value = encode_aggregate([encode_reading(r) for r in rs])
+
+    class NoOrjson:
+        JSONDecodeError = orjson.JSONDecodeError
+
+        @staticmethod
+        def loads(value: bytes) -> None:
+            raise AssertionError("the plain path was taken")
+
+    monkeypatch.setattr(reading_records, "orjson", NoOrjson)
+    assert readings_of(value, None, AGGREGATE_HEADERS) == rs
+    assert [list(r.__dict__) for r in readings_of(value, None, AGGREGATE_HEADERS)] == [list(r.__dict__) for r in rs]
