@@ -56,7 +56,8 @@ class TheilSenRefitForecast(LevelForecast):
             self._estimate(t)  # the previous forecast refitted at every reading, whatever the trend
         return super().update(x, t)
 
-    def _estimate(self, t: float) -> LineEstimate | None:
+    def _estimate(self, t: float, line: tuple[float, float] | None = None) -> LineEstimate | None:
+        """The Theil-Sen line at ``t``; ``line`` (the running fit's, which the base passes) is ignored."""
         pts = self._fit.points()
         n = len(pts)
         min_span = self.window_s / 2 if self.min_span_s is None else self.min_span_s
