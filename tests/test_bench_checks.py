@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_checks_bench_prints_every_kind_and_the_refit_baseline():
-    done = subprocess.run([sys.executable, "bench/bench_checks.py", "--readings", "200"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "bench/bench_checks.py", "--readings", "600"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines() if line.split()}
