@@ -23,23 +23,25 @@ from __future__ import annotations
 import types
 from typing import Any, Coroutine, Generator
 
-__all__ = ["start_eagerly", "resume"]
+__all__ = ["Done", "start_eagerly", "resume"]
 
 
-class _Done:
+class Done:
+    """A coroutine that finished in its first step, and its result (``value``)."""
+
     __slots__ = ("value",)
 
     def __init__(self, value: Any) -> None:
         self.value = value
 
 
-def start_eagerly(coro: Coroutine[Any, Any, Any]) -> "_Done | Coroutine[Any, Any, Any]":
-    """Run ``coro``'s first step now: a ``_Done`` holding its result if it finished, else a coroutine
+def start_eagerly(coro: Coroutine[Any, Any, Any]) -> "Done | Coroutine[Any, Any, Any]":
+    """Run ``coro``'s first step now: a ``Done`` holding its result if it finished, else a coroutine
     that finishes it (to await or to wrap in a task). An exception of the first step propagates."""
     try:
         yielded = coro.send(None)
     except StopIteration as stop:
-        return _Done(stop.value)
+        return Done(stop.value)
     return resume(coro, yielded)
 
 

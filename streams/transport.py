@@ -51,7 +51,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode.services import WaitResults
 
-from streams.eager import _Done, start_eagerly
+from streams.eager import Done, start_eagerly
 
 from cityeye.config import KafkaSettings
 from cityeye.kafka import fetched_end_offsets
@@ -96,7 +96,7 @@ class _Consumer(faust_aiokafka.Consumer):
         except BaseException:
             _close(coros[1:])
             raise
-        if type(started) is _Done:
+        if type(started) is Done:
             _close(coros[1:])
             return WaitResults([first], [started.value], False)
         return await super().wait_first(started, *coros[1:])
